@@ -1,0 +1,144 @@
+package procedures
+
+import (
+	"context"
+	"time"
+)
+
+// This file holds what the engine needs from the outside world. Each
+// interface is small and implemented by one package under adapters/; the
+// engine's unit tests use in-process fakes.
+
+// Progress receives a one-line, human-readable progress report, such as
+// "app-1: APP_COMMANDING upgrade — load plugin [ai], 50/77". It may be
+// called often; callers must not block on it.
+type Progress func(msg string)
+
+// Node is one NocoBase application node (a container, or a Swarm slot).
+type Node struct {
+	Name   string // stable identity across re-imaging, e.g. "prod-app-1"
+	ID     string // container id; changes when the image changes
+	Image  string // image reference, e.g. "nocobase/nocobase:1.7.14"
+	Digest string // image digest if known, e.g. "sha256:…"
+	State  string // "running", "exited", "created", …
+	Health string // Docker health status if the container has a check
+	URL    string // base URL of the NocoBase app, e.g. "http://127.0.0.1:13001"
+}
+
+// Running reports whether the node's container is running.
+func (n Node) Running() bool { return n.State == "running" }
+
+// Nodes finds and drives the app nodes of one cluster.
+//
+// Every method is idempotent: stopping a stopped node or starting a
+// running one succeeds. Nodes are addressed by Name; List returns them in
+// a stable order (by name). Errors name the node and the action.
+type Nodes interface {
+	List(ctx context.Context) ([]Node, error)
+	// Stop stops a node gracefully, killing it after the configured
+	// timeout, and returns when it is no longer running.
+	Stop(ctx context.Context, name string) error
+	// Start starts a node and returns when its container is running (not
+	// when the app is healthy: that is the App's job).
+	Start(ctx context.Context, name string) error
+	// SetImage recreates a stopped node with the same configuration and a
+	// new image. The node stays stopped.
+	SetImage(ctx context.Context, name, image string) error
+	// Pull makes an image present on the engine, reporting progress; a tag
+	// that does not exist fails with the registry's message.
+	Pull(ctx context.Context, image string, progress Progress) error
+}
+
+// AppStatus is what one health probe of a node saw.
+type AppStatus struct {
+	Healthy bool
+	// Listening is false while the connection is refused (not started yet).
+	Listening  bool
+	HTTPStatus int
+	Code       string // NocoBase error code, e.g. "APP_COMMANDING"
+	Command    string // command name while commanding, e.g. "upgrade"
+	Message    string // e.g. "load plugin [ai], 50/77"
+}
+
+// App talks to the NocoBase application on a node.
+type App interface {
+	// WaitHealthy polls the node's health check until it answers ok,
+	// reporting each status change through progress, until ctx's deadline.
+	WaitHealthy(ctx context.Context, node Node, progress Progress) error
+	// Version returns the version the node reports (data.version).
+	Version(ctx context.Context, node Node) (string, error)
+	// Plugin runs a plugin action ("enable", "disable", "add") on one node
+	// and waits until the node is healthy again.
+	Plugin(ctx context.Context, node Node, action, pkg string, progress Progress) error
+}
+
+// BackupInfo describes one complete backup (database and storage).
+type BackupInfo struct {
+	ID       string
+	Cluster  string
+	Version  string // NocoBase version the data belongs to
+	Image    string
+	Created  time.Time
+	Size     int64 // bytes, all parts
+	Verified bool
+	RunID    string // the run that took it, if any
+}
+
+// BackupRequest says what a new backup belongs to.
+type BackupRequest struct {
+	Cluster string
+	Version string
+	Image   string
+	RunID   string
+}
+
+// Backups takes, verifies and restores complete backups of a cluster.
+type Backups interface {
+	// Check fails if a backup could not be taken now: destination not
+	// writable or without room, database unreachable.
+	Check(ctx context.Context) error
+	// Create takes a backup of the database and storage and verifies it;
+	// an error means no usable backup exists.
+	Create(ctx context.Context, req BackupRequest, progress Progress) (BackupInfo, error)
+	// Verify checks a backup's checksums and readability.
+	Verify(ctx context.Context, id string) (BackupInfo, error)
+	// Restore verifies a backup, then puts the database and storage back
+	// exactly as they were when it was taken.
+	Restore(ctx context.Context, id string, progress Progress) error
+	// List returns the cluster's backups, newest first.
+	List(ctx context.Context) ([]BackupInfo, error)
+}
+
+// LBMode is where the load balancer sends traffic.
+type LBMode string
+
+const (
+	LBNormal      LBMode = "normal"      // traffic to the app nodes
+	LBMaintenance LBMode = "maintenance" // 503 page
+	LBUnknown     LBMode = "unknown"
+)
+
+// Balancer switches the cluster's load balancer between the app and the
+// 503 maintenance page.
+type Balancer interface {
+	// SetMode switches and, where configured, probes the public URL to
+	// confirm the switch took effect.
+	SetMode(ctx context.Context, mode LBMode) error
+	Mode(ctx context.Context) (LBMode, error)
+}
+
+// Clock is the engine's and scheduler's view of time, injected so tests
+// never sleep through real minutes.
+type Clock interface {
+	Now() time.Time
+	// After is time.After on this clock.
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// SystemClock returns the wall clock.
+func SystemClock() Clock { return realClock{} }
