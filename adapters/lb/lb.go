@@ -1,0 +1,199 @@
+// Package lb switches the cluster's load balancer between the app nodes and
+// the 503 maintenance page: nginx with a flag file (see deploy/nginx/), an
+// HTTP webhook for other balancers, or none.
+//
+// After a switch, an optional probe of the public URL confirms that the
+// balancer really answers 503 (or no longer does), so a wrong setup is
+// caught before the cluster goes down rather than by its users.
+package lb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/nocobot/nocobot/procedures"
+)
+
+// Containers is what the nginx balancer needs from the Docker adapter when
+// the flag file lives inside the load balancer's container.
+type Containers interface {
+	Exec(ctx context.Context, container string, cmd []string, stdin io.Reader, stdout io.Writer) error
+	CopyFrom(ctx context.Context, container, path string) (io.ReadCloser, error)
+	CopyTo(ctx context.Context, container, dir string, tarStream io.Reader) error
+}
+
+var (
+	_ procedures.Balancer = (*Nginx)(nil)
+	_ procedures.Balancer = (*Webhook)(nil)
+	_ procedures.Balancer = (*None)(nil)
+)
+
+// ProbeOptions configures the check of the public URL after a switch.
+type ProbeOptions struct {
+	// URL is the public URL through the balancer, e.g.
+	// "https://nocobase.example.com/api/__health_check". Empty: no probe.
+	URL string
+	// Timeout is how long the switch may take to show (default 15s).
+	Timeout time.Duration
+	// Interval is the time between two probes (default 500ms).
+	Interval time.Duration
+	// RequestTimeout bounds one request (default 5s).
+	RequestTimeout time.Duration
+	// HTTPClient, if set, replaces the default client (custom CAs…).
+	HTTPClient *http.Client
+}
+
+type prober struct {
+	opts ProbeOptions
+	http *http.Client
+	log  zerolog.Logger
+}
+
+func newProber(opts ProbeOptions, log zerolog.Logger) (*prober, error) {
+	if opts.URL == "" {
+		return nil, nil
+	}
+	u, err := url.Parse(opts.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("probe URL %q: want an http(s) URL", opts.URL)
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 15 * time.Second
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = 500 * time.Millisecond
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = 5 * time.Second
+	}
+	hc := opts.HTTPClient
+	if hc == nil {
+		// Redirects are not followed: a redirect to a login page must
+		// not hide a 503.
+		hc = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	return &prober{opts: opts, http: hc, log: log}, nil
+}
+
+// status returns the HTTP status the public URL answers now.
+func (p *prober) status(ctx context.Context) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.opts.RequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.opts.URL, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Cache-Control", "no-cache")
+	resp, err := p.http.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return 0, fmt.Errorf("probe %s: %w", p.opts.URL, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, nil
+}
+
+// mode reads the mode from the public URL: 503 means the maintenance page.
+func (p *prober) mode(ctx context.Context) (procedures.LBMode, error) {
+	st, err := p.status(ctx)
+	if err != nil {
+		return procedures.LBUnknown, err
+	}
+	if st == http.StatusServiceUnavailable {
+		return procedures.LBMaintenance, nil
+	}
+	return procedures.LBNormal, nil
+}
+
+// confirm polls the public URL until it shows mode, or fails after the
+// probe timeout with what it saw.
+func (p *prober) confirm(ctx context.Context, mode procedures.LBMode) error {
+	if p == nil {
+		return nil
+	}
+	deadline := time.Now().Add(p.opts.Timeout)
+	var lastStatus int
+	var lastErr error
+	for {
+		st, err := p.status(ctx)
+		lastStatus, lastErr = st, err
+		if err == nil {
+			got := procedures.LBNormal
+			if st == http.StatusServiceUnavailable {
+				got = procedures.LBMaintenance
+			}
+			if got == mode {
+				p.log.Info().Str("url", p.opts.URL).Int("status", st).Str("mode", string(mode)).Msg("switch confirmed by probe")
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("confirm %s mode at %s: %w", mode, p.opts.URL, ctx.Err())
+		case <-time.After(p.opts.Interval):
+		}
+	}
+	if lastErr != nil {
+		return fmt.Errorf("switched to %s, but the public URL could not be checked for %s: %w", mode, p.opts.Timeout, lastErr)
+	}
+	if mode == procedures.LBMaintenance {
+		return fmt.Errorf("switched to maintenance, but %s still answers %d after %s (not 503): is the balancer using this flag/webhook?",
+			p.opts.URL, lastStatus, p.opts.Timeout)
+	}
+	return fmt.Errorf("switched back to normal, but %s still answers 503 after %s", p.opts.URL, p.opts.Timeout)
+}
+
+func checkMode(mode procedures.LBMode) error {
+	if mode != procedures.LBNormal && mode != procedures.LBMaintenance {
+		return fmt.Errorf("cannot switch the load balancer to mode %q", mode)
+	}
+	return nil
+}
+
+// None is for clusters without a balancer the bot can switch: SetMode does
+// nothing, and Mode is read from the probe URL if there is one.
+type None struct {
+	probe *prober
+	log   zerolog.Logger
+}
+
+// NewNone returns a Balancer that switches nothing. probe may be zero.
+func NewNone(probe ProbeOptions, log zerolog.Logger) (*None, error) {
+	log = log.With().Str("adapter", "lb").Str("lb", "none").Logger()
+	p, err := newProber(probe, log)
+	if err != nil {
+		return nil, err
+	}
+	return &None{probe: p, log: log}, nil
+}
+
+// SetMode only logs: there is nothing to switch.
+func (n *None) SetMode(ctx context.Context, mode procedures.LBMode) error {
+	if err := checkMode(mode); err != nil {
+		return err
+	}
+	n.log.Warn().Str("mode", string(mode)).Msg("no load balancer configured: traffic is not switched")
+	return nil
+}
+
+// Mode is LBUnknown unless a probe URL tells.
+func (n *None) Mode(ctx context.Context) (procedures.LBMode, error) {
+	if n.probe == nil {
+		return procedures.LBUnknown, nil
+	}
+	return n.probe.mode(ctx)
+}
