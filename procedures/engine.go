@@ -406,6 +406,18 @@ func joinActions(as []store.Action) string {
 	return strings.Join(s, ", ")
 }
 
+// PublishWindow publishes a maintenance-window event to the fronts.
+func (e *Engine) PublishWindow(kind EventKind, w store.Window, run *store.Run, msg string) {
+	ev := Event{Kind: kind, Step: -1, Message: msg, Window: &w, At: e.clock.Now()}
+	if run != nil {
+		ev.Run = cloneRun(*run)
+	}
+	e.bus.publish(ev)
+}
+
+// Clock is the engine's clock.
+func (e *Engine) Clock() Clock { return e.clock }
+
 func (e *Engine) publish(kind EventKind, r store.Run, step int, msg string, d *store.Decision) {
 	e.bus.publish(Event{Kind: kind, Run: cloneRun(r), Step: step, Message: msg, Decision: d, At: e.clock.Now()})
 }

@@ -35,6 +35,7 @@ type Event struct {
 	Step     int // index into Run.Steps, -1 when not about a step
 	Message  string
 	Decision *store.Decision
+	Window   *store.Window // window events
 	At       time.Time
 }
 
