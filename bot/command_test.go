@@ -1,0 +1,118 @@
+package bot
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string // the interesting fields
+	}{
+		{"", "help"},
+		{"help", "help"},
+		{"upgrade 1.7.14", "upgrade v=1.7.14 c= dry=false"},
+		{"upgrade 1.7.14 prod --dry-run", "upgrade v=1.7.14 c=prod dry=true"},
+		{"UPGRADE 2.0.0-beta.12 staging", "upgrade v=2.0.0-beta.12 c=staging dry=false"},
+		{"maintain", "maintain c= acts=[]"},
+		{"maintain prod", "maintain c=prod acts=[]"},
+		{"maintain plugin enable @nocobase/plugin-map backup", "maintain c= acts=[plugin enable @nocobase/plugin-map,backup]"},
+		{"maintain prod restore prod-20261122T020000Z", "maintain c=prod acts=[restore prod-20261122T020000Z]"},
+		{"start prod", "start c=prod"},
+		{"status", "status c="},
+		{"history", "history n=10"},
+		{"history 3", "history n=3"},
+		{"cancel r1122-7fq3", "cancel run=r1122-7fq3"},
+		{"backups prod", "backups c=prod"},
+		{`schedule add "0 2 * * 6" upgrade 1.7.15 prod --tz Europe/Berlin --duration 2h --announce 30m --approval required`,
+			"schedule add cron=0 2 * * 6 tz=Europe/Berlin dur=2h0m0s ann=30m0s appr=true run=upgrade v=1.7.15 c=prod dry=false"},
+		{`schedule add “@weekly” maintain backup`, "schedule add cron=@weekly tz= dur=0s ann=0s appr=false run=maintain c= acts=[backup]"},
+		{"schedule list", "schedule list"},
+		{"schedule pause w-3", "schedule pause w-3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			c, err := Parse("/nocobase", tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := describe(c); got != tt.want {
+				t.Fatalf("got  %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func describe(c Command) string {
+	switch c.Name {
+	case "upgrade":
+		return fmt.Sprintf("upgrade v=%s c=%s dry=%t", c.Version, c.Cluster, c.DryRun)
+	case "maintain":
+		s := make([]string, len(c.Actions))
+		for i, a := range c.Actions {
+			s[i] = a.String()
+		}
+		return fmt.Sprintf("maintain c=%s acts=[%s]", c.Cluster, strings.Join(s, ","))
+	case "start", "status", "backups":
+		return c.Name + " c=" + c.Cluster
+	case "history":
+		return fmt.Sprintf("history n=%d", c.N)
+	case "cancel":
+		return "cancel run=" + c.RunID
+	case "schedule":
+		sc := c.Schedule
+		switch sc.Sub {
+		case "add":
+			return fmt.Sprintf("schedule add cron=%s tz=%s dur=%s ann=%s appr=%t run=%s", sc.Cron, sc.TZ, sc.Duration, sc.Announce, sc.Approval, describe(*sc.Run))
+		case "list":
+			return "schedule list"
+		}
+		return "schedule " + sc.Sub + " " + sc.ID
+	}
+	return c.Name
+}
+
+func TestParseErrorsCarryUsage(t *testing.T) {
+	tests := []struct{ in, msg, usage string }{
+		{"deploy", `unknown command "deploy"`, ""},
+		{"upgrade", "which version?", "/nocobase upgrade <version> [cluster] [--dry-run]"},
+		{"upgrade latest", `"latest" is not an exact NocoBase version`, "/nocobase upgrade"},
+		{"upgrade 1.7.14;rm", "not an exact NocoBase version", "/nocobase upgrade"},
+		{"upgrade 1.7.14 prod extra", "too many arguments: extra", "/nocobase upgrade"},
+		{"upgrade 1.7.14 --force", "unknown option --force", "/nocobase upgrade"},
+		{"maintain plugin enable", "plugin needs an action and a package", "/nocobase maintain"},
+		{"maintain plugin frob x", "plugin frob: expected enable, disable or add", "/nocobase maintain"},
+		{"maintain plugin enable ../../etc", "is not a plugin name", "/nocobase maintain"},
+		{"maintain restore", "restore needs a backup id", "/nocobase maintain"},
+		{"history 0", `"0": expected a number from 1 to 100`, "/nocobase history [n]"},
+		{"cancel", "which run?", "/nocobase cancel <run>"},
+		{`schedule add "61 * * * *"`, "schedule add needs a cron expression in quotes and a procedure", "/nocobase schedule"},
+		{`schedule add "@daily" deploy`, `a window runs upgrade, maintain or start, not "deploy"`, "/nocobase schedule"},
+		{`schedule add "@daily" start --tz Mars/Base`, "not a time zone", "/nocobase schedule"},
+		{`schedule add "@daily" upgrade 1.7.15 --dry-run`, "cannot run a --dry-run", "/nocobase schedule"},
+		{`schedule add "@daily start`, "a quote is not closed", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			_, err := Parse("/nocobase", tt.in)
+			ue, ok := err.(*UsageError)
+			if !ok {
+				t.Fatalf("err = %v, want a *UsageError", err)
+			}
+			if !strings.Contains(ue.Msg, tt.msg) || !strings.HasPrefix(ue.Usage, tt.usage) {
+				t.Fatalf("got msg %q usage %q\nwant msg containing %q, usage starting %q", ue.Msg, ue.Usage, tt.msg, tt.usage)
+			}
+		})
+	}
+}
+
+func TestHelpListsEveryCommand(t *testing.T) {
+	h := Help("/nocobase")
+	for _, c := range commands {
+		if !strings.Contains(h, "/nocobase "+c.name) {
+			t.Errorf("help lacks %s", c.name)
+		}
+	}
+}

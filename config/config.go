@@ -1,0 +1,554 @@
+// Package config reads nocobot's YAML configuration: the clusters, how to
+// reach their nodes, load balancer and backups, who may do what, and the
+// timeouts. Secrets are never in the file: it names the environment
+// variables that hold them.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"go.yaml.in/yaml/v3"
+)
+
+// Duration is a time.Duration written as "90s", "10m", "2h".
+type Duration time.Duration
+
+// UnmarshalYAML reads a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: expected a duration such as 90s, 10m or 2h", n.Line)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("line %d: %q is not a duration (expected e.g. 90s, 10m, 2h)", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Config is the whole file.
+type Config struct {
+	Store    Store     `yaml:"store"`
+	Slack    Slack     `yaml:"slack"`
+	Access   Access    `yaml:"access"` // default for clusters without their own
+	Schedule Schedule  `yaml:"schedule"`
+	Audit    Audit     `yaml:"audit"`
+	Clusters []Cluster `yaml:"clusters"`
+}
+
+// Store selects the embedded file (path) or PostgreSQL (url).
+type Store struct {
+	Path string `yaml:"path"` // embedded store file; default ./nocobot.db
+	// URL of a PostgreSQL database without password, e.g.
+	// postgres://nocobot@db:5432/nocobot; the password comes from PasswordEnv.
+	URL         string `yaml:"url"`
+	PasswordEnv string `yaml:"password_env"`
+	Schema      string `yaml:"schema"` // default "nocobot"
+}
+
+// Slack configures the Slack front.
+type Slack struct {
+	Mode             string `yaml:"mode"` // "socket" (default) or "http"
+	BotTokenEnv      string `yaml:"bot_token_env"`
+	AppTokenEnv      string `yaml:"app_token_env"`      // socket mode
+	SigningSecretEnv string `yaml:"signing_secret_env"` // http mode
+	Listen           string `yaml:"listen"`             // http mode, e.g. ":3000"
+	Command          string `yaml:"command"`            // default "/nocobase"
+}
+
+// Access says who may run procedures and who may decide checkpoints.
+type Access struct {
+	Run      Principals `yaml:"run"`
+	Decide   Principals `yaml:"decide"`
+	FourEyes bool       `yaml:"four_eyes"` // the requester may not approve their own run
+	Channels []string   `yaml:"channels"`  // channel ids the bot obeys (besides the clusters' own)
+}
+
+// Principals are Slack user and user-group ids.
+type Principals struct {
+	Users  []string `yaml:"users"`
+	Groups []string `yaml:"groups"`
+}
+
+// Empty reports whether nobody is listed.
+func (p Principals) Empty() bool { return len(p.Users) == 0 && len(p.Groups) == 0 }
+
+// Schedule configures the maintenance window scheduler.
+type Schedule struct {
+	// MissedGrace: a window missed while the bot was down still starts if
+	// the bot comes back within this time of its start; default 15m.
+	MissedGrace Duration `yaml:"missed_grace"`
+}
+
+// Audit configures the audit log.
+type Audit struct {
+	Retention Duration `yaml:"retention"` // default 365 days
+}
+
+// Cluster is one NocoBase cluster.
+type Cluster struct {
+	Name     string   `yaml:"name"`
+	Channel  string   `yaml:"channel"` // Slack channel id bound to the cluster
+	Docker   Docker   `yaml:"docker"`
+	Nodes    Nodes    `yaml:"nodes"`
+	Image    Image    `yaml:"image"`
+	NocoBase NocoBase `yaml:"nocobase"`
+	LB       LB       `yaml:"load_balancer"`
+	Backup   Backup   `yaml:"backup"`
+	Access   *Access  `yaml:"access"`
+	Timeouts Timeouts `yaml:"timeouts"`
+	Windows  []Window `yaml:"windows"`
+}
+
+// Docker is how to reach the engine that runs the cluster.
+type Docker struct {
+	Host     string       `yaml:"host"`      // unix:///var/run/docker.sock, tcp://host:2376; empty: DOCKER_HOST
+	CertPath string       `yaml:"cert_path"` // folder with ca.pem, cert.pem, key.pem for TLS; empty: DOCKER_CERT_PATH
+	Registry RegistryAuth `yaml:"registry"`
+}
+
+// RegistryAuth are credentials for pulling the NocoBase image.
+type RegistryAuth struct {
+	Username    string `yaml:"username"`
+	PasswordEnv string `yaml:"password_env"`
+}
+
+// Nodes says how the cluster's app nodes are found.
+type Nodes struct {
+	Labels       map[string]string `yaml:"labels"`        // containers matching all of these
+	SwarmService string            `yaml:"swarm_service"` // or a Swarm service
+	Network      string            `yaml:"network"`       // network whose address reaches the node
+	Port         int               `yaml:"port"`          // NocoBase port on the node; default 13000
+	StopTimeout  Duration          `yaml:"stop_timeout"`  // graceful stop before kill; default 30s
+	Parallelism  int               `yaml:"start_parallelism"`
+}
+
+// Image is the NocoBase image the nodes run.
+type Image struct {
+	Repository string `yaml:"repository"` // default: the repository the nodes run now
+	TagSuffix  string `yaml:"tag_suffix"` // e.g. "-full"
+}
+
+// NocoBase is how the bot talks to the app.
+type NocoBase struct {
+	APIKeyEnv    string   `yaml:"api_key_env"` // API key for plugin actions
+	Role         string   `yaml:"role"`        // optional X-Role
+	PollInterval Duration `yaml:"poll_interval"`
+}
+
+// LB is the load balancer in front of the nodes.
+type LB struct {
+	Type      string `yaml:"type"`      // "nginx", "webhook", "none"
+	FlagPath  string `yaml:"flag_path"` // nginx: the flag file whose presence means 503
+	Container string `yaml:"container"` // nginx: container holding the flag; empty: a host path
+	URL       string `yaml:"url"`       // webhook: POST target
+	SecretEnv string `yaml:"secret_env"`
+	ProbeURL  string `yaml:"probe_url"` // public URL checked after each switch
+}
+
+// Backup says what to back up and where to.
+type Backup struct {
+	Destination string         `yaml:"destination"`
+	Database    BackupDatabase `yaml:"database"`
+	Storage     BackupStorage  `yaml:"storage"`
+	KeepLast    int            `yaml:"keep_last"`
+	MaxAge      Duration       `yaml:"max_age"`
+}
+
+// BackupDatabase is the NocoBase database.
+type BackupDatabase struct {
+	Container   string `yaml:"container"` // run pg_dump inside this container (default way)
+	Name        string `yaml:"name"`
+	User        string `yaml:"user"`
+	PasswordEnv string `yaml:"password_env"`
+	// URLEnv names a variable holding a connection string for a local
+	// pg_dump (managed databases), instead of Container.
+	URLEnv string `yaml:"url_env"`
+	PgBin  string `yaml:"pg_bin"` // folder of local pg_dump/pg_restore
+}
+
+// BackupStorage is NocoBase's storage folder.
+type BackupStorage struct {
+	Container string `yaml:"container"` // default: the first app node
+	Path      string `yaml:"path"`      // default /app/nocobase/storage
+	HostPath  string `yaml:"host_path"` // or read it from the host
+}
+
+// Timeouts bound every wait.
+type Timeouts struct {
+	Health     Duration `yaml:"health"`     // one node until healthy; default 10m
+	Checkpoint Duration `yaml:"checkpoint"` // verify checkpoint; default 1h
+	// OnCheckpoint: "remind" (default), "rollback" or "abort".
+	OnCheckpoint string   `yaml:"on_checkpoint_timeout"`
+	Step         Duration `yaml:"step"` // any other step; default 2h
+}
+
+// Window is a maintenance window declared in the file.
+type Window struct {
+	ID       string   `yaml:"id"`
+	Cron     string   `yaml:"cron"`
+	TZ       string   `yaml:"tz"`
+	Command  string   `yaml:"command"` // e.g. "upgrade 1.7.15"
+	Duration Duration `yaml:"duration"`
+	Announce Duration `yaml:"announce"`
+	Approval string   `yaml:"approval"` // "required" or "none" (default)
+}
+
+// AccessFor returns the cluster's access rules, or the default ones.
+func (c *Config) AccessFor(cl *Cluster) Access {
+	if cl.Access != nil {
+		return *cl.Access
+	}
+	return c.Access
+}
+
+// Cluster finds a cluster by name.
+func (c *Config) Cluster(name string) (*Cluster, bool) {
+	for i := range c.Clusters {
+		if c.Clusters[i].Name == name {
+			return &c.Clusters[i], true
+		}
+	}
+	return nil, false
+}
+
+// Load reads and validates a file.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	c, err := Parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse reads and validates a configuration, filling in defaults.
+func Parse(r io.Reader) (*Config, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("the file is empty: at least one cluster is expected under clusters")
+		}
+		return nil, cleanYAMLError(err)
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	c.defaults()
+	return &c, nil
+}
+
+func cleanYAMLError(err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.ReplaceAll(msg, "unmarshal errors:\n  ", "")
+	msg = strings.ReplaceAll(msg, " in type config.", " in ")
+	return errors.New(msg)
+}
+
+var (
+	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	envRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	userRE   = regexp.MustCompile(`^[UW][A-Z0-9]{2,}$`)
+	groupRE  = regexp.MustCompile(`^S[A-Z0-9]{2,}$`)
+	chanRE   = regexp.MustCompile(`^[CG][A-Z0-9]{2,}$`)
+	windowRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+)
+
+// fieldError names the field and what is expected.
+func fieldError(field, format string, a ...any) error {
+	return fmt.Errorf("%s: %s", field, fmt.Sprintf(format, a...))
+}
+
+func checkEnv(field, v string, required bool) error {
+	if v == "" {
+		if required {
+			return fieldError(field, "required: the name of the environment variable that holds the secret")
+		}
+		return nil
+	}
+	if !envRE.MatchString(v) {
+		return fieldError(field, "%q is not an environment variable name (secrets are never written in this file; name the variable that holds it)", v)
+	}
+	return nil
+}
+
+func (c *Config) validate() error {
+	if c.Store.URL != "" {
+		if !strings.HasPrefix(c.Store.URL, "postgres://") && !strings.HasPrefix(c.Store.URL, "postgresql://") {
+			return fieldError("store.url", "expected a postgres:// URL")
+		}
+		if strings.Contains(strings.SplitN(strings.TrimPrefix(strings.TrimPrefix(c.Store.URL, "postgresql://"), "postgres://"), "@", 2)[0], ":") {
+			return fieldError("store.url", "holds a password: put it in an environment variable and name it in store.password_env")
+		}
+		if c.Store.Path != "" {
+			return fieldError("store", "set either path (embedded) or url (PostgreSQL), not both")
+		}
+	}
+	if err := checkEnv("store.password_env", c.Store.PasswordEnv, false); err != nil {
+		return err
+	}
+	switch c.Slack.Mode {
+	case "", "socket", "http":
+	default:
+		return fieldError("slack.mode", "%q: expected socket or http", c.Slack.Mode)
+	}
+	for f, v := range map[string]string{"slack.bot_token_env": c.Slack.BotTokenEnv, "slack.app_token_env": c.Slack.AppTokenEnv, "slack.signing_secret_env": c.Slack.SigningSecretEnv} {
+		if err := checkEnv(f, v, false); err != nil {
+			return err
+		}
+	}
+	if c.Slack.Command != "" && !strings.HasPrefix(c.Slack.Command, "/") {
+		return fieldError("slack.command", "%q: expected a slash command such as /nocobase", c.Slack.Command)
+	}
+	if err := c.Access.validate("access"); err != nil {
+		return err
+	}
+	if len(c.Clusters) == 0 {
+		return fieldError("clusters", "at least one cluster is expected")
+	}
+	seen := map[string]bool{}
+	for i := range c.Clusters {
+		cl := &c.Clusters[i]
+		f := fmt.Sprintf("clusters[%d]", i)
+		if !nameRE.MatchString(cl.Name) {
+			return fieldError(f+".name", "%q: expected a short name of lower-case letters, digits, - and _", cl.Name)
+		}
+		f = fmt.Sprintf("clusters[%d] (%s)", i, cl.Name)
+		if seen[cl.Name] {
+			return fieldError(f+".name", "a cluster of that name comes earlier in the file")
+		}
+		seen[cl.Name] = true
+		if err := cl.validate(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *Access) validate(f string) error {
+	for _, p := range []struct {
+		f string
+		p Principals
+	}{{f + ".run", a.Run}, {f + ".decide", a.Decide}} {
+		for _, u := range p.p.Users {
+			if !userRE.MatchString(u) {
+				return fieldError(p.f+".users", "%q is not a Slack user id (expected e.g. U0123ABCD)", u)
+			}
+		}
+		for _, g := range p.p.Groups {
+			if !groupRE.MatchString(g) {
+				return fieldError(p.f+".groups", "%q is not a Slack user group id (expected e.g. S0123ABCD)", g)
+			}
+		}
+	}
+	for _, ch := range a.Channels {
+		if !chanRE.MatchString(ch) {
+			return fieldError(f+".channels", "%q is not a Slack channel id (expected e.g. C0123ABCD)", ch)
+		}
+	}
+	return nil
+}
+
+func (cl *Cluster) validate(f string) error {
+	if cl.Channel != "" && !chanRE.MatchString(cl.Channel) {
+		return fieldError(f+".channel", "%q is not a Slack channel id (expected e.g. C0123ABCD; the id, not the #name)", cl.Channel)
+	}
+	if h := cl.Docker.Host; h != "" && !strings.HasPrefix(h, "unix://") && !strings.HasPrefix(h, "tcp://") && !strings.HasPrefix(h, "npipe://") {
+		return fieldError(f+".docker.host", "%q: expected unix:///path/docker.sock or tcp://host:port", h)
+	}
+	if err := checkEnv(f+".docker.registry.password_env", cl.Docker.Registry.PasswordEnv, cl.Docker.Registry.Username != ""); err != nil {
+		return err
+	}
+	switch {
+	case len(cl.Nodes.Labels) == 0 && cl.Nodes.SwarmService == "":
+		return fieldError(f+".nodes", "expected labels (e.g. com.docker.compose.service: app) or swarm_service")
+	case len(cl.Nodes.Labels) > 0 && cl.Nodes.SwarmService != "":
+		return fieldError(f+".nodes", "set either labels or swarm_service, not both")
+	}
+	if cl.Nodes.Port < 0 || cl.Nodes.Port > 65535 {
+		return fieldError(f+".nodes.port", "%d is not a port", cl.Nodes.Port)
+	}
+	if cl.Nodes.Parallelism < 0 {
+		return fieldError(f+".nodes.start_parallelism", "expected 1 or more")
+	}
+	if strings.Contains(cl.Image.Repository, ":") && !strings.Contains(cl.Image.Repository[strings.LastIndex(cl.Image.Repository, ":"):], "/") {
+		return fieldError(f+".image.repository", "%q: expected a repository without tag, e.g. nocobase/nocobase", cl.Image.Repository)
+	}
+	if err := checkEnv(f+".nocobase.api_key_env", cl.NocoBase.APIKeyEnv, false); err != nil {
+		return err
+	}
+	switch cl.LB.Type {
+	case "nginx":
+		if cl.LB.FlagPath == "" {
+			return fieldError(f+".load_balancer.flag_path", "required for nginx: the file whose presence switches to the 503 page")
+		}
+	case "webhook":
+		if !strings.HasPrefix(cl.LB.URL, "http://") && !strings.HasPrefix(cl.LB.URL, "https://") {
+			return fieldError(f+".load_balancer.url", "required for webhook: an http(s) URL")
+		}
+	case "none":
+	case "":
+		return fieldError(f+".load_balancer.type", "required: nginx, webhook or none")
+	default:
+		return fieldError(f+".load_balancer.type", "%q: expected nginx, webhook or none", cl.LB.Type)
+	}
+	if err := checkEnv(f+".load_balancer.secret_env", cl.LB.SecretEnv, false); err != nil {
+		return err
+	}
+	if p := cl.LB.ProbeURL; p != "" && !strings.HasPrefix(p, "http://") && !strings.HasPrefix(p, "https://") {
+		return fieldError(f+".load_balancer.probe_url", "%q: expected an http(s) URL", p)
+	}
+	b := cl.Backup
+	if b.Destination == "" {
+		return fieldError(f+".backup.destination", "required: the folder where backups are written")
+	}
+	switch {
+	case b.Database.Container == "" && b.Database.URLEnv == "":
+		return fieldError(f+".backup.database", "expected container (pg_dump runs inside the database container) or url_env")
+	case b.Database.Container != "" && b.Database.URLEnv != "":
+		return fieldError(f+".backup.database", "set either container or url_env, not both")
+	case b.Database.Container != "" && b.Database.Name == "":
+		return fieldError(f+".backup.database.name", "required: the NocoBase database name (DB_DATABASE)")
+	}
+	if err := checkEnv(f+".backup.database.password_env", b.Database.PasswordEnv, false); err != nil {
+		return err
+	}
+	if err := checkEnv(f+".backup.database.url_env", b.Database.URLEnv, false); err != nil {
+		return err
+	}
+	if b.Storage.HostPath != "" && b.Storage.Container != "" {
+		return fieldError(f+".backup.storage", "set either container or host_path, not both")
+	}
+	if b.KeepLast < 0 {
+		return fieldError(f+".backup.keep_last", "expected 0 (keep all) or more")
+	}
+	switch cl.Timeouts.OnCheckpoint {
+	case "", "remind", "rollback", "abort":
+	default:
+		return fieldError(f+".timeouts.on_checkpoint_timeout", "%q: expected remind, rollback or abort", cl.Timeouts.OnCheckpoint)
+	}
+	if cl.Access != nil {
+		if err := cl.Access.validate(f + ".access"); err != nil {
+			return err
+		}
+	}
+	ids := map[string]bool{}
+	for j, w := range cl.Windows {
+		wf := fmt.Sprintf("%s.windows[%d]", f, j)
+		if !windowRE.MatchString(w.ID) {
+			return fieldError(wf+".id", "%q: expected a short id of lower-case letters, digits, - and _", w.ID)
+		}
+		if ids[w.ID] {
+			return fieldError(wf+".id", "%q is used twice", w.ID)
+		}
+		ids[w.ID] = true
+		if _, err := cron.ParseStandard(w.Cron); err != nil {
+			return fieldError(wf+".cron", "%q: %v", w.Cron, err)
+		}
+		if w.TZ != "" {
+			if _, err := time.LoadLocation(w.TZ); err != nil {
+				return fieldError(wf+".tz", "%q is not a time zone (expected e.g. Europe/Berlin)", w.TZ)
+			}
+		}
+		if w.Command == "" {
+			return fieldError(wf+".command", "required: the procedure and its arguments, e.g. upgrade 1.7.15")
+		}
+		switch w.Approval {
+		case "", "none", "required":
+		default:
+			return fieldError(wf+".approval", "%q: expected required or none", w.Approval)
+		}
+	}
+	return nil
+}
+
+func (c *Config) defaults() {
+	if c.Store.URL == "" && c.Store.Path == "" {
+		c.Store.Path = "nocobot.db"
+	}
+	if c.Store.Schema == "" {
+		c.Store.Schema = "nocobot"
+	}
+	if c.Slack.Mode == "" {
+		c.Slack.Mode = "socket"
+	}
+	if c.Slack.Command == "" {
+		c.Slack.Command = "/nocobase"
+	}
+	if c.Schedule.MissedGrace == 0 {
+		c.Schedule.MissedGrace = Duration(15 * time.Minute)
+	}
+	if c.Audit.Retention == 0 {
+		c.Audit.Retention = Duration(365 * 24 * time.Hour)
+	}
+	for i := range c.Clusters {
+		cl := &c.Clusters[i]
+		if cl.Nodes.Port == 0 {
+			cl.Nodes.Port = 13000
+		}
+		if cl.Nodes.StopTimeout == 0 {
+			cl.Nodes.StopTimeout = Duration(30 * time.Second)
+		}
+		if cl.Nodes.Parallelism == 0 {
+			cl.Nodes.Parallelism = 1
+		}
+		if cl.NocoBase.PollInterval == 0 {
+			cl.NocoBase.PollInterval = Duration(time.Second)
+		}
+		if cl.Backup.Storage.Path == "" {
+			cl.Backup.Storage.Path = "/app/nocobase/storage"
+		}
+		if cl.Timeouts.Health == 0 {
+			cl.Timeouts.Health = Duration(10 * time.Minute)
+		}
+		if cl.Timeouts.Checkpoint == 0 {
+			cl.Timeouts.Checkpoint = Duration(time.Hour)
+		}
+		if cl.Timeouts.OnCheckpoint == "" {
+			cl.Timeouts.OnCheckpoint = "remind"
+		}
+		if cl.Timeouts.Step == 0 {
+			cl.Timeouts.Step = Duration(2 * time.Hour)
+		}
+		for j := range cl.Windows {
+			if cl.Windows[j].TZ == "" {
+				cl.Windows[j].TZ = "UTC"
+			}
+		}
+	}
+}
+
+// Secret reads the environment variable a field names; field is used in
+// the error, which never contains the value.
+func Secret(field, env string) (string, error) {
+	if env == "" {
+		return "", nil
+	}
+	v, ok := os.LookupEnv(env)
+	if !ok || v == "" {
+		return "", fmt.Errorf("%s: environment variable %s is not set", field, env)
+	}
+	return v, nil
+}

@@ -1,0 +1,86 @@
+package config
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestExampleIsValid(t *testing.T) {
+	c, err := Load("../deploy/nocobot.example.yaml")
+	if err != nil {
+		t.Fatalf("the example configuration must be valid: %v", err)
+	}
+	prod, ok := c.Cluster("prod")
+	if !ok || prod.Nodes.Port != 13000 || prod.Timeouts.Health.D().Minutes() != 10 || len(prod.Windows) != 1 {
+		t.Fatalf("example parsed wrongly: %+v", prod)
+	}
+	if !c.AccessFor(prod).FourEyes {
+		t.Fatal("four_eyes from the top-level access expected")
+	}
+}
+
+const minimal = `
+clusters:
+  - name: prod
+    nodes: {labels: {app: nocobase}}
+    load_balancer: {type: none}
+    backup: {destination: /b, database: {container: db, name: nocobase}}
+`
+
+func TestMinimalGetsDefaults(t *testing.T) {
+	c, err := Parse(strings.NewReader(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := c.Clusters[0]
+	if c.Store.Path != "nocobot.db" || c.Slack.Mode != "socket" || cl.Backup.Storage.Path != "/app/nocobase/storage" ||
+		cl.Timeouts.OnCheckpoint != "remind" || cl.Nodes.Parallelism != 1 {
+		t.Fatalf("defaults not applied: %+v", c)
+	}
+}
+
+func TestInvalidNamesFieldAndExpectation(t *testing.T) {
+	tests := []struct {
+		name, edit, want string
+	}{
+		{"no clusters", "clusters: []", "clusters: at least one cluster"},
+		{"bad name", strings.Replace(minimal, "name: prod", "name: Prod!", 1), `clusters[0].name: "Prod!": expected a short name`},
+		{"no nodes", strings.Replace(minimal, "nodes: {labels: {app: nocobase}}", "nodes: {}", 1), "clusters[0] (prod).nodes: expected labels"},
+		{"bad lb", strings.Replace(minimal, "type: none", "type: haproxy", 1), `load_balancer.type: "haproxy": expected nginx, webhook or none`},
+		{"no destination", strings.Replace(minimal, "destination: /b, ", "", 1), "backup.destination: required"},
+		{"unknown field", minimal + "    colour: blue\n", "field colour not found"},
+		{"bad duration", minimal + "    timeouts: {health: soon}\n", `"soon" is not a duration`},
+		{"bad policy", minimal + "    timeouts: {on_checkpoint_timeout: pray}\n", `on_checkpoint_timeout: "pray": expected remind, rollback or abort`},
+		{"secret in url", "store: {url: 'postgres://u:hunter2@h/db'}\n" + minimal, "store.url: holds a password"},
+		{"env name", minimal + "    nocobase: {api_key_env: 'my key'}\n", `api_key_env: "my key" is not an environment variable name`},
+		{"bad cron", minimal + "    windows: [{id: w, cron: '61 * * * *', command: start}]\n", "windows[0].cron"},
+		{"bad tz", minimal + "    windows: [{id: w, cron: '@weekly', tz: Mars/Base, command: start}]\n", `"Mars/Base" is not a time zone`},
+		{"bad user", "access: {run: {users: [alice]}}\n" + minimal, `access.run.users: "alice" is not a Slack user id`},
+		{"channel name", strings.Replace(minimal, "name: prod", "name: prod\n    channel: '#ops'", 1), "the id, not the #name"},
+		{"duplicate", minimal + strings.TrimPrefix(minimal, "\nclusters:\n"), "a cluster of that name comes earlier"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(strings.NewReader(tt.edit))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v\nwant it to contain %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Fatal("the error leaks a password")
+			}
+		})
+	}
+}
+
+func TestSecret(t *testing.T) {
+	t.Setenv("NOCOBOT_TEST_SECRET", "s3cret")
+	if v, err := Secret("slack.bot_token_env", "NOCOBOT_TEST_SECRET"); err != nil || v != "s3cret" {
+		t.Fatalf("Secret = %q, %v", v, err)
+	}
+	os.Unsetenv("NOCOBOT_TEST_MISSING")
+	_, err := Secret("slack.bot_token_env", "NOCOBOT_TEST_MISSING")
+	if err == nil || !strings.Contains(err.Error(), "slack.bot_token_env: environment variable NOCOBOT_TEST_MISSING is not set") {
+		t.Fatalf("missing secret error = %v", err)
+	}
+}

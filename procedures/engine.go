@@ -1,0 +1,465 @@
+// Package procedures is nocobot's runbook engine and the NocoBase
+// procedures it runs (upgrade, maintain, first start).
+//
+// A run is a list of steps recorded in the store. The engine persists
+// every transition before the next outside action, so a run survives a
+// crash: a new engine on the same store resumes a step that is safe to
+// repeat and otherwise stops at a decision that a person answers.
+// Decisions (button presses, prompt answers, timeouts) reach the engine
+// only through the store, so they survive restarts and cross replicas.
+package procedures
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/nocobot/nocobot/store"
+)
+
+// TimeoutPolicy says what happens when nobody answers a verify checkpoint
+// before its deadline.
+type TimeoutPolicy string
+
+const (
+	TimeoutRemind   TimeoutPolicy = "remind" // remind and keep waiting
+	TimeoutRollback TimeoutPolicy = "rollback"
+	TimeoutAbort    TimeoutPolicy = "abort"
+)
+
+// Cluster is one NocoBase cluster and the adapters that reach it.
+type Cluster struct {
+	Name string
+	// ImageRepo is the image repository without tag; empty means the
+	// repository the nodes run now.
+	ImageRepo string
+	// TagSuffix is appended to the version to form the tag, e.g. "-full".
+	TagSuffix string
+
+	Nodes    Nodes
+	App      App
+	Backups  Backups
+	Balancer Balancer
+
+	HealthTimeout     time.Duration // per node start; default 10 min
+	CheckpointTimeout time.Duration // verify checkpoint; default 1 h
+	OnTimeout         TimeoutPolicy // default remind
+	StepTimeout       time.Duration // any other step; default 2 h
+}
+
+// Options configure an engine.
+type Options struct {
+	Store    store.Store
+	Clusters []*Cluster
+	Log      zerolog.Logger
+	Clock    Clock // default: the wall clock
+	// Owner identifies this engine among replicas; default host-pid.
+	Owner string
+	// LeaseTTL is how long a claim on a run lasts without renewal.
+	LeaseTTL time.Duration
+	// PollEvery is the fallback interval for noticing decisions and
+	// unowned runs when no notification arrives.
+	PollEvery time.Duration
+}
+
+// Engine runs procedures.
+type Engine struct {
+	store    store.Store
+	clusters map[string]*Cluster
+	log      zerolog.Logger
+	clock    Clock
+	owner    string
+	leaseTTL time.Duration
+	poll     time.Duration
+	bus      *bus
+
+	mu      sync.Mutex
+	running map[string]*execution // run id → execution owned here
+	wg      sync.WaitGroup
+	baseCtx context.Context
+}
+
+// execution is a run this engine is driving.
+type execution struct {
+	cancel context.CancelFunc
+	wake   chan struct{} // a decision about the run was recorded
+}
+
+// ErrBusy wraps store.ErrClusterBusy with the run that holds the cluster.
+type ErrBusy struct{ Run store.Run }
+
+func (e *ErrBusy) Error() string {
+	return fmt.Sprintf("%s is busy: run %s (%s, requested by %s) is %s", e.Run.Cluster, e.Run.ID, e.Run.Procedure, e.Run.Requester, e.Run.State)
+}
+
+func (e *ErrBusy) Unwrap() error { return store.ErrClusterBusy }
+
+// New makes an engine; call Run to let it work.
+func New(opts Options) (*Engine, error) {
+	if opts.Store == nil {
+		return nil, errors.New("engine: no store")
+	}
+	e := &Engine{
+		store: opts.Store, clusters: map[string]*Cluster{}, log: opts.Log,
+		clock: opts.Clock, owner: opts.Owner, leaseTTL: opts.LeaseTTL, poll: opts.PollEvery,
+		bus: newBus(), running: map[string]*execution{},
+	}
+	if e.clock == nil {
+		e.clock = SystemClock()
+	}
+	if e.owner == "" {
+		host, _ := os.Hostname()
+		e.owner = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomID(4))
+	}
+	if e.leaseTTL <= 0 {
+		e.leaseTTL = 15 * time.Second
+	}
+	if e.poll <= 0 {
+		e.poll = 2 * time.Second
+	}
+	for _, c := range opts.Clusters {
+		if c.Name == "" || c.Nodes == nil || c.App == nil || c.Backups == nil || c.Balancer == nil {
+			return nil, fmt.Errorf("engine: cluster %q is missing a name or an adapter", c.Name)
+		}
+		if _, dup := e.clusters[c.Name]; dup {
+			return nil, fmt.Errorf("engine: cluster %q twice", c.Name)
+		}
+		cc := *c
+		if cc.HealthTimeout <= 0 {
+			cc.HealthTimeout = 10 * time.Minute
+		}
+		if cc.CheckpointTimeout <= 0 {
+			cc.CheckpointTimeout = time.Hour
+		}
+		if cc.OnTimeout == "" {
+			cc.OnTimeout = TimeoutRemind
+		}
+		if cc.StepTimeout <= 0 {
+			cc.StepTimeout = 2 * time.Hour
+		}
+		e.clusters[c.Name] = &cc
+	}
+	return e, nil
+}
+
+// Owner is this engine's identity among replicas.
+func (e *Engine) Owner() string { return e.owner }
+
+// Cluster returns a configured cluster.
+func (e *Engine) Cluster(name string) (*Cluster, bool) {
+	c, ok := e.clusters[name]
+	return c, ok
+}
+
+// ClusterNames lists the configured clusters, sorted.
+func (e *Engine) ClusterNames() []string {
+	var out []string
+	for n := range e.clusters {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Store is the engine's store, for the fronts' read-only views.
+func (e *Engine) Store() store.Store { return e.store }
+
+// Subscribe returns a subscription to every event from now on.
+func (e *Engine) Subscribe() *Subscription { return e.bus.subscribe() }
+
+// Run resumes unfinished runs, takes over runs whose owner died, keeps
+// this engine's leases alive and delivers decisions, until ctx ends. It
+// then waits for the runs it drives to stop and releases them.
+func (e *Engine) Run(ctx context.Context) error {
+	e.mu.Lock()
+	e.baseCtx = ctx
+	e.mu.Unlock()
+	watch, err := e.store.WatchDecisions(ctx)
+	if err != nil {
+		return fmt.Errorf("engine: watch decisions: %w", err)
+	}
+	e.adoptRuns(ctx)
+	tick := time.NewTicker(min(e.leaseTTL/3, e.poll))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			e.wg.Wait()
+			return nil
+		case id, ok := <-watch:
+			if !ok {
+				watch = nil
+				continue
+			}
+			e.wakeRun(id)
+		case <-tick.C:
+			e.renewLeases(ctx)
+			e.adoptRuns(ctx)
+			e.wakeAll()
+		}
+	}
+}
+
+// Wait blocks until every run this engine drives has stopped (for tests
+// and for a clean shutdown).
+func (e *Engine) Wait() { e.wg.Wait() }
+
+func (e *Engine) wakeRun(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if x, ok := e.running[id]; ok {
+		select {
+		case x.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (e *Engine) wakeAll() {
+	e.mu.Lock()
+	ids := make([]string, 0, len(e.running))
+	for id := range e.running {
+		ids = append(ids, id)
+	}
+	e.mu.Unlock()
+	for _, id := range ids {
+		e.wakeRun(id)
+	}
+}
+
+func (e *Engine) renewLeases(ctx context.Context) {
+	e.mu.Lock()
+	ids := make([]string, 0, len(e.running))
+	for id := range e.running {
+		ids = append(ids, id)
+	}
+	e.mu.Unlock()
+	for _, id := range ids {
+		c, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := e.store.ClaimRun(c, id, e.owner, time.Now().Add(e.leaseTTL))
+		cancel()
+		if errors.Is(err, store.ErrNotOwner) {
+			// Another replica took the run (our lease lapsed): stop
+			// driving it before we act on a cluster we no longer own.
+			e.log.Warn().Str("run", id).Msg("lost the lease on a run; another engine drives it now")
+			e.mu.Lock()
+			if x, ok := e.running[id]; ok {
+				x.cancel()
+			}
+			e.mu.Unlock()
+		} else if err != nil {
+			e.log.Warn().Err(err).Str("run", id).Msg("could not renew lease")
+		}
+	}
+}
+
+// adoptRuns claims unfinished runs that no live engine drives and resumes them.
+func (e *Engine) adoptRuns(ctx context.Context) {
+	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	runs, err := e.store.UnfinishedRuns(c)
+	cancel()
+	if err != nil {
+		e.log.Warn().Err(err).Msg("could not list unfinished runs")
+		return
+	}
+	now := time.Now()
+	for _, r := range runs {
+		e.mu.Lock()
+		_, mine := e.running[r.ID]
+		e.mu.Unlock()
+		if mine || (r.Owner != "" && r.Owner != e.owner && now.Before(r.LeaseUntil)) {
+			continue
+		}
+		if _, ok := e.clusters[r.Cluster]; !ok {
+			e.log.Warn().Str("run", r.ID).Str("cluster", r.Cluster).Msg("unfinished run on a cluster this engine does not know")
+			continue
+		}
+		c, cancel := context.WithTimeout(ctx, 5*time.Second)
+		claimed, err := e.store.ClaimRun(c, r.ID, e.owner, time.Now().Add(e.leaseTTL))
+		cancel()
+		if err != nil {
+			if !errors.Is(err, store.ErrNotOwner) {
+				e.log.Warn().Err(err).Str("run", r.ID).Msg("could not claim run")
+			}
+			continue
+		}
+		e.log.Info().Str("run", r.ID).Str("state", string(claimed.State)).Msg("resuming run")
+		e.launch(ctx, claimed, true)
+	}
+}
+
+func (e *Engine) launch(ctx context.Context, r store.Run, resumed bool) {
+	e.mu.Lock()
+	if _, ok := e.running[r.ID]; ok {
+		e.mu.Unlock()
+		return
+	}
+	base := e.baseCtx
+	if base == nil {
+		base = ctx
+	}
+	rctx, cancel := context.WithCancel(base)
+	x := &execution{cancel: cancel, wake: make(chan struct{}, 1)}
+	e.running[r.ID] = x
+	e.wg.Add(1)
+	e.mu.Unlock()
+	go func() {
+		defer e.wg.Done()
+		defer func() {
+			e.mu.Lock()
+			delete(e.running, r.ID)
+			e.mu.Unlock()
+			cancel()
+		}()
+		ex := &runner{e: e, c: e.clusters[r.Cluster], run: r, wake: x.wake}
+		ex.drive(rctx, resumed)
+	}()
+}
+
+// Start validates a request, records a new run (taking the cluster's
+// lock) and starts it. A busy cluster gives an *ErrBusy.
+func (e *Engine) Start(ctx context.Context, req Request) (store.Run, error) {
+	if err := req.Validate(); err != nil {
+		return store.Run{}, err
+	}
+	c, ok := e.clusters[req.Cluster]
+	if !ok {
+		return store.Run{}, fmt.Errorf("unknown cluster %q (known: %s)", req.Cluster, strings.Join(e.ClusterNames(), ", "))
+	}
+	now := e.clock.Now()
+	r := store.Run{
+		ID: newRunID(now), Cluster: c.Name, Procedure: req.Procedure, Params: req.params(),
+		Requester: req.Requester, Via: req.Via, State: store.StateRunning,
+		Created: now, Updated: now, Owner: e.owner, LeaseUntil: time.Now().Add(e.leaseTTL),
+	}
+	for _, d := range forwardSteps(&r) {
+		r.Steps = append(r.Steps, store.Step{Name: d.name, Title: d.title, Status: store.StepPending})
+	}
+	created, err := e.store.CreateRun(ctx, r)
+	if errors.Is(err, store.ErrClusterBusy) {
+		return store.Run{}, &ErrBusy{Run: created}
+	}
+	if err != nil {
+		return store.Run{}, err
+	}
+	e.log.Info().Str("run", r.ID).Str("cluster", r.Cluster).Str("procedure", r.Procedure).Str("requester", r.Requester).Msg("run started")
+	e.publish(EventRunStarted, created, -1, req.Describe(), nil)
+	e.launch(ctx, created, false)
+	return created, nil
+}
+
+// Decide records a decision on a run's open checkpoint, checked against
+// the options the checkpoint offers. The run's owner (this engine or
+// another replica) acts on it.
+func (e *Engine) Decide(ctx context.Context, d store.Decision) (store.Decision, error) {
+	r, err := e.store.GetRun(ctx, d.RunID)
+	if err != nil {
+		return store.Decision{}, err
+	}
+	if r.State.Finished() {
+		return store.Decision{}, fmt.Errorf("run %s is already %s", r.ID, r.State)
+	}
+	if d.Checkpoint != "" {
+		cp := r.Checkpoint
+		if cp == nil || cp.ID != d.Checkpoint {
+			return store.Decision{}, fmt.Errorf("run %s: checkpoint %s is no longer open: %w", r.ID, d.Checkpoint, store.ErrAlreadyDecided)
+		}
+		if !slices.Contains(cp.Options, d.Action) {
+			return store.Decision{}, fmt.Errorf("run %s: %s is not an option here (options: %s)", r.ID, d.Action, joinActions(cp.Options))
+		}
+	} else if d.Action != store.ActionAbort {
+		return store.Decision{}, fmt.Errorf("run %s: only abort applies outside a checkpoint", r.ID)
+	}
+	if d.At.IsZero() {
+		d.At = e.clock.Now()
+	}
+	got, err := e.store.Decide(ctx, d)
+	if err == nil {
+		e.wakeRun(d.RunID)
+	}
+	return got, err
+}
+
+// Cancel asks a run to abort: the current step ends, or is interrupted
+// where that is safe, and the run stops, reporting the cluster's state.
+func (e *Engine) Cancel(ctx context.Context, runID, by, via string) error {
+	_, err := e.Decide(ctx, store.Decision{RunID: runID, Action: store.ActionAbort, By: by, Via: via})
+	if errors.Is(err, store.ErrAlreadyDecided) {
+		return fmt.Errorf("run %s is already being aborted", runID)
+	}
+	return err
+}
+
+func joinActions(as []store.Action) string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = string(a)
+	}
+	return strings.Join(s, ", ")
+}
+
+// PublishWindow publishes a maintenance-window event to the fronts.
+func (e *Engine) PublishWindow(kind EventKind, w store.Window, run *store.Run, msg string) {
+	ev := Event{Kind: kind, Step: -1, Message: msg, Window: &w, At: e.clock.Now()}
+	if run != nil {
+		ev.Run = cloneRun(*run)
+	}
+	e.bus.publish(ev)
+}
+
+// Clock is the engine's clock.
+func (e *Engine) Clock() Clock { return e.clock }
+
+func (e *Engine) publish(kind EventKind, r store.Run, step int, msg string, d *store.Decision) {
+	e.bus.publish(Event{Kind: kind, Run: cloneRun(r), Step: step, Message: msg, Decision: d, At: e.clock.Now()})
+}
+
+// cloneRun copies a run deeply, so subscribers never share memory with
+// the runner.
+func cloneRun(r store.Run) store.Run {
+	r.Steps = slices.Clone(r.Steps)
+	if r.Checkpoint != nil {
+		cp := *r.Checkpoint
+		cp.Options = slices.Clone(cp.Options)
+		r.Checkpoint = &cp
+	}
+	if r.Params != nil {
+		p := make(map[string]string, len(r.Params))
+		for k, v := range r.Params {
+			p[k] = v
+		}
+		r.Params = p
+	}
+	if r.Facts != nil {
+		f := make(map[string]string, len(r.Facts))
+		for k, v := range r.Facts {
+			f[k] = v
+		}
+		r.Facts = f
+	}
+	return r
+}
+
+func randomID(n int) string {
+	const alphabet = "abcdefghjkmnpqrstuvwxyz23456789"
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
+
+// newRunID is short enough to type ("/nocobase cancel r1122-7fq3") and
+// says roughly when the run began.
+func newRunID(now time.Time) string {
+	return "r" + now.UTC().Format("0102") + "-" + randomID(4)
+}

@@ -1,0 +1,133 @@
+package procedures
+
+import (
+	"sync"
+	"time"
+
+	"github.com/nocobot/nocobot/store"
+)
+
+// EventKind says what happened to a run.
+type EventKind string
+
+const (
+	EventRunStarted   EventKind = "run.started"
+	EventRunResumed   EventKind = "run.resumed" // picked up after a restart or by another replica
+	EventStepStarted  EventKind = "step.started"
+	EventStepProgress EventKind = "step.progress"
+	EventStepDone     EventKind = "step.done"
+	EventStepFailed   EventKind = "step.failed"
+	EventStepSkipped  EventKind = "step.skipped"
+	EventCheckpoint   EventKind = "checkpoint.opened" // a question waits for a decision
+	EventReminder     EventKind = "checkpoint.reminder"
+	EventDecided      EventKind = "checkpoint.decided"
+	EventRollingBack  EventKind = "run.rolling-back"
+	EventStoreDown    EventKind = "store.unavailable" // paused: transitions cannot be recorded
+	EventStoreBack    EventKind = "store.available"
+	EventRunFinished  EventKind = "run.finished"
+)
+
+// Event is published for every transition and progress update of a run.
+// Run is a snapshot taken right after the change.
+type Event struct {
+	Kind     EventKind
+	Run      store.Run
+	Step     int // index into Run.Steps, -1 when not about a step
+	Message  string
+	Decision *store.Decision
+	Window   *store.Window // window events
+	At       time.Time
+}
+
+// Subscription delivers events in order. Transitions are never dropped;
+// progress events are dropped for a subscriber that falls far behind
+// (a newer one follows).
+type Subscription struct {
+	C <-chan Event
+
+	bus    *bus
+	mu     sync.Mutex
+	queue  []Event
+	signal chan struct{}
+	done   chan struct{}
+}
+
+// Close stops the subscription.
+func (s *Subscription) Close() {
+	s.bus.remove(s)
+}
+
+const maxQueuedProgress = 1000
+
+func (s *Subscription) push(ev Event) {
+	s.mu.Lock()
+	if ev.Kind == EventStepProgress && len(s.queue) > maxQueuedProgress {
+		s.mu.Unlock()
+		return
+	}
+	s.queue = append(s.queue, ev)
+	s.mu.Unlock()
+	select {
+	case s.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Subscription) pump(out chan<- Event) {
+	defer close(out)
+	for {
+		s.mu.Lock()
+		if len(s.queue) == 0 {
+			s.mu.Unlock()
+			select {
+			case <-s.signal:
+				continue
+			case <-s.done:
+				return
+			}
+		}
+		ev := s.queue[0]
+		s.queue = s.queue[1:]
+		s.mu.Unlock()
+		select {
+		case out <- ev:
+		case <-s.done:
+			return
+		}
+	}
+}
+
+// bus fans events out to subscribers without ever blocking the engine.
+type bus struct {
+	mu   sync.Mutex
+	subs map[*Subscription]struct{}
+}
+
+func newBus() *bus { return &bus{subs: map[*Subscription]struct{}{}} }
+
+func (b *bus) subscribe() *Subscription {
+	out := make(chan Event)
+	s := &Subscription{C: out, bus: b, signal: make(chan struct{}, 1), done: make(chan struct{})}
+	b.mu.Lock()
+	b.subs[s] = struct{}{}
+	b.mu.Unlock()
+	go s.pump(out)
+	return s
+}
+
+func (b *bus) remove(s *Subscription) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.subs[s]; ok {
+		delete(b.subs, s)
+		close(s.done)
+	}
+}
+
+func (b *bus) publish(ev Event) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for s := range b.subs {
+		s.push(ev)
+	}
+}
