@@ -569,3 +569,23 @@ func TestNoNodesFailsClearly(t *testing.T) {
 		t.Fatalf("question %q", cp.Checkpoint.Question)
 	}
 }
+
+func TestPlanChangesNothing(t *testing.T) {
+	h := newHarness(t, cluster3())
+	p, err := h.eng.Plan(context.Background(), procedures.Request{Cluster: "prod", Procedure: procedures.ProcUpgrade, Version: "1.7.14", Requester: "U1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Plan for the upgrade of prod to 1.7.14", "app-1: running, " + oldImage, "New image: " + newImage,
+		" 1. Preflight", " 7. Verify checkpoint — waits for a person", "R2. restore the database"} {
+		if !strings.Contains(p, want) {
+			t.Errorf("plan lacks %q:\n%s", want, p)
+		}
+	}
+	if len(h.world.Actions()) != 0 {
+		t.Fatalf("plan acted: %q", h.world.Actions())
+	}
+	if runs, _ := h.store.ListRuns(context.Background(), "", 0); len(runs) != 0 {
+		t.Fatal("plan recorded a run")
+	}
+}
