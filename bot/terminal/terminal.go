@@ -1,0 +1,181 @@
+// Package terminal is the front for an operator at a terminal when Slack
+// is down: it runs one procedure, prints each step as it starts and ends
+// with its duration and progress, and asks at every checkpoint.
+package terminal
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/store"
+)
+
+// Engine is what the terminal front needs of the engine.
+type Engine interface {
+	Start(ctx context.Context, req procedures.Request) (store.Run, error)
+	Decide(ctx context.Context, d store.Decision) (store.Decision, error)
+	Subscribe() *procedures.Subscription
+}
+
+// Front prints a run's events to out and reads answers from in.
+type Front struct {
+	eng  Engine
+	in   *bufio.Scanner
+	out  io.Writer
+	user string // who answers, e.g. "terminal:alice"
+	// ProgressEvery is the least time between two progress lines of one
+	// step (an unchanged message is not repeated).
+	ProgressEvery time.Duration
+	now           func() time.Time
+}
+
+// New makes a terminal front.
+func New(eng Engine, in io.Reader, out io.Writer, user string) *Front {
+	return &Front{eng: eng, in: bufio.NewScanner(in), out: out, user: user, ProgressEvery: 2 * time.Second, now: time.Now}
+}
+
+// Run starts req and follows it to its end, answering checkpoints from
+// the terminal. It returns the finished run.
+func (f *Front) Run(ctx context.Context, req procedures.Request) (store.Run, error) {
+	sub := f.eng.Subscribe()
+	defer sub.Close()
+	run, err := f.eng.Start(ctx, req)
+	if err != nil {
+		return store.Run{}, err
+	}
+	fmt.Fprintf(f.out, "Run %s: %s (%d steps)\n", run.ID, procedures.Title(run), len(run.Steps))
+	answers := make(chan string)
+	go f.readLines(ctx, answers)
+	lastProgress := map[int]time.Time{}
+	lastMsg := map[int]string{}
+	for {
+		select {
+		case <-ctx.Done():
+			return run, fmt.Errorf("stopped following run %s (it is recorded and resumes with the next nocobot on this store): %w", run.ID, ctx.Err())
+		case ev, ok := <-sub.C:
+			if !ok {
+				return run, errors.New("the engine stopped")
+			}
+			if ev.Run.ID != run.ID {
+				continue
+			}
+			run = ev.Run
+			switch ev.Kind {
+			case procedures.EventStepProgress:
+				if ev.Message == lastMsg[ev.Step] || f.now().Sub(lastProgress[ev.Step]) < f.ProgressEvery {
+					continue
+				}
+				lastProgress[ev.Step], lastMsg[ev.Step] = f.now(), ev.Message
+				fmt.Fprintf(f.out, "      … %s (%s)\n", ev.Message, f.since(ev.Run.Steps[ev.Step].Started))
+			case procedures.EventCheckpoint:
+				if err := f.ask(ctx, ev.Run, answers); err != nil {
+					return run, err
+				}
+			default:
+				f.print(ev)
+			}
+			if ev.Kind == procedures.EventRunFinished {
+				return run, nil
+			}
+		}
+	}
+}
+
+func (f *Front) since(t time.Time) string {
+	if t.IsZero() {
+		return "0s"
+	}
+	return f.now().Sub(t).Round(time.Second).String()
+}
+
+func (f *Front) print(ev procedures.Event) {
+	step := func() (store.Step, string) {
+		s := ev.Run.Steps[ev.Step]
+		return s, fmt.Sprintf("%d/%d", ev.Step+1, len(ev.Run.Steps))
+	}
+	switch ev.Kind {
+	case procedures.EventStepStarted:
+		s, n := step()
+		attempt := ""
+		if s.Attempt > 1 {
+			attempt = fmt.Sprintf(" (attempt %d)", s.Attempt)
+		}
+		fmt.Fprintf(f.out, "[%s] ▶ %s %s%s\n", ev.At.Format("15:04:05"), n, s.Title, attempt)
+	case procedures.EventStepDone:
+		s, n := step()
+		fmt.Fprintf(f.out, "[%s] ✔ %s done in %s: %s\n", ev.At.Format("15:04:05"), n, s.Ended.Sub(s.Started).Round(100*time.Millisecond), s.Detail)
+	case procedures.EventStepFailed:
+		s, n := step()
+		fmt.Fprintf(f.out, "[%s] ✖ %s %s failed after %s: %s\n", ev.At.Format("15:04:05"), n, s.Title, s.Ended.Sub(s.Started).Round(100*time.Millisecond), s.Detail)
+	case procedures.EventStepSkipped:
+		_, n := step()
+		fmt.Fprintf(f.out, "[%s] – %s %s\n", ev.At.Format("15:04:05"), n, ev.Message)
+	case procedures.EventRunFinished:
+		fmt.Fprintf(f.out, "\n%s\n", procedures.Summary(ev.Run))
+	case procedures.EventDecided, procedures.EventRollingBack, procedures.EventRunResumed,
+		procedures.EventReminder, procedures.EventStoreDown, procedures.EventStoreBack:
+		fmt.Fprintf(f.out, "[%s] %s\n", ev.At.Format("15:04:05"), ev.Message)
+	}
+}
+
+func (f *Front) readLines(ctx context.Context, out chan<- string) {
+	defer close(out)
+	for f.in.Scan() {
+		select {
+		case out <- strings.TrimSpace(f.in.Text()):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// ask prints the question and records the operator's answer. Only the
+// options the checkpoint offers are accepted.
+func (f *Front) ask(ctx context.Context, r store.Run, answers <-chan string) error {
+	cp := r.Checkpoint
+	fmt.Fprintf(f.out, "\n? %s\n", cp.Question)
+	if cp.URL != "" {
+		fmt.Fprintf(f.out, "  Check: %s\n", cp.URL)
+	}
+	opts := make([]string, len(cp.Options))
+	for i, o := range cp.Options {
+		opts[i] = string(o)
+	}
+	for {
+		fmt.Fprintf(f.out, "  Answer %s: ", strings.Join(opts, " / "))
+		var line string
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case l, ok := <-answers:
+			if !ok {
+				return fmt.Errorf("no answer (the input ended): run %s waits at its checkpoint; answer it with nocobot run on a terminal or in Slack", r.ID)
+			}
+			line = strings.ToLower(l)
+		}
+		action := store.Action(strings.ReplaceAll(line, " ", ""))
+		if action == "rollback" || action == "roll-back" {
+			action = store.ActionRollback
+		}
+		valid := false
+		for _, o := range cp.Options {
+			valid = valid || o == action
+		}
+		if !valid {
+			fmt.Fprintf(f.out, "  %q is not an option here.\n", line)
+			continue
+		}
+		_, err := f.eng.Decide(ctx, store.Decision{RunID: r.ID, Checkpoint: cp.ID, Action: action, By: f.user, Via: "terminal"})
+		if errors.Is(err, store.ErrAlreadyDecided) {
+			fmt.Fprintln(f.out, "  Someone else decided first; following their decision.")
+			return nil
+		}
+		return err
+	}
+}
