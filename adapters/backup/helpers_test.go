@@ -210,6 +210,11 @@ GRANT CREATE ON SCHEMA public TO PUBLIC;
 // fileSnapshot records every path below root (except excludes) with its
 // kind, mode, modification time, size and content hash.
 func fileSnapshot(t *testing.T, root string, excludes []string) snapshot {
+	return fileSnapshotAt(t, root, excludes, 0)
+}
+
+// fileSnapshotAt records modification times truncated to prec (0: as is).
+func fileSnapshotAt(t *testing.T, root string, excludes []string, prec time.Duration) snapshot {
 	t.Helper()
 	s := snapshot{}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -230,7 +235,7 @@ func fileSnapshot(t *testing.T, root string, excludes []string) snapshot {
 		if err != nil {
 			return err
 		}
-		v := fmt.Sprintf("%s mtime=%s", fi.Mode(), fi.ModTime().UTC().Format(time.RFC3339Nano))
+		v := fmt.Sprintf("%s mtime=%s", fi.Mode(), fi.ModTime().Truncate(prec).UTC().Format(time.RFC3339Nano))
 		switch {
 		case fi.Mode()&fs.ModeSymlink != 0:
 			l, _ := os.Readlink(p)
