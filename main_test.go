@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func nocobot(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+const cfg = `
+store: {path: %s}
+clusters:
+  - name: prod
+    docker: {host: "unix:///nonexistent/docker.sock"}
+    nodes: {labels: {com.docker.compose.service: app}}
+    load_balancer: {type: none}
+    backup: {destination: %s, database: {container: db, name: nocobase}}
+`
+
+func writeConfig(t *testing.T) string {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "nocobot.yaml")
+	body := strings.Replace(strings.Replace(cfg, "%s", filepath.Join(dir, "n.db"), 1), "%s", filepath.Join(dir, "backups"), 1)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCLI(t *testing.T) {
+	conf := writeConfig(t)
+	tests := []struct {
+		args     []string
+		code     int
+		out, err string
+	}{
+		{[]string{"version"}, 0, "nocobot ", ""},
+		{[]string{"config", "check", "--config", conf}, 0, "OK (1 clusters: prod)", ""},
+		{[]string{"config", "check", "--config", "deploy/nocobot.example.yaml"}, 0, "OK", ""},
+		{[]string{"config", "check", "--config", "/nonexistent.yaml"}, 1, "", "no such file"},
+		{[]string{"history", "--config", conf}, 0, "No runs yet.", ""},
+		{[]string{"plan", "upgrade", "1.7.14", "--config", conf}, 0, "Note: the nodes could not be listed", ""},
+		{[]string{"plan", "upgrade", "latest", "--config", conf}, 2, "", `"latest" is not an exact NocoBase version`},
+		{[]string{"plan", "upgrade", "1.7.14", "staging", "--config", conf}, 2, "", `unknown cluster "staging"`},
+		{[]string{"run", "deploy", "--config", conf}, 2, "", `unknown command "deploy"`},
+		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{[]string{"history", "--log-level", "loud", "--config", conf}, 2, "", "--log-level"},
+		{[]string{"--help"}, 0, "nocobot run <procedure> [args]", ""},
+		{[]string{"run", "--help"}, 0, "", "Usage: nocobot run"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, out, errs := nocobot(t, tt.args...)
+			if code != tt.code || !strings.Contains(out, tt.out) || !strings.Contains(errs, tt.err) {
+				t.Fatalf("exit %d, out %q, err %q\nwant exit %d, out containing %q, err containing %q", code, out, errs, tt.code, tt.out, tt.err)
+			}
+			if tt.code != 0 && strings.Count(strings.TrimSpace(errs), "\n") > 0 && !strings.Contains(errs, "Usage") {
+				t.Fatalf("error is more than one line: %q", errs)
+			}
+		})
+	}
+	// Plans and bad commands changed nothing: no run was recorded.
+	if _, out, _ := nocobot(t, "history", "--config", conf); !strings.Contains(out, "No runs yet.") {
+		t.Fatalf("history after plans: %q", out)
+	}
+}
