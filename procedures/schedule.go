@@ -372,7 +372,7 @@ func (s *Scheduler) Skip(ctx context.Context, id string, start time.Time, by str
 		return fmt.Errorf("save window %s: %w", id, err)
 	}
 	s.log.Info().Str("window", id).Time("start", start).Str("by", by).Msg("window start skipped")
-	s.publish(EventWindowSkipped, w, nil, fmt.Sprintf("%s: the start of %s is skipped, as asked by %s.", describeWindow(w), fmtWhen(start, p.loc), by))
+	s.publish(EventWindowSkipped, w, start, nil, fmt.Sprintf("%s: the start of %s is skipped, as asked by %s.", describeWindow(w), fmtWhen(start, p.loc), mention(by)))
 	s.nudge()
 	return nil
 }
@@ -416,7 +416,7 @@ func (s *Scheduler) Approve(ctx context.Context, id string, start time.Time, by 
 	}
 	w.NextStart = next
 	s.log.Info().Str("window", id).Time("start", start).Str("by", by).Msg("window approved")
-	return s.start(ctx, w, p.loc, start, now, "approved by "+by)
+	return s.start(ctx, w, p.loc, start, now, "approved by "+mention(by))
 }
 
 // syncConfig upserts the config windows, keeping the state of those already
@@ -606,7 +606,7 @@ func (s *Scheduler) announce(ctx context.Context, w store.Window, loc *time.Loca
 	if w.Approval {
 		b.WriteString(" It starts when someone allowed to run procedures presses Start.")
 	}
-	s.publish(EventWindowAnnounced, w, nil, b.String())
+	s.publish(EventWindowAnnounced, w, start, nil, b.String())
 	return start
 }
 
@@ -660,7 +660,7 @@ func (s *Scheduler) due(ctx context.Context, w store.Window, p parsedSpec, now t
 	case late <= onTimeSlack:
 		_ = s.start(ctx, w, p.loc, start, now, "")
 	case late <= s.grace && now.Before(start.Add(w.Duration)):
-		s.publish(EventWindowMissed, w, nil, fmt.Sprintf("%s missed its start at %s while the bot was down: starting now, %s late (grace %s).",
+		s.publish(EventWindowMissed, w, start, nil, fmt.Sprintf("%s missed its start at %s while the bot was down: starting now, %s late (grace %s).",
 			describeWindow(w), fmtWhen(start, p.loc), fmtDuration(late), fmtDuration(s.grace)))
 		_ = s.start(ctx, w, p.loc, start, now, fmt.Sprintf("%s late", fmtDuration(late)))
 	default:
@@ -711,7 +711,7 @@ func (s *Scheduler) dueApproval(ctx context.Context, w store.Window, p parsedSpe
 			return time.Time{}
 		}
 		if asked {
-			s.publish(EventWindowSkipped, w, nil, fmt.Sprintf("%s closed at %s: nobody pressed Start, so %s did not run.",
+			s.publish(EventWindowSkipped, w, start, nil, fmt.Sprintf("%s closed at %s: nobody pressed Start, so %s did not run.",
 				describeWindow(w), fmtWhen(end, p.loc), w.Command))
 		} else {
 			s.skipMissed(w, p.loc, start, now)
@@ -720,14 +720,14 @@ func (s *Scheduler) dueApproval(ctx context.Context, w store.Window, p parsedSpe
 		return end
 	case late <= max(onTimeSlack, s.grace):
 		if late > onTimeSlack {
-			s.publish(EventWindowMissed, w, nil, fmt.Sprintf("%s missed its start at %s while the bot was down: it is still open, asking for Start now (%s late, grace %s).",
+			s.publish(EventWindowMissed, w, start, nil, fmt.Sprintf("%s missed its start at %s while the bot was down: it is still open, asking for Start now (%s late, grace %s).",
 				describeWindow(w), fmtWhen(start, p.loc), fmtDuration(late), fmtDuration(s.grace)))
 		}
 		if err := s.store.PutNote(ctx, noteWindowApproval, w.ID, start.Format(time.RFC3339Nano)); err != nil {
 			s.log.Warn().Err(err).Str("window", w.ID).Msg("scheduler: could not record the approval request; trying again")
 			return time.Time{}
 		}
-		s.publish(EventWindowApproval, w, nil, fmt.Sprintf("%s is open until %s: %s waits for someone allowed to run procedures to press Start.",
+		s.publish(EventWindowApproval, w, start, nil, fmt.Sprintf("%s is open until %s: %s waits for someone allowed to run procedures to press Start.",
 			describeWindow(w), fmtWhen(end, p.loc), w.Command))
 		return end
 	default:
@@ -745,11 +745,11 @@ func (s *Scheduler) dueApproval(ctx context.Context, w store.Window, p parsedSpe
 // the bot was down: each is skipped, since a later start followed.
 func (s *Scheduler) reportMissed(w store.Window, loc *time.Location, d dueStarts, now time.Time) {
 	for _, t := range d.missed {
-		s.publish(EventWindowMissed, w, nil, fmt.Sprintf("%s missed its start at %s while the bot was down: skipped (%s late, grace %s).",
+		s.publish(EventWindowMissed, w, t, nil, fmt.Sprintf("%s missed its start at %s while the bot was down: skipped (%s late, grace %s).",
 			describeWindow(w), fmtWhen(t, loc), fmtDuration(now.Sub(t)), fmtDuration(s.grace)))
 	}
 	if d.more > 0 {
-		s.publish(EventWindowMissed, w, nil, fmt.Sprintf("%s missed %d more starts while the bot was down: all skipped.", describeWindow(w), d.more))
+		s.publish(EventWindowMissed, w, d.latest, nil, fmt.Sprintf("%s missed %d more starts while the bot was down: all skipped.", describeWindow(w), d.more))
 	}
 }
 
@@ -761,8 +761,8 @@ func (s *Scheduler) skipMissed(w store.Window, loc *time.Location, start, now ti
 	if late <= s.grace {
 		why = fmt.Sprintf("its window closed at %s", fmtWhen(start.Add(w.Duration), loc))
 	}
-	s.publish(EventWindowMissed, w, nil, fmt.Sprintf("%s missed its start at %s while the bot was down: skipped (%s).", describeWindow(w), fmtWhen(start, loc), why))
-	s.publish(EventWindowSkipped, w, nil, fmt.Sprintf("%s did not run at %s: the bot was down (%s). Next start: %s.", describeWindow(w), fmtWhen(start, loc), why, fmtWhen(w.NextStart, loc)))
+	s.publish(EventWindowMissed, w, start, nil, fmt.Sprintf("%s missed its start at %s while the bot was down: skipped (%s).", describeWindow(w), fmtWhen(start, loc), why))
+	s.publish(EventWindowSkipped, w, start, nil, fmt.Sprintf("%s did not run at %s: the bot was down (%s). Next start: %s.", describeWindow(w), fmtWhen(start, loc), why, fmtWhen(w.NextStart, loc)))
 }
 
 // start starts the window's run for the start at start. w must already be
@@ -775,11 +775,11 @@ func (s *Scheduler) start(ctx context.Context, w store.Window, loc *time.Locatio
 	switch {
 	case errors.As(err, &busy):
 		s.log.Info().Str("window", w.ID).Str("busy_run", busy.Run.ID).Msg("window skipped: cluster busy")
-		s.publish(EventWindowSkipped, w, nil, fmt.Sprintf("%s (%s) is skipped: %s.", describeWindow(w), fmtWhen(start, loc), busy.Error()))
+		s.publish(EventWindowSkipped, w, start, nil, fmt.Sprintf("%s (%s) is skipped: %s.", describeWindow(w), fmtWhen(start, loc), busy.Error()))
 		return err
 	case err != nil:
 		s.log.Error().Err(err).Str("window", w.ID).Msg("window run could not start")
-		s.publish(EventWindowSkipped, w, nil, fmt.Sprintf("%s (%s) is skipped: the run could not start: %v", describeWindow(w), fmtWhen(start, loc), err))
+		s.publish(EventWindowSkipped, w, start, nil, fmt.Sprintf("%s (%s) is skipped: the run could not start: %v", describeWindow(w), fmtWhen(start, loc), err))
 		return err
 	}
 	end := start.Add(w.Duration)
@@ -794,7 +794,7 @@ func (s *Scheduler) start(ctx context.Context, w store.Window, loc *time.Locatio
 		msg = strings.TrimSuffix(msg, ".") + " (" + note + ")."
 	}
 	s.log.Info().Str("window", w.ID).Str("run", run.ID).Dur("late", now.Sub(start)).Msg("window started its run")
-	s.publish(EventWindowStarted, w, &run, msg)
+	s.publish(EventWindowStarted, w, start, &run, msg)
 	return nil
 }
 
@@ -823,7 +823,7 @@ func (s *Scheduler) checkOverrun(ctx context.Context, id string, tr trackedRun, 
 	if p, err := s.parsed(w); err == nil {
 		loc = p.loc
 	}
-	s.publish(EventWindowOverrun, w, &r, fmt.Sprintf("%s closed at %s but run %s is still %s after %s (window of %s).",
+	s.publish(EventWindowOverrun, w, tr.Start, &r, fmt.Sprintf("%s closed at %s but run %s is still %s after %s (window of %s).",
 		describeWindow(w), fmtWhen(tr.End, loc), r.ID, r.State, fmtDuration(now.Sub(began)), fmtDuration(tr.End.Sub(tr.Start))))
 }
 
@@ -844,11 +844,26 @@ func (s *Scheduler) parsed(w store.Window) (parsedSpec, error) {
 	return p, nil
 }
 
-func (s *Scheduler) publish(kind EventKind, w store.Window, run *store.Run, msg string) {
-	s.log.Debug().Str("event", string(kind)).Str("window", w.ID).Msg(msg)
+// publish reports an event about the start at: the window snapshot's
+// NextStart is set to it, so a front renders (and its buttons carry) the
+// start the event is about, not the one after it.
+func (s *Scheduler) publish(kind EventKind, w store.Window, at time.Time, run *store.Run, msg string) {
+	w.NextStart = at
+	s.log.Debug().Str("event", string(kind)).Str("window", w.ID).Time("start", at).Msg(msg)
 	if s.publishF != nil {
 		s.publishF(kind, w, run, msg)
 	}
+}
+
+// mention turns a Slack user id into a mention; other requesters
+// ("terminal:alice") stay as they are.
+func mention(by string) string {
+	if len(by) > 1 && (by[0] == 'U' || by[0] == 'W') && strings.IndexFunc(by, func(r rune) bool {
+		return (r < 'A' || r > 'Z') && (r < '0' || r > '9')
+	}) < 0 {
+		return "<@" + by + ">"
+	}
+	return by
 }
 
 func describeWindow(w store.Window) string {

@@ -63,7 +63,7 @@ func ParseWindowSpec(spec, tz string) (cron.Schedule, *time.Location, error) {
 		return zs, loc, nil
 	case cron.ConstantDelaySchedule:
 		if s.Delay < minEvery {
-			return nil, nil, fmt.Errorf("invalid cron expression %q: windows must be at least %s apart", spec, minEvery)
+			return nil, nil, fmt.Errorf("invalid cron expression %q: windows must be at least %s apart", spec, fmtDuration(minEvery))
 		}
 		return s, loc, nil
 	default:
