@@ -195,4 +195,3 @@ func TestSwarmService(t *testing.T) {
 		t.Errorf("Previous: %q %q %v", img, ref, err)
 	}
 }
-
