@@ -1,0 +1,309 @@
+package slack
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/rs/zerolog"
+	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/slacktest"
+
+	"github.com/nocobot/nocobot/config"
+	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/procedures/proctest"
+	"github.com/nocobot/nocobot/store"
+	"github.com/nocobot/nocobot/store/bolt"
+)
+
+// The front must take the real engine and scheduler.
+var (
+	_ Engine    = (*procedures.Engine)(nil)
+	_ Scheduler = (*procedures.Scheduler)(nil)
+)
+
+// apiCall is one Web API request the fake Slack received.
+type apiCall struct {
+	Method string
+	Form   url.Values
+	TS     string // the ts it answered (posts) or edited (updates)
+	At     time.Time
+}
+
+func (c apiCall) Channel() string  { return c.Form.Get("channel") }
+func (c apiCall) ThreadTS() string { return c.Form.Get("thread_ts") }
+func (c apiCall) Text() string     { return c.Form.Get("text") }
+
+// Buttons returns "action_id=value" of every button in the call's blocks.
+func (c apiCall) Buttons() []string {
+	var blocks slack.Blocks
+	if err := json.Unmarshal([]byte(c.Form.Get("blocks")), &blocks); err != nil {
+		return nil
+	}
+	var out []string
+	for _, b := range blocks.BlockSet {
+		if ab, ok := b.(*slack.ActionBlock); ok {
+			for _, e := range ab.Elements.ElementSet {
+				if btn, ok := e.(*slack.ButtonBlockElement); ok {
+					out = append(out, btn.ActionID+"="+btn.Value)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// fakeSlack is slacktest's server with handlers that record every
+// request (chat.postMessage, chat.update, chat.postEphemeral,
+// usergroups.users.list) and give unique ts values.
+type fakeSlack struct {
+	t   *testing.T
+	srv *slacktest.Server
+
+	mu     sync.Mutex
+	calls  []apiCall
+	n      int
+	groups map[string][]string
+	// fail, when set, may answer a call with an error status instead.
+	fail func(method string) (status int, retryAfter string)
+
+	sockets chan *websocket.Conn
+	closed  chan struct{}
+}
+
+func newFakeSlack(t *testing.T) *fakeSlack {
+	fs := &fakeSlack{t: t, groups: map[string][]string{}, sockets: make(chan *websocket.Conn, 4), closed: make(chan struct{})}
+	fs.srv = slacktest.NewTestServer(func(c slacktest.Customize) {
+		c.Handle("/chat.postMessage", fs.handle("chat.postMessage"))
+		c.Handle("/chat.update", fs.handle("chat.update"))
+		c.Handle("/chat.postEphemeral", fs.handle("chat.postEphemeral"))
+		c.Handle("/usergroups.users.list", fs.handle("usergroups.users.list"))
+		c.Handle("/ws", slacktest.Websocket(func(conn *websocket.Conn) {
+			fs.sockets <- conn
+			<-fs.closed
+		}))
+	})
+	fs.srv.Start()
+	t.Cleanup(func() {
+		close(fs.closed)
+		fs.srv.Stop()
+	})
+	return fs
+}
+
+func (fs *fakeSlack) handle(method string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fs.mu.Lock()
+		if fs.fail != nil {
+			if status, after := fs.fail(method); status != 0 {
+				fs.calls = append(fs.calls, apiCall{Method: method + " (failed)", Form: r.Form, At: time.Now()})
+				fs.mu.Unlock()
+				if after != "" {
+					w.Header().Set("Retry-After", after)
+				}
+				w.WriteHeader(status)
+				return
+			}
+		}
+		fs.n++
+		ts := fmt.Sprintf("1700000000.%06d", fs.n)
+		c := apiCall{Method: method, Form: r.Form, At: time.Now()}
+		var resp any
+		switch method {
+		case "chat.postMessage":
+			c.TS = ts
+			resp = map[string]any{"ok": true, "channel": r.Form.Get("channel"), "ts": ts}
+		case "chat.update":
+			c.TS = r.Form.Get("ts")
+			resp = map[string]any{"ok": true, "channel": r.Form.Get("channel"), "ts": c.TS, "text": r.Form.Get("text")}
+		case "chat.postEphemeral":
+			c.TS = ts
+			resp = map[string]any{"ok": true, "message_ts": ts}
+		case "usergroups.users.list":
+			resp = map[string]any{"ok": true, "users": fs.groups[r.Form.Get("usergroup")]}
+		}
+		fs.calls = append(fs.calls, c)
+		fs.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(resp)
+	}
+}
+
+func (fs *fakeSlack) URL() string { return fs.srv.GetAPIURL() }
+
+// Calls returns the recorded calls of the given methods (all if none).
+func (fs *fakeSlack) Calls(methods ...string) []apiCall {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	var out []apiCall
+	for _, c := range fs.calls {
+		if len(methods) == 0 || contains(methods, c.Method) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// waitFor polls until cond holds over the recorded calls.
+func (fs *fakeSlack) waitFor(what string, cond func([]apiCall) bool) []apiCall {
+	fs.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		calls := fs.Calls()
+		if cond(calls) {
+			return calls
+		}
+		if time.Now().After(deadline) {
+			fs.t.Fatalf("timed out waiting for %s; calls so far:\n%s", what, dumpCalls(calls))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ephemeralTo waits for an ephemeral reply to user containing substr.
+func (fs *fakeSlack) ephemeralTo(user, substr string) apiCall {
+	fs.t.Helper()
+	var got apiCall
+	fs.waitFor(fmt.Sprintf("ephemeral to %s containing %q", user, substr), func(cs []apiCall) bool {
+		for _, c := range cs {
+			if c.Method == "chat.postEphemeral" && c.Form.Get("user") == user && strings.Contains(c.Text(), substr) {
+				got = c
+				return true
+			}
+		}
+		return false
+	})
+	return got
+}
+
+func dumpCalls(cs []apiCall) string {
+	var b strings.Builder
+	for _, c := range cs {
+		fmt.Fprintf(&b, "  %s ch=%s ts=%s thread=%s user=%s text=%q buttons=%v\n", c.Method, c.Channel(), c.TS, c.ThreadTS(), c.Form.Get("user"), trunc(c.Text(), 120), c.Buttons())
+	}
+	return b.String()
+}
+
+func trunc(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// Users and groups of the test configuration.
+const (
+	chProd    = "CPROD"    // bound to cluster prod
+	chOps     = "COPS"     // listed in access.channels
+	chRandom  = "CRANDOM"  // not obeyed
+	uRequest  = "UREQUEST" // may run and decide
+	uApprover = "UAPPROVE" // may decide (through a group)
+	uStranger = "USTRANGE" // may nothing
+	gApprover = "SAPPROVE"
+)
+
+func testConfig(mode string) *config.Config {
+	return &config.Config{
+		Slack: config.Slack{Mode: mode, Command: "/nocobase"},
+		Access: config.Access{
+			Run:      config.Principals{Users: []string{uRequest}},
+			Decide:   config.Principals{Users: []string{uRequest}, Groups: []string{gApprover}},
+			FourEyes: true,
+			Channels: []string{chOps},
+		},
+		Clusters: []config.Cluster{{Name: "prod", Channel: chProd}, {Name: "staging"}},
+	}
+}
+
+// harness is a front on a real engine with in-process clusters.
+type harness struct {
+	t     *testing.T
+	fs    *fakeSlack
+	front *Front
+	eng   *procedures.Engine
+	store store.Store
+	world *proctest.World
+	cfg   *config.Config
+	stop  context.CancelFunc
+	http  *httptest.Server
+}
+
+type harnessOpt func(*Options)
+
+func newHarness(t *testing.T, mode string, opts ...harnessOpt) *harness {
+	t.Helper()
+	fs := newFakeSlack(t)
+	fs.groups[gApprover] = []string{uApprover}
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "nocobot.db"), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	world := proctest.NewWorld("nocobase/nocobase:1.7.13", true, "app-1", "app-2")
+	eng, err := procedures.New(procedures.Options{
+		Store: st, Clusters: []*procedures.Cluster{world.Cluster("prod"), proctest.NewWorld("nocobase/nocobase:1.7.13", true, "s-1").Cluster("staging")},
+		Log: zerolog.Nop(), PollEvery: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(mode)
+	o := Options{
+		Config: cfg, BotToken: "xoxb-test-secret", AppToken: "xapp-test-secret", SigningSecret: testSecret,
+		APIURL: fs.URL(), EditEvery: 200 * time.Millisecond, FlushDelay: 20 * time.Millisecond,
+		CallTimeout: 2 * time.Second, MaxBackoff: 200 * time.Millisecond,
+	}
+	for _, fn := range opts {
+		fn(&o)
+	}
+	front, err := New(o, eng, nil, zerolog.New(zerolog.NewTestWriter(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	engDone := make(chan struct{})
+	go func() { _ = eng.Run(ctx); close(engDone) }()
+	frontDone := make(chan struct{})
+	go func() { _ = front.Run(ctx); close(frontDone) }()
+	<-front.subscribed
+	h := &harness{t: t, fs: fs, front: front, eng: eng, store: st, world: world, cfg: cfg, stop: cancel}
+	if mode == "http" {
+		h.http = httptest.NewServer(front.Handler())
+		t.Cleanup(h.http.Close)
+	}
+	t.Cleanup(func() {
+		cancel()
+		<-frontDone
+		<-engDone
+		st.Close()
+	})
+	return h
+}
+
+const testSecret = "s3cret-signing"
+
+// sign signs a body the way Slack does.
+func sign(secret string, ts int64, body string) string {
+	return signWith(secret, fmt.Sprint(ts), body)
+}

@@ -1,0 +1,224 @@
+// Package slack is nocobot's Slack front: the /nocobase slash command
+// (Socket Mode or signed HTTP), one thread per run kept current, the
+// checkpoint buttons, and who may do what.
+//
+// Every command and click is acknowledged at once and handled in a
+// goroutine afterwards; the thread renderer reads the engine's events
+// and never blocks the engine; Slack being slow or unreachable delays
+// the thread, never the run.
+package slack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/slack-go/slack"
+
+	"github.com/nocobot/nocobot/config"
+	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/store"
+)
+
+// Engine is what the Slack front needs of *procedures.Engine.
+type Engine interface {
+	Start(ctx context.Context, req procedures.Request) (store.Run, error)
+	Decide(ctx context.Context, d store.Decision) (store.Decision, error)
+	Cancel(ctx context.Context, runID, by, via string) error
+	Plan(ctx context.Context, req procedures.Request) (string, error)
+	Subscribe() *procedures.Subscription
+	Store() store.Store
+	Cluster(name string) (*procedures.Cluster, bool)
+	ClusterNames() []string
+}
+
+// Scheduler is what the Slack front needs of the maintenance window
+// scheduler (procedures.Scheduler). It may be nil: scheduling is off.
+type Scheduler interface {
+	// Add saves a window and returns it with its next three start times;
+	// the error text is the cron parser's reason.
+	Add(ctx context.Context, w store.Window) (store.Window, []time.Time, error)
+	List(ctx context.Context) ([]store.Window, error)
+	Remove(ctx context.Context, id string) error
+	SetPaused(ctx context.Context, id string, paused bool) (store.Window, error)
+	Skip(ctx context.Context, id string, start time.Time, by string) error
+	Approve(ctx context.Context, id string, start time.Time, by string) error
+}
+
+// Options configure the front. Tokens are values (main reads them from
+// the environment variables the config names); they are never logged.
+type Options struct {
+	Config        *config.Config
+	BotToken      string // xoxb-…
+	AppToken      string // xapp-…, Socket Mode
+	SigningSecret string // HTTP mode
+	// APIURL overrides Slack's Web API URL (tests: slacktest).
+	APIURL string
+	// HTTPClient overrides the client used for Web API calls.
+	HTTPClient *http.Client
+
+	// EditEvery is the least time between two edits of one message;
+	// default 1 s (Slack allows about one chat.update per second).
+	EditEvery time.Duration
+	// FlushDelay gathers the changes of a short burst of events into one
+	// call; default 250 ms.
+	FlushDelay time.Duration
+	// CallTimeout bounds every Slack API call; default 10 s.
+	CallTimeout time.Duration
+	// GroupTTL is how long user group members are cached; default 5 min.
+	GroupTTL time.Duration
+	// MaxBackoff caps the wait between retries of a failed call; default 30 s.
+	MaxBackoff time.Duration
+	// Now is the clock for replies and decisions; default time.Now.
+	Now func() time.Time
+}
+
+// Front is the Slack front.
+type Front struct {
+	cfg   *config.Config
+	opts  Options
+	eng   Engine
+	sched Scheduler
+	log   zerolog.Logger
+	api   *slack.Client
+	calls *caller
+	auth  *authorizer
+
+	command string // "/nocobase"
+
+	// base lives as long as the front: work after an ack runs under it,
+	// not under the request that brought it.
+	base   context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	replay *replayGuard
+	// subscribed is closed once Run listens to the engine (tests wait on it).
+	subscribed chan struct{}
+
+	mu      sync.Mutex
+	threads map[string]*thread // run id → thread being rendered
+	origins map[string]string  // cluster → channel of a command starting a run there now
+	bound   map[string]string  // run id → channel of the command that started it
+	clicks  map[string]bool    // run|checkpoint being decided now
+}
+
+// New makes the front. Call Run to serve Slack and render runs.
+func New(opts Options, eng Engine, sched Scheduler, log zerolog.Logger) (*Front, error) {
+	if opts.Config == nil {
+		return nil, errors.New("slack: no configuration")
+	}
+	if eng == nil {
+		return nil, errors.New("slack: no engine")
+	}
+	if opts.BotToken == "" {
+		return nil, errors.New("slack: no bot token")
+	}
+	mode := opts.Config.Slack.Mode
+	switch mode {
+	case "", "socket":
+		if opts.AppToken == "" {
+			return nil, errors.New("slack: socket mode needs an app-level token (xapp-…)")
+		}
+	case "http":
+		if opts.SigningSecret == "" {
+			return nil, errors.New("slack: http mode needs the signing secret")
+		}
+	default:
+		return nil, fmt.Errorf("slack: mode %q: expected socket or http", mode)
+	}
+	if opts.EditEvery <= 0 {
+		opts.EditEvery = time.Second
+	}
+	if opts.FlushDelay <= 0 {
+		opts.FlushDelay = 250 * time.Millisecond
+	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = 10 * time.Second
+	}
+	if opts.GroupTTL <= 0 {
+		opts.GroupTTL = 5 * time.Minute
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 30 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	slackOpts := []slack.Option{}
+	if opts.APIURL != "" {
+		slackOpts = append(slackOpts, slack.OptionAPIURL(opts.APIURL))
+	}
+	if opts.HTTPClient != nil {
+		slackOpts = append(slackOpts, slack.OptionHTTPClient(opts.HTTPClient))
+	}
+	if opts.AppToken != "" {
+		slackOpts = append(slackOpts, slack.OptionAppLevelToken(opts.AppToken))
+	}
+	api := slack.New(opts.BotToken, slackOpts...)
+	base, cancel := context.WithCancel(context.Background())
+	f := &Front{
+		cfg: opts.Config, opts: opts, eng: eng, sched: sched, log: log, api: api,
+		command: opts.Config.Slack.Command,
+		base:    base, cancel: cancel,
+		replay: newReplayGuard(), subscribed: make(chan struct{}),
+		threads: map[string]*thread{}, origins: map[string]string{}, bound: map[string]string{}, clicks: map[string]bool{},
+	}
+	if f.command == "" {
+		f.command = "/nocobase"
+	}
+	f.calls = &caller{log: log, timeout: opts.CallTimeout, maxBackoff: opts.MaxBackoff}
+	f.auth = newAuthorizer(opts.Config, f.calls, api, opts.GroupTTL, log)
+	return f, nil
+}
+
+// Run renders the engine's runs into Slack threads and serves Slack
+// (Socket Mode, or the HTTP endpoints when config.Slack.Mode is "http"
+// and Listen is set; with an empty Listen, mount Handler yourself) until
+// ctx ends. Slack errors are logged and retried, never returned: the
+// bot's runs must not stop because Slack is away.
+func (f *Front) Run(ctx context.Context) error {
+	defer f.shutdown()
+	sub := f.eng.Subscribe()
+	defer sub.Close()
+	close(f.subscribed)
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		f.render(ctx, sub)
+	}()
+	var err error
+	switch f.cfg.Slack.Mode {
+	case "http":
+		err = f.serveHTTP(ctx)
+	default:
+		err = f.runSocket(ctx)
+	}
+	<-ctx.Done()
+	return err
+}
+
+func (f *Front) shutdown() {
+	f.cancel()
+	f.wg.Wait()
+}
+
+// goWork runs fn after an ack, under the front's lifetime.
+func (f *Front) goWork(fn func(ctx context.Context)) {
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		defer func() {
+			if p := recover(); p != nil {
+				f.log.Error().Interface("panic", p).Msg("slack: handler panicked")
+			}
+		}()
+		fn(f.base)
+	}()
+}
+
+func (f *Front) now() time.Time { return f.opts.Now() }

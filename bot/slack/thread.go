@@ -1,0 +1,521 @@
+package slack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/store"
+)
+
+// noteScope is where a run's thread (channel and message ts's) is kept
+// in the store, so that a restarted bot edits the thread it started.
+const noteScope = "slack"
+
+// threadNote is the persisted form of a thread.
+type threadNote struct {
+	Channel string            `json:"channel"`
+	Msgs    map[string]string `json:"msgs"` // slot key → message ts; "root" is the root
+}
+
+// slot is one message of a thread: the root, a step, a checkpoint, the
+// summary or a notice. Its content is rendered from the thread's state
+// at flush time, so a burst of events costs one call.
+type slot struct {
+	key       string
+	ts        string // "" until posted
+	sent      string // content last sent (text + blocks JSON)
+	lastEdit  time.Time
+	broadcast bool
+	dropped   bool // Slack refused it for good; not retried
+}
+
+// cpState is a checkpoint as the thread shows it.
+type cpState struct {
+	cp       store.Checkpoint
+	decision *store.Decision
+	closed   string // closed without a decision (run ended)
+}
+
+// thread renders one run. apply is called by the renderer with each
+// event and never blocks; loop posts and edits the messages.
+type thread struct {
+	f     *Front
+	runID string
+	wake  chan struct{}
+
+	mu        sync.Mutex // guards what follows; held briefly, never across a call
+	run       store.Run
+	hasRun    bool
+	channel   string
+	known     map[string]string
+	loaded    bool
+	slots     []*slot
+	byKey     map[string]*slot
+	stepAt    map[int]time.Time // time of the step's latest progress
+	cps       map[string]*cpState
+	notes     map[string]string
+	finished  bool
+	resolving time.Time // when channel resolution began
+}
+
+func newThread(f *Front, runID string) *thread {
+	return &thread{
+		f: f, runID: runID, wake: make(chan struct{}, 1),
+		known: map[string]string{}, byKey: map[string]*slot{}, stepAt: map[int]time.Time{},
+		cps: map[string]*cpState{}, notes: map[string]string{},
+	}
+}
+
+func (t *thread) poke() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// ensure adds a slot in posting order; the caller holds mu.
+func (t *thread) ensure(key string, broadcast bool) *slot {
+	if s, ok := t.byKey[key]; ok {
+		return s
+	}
+	s := &slot{key: key, broadcast: broadcast, ts: t.known[key]}
+	t.slots = append(t.slots, s)
+	t.byKey[key] = s
+	return s
+}
+
+func stepKey(i int) string { return fmt.Sprintf("step:%d", i) }
+
+// apply records an event in the thread's state.
+func (t *thread) apply(ev procedures.Event) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	first := !t.hasRun
+	t.run, t.hasRun = ev.Run, true
+	t.ensure("root", false)
+	if first && ev.Kind != procedures.EventRunStarted {
+		// Picked up mid-run (a restart, another replica): show every step
+		// that has begun, editing the messages the thread already has.
+		for i, st := range ev.Run.Steps {
+			if st.Status != store.StepPending && st.Status != store.StepWaiting {
+				t.ensure(stepKey(i), false)
+			}
+		}
+		if cp := ev.Run.Checkpoint; cp != nil {
+			t.cps[cp.ID] = &cpState{cp: *cp}
+			t.ensure("cp:"+cp.ID, false)
+		}
+	}
+	switch ev.Kind {
+	case procedures.EventStepStarted, procedures.EventStepDone, procedures.EventStepFailed, procedures.EventStepSkipped:
+		if ev.Step >= 0 {
+			t.ensure(stepKey(ev.Step), false)
+		}
+	case procedures.EventStepProgress:
+		if ev.Step >= 0 {
+			t.ensure(stepKey(ev.Step), false)
+			t.stepAt[ev.Step] = ev.At
+		}
+	case procedures.EventCheckpoint:
+		if cp := ev.Run.Checkpoint; cp != nil {
+			if _, ok := t.cps[cp.ID]; !ok {
+				t.cps[cp.ID] = &cpState{cp: *cp}
+			}
+			t.ensure("cp:"+cp.ID, false)
+		}
+	case procedures.EventReminder:
+		t.note(ev, ":bell: "+ev.Message)
+	case procedures.EventDecided:
+		if d := ev.Decision; d != nil {
+			if cs, ok := t.cps[d.Checkpoint]; ok && cs.decision == nil {
+				dd := *d
+				cs.decision = &dd
+			}
+		}
+	case procedures.EventRollingBack:
+		t.note(ev, ":rewind: "+capitalize(ev.Message))
+	case procedures.EventStoreDown:
+		t.note(ev, ":warning: "+capitalize(ev.Message))
+	case procedures.EventStoreBack:
+		t.note(ev, ":white_check_mark: "+capitalize(ev.Message))
+	case procedures.EventRunResumed:
+		t.note(ev, ":arrow_forward: "+capitalize(ev.Message))
+	case procedures.EventRunFinished:
+		t.finished = true
+		for _, cs := range t.cps {
+			if cs.decision == nil {
+				if d := ev.Decision; d != nil && d.Checkpoint == cs.cp.ID {
+					dd := *d
+					cs.decision = &dd
+				} else {
+					cs.closed = "Closed: the run " + string(ev.Run.State) + "."
+				}
+			}
+		}
+		t.ensure("summary", true)
+	}
+}
+
+func (t *thread) note(ev procedures.Event, text string) {
+	key := fmt.Sprintf("note:%d", ev.At.UnixNano())
+	t.notes[key] = text
+	t.ensure(key, false)
+}
+
+// decided shows a decision at once, before the engine acts on it.
+func (t *thread) decided(d store.Decision) {
+	t.mu.Lock()
+	if cs, ok := t.cps[d.Checkpoint]; ok && cs.decision == nil {
+		cs.decision = &d
+	}
+	t.mu.Unlock()
+	t.poke()
+}
+
+// loop posts and edits the thread's messages until the run is finished
+// and shown, or the front stops.
+func (t *thread) loop(ctx context.Context) {
+	f := t.f
+	defer func() {
+		f.mu.Lock()
+		if f.threads[t.runID] == t {
+			delete(f.threads, t.runID)
+			delete(f.bound, t.runID)
+		}
+		f.mu.Unlock()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.wake:
+		}
+		// Let a burst of events settle into one call per message.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(f.opts.FlushDelay):
+		}
+		for {
+			wait, done := t.flush(ctx)
+			if done || ctx.Err() != nil {
+				return
+			}
+			if wait <= 0 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.wake:
+				// New state: settle briefly, then flush what is due.
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(min(wait, f.opts.FlushDelay)):
+				}
+			case <-time.After(wait):
+			}
+		}
+	}
+}
+
+// flush sends what is due. It returns how long until a deferred edit is
+// due (0: nothing deferred) and whether the thread is complete.
+func (t *thread) flush(ctx context.Context) (time.Duration, bool) {
+	f := t.f
+	if !t.resolve(ctx) {
+		return time.Second, false
+	}
+	t.mu.Lock()
+	slots := slices.Clone(t.slots)
+	channel := t.channel
+	t.mu.Unlock()
+	var wait time.Duration
+	t.mu.Lock()
+	root := t.byKey["root"]
+	t.mu.Unlock()
+	for _, s := range slots {
+		if s.dropped {
+			continue
+		}
+		t.mu.Lock()
+		text, blocks := t.render(s.key)
+		t.mu.Unlock()
+		content := contentKey(text, blocks)
+		if s.ts != "" && content == s.sent {
+			continue
+		}
+		if s.ts != "" {
+			if due := s.lastEdit.Add(f.opts.EditEvery); time.Now().Before(due) {
+				if w := time.Until(due); wait == 0 || w < wait {
+					wait = w
+				}
+				continue
+			}
+			err := f.calls.do(ctx, "chat.update", 0, func(ctx context.Context) error {
+				_, _, _, err := f.api.UpdateMessageContext(ctx, channel, s.ts, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
+				return err
+			})
+			if ctx.Err() != nil {
+				return 0, false
+			}
+			if err != nil {
+				// Deleted by someone, or refused for good: keep going.
+				f.log.Warn().Err(err).Str("run", t.runID).Str("message", s.key).Msg("slack: could not edit a thread message")
+			}
+			s.sent, s.lastEdit = content, time.Now()
+			continue
+		}
+		opts := []slack.MsgOption{slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...)}
+		if s != root {
+			if root.ts == "" {
+				break // the root is not posted; replies wait for it
+			}
+			opts = append(opts, slack.MsgOptionTS(root.ts))
+			if s.broadcast {
+				opts = append(opts, slack.MsgOptionBroadcast())
+			}
+		}
+		var ts string
+		err := f.calls.do(ctx, "chat.postMessage", 0, func(ctx context.Context) error {
+			var err error
+			_, ts, err = f.api.PostMessageContext(ctx, channel, opts...)
+			return err
+		})
+		if ctx.Err() != nil {
+			return 0, false
+		}
+		if err != nil {
+			f.log.Error().Err(err).Str("run", t.runID).Str("channel", channel).Str("message", s.key).Msg("slack: could not post a thread message")
+			s.dropped = true
+			if s == root {
+				// Nothing can thread under a root Slack refuses.
+				t.mu.Lock()
+				for _, o := range t.slots {
+					o.dropped = true
+				}
+				t.mu.Unlock()
+				break
+			}
+			continue
+		}
+		s.ts, s.sent, s.lastEdit = ts, content, time.Now()
+		t.save(ctx)
+	}
+	t.mu.Lock()
+	done := t.finished && wait == 0 && t.allSent()
+	t.mu.Unlock()
+	return wait, done
+}
+
+// allSent: every slot shows its latest content; the caller holds mu.
+func (t *thread) allSent() bool {
+	for _, s := range t.slots {
+		if s.dropped {
+			continue
+		}
+		text, blocks := t.render(s.key)
+		if s.ts == "" || s.sent != contentKey(text, blocks) {
+			return false
+		}
+	}
+	return true
+}
+
+func contentKey(text string, blocks []slack.Block) string {
+	b, _ := json.Marshal(blocks)
+	return text + "\x00" + string(b)
+}
+
+// resolve finds the thread's channel and the messages it already has.
+func (t *thread) resolve(ctx context.Context) bool {
+	t.mu.Lock()
+	ok, loaded := t.channel != "", t.loaded
+	run := t.run
+	t.mu.Unlock()
+	if ok {
+		return true
+	}
+	f := t.f
+	if !loaded {
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		raw, err := f.eng.Store().GetNote(c, noteScope, t.runID)
+		cancel()
+		var n threadNote
+		if err == nil && json.Unmarshal([]byte(raw), &n) == nil && n.Channel != "" {
+			t.mu.Lock()
+			t.channel, t.loaded = n.Channel, true
+			t.known = n.Msgs
+			for _, s := range t.slots {
+				if s.ts == "" {
+					s.ts = n.Msgs[s.key]
+				}
+			}
+			t.mu.Unlock()
+			return true
+		}
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			f.log.Warn().Err(err).Str("run", t.runID).Msg("slack: could not read the thread note; retrying")
+			return false
+		}
+		t.mu.Lock()
+		t.loaded = true
+		t.mu.Unlock()
+	}
+	ch := ""
+	if cl, ok := f.cfg.Cluster(run.Cluster); ok && cl.Channel != "" {
+		ch = cl.Channel
+	}
+	if ch == "" && run.Via == "slack" {
+		f.mu.Lock()
+		ch = f.bound[t.runID]
+		if ch == "" {
+			ch = f.origins[run.Cluster]
+		}
+		f.mu.Unlock()
+		t.mu.Lock()
+		if t.resolving.IsZero() {
+			t.resolving = time.Now()
+		}
+		waited := time.Since(t.resolving)
+		t.mu.Unlock()
+		if ch == "" && waited < 10*time.Second {
+			return false // the command that started it binds it in a moment
+		}
+	}
+	if ch == "" && len(f.cfg.Access.Channels) > 0 {
+		ch = f.cfg.Access.Channels[0]
+	}
+	if ch == "" {
+		f.log.Warn().Str("run", t.runID).Str("cluster", run.Cluster).Msg("slack: no channel to render this run in (set the cluster's channel)")
+		t.mu.Lock()
+		for _, s := range t.slots {
+			s.dropped = true
+		}
+		t.channel = "-"
+		t.mu.Unlock()
+		return false
+	}
+	t.mu.Lock()
+	t.channel = ch
+	t.mu.Unlock()
+	return true
+}
+
+// save records the thread so a restarted bot edits it.
+func (t *thread) save(ctx context.Context) {
+	t.mu.Lock()
+	n := threadNote{Channel: t.channel, Msgs: maps.Clone(t.known)}
+	for _, s := range t.slots {
+		if s.ts != "" {
+			n.Msgs[s.key] = s.ts
+		}
+	}
+	t.mu.Unlock()
+	raw, _ := json.Marshal(n)
+	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := t.f.eng.Store().PutNote(c, noteScope, t.runID, string(raw)); err != nil {
+		t.f.log.Warn().Err(err).Str("run", t.runID).Msg("slack: could not save the thread note")
+	}
+}
+
+// render returns a slot's text and blocks; the caller holds mu.
+func (t *thread) render(key string) (string, []slack.Block) {
+	r := t.run
+	switch {
+	case key == "root":
+		return renderRoot(r)
+	case key == "summary":
+		return renderSummary(r)
+	case strings.HasPrefix(key, "step:"):
+		var i int
+		fmt.Sscanf(key, "step:%d", &i)
+		if i < 0 || i >= len(r.Steps) {
+			return "", nil
+		}
+		return renderStep(r.Steps[i], t.stepAt[i])
+	case strings.HasPrefix(key, "cp:"):
+		if cs, ok := t.cps[strings.TrimPrefix(key, "cp:")]; ok {
+			return renderCheckpoint(r, cs)
+		}
+	case strings.HasPrefix(key, "note:"):
+		return t.notes[key], []slack.Block{section(t.notes[key])}
+	}
+	return "", nil
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// render reads the engine's events and hands each to its run's thread.
+// It never blocks on Slack: apply only records state.
+func (f *Front) render(ctx context.Context, sub *procedures.Subscription) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-sub.C:
+			if !ok {
+				return
+			}
+			if ev.Window != nil {
+				f.goWork(func(ctx context.Context) { f.windowEvent(ctx, ev) })
+				continue
+			}
+			if ev.Run.ID == "" {
+				continue
+			}
+			t := f.threadFor(ev.Run.ID)
+			t.apply(ev)
+			t.poke()
+		}
+	}
+}
+
+// threadFor returns the run's thread, starting its loop if new.
+func (f *Front) threadFor(runID string) *thread {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if t, ok := f.threads[runID]; ok {
+		return t
+	}
+	t := newThread(f, runID)
+	f.threads[runID] = t
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		t.loop(f.base)
+	}()
+	return t
+}
+
+// bindRun records which channel the command that started a run came
+// from (the run's thread goes there unless its cluster has a channel).
+func (f *Front) bindRun(runID, cluster, channel string) {
+	f.mu.Lock()
+	f.bound[runID] = channel
+	if f.origins[cluster] == channel {
+		delete(f.origins, cluster)
+	}
+	t := f.threads[runID]
+	f.mu.Unlock()
+	if t != nil {
+		t.poke()
+	}
+}
