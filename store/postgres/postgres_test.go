@@ -85,7 +85,7 @@ func schemaVersions(t *testing.T, dbURL, schema string) []int {
 	return vs
 }
 
-func exec(t *testing.T, dbURL, sql string, args ...any) {
+func execSQL(t *testing.T, dbURL, sql string, args ...any) {
 	t.Helper()
 	c, err := pgx.Connect(testCtx(t), dbURL)
 	if err != nil {
@@ -154,7 +154,7 @@ func TestMigrations(t *testing.T) {
 			if _, _, err := migrate(testCtx(t), pool, "nocobot", all[:i+1], zerolog.Nop()); err != nil {
 				t.Fatalf("migrate to %d: %v", all[i].version, err)
 			}
-			exec(t, db, `INSERT INTO nocobot.notes (scope, key, value) VALUES ('slack-thread', 'r1', 'C1/1')`)
+			execSQL(t, db, `INSERT INTO nocobot.notes (scope, key, value) VALUES ('slack-thread', 'r1', 'C1/1')`)
 			from, to, err := migrate(testCtx(t), pool, "nocobot", all, zerolog.Nop())
 			if err != nil || from != all[i].version || to != next.version {
 				t.Fatalf("upgrade from %d: %d → %d, %v", all[i].version, from, to, err)
@@ -171,7 +171,7 @@ func TestMigrations(t *testing.T) {
 	t.Run("NewerSchemaRefused", func(t *testing.T) {
 		db := testenv.NewDatabase(t)
 		openAt(t, db, "").Close()
-		exec(t, db, "INSERT INTO nocobot.schema_version (version, name) VALUES ($1, 'from the future')", SchemaVersion()+4)
+		execSQL(t, db, "INSERT INTO nocobot.schema_version (version, name) VALUES ($1, 'from the future')", SchemaVersion()+4)
 		_, err := Open(testCtx(t), db, "", zerolog.Nop())
 		want := "schema version 5 is newer than this nocobot (1): upgrade nocobot"
 		if SchemaVersion() != 1 {

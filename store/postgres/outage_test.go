@@ -1,0 +1,176 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nocobot/nocobot/internal/testenv"
+	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/procedures/proctest"
+	"github.com/nocobot/nocobot/store"
+)
+
+// server is a throw-away PostgreSQL server that a test may stop and
+// start, run as the postgres user the way scripts/test runs its own.
+type server struct {
+	t          *testing.T
+	bin, data  string
+	port       int
+	url        string
+	logFile    string
+	runningNow bool
+}
+
+func newServer(t *testing.T) *server {
+	t.Helper()
+	bin := testenv.PostgresBin(t)
+	dir := testenv.TempDir(t)
+	// The server runs as postgres: it must reach its folder.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "pg")
+	if err := os.Mkdir(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("chown", "postgres", data).CombinedOutput(); err != nil {
+		t.Fatalf("chown: %v: %s", err, out)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	s := &server{t: t, bin: bin, data: data, port: port, logFile: filepath.Join(data, "server.log"),
+		url: fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)}
+	s.asPostgres(fmt.Sprintf("%s/initdb -A trust --no-sync -U postgres -D %s", bin, data))
+	s.start()
+	t.Cleanup(func() {
+		if s.runningNow {
+			s.asPostgres(fmt.Sprintf("%s/pg_ctl -D %s -m immediate stop", s.bin, s.data))
+		}
+	})
+	return s
+}
+
+func (s *server) asPostgres(cmd string) {
+	s.t.Helper()
+	out, err := exec.Command("su", "postgres", "-s", "/bin/sh", "-c", cmd).CombinedOutput()
+	if err != nil {
+		log, _ := os.ReadFile(s.logFile)
+		s.t.Fatalf("%s: %v\n%s\n%s", cmd, err, out, log)
+	}
+}
+
+func (s *server) start() {
+	s.t.Helper()
+	s.asPostgres(fmt.Sprintf(`%s/pg_ctl -w -D %s -l %s -o "-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=off" start`,
+		s.bin, s.data, s.logFile, s.port, s.data))
+	s.runningNow = true
+}
+
+// stop shuts the server down the way an outage looks to clients: every
+// connection is terminated.
+func (s *server) stop() {
+	s.t.Helper()
+	s.asPostgres(fmt.Sprintf("%s/pg_ctl -w -D %s -m fast stop", s.bin, s.data))
+	s.runningNow = false
+}
+
+// The database goes away in the middle of a run: calls fail promptly
+// instead of hanging, the run pauses before its next outside action and
+// says so, and when the server is back the run goes on, decisions are
+// delivered through the re-established LISTEN, and the run finishes.
+func TestDatabaseOutageDuringRun(t *testing.T) {
+	srv := newServer(t)
+	w := proctest.NewWorld(oldImage, true, "app-1", "app-2", "app-3")
+	fast := []Option{WithQueryTimeout(2 * time.Second), WithConnectTimeout(time.Second), withListenCheck(time.Second)}
+	a := startReplica(t, srv.url, "engine-a", w, replicaOpts{leaseTTL: 3 * time.Second, poll: 500 * time.Millisecond, storeOpts: fast})
+	// Another replica's store, to press buttons and watch decisions.
+	other := openAt(t, srv.url, "", fast...)
+	watch, err := other.WatchDecisions(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	block := w.BlockOn("backup")
+	r, err := a.eng.Start(context.Background(), upgrade())
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-block.Reached:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the run never reached the backup")
+	}
+	srv.stop()
+
+	// Calls fail within the store's timeout, whatever the caller's.
+	for _, call := range []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"GetRun", func(ctx context.Context) error { _, err := a.store.GetRun(ctx, r.ID); return err }},
+		{"UpdateRun", func(ctx context.Context) error { return a.store.UpdateRun(ctx, r) }},
+		{"Decide", func(ctx context.Context) error {
+			_, err := other.Decide(ctx, store.Decision{RunID: r.ID, Checkpoint: "x", Action: store.ActionAbort})
+			return err
+		}},
+	} {
+		began := time.Now()
+		err := call.fn(testCtx(t))
+		if err == nil {
+			t.Fatalf("%s succeeded with the server down", call.name)
+		}
+		if took := time.Since(began); took > 3*time.Second {
+			t.Fatalf("%s took %s to fail with the server down (%v)", call.name, took, err)
+		}
+	}
+
+	block.Release() // the backup finishes; recording it fails
+	down := a.waitFor("store.unavailable", 10*time.Second, isKind(procedures.EventStoreDown))
+	if !strings.Contains(down.Message, "paused") {
+		t.Fatalf("store down event says %q", down.Message)
+	}
+	time.Sleep(time.Second) // the run stays paused: nothing more happens on the cluster
+	before := len(w.Actions())
+	time.Sleep(time.Second)
+	if acts := w.Actions(); len(acts) != before || acts[len(acts)-1] != "backup-verified b1" {
+		t.Fatalf("the run went on with the store down: %q", acts)
+	}
+
+	srv.start()
+	a.waitFor("store.available", 15*time.Second, isKind(procedures.EventStoreBack))
+	cp := a.waitFor("verify checkpoint", 15*time.Second, isCheckpoint("verify")).Run
+	if _, err := other.Decide(testCtx(t), store.Decision{RunID: r.ID, Checkpoint: cp.Checkpoint.ID,
+		Action: store.ActionContinue, By: "U2", Via: "slack"}); err != nil {
+		t.Fatal(err)
+	}
+	end := a.waitFor("end of run", 15*time.Second, isKind(procedures.EventRunFinished)).Run
+	if end.State != store.StateSucceeded {
+		t.Fatalf("run ended %s: %s", end.State, end.Error)
+	}
+	checkUpgraded(t, w)
+	if n := count(w.Actions(), "backup"); n != 1 {
+		t.Fatalf("backup ran %d times across the outage, want 1", n)
+	}
+
+	// The other store's watcher outlived the outage and heard the decision.
+	select {
+	case id := <-watch:
+		if id != r.ID {
+			t.Fatalf("watcher heard %q, want %s", id, r.ID)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the watcher heard nothing after the outage")
+	}
+}
+
