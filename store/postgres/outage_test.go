@@ -173,4 +173,3 @@ func TestDatabaseOutageDuringRun(t *testing.T) {
 		t.Fatal("the watcher heard nothing after the outage")
 	}
 }
-
