@@ -3,6 +3,8 @@ package backup
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/url"
@@ -428,4 +430,45 @@ func TestNewValidates(t *testing.T) {
 	if strings.Contains(db.conninfo, "s3cret") || db.password != "s3cret" || db.name != "nocobase" {
 		t.Errorf("conninfo %q password %q", db.conninfo, db.password)
 	}
+}
+
+// A dump that breaks in the middle of a restore (damage the checksums did
+// not see, a full disk on the server…) must leave the database as it was:
+// the restore runs in one transaction and commits only after pg_restore
+// read the whole dump.
+func TestRestoreRollsBackWhenTheDumpBreaksMidway(t *testing.T) {
+	f := newFixture(t, 5, 300)
+	m, err := New(f.localOptions(t), nil, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := create(t, m, nil)
+	migrateAndChange(t, f.dbURL)
+	changed := dbSnapshot(t, f.dbURL)
+
+	// Cut the dump and make the manifest agree, so only pg_restore can
+	// notice.
+	dir := filepath.Join(f.dest, info.ID)
+	p := filepath.Join(dir, partDatabase)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = b[:len(b)*3/4]
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	man := readManifest(t, f.dest, info.ID)
+	sum := sha256.Sum256(b)
+	man.Parts[0].Size, man.Parts[0].SHA256 = int64(len(b)), hex.EncodeToString(sum[:])
+	if err := writeManifest(dir, &man); err != nil {
+		t.Fatal(err)
+	}
+
+	err = m.Restore(context.Background(), info.ID, nil)
+	if err == nil || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("err = %v", err)
+	}
+	t.Log(err)
+	assertSame(t, "database after a failed restore", changed, dbSnapshot(t, f.dbURL))
 }

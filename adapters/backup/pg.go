@@ -240,16 +240,25 @@ func (d *database) check(ctx context.Context, r io.Reader) error {
 // initial ACL and comment, large objects are unlinked; then pg_restore's script
 // follows. COMMIT is sent only if pg_restore read the whole archive;
 // otherwise a raised exception makes psql stop and the server roll back,
-// leaving the database as it was.
+// leaving the database as it was, and the script fails even if psql did
+// not notice (sh has no pipefail).
 const restoreScript = readPassword + `
+failed=$(mktemp) || exit 1
 {
   printf '%s\n' "$2"
   if pg_restore --clean --if-exists -f -; then
     echo 'COMMIT;'
   else
+    echo x > "$failed"
+    # End a COPY the dump may have been cut in, then stop psql for sure.
+    printf '\n\\.\n'
     echo "DO \$x\$ BEGIN RAISE EXCEPTION 'nocobot: pg_restore could not read the dump; nothing was changed'; END \$x\$;"
   fi
-} | psql -X -q -v ON_ERROR_STOP=1 -o /dev/null -d "$1"`
+} | psql -X -q -v ON_ERROR_STOP=1 -o /dev/null -d "$1"
+rc=$?
+if [ -s "$failed" ]; then echo incomplete-dump; rc=4; fi
+rm -f "$failed"
+exit $rc`
 
 const restorePreamble = `SET client_min_messages = warning;
 BEGIN;
@@ -290,7 +299,11 @@ $nocobot$;`
 
 // restore replaces the database's content with the dump read from r.
 func (d *database) restore(ctx context.Context, r io.Reader) error {
-	err := d.r.run(ctx, restoreScript, []string{d.conninfo, restorePreamble}, withPassword(d.password, r), nil)
+	var out bytes.Buffer
+	err := d.r.run(ctx, restoreScript, []string{d.conninfo, restorePreamble}, withPassword(d.password, r), &limitedWriter{w: &out, n: 64 << 10})
+	if err != nil && strings.Contains(out.String(), "incomplete-dump") {
+		return fmt.Errorf("restore database (%s): pg_restore could not read the whole dump; the transaction was rolled back, nothing was changed: %w", d.source, err)
+	}
 	if err != nil {
 		return fmt.Errorf("restore database (%s, on %s): %w", d.source, d.r.where(), err)
 	}
