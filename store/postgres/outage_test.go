@@ -20,7 +20,8 @@ import (
 // server is a throw-away PostgreSQL server that a test may stop and
 // start, run as the postgres user the way scripts/test runs its own.
 type server struct {
-	t          *testing.T
+	t          testing.TB
+	fsync      bool
 	bin, data  string
 	port       int
 	url        string
@@ -28,7 +29,7 @@ type server struct {
 	runningNow bool
 }
 
-func newServer(t *testing.T) *server {
+func newServer(t testing.TB, fsync bool) *server {
 	t.Helper()
 	bin := testenv.PostgresBin(t)
 	dir := testenv.TempDir(t)
@@ -49,7 +50,7 @@ func newServer(t *testing.T) *server {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	s := &server{t: t, bin: bin, data: data, port: port, logFile: filepath.Join(data, "server.log"),
+	s := &server{t: t, fsync: fsync, bin: bin, data: data, port: port, logFile: filepath.Join(data, "server.log"),
 		url: fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)}
 	s.asPostgres(fmt.Sprintf("%s/initdb -A trust --no-sync -U postgres -D %s", bin, data))
 	s.start()
@@ -72,8 +73,12 @@ func (s *server) asPostgres(cmd string) {
 
 func (s *server) start() {
 	s.t.Helper()
-	s.asPostgres(fmt.Sprintf(`%s/pg_ctl -w -D %s -l %s -o "-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=off" start`,
-		s.bin, s.data, s.logFile, s.port, s.data))
+	fsync := "off"
+	if s.fsync {
+		fsync = "on"
+	}
+	s.asPostgres(fmt.Sprintf(`%s/pg_ctl -w -D %s -l %s -o "-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=%s" start`,
+		s.bin, s.data, s.logFile, s.port, s.data, fsync))
 	s.runningNow = true
 }
 
@@ -90,7 +95,7 @@ func (s *server) stop() {
 // says so, and when the server is back the run goes on, decisions are
 // delivered through the re-established LISTEN, and the run finishes.
 func TestDatabaseOutageDuringRun(t *testing.T) {
-	srv := newServer(t)
+	srv := newServer(t, false)
 	w := proctest.NewWorld(oldImage, true, "app-1", "app-2", "app-3")
 	fast := []Option{WithQueryTimeout(2 * time.Second), WithConnectTimeout(time.Second), withListenCheck(time.Second)}
 	a := startReplica(t, srv.url, "engine-a", w, replicaOpts{leaseTTL: 3 * time.Second, poll: 500 * time.Millisecond, storeOpts: fast})
