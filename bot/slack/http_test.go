@@ -65,12 +65,13 @@ func (h *harness) command(user, channel, text string) {
 
 func clickBody(user, channel, messageTS, actionID, value string) string {
 	payload := map[string]any{
-		"type":      "block_actions",
-		"user":      map[string]any{"id": user, "name": strings.ToLower(user)},
-		"channel":   map[string]any{"id": channel},
-		"container": map[string]any{"type": "message", "message_ts": messageTS, "channel_id": channel},
-		"message":   map[string]any{"ts": messageTS},
-		"actions":   []map[string]any{{"type": "button", "action_id": actionID, "block_id": blockCheckpoint, "value": value, "action_ts": "1.2"}},
+		"type":       "block_actions",
+		"trigger_id": fmt.Sprint(time.Now().UnixNano()), // unique, as Slack's are
+		"user":       map[string]any{"id": user, "name": strings.ToLower(user)},
+		"channel":    map[string]any{"id": channel},
+		"container":  map[string]any{"type": "message", "message_ts": messageTS, "channel_id": channel},
+		"message":    map[string]any{"ts": messageTS},
+		"actions":    []map[string]any{{"type": "button", "action_id": actionID, "block_id": blockCheckpoint, "value": value, "action_ts": "1.2"}},
 	}
 	b, _ := json.Marshal(payload)
 	return url.Values{"payload": {string(b)}}.Encode()

@@ -78,7 +78,7 @@ func (f *Front) checkpointClick(ctx context.Context, cb slack.InteractionCallbac
 	f.clicks[key] = true
 	f.mu.Unlock()
 	if busy {
-		return f.refuseClick(ctx, cb, "Someone is deciding this checkpoint right now.")
+		return f.refuseClick(ctx, cb, "This checkpoint is already being decided (another click came first).")
 	}
 	defer func() {
 		f.mu.Lock()
