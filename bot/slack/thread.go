@@ -143,7 +143,11 @@ func (t *thread) apply(ev procedures.Event) {
 			}
 		}
 	case procedures.EventRollingBack:
-		t.note(ev, ":rewind: "+capitalize(ev.Message))
+		msg := capitalize(ev.Message)
+		if d := ev.Decision; d != nil && d.Via == "slack" {
+			msg = fmt.Sprintf("Rolling back, chosen by <@%s>", d.By)
+		}
+		t.note(ev, ":rewind: "+msg)
 	case procedures.EventStoreDown:
 		t.note(ev, ":warning: "+capitalize(ev.Message))
 	case procedures.EventStoreBack:

@@ -121,7 +121,7 @@ func TestWholeUpgradeThroughSlack(t *testing.T) {
 	// An approver (member of the approvers' user group) continues; two
 	// quick clicks decide once.
 	h.click(uApprover, chProd, cpPost.TS, "nocobot.cp.continue", value)
-	h.click(uApprover, chProd, cpPost.TS, "nocobot.cp.rollback", value)
+	h.click(uApprover, chProd, cpPost.TS, "nocobot.cp.continue", value)
 	h.fs.ephemeralTo(uApprover, "already")
 	_, decided := h.reply(root.TS, "<@"+uApprover+"> chose *Continue*")
 	if decided.Method != "chat.update" || decided.TS != cpPost.TS || len(decided.Buttons()) != 0 {
