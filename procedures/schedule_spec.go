@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/robfig/cron/v3"
 )
@@ -51,7 +52,9 @@ func ParseWindowSpec(spec, tz string) (cron.Schedule, *time.Location, error) {
 	}
 	sched, err := parseCron(spec)
 	if err != nil {
-		return nil, nil, fmt.Errorf("invalid cron expression %q: %w", spec, err)
+		// The parser's reason quotes the input raw; keep the message on one
+		// printable line for chat and logs.
+		return nil, nil, fmt.Errorf("invalid cron expression %q: %s", spec, printable(err.Error()))
 	}
 	switch s := sched.(type) {
 	case *cron.SpecSchedule:
@@ -81,6 +84,17 @@ func parseCron(spec string) (s cron.Schedule, err error) {
 		}
 	}()
 	return windowParser.Parse(spec)
+}
+
+// printable replaces control characters (a newline pasted into Slack) so
+// an error stays one readable line.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return '�'
+		}
+		return r
+	}, s)
 }
 
 func windowLocation(tz string) (*time.Location, error) {
