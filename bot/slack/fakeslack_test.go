@@ -248,9 +248,18 @@ type harness struct {
 	cfg   *config.Config
 	stop  context.CancelFunc
 	http  *httptest.Server
+	opts  Options
+	sched Scheduler
+
+	mu        sync.Mutex
+	frontStop func()
 }
 
-type harnessOpt func(*Options)
+type harnessOpt func(*Options, *Scheduler)
+
+func withScheduler(sc Scheduler) harnessOpt {
+	return func(_ *Options, s *Scheduler) { *s = sc }
+}
 
 func newHarness(t *testing.T, mode string, opts ...harnessOpt) *harness {
 	t.Helper()
@@ -274,31 +283,58 @@ func newHarness(t *testing.T, mode string, opts ...harnessOpt) *harness {
 		APIURL: fs.URL(), EditEvery: 200 * time.Millisecond, FlushDelay: 20 * time.Millisecond,
 		CallTimeout: 2 * time.Second, MaxBackoff: 200 * time.Millisecond,
 	}
+	var sched Scheduler
 	for _, fn := range opts {
-		fn(&o)
-	}
-	front, err := New(o, eng, nil, zerolog.New(zerolog.NewTestWriter(t)))
-	if err != nil {
-		t.Fatal(err)
+		fn(&o, &sched)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	engDone := make(chan struct{})
 	go func() { _ = eng.Run(ctx); close(engDone) }()
-	frontDone := make(chan struct{})
-	go func() { _ = front.Run(ctx); close(frontDone) }()
-	<-front.subscribed
-	h := &harness{t: t, fs: fs, front: front, eng: eng, store: st, world: world, cfg: cfg, stop: cancel}
+	h := &harness{t: t, fs: fs, eng: eng, store: st, world: world, cfg: cfg, stop: cancel, opts: o, sched: sched}
+	h.startFront()
 	if mode == "http" {
-		h.http = httptest.NewServer(front.Handler())
+		h.http = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.mu.Lock()
+			f := h.front
+			h.mu.Unlock()
+			f.Handler().ServeHTTP(w, r)
+		}))
 		t.Cleanup(h.http.Close)
 	}
 	t.Cleanup(func() {
+		h.stopFront()
 		cancel()
-		<-frontDone
 		<-engDone
 		st.Close()
 	})
 	return h
+}
+
+// startFront starts a new front on the harness's engine (a bot restart).
+func (h *harness) startFront() {
+	h.t.Helper()
+	front, err := New(h.opts, h.eng, h.sched, zerolog.New(zerolog.NewTestWriter(h.t)))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = front.Run(ctx); close(done) }()
+	<-front.subscribed
+	h.mu.Lock()
+	h.front, h.frontStop = front, func() { cancel(); <-done }
+	h.mu.Unlock()
+}
+
+// stopFront stops the front (a bot shutdown); the engine goes on.
+func (h *harness) stopFront() {
+	h.mu.Lock()
+	stop := h.frontStop
+	h.frontStop = nil
+	h.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
 }
 
 const testSecret = "s3cret-signing"

@@ -15,7 +15,8 @@ import (
 
 // handleInteraction handles a button click after its ack.
 func (f *Front) handleInteraction(ctx context.Context, cb slack.InteractionCallback) {
-	if cb.Type != slack.InteractionTypeBlockActions {
+	if cb.Type != slack.InteractionTypeBlockActions || len(cb.ActionCallback.BlockActions) == 0 {
+		f.log.Debug().Str("type", string(cb.Type)).Str("user", cb.User.ID).Msg("slack: ignored an interaction that is not a block action")
 		return
 	}
 	for _, a := range cb.ActionCallback.BlockActions {
