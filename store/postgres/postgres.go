@@ -189,8 +189,9 @@ func redact(msg string, secrets ...string) string {
 	return msg
 }
 
-// redactErr keeps err's message unless a secret shows in it. It returns a
-// string: callers that need errors.Is wrap the original separately.
+// redactErr returns err itself unless a secret shows in its message; then
+// a plain error with the secret blotted out (the chain is lost, which is
+// the price of never printing a password).
 func redactErr(err error, secrets ...string) error {
 	msg := redact(err.Error(), secrets...)
 	if msg == err.Error() {
