@@ -177,7 +177,8 @@ func (e *Engine) Subscribe() *Subscription { return e.bus.subscribe() }
 
 // Run resumes unfinished runs, takes over runs whose owner died, keeps
 // this engine's leases alive and delivers decisions, until ctx ends. It
-// then waits for the runs it drives to stop and releases them.
+// then waits for the runs it drives to stop. Their leases are left to
+// lapse, as after a crash: another replica takes them over then.
 func (e *Engine) Run(ctx context.Context) error {
 	e.mu.Lock()
 	e.baseCtx = ctx
