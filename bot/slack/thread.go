@@ -25,7 +25,13 @@ const noteScope = "slack"
 type threadNote struct {
 	Channel string            `json:"channel"`
 	Msgs    map[string]string `json:"msgs"` // slot key → message ts; "root" is the root
+	// CPs are the checkpoints shown, so a restarted bot can still show
+	// who decided one after the run has moved on.
+	CPs map[string]store.Checkpoint `json:"cps,omitempty"`
 }
+
+// kindSnapshot is a run's state read from the store at start-up.
+const kindSnapshot procedures.EventKind = "slack.snapshot"
 
 // slot is one message of a thread: the root, a step, a checkpoint, the
 // summary or a notice. Its content is rendered from the thread's state
@@ -256,9 +262,18 @@ func (t *thread) flush(ctx context.Context) (time.Duration, bool) {
 		t.mu.Lock()
 		text, blocks := t.render(s.key)
 		t.mu.Unlock()
-		content := contentKey(text, blocks)
-		if s.ts != "" && content == s.sent {
+		if s.ts != "" && contentKey(text, blocks) == s.sent {
 			continue
+		}
+		// Each attempt sends the content as it is then: after an outage
+		// the thread catches up with the latest state, not the first.
+		var content string
+		current := func() []slack.MsgOption {
+			t.mu.Lock()
+			text, blocks := t.render(s.key)
+			t.mu.Unlock()
+			content = contentKey(text, blocks)
+			return []slack.MsgOption{slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...)}
 		}
 		if s.ts != "" {
 			if due := s.lastEdit.Add(f.opts.EditEvery); time.Now().Before(due) {
@@ -268,7 +283,7 @@ func (t *thread) flush(ctx context.Context) (time.Duration, bool) {
 				continue
 			}
 			err := f.calls.do(ctx, "chat.update", 0, func(ctx context.Context) error {
-				_, _, _, err := f.api.UpdateMessageContext(ctx, channel, s.ts, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
+				_, _, _, err := f.api.UpdateMessageContext(ctx, channel, s.ts, current()...)
 				return err
 			})
 			if ctx.Err() != nil {
@@ -281,20 +296,20 @@ func (t *thread) flush(ctx context.Context) (time.Duration, bool) {
 			s.sent, s.lastEdit = content, time.Now()
 			continue
 		}
-		opts := []slack.MsgOption{slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...)}
+		var extra []slack.MsgOption
 		if s != root {
 			if root.ts == "" {
 				break // the root is not posted; replies wait for it
 			}
-			opts = append(opts, slack.MsgOptionTS(root.ts))
+			extra = append(extra, slack.MsgOptionTS(root.ts))
 			if s.broadcast {
-				opts = append(opts, slack.MsgOptionBroadcast())
+				extra = append(extra, slack.MsgOptionBroadcast())
 			}
 		}
 		var ts string
 		err := f.calls.do(ctx, "chat.postMessage", 0, func(ctx context.Context) error {
 			var err error
-			_, ts, err = f.api.PostMessageContext(ctx, channel, opts...)
+			_, ts, err = f.api.PostMessageContext(ctx, channel, append(current(), extra...)...)
 			return err
 		})
 		if ctx.Err() != nil {
@@ -358,12 +373,31 @@ func (t *thread) resolve(ctx context.Context) bool {
 		cancel()
 		var n threadNote
 		if err == nil && json.Unmarshal([]byte(raw), &n) == nil && n.Channel != "" {
+			c, cancel := context.WithTimeout(ctx, 10*time.Second)
+			ds, _ := f.eng.Store().Decisions(c, t.runID)
+			cancel()
 			t.mu.Lock()
 			t.channel, t.loaded = n.Channel, true
 			t.known = n.Msgs
+			if t.known == nil {
+				t.known = map[string]string{}
+			}
+			for id, cp := range n.CPs {
+				if _, ok := t.cps[id]; !ok && t.known["cp:"+id] != "" {
+					t.cps[id] = &cpState{cp: cp}
+					t.ensure("cp:"+id, false)
+				}
+			}
+			// Decisions taken while the bot was away.
+			for _, d := range ds {
+				if cs, ok := t.cps[d.Checkpoint]; ok && cs.decision == nil {
+					dd := d
+					cs.decision = &dd
+				}
+			}
 			for _, s := range t.slots {
 				if s.ts == "" {
-					s.ts = n.Msgs[s.key]
+					s.ts = t.known[s.key]
 				}
 			}
 			t.mu.Unlock()
@@ -420,15 +454,22 @@ func (t *thread) resolve(ctx context.Context) bool {
 // save records the thread so a restarted bot edits it.
 func (t *thread) save(ctx context.Context) {
 	t.mu.Lock()
-	n := threadNote{Channel: t.channel, Msgs: maps.Clone(t.known)}
+	n := threadNote{Channel: t.channel, Msgs: maps.Clone(t.known), CPs: map[string]store.Checkpoint{}}
 	for _, s := range t.slots {
 		if s.ts != "" {
 			n.Msgs[s.key] = s.ts
 		}
 	}
+	for id, cs := range t.cps {
+		if n.Msgs["cp:"+id] != "" {
+			n.CPs[id] = cs.cp
+		}
+	}
 	t.mu.Unlock()
 	raw, _ := json.Marshal(n)
-	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// Even during shutdown: a posted message the note forgets would be
+	// posted again by the next bot.
+	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := t.f.eng.Store().PutNote(c, noteScope, t.runID, string(raw)); err != nil {
 		t.f.log.Warn().Err(err).Str("run", t.runID).Msg("slack: could not save the thread note")
@@ -470,6 +511,7 @@ func capitalize(s string) string {
 // render reads the engine's events and hands each to its run's thread.
 // It never blocks on Slack: apply only records state.
 func (f *Front) render(ctx context.Context, sub *procedures.Subscription) {
+	f.catchUp(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -489,6 +531,24 @@ func (f *Front) render(ctx context.Context, sub *procedures.Subscription) {
 			t.apply(ev)
 			t.poke()
 		}
+	}
+}
+
+// catchUp renders the unfinished runs as they are now: after a restart
+// their threads are edited (their notes name the messages), and runs
+// that began while the bot was away get one.
+func (f *Front) catchUp(ctx context.Context) {
+	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	runs, err := f.eng.Store().UnfinishedRuns(c)
+	cancel()
+	if err != nil {
+		f.log.Warn().Err(err).Msg("slack: could not list unfinished runs to catch up")
+		return
+	}
+	for _, r := range runs {
+		t := f.threadFor(r.ID)
+		t.apply(procedures.Event{Kind: kindSnapshot, Run: r, Step: -1, At: f.now()})
+		t.poke()
 	}
 }
 
