@@ -23,7 +23,7 @@ func newScheduler(e *env) (*procedures.Scheduler, error) {
 		}
 	}
 	return procedures.NewScheduler(procedures.SchedulerOptions{
-		Store: e.store, Log: e.log, Publish: e.engine.PublishWindow,
+		Store: e.store, Log: e.log, Clock: e.engine.Clock(), Publish: e.engine.PublishWindow,
 		StartRun:      func(ctx context.Context, w store.Window) (store.Run, error) { return startWindow(ctx, e.engine, w) },
 		MissedGrace:   e.cfg.Schedule.MissedGrace.D(),
 		ConfigWindows: fromConfig,

@@ -14,8 +14,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/robfig/cron/v3"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/nocobot/nocobot/procedures"
 )
 
 // Duration is a time.Duration written as "90s", "10m", "2h".
@@ -464,13 +465,14 @@ func (cl *Cluster) validate(f string) error {
 			return fieldError(wf+".id", "%q is used twice", w.ID)
 		}
 		ids[w.ID] = true
-		if _, err := cron.ParseStandard(w.Cron); err != nil {
-			return fieldError(wf+".cron", "%q: %v", w.Cron, err)
+		tz := w.TZ
+		if tz == "" {
+			tz = "UTC"
 		}
-		if w.TZ != "" {
-			if _, err := time.LoadLocation(w.TZ); err != nil {
-				return fieldError(wf+".tz", "%q is not a time zone (expected e.g. Europe/Berlin)", w.TZ)
-			}
+		// The scheduler's own parser: the same rules, and no panic on odd
+		// input (robfig's ParseStandard panics on "TZ=UTC").
+		if _, _, err := procedures.ParseWindowSpec(w.Cron, tz); err != nil {
+			return fieldError(wf, "%v", err)
 		}
 		if w.Command == "" {
 			return fieldError(wf+".command", "required: the procedure and its arguments, e.g. upgrade 1.7.15")
