@@ -253,6 +253,25 @@ type harness struct {
 
 	mu        sync.Mutex
 	frontStop func()
+	logs      syncBuffer
+}
+
+// syncBuffer collects the front's logs so tests can check them.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 type harnessOpt func(*Options, *Scheduler)
@@ -306,6 +325,18 @@ func newHarness(t *testing.T, mode string, opts ...harnessOpt) *harness {
 		cancel()
 		<-engDone
 		st.Close()
+		// Secrets never reach the logs or Slack.
+		for _, secret := range []string{o.BotToken, o.AppToken, o.SigningSecret} {
+			if strings.Contains(h.logs.String(), secret) {
+				t.Errorf("a secret is in the logs")
+			}
+			for _, c := range fs.Calls() {
+				// (The bot token authenticates the call itself: form field "token".)
+				if strings.Contains(c.Text(), secret) || strings.Contains(c.Form.Get("blocks"), secret) {
+					t.Errorf("a secret was in a message: %s", c.Method)
+				}
+			}
+		}
 	})
 	return h
 }
@@ -313,7 +344,7 @@ func newHarness(t *testing.T, mode string, opts ...harnessOpt) *harness {
 // startFront starts a new front on the harness's engine (a bot restart).
 func (h *harness) startFront() {
 	h.t.Helper()
-	front, err := New(h.opts, h.eng, h.sched, zerolog.New(zerolog.NewTestWriter(h.t)))
+	front, err := New(h.opts, h.eng, h.sched, zerolog.New(zerolog.MultiLevelWriter(zerolog.NewTestWriter(h.t), &h.logs)))
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -239,3 +239,33 @@ func (h *harness) waitRunGone(id string) {
 	}
 	h.t.Fatalf("run %s did not finish", id)
 }
+
+// TestAPICallsPerRun counts the Slack API calls of one upgrade run with
+// the production coalescing settings and without coalescing (figures for
+// the closing note).
+func TestAPICallsPerRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measurement")
+	}
+	for _, tc := range []struct {
+		name        string
+		edit, flush time.Duration
+	}{
+		{"coalesced (1 s per message, 250 ms gather)", time.Second, 250 * time.Millisecond},
+		{"not coalesced", time.Nanosecond, time.Nanosecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, "http", func(o *Options, _ *Scheduler) { o.EditEvery, o.FlushDelay = tc.edit, tc.flush })
+			h.command(uRequest, chProd, "upgrade 1.7.14")
+			root := h.rootOf(chProd, "Upgrade of prod")
+			cp, _ := h.reply(root.TS, "Verify checkpoint")
+			run := h.onlyRun()
+			h.click(uApprover, chProd, cp.TS, "nocobot.cp.continue", run.ID+"|"+run.Checkpoint.ID)
+			h.reply(root.TS, "Outcome: *succeeded*")
+			h.waitRunGone(run.ID)
+			posts, edits := len(h.fs.Calls("chat.postMessage")), len(h.fs.Calls("chat.update"))
+			t.Logf("%s: %d posts + %d edits = %d thread calls (+%d ephemeral, %d usergroups) for one upgrade run",
+				tc.name, posts, edits, posts+edits, len(h.fs.Calls("chat.postEphemeral")), len(h.fs.Calls("usergroups.users.list")))
+		})
+	}
+}

@@ -41,7 +41,9 @@ func (s *fakeScheduler) Add(ctx context.Context, w store.Window) (store.Window, 
 	s.record("add %s %s %q %s", w.Cluster, w.Spec, w.Command, w.CreatedBy)
 	return w, []time.Time{w.NextStart, w.NextStart.AddDate(0, 0, 7), w.NextStart.AddDate(0, 0, 14)}, s.st.PutWindow(ctx, w)
 }
-func (s *fakeScheduler) List(ctx context.Context) ([]store.Window, error) { return s.st.ListWindows(ctx) }
+func (s *fakeScheduler) List(ctx context.Context) ([]store.Window, error) {
+	return s.st.ListWindows(ctx)
+}
 func (s *fakeScheduler) Remove(ctx context.Context, id string) error {
 	s.record("remove %s", id)
 	return s.st.DeleteWindow(ctx, id)
