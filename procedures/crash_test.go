@@ -102,8 +102,9 @@ func TestCrashAtEveryTransition(t *testing.T) {
 				}
 			}
 			before := len(h.world.Actions())
-			h.restart(nil)
+			// What the crashed engine left in the file, before the new one resumes.
 			recorded, _ := h.store.GetRun(context.Background(), r.ID)
+			h.restart(nil)
 			end, kinds := h.drive()
 			after := h.world.Actions()[before:]
 			if end.State != store.StateSucceeded {
