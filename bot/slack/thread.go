@@ -245,6 +245,12 @@ func (t *thread) loop(ctx context.Context) {
 func (t *thread) flush(ctx context.Context) (time.Duration, bool) {
 	f := t.f
 	if !t.resolve(ctx) {
+		t.mu.Lock()
+		nowhere, finished := t.channel == "-", t.finished
+		t.mu.Unlock()
+		if nowhere {
+			return 0, finished // nothing to show; end with the run
+		}
 		return time.Second, false
 	}
 	t.mu.Lock()
