@@ -499,6 +499,9 @@ func (c *Config) defaults() {
 	if c.Slack.Command == "" {
 		c.Slack.Command = "/nocobase"
 	}
+	if c.Slack.Mode == "http" && c.Slack.Listen == "" {
+		c.Slack.Listen = ":3000"
+	}
 	if c.Schedule.MissedGrace == 0 {
 		c.Schedule.MissedGrace = Duration(15 * time.Minute)
 	}
