@@ -263,20 +263,11 @@ func quoteWords(words []string) string {
 }
 
 func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs, g := newFlags("run", "<procedure> [args]", "Runs a procedure at this terminal: each step is printed as it starts and ends,\nand every checkpoint asks here (continue / rollback / abort).", stderr)
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	e, err := setup(ctx, g, stderr, true)
+	e, cmd, pos, err := setupProcedure(ctx, "run", "Runs a procedure at this terminal: each step is printed as it starts and ends,\nand every checkpoint asks here (continue / rollback / abort).", args, stderr)
 	if err != nil {
 		return err
 	}
 	defer e.close()
-	cmd, err := procedureCommand(e.cfg, pos)
-	if err != nil {
-		return err
-	}
 	if cmd.DryRun {
 		return printPlan(ctx, e, cmd, stdout)
 	}
@@ -313,21 +304,32 @@ func printPlan(ctx context.Context, e *env, cmd bot.Command, stdout io.Writer) e
 }
 
 func cmdPlan(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs, g := newFlags("plan", "<procedure> [args]", "Prints the numbered steps a run would take, with the nodes and images\nwhen the Docker engine is reachable. Changes nothing.", stderr)
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	e, err := setup(ctx, g, stderr, true)
+	e, cmd, _, err := setupProcedure(ctx, "plan", "Prints the numbered steps a run would take, with the nodes and images\nwhen the Docker engine is reachable. Changes nothing.", args, stderr)
 	if err != nil {
 		return err
 	}
 	defer e.close()
+	return printPlan(ctx, e, cmd, stdout)
+}
+
+// setupProcedure is the common start of run and plan: flags, the engine,
+// and the procedure named by the arguments. The caller closes e.
+func setupProcedure(ctx context.Context, name, help string, args []string, stderr io.Writer) (*env, bot.Command, []string, error) {
+	fs, g := newFlags(name, "<procedure> [args]", help, stderr)
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return nil, bot.Command{}, nil, err
+	}
+	e, err := setup(ctx, g, stderr, true)
+	if err != nil {
+		return nil, bot.Command{}, nil, err
+	}
 	cmd, err := procedureCommand(e.cfg, pos)
 	if err != nil {
-		return err
+		e.close()
+		return nil, bot.Command{}, nil, err
 	}
-	return printPlan(ctx, e, cmd, stdout)
+	return e, cmd, pos, nil
 }
 
 func cmdHistory(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {

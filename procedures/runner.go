@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -393,7 +394,7 @@ func (x *runner) onDeadline(ctx context.Context, cp *store.Checkpoint) error {
 	case TimeoutAbort:
 		action = store.ActionAbort
 	}
-	if action != "" && containsAction(cp.Options, action) {
+	if action != "" && slices.Contains(cp.Options, action) {
 		d := store.Decision{RunID: x.run.ID, Checkpoint: cp.ID, Action: action, By: "timeout", Via: "engine", At: x.e.clock.Now()}
 		// A person may have decided in the same instant: theirs wins.
 		if _, err := x.e.store.Decide(ctx, d); err != nil && !errors.Is(err, store.ErrAlreadyDecided) {
@@ -408,15 +409,6 @@ func (x *runner) onDeadline(ctx context.Context, cp *store.Checkpoint) error {
 	}
 	x.e.publish(EventReminder, x.snapshot(), cp.Step, fmt.Sprintf("still waiting for a decision (reminder %d): %s", cp.Reminded, cp.Question), nil)
 	return nil
-}
-
-func containsAction(as []store.Action, a store.Action) bool {
-	for _, x := range as {
-		if x == a {
-			return true
-		}
-	}
-	return false
 }
 
 // apply carries out a decision on the open checkpoint.

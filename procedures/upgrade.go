@@ -63,7 +63,7 @@ func upgradeRollbackSteps() []stepDef {
 func stepBegan(r *store.Run, name string) bool {
 	for _, s := range r.Steps {
 		if s.Name == name && !s.Rollback {
-			return s.Status != store.StepPending && s.Status != store.StepSkipped || s.Attempt > 0
+			return s.Attempt > 0 || (s.Status != store.StepPending && s.Status != store.StepSkipped)
 		}
 	}
 	return false
