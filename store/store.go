@@ -1,8 +1,9 @@
 // Package store holds what nocobot persists: runs with their steps,
 // decisions, audit entries, maintenance windows and small notes the fronts
 // keep (such as the Slack thread of a run). Implementations live in
-// subpackages (bolt, the embedded default, and postgres) and must pass the
-// shared suite in storetest.
+// subpackages (sqlite, the embedded default that several processes on one
+// machine share, and postgres, for replicas) and must pass the shared
+// suite in storetest.
 package store
 
 import (
@@ -236,6 +237,12 @@ type Store interface {
 	// "slack-thread", key a run id). GetNote returns ErrNotFound.
 	PutNote(ctx context.Context, scope, key, value string) error
 	GetNote(ctx context.Context, scope, key string) (string, error)
+
+	// SeenOnce records key for ttl and reports whether this is its first
+	// sighting since the last record of it expired: of several callers
+	// (processes or replicas) with one key, exactly one gets true. It
+	// guards against replayed requests.
+	SeenOnce(ctx context.Context, key string, ttl time.Duration) (first bool, err error)
 
 	Close() error
 }

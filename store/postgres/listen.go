@@ -13,10 +13,11 @@ import (
 )
 
 // WatchDecisions implements store.Store. One connection per Store LISTENs
-// (started by the first watcher) and fans the notifications out. When
-// that connection breaks it is re-established with backoff, and the
-// decisions recorded meanwhile are delivered from the table; the engine's
-// periodic poll covers whatever still slips through.
+// (started by the first watcher) and fans the notifications out through
+// the store's broadcaster. When that connection breaks it is
+// re-established with backoff, and the decisions recorded meanwhile are
+// delivered from the table; the engine's periodic poll covers whatever
+// still slips through.
 //
 // It returns once the LISTEN is in place, so every decision recorded
 // after it returns is delivered, or fails if that takes longer than the
@@ -48,34 +49,11 @@ func (s *Store) WatchDecisions(ctx context.Context) (<-chan string, error) {
 		return nil, fmt.Errorf("watch decisions: no LISTEN connection after %s: %w", s.opts.queryTimeout, err)
 	}
 
-	ch := make(chan string, 64)
-	s.mu.Lock()
-	s.watchers[ch] = struct{}{}
-	s.mu.Unlock()
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-s.bg.Done():
-		}
-		s.mu.Lock()
-		delete(s.watchers, ch)
-		s.mu.Unlock()
-		close(ch)
-	}()
-	return ch, nil
-}
-
-func (s *Store) deliver(runID string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for ch := range s.watchers {
-		select {
-		case ch <- runID:
-		default:
-			// A watcher that fell behind still polls; dropping one wake-up
-			// delays it, never loses the decision, which is in the table.
-		}
+	ch, err := s.fan.Subscribe(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("watch decisions: %w", err)
 	}
+	return ch, nil
 }
 
 // listen keeps a LISTEN connection until Close.
@@ -154,7 +132,7 @@ func (s *Store) listenOnce(lastSeq *int64, up func()) error {
 			return fmt.Errorf("listen: catch up: %w", err)
 		}
 		for _, id := range missed {
-			s.deliver(id)
+			s.fan.Publish(id)
 		}
 	}
 	cancel()
@@ -183,7 +161,7 @@ func (s *Store) listenOnce(lastSeq *int64, up func()) error {
 			if v, err := strconv.ParseInt(seq, 10, 64); err == nil {
 				*lastSeq = max(*lastSeq, v)
 			}
-			s.deliver(id)
+			s.fan.Publish(id)
 		case s.bg.Err() != nil:
 			return s.bg.Err()
 		case pgconn.Timeout(err):

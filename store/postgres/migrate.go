@@ -24,6 +24,7 @@ type migration struct {
 // never edit a migration that has been released, add the next one.
 //
 //	1  runs (one active run per cluster), decisions, audit, windows, notes
+//	2  seen keys (the replay guard of requests)
 var migrations = []migration{
 	{version: 1, name: "runs, decisions, audit, windows, notes", sql: `
 CREATE TABLE {schema}.runs (
@@ -80,6 +81,13 @@ CREATE TABLE {schema}.notes (
 	value text NOT NULL,
 	PRIMARY KEY (scope, key)
 );
+`},
+	{version: 2, name: "seen keys", sql: `
+CREATE TABLE {schema}.seen (
+	key     text PRIMARY KEY,
+	expires timestamptz NOT NULL
+);
+CREATE INDEX seen_by_expires ON {schema}.seen (expires);
 `},
 }
 

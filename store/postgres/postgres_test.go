@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"sync"
@@ -173,10 +174,7 @@ func TestMigrations(t *testing.T) {
 		openAt(t, db, "").Close()
 		execSQL(t, db, "INSERT INTO nocobot.schema_version (version, name) VALUES ($1, 'from the future')", SchemaVersion()+4)
 		_, err := Open(testCtx(t), db, "", zerolog.Nop())
-		want := "schema version 5 is newer than this nocobot (1): upgrade nocobot"
-		if SchemaVersion() != 1 {
-			t.Skip("update the expected message")
-		}
+		want := fmt.Sprintf("schema version %d is newer than this nocobot (%d): upgrade nocobot", SchemaVersion()+4, SchemaVersion())
 		if !errors.Is(err, ErrSchemaTooNew) || !strings.Contains(err.Error(), want) {
 			t.Fatalf("Open = %v, want an error saying %q", err, want)
 		}

@@ -32,6 +32,9 @@ func Run(t *testing.T, open Open) {
 		{"Decisions", testDecisions},
 		{"WatchDecisions", testWatchDecisions},
 		{"Audit", testAudit},
+		{"AuditKeepsEveryField", testAuditFields},
+		{"AuditByRun", testAuditByRun},
+		{"SeenOnce", testSeenOnce},
 		{"Windows", testWindows},
 		{"Notes", testNotes},
 	}
@@ -423,5 +426,118 @@ func testNotes(t *testing.T, s store.Store) {
 	}
 	if v, err := s.GetNote(ctx(t), "slack-thread", "r1"); err != nil || v != "C1/1700000000.000200" {
 		t.Fatalf("note = %q, %v", v, err)
+	}
+}
+
+// An entry reads back as it was written: who, through which front, about
+// which run, with what outcome.
+func testAuditFields(t *testing.T, s store.Store) {
+	at := time.Now().Truncate(time.Microsecond)
+	want := store.AuditEntry{At: at, User: "terminal:ops", Channel: "C42", Via: "terminal",
+		Action: "decide r7 rollback", RunID: "r7", Outcome: "refused: four-eyes: the requester may not decide"}
+	if err := s.AppendAudit(ctx(t), want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Audit(ctx(t), store.AuditQuery{})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("Audit = %+v, %v; want one entry", got, err)
+	}
+	e := got[0]
+	if e.ID == 0 || !e.At.Equal(at) || e.User != want.User || e.Channel != want.Channel || e.Via != want.Via ||
+		e.Action != want.Action || e.RunID != want.RunID || e.Outcome != want.Outcome {
+		t.Fatalf("audit entry read back as %+v, written as %+v", e, want)
+	}
+}
+
+// AuditQuery.RunID selects exactly that run's entries (not a run whose id
+// starts the same), newest first, with Since and Limit applied on top.
+func testAuditByRun(t *testing.T, s store.Store) {
+	runs := []string{"r1", "", "r10", "r1", "r2", "r1", ""}
+	for i, id := range runs {
+		e := store.AuditEntry{At: t0.Add(time.Duration(i) * time.Minute), User: "U1", Via: "slack",
+			Action: fmt.Sprintf("action %d", i), RunID: id, Outcome: "ok"}
+		if err := s.AppendAudit(ctx(t), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	actions := func(es []store.AuditEntry) string {
+		out := ""
+		for _, e := range es {
+			if e.RunID != "r1" {
+				t.Fatalf("AuditQuery{RunID: r1} returned an entry of run %q", e.RunID)
+			}
+			out += e.Action + ";"
+		}
+		return out
+	}
+	got, err := s.Audit(ctx(t), store.AuditQuery{RunID: "r1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := actions(got); a != "action 5;action 3;action 0;" {
+		t.Fatalf("entries of r1 = %s, want actions 5, 3, 0", a)
+	}
+	got, _ = s.Audit(ctx(t), store.AuditQuery{RunID: "r1", Limit: 2})
+	if a := actions(got); a != "action 5;action 3;" {
+		t.Fatalf("entries of r1, limit 2 = %s", a)
+	}
+	got, _ = s.Audit(ctx(t), store.AuditQuery{RunID: "r1", Since: t0.Add(3 * time.Minute)})
+	if a := actions(got); a != "action 5;action 3;" {
+		t.Fatalf("entries of r1 since minute 3 = %s", a)
+	}
+	if got, _ := s.Audit(ctx(t), store.AuditQuery{RunID: "r9"}); len(got) != 0 {
+		t.Fatalf("entries of a run with none = %+v", got)
+	}
+}
+
+func testSeenOnce(t *testing.T, s store.Store) {
+	first, err := s.SeenOnce(ctx(t), "slack:v0=abc", time.Minute)
+	if err != nil || !first {
+		t.Fatalf("first sighting = %v, %v; want true", first, err)
+	}
+	if again, err := s.SeenOnce(ctx(t), "slack:v0=abc", time.Minute); err != nil || again {
+		t.Fatalf("replay = %v, %v; want false", again, err)
+	}
+	if other, err := s.SeenOnce(ctx(t), "slack:v0=abd", time.Minute); err != nil || !other {
+		t.Fatalf("another key = %v, %v; want true", other, err)
+	}
+	if _, err := s.SeenOnce(ctx(t), "", time.Minute); err == nil {
+		t.Fatal("an empty key was accepted")
+	}
+	if _, err := s.SeenOnce(ctx(t), "k", 0); err == nil {
+		t.Fatal("a zero time to keep was accepted")
+	}
+
+	// Once its time is up a key is new again.
+	if first, _ := s.SeenOnce(ctx(t), "short", 300*time.Millisecond); !first {
+		t.Fatal("first sighting of short = false")
+	}
+	if again, _ := s.SeenOnce(ctx(t), "short", 300*time.Millisecond); again {
+		t.Fatal("short replayed at once = true")
+	}
+	time.Sleep(500 * time.Millisecond)
+	if first, err := s.SeenOnce(ctx(t), "short", time.Minute); err != nil || !first {
+		t.Fatalf("short after it expired = %v, %v; want true", first, err)
+	}
+
+	// Replicas racing on one request: exactly one handles it.
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			first, err := s.SeenOnce(context.Background(), "race", time.Minute)
+			if err != nil {
+				t.Error(err)
+			}
+			if first {
+				wins.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("20 concurrent sightings of one key: %d first, want 1", wins.Load())
 	}
 }
