@@ -16,14 +16,14 @@ import (
 	"github.com/nocobot/nocobot/config"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
-	"github.com/nocobot/nocobot/store/bolt"
 	"github.com/nocobot/nocobot/store/postgres"
+	"github.com/nocobot/nocobot/store/sqlite"
 )
 
 // openStore opens the store the configuration names.
 func openStore(ctx context.Context, cfg *config.Config, log zerolog.Logger) (store.Store, error) {
 	if cfg.Store.URL == "" {
-		return bolt.Open(cfg.Store.Path, log)
+		return sqlite.Open(ctx, cfg.Store.Path, log)
 	}
 	pw, err := config.Secret("store.password_env", cfg.Store.PasswordEnv)
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
-	"github.com/nocobot/nocobot/store/bolt"
+	"github.com/nocobot/nocobot/store/sqlite"
 )
 
 // crashingStore dies (refuses every write from then on) at the n-th
@@ -131,7 +131,7 @@ func TestCrashAtEveryTransition(t *testing.T) {
 // on a two-node in-process cluster, divided by their transitions.
 func BenchmarkTransition(b *testing.B) {
 	dir := b.TempDir()
-	s, err := bolt.Open(dir+"/nocobot.db", zerolog.Nop())
+	s, err := sqlite.Open(context.Background(), dir+"/nocobot.db", zerolog.Nop())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func BenchmarkTransition(b *testing.B) {
 func BenchmarkStoreSize10kRuns(b *testing.B) {
 	for range b.N {
 		dir := b.TempDir()
-		s, err := bolt.Open(dir+"/nocobot.db", zerolog.Nop())
+		s, err := sqlite.Open(context.Background(), dir+"/nocobot.db", zerolog.Nop())
 		if err != nil {
 			b.Fatal(err)
 		}

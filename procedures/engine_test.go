@@ -17,7 +17,7 @@ import (
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
-	"github.com/nocobot/nocobot/store/bolt"
+	"github.com/nocobot/nocobot/store/sqlite"
 )
 
 const (
@@ -51,7 +51,7 @@ func newHarness(t *testing.T, w *proctest.World) *harness {
 // start opens the store file and runs an engine on it; wrap may replace
 // the store (to inject a crash).
 func (h *harness) start(wrap func(store.Store) store.Store) {
-	s, err := bolt.Open(h.path, zerolog.Nop())
+	s, err := sqlite.Open(context.Background(), h.path, zerolog.Nop())
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/nocobot/nocobot/store"
-	"github.com/nocobot/nocobot/store/bolt"
+	"github.com/nocobot/nocobot/store/sqlite"
 )
 
 // Figures for the closing note of issue 7; run with
@@ -25,9 +25,9 @@ import (
 
 // benchStore opens a store holding n windows with a spread of expressions
 // and zones, all due in the future (the normal start-up).
-func benchStore(b *testing.B, n int, now time.Time) *bolt.Store {
+func benchStore(b *testing.B, n int, now time.Time) *sqlite.Store {
 	b.Helper()
-	st, err := bolt.Open(filepath.Join(b.TempDir(), "nocobot.db"), zerolog.Nop())
+	st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "nocobot.db"), zerolog.Nop())
 	if err != nil {
 		b.Fatal(err)
 	}

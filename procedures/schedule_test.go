@@ -14,7 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/nocobot/nocobot/store"
-	"github.com/nocobot/nocobot/store/bolt"
+	"github.com/nocobot/nocobot/store/sqlite"
 )
 
 // fakeClock is moved by the test; After fires when the clock passes it.
@@ -71,11 +71,11 @@ type published struct {
 	at   time.Time // the clock when it was published
 }
 
-// schedHarness runs a Scheduler on a real bolt store with a fake clock; a
+// schedHarness runs a Scheduler on a real sqlite store with a fake clock; a
 // restart is a new Scheduler on the same store.
 type schedHarness struct {
 	t      *testing.T
-	st     *bolt.Store
+	st     *sqlite.Store
 	clock  *fakeClock
 	config []store.Window
 	grace  time.Duration
@@ -95,7 +95,7 @@ var t0 = time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC) // a Monday
 
 func newSchedHarness(t *testing.T, start time.Time) *schedHarness {
 	t.Helper()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "nocobot.db"), zerolog.Nop())
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "nocobot.db"), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ import (
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
-	"github.com/nocobot/nocobot/store/bolt"
+	"github.com/nocobot/nocobot/store/sqlite"
 )
 
 // The front must take the real engine and scheduler.
@@ -284,7 +284,7 @@ func newHarness(t *testing.T, mode string, opts ...harnessOpt) *harness {
 	t.Helper()
 	fs := newFakeSlack(t)
 	fs.groups[gApprover] = []string{uApprover}
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "nocobot.db"), zerolog.Nop())
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "nocobot.db"), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
-	"github.com/nocobot/nocobot/store/bolt"
+	"github.com/nocobot/nocobot/store/sqlite"
 )
 
 type syncBuf struct {
@@ -28,7 +28,7 @@ func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func engine(t *testing.T, w *proctest.World) *procedures.Engine {
-	s, err := bolt.Open(filepath.Join(t.TempDir(), "n.db"), zerolog.Nop())
+	s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "n.db"), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

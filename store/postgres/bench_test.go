@@ -11,7 +11,7 @@ import (
 
 	"github.com/nocobot/nocobot/internal/testenv"
 	"github.com/nocobot/nocobot/store"
-	"github.com/nocobot/nocobot/store/bolt"
+	"github.com/nocobot/nocobot/store/sqlite"
 	"github.com/nocobot/nocobot/store/storetest"
 )
 
@@ -19,9 +19,9 @@ import (
 //
 //	scripts/test -run '^$' -bench . ./store/...
 func BenchmarkTransitions(b *testing.B) {
-	b.Run("bolt", func(b *testing.B) {
+	b.Run("sqlite", func(b *testing.B) {
 		storetest.BenchTransitions(b, func(b *testing.B) store.Store {
-			s, err := bolt.Open(filepath.Join(b.TempDir(), "nocobot.db"), zerolog.Nop())
+			s, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "nocobot.db"), zerolog.Nop())
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -29,7 +29,7 @@ func BenchmarkTransitions(b *testing.B) {
 		})
 	})
 	// The shared test server runs with fsync=off; a server of our own
-	// with fsync=on commits as durably as bolt does, which is the fair
+	// with fsync=on commits as durably as SQLite does, which is the fair
 	// comparison (and what production runs). One server for all rounds.
 	srv := newServer(b, true)
 	round := 0 // each round (and -count) gets an empty schema
