@@ -245,3 +245,48 @@ func TestTwoStoresOneFile(t *testing.T) {
 		t.Fatalf("claim through the other store = %v, want ErrNotOwner", err)
 	}
 }
+
+// The poller runs only while someone watches, and a new watcher after a
+// quiet spell hears decisions from then on, not old ones.
+func TestPollerOnlyWhileWatched(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nocobot.db")
+	a, b := openAt(t, path), openAt(t, path)
+	polling := func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.pollDone != nil
+	}
+	ctx, cancel := context.WithCancel(testCtx(t))
+	if _, err := a.WatchDecisions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !polling() {
+		t.Fatal("no poller while a watcher exists")
+	}
+	cancel()
+	deadline := time.Now().Add(5 * time.Second)
+	for polling() {
+		if time.Now().After(deadline) {
+			t.Fatal("the poller still runs 5 s after the last watcher left")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := b.Decide(testCtx(t), store.Decision{RunID: "old", Checkpoint: "c", Action: store.ActionAbort, At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	watch, err := a.WatchDecisions(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Decide(testCtx(t), store.Decision{RunID: "new", Checkpoint: "c", Action: store.ActionAbort, At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-watch:
+		if id != "new" {
+			t.Fatalf("a new watcher heard %q first, want the decision recorded after it began (new)", id)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a decision of the other store not heard within 5 s")
+	}
+}
