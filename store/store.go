@@ -9,6 +9,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -245,4 +246,13 @@ type Store interface {
 	SeenOnce(ctx context.Context, key string, ttl time.Duration) (first bool, err error)
 
 	Close() error
+}
+
+// CheckSeenOnce refuses what SeenOnce cannot guard: an empty key or a
+// time to keep it that is not positive.
+func CheckSeenOnce(key string, ttl time.Duration) error {
+	if key == "" || ttl <= 0 {
+		return fmt.Errorf("seen once: need a key and a positive time to keep it (got %q, %s)", key, ttl)
+	}
+	return nil
 }

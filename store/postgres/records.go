@@ -195,8 +195,8 @@ func (s *Store) GetNote(ctx context.Context, scope, key string) (string, error) 
 // again after it expired is taken anew by the upsert; the other expired
 // keys are dropped by the same call.
 func (s *Store) SeenOnce(ctx context.Context, key string, ttl time.Duration) (bool, error) {
-	if key == "" || ttl <= 0 {
-		return false, fmt.Errorf("seen once: need a key and a positive time to keep it (got %q, %s)", key, ttl)
+	if err := store.CheckSeenOnce(key, ttl); err != nil {
+		return false, err
 	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()

@@ -219,8 +219,8 @@ func (s *Store) GetNote(ctx context.Context, scope, key string) (string, error) 
 // SeenOnce implements store.Store. Expired keys are dropped by the same
 // write, so the table holds only what is still guarded.
 func (s *Store) SeenOnce(ctx context.Context, key string, ttl time.Duration) (bool, error) {
-	if key == "" || ttl <= 0 {
-		return false, fmt.Errorf("seen once: need a key and a positive time to keep it (got %q, %s)", key, ttl)
+	if err := store.CheckSeenOnce(key, ttl); err != nil {
+		return false, err
 	}
 	first := false
 	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {

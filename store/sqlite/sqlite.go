@@ -8,7 +8,10 @@
 // the one writer of the moment. Leases are real: an owner and a lease end
 // on each run, compared with the clock at the moment the write lock is
 // held. A decision recorded by one process reaches the watchers of
-// another through a poll of the decisions table (see watch.go).
+// another through a poll of the decisions table (see watch.go). WAL
+// needs memory shared between the processes, so the file must be on a
+// local filesystem: processes on one machine share it, replicas on
+// several machines use the PostgreSQL store.
 //
 // Durability: synchronous=FULL makes each commit reach the disk before
 // the call returns, so a kill -9 (or a power cut) loses no acknowledged
