@@ -66,6 +66,9 @@ func newSchedHarness(t *testing.T, start time.Time) *schedHarness {
 }
 
 func (h *schedHarness) publish(kind procedures.EventKind, ev procedures.WindowEvent, run *store.Run, msg string) {
+	if strings.Contains(msg, "<@") || strings.Contains(msg, "\n") {
+		h.t.Errorf("%s: the scheduler's text %q holds a front's formatting or more than one line", kind, msg)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.events = append(h.events, published{kind: kind, ev: ev, w: ev.Window, run: run, msg: msg, at: h.clock.Now()})
@@ -283,4 +286,58 @@ func (s *Scheduler) queued(id string) time.Time {
 		return e.due
 	}
 	return time.Time{}
+}
+
+// replica is a second scheduler on the harness's store and clock, as
+// another bot process would run; its events land in the same log.
+type replica struct {
+	t      *testing.T
+	s      *Scheduler
+	passed chan int64
+}
+
+func (h *schedHarness) replica() *replica {
+	h.t.Helper()
+	opts := h.options()
+	opts.ConfigWindows = nil
+	s, err := New(opts)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	r := &replica{t: h.t, s: s, passed: make(chan int64, 1000)}
+	s.afterPass = func(n int64) { r.passed <- n }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	h.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			h.t.Errorf("replica Run: %v", err)
+		}
+	})
+	r.waitPass(1)
+	return r
+}
+
+func (r *replica) waitPass(n int64) {
+	r.t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case got := <-r.passed:
+			if got >= n {
+				return
+			}
+		case <-deadline:
+			r.t.Fatalf("the replica did not finish pass %d", n)
+		}
+	}
+}
+
+// sync waits until the replica has done everything due at the clock's time.
+func (r *replica) sync() {
+	r.t.Helper()
+	n := r.s.passes.Load()
+	r.s.nudge()
+	r.waitPass(n + 1)
 }

@@ -169,7 +169,7 @@ func measureLateness(b *testing.B, st store.Store, prefix string, n int) []time.
 			_ = st.DeleteWindow(ctx, id)
 		}
 	}()
-	base := time.Now().Add(time.Second)
+	base := time.Now().Add(5 * time.Second)
 	mu.Lock()
 	for i := range n {
 		id := fmt.Sprintf("%s-%02d", prefix, i)
