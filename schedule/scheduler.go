@@ -95,8 +95,7 @@ type Scheduler struct {
 	config      []store.Window
 	reloadEvery time.Duration
 
-	wake     chan struct{}
-	reloadCh chan chan struct{}
+	wake chan struct{}
 
 	// mu serializes every read-modify-write of windows in this process, so
 	// a click never overwrites what a pass just wrote, or the reverse.
@@ -135,7 +134,7 @@ func New(opts Options) (*Scheduler, error) {
 	s := &Scheduler{
 		store: opts.Store, clock: opts.Clock, log: opts.Log, publishF: opts.Publish,
 		parse: opts.Parse, startF: opts.Start, runState: opts.RunState, grace: opts.MissedGrace,
-		reloadEvery: defaultReload, wake: make(chan struct{}, 1), reloadCh: make(chan chan struct{}),
+		reloadEvery: defaultReload, wake: make(chan struct{}, 1),
 		scheds: map[string]parsedSpec{}, tracked: map[string]trackedRun{}, idx: newIndex(),
 	}
 	if s.clock == nil {
@@ -204,44 +203,25 @@ func (s *Scheduler) nudge() {
 	}
 }
 
-// reloadLoop rebuilds the index from the store every reloadEvery, and when
-// asked to. It runs beside the loop: reading thousands of windows must not
-// delay a start that is due meanwhile.
+// reloadLoop rebuilds the index from the store every reloadEvery. It runs
+// beside the loop: reading thousands of windows must not delay a start
+// that is due meanwhile.
 func (s *Scheduler) reloadLoop(ctx context.Context) {
 	for {
-		var done chan struct{}
 		select {
 		case <-ctx.Done():
 			return
-		case done = <-s.reloadCh:
 		case <-s.clock.After(s.reloadEvery):
 		}
 		if err := s.reload(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn().Err(err).Msg("scheduler: could not reload the windows; trying again")
 		}
-		if done != nil {
-			close(done)
-		}
 	}
 }
 
-// reloadNow rebuilds the index from the store and returns when it is done
-// (or ctx ends); Run must be looping.
-func (s *Scheduler) reloadNow(ctx context.Context) {
-	done := make(chan struct{})
-	select {
-	case s.reloadCh <- done:
-	case <-ctx.Done():
-		return
-	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
-}
-
-// reload reads every window and sets when each next needs attention. The
-// store is read without holding mu; entries changed in this process since
+// reload reads every window and sets when each next needs attention. It
+// is safe beside the loop and the fronts' calls: the store is read without
+// holding mu; entries changed in this process since
 // the read began are newer than what was read, and are kept.
 func (s *Scheduler) reload(ctx context.Context) error {
 	s.mu.Lock()
