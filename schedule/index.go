@@ -37,6 +37,8 @@ func (x *index) set(id string, due time.Time, gen uint64) {
 	}
 	e.gen = gen
 	switch {
+	case due.Equal(e.due) && (e.pos >= 0) == !due.IsZero():
+		// Unchanged: most windows at a reload.
 	case due.IsZero() && e.pos >= 0:
 		heap.Remove(&x.heap, e.pos)
 	case due.IsZero():

@@ -221,8 +221,8 @@ func (s *Scheduler) reloadLoop(ctx context.Context) {
 
 // reload reads every window and sets when each next needs attention. It
 // is safe beside the loop and the fronts' calls: the store is read without
-// holding mu; entries changed in this process since
-// the read began are newer than what was read, and are kept.
+// holding mu, and entries changed in this process since the read began
+// are newer than what was read, so they are kept.
 func (s *Scheduler) reload(ctx context.Context) error {
 	s.mu.Lock()
 	s.gen++
