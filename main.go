@@ -470,6 +470,9 @@ func cmdConfig(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	if err != nil {
 		return err
 	}
+	if err := checkWindows(cfg); err != nil {
+		return fmt.Errorf("%s: %w", g.config, err)
+	}
 	fmt.Fprintf(stdout, "%s: OK (%d clusters: %s)\n", g.config, len(cfg.Clusters), clusterNames(cfg))
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -70,5 +71,37 @@ func TestCLI(t *testing.T) {
 	// Plans and bad commands changed nothing: no run was recorded.
 	if _, out, _ := nocobot(t, "history", "--config", conf); !strings.Contains(out, "No runs yet.") {
 		t.Fatalf("history after plans: %q", out)
+	}
+}
+
+// config check reads every window's command as the scheduler will start it:
+// a typo fails the check, not the window at 02:00 on Saturday.
+func TestConfigCheckWindowCommands(t *testing.T) {
+	conf := writeConfig(t)
+	body, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ command, want string }{
+		{"maintian bakcup", `window nightly: command "maintian bakcup": unknown command "maintian"`},
+		{"maintain bakcup", `window nightly: command "maintain bakcup": unknown cluster "bakcup"`},
+		{"status", `window nightly: command "status": "status" is not a procedure`},
+		{"upgrade latest", `window nightly: command "upgrade latest"`},
+	} {
+		window := "    windows:\n      - {id: nightly, cron: \"0 2 * * 6\", command: " + c.command + "}\n"
+		if err := os.WriteFile(conf, append(slices.Clone(body), window...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, out, errs := nocobot(t, "config", "check", "--config", conf)
+		if code != exitError || out != "" || !strings.Contains(errs, c.want) || strings.Count(strings.TrimSpace(errs), "\n") > 0 {
+			t.Errorf("command %q: exit %d, out %q, err %q; want exit 1 and one line with %q", c.command, code, out, errs, c.want)
+		}
+	}
+	window := "    windows:\n      - {id: nightly, cron: \"0 2 * * 6\", command: maintain backup}\n"
+	if err := os.WriteFile(conf, append(slices.Clone(body), window...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := nocobot(t, "config", "check", "--config", conf); code != 0 || !strings.Contains(out, "OK") {
+		t.Errorf("a valid window: exit %d, out %q, err %q", code, out, errs)
 	}
 }

@@ -1,45 +1,73 @@
 package main
 
 import (
-	"context"
+	"errors"
 	"fmt"
 
 	"github.com/nocobot/nocobot/bot"
+	"github.com/nocobot/nocobot/config"
 	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/schedule"
 	"github.com/nocobot/nocobot/store"
 )
 
 // newScheduler builds the maintenance window scheduler: windows start
 // their procedure through the same parser and engine as a typed command.
-func newScheduler(e *env) (*procedures.Scheduler, error) {
-	var fromConfig []store.Window
-	for _, c := range e.cfg.Clusters {
+func newScheduler(e *env) (*schedule.Scheduler, error) {
+	return schedule.New(schedule.Options{
+		Store: e.store, Log: e.log, Clock: e.engine.Clock(), Publish: e.engine.PublishWindow,
+		Parse: parseWindowCommand, Start: e.engine.Start,
+		MissedGrace:   e.cfg.Schedule.MissedGrace.D(),
+		ConfigWindows: configWindows(e.cfg),
+	})
+}
+
+// configWindows are the windows the configuration file declares.
+func configWindows(cfg *config.Config) []store.Window {
+	var ws []store.Window
+	for _, c := range cfg.Clusters {
 		for _, w := range c.Windows {
-			fromConfig = append(fromConfig, store.Window{
+			ws = append(ws, store.Window{
 				ID: w.ID, Cluster: c.Name, Spec: w.Cron, TZ: w.TZ, Command: w.Command,
 				Duration: w.Duration.D(), Announce: w.Announce.D(), Approval: w.Approval == "required",
 				CreatedBy: "config", FromConfig: true,
 			})
 		}
 	}
-	return procedures.NewScheduler(procedures.SchedulerOptions{
-		Store: e.store, Log: e.log, Clock: e.engine.Clock(), Publish: e.engine.PublishWindow,
-		StartRun:      func(ctx context.Context, w store.Window) (store.Run, error) { return startWindow(ctx, e.engine, w) },
-		MissedGrace:   e.cfg.Schedule.MissedGrace.D(),
-		ConfigWindows: fromConfig,
-	})
+	return ws
 }
 
-func startWindow(ctx context.Context, eng *procedures.Engine, w store.Window) (store.Run, error) {
-	cmd, err := bot.Parse("schedule", w.Command)
+// checkWindows checks every configured window as the scheduler will, its
+// command included: one line naming the window and what is wrong.
+func checkWindows(cfg *config.Config) error {
+	for _, w := range configWindows(cfg) {
+		if _, err := schedule.CheckWindow(w, parseWindowCommand); err != nil {
+			return fmt.Errorf("cluster %s, window %s: %w", w.Cluster, w.ID, err)
+		}
+		// A word the command language reads as a cluster name ("maintain
+		// bakcup") must name one.
+		if req, _ := parseWindowCommand(w.Command); req.Cluster != "" {
+			if _, ok := cfg.Cluster(req.Cluster); !ok {
+				return fmt.Errorf("cluster %s, window %s: command %q: unknown cluster %q (known: %s)", w.Cluster, w.ID, w.Command, req.Cluster, clusterNames(cfg))
+			}
+		}
+	}
+	return nil
+}
+
+// parseWindowCommand reads a window's command with the command language
+// of the fronts.
+func parseWindowCommand(command string) (procedures.Request, error) {
+	cmd, err := bot.Parse("nocobot", command)
+	var usage *bot.UsageError
+	if errors.As(err, &usage) {
+		return procedures.Request{}, errors.New(usage.Msg) // without the usage line: one line
+	}
 	if err != nil {
-		return store.Run{}, fmt.Errorf("window %s: %w", w.ID, err)
+		return procedures.Request{}, err
 	}
 	if !cmd.IsProcedure() {
-		return store.Run{}, fmt.Errorf("window %s: %q is not a procedure", w.ID, w.Command)
+		return procedures.Request{}, fmt.Errorf("%q is not a procedure: a window runs upgrade, maintain or start", cmd.Name)
 	}
-	if cmd.Cluster == "" {
-		cmd.Cluster = w.Cluster
-	}
-	return eng.Start(ctx, cmd.Request("scheduler:"+w.ID, "scheduler"))
+	return cmd.Request("", ""), nil
 }

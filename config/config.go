@@ -16,7 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/schedule"
 )
 
 // Duration is a time.Duration written as "90s", "10m", "2h".
@@ -471,7 +471,7 @@ func (cl *Cluster) validate(f string) error {
 		}
 		// The scheduler's own parser: the same rules, and no panic on odd
 		// input (robfig's ParseStandard panics on "TZ=UTC").
-		if _, _, err := procedures.ParseWindowSpec(w.Cron, tz); err != nil {
+		if _, _, err := schedule.ParseWindowSpec(w.Cron, tz); err != nil {
 			return fieldError(wf, "%v", err)
 		}
 		if w.Command == "" {

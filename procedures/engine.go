@@ -407,8 +407,9 @@ func joinActions(as []store.Action) string {
 	return strings.Join(s, ", ")
 }
 
-// PublishWindow publishes a maintenance-window event to the fronts.
-func (e *Engine) PublishWindow(kind EventKind, w store.Window, run *store.Run, msg string) {
+// PublishWindow publishes a maintenance-window event to the fronts; msg is
+// its plain-text form.
+func (e *Engine) PublishWindow(kind EventKind, w WindowEvent, run *store.Run, msg string) {
 	ev := Event{Kind: kind, Step: -1, Message: msg, Window: &w, At: e.clock.Now()}
 	if run != nil {
 		ev.Run = cloneRun(*run)

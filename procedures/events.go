@@ -27,6 +27,60 @@ const (
 	EventRunFinished  EventKind = "run.finished"
 )
 
+// Maintenance-window event kinds, published by the scheduler through
+// Engine.PublishWindow with Event.Window set.
+const (
+	// EventWindowAnnounced: the window opens within its lead time (Start).
+	EventWindowAnnounced EventKind = "window.announced"
+	// EventWindowApproval: an approval-required window is open until End
+	// and waits for an authorized Start click.
+	EventWindowApproval EventKind = "window.approval"
+	// EventWindowStarted: the window's run started; the event carries it.
+	EventWindowStarted EventKind = "window.started"
+	// EventWindowSkipped: a start did not happen; Reason says why.
+	EventWindowSkipped EventKind = "window.skipped"
+	// EventWindowMissed: a start passed while the bot was down; Reason says
+	// whether it starts late or is skipped.
+	EventWindowMissed EventKind = "window.missed"
+	// EventWindowOverrun: the window closed while its run was unfinished.
+	EventWindowOverrun EventKind = "window.overrun"
+)
+
+// WindowReason says why a window's start was skipped or missed.
+type WindowReason string
+
+const (
+	WindowAsked        WindowReason = "asked"         // a person pressed Skip (By)
+	WindowBusy         WindowReason = "busy"          // another run held the cluster (Err)
+	WindowStartFailed  WindowReason = "start-failed"  // the run could not start (Err)
+	WindowNotApproved  WindowReason = "not-approved"  // nobody pressed Start before End
+	WindowLateStart    WindowReason = "late-start"    // missed while down, starting now (Late, Grace)
+	WindowLateApproval WindowReason = "late-approval" // missed while down, still open: asking for Start now
+	WindowSuperseded   WindowReason = "superseded"    // missed while down; a later start followed (More: further ones)
+	WindowBeyondGrace  WindowReason = "beyond-grace"  // missed while down, too late to start (Late, Grace)
+	WindowClosed       WindowReason = "closed"        // missed while down; its window had closed (End)
+)
+
+// WindowEvent is what the scheduler reports about one start of a
+// maintenance window. It holds facts, not prose: each front writes people,
+// times and durations its own way.
+type WindowEvent struct {
+	// Window is the window's definition; its NextStart is set to Start, so
+	// a front's buttons carry the start the event is about.
+	Window store.Window
+	Start  time.Time // the start the event is about
+	End    time.Time // when the window of that start closes
+	Next   time.Time // the window's following start (zero: unknown)
+	// By is who skipped or approved the start: a front's user id ("U123")
+	// or a terminal user ("terminal:alice").
+	By     string
+	Reason WindowReason  // skipped and missed events
+	Late   time.Duration // how late a missed start is, or starts
+	Grace  time.Duration // the scheduler's grace for missed starts
+	More   int           // missed: further starts, not reported one by one
+	Err    string        // skipped: why the run could not start
+}
+
 // Event is published for every transition and progress update of a run.
 // Run is a snapshot taken right after the change.
 type Event struct {
@@ -35,7 +89,7 @@ type Event struct {
 	Step     int // index into Run.Steps, -1 when not about a step
 	Message  string
 	Decision *store.Decision
-	Window   *store.Window // window events
+	Window   *WindowEvent // window events
 	At       time.Time
 }
 

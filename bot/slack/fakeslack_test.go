@@ -21,6 +21,7 @@ import (
 	"github.com/nocobot/nocobot/config"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
+	"github.com/nocobot/nocobot/schedule"
 	"github.com/nocobot/nocobot/store"
 	"github.com/nocobot/nocobot/store/sqlite"
 )
@@ -28,7 +29,7 @@ import (
 // The front must take the real engine and scheduler.
 var (
 	_ Engine    = (*procedures.Engine)(nil)
-	_ Scheduler = (*procedures.Scheduler)(nil)
+	_ Scheduler = (*schedule.Scheduler)(nil)
 )
 
 // apiCall is one Web API request the fake Slack received.

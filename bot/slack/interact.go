@@ -10,6 +10,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/schedule"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -171,7 +172,7 @@ func (f *Front) windowClick(ctx context.Context, cb slack.InteractionCallback, a
 // Announced gets a Skip button, approval a Start button; the others
 // (started, skipped, missed, overrun) are plain messages.
 func (f *Front) windowEvent(ctx context.Context, ev procedures.Event) {
-	w := *ev.Window
+	w := ev.Window.Window
 	ch := f.channelForCluster(w.Cluster, "")
 	if ch == "" && len(f.cfg.Access.Channels) > 0 {
 		ch = f.cfg.Access.Channels[0]
@@ -187,7 +188,7 @@ func (f *Front) windowEvent(ctx context.Context, ev procedures.Event) {
 	case procedures.EventWindowApproval:
 		button = actionWindowStart
 	}
-	text, blocks := renderWindow(w, w.NextStart, button, ev.Message)
+	text, blocks := renderWindow(w, ev.Window.Start, button, schedule.Text(ev, schedule.Format{Who: mention, When: fmtTime}))
 	opts := []slack.MsgOption{slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...)}
 	err := f.calls.do(ctx, "chat.postMessage", 20, func(ctx context.Context) error {
 		_, _, err := f.api.PostMessageContext(ctx, ch, opts...)
@@ -196,6 +197,17 @@ func (f *Front) windowEvent(ctx context.Context, ev procedures.Event) {
 	if err != nil {
 		f.log.Warn().Err(err).Str("window", w.ID).Msg("slack: could not post a window event")
 	}
+}
+
+// mention turns a Slack user id into a mention; other people
+// ("terminal:alice") stay as they are.
+func mention(id string) string {
+	if len(id) > 1 && (id[0] == 'U' || id[0] == 'W') && strings.IndexFunc(id, func(r rune) bool {
+		return (r < 'A' || r > 'Z') && (r < '0' || r > '9')
+	}) < 0 {
+		return "<@" + id + ">"
+	}
+	return id
 }
 
 // renderWindow shows a window event; button is the action offered (or

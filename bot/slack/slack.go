@@ -37,7 +37,7 @@ type Engine interface {
 }
 
 // Scheduler is what the Slack front needs of the maintenance window
-// scheduler (procedures.Scheduler). It may be nil: scheduling is off.
+// scheduler (schedule.Scheduler). It may be nil: scheduling is off.
 type Scheduler interface {
 	// Add saves a window and returns it with its next three start times;
 	// the error text is the cron parser's reason.

@@ -89,16 +89,20 @@ func TestScheduleCommandsAndWindowEvents(t *testing.T) {
 	for _, ev := range []struct {
 		kind   procedures.EventKind
 		button string
+		by     string
+		reason procedures.WindowReason
+		text   string // how the front writes the event
 	}{
-		{procedures.EventWindowAnnounced, fmt.Sprintf("nocobot.window.skip=w1|%d", start)},
-		{procedures.EventWindowApproval, fmt.Sprintf("nocobot.window.start=w1|%d", start)},
-		{procedures.EventWindowMissed, ""},
+		{procedures.EventWindowAnnounced, fmt.Sprintf("nocobot.window.skip=w1|%d", start), "", "", "w1 (upgrade 1.7.15 on prod) opens Sat 28 Nov 02:00 UTC"},
+		{procedures.EventWindowApproval, fmt.Sprintf("nocobot.window.start=w1|%d", start), "", "", "is open until Sat 28 Nov 03:00 UTC"},
+		{procedures.EventWindowMissed, "", "", procedures.WindowLateStart, "missed its start at Sat 28 Nov 02:00 UTC"},
+		{procedures.EventWindowSkipped, "", uRequest, procedures.WindowAsked, "skipped, as asked by <@" + uRequest + ">"},
 	} {
-		h.eng.PublishWindow(ev.kind, w, nil, "event "+string(ev.kind))
+		h.eng.PublishWindow(ev.kind, procedures.WindowEvent{Window: w, Start: w.NextStart, End: w.NextStart.Add(time.Hour), By: ev.by, Reason: ev.reason}, nil, "plain "+string(ev.kind))
 		var post apiCall
 		h.fs.waitFor("window event "+string(ev.kind), func(cs []apiCall) bool {
 			for _, c := range cs {
-				if c.Method == "chat.postMessage" && strings.Contains(c.Text(), "event "+string(ev.kind)) {
+				if c.Method == "chat.postMessage" && strings.Contains(c.Text(), ev.text) {
 					post = c
 					return true
 				}

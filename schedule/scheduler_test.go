@@ -1,283 +1,16 @@
-package procedures
+package schedule
 
 import (
 	"context"
 	"errors"
-	"fmt"
-	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
+	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
-	"github.com/nocobot/nocobot/store/sqlite"
 )
-
-// fakeClock is moved by the test; After fires when the clock passes it.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []fakeTimer
-}
-
-type fakeTimer struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if d <= 0 {
-		ch <- c.now
-		return ch
-	}
-	c.timers = append(c.timers, fakeTimer{at: c.now.Add(d), ch: ch})
-	return ch
-}
-
-func (c *fakeClock) set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-	keep := c.timers[:0]
-	for _, tm := range c.timers {
-		if tm.at.After(t) {
-			keep = append(keep, tm)
-			continue
-		}
-		tm.ch <- t
-	}
-	c.timers = keep
-}
-
-// published is one window event as a front would receive it.
-type published struct {
-	kind EventKind
-	w    store.Window
-	run  *store.Run
-	msg  string
-	at   time.Time // the clock when it was published
-}
-
-// schedHarness runs a Scheduler on a real sqlite store with a fake clock; a
-// restart is a new Scheduler on the same store.
-type schedHarness struct {
-	t      *testing.T
-	st     *sqlite.Store
-	clock  *fakeClock
-	config []store.Window
-	grace  time.Duration
-
-	mu     sync.Mutex
-	events []published
-	starts []time.Time // clock at each StartRun
-	nrun   int
-
-	s      *Scheduler
-	cancel context.CancelFunc
-	done   chan error
-	passed chan int64
-}
-
-var t0 = time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC) // a Monday
-
-func newSchedHarness(t *testing.T, start time.Time) *schedHarness {
-	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "nocobot.db"), zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &schedHarness{t: t, st: st, clock: &fakeClock{now: start}}
-	t.Cleanup(func() {
-		h.stop()
-		st.Close()
-	})
-	return h
-}
-
-func (h *schedHarness) publish(kind EventKind, w store.Window, run *store.Run, msg string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.events = append(h.events, published{kind: kind, w: w, run: run, msg: msg, at: h.clock.Now()})
-}
-
-// startRun stands in for main's StartRun: it records the run in the store,
-// where the cluster lock makes a second run on a busy cluster fail.
-func (h *schedHarness) startRun(ctx context.Context, w store.Window) (store.Run, error) {
-	h.mu.Lock()
-	h.nrun++
-	id := fmt.Sprintf("r-%d", h.nrun)
-	h.mu.Unlock()
-	r := store.Run{ID: id, Cluster: w.Cluster, Procedure: ProcMaintain, Requester: "scheduler:" + w.ID, Via: "scheduler",
-		State: store.StateRunning, Created: h.clock.Now(), Updated: h.clock.Now()}
-	got, err := h.st.CreateRun(ctx, r)
-	if errors.Is(err, store.ErrClusterBusy) {
-		return store.Run{}, &ErrBusy{Run: got}
-	}
-	if err != nil {
-		return store.Run{}, err
-	}
-	h.mu.Lock()
-	h.starts = append(h.starts, h.clock.Now())
-	h.mu.Unlock()
-	return got, nil
-}
-
-func (h *schedHarness) start() {
-	h.t.Helper()
-	s, err := NewScheduler(SchedulerOptions{
-		Store: h.st, Clock: h.clock, Log: zerolog.Nop(), Publish: h.publish,
-		StartRun: h.startRun, MissedGrace: h.grace, ConfigWindows: h.config,
-	})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.passed = make(chan int64, 1000)
-	s.afterPass = func(n int64) { h.passed <- n }
-	ctx, cancel := context.WithCancel(context.Background())
-	h.s, h.cancel, h.done = s, cancel, make(chan error, 1)
-	go func() { h.done <- s.Run(ctx) }()
-	h.waitPass(1)
-}
-
-// stop is the bot going down.
-func (h *schedHarness) stop() {
-	if h.cancel == nil {
-		return
-	}
-	h.cancel()
-	if err := <-h.done; err != nil {
-		h.t.Errorf("Run: %v", err)
-	}
-	h.cancel = nil
-}
-
-func (h *schedHarness) restart() {
-	h.stop()
-	h.start()
-}
-
-func (h *schedHarness) waitPass(n int64) {
-	h.t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case got := <-h.passed:
-			if got >= n {
-				return
-			}
-		case <-deadline:
-			h.t.Fatalf("the scheduler did not finish pass %d", n)
-		}
-	}
-}
-
-// sync waits until a pass that began after now has finished: everything
-// due at the clock's time has been done.
-func (h *schedHarness) sync() {
-	h.t.Helper()
-	n := h.s.passes.Load()
-	h.s.nudge()
-	h.waitPass(n + 1)
-}
-
-// at moves the clock (while the bot is up) and lets the scheduler catch up.
-func (h *schedHarness) at(t time.Time) {
-	h.t.Helper()
-	h.clock.set(t)
-	if h.cancel != nil {
-		h.sync()
-	}
-}
-
-func (h *schedHarness) of(kind EventKind) []published {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var out []published
-	for _, e := range h.events {
-		if e.kind == kind {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-func (h *schedHarness) startCount() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.starts)
-}
-
-func (h *schedHarness) add(w store.Window) store.Window {
-	h.t.Helper()
-	if w.Cluster == "" {
-		w.Cluster = "prod"
-	}
-	if w.Command == "" {
-		w.Command = "maintain backup"
-	}
-	saved, _, err := h.s.Add(context.Background(), w)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.sync()
-	return saved
-}
-
-func (h *schedHarness) window(id string) store.Window {
-	h.t.Helper()
-	w, err := h.st.GetWindow(context.Background(), id)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return w
-}
-
-func (h *schedHarness) finishRuns() {
-	h.t.Helper()
-	runs, err := h.st.UnfinishedRuns(context.Background())
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	for _, r := range runs {
-		r.State, r.Ended = store.StateSucceeded, h.clock.Now()
-		if err := h.st.UpdateRun(context.Background(), r); err != nil {
-			h.t.Fatal(err)
-		}
-	}
-}
-
-func (h *schedHarness) expect(kind EventKind, n int, what string) []published {
-	h.t.Helper()
-	got := h.of(kind)
-	if len(got) != n {
-		var msgs []string
-		for _, e := range got {
-			msgs = append(msgs, e.msg)
-		}
-		h.t.Fatalf("%s: %d %s events, want %d: %q", what, len(got), kind, n, msgs)
-	}
-	return got
-}
-
-func (h *schedHarness) expectStarts(n int, what string) {
-	h.t.Helper()
-	if got := h.startCount(); got != n {
-		h.t.Fatalf("%s: %d runs started, want %d", what, got, n)
-	}
-}
 
 func TestSchedulerAddListRemove(t *testing.T) {
 	h := newSchedHarness(t, time.Date(2026, 6, 3, 10, 0, 0, 0, time.UTC)) // Wednesday
@@ -334,9 +67,9 @@ func TestSchedulerAnnouncesOnceAtLeadTime(t *testing.T) {
 	start := t0.Add(2 * time.Hour)
 
 	h.at(start.Add(-30*time.Minute - time.Second))
-	h.expect(EventWindowAnnounced, 0, "a second before the lead time")
+	h.expect(procedures.EventWindowAnnounced, 0, "a second before the lead time")
 	h.at(start.Add(-30 * time.Minute))
-	a := h.expect(EventWindowAnnounced, 1, "at the lead time")[0]
+	a := h.expect(procedures.EventWindowAnnounced, 1, "at the lead time")[0]
 	if !a.at.Equal(start.Add(-30*time.Minute)) || !a.w.NextStart.Equal(start) || a.w.ID != w.ID {
 		t.Errorf("announcement at %s for start %s", a.at, a.w.NextStart)
 	}
@@ -347,12 +80,12 @@ func TestSchedulerAnnouncesOnceAtLeadTime(t *testing.T) {
 	}
 	h.at(start.Add(-10 * time.Minute))
 	h.restart() // restart between announcement and start
-	h.expect(EventWindowAnnounced, 1, "after a restart")
+	h.expect(procedures.EventWindowAnnounced, 1, "after a restart")
 	h.expectStarts(0, "before the start")
 
 	h.at(start)
 	h.expectStarts(1, "at the start")
-	s := h.expect(EventWindowStarted, 1, "at the start")[0]
+	s := h.expect(procedures.EventWindowStarted, 1, "at the start")[0]
 	if s.run == nil || s.run.ID != "r-1" || !s.w.NextStart.Equal(start) || !strings.Contains(s.msg, "r-1") {
 		t.Errorf("started event: %+v", s)
 	}
@@ -362,11 +95,11 @@ func TestSchedulerAnnouncesOnceAtLeadTime(t *testing.T) {
 	h.at(start.Add(30 * time.Second))
 	h.restart()
 	h.expectStarts(1, "after a restart past the start")
-	h.expect(EventWindowMissed, 0, "after a restart past the start")
+	h.expect(procedures.EventWindowMissed, 0, "after a restart past the start")
 	h.finishRuns()
 
 	h.at(start.Add(24*time.Hour - 30*time.Minute))
-	h.expect(EventWindowAnnounced, 2, "the next day")
+	h.expect(procedures.EventWindowAnnounced, 2, "the next day")
 }
 
 func TestSchedulerRestartBeforeStart(t *testing.T) {
@@ -375,12 +108,12 @@ func TestSchedulerRestartBeforeStart(t *testing.T) {
 	w := h.add(store.Window{Spec: "0 2 * * *"})
 	h.at(t0.Add(time.Hour + 55*time.Minute))
 	h.stop()
-	h.clock.set(t0.Add(time.Hour + 59*time.Minute))
+	h.setClock(t0.Add(time.Hour + 59*time.Minute))
 	h.start()
 	h.expectStarts(0, "restarted before the start")
 	h.at(t0.Add(2 * time.Hour))
 	h.expectStarts(1, "at the start after a restart")
-	h.expect(EventWindowMissed, 0, "nothing was missed")
+	h.expect(procedures.EventWindowMissed, 0, "nothing was missed")
 	if got := h.window(w.ID).NextStart; !got.Equal(t0.Add(26 * time.Hour)) {
 		t.Errorf("NextStart = %s", got)
 	}
@@ -391,18 +124,18 @@ func TestSchedulerMissedWithinGraceStartsLate(t *testing.T) {
 	h.start()
 	h.add(store.Window{Spec: "0 2 * * *"})
 	h.stop()
-	h.clock.set(t0.Add(2*time.Hour + 5*time.Minute)) // down at 02:00, back at 02:05
+	h.setClock(t0.Add(2*time.Hour + 5*time.Minute)) // down at 02:00, back at 02:05
 	h.start()
-	m := h.expect(EventWindowMissed, 1, "back within grace")[0]
+	m := h.expect(procedures.EventWindowMissed, 1, "back within grace")[0]
 	if !strings.Contains(m.msg, "starting now, 5m late") || !m.w.NextStart.Equal(t0.Add(2*time.Hour)) {
 		t.Errorf("missed report %q for %s", m.msg, m.w.NextStart)
 	}
 	h.expectStarts(1, "back within grace")
-	if s := h.expect(EventWindowStarted, 1, "late start")[0]; !strings.Contains(s.msg, "5m late") {
+	if s := h.expect(procedures.EventWindowStarted, 1, "late start")[0]; !strings.Contains(s.msg, "5m late") {
 		t.Errorf("started: %q", s.msg)
 	}
 	h.restart()
-	h.expect(EventWindowMissed, 1, "a second restart")
+	h.expect(procedures.EventWindowMissed, 1, "a second restart")
 	h.expectStarts(1, "a second restart")
 }
 
@@ -412,14 +145,14 @@ func TestSchedulerMissedBeyondGraceSkipped(t *testing.T) {
 	h.start()
 	w := h.add(store.Window{Spec: "0 2 * * *"})
 	h.stop()
-	h.clock.set(t0.Add(2*time.Hour + 40*time.Minute))
+	h.setClock(t0.Add(2*time.Hour + 40*time.Minute))
 	h.start()
 	h.expectStarts(0, "back beyond grace")
-	m := h.expect(EventWindowMissed, 1, "back beyond grace")[0]
+	m := h.expect(procedures.EventWindowMissed, 1, "back beyond grace")[0]
 	if !strings.Contains(m.msg, "skipped (40m late, beyond the 10m grace)") {
 		t.Errorf("missed: %q", m.msg)
 	}
-	h.expect(EventWindowSkipped, 1, "the channel is told")
+	h.expect(procedures.EventWindowSkipped, 1, "the channel is told")
 	if got := h.window(w.ID).NextStart; !got.Equal(t0.Add(26 * time.Hour)) {
 		t.Errorf("NextStart = %s", got)
 	}
@@ -430,9 +163,9 @@ func TestSchedulerDownForDaysReportsEachMissedStart(t *testing.T) {
 	h.start()
 	h.add(store.Window{Spec: "0 2 * * *"})
 	h.stop()
-	h.clock.set(t0.Add(3*24*time.Hour + 2*time.Hour + 3*time.Minute)) // back on day 3 at 02:03
+	h.setClock(t0.Add(3*24*time.Hour + 2*time.Hour + 3*time.Minute)) // back on day 3 at 02:03
 	h.start()
-	ms := h.expect(EventWindowMissed, 4, "down for three days")
+	ms := h.expect(procedures.EventWindowMissed, 4, "down for three days")
 	for i, m := range ms[:3] {
 		if !m.w.NextStart.Equal(t0.Add(time.Duration(i)*24*time.Hour+2*time.Hour)) || !strings.Contains(m.msg, "skipped") {
 			t.Errorf("missed %d: %s %q", i, m.w.NextStart, m.msg)
@@ -453,21 +186,21 @@ func TestSchedulerOverrun(t *testing.T) {
 	h.at(t0.Add(2*time.Hour + 30*time.Minute))
 	h.restart() // the overrun check survives a restart
 	h.at(t0.Add(3*time.Hour - time.Second))
-	h.expect(EventWindowOverrun, 0, "before the window ends")
+	h.expect(procedures.EventWindowOverrun, 0, "before the window ends")
 	h.at(t0.Add(3*time.Hour + 10*time.Second))
-	o := h.expect(EventWindowOverrun, 1, "at the window's end")[0]
+	o := h.expect(procedures.EventWindowOverrun, 1, "at the window's end")[0]
 	if o.run == nil || o.run.ID != "r-1" || !strings.Contains(o.msg, "still running after 1h") || !strings.Contains(o.msg, "03:00") {
 		t.Errorf("overrun: %q run %+v", o.msg, o.run)
 	}
 	h.at(t0.Add(4 * time.Hour))
 	h.restart()
-	h.expect(EventWindowOverrun, 1, "reported once")
+	h.expect(procedures.EventWindowOverrun, 1, "reported once")
 
 	// A run that ends within its window is not reported; and the next day's
 	// start meets the cluster still busy with yesterday's run: skipped.
 	h.at(t0.Add(26 * time.Hour))
 	h.expectStarts(1, "cluster busy")
-	sk := h.expect(EventWindowSkipped, 1, "cluster busy")[0]
+	sk := h.expect(procedures.EventWindowSkipped, 1, "cluster busy")[0]
 	if !strings.Contains(sk.msg, "run r-1") || !strings.Contains(sk.msg, "busy") {
 		t.Errorf("busy skip does not name the run holding the cluster: %q", sk.msg)
 	}
@@ -476,7 +209,7 @@ func TestSchedulerOverrun(t *testing.T) {
 	h.expectStarts(2, "day 3")
 	h.finishRuns()
 	h.at(t0.Add(51 * time.Hour))
-	h.expect(EventWindowOverrun, 1, "a run that finished in time")
+	h.expect(procedures.EventWindowOverrun, 1, "a run that finished in time")
 }
 
 func TestSchedulerSkipButton(t *testing.T) {
@@ -486,7 +219,7 @@ func TestSchedulerSkipButton(t *testing.T) {
 	w := h.add(store.Window{Spec: "0 2 * * *", Announce: time.Hour})
 	start := t0.Add(2 * time.Hour)
 	h.at(t0.Add(time.Hour))
-	a := h.expect(EventWindowAnnounced, 1, "announced")[0]
+	a := h.expect(procedures.EventWindowAnnounced, 1, "announced")[0]
 	if err := h.s.Skip(ctx, w.ID, start.Add(time.Minute), "U1"); err == nil || !strings.Contains(err.Error(), "not a start") {
 		t.Errorf("skip a time that is no start: %v", err)
 	}
@@ -496,13 +229,13 @@ func TestSchedulerSkipButton(t *testing.T) {
 	if err := h.s.Skip(ctx, w.ID, start, "U1"); err != nil {
 		t.Fatal(err)
 	}
-	sk := h.expect(EventWindowSkipped, 1, "skip clicked twice")[0]
-	if !strings.Contains(sk.msg, "<@U1>") {
-		t.Errorf("skip: %q", sk.msg)
+	sk := h.expect(procedures.EventWindowSkipped, 1, "skip clicked twice")[0]
+	if !strings.Contains(sk.msg, "as asked by U1") || sk.ev.By != "U1" || sk.ev.Reason != procedures.WindowAsked || strings.Contains(sk.msg, "<@") {
+		t.Errorf("skip: %q %+v", sk.msg, sk.ev)
 	}
 	h.at(start)
 	h.expectStarts(0, "skipped start")
-	h.expect(EventWindowSkipped, 1, "at the skipped start")
+	h.expect(procedures.EventWindowSkipped, 1, "at the skipped start")
 	if err := h.s.Skip(ctx, w.ID, start, "U1"); err == nil || !strings.Contains(err.Error(), "already passed") {
 		t.Errorf("skip a past start: %v", err)
 	}
@@ -523,13 +256,13 @@ func TestSchedulerApproval(t *testing.T) {
 	}
 	h.at(start)
 	h.expectStarts(0, "approval required")
-	ap := h.expect(EventWindowApproval, 1, "at the start")[0]
+	ap := h.expect(procedures.EventWindowApproval, 1, "at the start")[0]
 	if !ap.w.NextStart.Equal(start) || !strings.Contains(ap.msg, "until") {
 		t.Errorf("approval: %s %q", ap.w.NextStart, ap.msg)
 	}
 	h.at(start.Add(5 * time.Minute))
 	h.restart()
-	h.expect(EventWindowApproval, 1, "after a restart in the window")
+	h.expect(procedures.EventWindowApproval, 1, "after a restart in the window")
 	h.at(start.Add(10 * time.Minute))
 	if err := h.s.Approve(ctx, w.ID, start, "U2"); err != nil {
 		t.Fatal(err)
@@ -538,7 +271,7 @@ func TestSchedulerApproval(t *testing.T) {
 		t.Error("a second Start click started nothing but was not refused")
 	}
 	h.expectStarts(1, "approved")
-	if s := h.expect(EventWindowStarted, 1, "approved")[0]; !strings.Contains(s.msg, "approved by <@U2>") {
+	if s := h.expect(procedures.EventWindowStarted, 1, "approved")[0]; !strings.Contains(s.msg, "approved by U2") || s.ev.By != "U2" {
 		t.Errorf("started: %q", s.msg)
 	}
 	h.finishRuns()
@@ -546,9 +279,9 @@ func TestSchedulerApproval(t *testing.T) {
 	// The next day nobody approves: skipped when the window closes.
 	next := start.Add(24 * time.Hour)
 	h.at(next)
-	h.expect(EventWindowApproval, 2, "day 2")
+	h.expect(procedures.EventWindowApproval, 2, "day 2")
 	h.at(next.Add(time.Hour))
-	sk := h.expect(EventWindowSkipped, 1, "nobody approved")[0]
+	sk := h.expect(procedures.EventWindowSkipped, 1, "nobody approved")[0]
 	if !strings.Contains(sk.msg, "nobody pressed Start") {
 		t.Errorf("skipped: %q", sk.msg)
 	}
@@ -570,9 +303,9 @@ func TestSchedulerPauseResume(t *testing.T) {
 		h.at(t0.Add(time.Duration(day)*24*time.Hour + 2*time.Hour))
 	}
 	h.restart()
-	h.expect(EventWindowAnnounced, 0, "paused")
+	h.expect(procedures.EventWindowAnnounced, 0, "paused")
 	h.expectStarts(0, "paused")
-	h.expect(EventWindowMissed, 0, "paused")
+	h.expect(procedures.EventWindowMissed, 0, "paused")
 
 	h.at(t0.Add(2*24*time.Hour + 12*time.Hour))
 	rw, err := h.s.SetPaused(ctx, w.ID, false)
@@ -584,7 +317,7 @@ func TestSchedulerPauseResume(t *testing.T) {
 	}
 	h.sync()
 	h.expectStarts(0, "right after resume")
-	h.expect(EventWindowMissed, 0, "right after resume")
+	h.expect(procedures.EventWindowMissed, 0, "right after resume")
 	h.at(t0.Add(3*24*time.Hour + 2*time.Hour))
 	h.expectStarts(1, "after resume")
 }
@@ -603,7 +336,7 @@ func TestSchedulerDaylightSaving(t *testing.T) {
 	h.finishRuns()
 
 	h.stop()
-	h.clock.set(time.Date(2026, 10, 24, 12, 0, 0, 0, loc))
+	h.setClock(time.Date(2026, 10, 24, 12, 0, 0, 0, loc))
 	h.start() // the window's starts since March are missed, beyond grace
 	h.finishRuns()
 	h.at(time.Date(2026, 10, 25, 0, 30, 0, 0, time.UTC)) // 02:30 CEST
@@ -624,9 +357,9 @@ func TestSchedulerConfigWindows(t *testing.T) {
 		t.Fatalf("config window: %+v", w)
 	}
 	h.stop()
-	h.clock.set(t0.Add(2*time.Hour + time.Minute + 30*time.Second))
+	h.setClock(t0.Add(2*time.Hour + time.Minute + 30*time.Second))
 	h.start() // NextStart was kept: a missed start within grace, not lost
-	h.expect(EventWindowMissed, 1, "config window missed")
+	h.expect(procedures.EventWindowMissed, 1, "config window missed")
 	h.expectStarts(1, "config window")
 	h.finishRuns()
 
@@ -642,9 +375,18 @@ func TestSchedulerConfigWindows(t *testing.T) {
 	if _, err := h.st.GetWindow(context.Background(), "nightly"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("window removed from the file is still stored: %v", err)
 	}
-	if _, err := NewScheduler(SchedulerOptions{Store: h.st, StartRun: h.startRun,
-		ConfigWindows: []store.Window{{ID: "bad", Spec: "0 25 * * *", Command: "start"}}}); err == nil || !strings.Contains(err.Error(), "bad") {
-		t.Errorf("invalid config window: %v", err)
+	for _, c := range []struct {
+		w    store.Window
+		want string
+	}{
+		{store.Window{ID: "bad", Spec: "0 25 * * *", Command: "start"}, "window bad: invalid cron expression \"0 25 * * *\": end of range (25) above maximum (23)"},
+		{store.Window{ID: "typo", Spec: "0 2 * * *", Command: "maintian bakcup"}, `window typo: command "maintian bakcup": unknown procedure "maintian"`},
+	} {
+		opts := h.options()
+		opts.ConfigWindows = []store.Window{c.w}
+		if _, err := New(opts); err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("invalid config window: %v, want one line with %q", err, c.want)
+		}
 	}
 }
 
@@ -654,7 +396,9 @@ func TestSchedulerTwoReplicasStartOnce(t *testing.T) {
 	h := newSchedHarness(t, t0)
 	h.start()
 	w := h.add(store.Window{Spec: "0 2 * * *"})
-	second, err := NewScheduler(SchedulerOptions{Store: h.st, Clock: h.clock, Log: zerolog.Nop(), Publish: h.publish, StartRun: h.startRun})
+	opts := h.options()
+	opts.ConfigWindows = nil
+	second, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -666,14 +410,14 @@ func TestSchedulerTwoReplicasStartOnce(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	<-passed
 
-	h.clock.set(t0.Add(2 * time.Hour))
+	h.setClock(t0.Add(2 * time.Hour))
 	n := second.passes.Load()
 	second.nudge()
 	h.sync()
 	for got := int64(0); got <= n; got = <-passed {
 	}
 	h.expectStarts(1, "two replicas")
-	h.expect(EventWindowStarted, 1, "two replicas")
+	h.expect(procedures.EventWindowStarted, 1, "two replicas")
 	if got := h.window(w.ID).NextStart; !got.Equal(t0.Add(26 * time.Hour)) {
 		t.Errorf("NextStart = %s", got)
 	}

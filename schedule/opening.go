@@ -1,0 +1,232 @@
+package schedule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/store"
+)
+
+// window does what is due for one window, as just read from the store, and
+// returns when it next needs attention (zero: not while it stays as it
+// is). retry: something failed or another replica moved the window first;
+// look again shortly.
+func (s *Scheduler) window(ctx context.Context, w store.Window, now time.Time) (next time.Time, retry bool) {
+	if w.Paused {
+		return time.Time{}, false
+	}
+	p, err := s.parsed(w)
+	if err != nil {
+		s.log.Error().Err(err).Str("window", w.ID).Msg("scheduler: window has an invalid schedule; ignoring it")
+		return time.Time{}, false
+	}
+	if w.NextStart.IsZero() {
+		next := p.sched.Next(now)
+		if next.IsZero() {
+			return time.Time{}, false
+		}
+		if won, err := s.store.AdvanceWindow(ctx, w.ID, w.NextStart, next); err != nil || !won {
+			return time.Time{}, true
+		}
+		w.NextStart = next
+	}
+	if now.Before(w.NextStart) {
+		return s.announce(ctx, w, now)
+	}
+	if w.Approval {
+		return s.dueApproval(ctx, w, p, now)
+	}
+	return s.due(ctx, w, p, now)
+}
+
+// announce posts the announcement of the next start once its lead time has
+// come. It records the announcement before posting: after a crash in
+// between the announcement is lost rather than posted twice.
+func (s *Scheduler) announce(ctx context.Context, w store.Window, now time.Time) (time.Time, bool) {
+	start := w.NextStart
+	if start.IsZero() || w.Announce <= 0 || w.Announced.Equal(start) || w.Skip.Equal(start) {
+		return start, false
+	}
+	at := start.Add(-w.Announce)
+	if now.Before(at) {
+		return at, false
+	}
+	w.Announced = start
+	if err := s.store.PutWindow(ctx, w); err != nil {
+		s.log.Warn().Err(err).Str("window", w.ID).Msg("scheduler: could not record the announcement; trying again")
+		return time.Time{}, true
+	}
+	s.publish(procedures.EventWindowAnnounced, procedures.WindowEvent{Window: w, Start: start}, nil)
+	return start, false
+}
+
+// due handles a window without approval whose NextStart has come.
+func (s *Scheduler) due(ctx context.Context, w store.Window, p parsedSpec, now time.Time) (time.Time, bool) {
+	d := startsUntil(p.sched, w.NextStart, now)
+	won, err := s.store.AdvanceWindow(ctx, w.ID, w.NextStart, d.next)
+	if err != nil {
+		s.log.Warn().Err(err).Str("window", w.ID).Msg("scheduler: could not advance window; trying again")
+		return time.Time{}, true
+	}
+	if !won {
+		return time.Time{}, true // another replica (or a click) moved it: read it again
+	}
+	w.NextStart = d.next
+	s.reportMissed(w, d, now)
+	start := d.latest
+	late := now.Sub(start)
+	switch {
+	case w.Skip.Equal(start):
+		s.log.Info().Str("window", w.ID).Time("start", start).Msg("window start skipped, as asked")
+	case late <= onTimeSlack:
+		_ = s.start(ctx, w, procedures.WindowEvent{Window: w, Start: start}, now)
+	case late <= s.grace && now.Before(start.Add(w.Duration)):
+		ev := procedures.WindowEvent{Window: w, Start: start, Late: late}
+		ev.Reason = procedures.WindowLateStart
+		s.publish(procedures.EventWindowMissed, ev, nil)
+		ev.Reason = ""
+		_ = s.start(ctx, w, ev, now)
+	default:
+		s.skipMissed(w, start, now)
+	}
+	return s.announce(ctx, w, now)
+}
+
+// dueApproval handles an approval-required window whose NextStart has come.
+// Its NextStart stays at the open window's start until someone presses
+// Start (Approve advances it) or the window closes, so the compare-and-set
+// on NextStart also decides which click starts the run.
+func (s *Scheduler) dueApproval(ctx context.Context, w store.Window, p parsedSpec, now time.Time) (time.Time, bool) {
+	d := startsUntil(p.sched, w.NextStart, now)
+	start := d.latest
+	if !start.Equal(w.NextStart) {
+		won, err := s.store.AdvanceWindow(ctx, w.ID, w.NextStart, start)
+		if err != nil || !won {
+			return time.Time{}, true
+		}
+		w.NextStart = start
+		s.reportMissed(w, d, now)
+	}
+	end := start.Add(w.Duration)
+	late := now.Sub(start)
+	asked := false
+	if note, err := s.store.GetNote(ctx, noteWindowApproval, w.ID); err == nil {
+		t, err := time.Parse(time.RFC3339Nano, note)
+		asked = err == nil && t.Equal(start)
+	}
+	advance := func() bool {
+		won, err := s.store.AdvanceWindow(ctx, w.ID, start, d.next)
+		if err != nil {
+			s.log.Warn().Err(err).Str("window", w.ID).Msg("scheduler: could not advance window; trying again")
+		}
+		if won {
+			w.NextStart = d.next
+		}
+		return won
+	}
+	switch {
+	case w.Skip.Equal(start):
+		if advance() {
+			s.log.Info().Str("window", w.ID).Time("start", start).Msg("window start skipped, as asked")
+		}
+	case !now.Before(end):
+		if !advance() {
+			return time.Time{}, true
+		}
+		if asked {
+			s.publish(procedures.EventWindowSkipped, procedures.WindowEvent{Window: w, Start: start, Reason: procedures.WindowNotApproved}, nil)
+		} else {
+			s.skipMissed(w, start, now)
+		}
+	case asked:
+		return end, false
+	case late <= max(onTimeSlack, s.grace):
+		if late > onTimeSlack {
+			s.publish(procedures.EventWindowMissed, procedures.WindowEvent{Window: w, Start: start, Late: late, Reason: procedures.WindowLateApproval}, nil)
+		}
+		if err := s.store.PutNote(ctx, noteWindowApproval, w.ID, start.Format(time.RFC3339Nano)); err != nil {
+			s.log.Warn().Err(err).Str("window", w.ID).Msg("scheduler: could not record the approval request; trying again")
+			return time.Time{}, true
+		}
+		s.publish(procedures.EventWindowApproval, procedures.WindowEvent{Window: w, Start: start}, nil)
+		return end, false
+	default:
+		if advance() {
+			s.skipMissed(w, start, now)
+		}
+	}
+	if w.NextStart.Equal(start) {
+		return time.Time{}, true
+	}
+	return s.announce(ctx, w, now)
+}
+
+// start starts the window's run for the start ev.Start (ev also carries
+// who approved it, or how late it is). w must already be advanced past it
+// (this replica won the start).
+func (s *Scheduler) start(ctx context.Context, w store.Window, ev procedures.WindowEvent, now time.Time) error {
+	run, err := s.startWindowRun(ctx, w)
+	var busy *procedures.ErrBusy
+	switch {
+	case errors.As(err, &busy):
+		s.log.Info().Str("window", w.ID).Str("busy_run", busy.Run.ID).Msg("window skipped: cluster busy")
+		s.publish(procedures.EventWindowSkipped, procedures.WindowEvent{Window: w, Start: ev.Start, Reason: procedures.WindowBusy, Err: busy.Error()}, nil)
+		return err
+	case err != nil:
+		s.log.Error().Err(err).Str("window", w.ID).Msg("window run could not start")
+		s.publish(procedures.EventWindowSkipped, procedures.WindowEvent{Window: w, Start: ev.Start, Reason: procedures.WindowStartFailed, Err: err.Error()}, nil)
+		return err
+	}
+	end := ev.Start.Add(w.Duration)
+	s.tracked[w.ID] = trackedRun{RunID: run.ID, Start: ev.Start, End: end, Window: w}
+	if err := s.store.PutNote(ctx, noteWindowRun, w.ID, fmt.Sprintf("%s %s %s", run.ID, ev.Start.Format(time.RFC3339Nano), end.Format(time.RFC3339Nano))); err != nil {
+		// Only the overrun report after a restart depends on it.
+		s.log.Warn().Err(err).Str("window", w.ID).Msg("scheduler: could not record the window's run")
+	}
+	s.log.Info().Str("window", w.ID).Str("run", run.ID).Dur("late", now.Sub(ev.Start)).Msg("window started its run")
+	ev.Window, ev.End = w, end
+	s.publish(procedures.EventWindowStarted, ev, &run)
+	return nil
+}
+
+// startWindowRun reads the window's command and starts its run on the
+// window's cluster (unless the command names another), as the scheduler.
+func (s *Scheduler) startWindowRun(ctx context.Context, w store.Window) (store.Run, error) {
+	req, err := s.parse(w.Command)
+	if err != nil {
+		return store.Run{}, fmt.Errorf("command %q: %w", w.Command, err)
+	}
+	if req.Cluster == "" {
+		req.Cluster = w.Cluster
+	}
+	req.Requester, req.Via = "scheduler:"+w.ID, "scheduler"
+	ctx, cancel := context.WithTimeout(ctx, startRunTimeout)
+	defer cancel()
+	return s.startF(ctx, req)
+}
+
+// parsed returns a window's schedule, parsing each expression once (a
+// start-up with thousands of windows would otherwise load the same zone
+// files over and over). mu must be held.
+func (s *Scheduler) parsed(w store.Window) (parsedSpec, error) {
+	key := w.Spec + "\x00" + w.TZ
+	if p, ok := s.scheds[key]; ok {
+		return p, nil
+	}
+	sched, loc, err := ParseWindowSpec(w.Spec, w.TZ)
+	if err != nil {
+		return parsedSpec{}, err
+	}
+	p := parsedSpec{sched: sched, loc: loc}
+	s.scheds[key] = p
+	return p, nil
+}
+
+// requesterWindow is the window id of a run the scheduler started.
+func requesterWindow(requester string) (string, bool) {
+	return strings.CutPrefix(requester, "scheduler:")
+}
