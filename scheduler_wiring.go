@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
@@ -31,15 +30,13 @@ func newScheduler(e *env) (*procedures.Scheduler, error) {
 }
 
 func startWindow(ctx context.Context, eng *procedures.Engine, w store.Window) (store.Run, error) {
-	cmd, err := bot.Parse("schedule", w.Command)
+	req, err := procedures.ParseCommand(w.Command)
 	if err != nil {
 		return store.Run{}, fmt.Errorf("window %s: %w", w.ID, err)
 	}
-	if !cmd.IsProcedure() {
-		return store.Run{}, fmt.Errorf("window %s: %q is not a procedure", w.ID, w.Command)
+	if req.Cluster == "" {
+		req.Cluster = w.Cluster
 	}
-	if cmd.Cluster == "" {
-		cmd.Cluster = w.Cluster
-	}
-	return eng.Start(ctx, cmd.Request("scheduler:"+w.ID, "scheduler"))
+	req.Requester, req.Via = "scheduler:"+w.ID, "scheduler"
+	return eng.Start(ctx, req)
 }

@@ -2,8 +2,12 @@ package bot
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nocobot/nocobot/procedures"
 )
 
 func TestParse(t *testing.T) {
@@ -48,10 +52,10 @@ func TestParse(t *testing.T) {
 func describe(c Command) string {
 	switch c.Name {
 	case "upgrade":
-		return fmt.Sprintf("upgrade v=%s c=%s dry=%t", c.Version, c.Cluster, c.DryRun)
+		return fmt.Sprintf("upgrade v=%s c=%s dry=%t", c.Proc.Version, c.Cluster, c.DryRun)
 	case "maintain":
-		s := make([]string, len(c.Actions))
-		for i, a := range c.Actions {
+		s := make([]string, len(c.Proc.Actions))
+		for i, a := range c.Proc.Actions {
 			s[i] = a.String()
 		}
 		return fmt.Sprintf("maintain c=%s acts=[%s]", c.Cluster, strings.Join(s, ","))
@@ -89,7 +93,7 @@ func TestParseErrorsCarryUsage(t *testing.T) {
 		{"history 0", `"0": expected a number from 1 to 100`, "/nocobase history [n]"},
 		{"cancel", "which run?", "/nocobase cancel <run>"},
 		{`schedule add "61 * * * *"`, "schedule add needs a cron expression in quotes and a procedure", "/nocobase schedule"},
-		{`schedule add "@daily" deploy`, `a window runs upgrade, maintain or start, not "deploy"`, "/nocobase schedule"},
+		{`schedule add "@daily" deploy`, `a window runs a procedure (upgrade, maintain, start), not "deploy"`, "/nocobase schedule"},
 		{`schedule add "@daily" start --tz Mars/Base`, "not a time zone", "/nocobase schedule"},
 		{`schedule add "@daily" upgrade 1.7.15 --dry-run`, "cannot run a --dry-run", "/nocobase schedule"},
 		{`schedule add "@daily start`, "a quote is not closed", ""},
@@ -114,5 +118,42 @@ func TestHelpListsEveryCommand(t *testing.T) {
 		if !strings.Contains(h, "/nocobase "+c.name) {
 			t.Errorf("help lacks %s", c.name)
 		}
+	}
+	for _, p := range procedures.Procedures() {
+		if !strings.Contains(h, "/nocobase "+p.Usage+" — "+p.Help) {
+			t.Errorf("help lacks the procedure %s", p.Usage)
+		}
+	}
+}
+
+// TestReadmeListsEveryProcedure keeps the README's command table true to
+// the procedures registry: a row per procedure, with its usage as parsed.
+func TestReadmeListsEveryProcedure(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	for _, p := range procedures.Procedures() {
+		row := "| `" + strings.ReplaceAll(p.Usage, "|", `\|`) + "` |"
+		if !strings.Contains(readme, row) {
+			t.Errorf("README.md has no command row %s", row)
+		}
+	}
+}
+
+// TestProcedureWordsParseAsTyped: a terminal's arguments parse without
+// being quoted and split again.
+func TestProcedureWordsParseAsTyped(t *testing.T) {
+	c, err := ParseWords("nocobot run", []string{"maintain", "prod", "plugin", "enable", "@nocobase/plugin-map"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := c.Request("terminal:alice", "terminal")
+	if req.Cluster != "prod" || len(req.Actions) != 1 || req.Actions[0].Arg != "@nocobase/plugin-map" || req.Requester != "terminal:alice" {
+		t.Fatalf("request %+v", req)
+	}
+	if _, err := ParseWords("nocobot run", []string{"upgrade", "1.7.14 prod"}); err == nil {
+		t.Fatal(`one argument "1.7.14 prod" was split into two`)
 	}
 }

@@ -93,14 +93,14 @@ type execution struct {
 	wake   chan struct{} // a decision about the run was recorded
 }
 
-// ErrBusy wraps store.ErrClusterBusy with the run that holds the cluster.
-type ErrBusy struct{ Run store.Run }
+// BusyError wraps store.ErrClusterBusy with the run that holds the cluster.
+type BusyError struct{ Run store.Run }
 
-func (e *ErrBusy) Error() string {
+func (e *BusyError) Error() string {
 	return fmt.Sprintf("%s is busy: run %s (%s, requested by %s) is %s", e.Run.Cluster, e.Run.ID, e.Run.Procedure, e.Run.Requester, e.Run.State)
 }
 
-func (e *ErrBusy) Unwrap() error { return store.ErrClusterBusy }
+func (e *BusyError) Unwrap() error { return store.ErrClusterBusy }
 
 // New makes an engine; call Run to let it work.
 func New(opts Options) (*Engine, error) {
@@ -149,9 +149,6 @@ func New(opts Options) (*Engine, error) {
 	}
 	return e, nil
 }
-
-// Owner is this engine's identity among replicas.
-func (e *Engine) Owner() string { return e.owner }
 
 // Cluster returns a configured cluster.
 func (e *Engine) Cluster(name string) (*Cluster, bool) {
@@ -208,10 +205,6 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 	}
 }
-
-// Wait blocks until every run this engine drives has stopped (for tests
-// and for a clean shutdown).
-func (e *Engine) Wait() { e.wg.Wait() }
 
 func (e *Engine) wakeRun(id string) {
 	e.mu.Lock()
@@ -326,10 +319,13 @@ func (e *Engine) launch(ctx context.Context, r store.Run, resumed bool) {
 }
 
 // Start validates a request, records a new run (taking the cluster's
-// lock) and starts it. A busy cluster gives an *ErrBusy.
+// lock) and starts it. A busy cluster gives a *BusyError.
 func (e *Engine) Start(ctx context.Context, req Request) (store.Run, error) {
 	if err := req.Validate(); err != nil {
 		return store.Run{}, err
+	}
+	if req.DryRun {
+		return store.Run{}, errors.New("a --dry-run only shows the plan: nothing was started")
 	}
 	c, ok := e.clusters[req.Cluster]
 	if !ok {
@@ -346,7 +342,7 @@ func (e *Engine) Start(ctx context.Context, req Request) (store.Run, error) {
 	}
 	created, err := e.store.CreateRun(ctx, r)
 	if errors.Is(err, store.ErrClusterBusy) {
-		return store.Run{}, &ErrBusy{Run: created}
+		return store.Run{}, &BusyError{Run: created}
 	}
 	if err != nil {
 		return store.Run{}, err

@@ -250,7 +250,7 @@ func TestBusyClusterRefused(t *testing.T) {
 	r := h.startRun(upgrade())
 	h.waitCheckpoint("verify")
 	_, err := h.eng.Start(context.Background(), procedures.Request{Cluster: "prod", Procedure: procedures.ProcMaintain, Requester: "U9"})
-	var busy *procedures.ErrBusy
+	var busy *procedures.BusyError
 	if !errors.As(err, &busy) || !strings.Contains(err.Error(), r.ID) || !strings.Contains(err.Error(), "upgrade") || !strings.Contains(err.Error(), "U1") {
 		t.Fatalf("second start = %v; want the running run's id, procedure and requester", err)
 	}

@@ -11,10 +11,10 @@ import (
 // Steps shared by the procedures: they work on the cluster's nodes in
 // name order, and the first node is always the one started alone.
 
-func listNodes(ctx context.Context, rc *runCtx) ([]Node, error) {
+func listNodes(ctx context.Context, env *stepEnv) ([]Node, error) {
 	c, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	nodes, err := rc.c.Nodes.List(c)
+	nodes, err := env.c.Nodes.List(c)
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
@@ -26,12 +26,12 @@ func listNodes(ctx context.Context, rc *runCtx) ([]Node, error) {
 
 // firstNode is the node started alone: recorded at preflight so that a
 // resumed run keeps using the same one.
-func firstNode(ctx context.Context, rc *runCtx) (Node, []Node, error) {
-	nodes, err := listNodes(ctx, rc)
+func firstNode(ctx context.Context, env *stepEnv) (Node, []Node, error) {
+	nodes, err := listNodes(ctx, env)
 	if err != nil {
 		return Node{}, nil, err
 	}
-	want := rc.fact("first_node")
+	want := env.facts().FirstNode()
 	for _, n := range nodes {
 		if n.Name == want || want == "" {
 			return n, nodes, nil
@@ -40,8 +40,8 @@ func firstNode(ctx context.Context, rc *runCtx) (Node, []Node, error) {
 	return Node{}, nil, fmt.Errorf("node %s, started first so far, is gone", want)
 }
 
-func stopNodes(ctx context.Context, rc *runCtx, keep string) (string, error) {
-	nodes, err := listNodes(ctx, rc)
+func stopNodes(ctx context.Context, env *stepEnv, keep string) (string, error) {
+	nodes, err := listNodes(ctx, env)
 	if err != nil {
 		return "", err
 	}
@@ -51,16 +51,16 @@ func stopNodes(ctx context.Context, rc *runCtx, keep string) (string, error) {
 			continue
 		}
 		if n.Running() {
-			rc.progress(fmt.Sprintf("stopping %s", n.Name))
+			env.progress(fmt.Sprintf("stopping %s", n.Name))
 		}
-		if err := rc.c.Nodes.Stop(ctx, n.Name); err != nil {
+		if err := env.c.Nodes.Stop(ctx, n.Name); err != nil {
 			return "", err
 		}
 		stopped = append(stopped, n.Name)
 	}
 	// Trust but verify: a node that is still running would serve from the
 	// old version or race the migration.
-	after, err := listNodes(ctx, rc)
+	after, err := listNodes(ctx, env)
 	if err != nil {
 		return "", err
 	}
@@ -74,13 +74,13 @@ func stopNodes(ctx context.Context, rc *runCtx, keep string) (string, error) {
 
 // startAndWait starts one node and waits until NocoBase on it is healthy
 // and, if want is set, reports that version.
-func startAndWait(ctx context.Context, rc *runCtx, name, want string) (string, error) {
+func startAndWait(ctx context.Context, env *stepEnv, name, want string) (string, error) {
 	began := time.Now()
-	rc.progress(fmt.Sprintf("starting %s", name))
-	if err := rc.c.Nodes.Start(ctx, name); err != nil {
+	env.progress(fmt.Sprintf("starting %s", name))
+	if err := env.c.Nodes.Start(ctx, name); err != nil {
 		return "", err
 	}
-	nodes, err := listNodes(ctx, rc)
+	nodes, err := listNodes(ctx, env)
 	if err != nil {
 		return "", err
 	}
@@ -93,15 +93,15 @@ func startAndWait(ctx context.Context, rc *runCtx, name, want string) (string, e
 	if node.Name == "" {
 		return "", fmt.Errorf("%s disappeared after start", name)
 	}
-	hctx, cancel := context.WithTimeout(ctx, rc.c.HealthTimeout)
+	hctx, cancel := context.WithTimeout(ctx, env.c.HealthTimeout)
 	defer cancel()
-	if err := rc.c.App.WaitHealthy(hctx, node, rc.progress); err != nil {
+	if err := env.c.App.WaitHealthy(hctx, node, env.progress); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return "", fmt.Errorf("%s was not healthy within %s: %w", name, rc.c.HealthTimeout, err)
+			return "", fmt.Errorf("%s was not healthy within %s: %w", name, env.c.HealthTimeout, err)
 		}
 		return "", fmt.Errorf("%s: %w", name, err)
 	}
-	got, err := rc.c.App.Version(ctx, node)
+	got, err := env.c.App.Version(ctx, node)
 	if err != nil {
 		return "", fmt.Errorf("%s: read version: %w", name, err)
 	}
@@ -114,8 +114,8 @@ func startAndWait(ctx context.Context, rc *runCtx, name, want string) (string, e
 // startRest starts the nodes other than the first one by one, each
 // healthy before the next: a node that starts migrates the database, and
 // only one may do that at a time.
-func startRest(ctx context.Context, rc *runCtx, want string) (string, error) {
-	first, nodes, err := firstNode(ctx, rc)
+func startRest(ctx context.Context, env *stepEnv, want string) (string, error) {
+	first, nodes, err := firstNode(ctx, env)
 	if err != nil {
 		return "", err
 	}
@@ -124,7 +124,7 @@ func startRest(ctx context.Context, rc *runCtx, want string) (string, error) {
 		if n.Name == first.Name {
 			continue
 		}
-		d, err := startAndWait(ctx, rc, n.Name, want)
+		d, err := startAndWait(ctx, env, n.Name, want)
 		if err != nil {
 			return "", err
 		}
@@ -136,20 +136,16 @@ func startRest(ctx context.Context, rc *runCtx, want string) (string, error) {
 	return strings.Join(done, "; "), nil
 }
 
-func setBalancer(ctx context.Context, rc *runCtx, mode LBMode) (string, error) {
+func setBalancer(ctx context.Context, env *stepEnv, mode LBMode) (string, error) {
 	c, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if err := rc.c.Balancer.SetMode(c, mode); err != nil {
+	if err := env.c.Balancer.SetMode(c, mode); err != nil {
 		return "", fmt.Errorf("load balancer to %s: %w", mode, err)
 	}
 	if mode == LBMaintenance {
-		if rc.fact("downtime_start") == "" {
-			rc.setFact("downtime_start", rc.x.e.clock.Now().UTC().Format(time.RFC3339Nano))
-		}
+		env.record(func(w factWriter) { w.markDowntimeStart(env.now()) })
 		return "traffic goes to the maintenance page (503)", nil
 	}
-	if rc.fact("downtime_start") != "" {
-		rc.setFact("downtime_end", rc.x.e.clock.Now().UTC().Format(time.RFC3339Nano))
-	}
+	env.record(func(w factWriter) { w.markDowntimeEnd(env.now()) })
 	return "traffic goes to the app nodes again", nil
 }

@@ -59,7 +59,7 @@ type SchedulerOptions struct {
 	Publish func(kind EventKind, w store.Window, run *store.Run, msg string)
 	// StartRun starts the window's procedure (w.Command) on w.Cluster with
 	// Requester "scheduler:<window id>" and Via "scheduler"; a busy cluster
-	// gives an *ErrBusy.
+	// gives a *BusyError.
 	StartRun func(ctx context.Context, w store.Window) (store.Run, error)
 	// RunState reads a run, to see whether it outlasts its window; default
 	// Store.GetRun.
@@ -771,7 +771,7 @@ func (s *Scheduler) start(ctx context.Context, w store.Window, loc *time.Locatio
 	sctx, cancel := context.WithTimeout(ctx, startRunTimeout)
 	run, err := s.startRun(sctx, w)
 	cancel()
-	var busy *ErrBusy
+	var busy *BusyError
 	switch {
 	case errors.As(err, &busy):
 		s.log.Info().Str("window", w.ID).Str("busy_run", busy.Run.ID).Msg("window skipped: cluster busy")

@@ -124,7 +124,7 @@ func (h *schedHarness) startRun(ctx context.Context, w store.Window) (store.Run,
 		State: store.StateRunning, Created: h.clock.Now(), Updated: h.clock.Now()}
 	got, err := h.st.CreateRun(ctx, r)
 	if errors.Is(err, store.ErrClusterBusy) {
-		return store.Run{}, &ErrBusy{Run: got}
+		return store.Run{}, &BusyError{Run: got}
 	}
 	if err != nil {
 		return store.Run{}, err
