@@ -122,6 +122,7 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger) (*proc
 		Nodes: nodes, App: app, Backups: bk, Balancer: bal,
 		HealthTimeout: cc.Timeouts.Health.D(), CheckpointTimeout: cc.Timeouts.Checkpoint.D(),
 		OnTimeout: procedures.TimeoutPolicy(cc.Timeouts.OnCheckpoint), StepTimeout: cc.Timeouts.Step.D(),
+		StartParallelism: cc.Nodes.Parallelism,
 	}, nodes.Close, nil
 }
 

@@ -19,6 +19,7 @@ func TestParse(t *testing.T) {
 		{"help", "help"},
 		{"upgrade 1.7.14", "upgrade v=1.7.14 c= dry=false"},
 		{"upgrade 1.7.14 prod --dry-run", "upgrade v=1.7.14 c=prod dry=true"},
+		{"upgrade latest-full prod", "upgrade v=latest-full c=prod dry=false"},
 		{"UPGRADE 2.0.0-beta.12 staging", "upgrade v=2.0.0-beta.12 c=staging dry=false"},
 		{"maintain", "maintain c= acts=[]"},
 		{"maintain prod", "maintain c=prod acts=[]"},
@@ -81,9 +82,9 @@ func describe(c Command) string {
 func TestParseErrorsCarryUsage(t *testing.T) {
 	tests := []struct{ in, msg, usage string }{
 		{"deploy", `unknown command "deploy"`, ""},
-		{"upgrade", "which version?", "/nocobase upgrade <version> [cluster] [--dry-run]"},
-		{"upgrade latest", `"latest" is not an exact NocoBase version`, "/nocobase upgrade"},
-		{"upgrade 1.7.14;rm", "not an exact NocoBase version", "/nocobase upgrade"},
+		{"upgrade", "which version?", "/nocobase upgrade <version>|--image <reference> [cluster] [--same-version] [--dry-run]"},
+		{"upgrade newest", `"newest" is not a NocoBase version or tag`, "/nocobase upgrade"},
+		{"upgrade 1.7.14;rm", "not a NocoBase version or tag", "/nocobase upgrade"},
 		{"upgrade 1.7.14 prod extra", "too many arguments: extra", "/nocobase upgrade"},
 		{"upgrade 1.7.14 --force", "unknown option --force", "/nocobase upgrade"},
 		{"maintain plugin enable", "plugin needs an action and a package", "/nocobase maintain"},

@@ -10,9 +10,13 @@ import (
 	"github.com/nocobot/nocobot/store"
 )
 
-// openDecision puts a failure or interruption question on the run.
-func (x *runner) openDecision(ctx context.Context, kind, question string) {
-	opts := []store.Action{store.ActionRetry}
+// openDecision puts a failure or interruption question on the run;
+// retry is offered unless repeating the step cannot help.
+func (x *runner) openDecision(kind, question string, retry bool) {
+	var opts []store.Action
+	if retry {
+		opts = append(opts, store.ActionRetry)
+	}
 	if x.canRollback() {
 		opts = append(opts, store.ActionRollback)
 	}
@@ -77,7 +81,7 @@ func (x *runner) await(ctx context.Context) error {
 	if cp == nil {
 		// A failed run always carries its question; rebuild one if a
 		// record lacks it rather than wait forever.
-		x.openDecision(ctx, "failure", "The run stopped. "+x.describeCluster(ctx))
+		x.openDecision("failure", "The run stopped. "+x.describeCluster(ctx), true)
 		cp = x.run.Checkpoint
 		if err := x.persist(ctx); err != nil {
 			return err

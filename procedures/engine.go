@@ -53,6 +53,9 @@ type Cluster struct {
 	CheckpointTimeout time.Duration // verify checkpoint; default 1 h
 	OnTimeout         TimeoutPolicy // default remind
 	StepTimeout       time.Duration // any other step; default 2 h
+	// StartParallelism is how many nodes start at once after the first:
+	// 0 all of them, 1 one by one.
+	StartParallelism int
 }
 
 // Options configure an engine.

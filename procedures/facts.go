@@ -2,6 +2,7 @@ package procedures
 
 import (
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/nocobot/nocobot/store"
@@ -19,6 +20,11 @@ const (
 	factDowntimeStart = "downtime_start"
 	factDowntimeEnd   = "downtime_end"
 	factFinalState    = "final_state"
+	factNodes         = "nodes"   // comma-separated, recorded at preflight
+	factPrevDigest    = "digest:" // + node name
+	factTargetDigest  = "target_digest"
+	factTargetVersion = "target_version" // "" until known for a floating tag
+	factToVersion     = "to_version"     // what the first upgraded node reported
 )
 
 // Facts is a read-only view of what a run has learned on its way: the
@@ -36,6 +42,27 @@ func (f Facts) FirstURL() string { return f.m[factFirstURL] }
 
 // PrevImage is the image node ran before the run changed it.
 func (f Facts) PrevImage(node string) string { return f.m[factPrevImage+node] }
+
+// Nodes are the run's nodes, recorded at preflight, in order.
+func (f Facts) Nodes() []string {
+	if f.m[factNodes] == "" {
+		return nil
+	}
+	return strings.Split(f.m[factNodes], ",")
+}
+
+// PrevDigest is the digest of the image node ran before the run.
+func (f Facts) PrevDigest(node string) string { return f.m[factPrevDigest+node] }
+
+// TargetDigest is the digest the target image resolved to at preflight.
+func (f Facts) TargetDigest() string { return f.m[factTargetDigest] }
+
+// TargetVersion is the NocoBase version the target image holds: from its
+// tag or metadata, or "" until a node started on it reports it.
+func (f Facts) TargetVersion() string { return f.m[factTargetVersion] }
+
+// ToVersion is the version the first node reported on the target image.
+func (f Facts) ToVersion() string { return f.m[factToVersion] }
 
 // TargetImage is the image an upgrade moves every node to.
 func (f Facts) TargetImage() string { return f.m[factTargetImage] }
@@ -77,9 +104,35 @@ func (w factWriter) keepPrevImage(node, image string) {
 }
 
 func (w factWriter) setTargetImage(image string) { w.r.SetFact(factTargetImage, image) }
-func (w factWriter) setFromVersion(v string)     { w.r.SetFact(factFromVersion, v) }
-func (w factWriter) setBackupID(id string)       { w.r.SetFact(factBackup, id) }
-func (w factWriter) setFinalState(s string)      { w.r.SetFact(factFinalState, s) }
+
+// keepNodes records the run's nodes unless they are recorded already.
+func (w factWriter) keepNodes(nodes []Node) {
+	if w.r.Fact(factNodes) != "" {
+		return
+	}
+	names := make([]string, len(nodes))
+	for i, n := range nodes {
+		names[i] = n.Name
+	}
+	w.r.SetFact(factNodes, strings.Join(names, ","))
+}
+
+// keepPrevDigest records a node's image digest unless one is recorded.
+func (w factWriter) keepPrevDigest(node, digest string) {
+	if w.r.Fact(factPrevDigest+node) == "" && digest != "" {
+		w.r.SetFact(factPrevDigest+node, digest)
+	}
+}
+
+func (w factWriter) setTarget(digest, version string) {
+	w.r.SetFact(factTargetDigest, digest)
+	w.r.SetFact(factTargetVersion, version)
+}
+
+func (w factWriter) setToVersion(v string)   { w.r.SetFact(factToVersion, v) }
+func (w factWriter) setFromVersion(v string) { w.r.SetFact(factFromVersion, v) }
+func (w factWriter) setBackupID(id string)   { w.r.SetFact(factBackup, id) }
+func (w factWriter) setFinalState(s string)  { w.r.SetFact(factFinalState, s) }
 
 // markDowntimeStart keeps the first switch to the maintenance page.
 func (w factWriter) markDowntimeStart(t time.Time) {

@@ -35,15 +35,17 @@ func firstStartSteps() []stepDef {
 			if err != nil {
 				return "", err
 			}
+			recordNodes(env, nodes)
 			env.record(func(w factWriter) { w.setFirstNode(nodes[0]) })
 			return fmt.Sprintf("%d nodes; %s starts first", len(nodes), nodes[0].Name), nil
 		}},
 		{name: "start-first", title: "Start one node, wait until healthy (plugins installed and enabled)", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) {
-				return startAndWait(ctx, env, env.facts().FirstNode(), "")
+				s, err := startAndWait(ctx, env, env.facts().FirstNode(), expectation{})
+				return s.String(), err
 			}},
-		{name: "start-rest", title: "Start the other nodes one by one, each healthy", idempotent: true,
-			do: func(ctx context.Context, env *stepEnv) (string, error) { return startRest(ctx, env, "") }},
+		{name: "start-rest", title: "Start the other nodes together, each waited healthy", idempotent: true,
+			do: func(ctx context.Context, env *stepEnv) (string, error) { return startRest(ctx, env, expectation{}) }},
 		{name: "lb-normal", title: "Load balancer on: traffic to the app nodes", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, LBNormal) }},
 	}

@@ -190,8 +190,8 @@ func maintainSteps(r *store.Run) []stepDef {
 			return fmt.Sprintf("Check that NocoBase works on %s, then continue (start the other nodes), roll back (restore backup %s) or abort.",
 				f.FirstNode(), f.BackupID()), f.FirstURL()
 		}},
-		stepDef{name: "start-rest", title: "Start the other nodes one by one, each healthy", idempotent: true,
-			do: func(ctx context.Context, env *stepEnv) (string, error) { return startRest(ctx, env, "") }},
+		stepDef{name: "start-rest", title: "Start the other nodes together, each waited healthy", idempotent: true,
+			do: func(ctx context.Context, env *stepEnv) (string, error) { return startRest(ctx, env, expectation{}) }},
 	)
 }
 
@@ -203,10 +203,11 @@ func maintainRollbackSteps() []stepDef {
 			skip: func(r *store.Run) bool { return FactsOf(*r).BackupID() == "" }},
 		{name: "rb-start-first", title: "Roll back: start one node, wait until healthy", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) {
-				return startAndWait(ctx, env, env.facts().FirstNode(), "")
+				s, err := startAndWait(ctx, env, env.facts().FirstNode(), expectation{})
+				return s.String(), err
 			}},
-		{name: "rb-start-rest", title: "Roll back: start the other nodes one by one", idempotent: true,
-			do: func(ctx context.Context, env *stepEnv) (string, error) { return startRest(ctx, env, "") }},
+		{name: "rb-start-rest", title: "Roll back: start the other nodes together, each waited healthy", idempotent: true,
+			do: func(ctx context.Context, env *stepEnv) (string, error) { return startRest(ctx, env, expectation{}) }},
 	}
 }
 
@@ -239,6 +240,10 @@ func maintainPreflight(ctx context.Context, env *stepEnv) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	recordNodes(env, nodes)
+	if nodes, err = runNodes(ctx, env); err != nil {
+		return "", err
+	}
 	env.record(func(w factWriter) { w.setFirstNode(nodes[0]) })
 	if env.facts().FromVersion() == "" {
 		v := currentVersion(ctx, env, nodes)
@@ -248,8 +253,13 @@ func maintainPreflight(ctx context.Context, env *stepEnv) (string, error) {
 		if a.Kind != "restore" {
 			continue
 		}
-		if _, err := env.c.Backups.Verify(ctx, a.Arg); err != nil {
+		info, err := env.c.Backups.Verify(ctx, a.Arg)
+		if err != nil {
 			return "", fmt.Errorf("backup %s cannot be restored: %w", a.Arg, err)
+		}
+		// NocoBase has no downgrade: older code cannot run newer data.
+		if from := env.facts().FromVersion(); newerVersion(info.Version, from) {
+			return "", fmt.Errorf("backup %s holds NocoBase %s, newer than the %s the nodes run: restoring it would need a downgrade; upgrade to %s first", a.Arg, info.Version, from, info.Version)
 		}
 	}
 	bctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -270,11 +280,11 @@ func scaleDown(ctx context.Context, env *stepEnv) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	up, err := startAndWait(ctx, env, first.Name, "")
+	up, err := startAndWait(ctx, env, first.Name, expectation{})
 	if err != nil {
 		return "", err
 	}
-	return stopped + "; " + up, nil
+	return stopped + "; " + up.String(), nil
 }
 
 // restoreAction restores a chosen backup: the node is stopped so nothing
@@ -290,9 +300,9 @@ func restoreAction(ctx context.Context, env *stepEnv, id string) (string, error)
 	if err := env.c.Backups.Restore(ctx, id, env.progress); err != nil {
 		return "", fmt.Errorf("restore %s: %w", id, err)
 	}
-	up, err := startAndWait(ctx, env, first.Name, "")
+	up, err := startAndWait(ctx, env, first.Name, expectation{})
 	if err != nil {
 		return "", err
 	}
-	return "restored " + id + "; " + up, nil
+	return "restored " + id + "; " + up.String(), nil
 }

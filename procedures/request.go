@@ -10,10 +10,14 @@ import (
 type Request struct {
 	Cluster   string
 	Procedure string
-	Version   string        // upgrade: the target NocoBase version, e.g. "1.7.14"
-	Actions   []MaintAction // maintain: automated actions; none means a manual window
-	Requester string        // Slack user id, "terminal:<user>", "scheduler:<window>"
-	Via       string        // "slack", "terminal", "scheduler"
+	Version   string // upgrade: the target version or tag, e.g. "1.7.14", "1.7.14-full", "latest"
+	Image     string // upgrade: any image reference instead of a version
+	// SameVersion lets an upgrade move to another image of the version the
+	// cluster runs (a rebuilt image, a -full switch).
+	SameVersion bool
+	Actions     []MaintAction // maintain: automated actions; none means a manual window
+	Requester   string        // Slack user id, "terminal:<user>", "scheduler:<window>"
+	Via         string        // "slack", "terminal", "scheduler"
 	// DryRun asks for the plan only: Plan shows it, Start refuses it.
 	DryRun bool
 }
@@ -39,6 +43,12 @@ func (r Request) params() map[string]string {
 	if r.Version != "" {
 		p["version"] = r.Version
 	}
+	if r.Image != "" {
+		p["image"] = r.Image
+	}
+	if r.SameVersion {
+		p["same_version"] = "yes"
+	}
 	if len(r.Actions) > 0 {
 		s := make([]string, len(r.Actions))
 		for i, a := range r.Actions {
@@ -55,4 +65,12 @@ func (r Request) Describe() string {
 		return p.describe(r)
 	}
 	return fmt.Sprintf("%s %s", r.Procedure, r.Cluster)
+}
+
+// target is what an upgrade moves to, as asked.
+func (r Request) target() string {
+	if r.Image != "" {
+		return r.Image
+	}
+	return r.Version
 }

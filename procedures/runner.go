@@ -85,7 +85,7 @@ func (x *runner) resume(ctx context.Context) error {
 				st.Ended = x.e.clock.Now()
 				st.Detail = "interrupted (the bot stopped during this step)"
 				x.run.State = store.StateFailed
-				x.openDecision(ctx, "interrupted", fmt.Sprintf("Interrupted during %q, which is not safe to repeat blindly. %s Retry the step, roll back, or abort?", st.Title, x.describeCluster(ctx)))
+				x.openDecision("interrupted", fmt.Sprintf("Interrupted during %q, which is not safe to repeat blindly. %s Retry the step, roll back, or abort?", st.Title, x.describeCluster(ctx)), true)
 				msg = fmt.Sprintf("interrupted during %q: waiting for a decision", st.Title)
 			}
 		}

@@ -122,7 +122,8 @@ func (x *runner) step(ctx context.Context) error {
 	st.Status, st.Detail = store.StepFailed, err.Error()
 	x.e.log.Error().Err(err).Str("run", x.run.ID).Str("step", st.Name).Msg("step failed")
 	x.run.State = store.StateFailed
-	x.openDecision(ctx, "failure", fmt.Sprintf("%s failed: %s. %s", st.Title, err, x.describeCluster(ctx)))
+	var nothing *errNothingToDo
+	x.openDecision("failure", fmt.Sprintf("%s failed: %s. %s", st.Title, err, x.describeCluster(ctx)), !errors.As(err, &nothing))
 	if perr := x.persist(ctx); perr != nil {
 		return perr
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,56 +21,90 @@ const ProcUpgrade = "upgrade"
 func upgradeProcedure() procedure {
 	return procedure{
 		name:     ProcUpgrade,
-		args:     "<version> [cluster]",
-		help:     "upgrade the cluster to a NocoBase version (503 page, backup, one node first, your check, the rest)",
+		args:     "<version>|--image <reference> [cluster] [--same-version]",
+		help:     "upgrade the cluster to a NocoBase version, tag or image (503 page, backup, one node first, your check, the rest)",
 		parse:    parseUpgrade,
 		validate: validateUpgrade,
-		describe: func(r Request) string { return fmt.Sprintf("upgrade %s to %s", r.Cluster, r.Version) },
+		describe: func(r Request) string { return fmt.Sprintf("upgrade %s to %s", r.Cluster, r.target()) },
 		title: func(r store.Run) string {
-			if from := FactsOf(r).FromVersion(); from != "" {
-				return fmt.Sprintf("upgrade of %s from %s to %s", r.Cluster, from, r.Params["version"])
+			to := r.Params["version"]
+			if to == "" {
+				to = r.Params["image"]
 			}
-			return fmt.Sprintf("upgrade of %s to %s", r.Cluster, r.Params["version"])
+			if from := FactsOf(r).FromVersion(); from != "" {
+				return fmt.Sprintf("upgrade of %s from %s to %s", r.Cluster, from, to)
+			}
+			return fmt.Sprintf("upgrade of %s to %s", r.Cluster, to)
 		},
 		forward:  func(*store.Run) []stepDef { return upgradeSteps() },
 		rollback: func(*store.Run) []stepDef { return upgradeRollbackSteps() },
 		plan: func(b *strings.Builder, c *Cluster, nodes []Node, req Request) {
-			fmt.Fprintf(b, "New image: %s\n", targetImage(c, nodes, req.Version))
+			image := targetImage(c, nodes, req.Version, req.Image)
+			v := versionPart(imageTag(image))
+			if v == "" {
+				v = "unknown until it starts (a floating tag: its digest is fixed at preflight)"
+			}
+			fmt.Fprintf(b, "New image: %s (NocoBase %s)\n", image, v)
 		},
 	}
 }
 
 func parseUpgrade(req *Request, words []string) error {
 	var pos []string
-	for _, a := range words {
-		if strings.HasPrefix(a, "-") {
+	for i := 0; i < len(words); i++ {
+		switch a := words[i]; {
+		case a == "--same-version":
+			req.SameVersion = true
+		case a == "--image":
+			if i+1 >= len(words) {
+				return errors.New("--image needs an image reference, e.g. --image registry.example.com/team/nocobase:2026-11-30")
+			}
+			req.Image = words[i+1]
+			i++
+		case strings.HasPrefix(a, "-"):
 			return fmt.Errorf("unknown option %s", a)
+		default:
+			pos = append(pos, a)
 		}
-		pos = append(pos, a)
+	}
+	if len(pos) > 0 && (req.Image == "" || versionRE.MatchString(pos[0]) || floatingRE.MatchString(pos[0])) {
+		req.Version, pos = pos[0], pos[1:]
 	}
 	switch len(pos) {
 	case 0:
-		return errors.New("which version? e.g. upgrade 1.7.14")
 	case 1:
-		req.Version = pos[0]
-	case 2:
-		req.Version, req.Cluster = pos[0], pos[1]
+		req.Cluster = pos[0]
 	default:
-		return fmt.Errorf("too many arguments: %s", strings.Join(pos[2:], " "))
+		return fmt.Errorf("too many arguments: %s", strings.Join(pos[1:], " "))
+	}
+	if req.Version == "" && req.Image == "" {
+		return errors.New("which version? e.g. upgrade 1.7.14, upgrade latest or upgrade --image <reference>")
 	}
 	return nil
 }
 
-// version is what NocoBase publishes: 1.7.14, 2.0.0-beta.12, 1.7.14-full
-// (exact versions only: "latest" cannot be verified after the upgrade).
+// version is what NocoBase publishes: 1.7.14, 2.0.0-beta.12, and the
+// tags built on it (1.7.14-full).
 var versionRE = regexp.MustCompile(`^v?[0-9]+\.[0-9]+\.[0-9]+([-.][0-9A-Za-z][0-9A-Za-z.-]*)?$`)
 
+// floatingRE are the tags NocoBase moves from release to release.
+var floatingRE = regexp.MustCompile(`^(latest|beta|alpha|next|rc)(-full)?$`)
+
+// imageRefRE is a Docker image reference: [host[:port]/]path[:tag][@digest].
+var imageRefRE = regexp.MustCompile(`^([A-Za-z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$`)
+
 func validateUpgrade(r Request) error {
-	if r.Version == "" {
+	switch {
+	case r.Image != "" && r.Version != "":
+		return errors.New("give a version or --image, not both")
+	case r.Image != "":
+		if len(r.Image) > 255 || !imageRefRE.MatchString(r.Image) {
+			return fmt.Errorf("%q is not an image reference (expected e.g. registry.example.com/team/nocobase:2026-11-30)", r.Image)
+		}
+	case r.Version == "":
 		return errors.New("a version is needed, e.g. 1.7.14")
-	}
-	if len(r.Version) > 128 || !versionRE.MatchString(r.Version) {
-		return fmt.Errorf("%q is not an exact NocoBase version (expected something like 1.7.14 or 2.0.0-beta.12)", r.Version)
+	case len(r.Version) > 128 || !(versionRE.MatchString(r.Version) || floatingRE.MatchString(r.Version)):
+		return fmt.Errorf("%q is not a NocoBase version or tag (expected e.g. 1.7.14, 1.7.14-full, 2.0.0-beta.12 or latest; other images with --image)", r.Version)
 	}
 	if len(r.Actions) > 0 {
 		return errors.New("upgrade takes no maintenance actions")
@@ -87,17 +122,16 @@ func upgradeSteps() []stepDef {
 		{name: "backup", title: "Back up database and storage, verify the backup", idempotent: true, do: backupStep},
 		{name: "set-image", title: "Set the new image on every node", do: upgradeSetImage},
 		{name: "start-first", title: "Start one node, wait until healthy on the new version", idempotent: true,
-			do: func(ctx context.Context, env *stepEnv) (string, error) {
-				return startAndWait(ctx, env, env.facts().FirstNode(), env.param("version"))
-			}},
+			do: upgradeStartFirst},
 		{name: "verify", title: "Verify checkpoint", checkpoint: "verify", question: func(env *stepEnv) (string, string) {
 			f := env.facts()
-			return fmt.Sprintf("%s runs %s on one node. Check it works, then continue, roll back (restores backup %s) or abort.",
-				env.clusterName(), env.param("version"), f.BackupID()), f.FirstURL()
+			return fmt.Sprintf("%s runs %s (NocoBase %s) on one node. Check it works, then continue, roll back (restores backup %s) or abort.",
+				env.clusterName(), f.TargetImage(), f.ToVersion(), f.BackupID()), f.FirstURL()
 		}},
-		{name: "start-rest", title: "Start the other nodes one by one, each healthy", idempotent: true,
+		{name: "start-rest", title: "Start the other nodes together, each waited healthy", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) {
-				return startRest(ctx, env, env.param("version"))
+				f := env.facts()
+				return startRest(ctx, env, upgradeTarget(f, f.Nodes()))
 			}},
 		{name: "lb-normal", title: "Load balancer back to the app nodes", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, LBNormal) }},
@@ -116,11 +150,12 @@ func upgradeRollbackSteps() []stepDef {
 		{name: "rb-start-first", title: "Roll back: start one node, healthy on the previous version", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) {
 				f := env.facts()
-				return startAndWait(ctx, env, f.FirstNode(), f.FromVersion())
+				s, err := startAndWait(ctx, env, f.FirstNode(), rollbackTarget(f))
+				return s.String(), err
 			}},
-		{name: "rb-start-rest", title: "Roll back: start the other nodes one by one", idempotent: true,
+		{name: "rb-start-rest", title: "Roll back: start the other nodes together, each waited healthy", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) {
-				return startRest(ctx, env, env.facts().FromVersion())
+				return startRest(ctx, env, rollbackTarget(env.facts()))
 			}},
 		{name: "rb-lb-normal", title: "Roll back: load balancer back to the app nodes", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, LBNormal) }},
@@ -137,26 +172,45 @@ func stepBegan(r *store.Run, name string) bool {
 	return false
 }
 
-// targetImage is the image an upgrade to version sets on every node.
-func targetImage(c *Cluster, nodes []Node, version string) string {
+// targetImage is the image an upgrade sets on every node: the image
+// given, or the cluster's repository with the version's tag and the
+// configured suffix (never twice: 1.7.14-full with -full stays so).
+func targetImage(c *Cluster, nodes []Node, version, image string) string {
+	if image != "" {
+		return image
+	}
 	repo := c.ImageRepo
 	if repo == "" {
 		repo = imageRepo(nodes[0].Image)
 	}
-	return repo + ":" + version + c.TagSuffix
+	tag := version
+	if c.TagSuffix != "" && !strings.HasSuffix(tag, c.TagSuffix) {
+		tag += c.TagSuffix
+	}
+	return repo + ":" + tag
 }
+
+// errNothingToDo fails a preflight that found the work already done: a
+// retry cannot change that, so the run offers no retry.
+type errNothingToDo struct{ msg string }
+
+func (e *errNothingToDo) Error() string { return e.msg }
 
 func upgradePreflight(ctx context.Context, env *stepEnv) (string, error) {
 	nodes, err := listNodes(ctx, env)
 	if err != nil {
 		return "", err
 	}
-	target := env.param("version")
-	image := targetImage(env.c, nodes, target)
+	recordNodes(env, nodes)
+	if nodes, err = runNodes(ctx, env); err != nil {
+		return "", err
+	}
+	image := targetImage(env.c, nodes, env.param("version"), env.param("image"))
 	env.record(func(w factWriter) {
 		// Where every node comes from, for the roll-back.
 		for _, n := range nodes {
 			w.keepPrevImage(n.Name, n.Image)
+			w.keepPrevDigest(n.Name, n.Digest)
 		}
 		w.setFirstNode(nodes[0])
 		w.setTargetImage(image)
@@ -166,9 +220,6 @@ func upgradePreflight(ctx context.Context, env *stepEnv) (string, error) {
 		from = currentVersion(ctx, env, nodes)
 		env.record(func(w factWriter) { w.setFromVersion(from) })
 	}
-	if from == target {
-		return "", fmt.Errorf("%s already runs %s: nothing to upgrade", env.clusterName(), target)
-	}
 	// A saved record now means a crash from here on still knows the way back.
 	if err := env.save(ctx); err != nil {
 		return "", err
@@ -177,25 +228,75 @@ func upgradePreflight(ctx context.Context, env *stepEnv) (string, error) {
 	if err := env.c.Nodes.Pull(ctx, image, env.progress); err != nil {
 		return "", fmt.Errorf("pull %s: %w", image, err)
 	}
+	info, err := imageInfo(ctx, env.c, image)
+	if err != nil && !errors.Is(err, errNoImageInfo) {
+		return "", fmt.Errorf("inspect %s: %w", image, err)
+	}
+	target := versionPart(imageTag(image))
+	if target == "" {
+		target = info.Version
+	}
+	env.record(func(w factWriter) { w.setTarget(info.Digest, target) })
+	if info.Digest != "" && !slices.ContainsFunc(nodes, func(n Node) bool { return n.Digest != info.Digest }) {
+		return "", &errNothingToDo{fmt.Sprintf("every node of %s already runs %s (%s): nothing to upgrade", env.clusterName(), image, shortDigest(info.Digest))}
+	}
+	if target != "" && target == from && env.param("same_version") == "" {
+		return "", &errNothingToDo{fmt.Sprintf("%s already runs %s; %s holds the same version: to move to it anyway, ask again with --same-version", env.clusterName(), from, image)}
+	}
 	bctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if err := env.c.Backups.Check(bctx); err != nil {
 		return "", fmt.Errorf("a backup could not be taken: %w", err)
 	}
-	return fmt.Sprintf("%d nodes; %s → %s; %s pulled; backup destination ready", len(nodes), from, target, image), nil
+	if target == "" {
+		target = "a version known once it starts"
+	}
+	return fmt.Sprintf("%d nodes; %s → %s; %s pulled (%s); backup destination ready", len(nodes), from, target, image, shortDigest(info.Digest)), nil
 }
 
-func upgradeSetImage(ctx context.Context, env *stepEnv) (string, error) {
-	nodes, err := listNodes(ctx, env)
+// upgradeTarget is what a node started on the target image must run.
+func upgradeTarget(f Facts, nodes []string) expectation {
+	exp := expectation{version: f.TargetVersion(), digests: map[string]string{}}
+	if exp.version == "" {
+		exp.version = f.ToVersion()
+	}
+	for _, n := range nodes {
+		exp.digests[n] = f.TargetDigest()
+	}
+	return exp
+}
+
+// rollbackTarget is what a node must run after the roll-back.
+func rollbackTarget(f Facts) expectation {
+	exp := expectation{version: f.FromVersion(), digests: map[string]string{}}
+	for _, n := range f.Nodes() {
+		exp.digests[n] = f.PrevDigest(n)
+	}
+	return exp
+}
+
+func upgradeStartFirst(ctx context.Context, env *stepEnv) (string, error) {
+	f := env.facts()
+	s, err := startAndWait(ctx, env, f.FirstNode(), upgradeTarget(f, []string{f.FirstNode()}))
 	if err != nil {
 		return "", err
 	}
-	target := env.facts().TargetImage()
+	env.record(func(w factWriter) { w.setToVersion(s.version) })
+	return s.String(), nil
+}
+
+func upgradeSetImage(ctx context.Context, env *stepEnv) (string, error) {
+	nodes, err := runNodes(ctx, env)
+	if err != nil {
+		return "", err
+	}
+	f := env.facts()
+	target := f.TargetImage()
 	for i, n := range nodes {
 		if n.Running() {
 			return "", fmt.Errorf("%s is running: refusing to change images while a node runs", n.Name)
 		}
-		if n.Image == target {
+		if n.Image == target && (f.TargetDigest() == "" || n.Digest == f.TargetDigest()) {
 			continue
 		}
 		env.progress(fmt.Sprintf("%s → %s (%d/%d)", n.Name, target, i+1, len(nodes)))
@@ -206,21 +307,51 @@ func upgradeSetImage(ctx context.Context, env *stepEnv) (string, error) {
 	return fmt.Sprintf("%d nodes on %s", len(nodes), target), nil
 }
 
+// rollbackSetImage puts every node back on the image it ran, pinned by
+// the digest recorded at preflight: a tag may have moved since.
 func rollbackSetImage(ctx context.Context, env *stepEnv) (string, error) {
-	nodes, err := listNodes(ctx, env)
+	nodes, err := runNodes(ctx, env)
 	if err != nil {
 		return "", err
 	}
 	f := env.facts()
 	for _, n := range nodes {
-		prev := f.PrevImage(n.Name)
-		if prev == "" || n.Image == prev {
+		prev, digest := f.PrevImage(n.Name), f.PrevDigest(n.Name)
+		if prev == "" || (n.Image == prev && (digest == "" || n.Digest == digest)) {
 			continue
 		}
-		env.progress(fmt.Sprintf("%s → %s", n.Name, prev))
-		if err := env.c.Nodes.SetImage(ctx, n.Name, prev); err != nil {
+		ref := prev
+		if digest != "" {
+			ref = pinnedRef(ctx, env, prev, digest)
+		}
+		env.progress(fmt.Sprintf("%s → %s", n.Name, ref))
+		if err := env.c.Nodes.SetImage(ctx, n.Name, ref); err != nil {
 			return "", err
 		}
 	}
 	return "every node on its previous image", nil
+}
+
+// pinnedRef names exactly the image with digest: its tag while the tag
+// still names it, else repo@digest for a registry digest or the id
+// itself for an image that is only local.
+func pinnedRef(ctx context.Context, env *stepEnv, image, digest string) string {
+	info, err := imageInfo(ctx, env.c, image)
+	switch {
+	case errors.Is(err, errNoImageInfo):
+		return image
+	case err == nil && info.Digest == digest:
+		return image
+	}
+	if info, err := imageInfo(ctx, env.c, digest); err == nil && info.ID == digest {
+		return digest
+	}
+	return imageRepo(image) + "@" + digest
+}
+
+func shortDigest(d string) string {
+	if len(d) > 19 {
+		return d[:19]
+	}
+	return d
 }
