@@ -238,6 +238,10 @@ func (x *runner) abort(ctx context.Context, d store.Decision) error {
 }
 
 func (x *runner) finish(ctx context.Context) error {
+	// The run ends only with every node it recorded at preflight there.
+	if missing := x.missingNodes(ctx); len(missing) > 0 {
+		return x.failLastStep(ctx, missingNodesError(missing))
+	}
 	x.run.State = store.StateSucceeded
 	for _, s := range x.run.Steps {
 		if s.Rollback {
@@ -252,5 +256,38 @@ func (x *runner) finish(ctx context.Context) error {
 	}
 	x.e.log.Info().Str("run", x.run.ID).Str("state", string(x.run.State)).Msg("run finished")
 	x.e.publish(EventRunFinished, x.snapshot(), -1, Summary(x.snapshot()), nil)
+	return nil
+}
+
+// missingNodes are the nodes recorded at preflight that cannot be found
+// now; none when the nodes cannot be listed (the run ends on what it saw).
+func (x *runner) missingNodes(ctx context.Context) []string {
+	recorded := FactsOf(x.run).Nodes()
+	if len(recorded) == 0 {
+		return nil
+	}
+	c, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	nodes, err := x.c.Nodes.List(c)
+	if err != nil {
+		return nil
+	}
+	_, missing := matchRecorded(nodes, recorded)
+	return missing
+}
+
+// failLastStep turns the run's last step into a failure with a question.
+func (x *runner) failLastStep(ctx context.Context, err error) error {
+	i := len(x.run.Steps) - 1
+	x.run.Current = i
+	st := &x.run.Steps[i]
+	st.Status, st.Detail = store.StepFailed, err.Error()
+	x.run.State = store.StateFailed
+	x.openDecision("failure", fmt.Sprintf("%s: %s. %s", st.Title, err, x.describeCluster(ctx)), true)
+	if perr := x.persist(ctx); perr != nil {
+		return perr
+	}
+	x.e.publish(EventStepFailed, x.snapshot(), i, err.Error(), nil)
+	x.e.publish(EventCheckpoint, x.snapshot(), i, x.run.Checkpoint.Question, nil)
 	return nil
 }
