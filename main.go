@@ -276,7 +276,7 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- e.engine.Run(runCtx) }()
+	go func() { done <- e.engine.RunOwn(runCtx) }()
 	defer func() { cancel(); <-done }()
 	_ = e.store.AppendAudit(ctx, store.AuditEntry{At: time.Now(), User: who, Via: "terminal", Action: "run " + strings.Join(pos, " "), Outcome: "ok"})
 	end, err := terminal.New(e.engine, stdin, stdout, who).Run(ctx, cmd.Request(who, "terminal"))

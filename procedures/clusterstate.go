@@ -16,7 +16,9 @@ func (x *runner) describeCluster(ctx context.Context) string {
 // the load balancer sends traffic, e.g. "Nodes: app-1 running
 // nocobase/nocobase:1.7.14, app-2 exited (…:1.7.13). Traffic: maintenance page (503)."
 func DescribeCluster(ctx context.Context, c *Cluster) string {
-	c1, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// A question is written also while its run is being stopped: it must
+	// still say what the cluster is like.
+	c1, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	var b strings.Builder
 	nodes, err := c.Nodes.List(c1)

@@ -163,6 +163,13 @@ func (x *runner) apply(ctx context.Context, d store.Decision) error {
 	case store.ActionAbort:
 		return x.abort(ctx, d)
 	case store.ActionContinue:
+		if cp.Kind == kindResume {
+			// Start now: the waiting step runs as if never interrupted.
+			st.Status, st.Detail = store.StepPending, ""
+			x.run.Checkpoint = nil
+			x.run.State = store.StateRunning
+			break
+		}
 		st.Status, st.Ended, st.Detail = store.StepDone, now, fmt.Sprintf("continued by %s", decider(d))
 		x.run.Checkpoint = nil
 		x.run.State = store.StateRunning

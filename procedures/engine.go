@@ -179,7 +179,14 @@ func (e *Engine) Subscribe() *Subscription { return e.bus.subscribe() }
 // this engine's leases alive and delivers decisions, until ctx ends. It
 // then waits for the runs it drives to stop. Their leases are left to
 // lapse, as after a crash: another replica takes them over then.
-func (e *Engine) Run(ctx context.Context) error {
+func (e *Engine) Run(ctx context.Context) error { return e.serve(ctx, true) }
+
+// RunOwn is Run for a process that drives only the runs it starts (a
+// terminal's run): it never takes over another process's run, so a
+// command refused because the cluster is busy changes nothing.
+func (e *Engine) RunOwn(ctx context.Context) error { return e.serve(ctx, false) }
+
+func (e *Engine) serve(ctx context.Context, adopt bool) error {
 	e.mu.Lock()
 	e.baseCtx = ctx
 	e.mu.Unlock()
@@ -187,7 +194,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("engine: watch decisions: %w", err)
 	}
-	e.adoptRuns(ctx)
+	if adopt {
+		e.adoptRuns(ctx)
+	}
 	tick := time.NewTicker(min(e.leaseTTL/3, e.poll))
 	defer tick.Stop()
 	for {
@@ -203,7 +212,9 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.wakeRun(id)
 		case <-tick.C:
 			e.renewLeases(ctx)
-			e.adoptRuns(ctx)
+			if adopt {
+				e.adoptRuns(ctx)
+			}
 			e.wakeAll()
 		}
 	}

@@ -42,6 +42,7 @@ type harness struct {
 	// actions in one order for tests that compare them.
 	parallel int
 	tune     func(*procedures.Cluster)
+	own      bool // the engine drives only the runs it starts
 }
 
 func newHarness(t *testing.T, w *proctest.World) *harness {
@@ -87,7 +88,11 @@ func (h *harness) start(wrap func(store.Store) store.Store) {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	h.done = make(chan struct{})
-	go func() { _ = eng.Run(ctx); close(h.done) }()
+	run := eng.Run
+	if h.own {
+		run = eng.RunOwn
+	}
+	go func() { _ = run(ctx); close(h.done) }()
 	// Let Run set up its context before Start launches runs under it.
 	time.Sleep(5 * time.Millisecond)
 }

@@ -22,6 +22,7 @@ func maintainProcedure() procedure {
 		name:     ProcMaintain,
 		args:     "[cluster] [plugin enable|disable|add <package>]… [backup] [restore <backup-id>]",
 		help:     "scale down to one node for in-app maintenance: the actions given, or a manual window",
+		downtime: "scale-down",
 		parse:    parseMaintain,
 		validate: validateMaintain,
 		describe: func(r Request) string {

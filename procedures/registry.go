@@ -25,6 +25,9 @@ type procedure struct {
 	// forward and rollback are the run's steps; rollback may be nil.
 	forward  func(r *store.Run) []stepDef
 	rollback func(r *store.Run) []stepDef
+	// downtime names the forward step that takes the site (or part of
+	// it) down: a run interrupted before it asks before beginning it.
+	downtime string
 	// plan, when set, adds lines about the target to a plan.
 	plan func(b *strings.Builder, c *Cluster, nodes []Node, req Request)
 }

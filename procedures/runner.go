@@ -90,11 +90,15 @@ func (x *runner) resume(ctx context.Context) error {
 			}
 		}
 	}
+	if x.beforeDowntime() {
+		x.askBeforeDowntime(ctx)
+		msg = "resumed after an interruption, before the downtime began: waiting for a person to start it now, or abort"
+	}
 	if err := x.persist(ctx); err != nil {
 		return err
 	}
 	x.e.publish(EventRunResumed, x.snapshot(), x.run.Current, msg, nil)
-	if x.run.Checkpoint != nil && (x.run.State == store.StateFailed) {
+	if x.run.Checkpoint != nil && (x.run.State == store.StateFailed || x.run.Checkpoint.Kind == kindResume) {
 		x.e.publish(EventCheckpoint, x.snapshot(), x.run.Checkpoint.Step, x.run.Checkpoint.Question, nil)
 	}
 	return nil
@@ -145,5 +149,32 @@ func (x *runner) persist(ctx context.Context) error {
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// kindResume is the question a resumed run asks before its downtime.
+const kindResume = "resume"
+
+// beforeDowntime: the run goes forward and has not yet begun the step
+// that takes the site down.
+func (x *runner) beforeDowntime() bool {
+	p, ok := lookup(x.run.Procedure)
+	if !ok || p.downtime == "" || x.run.State != store.StateRunning {
+		return false
+	}
+	return !stepBegan(&x.run, p.downtime)
+}
+
+// askBeforeDowntime stops a resumed run before its downtime: nobody may
+// be watching, so a person starts it (or aborts).
+func (x *runner) askBeforeDowntime(ctx context.Context) {
+	now := x.e.clock.Now()
+	st := &x.run.Steps[x.run.Current]
+	st.Status, st.Started = store.StepWaiting, now
+	x.run.State = store.StateWaiting
+	x.run.Checkpoint = &store.Checkpoint{
+		ID: fmt.Sprintf("%s-%d-%d", kindResume, x.run.Current, st.Attempt), Kind: kindResume, Step: x.run.Current,
+		Question: fmt.Sprintf("nocobot restarted before the %s took the site down: start now, or abort? %s", x.run.Procedure, x.describeCluster(ctx)),
+		Options:  []store.Action{store.ActionContinue, store.ActionAbort}, Opened: now,
 	}
 }

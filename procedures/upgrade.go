@@ -23,6 +23,7 @@ func upgradeProcedure() procedure {
 		name:     ProcUpgrade,
 		args:     "<version>|--image <reference> [cluster] [--same-version]",
 		help:     "upgrade the cluster to a NocoBase version, tag or image (503 page, backup, one node first, your check, the rest)",
+		downtime: "lb-maintenance",
 		parse:    parseUpgrade,
 		validate: validateUpgrade,
 		describe: func(r Request) string { return fmt.Sprintf("upgrade %s to %s", r.Cluster, r.target()) },
