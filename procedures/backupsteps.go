@@ -29,7 +29,11 @@ func backupStep(ctx context.Context, env *stepEnv) (string, error) {
 	if !info.Verified {
 		return "", fmt.Errorf("backup %s was not verified: not going on without a verified backup", info.ID)
 	}
-	env.record(func(w factWriter) { w.setBackupID(info.ID) })
+	taken := info.Created
+	if taken.IsZero() {
+		taken = env.now()
+	}
+	env.record(func(w factWriter) { w.setBackup(info.ID, taken) })
 	return fmt.Sprintf("backup %s verified (%s)", info.ID, humanBytes(info.Size)), nil
 }
 

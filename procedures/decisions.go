@@ -19,6 +19,7 @@ func (x *runner) openDecision(kind, question string, retry bool) {
 	}
 	if x.canRollback() {
 		opts = append(opts, store.ActionRollback)
+		question += x.rollbackNote()
 	}
 	opts = append(opts, store.ActionAbort)
 	x.run.Checkpoint = &store.Checkpoint{
@@ -56,6 +57,7 @@ func (x *runner) openCheckpoint(ctx context.Context, i int, d stepDef) error {
 	opts := []store.Action{store.ActionContinue}
 	if x.canRollback() {
 		opts = append(opts, store.ActionRollback)
+		q += x.rollbackNote()
 	}
 	opts = append(opts, store.ActionAbort)
 	cp := &store.Checkpoint{
@@ -127,6 +129,11 @@ func (x *runner) decisionFor(ctx context.Context, cpID string) (store.Decision, 
 func (x *runner) onDeadline(ctx context.Context, cp *store.Checkpoint) error {
 	policy := x.c.OnTimeout
 	if cp.Kind != "verify" {
+		policy = TimeoutRemind
+	}
+	// A roll-back over a site that served users since its backup throws
+	// their writes away: only a person may choose that.
+	if p, _ := lookup(x.run.Procedure); p.liveWrites && policy == TimeoutRollback {
 		policy = TimeoutRemind
 	}
 	var action store.Action
@@ -297,4 +304,19 @@ func (x *runner) failLastStep(ctx context.Context, err error) error {
 	x.e.publish(EventStepFailed, x.snapshot(), i, err.Error(), nil)
 	x.e.publish(EventCheckpoint, x.snapshot(), i, x.run.Checkpoint.Question, nil)
 	return nil
+}
+
+// rollbackNote warns, for a procedure that serves users while it runs,
+// which writes a roll-back would throw away.
+func (x *runner) rollbackNote() string {
+	p, _ := lookup(x.run.Procedure)
+	f := FactsOf(x.run)
+	if !p.liveWrites || f.BackupID() == "" {
+		return ""
+	}
+	at := "when it was taken"
+	if t, ok := f.BackupTaken(); ok {
+		at = "at " + t.UTC().Format("2006-01-02 15:04 UTC")
+	}
+	return fmt.Sprintf(" Rolling back restores backup %s, taken %s: every write made since then is lost.", f.BackupID(), at)
 }

@@ -17,6 +17,7 @@ const (
 	factTargetImage   = "target_image"
 	factFromVersion   = "from_version"
 	factBackup        = "backup"
+	factBackupTaken   = "backup_taken"
 	factDowntimeStart = "downtime_start"
 	factDowntimeEnd   = "downtime_end"
 	factFinalState    = "final_state"
@@ -72,6 +73,9 @@ func (f Facts) FromVersion() string { return f.m[factFromVersion] }
 
 // BackupID is the backup the run took, "" before it took one.
 func (f Facts) BackupID() string { return f.m[factBackup] }
+
+// BackupTaken is when the run's backup was taken.
+func (f Facts) BackupTaken() (time.Time, bool) { return f.time(factBackupTaken) }
 
 // DowntimeStart is when traffic went to the maintenance page.
 func (f Facts) DowntimeStart() (time.Time, bool) { return f.time(factDowntimeStart) }
@@ -131,8 +135,11 @@ func (w factWriter) setTarget(digest, version string) {
 
 func (w factWriter) setToVersion(v string)   { w.r.SetFact(factToVersion, v) }
 func (w factWriter) setFromVersion(v string) { w.r.SetFact(factFromVersion, v) }
-func (w factWriter) setBackupID(id string)   { w.r.SetFact(factBackup, id) }
-func (w factWriter) setFinalState(s string)  { w.r.SetFact(factFinalState, s) }
+func (w factWriter) setBackup(id string, taken time.Time) {
+	w.r.SetFact(factBackup, id)
+	w.r.SetFact(factBackupTaken, taken.UTC().Format(time.RFC3339Nano))
+}
+func (w factWriter) setFinalState(s string) { w.r.SetFact(factFinalState, s) }
 
 // markDowntimeStart keeps the first switch to the maintenance page.
 func (w factWriter) markDowntimeStart(t time.Time) {

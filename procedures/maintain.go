@@ -19,12 +19,13 @@ const ProcMaintain = "maintain"
 
 func maintainProcedure() procedure {
 	return procedure{
-		name:     ProcMaintain,
-		args:     "[cluster] [plugin enable|disable|add <package>]… [backup] [restore <backup-id>]",
-		help:     "scale down to one node for in-app maintenance: the actions given, or a manual window",
-		downtime: "scale-down",
-		parse:    parseMaintain,
-		validate: validateMaintain,
+		name:       ProcMaintain,
+		args:       "[cluster] [plugin enable|disable|add <package>]… [backup] [restore <backup-id>]",
+		help:       "scale down to one node for in-app maintenance: the actions given, or a manual window",
+		downtime:   "scale-down",
+		liveWrites: true,
+		parse:      parseMaintain,
+		validate:   validateMaintain,
 		describe: func(r Request) string {
 			if len(r.Actions) == 0 {
 				return fmt.Sprintf("maintain %s (manual window)", r.Cluster)

@@ -28,6 +28,9 @@ type procedure struct {
 	// downtime names the forward step that takes the site (or part of
 	// it) down: a run interrupted before it asks before beginning it.
 	downtime string
+	// liveWrites: users keep writing during the run (one node serves),
+	// so a roll-back loses writes and no timeout may choose it.
+	liveWrites bool
 	// plan, when set, adds lines about the target to a plan.
 	plan func(b *strings.Builder, c *Cluster, nodes []Node, req Request)
 }
