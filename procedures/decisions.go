@@ -89,12 +89,20 @@ func (x *runner) await(ctx context.Context) error {
 			return err
 		}
 	}
+	// Past the deadline the timer fires at once: after the policy has
+	// decided it is not armed again, and a decision that could not be
+	// recorded (the store is down) is retried with a growing pause.
+	var (
+		decided bool
+		retry   <-chan time.Time
+		backoff time.Duration
+	)
 	for {
 		if d, ok := x.decisionFor(ctx, cp.ID); ok {
 			return x.apply(ctx, d)
 		}
 		var deadline <-chan time.Time
-		if !cp.Deadline.IsZero() {
+		if !cp.Deadline.IsZero() && !decided && retry == nil {
 			deadline = x.e.clock.After(cp.Deadline.Sub(x.e.clock.Now()))
 		}
 		select {
@@ -102,13 +110,32 @@ func (x *runner) await(ctx context.Context) error {
 			return errStop
 		case <-x.wake:
 		case <-time.After(x.e.poll):
+		case <-retry:
+			retry = nil
 		case <-deadline:
-			if err := x.onDeadline(ctx, cp); err != nil {
+			out, err := x.onDeadline(ctx, cp)
+			if err != nil {
 				return err
+			}
+			switch out {
+			case deadlineDecided:
+				decided = true
+			case deadlineFailed:
+				backoff = min(max(2*backoff, 200*time.Millisecond), 10*time.Second)
+				retry = time.After(backoff)
 			}
 		}
 	}
 }
+
+// deadlineOutcome is what applying the timeout policy did.
+type deadlineOutcome int
+
+const (
+	deadlineReminded deadlineOutcome = iota // a new deadline is set
+	deadlineDecided                         // a decision is recorded
+	deadlineFailed                          // the decision could not be recorded
+)
 
 func (x *runner) decisionFor(ctx context.Context, cpID string) (store.Decision, bool) {
 	c, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -126,7 +153,7 @@ func (x *runner) decisionFor(ctx context.Context, cpID string) (store.Decision, 
 	return store.Decision{}, false
 }
 
-func (x *runner) onDeadline(ctx context.Context, cp *store.Checkpoint) error {
+func (x *runner) onDeadline(ctx context.Context, cp *store.Checkpoint) (deadlineOutcome, error) {
 	policy := x.c.OnTimeout
 	if cp.Kind != "verify" {
 		policy = TimeoutRemind
@@ -146,18 +173,22 @@ func (x *runner) onDeadline(ctx context.Context, cp *store.Checkpoint) error {
 	if action != "" && slices.Contains(cp.Options, action) {
 		d := store.Decision{RunID: x.run.ID, Checkpoint: cp.ID, Action: action, By: "timeout", Via: "engine", At: x.e.clock.Now()}
 		// A person may have decided in the same instant: theirs wins.
-		if _, err := x.e.store.Decide(ctx, d); err != nil && !errors.Is(err, store.ErrAlreadyDecided) {
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := x.e.store.Decide(c, d)
+		cancel()
+		if err != nil && !errors.Is(err, store.ErrAlreadyDecided) {
 			x.e.log.Warn().Err(err).Str("run", x.run.ID).Msg("could not record the timeout decision")
+			return deadlineFailed, nil
 		}
-		return nil
+		return deadlineDecided, nil
 	}
 	cp.Reminded++
 	cp.Deadline = x.e.clock.Now().Add(x.c.CheckpointTimeout)
 	if err := x.persist(ctx); err != nil {
-		return err
+		return deadlineReminded, err
 	}
 	x.e.publish(EventReminder, x.snapshot(), cp.Step, fmt.Sprintf("still waiting for a decision (reminder %d): %s", cp.Reminded, cp.Question), nil)
-	return nil
+	return deadlineReminded, nil
 }
 
 // apply carries out a decision on the open checkpoint.

@@ -11,7 +11,6 @@ package procedures
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -355,6 +354,11 @@ func (e *Engine) Start(ctx context.Context, req Request) (store.Run, error) {
 		r.Steps = append(r.Steps, store.Step{Name: d.name, Title: d.title, Status: store.StepPending})
 	}
 	created, err := e.store.CreateRun(ctx, r)
+	// Ids are random: on the rare collision, draw another.
+	for try := 0; errors.Is(err, store.ErrExists) && try < 5; try++ {
+		r.ID = newRunID(now)
+		created, err = e.store.CreateRun(ctx, r)
+	}
 	if errors.Is(err, store.ErrClusterBusy) {
 		return store.Run{}, &BusyError{Run: created}
 	}
@@ -457,20 +461,4 @@ func cloneRun(r store.Run) store.Run {
 		r.Facts = f
 	}
 	return r
-}
-
-func randomID(n int) string {
-	const alphabet = "abcdefghjkmnpqrstuvwxyz23456789"
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)]
-	}
-	return string(b)
-}
-
-// newRunID is short enough to type ("/nocobase cancel r1122-7fq3") and
-// says roughly when the run began.
-func newRunID(now time.Time) string {
-	return "r" + now.UTC().Format("0102") + "-" + randomID(4)
 }

@@ -96,10 +96,13 @@ func (x *runner) step(ctx context.Context) error {
 	st.Ended = x.e.clock.Now()
 	st.Progress = ""
 	x.mu.Unlock()
+	// A step that finished as the abort arrived is done, not interrupted.
 	select {
 	case <-aborted:
-		st.Status, st.Detail = store.StepFailed, "interrupted by abort"
-		return x.persist(ctx) // the loop sees the abort next
+		if err != nil {
+			st.Status, st.Detail = store.StepFailed, "interrupted by abort"
+			return x.persist(ctx) // the loop sees the abort next
+		}
 	default:
 	}
 	if err != nil && ctx.Err() != nil {

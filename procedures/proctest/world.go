@@ -205,6 +205,9 @@ func (w *World) Fail(prefix string, n int) {
 type Block struct {
 	Reached chan struct{} // closed when the action begins
 	release chan struct{}
+	// finish makes the action ignore its context's end and succeed once
+	// released, as an outside call that was already done would.
+	finish bool
 }
 
 // Release lets the blocked action go on.
@@ -215,6 +218,16 @@ func (w *World) BlockOn(prefix string) *Block {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	b := &Block{Reached: make(chan struct{}), release: make(chan struct{})}
+	w.blocks[prefix] = b
+	return b
+}
+
+// HoldOn is BlockOn for an action that completes once released even if
+// its context ended meanwhile.
+func (w *World) HoldOn(prefix string) *Block {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	b := &Block{Reached: make(chan struct{}), release: make(chan struct{}), finish: true}
 	w.blocks[prefix] = b
 	return b
 }
@@ -241,7 +254,10 @@ func (w *World) act(ctx context.Context, action string) error {
 		}
 	}
 	w.mu.Unlock()
-	if blk != nil {
+	if blk != nil && blk.finish {
+		close(blk.Reached)
+		<-blk.release
+	} else if blk != nil {
 		close(blk.Reached)
 		select {
 		case <-blk.release:
