@@ -47,3 +47,27 @@ func TestRunEndsOnlyWithRecordedNodes(t *testing.T) {
 		t.Fatalf("state %s, question %q", cp.State, cp.Checkpoint.Question)
 	}
 }
+
+// Retrying the start of a node stuck in APP_ERROR restarts it, the
+// usual cure, instead of waiting on the broken process again.
+func TestRetryRestartsNodeInAppError(t *testing.T) {
+	h := newHarness(t, cluster3())
+	h.startRun(upgrade())
+	cp := h.waitCheckpoint("verify")
+	h.world.Break("app-2")
+	h.decide(cp, store.ActionContinue, "U2")
+	fail := h.waitCheckpoint("failure")
+	if !strings.Contains(fail.Checkpoint.Question, "APP_ERROR") {
+		t.Fatalf("question %q", fail.Checkpoint.Question)
+	}
+	n := len(h.world.Actions())
+	h.decide(fail, store.ActionRetry, "U2")
+	if end := h.waitFinished(); end.State != store.StateSucceeded {
+		t.Fatalf("state %s: %s", end.State, end.Error)
+	}
+	after := h.world.Actions()[n:]
+	if i := slices.Index(after, "stop app-2"); i < 0 || !slices.Contains(after[i:], "start app-2") {
+		t.Fatalf("app-2 was not restarted on retry: %q", after)
+	}
+	checkSafe(t, h.world)
+}
