@@ -31,7 +31,7 @@ import (
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-const usage = `nocobot runs NocoBase cluster maintenance from Slack or a terminal.
+const usageHead = `nocobot runs NocoBase cluster maintenance from Slack or a terminal.
 
 Usage:
   nocobot serve                       run the Slack bot (and the maintenance windows)
@@ -44,13 +44,23 @@ Usage:
   nocobot version
 
 Procedures (same words as in Slack):
-  upgrade <version> [cluster]
-  maintain [cluster] [plugin enable|disable|add <package>]… [backup] [restore <backup-id>]
-  start [cluster]
+`
 
+const usageTail = `
 Every command takes --config FILE (default ./nocobot.yaml), --log-format json|console
 and --log-level debug|info|warn|error; every command has --help.
 `
+
+// usage is the --help text; the procedures' lines come from their registry.
+func usage() string {
+	var b strings.Builder
+	b.WriteString(usageHead)
+	for _, p := range procedures.Procedures() {
+		fmt.Fprintf(&b, "  %s\n", p.Usage)
+	}
+	b.WriteString(usageTail)
+	return b.String()
+}
 
 // exit codes
 const (
@@ -106,7 +116,7 @@ func usageErr(format string, a ...any) error {
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage())
 		return exitOK
 	}
 	cmds := map[string]func(context.Context, []string, io.Reader, io.Writer, io.Writer) error{
@@ -237,7 +247,7 @@ func procedureCommand(cfg *config.Config, words []string) (bot.Command, error) {
 	if len(words) == 0 {
 		return bot.Command{}, usageErr("which procedure? upgrade, maintain or start")
 	}
-	cmd, err := bot.Parse("nocobot run", quoteWords(words))
+	cmd, err := bot.ParseWords("nocobot run", words)
 	if err != nil {
 		return bot.Command{}, &cmdError{code: exitUsage, err: err}
 	}
@@ -249,17 +259,6 @@ func procedureCommand(cfg *config.Config, words []string) (bot.Command, error) {
 		return bot.Command{}, &cmdError{code: exitUsage, err: err}
 	}
 	return cmd, nil
-}
-
-func quoteWords(words []string) string {
-	q := make([]string, len(words))
-	for i, w := range words {
-		if strings.ContainsAny(w, " \t\"") {
-			w = "'" + w + "'"
-		}
-		q[i] = w
-	}
-	return strings.Join(q, " ")
 }
 
 func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -277,7 +276,7 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- e.engine.Run(runCtx) }()
+	go func() { done <- e.engine.RunOwn(runCtx) }()
 	defer func() { cancel(); <-done }()
 	_ = e.store.AppendAudit(ctx, store.AuditEntry{At: time.Now(), User: who, Via: "terminal", Action: "run " + strings.Join(pos, " "), Outcome: "ok"})
 	end, err := terminal.New(e.engine, stdin, stdout, who).Run(ctx, cmd.Request(who, "terminal"))

@@ -49,7 +49,7 @@ func TestCLI(t *testing.T) {
 		{[]string{"config", "check", "--config", "/nonexistent.yaml"}, 1, "", "no such file"},
 		{[]string{"history", "--config", conf}, 0, "No runs yet.", ""},
 		{[]string{"plan", "upgrade", "1.7.14", "--config", conf}, 0, "Note: the nodes could not be listed", ""},
-		{[]string{"plan", "upgrade", "latest", "--config", conf}, 2, "", `"latest" is not an exact NocoBase version`},
+		{[]string{"plan", "upgrade", "newest", "--config", conf}, 2, "", `"newest" is not a NocoBase version or tag`},
 		{[]string{"plan", "upgrade", "1.7.14", "staging", "--config", conf}, 2, "", `unknown cluster "staging"`},
 		{[]string{"run", "deploy", "--config", conf}, 2, "", `unknown command "deploy"`},
 		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 
-	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/config"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/schedule"
@@ -55,19 +53,8 @@ func checkWindows(cfg *config.Config) error {
 	return nil
 }
 
-// parseWindowCommand reads a window's command with the command language
-// of the fronts.
+// parseWindowCommand reads a window's command with the procedures'
+// registry, the same words a front parses.
 func parseWindowCommand(command string) (procedures.Request, error) {
-	cmd, err := bot.Parse("nocobot", command)
-	var usage *bot.UsageError
-	if errors.As(err, &usage) {
-		return procedures.Request{}, errors.New(usage.Msg) // without the usage line: one line
-	}
-	if err != nil {
-		return procedures.Request{}, err
-	}
-	if !cmd.IsProcedure() {
-		return procedures.Request{}, fmt.Errorf("%q is not a procedure: a window runs upgrade, maintain or start", cmd.Name)
-	}
-	return cmd.Request("", ""), nil
+	return procedures.ParseCommand(command)
 }

@@ -114,7 +114,7 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger) (*proc
 		DBURL: dbURL, PgBin: cc.Backup.Database.PgBin,
 		StorageContainer: cc.Backup.Storage.Container, StoragePath: cc.Backup.Storage.Path, StorageHostPath: cc.Backup.Storage.HostPath,
 		KeepLast: cc.Backup.KeepLast, MaxAge: cc.Backup.MaxAge.D(),
-		Protect: func(ctx context.Context) (map[string]bool, error) { return backupsInUse(ctx, st) },
+		Protect: func(ctx context.Context) (map[string]bool, error) { return procedures.BackupsInUse(ctx, st) },
 	}
 	bk := &lazyBackups{opts: opts, containers: nodes, nodes: nodes, log: log}
 	return &procedures.Cluster{
@@ -122,22 +122,8 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger) (*proc
 		Nodes: nodes, App: app, Backups: bk, Balancer: bal,
 		HealthTimeout: cc.Timeouts.Health.D(), CheckpointTimeout: cc.Timeouts.Checkpoint.D(),
 		OnTimeout: procedures.TimeoutPolicy(cc.Timeouts.OnCheckpoint), StepTimeout: cc.Timeouts.Step.D(),
+		StartParallelism: cc.Nodes.Parallelism,
 	}, nodes.Close, nil
-}
-
-// backupsInUse are the backups of unfinished runs: retention keeps them.
-func backupsInUse(ctx context.Context, st store.Store) (map[string]bool, error) {
-	runs, err := st.UnfinishedRuns(ctx)
-	if err != nil {
-		return nil, err
-	}
-	keep := map[string]bool{}
-	for _, r := range runs {
-		if id := r.Fact("backup"); id != "" {
-			keep[id] = true
-		}
-	}
-	return keep, nil
 }
 
 // lazyBackups builds the backup manager on first use, because its

@@ -8,20 +8,19 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/nocobot/nocobot/procedures"
 )
 
 // Command is one parsed command, e.g. "/nocobase upgrade 1.7.14 prod".
 type Command struct {
-	Name    string // a key of the commands table
+	Name    string // a procedure's name or a key of the commands table
 	Cluster string // "" means the channel's default cluster
-	Version string // upgrade
-	DryRun  bool   // upgrade --dry-run: show the plan, change nothing
-	Actions []procedures.MaintAction
-	N       int    // history
-	RunID   string // cancel
+	DryRun  bool   // a procedure with --dry-run: show the plan, change nothing
+	// Proc is a procedure's request as parsed (no requester yet).
+	Proc  procedures.Request
+	N     int    // history
+	RunID string // cancel
 	// Schedule is set for "schedule …".
 	Schedule *ScheduleCommand
 }
@@ -43,13 +42,13 @@ type ScheduleCommand struct {
 
 // Request turns a procedure command into an engine request.
 func (c Command) Request(requester, via string) procedures.Request {
-	return procedures.Request{Cluster: c.Cluster, Procedure: c.Name, Version: c.Version, Actions: c.Actions, Requester: requester, Via: via}
+	r := c.Proc
+	r.Cluster, r.DryRun, r.Requester, r.Via = c.Cluster, c.DryRun, requester, via
+	return r
 }
 
 // IsProcedure reports whether the command starts a run.
-func (c Command) IsProcedure() bool {
-	return c.Name == procedures.ProcUpgrade || c.Name == procedures.ProcMaintain || c.Name == procedures.ProcStart
-}
+func (c Command) IsProcedure() bool { return procedures.IsProcedure(c.Name) }
 
 // UsageError is a mistake in what the user typed; Usage is the line to show.
 type UsageError struct {
@@ -69,11 +68,9 @@ type commandSpec struct {
 	parse            func(c *Command, args []string) error
 }
 
-// commands is the one table the parser, the usage lines and help come from.
+// commands is the table of the words that are not procedures; the
+// procedures' words come from the procedures registry.
 var commands = []commandSpec{
-	{"upgrade", "<version> [cluster] [--dry-run]", "upgrade the cluster to a NocoBase version (503 page, backup, one node first, your check, the rest)", parseUpgrade},
-	{"maintain", "[cluster] [plugin enable|disable|add <package>]… [backup] [restore <backup-id>]", "scale down to one node for in-app maintenance: the actions given, or a manual window", parseMaintain},
-	{"start", "[cluster]", "first start: one node until healthy, then the others, then traffic", parseClusterOnly},
 	{"status", "[cluster]", "nodes, load balancer, the running run, the latest backup, the next windows", parseClusterOnly},
 	{"history", "[n]", "the last n runs (default 10)", parseHistory},
 	{"cancel", "<run>", "abort a run (the current step ends safely first)", parseCancel},
@@ -93,6 +90,9 @@ func spec(name string) *commandSpec {
 
 // Usage returns the usage line of a command, with prefix (e.g. "/nocobase").
 func Usage(prefix, name string) string {
+	if u := procedures.Usage(name); u != "" {
+		return prefix + " " + u
+	}
 	s := spec(name)
 	if s == nil {
 		return ""
@@ -100,26 +100,44 @@ func Usage(prefix, name string) string {
 	return strings.TrimSpace(prefix + " " + s.name + " " + s.args)
 }
 
-// Help lists every command, generated from the same table as the parser.
+// Help lists every command: the procedures from their registry, then
+// the other words from the commands table.
 func Help(prefix string) string {
 	var b strings.Builder
+	for _, p := range procedures.Procedures() {
+		fmt.Fprintf(&b, "%s %s — %s\n", prefix, p.Usage, p.Help)
+	}
 	for _, s := range commands {
 		fmt.Fprintf(&b, "%s — %s\n", strings.TrimSpace(prefix+" "+s.name+" "+s.args), s.help)
 	}
 	return strings.TrimRight(b.String(), "\n")
 }
 
-// Parse reads a command (without the slash command itself). prefix is
-// only used in usage lines.
+// Parse reads a command line (without the slash command itself). prefix
+// is only used in usage lines.
 func Parse(prefix, text string) (Command, error) {
-	words, err := split(text)
+	words, err := procedures.SplitWords(text)
 	if err != nil {
 		return Command{}, &UsageError{Msg: err.Error()}
 	}
+	return ParseWords(prefix, words)
+}
+
+// ParseWords reads a command already cut into words, e.g. a terminal's
+// arguments.
+func ParseWords(prefix string, words []string) (Command, error) {
 	if len(words) == 0 {
 		return Command{Name: "help"}, nil
 	}
-	s := spec(strings.ToLower(words[0]))
+	name := strings.ToLower(words[0])
+	if procedures.IsProcedure(name) {
+		c, err := procedureCommand(words)
+		if err != nil {
+			return Command{}, &UsageError{Msg: err.Error(), Usage: Usage(prefix, name)}
+		}
+		return c, nil
+	}
+	s := spec(name)
 	if s == nil {
 		return Command{}, &UsageError{Msg: fmt.Sprintf("unknown command %q. Try %s help", words[0], prefix)}
 	}
@@ -127,126 +145,16 @@ func Parse(prefix, text string) (Command, error) {
 	if err := s.parse(&c, words[1:]); err != nil {
 		return Command{}, &UsageError{Msg: err.Error(), Usage: Usage(prefix, s.name)}
 	}
-	if c.IsProcedure() {
-		req := c.Request("check", "check")
-		req.Cluster = "any"
-		if err := req.Validate(); err != nil {
-			return Command{}, &UsageError{Msg: err.Error(), Usage: Usage(prefix, s.name)}
-		}
-	}
 	return c, nil
 }
 
-// split cuts text into words; "double" or 'single' quotes keep spaces.
-// Slack turns quotes into curly ones, which count too.
-func split(text string) ([]string, error) {
-	var words []string
-	var cur strings.Builder
-	inWord := false
-	var closing rune
-	for _, r := range text {
-		switch {
-		case closing != 0:
-			if r == closing || (closing == '"' && r == '”') {
-				closing = 0
-				continue
-			}
-			cur.WriteRune(r)
-		case r == '"' || r == '“' || r == '”':
-			closing, inWord = '"', true
-			if r == '“' {
-				closing = '”'
-			}
-		case r == '\'' || r == '‘':
-			closing, inWord = '\'', true
-			if r == '‘' {
-				closing = '’'
-			}
-		case unicode.IsSpace(r):
-			if inWord {
-				words = append(words, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		default:
-			cur.WriteRune(r)
-			inWord = true
-		}
+// procedureCommand parses a procedure's words through the registry.
+func procedureCommand(words []string) (Command, error) {
+	req, err := procedures.ParseRequest(words)
+	if err != nil {
+		return Command{}, err
 	}
-	if closing != 0 {
-		return nil, errors.New("a quote is not closed")
-	}
-	if inWord {
-		words = append(words, cur.String())
-	}
-	return words, nil
-}
-
-func parseUpgrade(c *Command, args []string) error {
-	var pos []string
-	for _, a := range args {
-		switch {
-		case a == "--dry-run":
-			c.DryRun = true
-		case strings.HasPrefix(a, "-"):
-			return fmt.Errorf("unknown option %s", a)
-		default:
-			pos = append(pos, a)
-		}
-	}
-	switch len(pos) {
-	case 0:
-		return errors.New("which version? e.g. upgrade 1.7.14")
-	case 1:
-		c.Version = pos[0]
-	case 2:
-		c.Version, c.Cluster = pos[0], pos[1]
-	default:
-		return fmt.Errorf("too many arguments: %s", strings.Join(pos[2:], " "))
-	}
-	return procedures.ValidateVersion(c.Version)
-}
-
-func parseMaintain(c *Command, args []string) error {
-	i := 0
-	if i < len(args) && !isMaintKeyword(args[i]) {
-		c.Cluster = args[i]
-		i++
-	}
-	for i < len(args) {
-		switch strings.ToLower(args[i]) {
-		case "plugin":
-			if i+2 >= len(args) {
-				return errors.New("plugin needs an action and a package, e.g. plugin enable @nocobase/plugin-map")
-			}
-			act := strings.ToLower(args[i+1])
-			if act != "enable" && act != "disable" && act != "add" {
-				return fmt.Errorf("plugin %s: expected enable, disable or add", args[i+1])
-			}
-			c.Actions = append(c.Actions, procedures.MaintAction{Kind: act, Arg: args[i+2]})
-			i += 3
-		case "backup":
-			c.Actions = append(c.Actions, procedures.MaintAction{Kind: "backup"})
-			i++
-		case "restore":
-			if i+1 >= len(args) {
-				return errors.New("restore needs a backup id (see backups)")
-			}
-			c.Actions = append(c.Actions, procedures.MaintAction{Kind: "restore", Arg: args[i+1]})
-			i += 2
-		default:
-			return fmt.Errorf("unexpected %q", args[i])
-		}
-	}
-	return nil
-}
-
-func isMaintKeyword(s string) bool {
-	switch strings.ToLower(s) {
-	case "plugin", "backup", "restore":
-		return true
-	}
-	return false
+	return Command{Name: req.Procedure, Cluster: req.Cluster, DryRun: req.DryRun, Proc: req}, nil
 }
 
 func parseClusterOnly(c *Command, args []string) error {
@@ -314,7 +222,7 @@ func parseSchedule(c *Command, args []string) error {
 	var proc []string
 	for i := 1; i < len(rest); i++ {
 		a := rest[i]
-		if !strings.HasPrefix(a, "--") || a == "--dry-run" {
+		if !windowOption(a) {
 			proc = append(proc, a)
 			continue
 		}
@@ -342,8 +250,6 @@ func parseSchedule(c *Command, args []string) error {
 			default:
 				return fmt.Errorf("--approval %s: expected required or none", v)
 			}
-		default:
-			return fmt.Errorf("unknown option %s", a)
 		}
 		if err != nil {
 			return err
@@ -353,24 +259,38 @@ func parseSchedule(c *Command, args []string) error {
 		return errors.New("which procedure should the window run? e.g. upgrade 1.7.15")
 	}
 	name := strings.ToLower(proc[0])
-	// Not through the commands table: it refers to this function.
-	parse := map[string]func(*Command, []string) error{
-		"upgrade": parseUpgrade, "maintain": parseMaintain, "start": parseClusterOnly,
-	}[name]
-	if parse == nil {
-		return fmt.Errorf("a window runs upgrade, maintain or start, not %q", proc[0])
+	if !procedures.IsProcedure(name) {
+		return fmt.Errorf("a window runs a procedure (%s), not %q", procedureNames(), proc[0])
 	}
-	run := &Command{Name: name}
-	if err := parse(run, proc[1:]); err != nil {
+	run, err := procedureCommand(proc)
+	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	if run.DryRun {
 		return errors.New("a window cannot run a --dry-run")
 	}
-	sc.Run = run
+	sc.Run = &run
 	sc.Text = strings.Join(proc, " ")
 	c.Cluster = run.Cluster
 	return nil
+}
+
+// windowOption: the options of schedule add itself; every other word
+// belongs to the procedure the window runs.
+func windowOption(w string) bool {
+	switch w {
+	case "--tz", "--duration", "--announce", "--approval":
+		return true
+	}
+	return false
+}
+
+func procedureNames() string {
+	var names []string
+	for _, p := range procedures.Procedures() {
+		names = append(names, p.Name)
+	}
+	return strings.Join(names, ", ")
 }
 
 func positiveDuration(flag, v string) (time.Duration, error) {

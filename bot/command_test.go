@@ -2,8 +2,12 @@ package bot
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nocobot/nocobot/procedures"
 )
 
 func TestParse(t *testing.T) {
@@ -15,6 +19,7 @@ func TestParse(t *testing.T) {
 		{"help", "help"},
 		{"upgrade 1.7.14", "upgrade v=1.7.14 c= dry=false"},
 		{"upgrade 1.7.14 prod --dry-run", "upgrade v=1.7.14 c=prod dry=true"},
+		{"upgrade latest-full prod", "upgrade v=latest-full c=prod dry=false"},
 		{"UPGRADE 2.0.0-beta.12 staging", "upgrade v=2.0.0-beta.12 c=staging dry=false"},
 		{"maintain", "maintain c= acts=[]"},
 		{"maintain prod", "maintain c=prod acts=[]"},
@@ -48,10 +53,10 @@ func TestParse(t *testing.T) {
 func describe(c Command) string {
 	switch c.Name {
 	case "upgrade":
-		return fmt.Sprintf("upgrade v=%s c=%s dry=%t", c.Version, c.Cluster, c.DryRun)
+		return fmt.Sprintf("upgrade v=%s c=%s dry=%t", c.Proc.Version, c.Cluster, c.DryRun)
 	case "maintain":
-		s := make([]string, len(c.Actions))
-		for i, a := range c.Actions {
+		s := make([]string, len(c.Proc.Actions))
+		for i, a := range c.Proc.Actions {
 			s[i] = a.String()
 		}
 		return fmt.Sprintf("maintain c=%s acts=[%s]", c.Cluster, strings.Join(s, ","))
@@ -77,9 +82,9 @@ func describe(c Command) string {
 func TestParseErrorsCarryUsage(t *testing.T) {
 	tests := []struct{ in, msg, usage string }{
 		{"deploy", `unknown command "deploy"`, ""},
-		{"upgrade", "which version?", "/nocobase upgrade <version> [cluster] [--dry-run]"},
-		{"upgrade latest", `"latest" is not an exact NocoBase version`, "/nocobase upgrade"},
-		{"upgrade 1.7.14;rm", "not an exact NocoBase version", "/nocobase upgrade"},
+		{"upgrade", "which version?", "/nocobase upgrade <version>|--image <reference> [cluster] [--same-version] [--dry-run]"},
+		{"upgrade newest", `"newest" is not a NocoBase version or tag`, "/nocobase upgrade"},
+		{"upgrade 1.7.14;rm", "not a NocoBase version or tag", "/nocobase upgrade"},
 		{"upgrade 1.7.14 prod extra", "too many arguments: extra", "/nocobase upgrade"},
 		{"upgrade 1.7.14 --force", "unknown option --force", "/nocobase upgrade"},
 		{"maintain plugin enable", "plugin needs an action and a package", "/nocobase maintain"},
@@ -89,7 +94,7 @@ func TestParseErrorsCarryUsage(t *testing.T) {
 		{"history 0", `"0": expected a number from 1 to 100`, "/nocobase history [n]"},
 		{"cancel", "which run?", "/nocobase cancel <run>"},
 		{`schedule add "61 * * * *"`, "schedule add needs a cron expression in quotes and a procedure", "/nocobase schedule"},
-		{`schedule add "@daily" deploy`, `a window runs upgrade, maintain or start, not "deploy"`, "/nocobase schedule"},
+		{`schedule add "@daily" deploy`, `a window runs a procedure (upgrade, maintain, start), not "deploy"`, "/nocobase schedule"},
 		{`schedule add "@daily" start --tz Mars/Base`, "not a time zone", "/nocobase schedule"},
 		{`schedule add "@daily" upgrade 1.7.15 --dry-run`, "cannot run a --dry-run", "/nocobase schedule"},
 		{`schedule add "@daily start`, "a quote is not closed", ""},
@@ -114,5 +119,42 @@ func TestHelpListsEveryCommand(t *testing.T) {
 		if !strings.Contains(h, "/nocobase "+c.name) {
 			t.Errorf("help lacks %s", c.name)
 		}
+	}
+	for _, p := range procedures.Procedures() {
+		if !strings.Contains(h, "/nocobase "+p.Usage+" — "+p.Help) {
+			t.Errorf("help lacks the procedure %s", p.Usage)
+		}
+	}
+}
+
+// TestReadmeListsEveryProcedure keeps the README's command table true to
+// the procedures registry: a row per procedure, with its usage as parsed.
+func TestReadmeListsEveryProcedure(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	for _, p := range procedures.Procedures() {
+		row := "| `" + strings.ReplaceAll(p.Usage, "|", `\|`) + "` |"
+		if !strings.Contains(readme, row) {
+			t.Errorf("README.md has no command row %s", row)
+		}
+	}
+}
+
+// TestProcedureWordsParseAsTyped: a terminal's arguments parse without
+// being quoted and split again.
+func TestProcedureWordsParseAsTyped(t *testing.T) {
+	c, err := ParseWords("nocobot run", []string{"maintain", "prod", "plugin", "enable", "@nocobase/plugin-map"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := c.Request("terminal:alice", "terminal")
+	if req.Cluster != "prod" || len(req.Actions) != 1 || req.Actions[0].Arg != "@nocobase/plugin-map" || req.Requester != "terminal:alice" {
+		t.Fatalf("request %+v", req)
+	}
+	if _, err := ParseWords("nocobot run", []string{"upgrade", "1.7.14 prod"}); err == nil {
+		t.Fatal(`one argument "1.7.14 prod" was split into two`)
 	}
 }

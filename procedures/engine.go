@@ -11,7 +11,6 @@ package procedures
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -53,6 +52,9 @@ type Cluster struct {
 	CheckpointTimeout time.Duration // verify checkpoint; default 1 h
 	OnTimeout         TimeoutPolicy // default remind
 	StepTimeout       time.Duration // any other step; default 2 h
+	// StartParallelism is how many nodes start at once after the first:
+	// 0 all of them, 1 one by one.
+	StartParallelism int
 }
 
 // Options configure an engine.
@@ -93,14 +95,14 @@ type execution struct {
 	wake   chan struct{} // a decision about the run was recorded
 }
 
-// ErrBusy wraps store.ErrClusterBusy with the run that holds the cluster.
-type ErrBusy struct{ Run store.Run }
+// BusyError wraps store.ErrClusterBusy with the run that holds the cluster.
+type BusyError struct{ Run store.Run }
 
-func (e *ErrBusy) Error() string {
+func (e *BusyError) Error() string {
 	return fmt.Sprintf("%s is busy: run %s (%s, requested by %s) is %s", e.Run.Cluster, e.Run.ID, e.Run.Procedure, e.Run.Requester, e.Run.State)
 }
 
-func (e *ErrBusy) Unwrap() error { return store.ErrClusterBusy }
+func (e *BusyError) Unwrap() error { return store.ErrClusterBusy }
 
 // New makes an engine; call Run to let it work.
 func New(opts Options) (*Engine, error) {
@@ -150,9 +152,6 @@ func New(opts Options) (*Engine, error) {
 	return e, nil
 }
 
-// Owner is this engine's identity among replicas.
-func (e *Engine) Owner() string { return e.owner }
-
 // Cluster returns a configured cluster.
 func (e *Engine) Cluster(name string) (*Cluster, bool) {
 	c, ok := e.clusters[name]
@@ -179,7 +178,14 @@ func (e *Engine) Subscribe() *Subscription { return e.bus.subscribe() }
 // this engine's leases alive and delivers decisions, until ctx ends. It
 // then waits for the runs it drives to stop. Their leases are left to
 // lapse, as after a crash: another replica takes them over then.
-func (e *Engine) Run(ctx context.Context) error {
+func (e *Engine) Run(ctx context.Context) error { return e.serve(ctx, true) }
+
+// RunOwn is Run for a process that drives only the runs it starts (a
+// terminal's run): it never takes over another process's run, so a
+// command refused because the cluster is busy changes nothing.
+func (e *Engine) RunOwn(ctx context.Context) error { return e.serve(ctx, false) }
+
+func (e *Engine) serve(ctx context.Context, adopt bool) error {
 	e.mu.Lock()
 	e.baseCtx = ctx
 	e.mu.Unlock()
@@ -187,7 +193,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("engine: watch decisions: %w", err)
 	}
-	e.adoptRuns(ctx)
+	if adopt {
+		e.adoptRuns(ctx)
+	}
 	tick := time.NewTicker(min(e.leaseTTL/3, e.poll))
 	defer tick.Stop()
 	for {
@@ -203,15 +211,13 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.wakeRun(id)
 		case <-tick.C:
 			e.renewLeases(ctx)
-			e.adoptRuns(ctx)
+			if adopt {
+				e.adoptRuns(ctx)
+			}
 			e.wakeAll()
 		}
 	}
 }
-
-// Wait blocks until every run this engine drives has stopped (for tests
-// and for a clean shutdown).
-func (e *Engine) Wait() { e.wg.Wait() }
 
 func (e *Engine) wakeRun(id string) {
 	e.mu.Lock()
@@ -326,10 +332,13 @@ func (e *Engine) launch(ctx context.Context, r store.Run, resumed bool) {
 }
 
 // Start validates a request, records a new run (taking the cluster's
-// lock) and starts it. A busy cluster gives an *ErrBusy.
+// lock) and starts it. A busy cluster gives a *BusyError.
 func (e *Engine) Start(ctx context.Context, req Request) (store.Run, error) {
 	if err := req.Validate(); err != nil {
 		return store.Run{}, err
+	}
+	if req.DryRun {
+		return store.Run{}, errors.New("a --dry-run only shows the plan: nothing was started")
 	}
 	c, ok := e.clusters[req.Cluster]
 	if !ok {
@@ -345,8 +354,13 @@ func (e *Engine) Start(ctx context.Context, req Request) (store.Run, error) {
 		r.Steps = append(r.Steps, store.Step{Name: d.name, Title: d.title, Status: store.StepPending})
 	}
 	created, err := e.store.CreateRun(ctx, r)
+	// Ids are random: on the rare collision, draw another.
+	for try := 0; errors.Is(err, store.ErrExists) && try < 5; try++ {
+		r.ID = newRunID(now)
+		created, err = e.store.CreateRun(ctx, r)
+	}
 	if errors.Is(err, store.ErrClusterBusy) {
-		return store.Run{}, &ErrBusy{Run: created}
+		return store.Run{}, &BusyError{Run: created}
 	}
 	if err != nil {
 		return store.Run{}, err
@@ -448,20 +462,4 @@ func cloneRun(r store.Run) store.Run {
 		r.Facts = f
 	}
 	return r
-}
-
-func randomID(n int) string {
-	const alphabet = "abcdefghjkmnpqrstuvwxyz23456789"
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)]
-	}
-	return string(b)
-}
-
-// newRunID is short enough to type ("/nocobase cancel r1122-7fq3") and
-// says roughly when the run began.
-func newRunID(now time.Time) string {
-	return "r" + now.UTC().Format("0102") + "-" + randomID(4)
 }

@@ -38,10 +38,21 @@ type harness struct {
 	events []procedures.Event
 	mu     sync.Mutex
 	policy procedures.TimeoutPolicy
+	// parallel is the cluster's StartParallelism: 1 keeps the outside
+	// actions in one order for tests that compare them.
+	parallel int
+	tune     func(*procedures.Cluster)
+	own      bool // the engine drives only the runs it starts
 }
 
 func newHarness(t *testing.T, w *proctest.World) *harness {
-	h := &harness{t: t, world: w, clock: proctest.NewClock(time.Date(2026, 11, 21, 2, 0, 0, 0, time.UTC)),
+	return newHarnessWith(t, w, nil)
+}
+
+// newHarnessWith lets tune change the cluster's settings before the
+// engine starts.
+func newHarnessWith(t *testing.T, w *proctest.World, tune func(*procedures.Cluster)) *harness {
+	h := &harness{t: t, world: w, parallel: 1, tune: tune, clock: proctest.NewClock(time.Date(2026, 11, 21, 2, 0, 0, 0, time.UTC)),
 		path: filepath.Join(t.TempDir(), "nocobot.db")}
 	h.start(nil)
 	t.Cleanup(h.stop)
@@ -62,6 +73,10 @@ func (h *harness) start(wrap func(store.Store) store.Store) {
 	}
 	c := h.world.Cluster("prod")
 	c.OnTimeout = h.policy
+	c.StartParallelism = h.parallel
+	if h.tune != nil {
+		h.tune(c)
+	}
 	c.CheckpointTimeout = time.Hour
 	eng, err := procedures.New(procedures.Options{Store: st, Clusters: []*procedures.Cluster{c}, Log: zerolog.Nop(),
 		Clock: h.clock, PollEvery: 20 * time.Millisecond, LeaseTTL: time.Second})
@@ -73,7 +88,11 @@ func (h *harness) start(wrap func(store.Store) store.Store) {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	h.done = make(chan struct{})
-	go func() { _ = eng.Run(ctx); close(h.done) }()
+	run := eng.Run
+	if h.own {
+		run = eng.RunOwn
+	}
+	go func() { _ = run(ctx); close(h.done) }()
 	// Let Run set up its context before Start launches runs under it.
 	time.Sleep(5 * time.Millisecond)
 }
@@ -250,7 +269,7 @@ func TestBusyClusterRefused(t *testing.T) {
 	r := h.startRun(upgrade())
 	h.waitCheckpoint("verify")
 	_, err := h.eng.Start(context.Background(), procedures.Request{Cluster: "prod", Procedure: procedures.ProcMaintain, Requester: "U9"})
-	var busy *procedures.ErrBusy
+	var busy *procedures.BusyError
 	if !errors.As(err, &busy) || !strings.Contains(err.Error(), r.ID) || !strings.Contains(err.Error(), "upgrade") || !strings.Contains(err.Error(), "U1") {
 		t.Fatalf("second start = %v; want the running run's id, procedure and requester", err)
 	}
@@ -259,7 +278,9 @@ func TestBusyClusterRefused(t *testing.T) {
 func TestBadRequestsChangeNothing(t *testing.T) {
 	h := newHarness(t, cluster3())
 	for _, req := range []procedures.Request{
-		{Cluster: "prod", Procedure: procedures.ProcUpgrade, Version: "latest", Requester: "U1"},
+		{Cluster: "prod", Procedure: procedures.ProcUpgrade, Version: "newest", Requester: "U1"},
+		{Cluster: "prod", Procedure: procedures.ProcUpgrade, Image: "Registry/x:y z", Requester: "U1"},
+		{Cluster: "prod", Procedure: procedures.ProcUpgrade, Version: "1.7.14", DryRun: true, Requester: "U1"},
 		{Cluster: "prod", Procedure: procedures.ProcUpgrade, Version: "1.7.14 ; rm", Requester: "U1"},
 		{Cluster: "nope", Procedure: procedures.ProcUpgrade, Version: "1.7.14", Requester: "U1"},
 		{Cluster: "prod", Procedure: "deploy", Requester: "U1"},
@@ -281,7 +302,8 @@ func TestSameVersionFailsBeforeDowntime(t *testing.T) {
 	h := newHarness(t, proctest.NewWorld(newImage, true, "app-1"))
 	h.startRun(upgrade())
 	cp := h.waitCheckpoint("failure")
-	if !strings.Contains(cp.Checkpoint.Question, "already runs 1.7.14") || slices.Contains(cp.Checkpoint.Options, store.ActionRollback) {
+	if !strings.Contains(cp.Checkpoint.Question, "already runs nocobase/nocobase:1.7.14") || !strings.Contains(cp.Checkpoint.Question, "nothing to upgrade") ||
+		!slices.Equal(cp.Checkpoint.Options, []store.Action{store.ActionAbort}) {
 		t.Fatalf("checkpoint %+v", cp.Checkpoint)
 	}
 	for _, a := range h.world.Actions() {

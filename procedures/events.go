@@ -1,6 +1,8 @@
 package procedures
 
 import (
+	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,6 +27,9 @@ const (
 	EventStoreDown    EventKind = "store.unavailable" // paused: transitions cannot be recorded
 	EventStoreBack    EventKind = "store.available"
 	EventRunFinished  EventKind = "run.finished"
+	// EventMissed tells a subscriber that fell behind how many events it
+	// lost; the next events are current again.
+	EventMissed EventKind = "events.missed"
 )
 
 // Maintenance-window event kinds, published by the scheduler through
@@ -93,15 +98,16 @@ type Event struct {
 	At       time.Time
 }
 
-// Subscription delivers events in order. Transitions are never dropped;
-// progress events are dropped for a subscriber that falls far behind
-// (a newer one follows).
+// Subscription delivers events in order. A subscriber that falls behind
+// loses events, progress ones first, once maxQueued wait for it; an
+// EventMissed then says how many, so memory stays bounded.
 type Subscription struct {
 	C <-chan Event
 
 	bus    *bus
 	mu     sync.Mutex
 	queue  []Event
+	missed int
 	signal chan struct{}
 	done   chan struct{}
 }
@@ -111,13 +117,17 @@ func (s *Subscription) Close() {
 	s.bus.remove(s)
 }
 
-const maxQueuedProgress = 1000
+const maxQueued = 512
 
 func (s *Subscription) push(ev Event) {
 	s.mu.Lock()
-	if ev.Kind == EventStepProgress && len(s.queue) > maxQueuedProgress {
-		s.mu.Unlock()
-		return
+	if len(s.queue) >= maxQueued {
+		i := slices.IndexFunc(s.queue, func(e Event) bool { return e.Kind == EventStepProgress })
+		if i < 0 {
+			i = 0
+		}
+		s.queue = slices.Delete(s.queue, i, i+1)
+		s.missed++
 	}
 	s.queue = append(s.queue, ev)
 	s.mu.Unlock()
@@ -127,12 +137,33 @@ func (s *Subscription) push(ev Event) {
 	}
 }
 
+// next takes the next event to deliver: the news of missed events first.
+func (s *Subscription) next() (Event, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.missed > 0 {
+		n := s.missed
+		s.missed = 0
+		at := time.Now()
+		if len(s.queue) > 0 {
+			at = s.queue[0].At
+		}
+		return Event{Kind: EventMissed, Step: -1, Message: fmt.Sprintf("missed %d events (this subscriber fell behind)", n), At: at}, true
+	}
+	if len(s.queue) == 0 {
+		return Event{}, false
+	}
+	ev := s.queue[0]
+	s.queue[0] = Event{}
+	s.queue = s.queue[1:]
+	return ev, true
+}
+
 func (s *Subscription) pump(out chan<- Event) {
 	defer close(out)
 	for {
-		s.mu.Lock()
-		if len(s.queue) == 0 {
-			s.mu.Unlock()
+		ev, ok := s.next()
+		if !ok {
 			select {
 			case <-s.signal:
 				continue
@@ -140,9 +171,6 @@ func (s *Subscription) pump(out chan<- Event) {
 				return
 			}
 		}
-		ev := s.queue[0]
-		s.queue = s.queue[1:]
-		s.mu.Unlock()
 		select {
 		case out <- ev:
 		case <-s.done:

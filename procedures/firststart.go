@@ -7,49 +7,46 @@ import (
 	"github.com/nocobot/nocobot/store"
 )
 
-// First start: one node installs (or upgrades) and enables the plugins;
-// only then may the others start.
+// ProcStart is the first start of a cluster: one node installs (or
+// upgrades) and enables the plugins; only then may the others start.
+const ProcStart = "start"
+
+func firstStartProcedure() procedure {
+	return procedure{
+		name:  ProcStart,
+		args:  "[cluster]",
+		help:  "first start: one node until healthy, then the others, then traffic",
+		parse: clusterOnly,
+		validate: func(r Request) error {
+			if r.Version != "" || len(r.Actions) > 0 {
+				return fmt.Errorf("start takes no arguments besides the cluster")
+			}
+			return nil
+		},
+		title:   func(r store.Run) string { return fmt.Sprintf("first start of %s", r.Cluster) },
+		forward: func(*store.Run) []stepDef { return firstStartSteps() },
+	}
+}
 
 func firstStartSteps() []stepDef {
 	return []stepDef{
-		{name: "preflight", title: "Preflight: find the nodes", idempotent: true, do: func(ctx context.Context, rc *runCtx) (string, error) {
-			nodes, err := listNodes(ctx, rc)
+		{name: "preflight", title: "Preflight: find the nodes", idempotent: true, do: func(ctx context.Context, env *stepEnv) (string, error) {
+			nodes, err := listNodes(ctx, env)
 			if err != nil {
 				return "", err
 			}
-			rc.setFact("first_node", nodes[0].Name)
-			rc.setFact("first_url", nodes[0].URL)
+			recordNodes(env, nodes)
+			env.record(func(w factWriter) { w.setFirstNode(nodes[0]) })
 			return fmt.Sprintf("%d nodes; %s starts first", len(nodes), nodes[0].Name), nil
 		}},
 		{name: "start-first", title: "Start one node, wait until healthy (plugins installed and enabled)", idempotent: true,
-			do: func(ctx context.Context, rc *runCtx) (string, error) {
-				return startAndWait(ctx, rc, rc.fact("first_node"), "")
+			do: func(ctx context.Context, env *stepEnv) (string, error) {
+				s, err := startAndWait(ctx, env, env.facts().FirstNode(), expectation{})
+				return s.String(), err
 			}},
-		{name: "start-rest", title: "Start the other nodes one by one, each healthy", idempotent: true,
-			do: func(ctx context.Context, rc *runCtx) (string, error) { return startRest(ctx, rc, "") }},
+		{name: "start-rest", title: "Start the other nodes together, each waited healthy", idempotent: true,
+			do: func(ctx context.Context, env *stepEnv) (string, error) { return startRest(ctx, env, expectation{}) }},
 		{name: "lb-normal", title: "Load balancer on: traffic to the app nodes", idempotent: true,
-			do: func(ctx context.Context, rc *runCtx) (string, error) { return setBalancer(ctx, rc, LBNormal) }},
+			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, LBNormal) }},
 	}
-}
-
-func forwardSteps(r *store.Run) []stepDef {
-	switch r.Procedure {
-	case ProcUpgrade:
-		return upgradeSteps()
-	case ProcMaintain:
-		return maintainSteps(r)
-	case ProcStart:
-		return firstStartSteps()
-	}
-	return nil
-}
-
-func rollbackSteps(r *store.Run) []stepDef {
-	switch r.Procedure {
-	case ProcUpgrade:
-		return upgradeRollbackSteps()
-	case ProcMaintain:
-		return maintainRollbackSteps()
-	}
-	return nil
 }

@@ -2,15 +2,166 @@ package procedures
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/nocobot/nocobot/store"
 )
 
-// In-app maintenance: scale down to one node (plugin changes and the
-// backup plugin's task state live in one node's memory), take a safety
-// backup, do the work, let a person verify, start the others.
+// ProcMaintain is in-app maintenance: scale down to one node (plugin
+// changes and the backup plugin's task state live in one node's memory,
+// see docs/nocobase.md), take a safety backup, do the work, let a person
+// verify, start the others.
+const ProcMaintain = "maintain"
+
+func maintainProcedure() procedure {
+	return procedure{
+		name:       ProcMaintain,
+		args:       "[cluster] [plugin enable|disable|add <package>]… [backup] [restore <backup-id>]",
+		help:       "scale down to one node for in-app maintenance: the actions given, or a manual window",
+		downtime:   "scale-down",
+		liveWrites: true,
+		parse:      parseMaintain,
+		validate:   validateMaintain,
+		describe: func(r Request) string {
+			if len(r.Actions) == 0 {
+				return fmt.Sprintf("maintain %s (manual window)", r.Cluster)
+			}
+			return fmt.Sprintf("maintain %s: %s", r.Cluster, joinActionNames(r.Actions))
+		},
+		title: func(r store.Run) string {
+			acts := actionsOf(r.Params)
+			if len(acts) == 0 {
+				return fmt.Sprintf("maintenance of %s (manual window)", r.Cluster)
+			}
+			return fmt.Sprintf("maintenance of %s: %s", r.Cluster, joinActionNames(acts))
+		},
+		forward:  maintainSteps,
+		rollback: func(*store.Run) []stepDef { return maintainRollbackSteps() },
+	}
+}
+
+// MaintAction is one automated action of a maintain run.
+type MaintAction struct {
+	Kind string // "enable", "disable", "add" (plugins), "backup", "restore"
+	Arg  string // plugin package or name, or backup id
+}
+
+func (a MaintAction) String() string {
+	switch a.Kind {
+	case "enable", "disable", "add":
+		return "plugin " + a.Kind + " " + a.Arg
+	case "restore":
+		return "restore " + a.Arg
+	}
+	return a.Kind
+}
+
+func joinActionNames(acts []MaintAction) string {
+	s := make([]string, len(acts))
+	for i, a := range acts {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+// actionsOf reads the actions back from a run's parameters.
+func actionsOf(params map[string]string) []MaintAction {
+	if params["actions"] == "" {
+		return nil
+	}
+	var out []MaintAction
+	for _, s := range strings.Split(params["actions"], ";") {
+		kind, arg, _ := strings.Cut(s, " ")
+		out = append(out, MaintAction{Kind: kind, Arg: arg})
+	}
+	return out
+}
+
+func parseMaintain(req *Request, args []string) error {
+	i := 0
+	if i < len(args) && !isMaintKeyword(args[i]) {
+		if strings.HasPrefix(args[i], "-") {
+			return fmt.Errorf("unknown option %s", args[i])
+		}
+		req.Cluster = args[i]
+		i++
+	}
+	for i < len(args) {
+		switch strings.ToLower(args[i]) {
+		case "plugin":
+			if i+2 >= len(args) {
+				return errors.New("plugin needs an action and a package, e.g. plugin enable @nocobase/plugin-map")
+			}
+			act := strings.ToLower(args[i+1])
+			if act != "enable" && act != "disable" && act != "add" {
+				return fmt.Errorf("plugin %s: expected enable, disable or add", args[i+1])
+			}
+			req.Actions = append(req.Actions, MaintAction{Kind: act, Arg: args[i+2]})
+			i += 3
+		case "backup":
+			req.Actions = append(req.Actions, MaintAction{Kind: "backup"})
+			i++
+		case "restore":
+			if i+1 >= len(args) {
+				return errors.New("restore needs a backup id (see backups)")
+			}
+			req.Actions = append(req.Actions, MaintAction{Kind: "restore", Arg: args[i+1]})
+			i += 2
+		default:
+			return fmt.Errorf("unexpected %q", args[i])
+		}
+	}
+	return nil
+}
+
+func isMaintKeyword(s string) bool {
+	switch strings.ToLower(s) {
+	case "plugin", "backup", "restore":
+		return true
+	}
+	return false
+}
+
+// plugin names as npm packages or NocoBase short names.
+var pluginRE = regexp.MustCompile(`^(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*$`)
+
+var backupIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+func validateMaintain(r Request) error {
+	if r.Version != "" {
+		return errors.New("maintain takes no version")
+	}
+	for _, a := range r.Actions {
+		if err := a.validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a MaintAction) validate() error {
+	switch a.Kind {
+	case "enable", "disable", "add":
+		if !pluginRE.MatchString(a.Arg) {
+			return fmt.Errorf("plugin %s: %q is not a plugin name (expected e.g. @nocobase/plugin-map or map)", a.Kind, a.Arg)
+		}
+	case "restore":
+		if !backupIDRE.MatchString(a.Arg) {
+			return fmt.Errorf("restore: %q is not a backup id (see the list of backups)", a.Arg)
+		}
+	case "backup":
+		if a.Arg != "" {
+			return errors.New("backup takes no argument")
+		}
+	default:
+		return fmt.Errorf("unknown maintenance action %q (expected plugin enable|disable|add, backup, restore)", a.Kind)
+	}
+	return nil
+}
 
 func maintainSteps(r *store.Run) []stepDef {
 	steps := []stepDef{
@@ -29,33 +180,36 @@ func maintainSteps(r *store.Run) []stepDef {
 	}
 	if manual {
 		steps = append(steps, stepDef{name: "manual", title: "Maintenance window: do the work in NocoBase", checkpoint: "manual",
-			question: func(rc *runCtx) (string, string) {
+			question: func(env *stepEnv) (string, string) {
+				f := env.facts()
 				return fmt.Sprintf("%s runs on one node (%s). Do your maintenance in NocoBase now, then press Continue when done.",
-					rc.x.run.Cluster, rc.fact("first_node")), rc.fact("first_url")
+					env.clusterName(), f.FirstNode()), f.FirstURL()
 			}})
 	}
 	return append(steps,
-		stepDef{name: "verify", title: "Verify checkpoint", checkpoint: "verify", question: func(rc *runCtx) (string, string) {
+		stepDef{name: "verify", title: "Verify checkpoint", checkpoint: "verify", question: func(env *stepEnv) (string, string) {
+			f := env.facts()
 			return fmt.Sprintf("Check that NocoBase works on %s, then continue (start the other nodes), roll back (restore backup %s) or abort.",
-				rc.fact("first_node"), rc.fact("backup")), rc.fact("first_url")
+				f.FirstNode(), f.BackupID()), f.FirstURL()
 		}},
-		stepDef{name: "start-rest", title: "Start the other nodes one by one, each healthy", idempotent: true,
-			do: func(ctx context.Context, rc *runCtx) (string, error) { return startRest(ctx, rc, "") }},
+		stepDef{name: "start-rest", title: "Start the other nodes together, each waited healthy", idempotent: true,
+			do: func(ctx context.Context, env *stepEnv) (string, error) { return startRest(ctx, env, expectation{}) }},
 	)
 }
 
 func maintainRollbackSteps() []stepDef {
 	return []stepDef{
 		{name: "rb-stop-nodes", title: "Roll back: stop all app nodes", idempotent: true,
-			do: func(ctx context.Context, rc *runCtx) (string, error) { return stopNodes(ctx, rc, "") }},
+			do: func(ctx context.Context, env *stepEnv) (string, error) { return stopNodes(ctx, env, "") }},
 		{name: "rb-restore", title: "Roll back: restore the database and storage from the safety backup", do: restoreStep,
-			skip: func(r *store.Run) bool { return r.Fact("backup") == "" }},
+			skip: func(r *store.Run) bool { return FactsOf(*r).BackupID() == "" }},
 		{name: "rb-start-first", title: "Roll back: start one node, wait until healthy", idempotent: true,
-			do: func(ctx context.Context, rc *runCtx) (string, error) {
-				return startAndWait(ctx, rc, rc.fact("first_node"), "")
+			do: func(ctx context.Context, env *stepEnv) (string, error) {
+				s, err := startAndWait(ctx, env, env.facts().FirstNode(), expectation{})
+				return s.String(), err
 			}},
-		{name: "rb-start-rest", title: "Roll back: start the other nodes one by one", idempotent: true,
-			do: func(ctx context.Context, rc *runCtx) (string, error) { return startRest(ctx, rc, "") }},
+		{name: "rb-start-rest", title: "Roll back: start the other nodes together, each waited healthy", idempotent: true,
+			do: func(ctx context.Context, env *stepEnv) (string, error) { return startRest(ctx, env, expectation{}) }},
 	}
 }
 
@@ -63,19 +217,19 @@ func actionStep(i int, a MaintAction) stepDef {
 	name := fmt.Sprintf("action-%d", i+1)
 	switch a.Kind {
 	case "restore":
-		return stepDef{name: name, title: "Restore backup " + a.Arg, do: func(ctx context.Context, rc *runCtx) (string, error) {
-			return restoreAction(ctx, rc, a.Arg)
+		return stepDef{name: name, title: "Restore backup " + a.Arg, do: func(ctx context.Context, env *stepEnv) (string, error) {
+			return restoreAction(ctx, env, a.Arg)
 		}}
 	default:
 		// enable and disable may be repeated; add may not (NocoBase
 		// refuses to add a plugin twice), so an interrupted add asks.
 		return stepDef{name: name, title: "Plugin " + a.Kind + " " + a.Arg, idempotent: a.Kind != "add",
-			do: func(ctx context.Context, rc *runCtx) (string, error) {
-				node, _, err := firstNode(ctx, rc)
+			do: func(ctx context.Context, env *stepEnv) (string, error) {
+				node, _, err := firstNode(ctx, env)
 				if err != nil {
 					return "", err
 				}
-				if err := rc.c.App.Plugin(ctx, node, a.Kind, a.Arg, rc.progress); err != nil {
+				if err := env.c.App.Plugin(ctx, node, a.Kind, a.Arg, env.progress); err != nil {
 					return "", fmt.Errorf("plugin %s %s on %s: %w", a.Kind, a.Arg, node.Name, err)
 				}
 				return fmt.Sprintf("%s: plugin %s %sd, node healthy", node.Name, a.Arg, a.Kind), nil
@@ -83,65 +237,74 @@ func actionStep(i int, a MaintAction) stepDef {
 	}
 }
 
-func maintainPreflight(ctx context.Context, rc *runCtx) (string, error) {
-	nodes, err := listNodes(ctx, rc)
+func maintainPreflight(ctx context.Context, env *stepEnv) (string, error) {
+	nodes, err := listNodes(ctx, env)
 	if err != nil {
 		return "", err
 	}
-	rc.setFact("first_node", nodes[0].Name)
-	rc.setFact("first_url", nodes[0].URL)
-	if rc.fact("from_version") == "" {
-		rc.setFact("from_version", currentVersion(ctx, rc, nodes))
+	recordNodes(env, nodes)
+	if nodes, err = runNodes(ctx, env); err != nil {
+		return "", err
 	}
-	for _, a := range actionsOf(rc.x.run.Params) {
+	env.record(func(w factWriter) { w.setFirstNode(nodes[0]) })
+	if env.facts().FromVersion() == "" {
+		v := currentVersion(ctx, env, nodes)
+		env.record(func(w factWriter) { w.setFromVersion(v) })
+	}
+	for _, a := range actionsOf(env.rn.run.Params) {
 		if a.Kind != "restore" {
 			continue
 		}
-		if _, err := rc.c.Backups.Verify(ctx, a.Arg); err != nil {
+		info, err := env.c.Backups.Verify(ctx, a.Arg)
+		if err != nil {
 			return "", fmt.Errorf("backup %s cannot be restored: %w", a.Arg, err)
+		}
+		// NocoBase has no downgrade: older code cannot run newer data.
+		if from := env.facts().FromVersion(); newerVersion(info.Version, from) {
+			return "", fmt.Errorf("backup %s holds NocoBase %s, newer than the %s the nodes run: restoring it would need a downgrade; upgrade to %s first", a.Arg, info.Version, from, info.Version)
 		}
 	}
 	bctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if err := rc.c.Backups.Check(bctx); err != nil {
+	if err := env.c.Backups.Check(bctx); err != nil {
 		return "", fmt.Errorf("a backup could not be taken: %w", err)
 	}
-	return fmt.Sprintf("%d nodes; version %s; backup destination ready", len(nodes), rc.fact("from_version")), nil
+	return fmt.Sprintf("%d nodes; version %s; backup destination ready", len(nodes), env.facts().FromVersion()), nil
 }
 
 // scaleDown leaves exactly the first node running and healthy.
-func scaleDown(ctx context.Context, rc *runCtx) (string, error) {
-	first, _, err := firstNode(ctx, rc)
+func scaleDown(ctx context.Context, env *stepEnv) (string, error) {
+	first, _, err := firstNode(ctx, env)
 	if err != nil {
 		return "", err
 	}
-	stopped, err := stopNodes(ctx, rc, first.Name)
+	stopped, err := stopNodes(ctx, env, first.Name)
 	if err != nil {
 		return "", err
 	}
-	up, err := startAndWait(ctx, rc, first.Name, "")
+	up, err := startAndWait(ctx, env, first.Name, expectation{})
 	if err != nil {
 		return "", err
 	}
-	return stopped + "; " + up, nil
+	return stopped + "; " + up.String(), nil
 }
 
 // restoreAction restores a chosen backup: the node is stopped so nothing
 // writes while the database is replaced, and started again after.
-func restoreAction(ctx context.Context, rc *runCtx, id string) (string, error) {
-	first, _, err := firstNode(ctx, rc)
+func restoreAction(ctx context.Context, env *stepEnv, id string) (string, error) {
+	first, _, err := firstNode(ctx, env)
 	if err != nil {
 		return "", err
 	}
-	if _, err := stopNodes(ctx, rc, ""); err != nil {
+	if _, err := stopNodes(ctx, env, ""); err != nil {
 		return "", err
 	}
-	if err := rc.c.Backups.Restore(ctx, id, rc.progress); err != nil {
+	if err := env.c.Backups.Restore(ctx, id, env.progress); err != nil {
 		return "", fmt.Errorf("restore %s: %w", id, err)
 	}
-	up, err := startAndWait(ctx, rc, first.Name, "")
+	up, err := startAndWait(ctx, env, first.Name, expectation{})
 	if err != nil {
 		return "", err
 	}
-	return "restored " + id + "; " + up, nil
+	return "restored " + id + "; " + up.String(), nil
 }

@@ -4,17 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
 // Steps shared by the procedures: they work on the cluster's nodes in
 // name order, and the first node is always the one started alone.
 
-func listNodes(ctx context.Context, rc *runCtx) ([]Node, error) {
+// listNodes lists the nodes the adapter finds now.
+func listNodes(ctx context.Context, env *stepEnv) ([]Node, error) {
 	c, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	nodes, err := rc.c.Nodes.List(c)
+	nodes, err := env.c.Nodes.List(c)
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
@@ -24,14 +27,58 @@ func listNodes(ctx context.Context, rc *runCtx) ([]Node, error) {
 	return nodes, nil
 }
 
+// runNodes are the run's nodes: those recorded at preflight, which are
+// the cluster for the whole run. A recorded node that cannot be found
+// fails the step, naming it: it is never silently left behind.
+func runNodes(ctx context.Context, env *stepEnv) ([]Node, error) {
+	nodes, err := listNodes(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	recorded := env.facts().Nodes()
+	if len(recorded) == 0 {
+		return nodes, nil
+	}
+	out, missing := matchRecorded(nodes, recorded)
+	if len(missing) > 0 {
+		return nil, missingNodesError(missing)
+	}
+	return out, nil
+}
+
+// matchRecorded returns the listed nodes that were recorded, in the
+// recorded order, and the recorded names not listed.
+func matchRecorded(nodes []Node, recorded []string) (found []Node, missing []string) {
+	for _, name := range recorded {
+		i := slices.IndexFunc(nodes, func(n Node) bool { return n.Name == name })
+		if i < 0 {
+			missing = append(missing, name)
+			continue
+		}
+		found = append(found, nodes[i])
+	}
+	return found, missing
+}
+
+func missingNodesError(missing []string) error {
+	return fmt.Errorf("node %s, recorded at preflight, cannot be found (check for a leftover container such as %s-nocobot-old and bring it back under its name)",
+		strings.Join(missing, ", "), missing[0])
+}
+
+// recordNodes makes the listed nodes the run's nodes, unless a record
+// exists: a resumed preflight keeps the first one.
+func recordNodes(env *stepEnv, nodes []Node) {
+	env.record(func(w factWriter) { w.keepNodes(nodes) })
+}
+
 // firstNode is the node started alone: recorded at preflight so that a
 // resumed run keeps using the same one.
-func firstNode(ctx context.Context, rc *runCtx) (Node, []Node, error) {
-	nodes, err := listNodes(ctx, rc)
+func firstNode(ctx context.Context, env *stepEnv) (Node, []Node, error) {
+	nodes, err := runNodes(ctx, env)
 	if err != nil {
 		return Node{}, nil, err
 	}
-	want := rc.fact("first_node")
+	want := env.facts().FirstNode()
 	for _, n := range nodes {
 		if n.Name == want || want == "" {
 			return n, nodes, nil
@@ -40,8 +87,8 @@ func firstNode(ctx context.Context, rc *runCtx) (Node, []Node, error) {
 	return Node{}, nil, fmt.Errorf("node %s, started first so far, is gone", want)
 }
 
-func stopNodes(ctx context.Context, rc *runCtx, keep string) (string, error) {
-	nodes, err := listNodes(ctx, rc)
+func stopNodes(ctx context.Context, env *stepEnv, keep string) (string, error) {
+	nodes, err := runNodes(ctx, env)
 	if err != nil {
 		return "", err
 	}
@@ -51,16 +98,16 @@ func stopNodes(ctx context.Context, rc *runCtx, keep string) (string, error) {
 			continue
 		}
 		if n.Running() {
-			rc.progress(fmt.Sprintf("stopping %s", n.Name))
+			env.progress(fmt.Sprintf("stopping %s", n.Name))
 		}
-		if err := rc.c.Nodes.Stop(ctx, n.Name); err != nil {
+		if err := env.c.Nodes.Stop(ctx, n.Name); err != nil {
 			return "", err
 		}
 		stopped = append(stopped, n.Name)
 	}
 	// Trust but verify: a node that is still running would serve from the
 	// old version or race the migration.
-	after, err := listNodes(ctx, rc)
+	after, err := runNodes(ctx, env)
 	if err != nil {
 		return "", err
 	}
@@ -72,84 +119,151 @@ func stopNodes(ctx context.Context, rc *runCtx, keep string) (string, error) {
 	return fmt.Sprintf("stopped %s", strings.Join(stopped, ", ")), nil
 }
 
-// startAndWait starts one node and waits until NocoBase on it is healthy
-// and, if want is set, reports that version.
-func startAndWait(ctx context.Context, rc *runCtx, name, want string) (string, error) {
-	began := time.Now()
-	rc.progress(fmt.Sprintf("starting %s", name))
-	if err := rc.c.Nodes.Start(ctx, name); err != nil {
-		return "", err
-	}
-	nodes, err := listNodes(ctx, rc)
-	if err != nil {
-		return "", err
-	}
-	var node Node
-	for _, n := range nodes {
-		if n.Name == name {
-			node = n
-		}
-	}
-	if node.Name == "" {
-		return "", fmt.Errorf("%s disappeared after start", name)
-	}
-	hctx, cancel := context.WithTimeout(ctx, rc.c.HealthTimeout)
-	defer cancel()
-	if err := rc.c.App.WaitHealthy(hctx, node, rc.progress); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return "", fmt.Errorf("%s was not healthy within %s: %w", name, rc.c.HealthTimeout, err)
-		}
-		return "", fmt.Errorf("%s: %w", name, err)
-	}
-	got, err := rc.c.App.Version(ctx, node)
-	if err != nil {
-		return "", fmt.Errorf("%s: read version: %w", name, err)
-	}
-	if want != "" && got != want {
-		return "", fmt.Errorf("%s is healthy but reports version %s, expected %s", name, got, want)
-	}
-	return fmt.Sprintf("%s healthy on %s after %s", name, got, time.Since(began).Round(100*time.Millisecond)), nil
+// expectation is what a started node must run: a version ("" takes
+// whatever it reports) and, per node, an image digest ("" takes any).
+type expectation struct {
+	version string
+	digests map[string]string
 }
 
-// startRest starts the nodes other than the first one by one, each
-// healthy before the next: a node that starts migrates the database, and
-// only one may do that at a time.
-func startRest(ctx context.Context, rc *runCtx, want string) (string, error) {
-	first, nodes, err := firstNode(ctx, rc)
+// started is what one node start saw.
+type started struct {
+	node, version string
+	took          time.Duration
+}
+
+func (s started) String() string {
+	return fmt.Sprintf("%s healthy on %s after %s", s.node, s.version, s.took.Round(100*time.Millisecond))
+}
+
+// startAndWait starts one node and waits until NocoBase on it is healthy
+// and runs what exp expects. A node that is running but stuck in
+// APP_ERROR (a failed start, docs/nocobase.md) is restarted first.
+func startAndWait(ctx context.Context, env *stepEnv, name string, exp expectation) (started, error) {
+	began := time.Now()
+	if err := restartIfBroken(ctx, env, name); err != nil {
+		return started{}, err
+	}
+	env.progress(fmt.Sprintf("starting %s", name))
+	if err := env.c.Nodes.Start(ctx, name); err != nil {
+		return started{}, err
+	}
+	node, err := findNode(ctx, env, name)
+	if err != nil {
+		return started{}, err
+	}
+	hctx, cancel := context.WithTimeout(ctx, env.c.HealthTimeout)
+	defer cancel()
+	if err := env.c.App.WaitHealthy(hctx, node, env.progress); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return started{}, fmt.Errorf("%s was not healthy within %s: %w", name, env.c.HealthTimeout, err)
+		}
+		return started{}, fmt.Errorf("%s: %w", name, err)
+	}
+	got, err := env.c.App.Version(ctx, node)
+	if err != nil {
+		return started{}, fmt.Errorf("%s: read version: %w", name, err)
+	}
+	if exp.version != "" && got != exp.version {
+		return started{}, fmt.Errorf("%s is healthy but reports version %s, expected %s", name, got, exp.version)
+	}
+	if want := exp.digests[name]; want != "" && node.Digest != "" && node.Digest != want {
+		return started{}, fmt.Errorf("%s runs image %s, expected %s", name, node.Digest, want)
+	}
+	return started{node: name, version: got, took: time.Since(began)}, nil
+}
+
+func findNode(ctx context.Context, env *stepEnv, name string) (Node, error) {
+	nodes, err := listNodes(ctx, env)
+	if err != nil {
+		return Node{}, err
+	}
+	for _, n := range nodes {
+		if n.Name == name {
+			return n, nil
+		}
+	}
+	return Node{}, fmt.Errorf("%s disappeared", name)
+}
+
+// restartIfBroken stops a running node whose app reports APP_ERROR, so
+// that the start that follows is a fresh one.
+func restartIfBroken(ctx context.Context, env *stepEnv, name string) error {
+	node, err := findNode(ctx, env, name)
+	if err != nil || !node.Running() {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	st, err := env.c.App.Probe(pctx, node.URL)
+	cancel()
+	if err != nil || !strings.HasPrefix(st.Code, "APP_ERROR") {
+		return nil
+	}
+	env.progress(fmt.Sprintf("%s is stuck in %s: restarting it", name, st.Code))
+	return env.c.Nodes.Stop(ctx, name)
+}
+
+// startRest starts the nodes other than the first, each waited healthy.
+// Once the first node has migrated the database the others migrate
+// nothing, so they start together, StartParallelism at a time
+// (docs/nocobase.md).
+func startRest(ctx context.Context, env *stepEnv, exp expectation) (string, error) {
+	first, nodes, err := firstNode(ctx, env)
 	if err != nil {
 		return "", err
 	}
-	var done []string
+	var rest []string
 	for _, n := range nodes {
-		if n.Name == first.Name {
+		if n.Name != first.Name {
+			rest = append(rest, n.Name)
+		}
+	}
+	if len(rest) == 0 {
+		return "no other nodes", nil
+	}
+	par := env.c.StartParallelism
+	if par <= 0 || par > len(rest) {
+		par = len(rest)
+	}
+	results := make([]started, len(rest))
+	errs := make([]error, len(rest))
+	sem := make(chan struct{}, par)
+	var wg sync.WaitGroup
+	for i, name := range rest {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
 			continue
 		}
-		d, err := startAndWait(ctx, rc, n.Name, want)
-		if err != nil {
-			return "", err
-		}
-		done = append(done, d)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			results[i], errs[i] = startAndWait(ctx, env, name, exp)
+		}()
 	}
-	if len(done) == 0 {
-		return "no other nodes", nil
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return "", err
+	}
+	done := make([]string, len(results))
+	for i, r := range results {
+		done[i] = r.String()
 	}
 	return strings.Join(done, "; "), nil
 }
 
-func setBalancer(ctx context.Context, rc *runCtx, mode LBMode) (string, error) {
+func setBalancer(ctx context.Context, env *stepEnv, mode LBMode) (string, error) {
 	c, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if err := rc.c.Balancer.SetMode(c, mode); err != nil {
+	if err := env.c.Balancer.SetMode(c, mode); err != nil {
 		return "", fmt.Errorf("load balancer to %s: %w", mode, err)
 	}
 	if mode == LBMaintenance {
-		if rc.fact("downtime_start") == "" {
-			rc.setFact("downtime_start", rc.x.e.clock.Now().UTC().Format(time.RFC3339Nano))
-		}
+		env.record(func(w factWriter) { w.markDowntimeStart(env.now()) })
 		return "traffic goes to the maintenance page (503)", nil
 	}
-	if rc.fact("downtime_start") != "" {
-		rc.setFact("downtime_end", rc.x.e.clock.Now().UTC().Format(time.RFC3339Nano))
-	}
+	env.record(func(w factWriter) { w.markDowntimeEnd(env.now()) })
 	return "traffic goes to the app nodes again", nil
 }

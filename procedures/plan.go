@@ -36,12 +36,8 @@ func (e *Engine) Plan(ctx context.Context, req Request) (string, error) {
 		for _, n := range nodes {
 			fmt.Fprintf(&b, "  - %s: %s, %s\n", n.Name, n.State, n.Image)
 		}
-		if req.Procedure == ProcUpgrade {
-			repo := c.ImageRepo
-			if repo == "" {
-				repo = imageRepo(nodes[0].Image)
-			}
-			fmt.Fprintf(&b, "New image: %s:%s%s\n", repo, req.Version, c.TagSuffix)
+		if p, _ := lookup(req.Procedure); p.plan != nil {
+			p.plan(&b, c, nodes, req)
 		}
 	}
 	for i, d := range forwardSteps(&r) {

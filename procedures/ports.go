@@ -49,6 +49,29 @@ type Nodes interface {
 	Pull(ctx context.Context, image string, progress Progress) error
 }
 
+// ImageInspector is what a Nodes adapter implements to describe images:
+// with it an upgrade is verified by digest, floating tags are resolved at
+// preflight and a roll-back pins the digest the nodes ran. Without it the
+// engine goes by tags and reported versions.
+type ImageInspector interface {
+	// ImageInfo describes an image present on the engine (pulled first);
+	// ref is a reference, repo@digest or a local image id.
+	ImageInfo(ctx context.Context, ref string) (ImageInfo, error)
+}
+
+// ImageInfo is what the engine knows of one image.
+type ImageInfo struct {
+	// ID is the engine's local image id, "sha256:…".
+	ID string
+	// Digest is in the form Node.Digest has: the registry digest
+	// ("sha256:…") matching the reference's repository, or ID for an
+	// image that never came from a registry.
+	Digest string
+	// Version is the NocoBase version the image's metadata states (e.g.
+	// the org.opencontainers.image.version label), "" when it says none.
+	Version string
+}
+
 // AppStatus is what one health probe of a node saw.
 type AppStatus struct {
 	Healthy bool
@@ -67,6 +90,8 @@ type App interface {
 	WaitHealthy(ctx context.Context, node Node, progress Progress) error
 	// Version returns the version the node reports (data.version).
 	Version(ctx context.Context, node Node) (string, error)
+	// Probe asks a node's health check once.
+	Probe(ctx context.Context, baseURL string) (AppStatus, error)
 	// Plugin runs a plugin action ("enable", "disable", "add") on one node
 	// and waits until the node is healthy again.
 	Plugin(ctx context.Context, node Node, action, pkg string, progress Progress) error

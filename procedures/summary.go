@@ -10,24 +10,8 @@ import (
 
 // Title names a run for people, e.g. "upgrade of prod to 1.7.14".
 func Title(r store.Run) string {
-	switch r.Procedure {
-	case ProcUpgrade:
-		if from := r.Fact("from_version"); from != "" {
-			return fmt.Sprintf("upgrade of %s from %s to %s", r.Cluster, from, r.Params["version"])
-		}
-		return fmt.Sprintf("upgrade of %s to %s", r.Cluster, r.Params["version"])
-	case ProcMaintain:
-		acts := actionsOf(r.Params)
-		if len(acts) == 0 {
-			return fmt.Sprintf("maintenance of %s (manual window)", r.Cluster)
-		}
-		s := make([]string, len(acts))
-		for i, a := range acts {
-			s[i] = a.String()
-		}
-		return fmt.Sprintf("maintenance of %s: %s", r.Cluster, strings.Join(s, ", "))
-	case ProcStart:
-		return fmt.Sprintf("first start of %s", r.Cluster)
+	if p, ok := lookup(r.Procedure); ok {
+		return p.title(r)
 	}
 	return r.Procedure + " of " + r.Cluster
 }
@@ -35,9 +19,10 @@ func Title(r store.Run) string {
 // Downtime is how long traffic went to the maintenance page; ok is false
 // when the run never switched it (or has not switched it back yet).
 func Downtime(r store.Run) (time.Duration, bool) {
-	a, err1 := time.Parse(time.RFC3339Nano, r.Fact("downtime_start"))
-	b, err2 := time.Parse(time.RFC3339Nano, r.Fact("downtime_end"))
-	if err1 != nil || err2 != nil {
+	f := FactsOf(r)
+	a, ok1 := f.DowntimeStart()
+	b, ok2 := f.DowntimeEnd()
+	if !ok1 || !ok2 {
 		return 0, false
 	}
 	return b.Sub(a), true
@@ -55,6 +40,7 @@ func Duration(r store.Run, now time.Time) time.Duration {
 // Summary says how a finished run ended, in one paragraph.
 func Summary(r store.Run) string {
 	var b strings.Builder
+	f := FactsOf(r)
 	title := Title(r)
 	title = strings.ToUpper(title[:1]) + title[1:]
 	fmt.Fprintf(&b, "%s %s in %s.", title, r.State, Duration(r, r.Ended).Round(100*time.Millisecond))
@@ -63,13 +49,13 @@ func Summary(r store.Run) string {
 	}
 	if d, ok := Downtime(r); ok {
 		fmt.Fprintf(&b, " Downtime %s.", d.Round(100*time.Millisecond))
-	} else if r.Fact("downtime_start") != "" {
+	} else if _, ok := f.DowntimeStart(); ok {
 		b.WriteString(" Traffic still goes to the maintenance page.")
 	}
-	if id := r.Fact("backup"); id != "" {
+	if id := f.BackupID(); id != "" {
 		fmt.Fprintf(&b, " Backup %s.", id)
 	}
-	if s := r.Fact("final_state"); s != "" && r.State != store.StateSucceeded {
+	if s := f.FinalState(); s != "" && r.State != store.StateSucceeded {
 		b.WriteString(" " + s)
 	}
 	return b.String()

@@ -2,60 +2,164 @@ package procedures
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/nocobot/nocobot/store"
 )
 
-// The upgrade, as NocoBase's cluster operations guide says: no online
-// upgrade, traffic off, a verified backup, one node migrates the
-// database, a person checks it, then the rest.
+// ProcUpgrade moves a cluster to another NocoBase version, as NocoBase's
+// cluster operations guide says (docs/nocobase.md): no online upgrade,
+// traffic off, a verified backup, one node migrates the database, a
+// person checks it, then the rest.
+const ProcUpgrade = "upgrade"
+
+func upgradeProcedure() procedure {
+	return procedure{
+		name:     ProcUpgrade,
+		args:     "<version>|--image <reference> [cluster] [--same-version]",
+		help:     "upgrade the cluster to a NocoBase version, tag or image (503 page, backup, one node first, your check, the rest)",
+		downtime: "lb-maintenance",
+		parse:    parseUpgrade,
+		validate: validateUpgrade,
+		describe: func(r Request) string { return fmt.Sprintf("upgrade %s to %s", r.Cluster, r.target()) },
+		title: func(r store.Run) string {
+			to := r.Params["version"]
+			if to == "" {
+				to = r.Params["image"]
+			}
+			if from := FactsOf(r).FromVersion(); from != "" {
+				return fmt.Sprintf("upgrade of %s from %s to %s", r.Cluster, from, to)
+			}
+			return fmt.Sprintf("upgrade of %s to %s", r.Cluster, to)
+		},
+		forward:  func(*store.Run) []stepDef { return upgradeSteps() },
+		rollback: func(*store.Run) []stepDef { return upgradeRollbackSteps() },
+		plan: func(b *strings.Builder, c *Cluster, nodes []Node, req Request) {
+			image := targetImage(c, nodes, req.Version, req.Image)
+			v := versionPart(imageTag(image))
+			if v == "" {
+				v = "unknown until it starts (a floating tag: its digest is fixed at preflight)"
+			}
+			fmt.Fprintf(b, "New image: %s (NocoBase %s)\n", image, v)
+		},
+	}
+}
+
+func parseUpgrade(req *Request, words []string) error {
+	var pos []string
+	for i := 0; i < len(words); i++ {
+		switch a := words[i]; {
+		case a == "--same-version":
+			req.SameVersion = true
+		case a == "--image":
+			if i+1 >= len(words) {
+				return errors.New("--image needs an image reference, e.g. --image registry.example.com/team/nocobase:2026-11-30")
+			}
+			req.Image = words[i+1]
+			i++
+		case strings.HasPrefix(a, "-"):
+			return fmt.Errorf("unknown option %s", a)
+		default:
+			pos = append(pos, a)
+		}
+	}
+	if len(pos) > 0 && (req.Image == "" || versionRE.MatchString(pos[0]) || floatingRE.MatchString(pos[0])) {
+		req.Version, pos = pos[0], pos[1:]
+	}
+	switch len(pos) {
+	case 0:
+	case 1:
+		req.Cluster = pos[0]
+	default:
+		return fmt.Errorf("too many arguments: %s", strings.Join(pos[1:], " "))
+	}
+	if req.Version == "" && req.Image == "" {
+		return errors.New("which version? e.g. upgrade 1.7.14, upgrade latest or upgrade --image <reference>")
+	}
+	return nil
+}
+
+// version is what NocoBase publishes: 1.7.14, 2.0.0-beta.12, and the
+// tags built on it (1.7.14-full).
+var versionRE = regexp.MustCompile(`^v?[0-9]+\.[0-9]+\.[0-9]+([-.][0-9A-Za-z][0-9A-Za-z.-]*)?$`)
+
+// floatingRE are the tags NocoBase moves from release to release.
+var floatingRE = regexp.MustCompile(`^(latest|beta|alpha|next|rc)(-full)?$`)
+
+// imageRefRE is a Docker image reference: [host[:port]/]path[:tag][@digest].
+var imageRefRE = regexp.MustCompile(`^([A-Za-z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$`)
+
+func validateUpgrade(r Request) error {
+	switch {
+	case r.Image != "" && r.Version != "":
+		return errors.New("give a version or --image, not both")
+	case r.Image != "":
+		if len(r.Image) > 255 || !imageRefRE.MatchString(r.Image) {
+			return fmt.Errorf("%q is not an image reference (expected e.g. registry.example.com/team/nocobase:2026-11-30)", r.Image)
+		}
+	case r.Version == "":
+		return errors.New("a version is needed, e.g. 1.7.14")
+	case len(r.Version) > 128 || !(versionRE.MatchString(r.Version) || floatingRE.MatchString(r.Version)):
+		return fmt.Errorf("%q is not a NocoBase version or tag (expected e.g. 1.7.14, 1.7.14-full, 2.0.0-beta.12 or latest; other images with --image)", r.Version)
+	}
+	if len(r.Actions) > 0 {
+		return errors.New("upgrade takes no maintenance actions")
+	}
+	return nil
+}
 
 func upgradeSteps() []stepDef {
 	return []stepDef{
 		{name: "preflight", title: "Preflight: nodes, versions, image pulled, backup possible", idempotent: true, do: upgradePreflight},
 		{name: "lb-maintenance", title: "Load balancer to the 503 maintenance page", idempotent: true,
-			do: func(ctx context.Context, rc *runCtx) (string, error) { return setBalancer(ctx, rc, LBMaintenance) }},
+			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, LBMaintenance) }},
 		{name: "stop-nodes", title: "Stop all app nodes", idempotent: true,
-			do: func(ctx context.Context, rc *runCtx) (string, error) { return stopNodes(ctx, rc, "") }},
+			do: func(ctx context.Context, env *stepEnv) (string, error) { return stopNodes(ctx, env, "") }},
 		{name: "backup", title: "Back up database and storage, verify the backup", idempotent: true, do: backupStep},
 		{name: "set-image", title: "Set the new image on every node", do: upgradeSetImage},
 		{name: "start-first", title: "Start one node, wait until healthy on the new version", idempotent: true,
-			do: func(ctx context.Context, rc *runCtx) (string, error) {
-				return startAndWait(ctx, rc, rc.fact("first_node"), rc.param("version"))
-			}},
-		{name: "verify", title: "Verify checkpoint", checkpoint: "verify", question: func(rc *runCtx) (string, string) {
-			return fmt.Sprintf("%s runs %s on one node. Check it works, then continue, roll back (restores backup %s) or abort.",
-				rc.x.run.Cluster, rc.param("version"), rc.fact("backup")), rc.fact("first_url")
+			do: upgradeStartFirst},
+		{name: "verify", title: "Verify checkpoint", checkpoint: "verify", question: func(env *stepEnv) (string, string) {
+			f := env.facts()
+			return fmt.Sprintf("%s runs %s (NocoBase %s) on one node. Check it works, then continue, roll back (restores backup %s) or abort.",
+				env.clusterName(), f.TargetImage(), f.ToVersion(), f.BackupID()), f.FirstURL()
 		}},
-		{name: "start-rest", title: "Start the other nodes one by one, each healthy", idempotent: true,
-			do: func(ctx context.Context, rc *runCtx) (string, error) { return startRest(ctx, rc, rc.param("version")) }},
+		{name: "start-rest", title: "Start the other nodes together, each waited healthy", idempotent: true,
+			do: func(ctx context.Context, env *stepEnv) (string, error) {
+				f := env.facts()
+				return startRest(ctx, env, upgradeTarget(f, f.Nodes()))
+			}},
 		{name: "lb-normal", title: "Load balancer back to the app nodes", idempotent: true,
-			do: func(ctx context.Context, rc *runCtx) (string, error) { return setBalancer(ctx, rc, LBNormal) }},
+			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, LBNormal) }},
 	}
 }
 
 func upgradeRollbackSteps() []stepDef {
 	return []stepDef{
 		{name: "rb-stop-nodes", title: "Roll back: stop all app nodes", idempotent: true,
-			do: func(ctx context.Context, rc *runCtx) (string, error) { return stopNodes(ctx, rc, "") }},
+			do: func(ctx context.Context, env *stepEnv) (string, error) { return stopNodes(ctx, env, "") }},
 		// Only a node started on the new image migrates the database.
 		{name: "rb-restore", title: "Roll back: restore the database and storage from the backup", do: restoreStep,
 			skip: func(r *store.Run) bool { return !stepBegan(r, "start-first") }},
 		{name: "rb-set-image", title: "Roll back: set the previous image on every node", do: rollbackSetImage,
 			skip: func(r *store.Run) bool { return !stepBegan(r, "set-image") }},
 		{name: "rb-start-first", title: "Roll back: start one node, healthy on the previous version", idempotent: true,
-			do: func(ctx context.Context, rc *runCtx) (string, error) {
-				return startAndWait(ctx, rc, rc.fact("first_node"), rc.fact("from_version"))
+			do: func(ctx context.Context, env *stepEnv) (string, error) {
+				f := env.facts()
+				s, err := startAndWait(ctx, env, f.FirstNode(), rollbackTarget(f))
+				return s.String(), err
 			}},
-		{name: "rb-start-rest", title: "Roll back: start the other nodes one by one", idempotent: true,
-			do: func(ctx context.Context, rc *runCtx) (string, error) {
-				return startRest(ctx, rc, rc.fact("from_version"))
+		{name: "rb-start-rest", title: "Roll back: start the other nodes together, each waited healthy", idempotent: true,
+			do: func(ctx context.Context, env *stepEnv) (string, error) {
+				return startRest(ctx, env, rollbackTarget(env.facts()))
 			}},
 		{name: "rb-lb-normal", title: "Roll back: load balancer back to the app nodes", idempotent: true,
-			do: func(ctx context.Context, rc *runCtx) (string, error) { return setBalancer(ctx, rc, LBNormal) }},
+			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, LBNormal) }},
 	}
 }
 
@@ -69,171 +173,186 @@ func stepBegan(r *store.Run, name string) bool {
 	return false
 }
 
-func imageRepo(image string) string {
-	// Strip a digest, then a tag (a colon after the last slash).
-	if i := strings.Index(image, "@"); i >= 0 {
-		image = image[:i]
+// targetImage is the image an upgrade sets on every node: the image
+// given, or the cluster's repository with the version's tag and the
+// configured suffix (never twice: 1.7.14-full with -full stays so).
+func targetImage(c *Cluster, nodes []Node, version, image string) string {
+	if image != "" {
+		return image
 	}
-	if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
-		image = image[:i]
-	}
-	return image
-}
-
-func imageTag(image string) string {
-	if i := strings.Index(image, "@"); i >= 0 {
-		image = image[:i]
-	}
-	if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
-		return image[i+1:]
-	}
-	return "latest"
-}
-
-func upgradePreflight(ctx context.Context, rc *runCtx) (string, error) {
-	nodes, err := listNodes(ctx, rc)
-	if err != nil {
-		return "", err
-	}
-	target := rc.param("version")
-	repo := rc.c.ImageRepo
+	repo := c.ImageRepo
 	if repo == "" {
 		repo = imageRepo(nodes[0].Image)
 	}
-	targetImage := repo + ":" + target + rc.c.TagSuffix
-	// Record where every node comes from, for the roll-back.
-	for _, n := range nodes {
-		if rc.fact("image:"+n.Name) == "" {
-			rc.setFact("image:"+n.Name, n.Image)
-		}
+	tag := version
+	if c.TagSuffix != "" && !strings.HasSuffix(tag, c.TagSuffix) {
+		tag += c.TagSuffix
 	}
-	rc.setFact("first_node", nodes[0].Name)
-	rc.setFact("first_url", nodes[0].URL)
-	rc.setFact("target_image", targetImage)
+	return repo + ":" + tag
+}
 
-	from := rc.fact("from_version")
-	if from == "" {
-		from = currentVersion(ctx, rc, nodes)
-		rc.setFact("from_version", from)
-	}
-	if from == target {
-		return "", fmt.Errorf("%s already runs %s: nothing to upgrade", rc.x.run.Cluster, target)
-	}
-	// A saved record now means a crash from here on still knows the way back.
-	if err := rc.save(ctx); err != nil {
+// errNothingToDo fails a preflight that found the work already done: a
+// retry cannot change that, so the run offers no retry.
+type errNothingToDo struct{ msg string }
+
+func (e *errNothingToDo) Error() string { return e.msg }
+
+func upgradePreflight(ctx context.Context, env *stepEnv) (string, error) {
+	nodes, err := listNodes(ctx, env)
+	if err != nil {
 		return "", err
 	}
-	rc.progress(fmt.Sprintf("pulling %s", targetImage))
-	if err := rc.c.Nodes.Pull(ctx, targetImage, rc.progress); err != nil {
-		return "", fmt.Errorf("pull %s: %w", targetImage, err)
+	recordNodes(env, nodes)
+	if nodes, err = runNodes(ctx, env); err != nil {
+		return "", err
+	}
+	image := targetImage(env.c, nodes, env.param("version"), env.param("image"))
+	env.record(func(w factWriter) {
+		// Where every node comes from, for the roll-back.
+		for _, n := range nodes {
+			w.keepPrevImage(n.Name, n.Image)
+			w.keepPrevDigest(n.Name, n.Digest)
+		}
+		w.setFirstNode(nodes[0])
+		w.setTargetImage(image)
+	})
+	from := env.facts().FromVersion()
+	if from == "" {
+		from = currentVersion(ctx, env, nodes)
+		env.record(func(w factWriter) { w.setFromVersion(from) })
+	}
+	// A saved record now means a crash from here on still knows the way back.
+	if err := env.save(ctx); err != nil {
+		return "", err
+	}
+	env.progress(fmt.Sprintf("pulling %s", image))
+	if err := env.c.Nodes.Pull(ctx, image, env.progress); err != nil {
+		return "", fmt.Errorf("pull %s: %w", image, err)
+	}
+	info, err := imageInfo(ctx, env.c, image)
+	if err != nil && !errors.Is(err, errNoImageInfo) {
+		return "", fmt.Errorf("inspect %s: %w", image, err)
+	}
+	target := versionPart(imageTag(image))
+	if target == "" {
+		target = info.Version
+	}
+	env.record(func(w factWriter) { w.setTarget(info.Digest, target) })
+	if info.Digest != "" && !slices.ContainsFunc(nodes, func(n Node) bool { return n.Digest != info.Digest }) {
+		return "", &errNothingToDo{fmt.Sprintf("every node of %s already runs %s (%s): nothing to upgrade", env.clusterName(), image, shortDigest(info.Digest))}
+	}
+	if target != "" && target == from && env.param("same_version") == "" {
+		return "", &errNothingToDo{fmt.Sprintf("%s already runs %s; %s holds the same version: to move to it anyway, ask again with --same-version", env.clusterName(), from, image)}
 	}
 	bctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if err := rc.c.Backups.Check(bctx); err != nil {
+	if err := env.c.Backups.Check(bctx); err != nil {
 		return "", fmt.Errorf("a backup could not be taken: %w", err)
 	}
-	return fmt.Sprintf("%d nodes; %s → %s; %s pulled; backup destination ready", len(nodes), from, target, targetImage), nil
+	if target == "" {
+		target = "a version known once it starts"
+	}
+	return fmt.Sprintf("%d nodes; %s → %s; %s pulled (%s); backup destination ready", len(nodes), from, target, image, shortDigest(info.Digest)), nil
 }
 
-// currentVersion asks a running node, else reads the image tag.
-func currentVersion(ctx context.Context, rc *runCtx, nodes []Node) string {
+// upgradeTarget is what a node started on the target image must run.
+func upgradeTarget(f Facts, nodes []string) expectation {
+	exp := expectation{version: f.TargetVersion(), digests: map[string]string{}}
+	if exp.version == "" {
+		exp.version = f.ToVersion()
+	}
 	for _, n := range nodes {
-		if !n.Running() {
-			continue
-		}
-		c, cancel := context.WithTimeout(ctx, 15*time.Second)
-		v, err := rc.c.App.Version(c, n)
-		cancel()
-		if err == nil && v != "" {
-			return v
-		}
+		exp.digests[n] = f.TargetDigest()
 	}
-	return strings.TrimSuffix(imageTag(nodes[0].Image), rc.c.TagSuffix)
+	return exp
 }
 
-func backupStep(ctx context.Context, rc *runCtx) (string, error) {
-	nodes, err := listNodes(ctx, rc)
+// rollbackTarget is what a node must run after the roll-back.
+func rollbackTarget(f Facts) expectation {
+	exp := expectation{version: f.FromVersion(), digests: map[string]string{}}
+	for _, n := range f.Nodes() {
+		exp.digests[n] = f.PrevDigest(n)
+	}
+	return exp
+}
+
+func upgradeStartFirst(ctx context.Context, env *stepEnv) (string, error) {
+	f := env.facts()
+	s, err := startAndWait(ctx, env, f.FirstNode(), upgradeTarget(f, []string{f.FirstNode()}))
 	if err != nil {
 		return "", err
 	}
-	version := rc.fact("from_version")
-	if version == "" {
-		version = currentVersion(ctx, rc, nodes)
-	}
-	img := rc.fact("image:" + nodes[0].Name)
-	if img == "" {
-		img = nodes[0].Image
-	}
-	info, err := rc.c.Backups.Create(ctx, BackupRequest{Cluster: rc.x.run.Cluster, Version: version, Image: img, RunID: rc.x.run.ID}, rc.progress)
-	if err != nil {
-		return "", fmt.Errorf("backup: %w", err)
-	}
-	if !info.Verified {
-		return "", fmt.Errorf("backup %s was not verified: not going on without a verified backup", info.ID)
-	}
-	rc.setFact("backup", info.ID)
-	return fmt.Sprintf("backup %s verified (%s)", info.ID, humanBytes(info.Size)), nil
+	env.record(func(w factWriter) { w.setToVersion(s.version) })
+	return s.String(), nil
 }
 
-func restoreStep(ctx context.Context, rc *runCtx) (string, error) {
-	id := rc.fact("backup")
-	if id == "" {
-		return "", fmt.Errorf("no backup was taken in this run: nothing to restore")
-	}
-	if err := rc.c.Backups.Restore(ctx, id, rc.progress); err != nil {
-		return "", fmt.Errorf("restore %s: %w", id, err)
-	}
-	return "restored backup " + id, nil
-}
-
-func upgradeSetImage(ctx context.Context, rc *runCtx) (string, error) {
-	nodes, err := listNodes(ctx, rc)
+func upgradeSetImage(ctx context.Context, env *stepEnv) (string, error) {
+	nodes, err := runNodes(ctx, env)
 	if err != nil {
 		return "", err
 	}
-	target := rc.fact("target_image")
+	f := env.facts()
+	target := f.TargetImage()
 	for i, n := range nodes {
 		if n.Running() {
 			return "", fmt.Errorf("%s is running: refusing to change images while a node runs", n.Name)
 		}
-		if n.Image == target {
+		if n.Image == target && (f.TargetDigest() == "" || n.Digest == f.TargetDigest()) {
 			continue
 		}
-		rc.progress(fmt.Sprintf("%s → %s (%d/%d)", n.Name, target, i+1, len(nodes)))
-		if err := rc.c.Nodes.SetImage(ctx, n.Name, target); err != nil {
+		env.progress(fmt.Sprintf("%s → %s (%d/%d)", n.Name, target, i+1, len(nodes)))
+		if err := env.c.Nodes.SetImage(ctx, n.Name, target); err != nil {
 			return "", err
 		}
 	}
 	return fmt.Sprintf("%d nodes on %s", len(nodes), target), nil
 }
 
-func rollbackSetImage(ctx context.Context, rc *runCtx) (string, error) {
-	nodes, err := listNodes(ctx, rc)
+// rollbackSetImage puts every node back on the image it ran, pinned by
+// the digest recorded at preflight: a tag may have moved since.
+func rollbackSetImage(ctx context.Context, env *stepEnv) (string, error) {
+	nodes, err := runNodes(ctx, env)
 	if err != nil {
 		return "", err
 	}
+	f := env.facts()
 	for _, n := range nodes {
-		prev := rc.fact("image:" + n.Name)
-		if prev == "" || n.Image == prev {
+		prev, digest := f.PrevImage(n.Name), f.PrevDigest(n.Name)
+		if prev == "" || (n.Image == prev && (digest == "" || n.Digest == digest)) {
 			continue
 		}
-		rc.progress(fmt.Sprintf("%s → %s", n.Name, prev))
-		if err := rc.c.Nodes.SetImage(ctx, n.Name, prev); err != nil {
+		ref := prev
+		if digest != "" {
+			ref = pinnedRef(ctx, env, prev, digest)
+		}
+		env.progress(fmt.Sprintf("%s → %s", n.Name, ref))
+		if err := env.c.Nodes.SetImage(ctx, n.Name, ref); err != nil {
 			return "", err
 		}
 	}
 	return "every node on its previous image", nil
 }
 
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
+// pinnedRef names exactly the image with digest: its tag while the tag
+// still names it, else repo@digest for a registry digest or the id
+// itself for an image that is only local.
+func pinnedRef(ctx context.Context, env *stepEnv, image, digest string) string {
+	info, err := imageInfo(ctx, env.c, image)
+	switch {
+	case errors.Is(err, errNoImageInfo):
+		return image
+	case err == nil && info.Digest == digest:
+		return image
 	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
+	if info, err := imageInfo(ctx, env.c, digest); err == nil && info.ID == digest {
+		return digest
 	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	return imageRepo(image) + "@" + digest
+}
+
+func shortDigest(d string) string {
+	if len(d) > 19 {
+		return d[:19]
+	}
+	return d
 }

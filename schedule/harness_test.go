@@ -85,7 +85,7 @@ func (h *schedHarness) startRun(ctx context.Context, req procedures.Request) (st
 		State: store.StateRunning, Created: h.clock.Now(), Updated: h.clock.Now()}
 	got, err := h.st.CreateRun(ctx, r)
 	if errors.Is(err, store.ErrClusterBusy) {
-		return store.Run{}, &procedures.ErrBusy{Run: got}
+		return store.Run{}, &procedures.BusyError{Run: got}
 	}
 	if err != nil {
 		return store.Run{}, err

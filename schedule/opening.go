@@ -170,7 +170,7 @@ func (s *Scheduler) dueApproval(ctx context.Context, w store.Window, p parsedSpe
 // (this replica won the start).
 func (s *Scheduler) start(ctx context.Context, w store.Window, ev procedures.WindowEvent, now time.Time) error {
 	run, err := s.startWindowRun(ctx, w)
-	var busy *procedures.ErrBusy
+	var busy *procedures.BusyError
 	switch {
 	case errors.As(err, &busy):
 		s.log.Info().Str("window", w.ID).Str("busy_run", busy.Run.ID).Msg("window skipped: cluster busy")

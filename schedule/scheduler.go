@@ -66,7 +66,7 @@ type Options struct {
 	// checked with it, and a window's run starts the request it returns.
 	Parse ParseFunc
 	// Start starts a run; usually Engine.Start. A busy cluster gives a
-	// *procedures.ErrBusy.
+	// *procedures.BusyError.
 	Start func(ctx context.Context, req procedures.Request) (store.Run, error)
 	// RunState reads a run, to see whether it outlasts its window; default
 	// Store.GetRun.

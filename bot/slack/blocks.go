@@ -68,7 +68,7 @@ func versions(r store.Run) string {
 	if r.Procedure != procedures.ProcUpgrade {
 		return ""
 	}
-	from := r.Fact("from_version")
+	from := procedures.FactsOf(r).FromVersion()
 	if from == "" {
 		from = "?"
 	}
@@ -186,10 +186,10 @@ func renderSummary(r store.Run) (string, []slack.Block) {
 	facts = append(facts, "Outcome: *"+string(r.State)+"*", "Total: "+fmtDur(procedures.Duration(r, r.Ended)))
 	if d, ok := procedures.Downtime(r); ok {
 		facts = append(facts, "Downtime: "+fmtDur(d))
-	} else if r.Fact("downtime_start") != "" {
+	} else if _, ok := procedures.FactsOf(r).DowntimeStart(); ok {
 		facts = append(facts, "Downtime: still on the maintenance page")
 	}
-	if id := r.Fact("backup"); id != "" {
+	if id := procedures.FactsOf(r).BackupID(); id != "" {
 		facts = append(facts, "Backup: `"+id+"`")
 	}
 	text := fmt.Sprintf("%s %s\n%s", icon, procedures.Summary(r), strings.Join(facts, " · "))

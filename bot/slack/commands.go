@@ -120,7 +120,7 @@ func (f *Front) startRun(ctx context.Context, sc slack.SlashCommand, cmd bot.Com
 		f.mu.Lock()
 		delete(f.origins, cmd.Cluster)
 		f.mu.Unlock()
-		var busy *procedures.ErrBusy
+		var busy *procedures.BusyError
 		if errors.As(err, &busy) {
 			audit.RunID = busy.Run.ID
 			return f.refuse(ctx, sc, fmt.Sprintf("%s is busy: run %s (%s, requested by <@%s>) is %s. Wait for it or `%s cancel %s`.",

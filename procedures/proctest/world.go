@@ -7,6 +7,8 @@ package proctest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -19,7 +21,22 @@ import (
 
 type node struct {
 	name, image string
+	img         image
 	running     bool
+	broken      bool // started but stuck in APP_ERROR until restarted
+}
+
+// image is one image: its registry digest, local id and the NocoBase
+// version it holds; labelled says whether its metadata states it.
+type image struct {
+	digest, id, version string
+	labelled            bool
+}
+
+func newImage(ref, version string, labelled bool) image {
+	sum := sha256.Sum256([]byte(ref + "/" + version))
+	id := sha256.Sum256(sum[:])
+	return image{digest: "sha256:" + hex.EncodeToString(sum[:]), id: "sha256:" + hex.EncodeToString(id[:]), version: version, labelled: labelled}
 }
 
 type backup struct {
@@ -33,6 +50,8 @@ type World struct {
 	actions   []string
 	nodes     []*node
 	lb        procedures.LBMode
+	local     map[string]image // the engine's images by reference
+	registry  map[string]image // what a pull of a reference gets
 	dbVersion string
 	migrating string
 	backups   []backup
@@ -44,13 +63,78 @@ type World struct {
 
 // NewWorld makes a cluster of nodes named names, all stopped or running,
 // on image (repo:tag), with the database at the tag's version.
-func NewWorld(image string, running bool, names ...string) *World {
-	w := &World{lb: procedures.LBNormal, fails: map[string][]error{}, blocks: map[string]*Block{}}
+func NewWorld(ref string, running bool, names ...string) *World {
+	return NewWorldOf(ref, versionOf(ref), running, names...)
+}
+
+// NewWorldOf is NewWorld for an image whose tag does not say its version
+// (a floating tag such as latest).
+func NewWorldOf(ref, version string, running bool, names ...string) *World {
+	w := &World{lb: procedures.LBNormal, fails: map[string][]error{}, blocks: map[string]*Block{},
+		local: map[string]image{}, registry: map[string]image{}}
+	img := newImage(ref, version, true)
+	w.local[ref], w.registry[ref] = img, img
 	for _, n := range names {
-		w.nodes = append(w.nodes, &node{name: n, image: image, running: running})
+		w.nodes = append(w.nodes, &node{name: n, image: ref, img: img, running: running})
 	}
-	w.dbVersion = versionOf(image)
+	w.dbVersion = img.version
 	return w
+}
+
+// Publish makes the registry's ref an image of version (a new digest),
+// as a floating tag moves; the engine sees it on the next pull.
+// labelled says whether the image's metadata states the version.
+func (w *World) Publish(ref, version string, labelled bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.registry[ref] = newImage(ref+"#"+fmt.Sprint(len(w.registry)), version, labelled)
+}
+
+// Digest is the digest of the image node runs.
+func (w *World) Digest(name string) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, err := w.find(name)
+	if err != nil {
+		return ""
+	}
+	return n.img.digest
+}
+
+// Break leaves a running node stuck in APP_ERROR until it is restarted.
+func (w *World) Break(name string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if n, err := w.find(name); err == nil {
+		n.broken = true
+	}
+}
+
+// Remove makes a node disappear, as a crash inside an image change can.
+func (w *World) Remove(name string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.nodes = slices.DeleteFunc(w.nodes, func(n *node) bool { return n.name == name })
+}
+
+// resolve finds an image on the engine by reference, repo@digest or id.
+func (w *World) resolve(ref string) (image, bool) {
+	if img, ok := w.local[ref]; ok {
+		return img, true
+	}
+	for r, img := range w.local {
+		if ref == img.id || ref == repoOf(r)+"@"+img.digest {
+			return img, true
+		}
+	}
+	return image{}, false
+}
+
+func repoOf(ref string) string {
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		return ref[:i]
+	}
+	return ref
 }
 
 // Cluster returns a procedures.Cluster whose adapters are all this world.
@@ -59,8 +143,8 @@ func (w *World) Cluster(name string) *procedures.Cluster {
 		HealthTimeout: time.Minute, CheckpointTimeout: time.Hour}
 }
 
-func versionOf(image string) string {
-	_, tag, _ := strings.Cut(image[strings.LastIndex(image, "/")+1:], ":")
+func versionOf(ref string) string {
+	_, tag, _ := strings.Cut(ref[strings.LastIndex(ref, "/")+1:], ":")
 	return strings.TrimSuffix(tag, "-full")
 }
 
@@ -121,6 +205,9 @@ func (w *World) Fail(prefix string, n int) {
 type Block struct {
 	Reached chan struct{} // closed when the action begins
 	release chan struct{}
+	// finish makes the action ignore its context's end and succeed once
+	// released, as an outside call that was already done would.
+	finish bool
 }
 
 // Release lets the blocked action go on.
@@ -131,6 +218,16 @@ func (w *World) BlockOn(prefix string) *Block {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	b := &Block{Reached: make(chan struct{}), release: make(chan struct{})}
+	w.blocks[prefix] = b
+	return b
+}
+
+// HoldOn is BlockOn for an action that completes once released even if
+// its context ended meanwhile.
+func (w *World) HoldOn(prefix string) *Block {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	b := &Block{Reached: make(chan struct{}), release: make(chan struct{}), finish: true}
 	w.blocks[prefix] = b
 	return b
 }
@@ -157,7 +254,10 @@ func (w *World) act(ctx context.Context, action string) error {
 		}
 	}
 	w.mu.Unlock()
-	if blk != nil {
+	if blk != nil && blk.finish {
+		close(blk.Reached)
+		<-blk.release
+	} else if blk != nil {
 		close(blk.Reached)
 		select {
 		case <-blk.release:
@@ -195,7 +295,7 @@ func (w *World) List(ctx context.Context) ([]procedures.Node, error) {
 		if n.running {
 			state = "running"
 		}
-		out[i] = procedures.Node{Name: n.name, ID: n.name + "-id", Image: n.image, State: state, URL: "http://" + n.name + ":13000"}
+		out[i] = procedures.Node{Name: n.name, ID: n.name + "-id", Image: n.image, Digest: n.img.digest, State: state, URL: "http://" + n.name + ":13000"}
 	}
 	return out, nil
 }
@@ -212,6 +312,7 @@ func (w *World) Stop(ctx context.Context, name string) error {
 		return err
 	}
 	n.running = false
+	n.broken = false
 	if w.migrating == name {
 		w.migrating = ""
 	}
@@ -229,7 +330,7 @@ func (w *World) Start(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if !n.running && versionOf(n.image) != w.dbVersion {
+	if !n.running && n.img.version != w.dbVersion {
 		// Every NocoBase start migrates the database when versions differ.
 		if w.migrating != "" && w.migrating != name {
 			w.violations = append(w.violations, fmt.Sprintf("%s started on %s while %s was still migrating the database", name, n.image, w.migrating))
@@ -241,8 +342,8 @@ func (w *World) Start(ctx context.Context, name string) error {
 }
 
 // SetImage implements procedures.Nodes.
-func (w *World) SetImage(ctx context.Context, name, image string) error {
-	if err := w.act(ctx, "set-image "+name+" "+image); err != nil {
+func (w *World) SetImage(ctx context.Context, name, ref string) error {
+	if err := w.act(ctx, "set-image "+name+" "+ref); err != nil {
 		return err
 	}
 	w.mu.Lock()
@@ -254,17 +355,71 @@ func (w *World) SetImage(ctx context.Context, name, image string) error {
 	if n.running {
 		w.violations = append(w.violations, "image changed on running node "+name)
 	}
-	n.image = image
+	img, ok := w.resolve(ref)
+	if !ok {
+		return fmt.Errorf("%s: image %s is not on the engine", name, ref)
+	}
+	n.image, n.img = ref, img
 	return nil
 }
 
 // Pull implements procedures.Nodes.
-func (w *World) Pull(ctx context.Context, image string, progress procedures.Progress) error {
-	if err := w.act(ctx, "pull "+image); err != nil {
+func (w *World) Pull(ctx context.Context, ref string, progress procedures.Progress) error {
+	if err := w.act(ctx, "pull "+ref); err != nil {
 		return err
 	}
-	progress("pulled " + image)
+	w.mu.Lock()
+	img, ok := w.registry[ref]
+	if !ok {
+		if v := versionOf(ref); strings.Contains(v, ".") {
+			img = newImage(ref, v, true)
+		} else {
+			w.mu.Unlock()
+			return fmt.Errorf("pull %s: manifest unknown", ref)
+		}
+	}
+	if old, ok := w.local[ref]; ok && old.digest != img.digest {
+		// The tag moved; the old image stays on the engine untagged.
+		w.local[repoOf(ref)+"@"+old.digest] = old
+	}
+	w.local[ref] = img
+	w.mu.Unlock()
+	progress("pulled " + ref)
 	return nil
+}
+
+// ImageInfo implements procedures.Nodes.
+func (w *World) ImageInfo(ctx context.Context, ref string) (procedures.ImageInfo, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	img, ok := w.resolve(ref)
+	if !ok {
+		return procedures.ImageInfo{}, fmt.Errorf("no such image: %s", ref)
+	}
+	info := procedures.ImageInfo{ID: img.id, Digest: img.digest}
+	if img.labelled {
+		info.Version = img.version
+	}
+	return info, nil
+}
+
+// Probe implements procedures.App.
+func (w *World) Probe(ctx context.Context, url string) (procedures.AppStatus, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, n := range w.nodes {
+		if url != "http://"+n.name+":13000" {
+			continue
+		}
+		switch {
+		case !n.running:
+			return procedures.AppStatus{Message: "connection refused"}, nil
+		case n.broken:
+			return procedures.AppStatus{Listening: true, HTTPStatus: 503, Code: "APP_ERROR"}, nil
+		}
+		return procedures.AppStatus{Healthy: true, Listening: true, HTTPStatus: 200}, nil
+	}
+	return procedures.AppStatus{}, fmt.Errorf("no node at %s", url)
 }
 
 // WaitHealthy implements procedures.App.
@@ -282,8 +437,11 @@ func (w *World) WaitHealthy(ctx context.Context, n procedures.Node, progress pro
 	if !nd.running {
 		return fmt.Errorf("%s is not running", n.Name)
 	}
+	if nd.broken {
+		return fmt.Errorf("%s: 503 APP_ERROR", n.Name)
+	}
 	if w.migrating == n.Name {
-		w.dbVersion = versionOf(nd.image)
+		w.dbVersion = nd.img.version
 		w.migrating = ""
 	}
 	return nil
@@ -303,7 +461,7 @@ func (w *World) Version(ctx context.Context, n procedures.Node) (string, error) 
 	if !nd.running {
 		return "", errors.New("connection refused")
 	}
-	return versionOf(nd.image), nil
+	return nd.img.version, nil
 }
 
 // Plugin implements procedures.App.

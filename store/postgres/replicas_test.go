@@ -226,7 +226,7 @@ func TestConcurrentStartsAcrossReplicas(t *testing.T) {
 			r, err := engines[i%2].eng.Start(context.Background(), req)
 			mu.Lock()
 			defer mu.Unlock()
-			var busy *procedures.ErrBusy
+			var busy *procedures.BusyError
 			switch {
 			case err == nil:
 				started = append(started, r.ID)

@@ -1,0 +1,62 @@
+package procedures
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Steps that take and restore a run's safety backup.
+
+func backupStep(ctx context.Context, env *stepEnv) (string, error) {
+	nodes, err := listNodes(ctx, env)
+	if err != nil {
+		return "", err
+	}
+	f := env.facts()
+	version := f.FromVersion()
+	if version == "" {
+		version = currentVersion(ctx, env, nodes)
+	}
+	img := f.PrevImage(nodes[0].Name)
+	if img == "" {
+		img = nodes[0].Image
+	}
+	info, err := env.c.Backups.Create(ctx, BackupRequest{Cluster: env.clusterName(), Version: version, Image: img, RunID: env.runID()}, env.progress)
+	if err != nil {
+		return "", fmt.Errorf("backup: %w", err)
+	}
+	if !info.Verified {
+		return "", fmt.Errorf("backup %s was not verified: not going on without a verified backup", info.ID)
+	}
+	taken := info.Created
+	if taken.IsZero() {
+		taken = env.now()
+	}
+	env.record(func(w factWriter) { w.setBackup(info.ID, taken) })
+	return fmt.Sprintf("backup %s verified (%s)", info.ID, humanBytes(info.Size)), nil
+}
+
+func restoreStep(ctx context.Context, env *stepEnv) (string, error) {
+	id := env.facts().BackupID()
+	if id == "" {
+		return "", errors.New("no backup was taken in this run: nothing to restore")
+	}
+	if err := env.c.Backups.Restore(ctx, id, env.progress); err != nil {
+		return "", fmt.Errorf("restore %s: %w", id, err)
+	}
+	return "restored backup " + id, nil
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

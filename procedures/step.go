@@ -1,0 +1,136 @@
+package procedures
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nocobot/nocobot/store"
+)
+
+// stepDef defines one step of a procedure.
+type stepDef struct {
+	name, title string
+	// idempotent steps are repeated after a crash and may be interrupted
+	// by an abort; the others finish, and after a crash they stop the run
+	// at a decision instead of running twice.
+	idempotent bool
+	// checkpoint, when set ("verify", "manual"), makes the step a question
+	// for a person instead of an action.
+	checkpoint string
+	question   func(env *stepEnv) (question, url string)
+	do         func(ctx context.Context, env *stepEnv) (detail string, err error)
+	// skip, for roll-back steps, says the step has nothing to undo.
+	skip func(r *store.Run) bool
+}
+
+// cancelRequest returns an abort decision recorded outside a checkpoint.
+func (x *runner) cancelRequest(ctx context.Context) (store.Decision, bool) {
+	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ds, err := x.e.store.Decisions(c, x.run.ID)
+	if err != nil {
+		return store.Decision{}, false
+	}
+	for _, d := range ds {
+		if d.Checkpoint == "" && d.Action == store.ActionAbort {
+			return d, true
+		}
+	}
+	return store.Decision{}, false
+}
+
+func (x *runner) step(ctx context.Context) error {
+	i := x.run.Current
+	d := x.def(i)
+	st := &x.run.Steps[i]
+	now := x.e.clock.Now()
+	if d.skip != nil && d.skip(&x.run) {
+		st.Status, st.Started, st.Ended, st.Detail = store.StepSkipped, now, now, "nothing to undo"
+		x.run.Current++
+		if err := x.persist(ctx); err != nil {
+			return err
+		}
+		x.e.publish(EventStepSkipped, x.snapshot(), i, st.Title+": nothing to undo", nil)
+		return nil
+	}
+	if d.checkpoint != "" {
+		return x.openCheckpoint(ctx, i, d)
+	}
+
+	st.Status, st.Started, st.Ended = store.StepRunning, now, time.Time{}
+	st.Attempt++
+	st.Detail, st.Progress = "", ""
+	if err := x.persist(ctx); err != nil {
+		return err
+	}
+	x.e.publish(EventStepStarted, x.snapshot(), i, st.Title, nil)
+
+	sctx, cancel := context.WithTimeout(ctx, x.c.StepTimeout)
+	defer cancel()
+	// An abort interrupts a step that is safe to interrupt; the others
+	// (an image change, a restore) finish first.
+	stepDone := make(chan struct{})
+	aborted := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stepDone:
+				return
+			case <-x.wake:
+				if _, ok := x.cancelRequest(ctx); ok && d.idempotent {
+					close(aborted)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	env := &stepEnv{rn: x, c: x.c, step: i}
+	detail, err := d.do(sctx, env)
+	close(stepDone)
+
+	x.mu.Lock()
+	st = &x.run.Steps[i]
+	st.Ended = x.e.clock.Now()
+	st.Progress = ""
+	x.mu.Unlock()
+	// A step that finished as the abort arrived is done, not interrupted.
+	select {
+	case <-aborted:
+		if err != nil {
+			st.Status, st.Detail = store.StepFailed, "interrupted by abort"
+			return x.persist(ctx) // the loop sees the abort next
+		}
+	default:
+	}
+	if err != nil && ctx.Err() != nil {
+		// Shutdown or lost lease mid-step: leave it "running" so the
+		// next owner applies the resume rules.
+		return errStop
+	}
+	if err == nil {
+		st.Status, st.Detail = store.StepDone, detail
+		x.run.Current++
+		if perr := x.persist(ctx); perr != nil {
+			return perr
+		}
+		x.e.publish(EventStepDone, x.snapshot(), i, detail, nil)
+		return nil
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("%w (the step took longer than %s)", err, x.c.StepTimeout)
+	}
+	st.Status, st.Detail = store.StepFailed, err.Error()
+	x.e.log.Error().Err(err).Str("run", x.run.ID).Str("step", st.Name).Msg("step failed")
+	x.run.State = store.StateFailed
+	var nothing *errNothingToDo
+	x.openDecision("failure", fmt.Sprintf("%s failed: %s. %s", st.Title, err, x.describeCluster(ctx)), !errors.As(err, &nothing))
+	if perr := x.persist(ctx); perr != nil {
+		return perr
+	}
+	x.e.publish(EventStepFailed, x.snapshot(), i, err.Error(), nil)
+	x.e.publish(EventCheckpoint, x.snapshot(), i, x.run.Checkpoint.Question, nil)
+	return nil
+}

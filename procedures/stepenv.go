@@ -1,0 +1,49 @@
+package procedures
+
+import (
+	"context"
+	"time"
+)
+
+// stepEnv is what a step sees of its run: the cluster, the run's
+// parameters and facts, and a way to report progress.
+type stepEnv struct {
+	rn   *runner
+	c    *Cluster
+	step int
+}
+
+// facts reads the run's facts as they are now.
+func (s *stepEnv) facts() Facts {
+	s.rn.mu.Lock()
+	defer s.rn.mu.Unlock()
+	return Facts{m: cloneFacts(s.rn.run.Facts)}
+}
+
+// record changes the run's facts; save makes them durable.
+func (s *stepEnv) record(f func(w factWriter)) {
+	s.rn.mu.Lock()
+	defer s.rn.mu.Unlock()
+	f(factWriter{r: &s.rn.run})
+}
+
+func (s *stepEnv) param(k string) string { return s.rn.run.Params[k] }
+
+func (s *stepEnv) clusterName() string { return s.rn.run.Cluster }
+
+func (s *stepEnv) runID() string { return s.rn.run.ID }
+
+func (s *stepEnv) now() time.Time { return s.rn.e.clock.Now() }
+
+// save records facts learned mid-step before the step's next outside action.
+func (s *stepEnv) save(ctx context.Context) error { return s.rn.persist(ctx) }
+
+// progress publishes a progress line for the running step.
+func (s *stepEnv) progress(msg string) {
+	x := s.rn
+	x.mu.Lock()
+	x.run.Steps[s.step].Progress = msg
+	snap := cloneRun(x.run)
+	x.mu.Unlock()
+	x.e.publish(EventStepProgress, snap, s.step, msg, nil)
+}
