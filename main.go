@@ -174,6 +174,7 @@ type env struct {
 	log    zerolog.Logger
 	store  store.Store
 	engine *procedures.Engine
+	disp   *bot.Dispatcher
 	close  func()
 }
 
@@ -205,23 +206,18 @@ func setup(ctx context.Context, g *globals, stderr io.Writer, needEngine bool) (
 		st.Close()
 		return nil, err
 	}
-	e.engine = eng
+	// The terminal's operator passes the access rules, as before the
+	// dispatcher: whoever can read the configuration and the store runs
+	// procedures by hand anyway.
+	disp, err := bot.New(bot.Options{Config: cfg, Engine: eng, Log: log, TrustTerminal: true})
+	if err != nil {
+		closeClusters()
+		st.Close()
+		return nil, err
+	}
+	e.engine, e.disp = eng, disp
 	e.close = func() { closeClusters(); st.Close() }
 	return e, nil
-}
-
-// resolveCluster fills in the cluster when the configuration has only one.
-func resolveCluster(cfg *config.Config, name string) (string, error) {
-	if name != "" {
-		if _, ok := cfg.Cluster(name); !ok {
-			return "", fmt.Errorf("unknown cluster %q (known: %s)", name, clusterNames(cfg))
-		}
-		return name, nil
-	}
-	if len(cfg.Clusters) == 1 {
-		return cfg.Clusters[0].Name, nil
-	}
-	return "", fmt.Errorf("which cluster? name one of: %s", clusterNames(cfg))
 }
 
 func clusterNames(cfg *config.Config) string {
@@ -233,7 +229,7 @@ func clusterNames(cfg *config.Config) string {
 }
 
 // procedureCommand parses "upgrade 1.7.14 prod" with the shared parser.
-func procedureCommand(cfg *config.Config, words []string) (bot.Command, error) {
+func procedureCommand(disp *bot.Dispatcher, words []string) (bot.Command, error) {
 	if len(words) == 0 {
 		return bot.Command{}, usageErr("which procedure? upgrade, maintain or start")
 	}
@@ -244,7 +240,7 @@ func procedureCommand(cfg *config.Config, words []string) (bot.Command, error) {
 	if !cmd.IsProcedure() {
 		return bot.Command{}, usageErr("%q is not a procedure: upgrade, maintain or start", words[0])
 	}
-	cmd.Cluster, err = resolveCluster(cfg, cmd.Cluster)
+	cmd.Cluster, err = disp.ResolveCluster(cmd.Cluster, "")
 	if err != nil {
 		return bot.Command{}, &cmdError{code: exitUsage, err: err}
 	}
@@ -279,8 +275,8 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	done := make(chan error, 1)
 	go func() { done <- e.engine.Run(runCtx) }()
 	defer func() { cancel(); <-done }()
-	_ = e.store.AppendAudit(ctx, store.AuditEntry{At: time.Now(), User: who, Via: "terminal", Action: "run " + strings.Join(pos, " "), Outcome: "ok"})
-	end, err := terminal.New(e.engine, stdin, stdout, who).Run(ctx, cmd.Request(who, "terminal"))
+	operator := bot.Caller{User: who, Via: bot.ViaTerminal, Prefix: "nocobot run"}
+	end, err := terminal.New(e.disp, e.engine, stdin, stdout, operator).Run(ctx, cmd, "nocobot run "+strings.Join(pos, " "))
 	if err != nil {
 		return err
 	}
@@ -324,7 +320,7 @@ func setupProcedure(ctx context.Context, name, help string, args []string, stder
 	if err != nil {
 		return nil, bot.Command{}, nil, err
 	}
-	cmd, err := procedureCommand(e.cfg, pos)
+	cmd, err := procedureCommand(e.disp, pos)
 	if err != nil {
 		e.close()
 		return nil, bot.Command{}, nil, err
@@ -392,11 +388,10 @@ func cmdBackups(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	if len(pos) == 1 {
 		name = pos[0]
 	}
-	if name, err = resolveCluster(e.cfg, name); err != nil {
+	if name, err = e.disp.ResolveCluster(name, ""); err != nil {
 		return &cmdError{code: exitUsage, err: err}
 	}
-	c, _ := e.engine.Cluster(name)
-	list, err := c.Backups.List(ctx)
+	list, err := e.engine.Backups(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -517,7 +512,11 @@ func cmdServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	front, err := slackfront.New(slackfront.Options{Config: e.cfg, BotToken: botToken, AppToken: appToken, SigningSecret: signing}, e.engine, sched, e.log)
+	disp, err := bot.New(bot.Options{Config: e.cfg, Engine: e.engine, Scheduler: sched, Log: e.log})
+	if err != nil {
+		return err
+	}
+	front, err := slackfront.New(slackfront.Options{Config: e.cfg, BotToken: botToken, AppToken: appToken, SigningSecret: signing}, disp, e.engine, e.log)
 	if err != nil {
 		return err
 	}

@@ -153,12 +153,6 @@ func New(opts Options) (*Engine, error) {
 // Owner is this engine's identity among replicas.
 func (e *Engine) Owner() string { return e.owner }
 
-// Cluster returns a configured cluster.
-func (e *Engine) Cluster(name string) (*Cluster, bool) {
-	c, ok := e.clusters[name]
-	return c, ok
-}
-
 // ClusterNames lists the configured clusters, sorted.
 func (e *Engine) ClusterNames() []string {
 	var out []string
@@ -168,9 +162,6 @@ func (e *Engine) ClusterNames() []string {
 	slices.Sort(out)
 	return out
 }
-
-// Store is the engine's store, for the fronts' read-only views.
-func (e *Engine) Store() store.Store { return e.store }
 
 // Subscribe returns a subscription to every event from now on.
 func (e *Engine) Subscribe() *Subscription { return e.bus.subscribe() }

@@ -30,9 +30,6 @@ type threadNote struct {
 	CPs map[string]store.Checkpoint `json:"cps,omitempty"`
 }
 
-// kindSnapshot is a run's state read from the store at start-up.
-const kindSnapshot procedures.EventKind = "slack.snapshot"
-
 // slot is one message of a thread: the root, a step, a checkpoint, the
 // summary or a notice. Its content is rendered from the thread's state
 // at flush time, so a burst of events costs one call.
@@ -102,26 +99,40 @@ func (t *thread) ensure(key string, broadcast bool) *slot {
 
 func stepKey(i int) string { return fmt.Sprintf("step:%d", i) }
 
+// show takes a run's latest state. The first time, unless the run has
+// just started, it is picked up mid-run (a restart, another replica):
+// every step that has begun is shown, editing the messages the thread
+// already has. The caller holds mu.
+func (t *thread) show(r store.Run, justStarted bool) {
+	first := !t.hasRun
+	t.run, t.hasRun = r, true
+	t.ensure("root", false)
+	if !first || justStarted {
+		return
+	}
+	for i, st := range r.Steps {
+		if st.Status != store.StepPending && st.Status != store.StepWaiting {
+			t.ensure(stepKey(i), false)
+		}
+	}
+	if cp := r.Checkpoint; cp != nil {
+		t.cps[cp.ID] = &cpState{cp: *cp}
+		t.ensure("cp:"+cp.ID, false)
+	}
+}
+
+// showRecorded takes a run as the store holds it (catching up at start).
+func (t *thread) showRecorded(r store.Run) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.show(r, false)
+}
+
 // apply records an event in the thread's state.
 func (t *thread) apply(ev procedures.Event) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	first := !t.hasRun
-	t.run, t.hasRun = ev.Run, true
-	t.ensure("root", false)
-	if first && ev.Kind != procedures.EventRunStarted {
-		// Picked up mid-run (a restart, another replica): show every step
-		// that has begun, editing the messages the thread already has.
-		for i, st := range ev.Run.Steps {
-			if st.Status != store.StepPending && st.Status != store.StepWaiting {
-				t.ensure(stepKey(i), false)
-			}
-		}
-		if cp := ev.Run.Checkpoint; cp != nil {
-			t.cps[cp.ID] = &cpState{cp: *cp}
-			t.ensure("cp:"+cp.ID, false)
-		}
-	}
+	t.show(ev.Run, ev.Kind == procedures.EventRunStarted)
 	switch ev.Kind {
 	case procedures.EventStepStarted, procedures.EventStepDone, procedures.EventStepFailed, procedures.EventStepSkipped:
 		if ev.Step >= 0 {
@@ -375,12 +386,12 @@ func (t *thread) resolve(ctx context.Context) bool {
 	f := t.f
 	if !loaded {
 		c, cancel := context.WithTimeout(ctx, 10*time.Second)
-		raw, err := f.eng.Store().GetNote(c, noteScope, t.runID)
+		raw, err := f.eng.GetNote(c, noteScope, t.runID)
 		cancel()
 		var n threadNote
 		if err == nil && json.Unmarshal([]byte(raw), &n) == nil && n.Channel != "" {
 			c, cancel := context.WithTimeout(ctx, 10*time.Second)
-			ds, _ := f.eng.Store().Decisions(c, t.runID)
+			ds, _ := f.eng.Decisions(c, t.runID)
 			cancel()
 			t.mu.Lock()
 			t.channel, t.loaded = n.Channel, true
@@ -424,9 +435,6 @@ func (t *thread) resolve(ctx context.Context) bool {
 	if ch == "" && run.Via == "slack" {
 		f.mu.Lock()
 		ch = f.bound[t.runID]
-		if ch == "" {
-			ch = f.origins[run.Cluster]
-		}
 		f.mu.Unlock()
 		t.mu.Lock()
 		if t.resolving.IsZero() {
@@ -477,7 +485,7 @@ func (t *thread) save(ctx context.Context) {
 	// posted again by the next bot.
 	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := t.f.eng.Store().PutNote(c, noteScope, t.runID, string(raw)); err != nil {
+	if err := t.f.eng.PutNote(c, noteScope, t.runID, string(raw)); err != nil {
 		t.f.log.Warn().Err(err).Str("run", t.runID).Msg("slack: could not save the thread note")
 	}
 }
@@ -545,7 +553,7 @@ func (f *Front) render(ctx context.Context, sub *procedures.Subscription) {
 // that began while the bot was away get one.
 func (f *Front) catchUp(ctx context.Context) {
 	c, cancel := context.WithTimeout(ctx, 10*time.Second)
-	runs, err := f.eng.Store().UnfinishedRuns(c)
+	runs, err := f.eng.UnfinishedRuns(c)
 	cancel()
 	if err != nil {
 		f.log.Warn().Err(err).Msg("slack: could not list unfinished runs to catch up")
@@ -553,7 +561,7 @@ func (f *Front) catchUp(ctx context.Context) {
 	}
 	for _, r := range runs {
 		t := f.threadFor(r.ID)
-		t.apply(procedures.Event{Kind: kindSnapshot, Run: r, Step: -1, At: f.now()})
+		t.showRecorded(r)
 		t.poke()
 	}
 }
@@ -577,12 +585,9 @@ func (f *Front) threadFor(runID string) *thread {
 
 // bindRun records which channel the command that started a run came
 // from (the run's thread goes there unless its cluster has a channel).
-func (f *Front) bindRun(runID, cluster, channel string) {
+func (f *Front) bindRun(runID, channel string) {
 	f.mu.Lock()
 	f.bound[runID] = channel
-	if f.origins[cluster] == channel {
-		delete(f.origins, cluster)
-	}
 	t := f.threads[runID]
 	f.mu.Unlock()
 	if t != nil {

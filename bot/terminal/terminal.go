@@ -12,44 +12,53 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
 
-// Engine is what the terminal front needs of the engine.
-type Engine interface {
-	Start(ctx context.Context, req procedures.Request) (store.Run, error)
-	Decide(ctx context.Context, d store.Decision) (store.Decision, error)
+// Dispatcher is what the terminal front asks of *bot.Dispatcher: it
+// starts the run and records the answers, access-checked and audited
+// like every front's.
+type Dispatcher interface {
+	Do(ctx context.Context, who bot.Caller, cmd bot.Command, said string) bot.Reply
+	Decide(ctx context.Context, who bot.Caller, a bot.Answer) bot.Reply
+}
+
+// Events is where the terminal front follows runs (*procedures.Engine).
+type Events interface {
 	Subscribe() *procedures.Subscription
 }
 
 // Front prints a run's events to out and reads answers from in.
 type Front struct {
-	eng  Engine
-	in   *bufio.Scanner
-	out  io.Writer
-	user string // who answers, e.g. "terminal:alice"
+	disp   Dispatcher
+	events Events
+	in     *bufio.Scanner
+	out    io.Writer
+	who    bot.Caller // who answers, e.g. "terminal:alice"
 	// ProgressEvery is the least time between two progress lines of one
 	// step (an unchanged message is not repeated).
 	ProgressEvery time.Duration
 	now           func() time.Time
 }
 
-// New makes a terminal front.
-func New(eng Engine, in io.Reader, out io.Writer, user string) *Front {
-	return &Front{eng: eng, in: bufio.NewScanner(in), out: out, user: user, ProgressEvery: 2 * time.Second, now: time.Now}
+// New makes a terminal front for the operator who.
+func New(disp Dispatcher, events Events, in io.Reader, out io.Writer, who bot.Caller) *Front {
+	return &Front{disp: disp, events: events, in: bufio.NewScanner(in), out: out, who: who, ProgressEvery: 2 * time.Second, now: time.Now}
 }
 
-// Run starts req and follows it to its end, answering checkpoints from
-// the terminal. It returns the finished run.
-func (f *Front) Run(ctx context.Context, req procedures.Request) (store.Run, error) {
-	sub := f.eng.Subscribe()
+// Run starts the procedure cmd (said: as the operator typed it) and
+// follows it to its end, answering checkpoints from the terminal. It
+// returns the finished run.
+func (f *Front) Run(ctx context.Context, cmd bot.Command, said string) (store.Run, error) {
+	sub := f.events.Subscribe()
 	defer sub.Close()
-	run, err := f.eng.Start(ctx, req)
-	if err != nil {
-		return store.Run{}, err
+	r := f.disp.Do(ctx, f.who, cmd, said)
+	if !r.Started {
+		return store.Run{}, replyError{r}
 	}
-	fmt.Fprintf(f.out, "Run %s: %s (%d steps)\n", run.ID, procedures.Title(run), len(run.Steps))
+	run := store.Run{ID: r.RunID}
 	answers := make(chan string)
 	go f.readLines(ctx, answers)
 	lastProgress := map[int]time.Time{}
@@ -67,6 +76,8 @@ func (f *Front) Run(ctx context.Context, req procedures.Request) (store.Run, err
 			}
 			run = ev.Run
 			switch ev.Kind {
+			case procedures.EventRunStarted:
+				fmt.Fprintf(f.out, "Run %s: %s (%d steps)\n", run.ID, procedures.Title(run), len(run.Steps))
 			case procedures.EventStepProgress:
 				if ev.Message == lastMsg[ev.Step] || f.now().Sub(lastProgress[ev.Step]) < f.ProgressEvery {
 					continue
@@ -86,6 +97,12 @@ func (f *Front) Run(ctx context.Context, req procedures.Request) (store.Run, err
 		}
 	}
 }
+
+// replyError is a dispatcher's refusal or failure as an error.
+type replyError struct{ r bot.Reply }
+
+func (e replyError) Error() string { return e.r.Plain() }
+func (e replyError) Unwrap() error { return e.r.Err }
 
 func (f *Front) since(t time.Time) string {
 	if t.IsZero() {
@@ -171,11 +188,18 @@ func (f *Front) ask(ctx context.Context, r store.Run, answers <-chan string) err
 			fmt.Fprintf(f.out, "  %q is not an option here.\n", line)
 			continue
 		}
-		_, err := f.eng.Decide(ctx, store.Decision{RunID: r.ID, Checkpoint: cp.ID, Action: action, By: f.user, Via: "terminal"})
-		if errors.Is(err, store.ErrAlreadyDecided) {
+		said := fmt.Sprintf("answer %s run %s checkpoint %s", action, r.ID, cp.ID)
+		rep := f.disp.Decide(ctx, f.who, bot.Answer{RunID: r.ID, Checkpoint: cp.ID, Action: action, Said: said})
+		switch {
+		case rep.Outcome.Kind == bot.OK:
+			return nil
+		case errors.Is(rep.Err, store.ErrAlreadyDecided):
 			fmt.Fprintln(f.out, "  Someone else decided first; following their decision.")
 			return nil
+		case rep.Outcome.Kind == bot.Refused:
+			fmt.Fprintf(f.out, "  %s\n", rep.Plain())
+			continue
 		}
-		return err
+		return replyError{rep}
 	}
 }
