@@ -64,8 +64,8 @@ type Options struct {
 
 // Front is the Slack front.
 type Front struct {
-	cfg   *config.Config
-	opts  Options
+	cfg    *config.Config
+	opts   Options
 	disp   *bot.Dispatcher
 	eng    Engine
 	log    zerolog.Logger
