@@ -20,8 +20,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/app"
 	"github.com/nocobot/nocobot/bot"
-	slackfront "github.com/nocobot/nocobot/bot/slack"
 	"github.com/nocobot/nocobot/bot/terminal"
 	"github.com/nocobot/nocobot/config"
 	"github.com/nocobot/nocobot/procedures"
@@ -168,56 +168,33 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// env is what most commands need: configuration, logger, store, engine.
-type env struct {
-	cfg    *config.Config
-	log    zerolog.Logger
-	store  store.Store
-	engine *procedures.Engine
-	disp   *bot.Dispatcher
-	close  func()
+// setup loads the configuration and builds nocobot from it (the caller
+// closes it).
+func setup(ctx context.Context, g *globals, stderr io.Writer) (*app.App, error) {
+	cfg, log, err := load(g, stderr)
+	if err != nil {
+		return nil, err
+	}
+	return app.New(ctx, cfg, log)
 }
 
-func setup(ctx context.Context, g *globals, stderr io.Writer, needEngine bool) (*env, error) {
+// openStore loads the configuration and opens only the store, for the
+// commands that read records (the caller closes it).
+func openStore(ctx context.Context, g *globals, stderr io.Writer) (store.Store, error) {
+	cfg, log, err := load(g, stderr)
+	if err != nil {
+		return nil, err
+	}
+	return app.OpenStore(ctx, cfg, log)
+}
+
+func load(g *globals, stderr io.Writer) (*config.Config, zerolog.Logger, error) {
 	log, err := g.logger(stderr)
 	if err != nil {
-		return nil, &cmdError{code: exitUsage, err: err}
+		return nil, log, &cmdError{code: exitUsage, err: err}
 	}
 	cfg, err := config.Load(g.config)
-	if err != nil {
-		return nil, err
-	}
-	st, err := openStore(ctx, cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	e := &env{cfg: cfg, log: log, store: st, close: func() { st.Close() }}
-	if !needEngine {
-		return e, nil
-	}
-	clusters, closeClusters, err := buildClusters(cfg, st, log)
-	if err != nil {
-		st.Close()
-		return nil, err
-	}
-	eng, err := procedures.New(procedures.Options{Store: st, Clusters: clusters, Log: log})
-	if err != nil {
-		closeClusters()
-		st.Close()
-		return nil, err
-	}
-	// The terminal's operator passes the access rules, as before the
-	// dispatcher: whoever can read the configuration and the store runs
-	// procedures by hand anyway.
-	disp, err := bot.New(bot.Options{Config: cfg, Engine: eng, Log: log, TrustTerminal: true})
-	if err != nil {
-		closeClusters()
-		st.Close()
-		return nil, err
-	}
-	e.engine, e.disp = eng, disp
-	e.close = func() { closeClusters(); st.Close() }
-	return e, nil
+	return cfg, log, err
 }
 
 func clusterNames(cfg *config.Config) string {
@@ -263,7 +240,7 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	defer e.close()
+	defer e.Close()
 	if cmd.DryRun {
 		return printPlan(ctx, e, cmd, stdout)
 	}
@@ -273,10 +250,10 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- e.engine.Run(runCtx) }()
+	go func() { done <- e.Engine.Run(runCtx) }()
 	defer func() { cancel(); <-done }()
 	operator := bot.Caller{User: who, Via: bot.ViaTerminal, Prefix: "nocobot run"}
-	end, err := terminal.New(e.disp, e.engine, stdin, stdout, operator).Run(ctx, cmd, "nocobot run "+strings.Join(pos, " "))
+	end, err := terminal.New(e.Dispatcher, e.Engine, stdin, stdout, operator).Run(ctx, cmd, "nocobot run "+strings.Join(pos, " "))
 	if err != nil {
 		return err
 	}
@@ -290,8 +267,8 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	}
 }
 
-func printPlan(ctx context.Context, e *env, cmd bot.Command, stdout io.Writer) error {
-	p, err := e.engine.Plan(ctx, cmd.Request("plan", "terminal"))
+func printPlan(ctx context.Context, e *app.App, cmd bot.Command, stdout io.Writer) error {
+	p, err := e.Engine.Plan(ctx, cmd.Request("plan", "terminal"))
 	if err != nil {
 		return err
 	}
@@ -304,25 +281,25 @@ func cmdPlan(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	defer e.close()
+	defer e.Close()
 	return printPlan(ctx, e, cmd, stdout)
 }
 
 // setupProcedure is the common start of run and plan: flags, the engine,
 // and the procedure named by the arguments. The caller closes e.
-func setupProcedure(ctx context.Context, name, help string, args []string, stderr io.Writer) (*env, bot.Command, []string, error) {
+func setupProcedure(ctx context.Context, name, help string, args []string, stderr io.Writer) (*app.App, bot.Command, []string, error) {
 	fs, g := newFlags(name, "<procedure> [args]", help, stderr)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return nil, bot.Command{}, nil, err
 	}
-	e, err := setup(ctx, g, stderr, true)
+	e, err := setup(ctx, g, stderr)
 	if err != nil {
 		return nil, bot.Command{}, nil, err
 	}
-	cmd, err := procedureCommand(e.disp, pos)
+	cmd, err := procedureCommand(e.Dispatcher, pos)
 	if err != nil {
-		e.close()
+		e.Close()
 		return nil, bot.Command{}, nil, err
 	}
 	return e, cmd, pos, nil
@@ -344,12 +321,12 @@ func cmdHistory(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 			return usageErr("%q: expected a number of runs", pos[0])
 		}
 	}
-	e, err := setup(ctx, g, stderr, false)
+	st, err := openStore(ctx, g, stderr)
 	if err != nil {
 		return err
 	}
-	defer e.close()
-	runs, err := e.store.ListRuns(ctx, *cluster, n)
+	defer st.Close()
+	runs, err := st.ListRuns(ctx, *cluster, n)
 	if err != nil {
 		return err
 	}
@@ -379,19 +356,19 @@ func cmdBackups(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	if len(pos) > 1 {
 		return usageErr("too many arguments")
 	}
-	e, err := setup(ctx, g, stderr, true)
+	e, err := setup(ctx, g, stderr)
 	if err != nil {
 		return err
 	}
-	defer e.close()
+	defer e.Close()
 	name := ""
 	if len(pos) == 1 {
 		name = pos[0]
 	}
-	if name, err = e.disp.ResolveCluster(name, ""); err != nil {
+	if name, err = e.Dispatcher.ResolveCluster(name, ""); err != nil {
 		return &cmdError{code: exitUsage, err: err}
 	}
-	list, err := e.engine.Backups(ctx, name)
+	list, err := e.Engine.Backups(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -431,16 +408,16 @@ func cmdAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if len(pos) > 0 {
 		return usageErr("unexpected %q", pos[0])
 	}
-	e, err := setup(ctx, g, stderr, false)
+	st, err := openStore(ctx, g, stderr)
 	if err != nil {
 		return err
 	}
-	defer e.close()
+	defer st.Close()
 	q := store.AuditQuery{RunID: *runID, Limit: *n}
 	if *since > 0 {
 		q.Since = time.Now().Add(-*since)
 	}
-	entries, err := e.store.Audit(ctx, q)
+	entries, err := st.Audit(ctx, q)
 	if err != nil {
 		return err
 	}
@@ -487,78 +464,10 @@ func cmdServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	e, err := setup(ctx, g, stderr, true)
+	e, err := setup(ctx, g, stderr)
 	if err != nil {
 		return err
 	}
-	defer e.close()
-	sc := e.cfg.Slack
-	botToken, err := config.Secret("slack.bot_token_env", sc.BotTokenEnv)
-	if err != nil {
-		return err
-	}
-	if botToken == "" {
-		return errors.New("slack.bot_token_env: required to serve (the variable holding the xoxb- token)")
-	}
-	appToken, err := config.Secret("slack.app_token_env", sc.AppTokenEnv)
-	if err != nil {
-		return err
-	}
-	signing, err := config.Secret("slack.signing_secret_env", sc.SigningSecretEnv)
-	if err != nil {
-		return err
-	}
-	sched, err := newScheduler(e)
-	if err != nil {
-		return err
-	}
-	disp, err := bot.New(bot.Options{Config: e.cfg, Engine: e.engine, Scheduler: sched, Log: e.log})
-	if err != nil {
-		return err
-	}
-	front, err := slackfront.New(slackfront.Options{Config: e.cfg, BotToken: botToken, AppToken: appToken, SigningSecret: signing}, disp, e.engine, e.log)
-	if err != nil {
-		return err
-	}
-	e.log.Info().Str("version", version).Str("mode", sc.Mode).Strs("clusters", e.engine.ClusterNames()).Msg("nocobot serving")
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errs := make(chan error, 3)
-	go func() { errs <- e.engine.Run(ctx) }()
-	go func() { errs <- front.Run(ctx) }()
-	if sched != nil {
-		go func() { errs <- sched.Run(ctx) }()
-	}
-	go pruneAudit(ctx, e)
-	var first error
-	n := 2
-	if sched != nil {
-		n = 3
-	}
-	for range n {
-		if err := <-errs; err != nil && first == nil && ctx.Err() == nil {
-			first = err
-			cancel()
-		}
-	}
-	return first
-}
-
-// pruneAudit keeps the audit log within its retention, once a day.
-func pruneAudit(ctx context.Context, e *env) {
-	for {
-		c, cancel := context.WithTimeout(ctx, time.Minute)
-		n, err := e.store.PruneAudit(c, time.Now().Add(-e.cfg.Audit.Retention.D()))
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			e.log.Warn().Err(err).Msg("could not prune the audit log")
-		} else if n > 0 {
-			e.log.Info().Int("entries", n).Msg("pruned the audit log")
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(24 * time.Hour):
-		}
-	}
+	defer e.Close()
+	return e.Serve(ctx, version)
 }

@@ -1,19 +1,22 @@
-package main
+package app
 
 import (
 	"context"
 	"fmt"
 
+	"github.com/rs/zerolog"
+
 	"github.com/nocobot/nocobot/bot"
+	"github.com/nocobot/nocobot/config"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
 
 // newScheduler builds the maintenance window scheduler: windows start
 // their procedure through the same parser and engine as a typed command.
-func newScheduler(e *env) (*procedures.Scheduler, error) {
+func newScheduler(cfg *config.Config, st store.Store, eng *procedures.Engine, log zerolog.Logger) (*procedures.Scheduler, error) {
 	var fromConfig []store.Window
-	for _, c := range e.cfg.Clusters {
+	for _, c := range cfg.Clusters {
 		for _, w := range c.Windows {
 			fromConfig = append(fromConfig, store.Window{
 				ID: w.ID, Cluster: c.Name, Spec: w.Cron, TZ: w.TZ, Command: w.Command,
@@ -23,9 +26,9 @@ func newScheduler(e *env) (*procedures.Scheduler, error) {
 		}
 	}
 	return procedures.NewScheduler(procedures.SchedulerOptions{
-		Store: e.store, Log: e.log, Clock: e.engine.Clock(), Publish: e.engine.PublishWindow,
-		StartRun:      func(ctx context.Context, w store.Window) (store.Run, error) { return startWindow(ctx, e.engine, w) },
-		MissedGrace:   e.cfg.Schedule.MissedGrace.D(),
+		Store: st, Log: log, Clock: eng.Clock(), Publish: eng.PublishWindow,
+		StartRun:      func(ctx context.Context, w store.Window) (store.Run, error) { return startWindow(ctx, eng, w) },
+		MissedGrace:   cfg.Schedule.MissedGrace.D(),
 		ConfigWindows: fromConfig,
 	})
 }
@@ -41,5 +44,5 @@ func startWindow(ctx context.Context, eng *procedures.Engine, w store.Window) (s
 	if cmd.Cluster == "" {
 		cmd.Cluster = w.Cluster
 	}
-	return eng.Start(ctx, cmd.Request("scheduler:"+w.ID, "scheduler"))
+	return eng.Start(ctx, cmd.Request("scheduler:"+w.ID, bot.ViaScheduler))
 }

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -16,23 +16,7 @@ import (
 	"github.com/nocobot/nocobot/config"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
-	"github.com/nocobot/nocobot/store/bolt"
-	"github.com/nocobot/nocobot/store/postgres"
 )
-
-// openStore opens the store the configuration names.
-func openStore(ctx context.Context, cfg *config.Config, log zerolog.Logger) (store.Store, error) {
-	if cfg.Store.URL == "" {
-		return bolt.Open(cfg.Store.Path, log)
-	}
-	pw, err := config.Secret("store.password_env", cfg.Store.PasswordEnv)
-	if err != nil {
-		return nil, err
-	}
-	c, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	return postgres.Open(c, cfg.Store.URL, cfg.Store.Schema, log, postgres.WithPassword(pw))
-}
 
 // buildClusters connects every configured cluster to its adapters. It
 // contacts nothing: a Docker engine that is down shows up when used.
@@ -114,7 +98,7 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger) (*proc
 		DBURL: dbURL, PgBin: cc.Backup.Database.PgBin,
 		StorageContainer: cc.Backup.Storage.Container, StoragePath: cc.Backup.Storage.Path, StorageHostPath: cc.Backup.Storage.HostPath,
 		KeepLast: cc.Backup.KeepLast, MaxAge: cc.Backup.MaxAge.D(),
-		Protect: func(ctx context.Context) (map[string]bool, error) { return backupsInUse(ctx, st) },
+		Protect: func(ctx context.Context) (map[string]bool, error) { return procedures.BackupsInUse(ctx, st) },
 	}
 	bk := &lazyBackups{opts: opts, containers: nodes, nodes: nodes, log: log}
 	return &procedures.Cluster{
@@ -123,21 +107,6 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger) (*proc
 		HealthTimeout: cc.Timeouts.Health.D(), CheckpointTimeout: cc.Timeouts.Checkpoint.D(),
 		OnTimeout: procedures.TimeoutPolicy(cc.Timeouts.OnCheckpoint), StepTimeout: cc.Timeouts.Step.D(),
 	}, nodes.Close, nil
-}
-
-// backupsInUse are the backups of unfinished runs: retention keeps them.
-func backupsInUse(ctx context.Context, st store.Store) (map[string]bool, error) {
-	runs, err := st.UnfinishedRuns(ctx)
-	if err != nil {
-		return nil, err
-	}
-	keep := map[string]bool{}
-	for _, r := range runs {
-		if id := r.Fact("backup"); id != "" {
-			keep[id] = true
-		}
-	}
-	return keep, nil
 }
 
 // lazyBackups builds the backup manager on first use, because its
