@@ -24,6 +24,7 @@ import (
 	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/bot/terminal"
 	"github.com/nocobot/nocobot/config"
+	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
@@ -339,10 +340,10 @@ func cmdHistory(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	for _, r := range runs {
 		down := "-"
 		if d, ok := procedures.Downtime(r); ok {
-			down = d.Round(time.Second).String()
+			down = format.Duration(d)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Created.Local().Format("2006-01-02 15:04"), procedures.Title(r),
-			r.Requester, r.State, procedures.Duration(r, time.Now()).Round(time.Second), down)
+			r.Requester, r.State, format.Duration(procedures.Duration(r, time.Now())), down)
 	}
 	return tw.Flush()
 }
@@ -379,21 +380,9 @@ func cmdBackups(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BACKUP\tAGE\tSIZE\tVERSION\tIMAGE\tRUN")
 	for _, b := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", b.ID, time.Since(b.Created).Round(time.Minute), humanSize(b.Size), b.Version, b.Image, b.RunID)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", b.ID, format.Age(time.Since(b.Created)), format.Bytes(b.Size), b.Version, b.Image, b.RunID)
 	}
 	return tw.Flush()
-}
-
-func humanSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 func cmdAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {

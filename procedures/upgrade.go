@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -172,7 +173,7 @@ func backupStep(ctx context.Context, rc *runCtx) (string, error) {
 		return "", fmt.Errorf("backup %s was not verified: not going on without a verified backup", info.ID)
 	}
 	rc.setFact("backup", info.ID)
-	return fmt.Sprintf("backup %s verified (%s)", info.ID, humanBytes(info.Size)), nil
+	return fmt.Sprintf("backup %s verified (%s)", info.ID, format.Bytes(info.Size)), nil
 }
 
 func restoreStep(ctx context.Context, rc *runCtx) (string, error) {
@@ -223,17 +224,4 @@ func rollbackSetImage(ctx context.Context, rc *runCtx) (string, error) {
 		}
 	}
 	return "every node on its previous image", nil
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nocobot/nocobot/bot"
+	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
@@ -108,7 +109,7 @@ func (f *Front) since(t time.Time) string {
 	if t.IsZero() {
 		return "0s"
 	}
-	return f.now().Sub(t).Round(time.Second).String()
+	return format.Elapsed(f.now().Sub(t))
 }
 
 func (f *Front) print(ev procedures.Event) {
@@ -126,10 +127,10 @@ func (f *Front) print(ev procedures.Event) {
 		fmt.Fprintf(f.out, "[%s] ▶ %s %s%s\n", ev.At.Format("15:04:05"), n, s.Title, attempt)
 	case procedures.EventStepDone:
 		s, n := step()
-		fmt.Fprintf(f.out, "[%s] ✔ %s done in %s: %s\n", ev.At.Format("15:04:05"), n, s.Ended.Sub(s.Started).Round(100*time.Millisecond), s.Detail)
+		fmt.Fprintf(f.out, "[%s] ✔ %s done in %s: %s\n", ev.At.Format("15:04:05"), n, format.Duration(s.Ended.Sub(s.Started)), s.Detail)
 	case procedures.EventStepFailed:
 		s, n := step()
-		fmt.Fprintf(f.out, "[%s] ✖ %s %s failed after %s: %s\n", ev.At.Format("15:04:05"), n, s.Title, s.Ended.Sub(s.Started).Round(100*time.Millisecond), s.Detail)
+		fmt.Fprintf(f.out, "[%s] ✖ %s %s failed after %s: %s\n", ev.At.Format("15:04:05"), n, s.Title, format.Duration(s.Ended.Sub(s.Started)), s.Detail)
 	case procedures.EventStepSkipped:
 		_, n := step()
 		fmt.Fprintf(f.out, "[%s] – %s %s\n", ev.At.Format("15:04:05"), n, ev.Message)
