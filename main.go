@@ -41,6 +41,9 @@ Usage:
   nocobot history [n]                 past runs with outcome and duration
   nocobot backups [cluster]           backups with age, size and version
   nocobot audit [--since 24h] [--run id] [-n 50]   the audit log
+  nocobot status [cluster]            nodes, load balancer, the running run, backups, windows
+  nocobot decide <run> continue|rollback|abort|retry|done   answer a run's open question
+  nocobot cancel <run>                abort a run (the current step ends safely)
   nocobot config check                validate the configuration file
   nocobot version
 
@@ -113,6 +116,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmds := map[string]func(context.Context, []string, io.Reader, io.Writer, io.Writer) error{
 		"serve": cmdServe, "run": cmdRun, "plan": cmdPlan, "history": cmdHistory, "backups": cmdBackups,
 		"audit": cmdAudit, "config": cmdConfig, "version": cmdVersion,
+		"status": cmdStatus, "decide": cmdDecide, "cancel": cmdCancel,
 	}
 	fn, ok := cmds[args[0]]
 	if !ok {
@@ -245,16 +249,11 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if cmd.DryRun {
 		return printPlan(ctx, e, cmd, stdout)
 	}
-	who := "terminal"
-	if u, err := user.Current(); err == nil {
-		who = "terminal:" + u.Username
-	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- e.Engine.Run(runCtx) }()
 	defer func() { cancel(); <-done }()
-	operator := bot.Caller{User: who, Via: bot.ViaTerminal, Prefix: "nocobot run"}
-	end, err := terminal.New(e.Dispatcher, e.Engine, stdin, stdout, operator).Run(ctx, cmd, "nocobot run "+strings.Join(pos, " "))
+	end, err := terminal.New(e.Dispatcher, e.Engine, stdin, stdout, operator("nocobot run")).Run(ctx, cmd, "nocobot run "+strings.Join(pos, " "))
 	if err != nil {
 		return err
 	}
@@ -459,4 +458,88 @@ func cmdServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	}
 	defer e.Close()
 	return e.Serve(ctx, version)
+}
+
+// operator is the person at this terminal, for the dispatcher.
+func operator(prefix string) bot.Caller {
+	who := "terminal"
+	if u, err := user.Current(); err == nil {
+		who = "terminal:" + u.Username
+	}
+	return bot.Caller{User: who, Via: bot.ViaTerminal, Prefix: prefix}
+}
+
+// dispatch is the common part of the commands that are words of the
+// command language: flags, nocobot built from the configuration, one
+// call to the dispatcher (access-checked and audited as in Slack), and
+// the reply printed.
+func dispatch(ctx context.Context, name, usage, help string, args []string, stdout, stderr io.Writer,
+	call func(ctx context.Context, d *bot.Dispatcher, who bot.Caller, pos []string) (bot.Reply, error)) error {
+	fs, g := newFlags(name, usage, help, stderr)
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	e, err := setup(ctx, g, stderr)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	r, err := call(ctx, e.Dispatcher, operator("nocobot"), pos)
+	if err != nil {
+		return err
+	}
+	if r.Outcome.Kind != bot.OK {
+		return errors.New(r.Plain())
+	}
+	if !r.Quiet() {
+		fmt.Fprintln(stdout, r.Plain())
+	}
+	return nil
+}
+
+func cmdStatus(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	return dispatch(ctx, "status", "[cluster]", "Shows a cluster's nodes, load balancer, running run, latest backup and next windows.", args, stdout, stderr,
+		func(ctx context.Context, d *bot.Dispatcher, who bot.Caller, pos []string) (bot.Reply, error) {
+			if len(pos) > 1 {
+				return bot.Reply{}, usageErr("too many arguments")
+			}
+			cmd := bot.Command{Name: "status"}
+			if len(pos) == 1 {
+				cmd.Cluster = pos[0]
+			}
+			return d.Do(ctx, who, cmd, strings.TrimSpace("nocobot status "+cmd.Cluster)), nil
+		})
+}
+
+func cmdDecide(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	return dispatch(ctx, "decide", "<run> continue|rollback|abort|retry|done", "Answers a run's open question, as its buttons in Slack do; the process driving\nthe run acts on it.", args, stdout, stderr,
+		func(ctx context.Context, d *bot.Dispatcher, who bot.Caller, pos []string) (bot.Reply, error) {
+			if len(pos) != 2 {
+				return bot.Reply{}, usageErr("expected: nocobot decide <run> continue|rollback|abort|retry|done")
+			}
+			action := store.Action(strings.ToLower(pos[1]))
+			switch action {
+			case "done":
+				action = store.ActionContinue
+			case store.ActionContinue, store.ActionRollback, store.ActionAbort, store.ActionRetry:
+			default:
+				return bot.Reply{}, usageErr("%q: expected continue, rollback, abort, retry or done", pos[1])
+			}
+			r := d.Decide(ctx, who, bot.Answer{RunID: pos[0], Action: action, Said: "nocobot decide " + pos[0] + " " + pos[1]})
+			if r.Outcome.Kind == bot.OK && r.Decision != nil {
+				r.Text = bot.T(fmt.Sprintf("Recorded: %s on run %s (%s). The process driving the run acts on it; a run that no process drives goes on with the next nocobot serve on this store.", bot.ActionLabel(r.Decision.Action), r.Decision.RunID, r.Decision.Checkpoint))
+			}
+			return r, nil
+		})
+}
+
+func cmdCancel(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	return dispatch(ctx, "cancel", "<run>", "Aborts a run: the current step ends safely, then the run stops.", args, stdout, stderr,
+		func(ctx context.Context, d *bot.Dispatcher, who bot.Caller, pos []string) (bot.Reply, error) {
+			if len(pos) != 1 {
+				return bot.Reply{}, usageErr("which run? give its id, e.g. nocobot cancel r1122-7fq3")
+			}
+			return d.Do(ctx, who, bot.Command{Name: "cancel", RunID: pos[0]}, "nocobot cancel "+pos[0]), nil
+		})
 }

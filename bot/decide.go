@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nocobot/nocobot/store"
@@ -12,7 +13,8 @@ import (
 // Answer is a person's decision on a run's checkpoint (a button, a
 // prompt's answer).
 type Answer struct {
-	RunID      string
+	RunID string
+	// Checkpoint is the question answered; "" answers the one open now.
 	Checkpoint string
 	Action     store.Action
 	// Said is the decision as the audit log shows it, e.g.
@@ -59,8 +61,20 @@ func (d *Dispatcher) decide(ctx context.Context, who Caller, a Answer) Reply {
 	if run.State.Finished() {
 		return refused(T(fmt.Sprintf("Run %s has already finished (%s); nothing to decide.", a.RunID, run.State)), nil)
 	}
+	if a.Checkpoint == "" {
+		// "the open question", as a terminal decides it by run id alone
+		if run.Checkpoint == nil {
+			return refused(T("Run ", a.RunID, " asks nothing now (it is ", string(run.State), "). To stop it: ", Code(who.Prefix+" cancel "+a.RunID), "."), nil)
+		}
+		a.Checkpoint = run.Checkpoint.ID
+	}
 	if run.Checkpoint == nil || run.Checkpoint.ID != a.Checkpoint {
 		return d.alreadyDecided(ctx, a)
+	}
+	if !slices.Contains(run.Checkpoint.Options, a.Action) {
+		r := refused(T(fmt.Sprintf("%s is not an option here: choose %s.", ActionLabel(a.Action), choices(run.Checkpoint))), nil)
+		r.Options = run.Checkpoint.Options
+		return r
 	}
 	if a.Action == store.ActionContinue && d.fourEyesRefuses(who, run.Cluster, run.Requester) {
 		return refused(T("Four-eyes rule: you requested this run, so someone else must approve it. You may still roll back or abort."), nil)

@@ -54,7 +54,8 @@ type Reply struct {
 	RunID string
 	// Started says RunID is a run this command started.
 	Started bool
-	// Options are the choices open on the run's checkpoint, if any.
+	// Options are the choices open on the checkpoint of the run the
+	// reply is about (or of the cluster's active run), if any.
 	Options []store.Action
 	// Decision is the decision recorded, or the one that came first.
 	Decision *store.Decision

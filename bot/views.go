@@ -50,7 +50,6 @@ func (d *Dispatcher) status(ctx context.Context, cluster string) Reply {
 	case s.Active != nil:
 		a := *s.Active
 		running = T(a.ID, " — ", procedures.Title(a), " (", Person(a.Requester), "), ", RunStatus(a))
-		r.RunID = a.ID
 		if a.Checkpoint != nil {
 			r.Options = a.Checkpoint.Options
 		}

@@ -173,7 +173,7 @@ func (f *Front) ask(ctx context.Context, r store.Run, answers <-chan string) err
 			return ctx.Err()
 		case l, ok := <-answers:
 			if !ok {
-				return fmt.Errorf("no answer (the input ended): run %s waits at its checkpoint; answer it with nocobot run on a terminal or in Slack", r.ID)
+				return fmt.Errorf("no answer (the input ended): run %s waits at its checkpoint; answer it in Slack or with nocobot decide %s %s (the next nocobot serve on this store acts on it)", r.ID, r.ID, strings.Join(opts, "|"))
 			}
 			line = strings.ToLower(l)
 		}
