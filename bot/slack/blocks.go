@@ -58,8 +58,8 @@ func versions(r store.Run) string {
 
 func renderRoot(r store.Run) (string, []slack.Block) {
 	title := capitalize(procedures.Title(r))
-	text := fmt.Sprintf("*%s*\n%s on %s%s · requested by <@%s> · run `%s`\n%s",
-		title, capitalize(r.Procedure), r.Cluster, versions(r), r.Requester, r.ID, runStatus(r))
+	text := fmt.Sprintf("*%s*\n%s on %s%s · requested by %s · run `%s`\n%s",
+		title, capitalize(r.Procedure), r.Cluster, versions(r), mention(r.Requester), r.ID, runStatus(r))
 	return one(text)
 }
 
@@ -116,7 +116,7 @@ func renderCheckpoint(r store.Run, cs *cpState) (string, []slack.Block) {
 	switch {
 	case cs.decision != nil:
 		d := cs.decision
-		line := fmt.Sprintf("<@%s> chose *%s* at %s", d.By, bot.ActionLabel(d.Action), d.At.UTC().Format("15:04:05 UTC, 2 Jan"))
+		line := fmt.Sprintf("%s chose *%s* at %s", mention(d.By), bot.ActionLabel(d.Action), d.At.UTC().Format("15:04:05 UTC, 2 Jan"))
 		if d.By == "timeout" || d.Via == "engine" {
 			line = fmt.Sprintf("No decision in time: *%s* at %s", bot.ActionLabel(d.Action), d.At.UTC().Format("15:04:05 UTC, 2 Jan"))
 		}

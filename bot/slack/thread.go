@@ -146,8 +146,8 @@ func (t *thread) apply(ev procedures.Event) {
 		}
 	case procedures.EventRollingBack:
 		msg := capitalize(ev.Message)
-		if d := ev.Decision; d != nil && d.Via == "slack" {
-			msg = fmt.Sprintf("Rolling back, chosen by <@%s>", d.By)
+		if d := ev.Decision; d != nil && d.Via != "engine" {
+			msg = "Rolling back, chosen by " + mention(d.By)
 		}
 		t.note(ev, ":rewind: "+msg)
 	case procedures.EventStoreDown:
