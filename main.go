@@ -20,10 +20,11 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/app"
 	"github.com/nocobot/nocobot/bot"
-	slackfront "github.com/nocobot/nocobot/bot/slack"
 	"github.com/nocobot/nocobot/bot/terminal"
 	"github.com/nocobot/nocobot/config"
+	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
@@ -40,6 +41,9 @@ Usage:
   nocobot history [n]                 past runs with outcome and duration
   nocobot backups [cluster]           backups with age, size and version
   nocobot audit [--since 24h] [--run id] [-n 50]   the audit log
+  nocobot status [cluster]            nodes, load balancer, the running run, backups, windows
+  nocobot decide <run> continue|rollback|abort|retry|done   answer a run's open question
+  nocobot cancel <run>                abort a run (the current step ends safely)
   nocobot config check                validate the configuration file
   nocobot version
 
@@ -122,6 +126,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmds := map[string]func(context.Context, []string, io.Reader, io.Writer, io.Writer) error{
 		"serve": cmdServe, "run": cmdRun, "plan": cmdPlan, "history": cmdHistory, "backups": cmdBackups,
 		"audit": cmdAudit, "config": cmdConfig, "version": cmdVersion,
+		"status": cmdStatus, "decide": cmdDecide, "cancel": cmdCancel,
 	}
 	fn, ok := cmds[args[0]]
 	if !ok {
@@ -178,60 +183,33 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// env is what most commands need: configuration, logger, store, engine.
-type env struct {
-	cfg    *config.Config
-	log    zerolog.Logger
-	store  store.Store
-	engine *procedures.Engine
-	close  func()
+// setup loads the configuration and builds nocobot from it (the caller
+// closes it).
+func setup(ctx context.Context, g *globals, stderr io.Writer) (*app.App, error) {
+	cfg, log, err := load(g, stderr)
+	if err != nil {
+		return nil, err
+	}
+	return app.New(ctx, cfg, log)
 }
 
-func setup(ctx context.Context, g *globals, stderr io.Writer, needEngine bool) (*env, error) {
+// openStore loads the configuration and opens only the store, for the
+// commands that read records (the caller closes it).
+func openStore(ctx context.Context, g *globals, stderr io.Writer) (store.Store, error) {
+	cfg, log, err := load(g, stderr)
+	if err != nil {
+		return nil, err
+	}
+	return app.OpenStore(ctx, cfg, log)
+}
+
+func load(g *globals, stderr io.Writer) (*config.Config, zerolog.Logger, error) {
 	log, err := g.logger(stderr)
 	if err != nil {
-		return nil, &cmdError{code: exitUsage, err: err}
+		return nil, log, &cmdError{code: exitUsage, err: err}
 	}
 	cfg, err := config.Load(g.config)
-	if err != nil {
-		return nil, err
-	}
-	st, err := openStore(ctx, cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	e := &env{cfg: cfg, log: log, store: st, close: func() { st.Close() }}
-	if !needEngine {
-		return e, nil
-	}
-	clusters, closeClusters, err := buildClusters(cfg, st, log)
-	if err != nil {
-		st.Close()
-		return nil, err
-	}
-	eng, err := procedures.New(procedures.Options{Store: st, Clusters: clusters, Log: log})
-	if err != nil {
-		closeClusters()
-		st.Close()
-		return nil, err
-	}
-	e.engine = eng
-	e.close = func() { closeClusters(); st.Close() }
-	return e, nil
-}
-
-// resolveCluster fills in the cluster when the configuration has only one.
-func resolveCluster(cfg *config.Config, name string) (string, error) {
-	if name != "" {
-		if _, ok := cfg.Cluster(name); !ok {
-			return "", fmt.Errorf("unknown cluster %q (known: %s)", name, clusterNames(cfg))
-		}
-		return name, nil
-	}
-	if len(cfg.Clusters) == 1 {
-		return cfg.Clusters[0].Name, nil
-	}
-	return "", fmt.Errorf("which cluster? name one of: %s", clusterNames(cfg))
+	return cfg, log, err
 }
 
 func clusterNames(cfg *config.Config) string {
@@ -243,7 +221,7 @@ func clusterNames(cfg *config.Config) string {
 }
 
 // procedureCommand parses "upgrade 1.7.14 prod" with the shared parser.
-func procedureCommand(cfg *config.Config, words []string) (bot.Command, error) {
+func procedureCommand(disp *bot.Dispatcher, words []string) (bot.Command, error) {
 	if len(words) == 0 {
 		return bot.Command{}, usageErr("which procedure? upgrade, maintain or start")
 	}
@@ -254,7 +232,7 @@ func procedureCommand(cfg *config.Config, words []string) (bot.Command, error) {
 	if !cmd.IsProcedure() {
 		return bot.Command{}, usageErr("%q is not a procedure: upgrade, maintain or start", words[0])
 	}
-	cmd.Cluster, err = resolveCluster(cfg, cmd.Cluster)
+	cmd.Cluster, err = disp.ResolveCluster(cmd.Cluster, "")
 	if err != nil {
 		return bot.Command{}, &cmdError{code: exitUsage, err: err}
 	}
@@ -266,20 +244,15 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	defer e.close()
+	defer e.Close()
 	if cmd.DryRun {
 		return printPlan(ctx, e, cmd, stdout)
 	}
-	who := "terminal"
-	if u, err := user.Current(); err == nil {
-		who = "terminal:" + u.Username
-	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- e.engine.RunOwn(runCtx) }()
+	go func() { done <- e.Engine.RunOwn(runCtx) }()
 	defer func() { cancel(); <-done }()
-	_ = e.store.AppendAudit(ctx, store.AuditEntry{At: time.Now(), User: who, Via: "terminal", Action: "run " + strings.Join(pos, " "), Outcome: "ok"})
-	end, err := terminal.New(e.engine, stdin, stdout, who).Run(ctx, cmd.Request(who, "terminal"))
+	end, err := terminal.New(e.Dispatcher, e.Engine, stdin, stdout, operator("nocobot run")).Run(ctx, cmd, "nocobot run "+strings.Join(pos, " "))
 	if err != nil {
 		return err
 	}
@@ -293,8 +266,8 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	}
 }
 
-func printPlan(ctx context.Context, e *env, cmd bot.Command, stdout io.Writer) error {
-	p, err := e.engine.Plan(ctx, cmd.Request("plan", "terminal"))
+func printPlan(ctx context.Context, e *app.App, cmd bot.Command, stdout io.Writer) error {
+	p, err := e.Engine.Plan(ctx, cmd.Request("plan", "terminal"))
 	if err != nil {
 		return err
 	}
@@ -307,25 +280,25 @@ func cmdPlan(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	defer e.close()
+	defer e.Close()
 	return printPlan(ctx, e, cmd, stdout)
 }
 
 // setupProcedure is the common start of run and plan: flags, the engine,
 // and the procedure named by the arguments. The caller closes e.
-func setupProcedure(ctx context.Context, name, help string, args []string, stderr io.Writer) (*env, bot.Command, []string, error) {
+func setupProcedure(ctx context.Context, name, help string, args []string, stderr io.Writer) (*app.App, bot.Command, []string, error) {
 	fs, g := newFlags(name, "<procedure> [args]", help, stderr)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return nil, bot.Command{}, nil, err
 	}
-	e, err := setup(ctx, g, stderr, true)
+	e, err := setup(ctx, g, stderr)
 	if err != nil {
 		return nil, bot.Command{}, nil, err
 	}
-	cmd, err := procedureCommand(e.cfg, pos)
+	cmd, err := procedureCommand(e.Dispatcher, pos)
 	if err != nil {
-		e.close()
+		e.Close()
 		return nil, bot.Command{}, nil, err
 	}
 	return e, cmd, pos, nil
@@ -347,12 +320,12 @@ func cmdHistory(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 			return usageErr("%q: expected a number of runs", pos[0])
 		}
 	}
-	e, err := setup(ctx, g, stderr, false)
+	st, err := openStore(ctx, g, stderr)
 	if err != nil {
 		return err
 	}
-	defer e.close()
-	runs, err := e.store.ListRuns(ctx, *cluster, n)
+	defer st.Close()
+	runs, err := st.ListRuns(ctx, *cluster, n)
 	if err != nil {
 		return err
 	}
@@ -365,10 +338,10 @@ func cmdHistory(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	for _, r := range runs {
 		down := "-"
 		if d, ok := procedures.Downtime(r); ok {
-			down = d.Round(time.Second).String()
+			down = format.Duration(d)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Created.Local().Format("2006-01-02 15:04"), procedures.Title(r),
-			r.Requester, r.State, procedures.Duration(r, time.Now()).Round(time.Second), down)
+			r.Requester, r.State, format.Duration(procedures.Duration(r, time.Now())), down)
 	}
 	return tw.Flush()
 }
@@ -382,20 +355,19 @@ func cmdBackups(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	if len(pos) > 1 {
 		return usageErr("too many arguments")
 	}
-	e, err := setup(ctx, g, stderr, true)
+	e, err := setup(ctx, g, stderr)
 	if err != nil {
 		return err
 	}
-	defer e.close()
+	defer e.Close()
 	name := ""
 	if len(pos) == 1 {
 		name = pos[0]
 	}
-	if name, err = resolveCluster(e.cfg, name); err != nil {
+	if name, err = e.Dispatcher.ResolveCluster(name, ""); err != nil {
 		return &cmdError{code: exitUsage, err: err}
 	}
-	c, _ := e.engine.Cluster(name)
-	list, err := c.Backups.List(ctx)
+	list, err := e.Engine.Backups(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -406,21 +378,9 @@ func cmdBackups(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BACKUP\tAGE\tSIZE\tVERSION\tIMAGE\tRUN")
 	for _, b := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", b.ID, time.Since(b.Created).Round(time.Minute), humanSize(b.Size), b.Version, b.Image, b.RunID)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", b.ID, format.Age(time.Since(b.Created)), format.Bytes(b.Size), b.Version, b.Image, b.RunID)
 	}
 	return tw.Flush()
-}
-
-func humanSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 func cmdAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
@@ -435,16 +395,16 @@ func cmdAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if len(pos) > 0 {
 		return usageErr("unexpected %q", pos[0])
 	}
-	e, err := setup(ctx, g, stderr, false)
+	st, err := openStore(ctx, g, stderr)
 	if err != nil {
 		return err
 	}
-	defer e.close()
+	defer st.Close()
 	q := store.AuditQuery{RunID: *runID, Limit: *n}
 	if *since > 0 {
 		q.Since = time.Now().Add(-*since)
 	}
-	entries, err := e.store.Audit(ctx, q)
+	entries, err := st.Audit(ctx, q)
 	if err != nil {
 		return err
 	}
@@ -469,7 +429,7 @@ func cmdConfig(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	if err != nil {
 		return err
 	}
-	if err := checkWindows(cfg); err != nil {
+	if err := app.CheckWindows(cfg); err != nil {
 		return fmt.Errorf("%s: %w", g.config, err)
 	}
 	fmt.Fprintf(stdout, "%s: OK (%d clusters: %s)\n", g.config, len(cfg.Clusters), clusterNames(cfg))
@@ -494,74 +454,94 @@ func cmdServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	e, err := setup(ctx, g, stderr, true)
+	e, err := setup(ctx, g, stderr)
 	if err != nil {
 		return err
 	}
-	defer e.close()
-	sc := e.cfg.Slack
-	botToken, err := config.Secret("slack.bot_token_env", sc.BotTokenEnv)
-	if err != nil {
-		return err
-	}
-	if botToken == "" {
-		return errors.New("slack.bot_token_env: required to serve (the variable holding the xoxb- token)")
-	}
-	appToken, err := config.Secret("slack.app_token_env", sc.AppTokenEnv)
-	if err != nil {
-		return err
-	}
-	signing, err := config.Secret("slack.signing_secret_env", sc.SigningSecretEnv)
-	if err != nil {
-		return err
-	}
-	sched, err := newScheduler(e)
-	if err != nil {
-		return err
-	}
-	front, err := slackfront.New(slackfront.Options{Config: e.cfg, BotToken: botToken, AppToken: appToken, SigningSecret: signing}, e.engine, sched, e.log)
-	if err != nil {
-		return err
-	}
-	e.log.Info().Str("version", version).Str("mode", sc.Mode).Strs("clusters", e.engine.ClusterNames()).Msg("nocobot serving")
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errs := make(chan error, 3)
-	go func() { errs <- e.engine.Run(ctx) }()
-	go func() { errs <- front.Run(ctx) }()
-	if sched != nil {
-		go func() { errs <- sched.Run(ctx) }()
-	}
-	go pruneAudit(ctx, e)
-	var first error
-	n := 2
-	if sched != nil {
-		n = 3
-	}
-	for range n {
-		if err := <-errs; err != nil && first == nil && ctx.Err() == nil {
-			first = err
-			cancel()
-		}
-	}
-	return first
+	defer e.Close()
+	return e.Serve(ctx, version)
 }
 
-// pruneAudit keeps the audit log within its retention, once a day.
-func pruneAudit(ctx context.Context, e *env) {
-	for {
-		c, cancel := context.WithTimeout(ctx, time.Minute)
-		n, err := e.store.PruneAudit(c, time.Now().Add(-e.cfg.Audit.Retention.D()))
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			e.log.Warn().Err(err).Msg("could not prune the audit log")
-		} else if n > 0 {
-			e.log.Info().Int("entries", n).Msg("pruned the audit log")
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(24 * time.Hour):
-		}
+// operator is the person at this terminal, for the dispatcher.
+func operator(prefix string) bot.Caller {
+	who := "terminal"
+	if u, err := user.Current(); err == nil {
+		who = "terminal:" + u.Username
 	}
+	return bot.Caller{User: who, Via: bot.ViaTerminal, Prefix: prefix}
+}
+
+// dispatch is the common part of the commands that are words of the
+// command language: flags, nocobot built from the configuration, one
+// call to the dispatcher (access-checked and audited as in Slack), and
+// the reply printed.
+func dispatch(ctx context.Context, name, usage, help string, args []string, stdout, stderr io.Writer,
+	call func(ctx context.Context, d *bot.Dispatcher, who bot.Caller, pos []string) (bot.Reply, error)) error {
+	fs, g := newFlags(name, usage, help, stderr)
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	e, err := setup(ctx, g, stderr)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	r, err := call(ctx, e.Dispatcher, operator("nocobot"), pos)
+	if err != nil {
+		return err
+	}
+	if r.Outcome.Kind != bot.OK {
+		return errors.New(r.Plain())
+	}
+	if !r.Quiet() {
+		fmt.Fprintln(stdout, r.Plain())
+	}
+	return nil
+}
+
+func cmdStatus(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	return dispatch(ctx, "status", "[cluster]", "Shows a cluster's nodes, load balancer, running run, latest backup and next windows.", args, stdout, stderr,
+		func(ctx context.Context, d *bot.Dispatcher, who bot.Caller, pos []string) (bot.Reply, error) {
+			if len(pos) > 1 {
+				return bot.Reply{}, usageErr("too many arguments")
+			}
+			cmd := bot.Command{Name: "status"}
+			if len(pos) == 1 {
+				cmd.Cluster = pos[0]
+			}
+			return d.Do(ctx, who, cmd, strings.TrimSpace("nocobot status "+cmd.Cluster)), nil
+		})
+}
+
+func cmdDecide(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	return dispatch(ctx, "decide", "<run> continue|rollback|abort|retry|done", "Answers a run's open question, as its buttons in Slack do; the process driving\nthe run acts on it.", args, stdout, stderr,
+		func(ctx context.Context, d *bot.Dispatcher, who bot.Caller, pos []string) (bot.Reply, error) {
+			if len(pos) != 2 {
+				return bot.Reply{}, usageErr("expected: nocobot decide <run> continue|rollback|abort|retry|done")
+			}
+			action := store.Action(strings.ToLower(pos[1]))
+			switch action {
+			case "done":
+				action = store.ActionContinue
+			case store.ActionContinue, store.ActionRollback, store.ActionAbort, store.ActionRetry:
+			default:
+				return bot.Reply{}, usageErr("%q: expected continue, rollback, abort, retry or done", pos[1])
+			}
+			r := d.Decide(ctx, who, bot.Answer{RunID: pos[0], Action: action, Said: "nocobot decide " + pos[0] + " " + pos[1]})
+			if r.Outcome.Kind == bot.OK && r.Decision != nil {
+				r.Text = bot.T(fmt.Sprintf("Recorded: %s on run %s (%s). The process driving the run acts on it; a run that no process drives goes on with the next nocobot serve on this store.", bot.ActionLabel(r.Decision.Action), r.Decision.RunID, r.Decision.Checkpoint))
+			}
+			return r, nil
+		})
+}
+
+func cmdCancel(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	return dispatch(ctx, "cancel", "<run>", "Aborts a run: the current step ends safely, then the run stops.", args, stdout, stderr,
+		func(ctx context.Context, d *bot.Dispatcher, who bot.Caller, pos []string) (bot.Reply, error) {
+			if len(pos) != 1 {
+				return bot.Reply{}, usageErr("which run? give its id, e.g. nocobot cancel r1122-7fq3")
+			}
+			return d.Do(ctx, who, bot.Command{Name: "cancel", RunID: pos[0]}, "nocobot cancel "+pos[0]), nil
+		})
 }

@@ -105,3 +105,51 @@ func TestConfigCheckWindowCommands(t *testing.T) {
 		t.Errorf("a valid window: exit %d, out %q, err %q", code, out, errs)
 	}
 }
+
+// The words of the command language at the terminal go through the
+// dispatcher: a run left waiting is answered, cancelled and looked at
+// with them, and each is in the audit log with its outcome and run.
+func TestTerminalWords(t *testing.T) {
+	conf := writeConfig(t)
+	// Docker is unreachable: preflight fails and the run waits for retry or abort.
+	code, _, errs := nocobot(t, "run", "maintain", "--config", conf, "--log-level", "error")
+	if code != 1 || !strings.Contains(errs, "waits at its checkpoint") || !strings.Contains(errs, "nocobot decide r") {
+		t.Fatalf("run with no answer: exit %d, %q", code, errs)
+	}
+	_, out, _ := nocobot(t, "history", "--config", conf)
+	id := strings.Fields(strings.Split(out, "\n")[1])[0]
+
+	tests := []struct {
+		args     []string
+		code     int
+		out, err string
+	}{
+		{[]string{"status"}, 0, "Running: " + id + " — maintenance of prod (manual window)", ""},
+		{[]string{"status", "staging"}, 1, "", `unknown cluster "staging" (known: prod)`},
+		{[]string{"decide", id, "continue"}, 1, "", "Continue is not an option here: choose Retry or Abort."},
+		{[]string{"decide", id, "frob"}, 2, "", `"frob": expected continue, rollback, abort, retry or done`},
+		{[]string{"decide", "r0000-none", "abort"}, 1, "", "There is no run r0000-none."},
+		{[]string{"decide", id, "abort"}, 0, "Recorded: Abort on run " + id, ""},
+		{[]string{"cancel", id}, 0, "Abort requested for run " + id, ""},
+		{[]string{"cancel"}, 2, "", "which run?"},
+	}
+	for _, tt := range tests {
+		args := append(tt.args, "--config", conf)
+		code, out, errs := nocobot(t, args...)
+		if code != tt.code || !strings.Contains(out, tt.out) || !strings.Contains(errs, tt.err) {
+			t.Fatalf("%v: exit %d, out %q, err %q\nwant exit %d, out containing %q, err containing %q", tt.args, code, out, errs, tt.code, tt.out, tt.err)
+		}
+	}
+	_, out, _ = nocobot(t, "audit", "--run", id, "--config", conf)
+	for _, want := range []string{
+		"nocobot run maintain", "nocobot decide " + id + " continue", "refused: Continue is not an option here",
+		"nocobot decide " + id + " abort", "ok: abort", "nocobot cancel " + id,
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("audit --run %s lacks %q:\n%s", id, want, out)
+		}
+	}
+	if strings.Contains(out, "nocobot status") || strings.Contains(out, "r0000-none") {
+		t.Fatalf("audit --run %s lists entries about other things:\n%s", id, out)
+	}
+}

@@ -1,5 +1,6 @@
-// Package bot holds nocobot's chat fronts: the command language shared by
-// Slack and the terminal, the Slack front, and the terminal front.
+// Package bot is what every front shares: the command language and the
+// dispatcher that checks access, asks the engine, writes the audit log
+// and replies; the transports are slack/ and terminal/.
 package bot
 
 import (

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nocobot/nocobot/format"
 )
 
 // Steps that take and restore a run's safety backup.
@@ -34,7 +35,7 @@ func backupStep(ctx context.Context, env *stepEnv) (string, error) {
 		taken = env.now()
 	}
 	env.record(func(w factWriter) { w.setBackup(info.ID, taken) })
-	return fmt.Sprintf("backup %s verified (%s)", info.ID, humanBytes(info.Size)), nil
+	return fmt.Sprintf("backup %s verified (%s)", info.ID, format.Bytes(info.Size)), nil
 }
 
 func restoreStep(ctx context.Context, env *stepEnv) (string, error) {
@@ -46,17 +47,4 @@ func restoreStep(ctx context.Context, env *stepEnv) (string, error) {
 		return "", fmt.Errorf("restore %s: %w", id, err)
 	}
 	return "restored backup " + id, nil
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -152,12 +152,6 @@ func New(opts Options) (*Engine, error) {
 	return e, nil
 }
 
-// Cluster returns a configured cluster.
-func (e *Engine) Cluster(name string) (*Cluster, bool) {
-	c, ok := e.clusters[name]
-	return c, ok
-}
-
 // ClusterNames lists the configured clusters, sorted.
 func (e *Engine) ClusterNames() []string {
 	var out []string
@@ -167,9 +161,6 @@ func (e *Engine) ClusterNames() []string {
 	slices.Sort(out)
 	return out
 }
-
-// Store is the engine's store, for the fronts' read-only views.
-func (e *Engine) Store() store.Store { return e.store }
 
 // Subscribe returns a subscription to every event from now on.
 func (e *Engine) Subscribe() *Subscription { return e.bus.subscribe() }

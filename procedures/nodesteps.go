@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nocobot/nocobot/format"
 	"slices"
 	"strings"
 	"sync"
@@ -133,7 +134,7 @@ type started struct {
 }
 
 func (s started) String() string {
-	return fmt.Sprintf("%s healthy on %s after %s", s.node, s.version, s.took.Round(100*time.Millisecond))
+	return fmt.Sprintf("%s healthy on %s after %s", s.node, s.version, format.Duration(s.took))
 }
 
 // startAndWait starts one node and waits until NocoBase on it is healthy

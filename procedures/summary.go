@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -43,12 +44,12 @@ func Summary(r store.Run) string {
 	f := FactsOf(r)
 	title := Title(r)
 	title = strings.ToUpper(title[:1]) + title[1:]
-	fmt.Fprintf(&b, "%s %s in %s.", title, r.State, Duration(r, r.Ended).Round(100*time.Millisecond))
+	fmt.Fprintf(&b, "%s %s in %s.", title, r.State, format.Duration(Duration(r, r.Ended)))
 	if r.Error != "" {
 		fmt.Fprintf(&b, " %s.", strings.ToUpper(r.Error[:1])+r.Error[1:])
 	}
 	if d, ok := Downtime(r); ok {
-		fmt.Fprintf(&b, " Downtime %s.", d.Round(100*time.Millisecond))
+		fmt.Fprintf(&b, " Downtime %s.", format.Duration(d))
 	} else if _, ok := f.DowntimeStart(); ok {
 		b.WriteString(" Traffic still goes to the maintenance page.")
 	}

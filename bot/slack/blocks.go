@@ -8,6 +8,8 @@ import (
 
 	"github.com/slack-go/slack"
 
+	"github.com/nocobot/nocobot/bot"
+	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
@@ -34,33 +36,12 @@ func one(text string) (string, []slack.Block) { return text, []slack.Block{secti
 
 // runStatus is the root's status line.
 func runStatus(r store.Run) string {
-	cur := ""
-	if r.Current >= 0 && r.Current < len(r.Steps) {
-		cur = r.Steps[r.Current].Title
-	}
-	forward := 0
-	for _, s := range r.Steps {
-		if !s.Rollback {
-			forward++
-		}
-	}
-	switch r.State {
-	case store.StateRunning:
-		return fmt.Sprintf(":arrows_counterclockwise: Running: step %d of %d, %s", min(r.Current+1, forward), forward, cur)
-	case store.StateWaiting:
-		return ":raising_hand: Waiting for a decision: " + cur
-	case store.StateFailed:
-		return ":x: Stopped: " + cur + " failed; waiting for Retry, Roll back or Abort"
-	case store.StateRollingBack:
-		return ":rewind: Rolling back: " + cur
-	case store.StateSucceeded:
-		return ":white_check_mark: Succeeded in " + fmtDur(procedures.Duration(r, r.Ended))
-	case store.StateRolledBack:
-		return ":leftwards_arrow_with_hook: Rolled back in " + fmtDur(procedures.Duration(r, r.Ended))
-	case store.StateAborted:
-		return ":octagonal_sign: Aborted after " + fmtDur(procedures.Duration(r, r.Ended))
-	}
-	return string(r.State)
+	icon := map[store.RunState]string{
+		store.StateRunning: ":arrows_counterclockwise:", store.StateWaiting: ":raising_hand:", store.StateFailed: ":x:",
+		store.StateRollingBack: ":rewind:", store.StateSucceeded: ":white_check_mark:",
+		store.StateRolledBack: ":leftwards_arrow_with_hook:", store.StateAborted: ":octagonal_sign:",
+	}[r.State]
+	return strings.TrimSpace(icon + " " + capitalize(bot.RunStatus(r)))
 }
 
 // versions is "from → to" for an upgrade.
@@ -77,8 +58,8 @@ func versions(r store.Run) string {
 
 func renderRoot(r store.Run) (string, []slack.Block) {
 	title := capitalize(procedures.Title(r))
-	text := fmt.Sprintf("*%s*\n%s on %s%s · requested by <@%s> · run `%s`\n%s",
-		title, capitalize(r.Procedure), r.Cluster, versions(r), r.Requester, r.ID, runStatus(r))
+	text := fmt.Sprintf("*%s*\n%s on %s%s · requested by %s · run `%s`\n%s",
+		title, capitalize(r.Procedure), r.Cluster, versions(r), mention(r.Requester), r.ID, runStatus(r))
 	return one(text)
 }
 
@@ -93,15 +74,15 @@ func renderStep(st store.Step, progressAt time.Time) (string, []slack.Block) {
 			if progressAt.IsZero() || elapsed < 0 {
 				elapsed = 0
 			}
-			text += fmt.Sprintf(": %s (%s)", st.Progress, fmtSecs(elapsed))
+			text += fmt.Sprintf(": %s (%s)", st.Progress, format.Elapsed(elapsed))
 		}
 	case store.StepDone:
-		text = fmt.Sprintf(":white_check_mark: *%s* — done in %s", st.Title, fmtDur(took))
+		text = fmt.Sprintf(":white_check_mark: *%s* — done in %s", st.Title, format.Duration(took))
 		if st.Detail != "" {
 			text += "\n" + st.Detail
 		}
 	case store.StepFailed:
-		text = fmt.Sprintf(":x: *%s* — failed after %s: %s", st.Title, fmtDur(max(took, 0)), st.Detail)
+		text = fmt.Sprintf(":x: *%s* — failed after %s: %s", st.Title, format.Duration(max(took, 0)), st.Detail)
 	case store.StepSkipped:
 		text = fmt.Sprintf(":fast_forward: *%s* — skipped: %s", st.Title, st.Detail)
 	case store.StepWaiting:
@@ -110,11 +91,6 @@ func renderStep(st store.Step, progressAt time.Time) (string, []slack.Block) {
 		text = fmt.Sprintf(":white_circle: *%s* — pending", st.Title)
 	}
 	return one(text)
-}
-
-var actionLabels = map[store.Action]string{
-	store.ActionContinue: "Continue", store.ActionRollback: "Roll back",
-	store.ActionAbort: "Abort", store.ActionRetry: "Retry",
 }
 
 func renderCheckpoint(r store.Run, cs *cpState) (string, []slack.Block) {
@@ -140,9 +116,9 @@ func renderCheckpoint(r store.Run, cs *cpState) (string, []slack.Block) {
 	switch {
 	case cs.decision != nil:
 		d := cs.decision
-		line := fmt.Sprintf("<@%s> chose *%s* at %s", d.By, actionLabels[d.Action], d.At.UTC().Format("15:04:05 UTC, 2 Jan"))
+		line := fmt.Sprintf("%s chose *%s* at %s", mention(d.By), bot.ActionLabel(d.Action), d.At.UTC().Format("15:04:05 UTC, 2 Jan"))
 		if d.By == "timeout" || d.Via == "engine" {
-			line = fmt.Sprintf("No decision in time: *%s* at %s", actionLabels[d.Action], d.At.UTC().Format("15:04:05 UTC, 2 Jan"))
+			line = fmt.Sprintf("No decision in time: *%s* at %s", bot.ActionLabel(d.Action), d.At.UTC().Format("15:04:05 UTC, 2 Jan"))
 		}
 		blocks = append(blocks, contextLine(line))
 		text += "\n" + line
@@ -152,7 +128,7 @@ func renderCheckpoint(r store.Run, cs *cpState) (string, []slack.Block) {
 	default:
 		var buttons []slack.BlockElement
 		for _, a := range cp.Options {
-			label := actionLabels[a]
+			label := bot.ActionLabel(a)
 			if a == store.ActionContinue && cp.Kind == "manual" {
 				label = "Done, continue"
 			}
@@ -183,9 +159,9 @@ func renderSummary(r store.Run) (string, []slack.Block) {
 		icon = ":octagonal_sign:"
 	}
 	var facts []string
-	facts = append(facts, "Outcome: *"+string(r.State)+"*", "Total: "+fmtDur(procedures.Duration(r, r.Ended)))
+	facts = append(facts, "Outcome: *"+string(r.State)+"*", "Total: "+format.Duration(procedures.Duration(r, r.Ended)))
 	if d, ok := procedures.Downtime(r); ok {
-		facts = append(facts, "Downtime: "+fmtDur(d))
+		facts = append(facts, "Downtime: "+format.Duration(d))
 	} else if _, ok := procedures.FactsOf(r).DowntimeStart(); ok {
 		facts = append(facts, "Downtime: still on the maintenance page")
 	}

@@ -18,19 +18,16 @@ import (
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/slacktest"
 
+	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/config"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
-	"github.com/nocobot/nocobot/schedule"
 	"github.com/nocobot/nocobot/store"
 	"github.com/nocobot/nocobot/store/sqlite"
 )
 
-// The front must take the real engine and scheduler.
-var (
-	_ Engine    = (*procedures.Engine)(nil)
-	_ Scheduler = (*schedule.Scheduler)(nil)
-)
+// The front must take the real engine.
+var _ Engine = (*procedures.Engine)(nil)
 
 // apiCall is one Web API request the fake Slack received.
 type apiCall struct {
@@ -250,7 +247,7 @@ type harness struct {
 	stop  context.CancelFunc
 	http  *httptest.Server
 	opts  Options
-	sched Scheduler
+	sched bot.Scheduler
 
 	mu        sync.Mutex
 	frontStop func()
@@ -275,10 +272,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-type harnessOpt func(*Options, *Scheduler)
+type harnessOpt func(*Options, *bot.Scheduler)
 
-func withScheduler(sc Scheduler) harnessOpt {
-	return func(_ *Options, s *Scheduler) { *s = sc }
+func withScheduler(sc bot.Scheduler) harnessOpt {
+	return func(_ *Options, s *bot.Scheduler) { *s = sc }
 }
 
 func newHarness(t *testing.T, mode string, opts ...harnessOpt) *harness {
@@ -303,7 +300,7 @@ func newHarness(t *testing.T, mode string, opts ...harnessOpt) *harness {
 		APIURL: fs.URL(), EditEvery: 200 * time.Millisecond, FlushDelay: 20 * time.Millisecond,
 		CallTimeout: 2 * time.Second, MaxBackoff: 200 * time.Millisecond,
 	}
-	var sched Scheduler
+	var sched bot.Scheduler
 	for _, fn := range opts {
 		fn(&o, &sched)
 	}
@@ -345,7 +342,12 @@ func newHarness(t *testing.T, mode string, opts ...harnessOpt) *harness {
 // startFront starts a new front on the harness's engine (a bot restart).
 func (h *harness) startFront() {
 	h.t.Helper()
-	front, err := New(h.opts, h.eng, h.sched, zerolog.New(zerolog.MultiLevelWriter(zerolog.NewTestWriter(h.t), &h.logs)))
+	log := zerolog.New(zerolog.MultiLevelWriter(zerolog.NewTestWriter(h.t), &h.logs))
+	disp, err := bot.New(bot.Options{Config: h.cfg, Engine: h.eng, Scheduler: h.sched, Log: log})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	front, err := New(h.opts, disp, h.eng, log)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -2,156 +2,77 @@ package slack
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/slack-go/slack"
 
+	"github.com/nocobot/nocobot/bot"
+	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/schedule"
 	"github.com/nocobot/nocobot/store"
 )
 
-// handleInteraction handles a button click after its ack.
+// handleInteraction handles a button click after its ack: the
+// dispatcher decides and audits; this renders its reply.
 func (f *Front) handleInteraction(ctx context.Context, cb slack.InteractionCallback) {
 	if cb.Type != slack.InteractionTypeBlockActions || len(cb.ActionCallback.BlockActions) == 0 {
 		f.log.Debug().Str("type", string(cb.Type)).Str("user", cb.User.ID).Msg("slack: ignored an interaction that is not a block action")
 		return
 	}
+	who := bot.Caller{User: cb.User.ID, Name: cb.User.Name, Via: bot.ViaSlack, Channel: cb.Channel.ID, Prefix: f.command, Groups: f.groups}
 	for _, a := range cb.ActionCallback.BlockActions {
-		audit := store.AuditEntry{User: cb.User.ID, Channel: cb.Channel.ID, Via: "slack"}
-		var outcome string
+		var r bot.Reply
 		switch {
 		case strings.HasPrefix(a.ActionID, actionPrefixCP):
-			outcome = f.checkpointClick(ctx, cb, store.Action(strings.TrimPrefix(a.ActionID, actionPrefixCP)), a.Value, &audit)
+			r = f.checkpointClick(ctx, who, store.Action(strings.TrimPrefix(a.ActionID, actionPrefixCP)), a.Value)
 		case a.ActionID == actionWindowSkip || a.ActionID == actionWindowStart:
-			outcome = f.windowClick(ctx, cb, a.ActionID, a.Value, &audit)
+			r = f.windowClick(ctx, cb, who, a.ActionID, a.Value)
 		default:
-			audit.Action = "button " + a.ActionID
-			outcome = f.refuseClick(ctx, cb, "I don't know that button.")
+			r = f.disp.Refuse(ctx, who, "button "+a.ActionID, "I don't know that button.")
 		}
-		audit.Outcome = outcome
-		f.audit(ctx, audit)
+		if r.Outcome.Kind != bot.OK && !r.Quiet() {
+			f.ephemeral(ctx, cb.Channel.ID, cb.User.ID, replyText(r))
+		}
 	}
 }
 
-func (f *Front) refuseClick(ctx context.Context, cb slack.InteractionCallback, msg string) string {
-	f.ephemeral(ctx, cb.Channel.ID, cb.User.ID, msg)
-	return "refused: " + msg
-}
-
-func (f *Front) checkpointClick(ctx context.Context, cb slack.InteractionCallback, action store.Action, value string, audit *store.AuditEntry) string {
+func (f *Front) checkpointClick(ctx context.Context, who bot.Caller, action store.Action, value string) bot.Reply {
 	runID, cpID, ok := parseCPValue(value)
-	audit.Action = fmt.Sprintf("button %s run %s checkpoint %s", action, runID, cpID)
-	audit.RunID = runID
+	said := fmt.Sprintf("button %s run %s checkpoint %s", action, runID, cpID)
 	if !ok {
-		return f.refuseClick(ctx, cb, "That button carries no run; it is not one of mine.")
+		return f.disp.Refuse(ctx, who, said, "That button carries no run; it is not one of mine.")
 	}
-	if !f.auth.channelAllowed(cb.Channel.ID) {
-		return f.refuseClick(ctx, cb, "I don't take decisions in this channel.")
-	}
-	run, err := f.eng.Store().GetRun(ctx, runID)
-	if errors.Is(err, store.ErrNotFound) {
-		return f.refuseClick(ctx, cb, fmt.Sprintf("There is no run %s.", runID))
-	}
-	if err != nil {
-		f.ephemeral(ctx, cb.Channel.ID, cb.User.ID, "Could not read the run; try again in a moment: "+err.Error())
-		return "error: " + err.Error()
-	}
-	if !f.auth.allowed(ctx, run.Cluster, cb.User.ID, permDecide) {
-		return f.refuseClick(ctx, cb, fmt.Sprintf("Sorry, you are not allowed to decide checkpoints on %s.", run.Cluster))
-	}
-	if run.State.Finished() {
-		return f.refuseClick(ctx, cb, fmt.Sprintf("Run %s has already finished (%s); nothing to decide.", runID, run.State))
-	}
-	if run.Checkpoint == nil || run.Checkpoint.ID != cpID {
-		return f.refuseClick(ctx, cb, f.alreadyDecided(ctx, runID, cpID))
-	}
-	if action == store.ActionContinue && f.auth.access(run.Cluster).FourEyes && cb.User.ID == run.Requester {
-		return f.refuseClick(ctx, cb, "Four-eyes rule: you requested this run, so someone else must approve it. You may still roll back or abort.")
-	}
-	// Two quick clicks: the second waits for nothing and is told so; the
-	// store decides once in any case.
-	key := runID + "|" + cpID
-	f.mu.Lock()
-	busy := f.clicks[key]
-	f.clicks[key] = true
-	f.mu.Unlock()
-	if busy {
-		return f.refuseClick(ctx, cb, "This checkpoint is already being decided (another click came first).")
-	}
-	defer func() {
+	r := f.disp.Decide(ctx, who, bot.Answer{RunID: runID, Checkpoint: cpID, Action: action, Said: said})
+	if r.Outcome.Kind == bot.OK && r.Decision != nil {
+		// Show the decision now; the engine's own event follows when it acts.
 		f.mu.Lock()
-		delete(f.clicks, key)
+		t := f.threads[runID]
 		f.mu.Unlock()
-	}()
-	d := store.Decision{RunID: runID, Checkpoint: cpID, Action: action, By: cb.User.ID, ByName: cb.User.Name, Via: "slack", At: f.now()}
-	got, err := f.eng.Decide(ctx, d)
-	if errors.Is(err, store.ErrAlreadyDecided) {
-		return f.refuseClick(ctx, cb, f.alreadyDecided(ctx, runID, cpID))
-	}
-	if err != nil {
-		f.ephemeral(ctx, cb.Channel.ID, cb.User.ID, "Could not record your decision: "+err.Error())
-		return "error: " + err.Error()
-	}
-	// Show the decision now; the engine's own event follows when it acts.
-	f.mu.Lock()
-	t := f.threads[runID]
-	f.mu.Unlock()
-	if t != nil {
-		t.decided(got)
-	}
-	return "ok: " + string(action)
-}
-
-func (f *Front) alreadyDecided(ctx context.Context, runID, cpID string) string {
-	ds, err := f.eng.Store().Decisions(ctx, runID)
-	if err == nil {
-		for _, d := range ds {
-			if d.Checkpoint == cpID {
-				return fmt.Sprintf("This checkpoint was already decided: <@%s> chose %s at %s.", d.By, actionLabels[d.Action], d.At.UTC().Format("15:04:05 UTC"))
-			}
+		if t != nil {
+			t.decided(*r.Decision)
 		}
 	}
-	return "This checkpoint is no longer open."
+	return r
 }
 
-func (f *Front) windowClick(ctx context.Context, cb slack.InteractionCallback, actionID, value string, audit *store.AuditEntry) string {
+func (f *Front) windowClick(ctx context.Context, cb slack.InteractionCallback, who bot.Caller, actionID, value string) bot.Reply {
 	id, start, ok := parseWindowValue(value)
 	verb := "skip"
 	if actionID == actionWindowStart {
 		verb = "start"
 	}
-	audit.Action = fmt.Sprintf("button window %s %s at %s", verb, id, start.UTC().Format(time.RFC3339))
+	said := fmt.Sprintf("button window %s %s at %s", verb, id, start.UTC().Format(time.RFC3339))
 	if !ok {
-		return f.refuseClick(ctx, cb, "That button carries no window; it is not one of mine.")
+		return f.disp.Refuse(ctx, who, said, "That button carries no window; it is not one of mine.")
 	}
-	if f.sched == nil {
-		return f.refuseClick(ctx, cb, "Scheduling is off: this bot runs without the maintenance window scheduler.")
+	r := f.disp.DecideWindow(ctx, who, bot.WindowAnswer{ID: id, Start: start, Approve: verb == "start", Said: said})
+	if r.Outcome.Kind != bot.OK || r.Window == nil {
+		return r
 	}
-	if !f.auth.channelAllowed(cb.Channel.ID) {
-		return f.refuseClick(ctx, cb, "I don't take decisions in this channel.")
-	}
-	w, err := f.eng.Store().GetWindow(ctx, id)
-	if err != nil {
-		return f.refuseClick(ctx, cb, fmt.Sprintf("There is no window %s any more.", id))
-	}
-	if !f.auth.allowed(ctx, w.Cluster, cb.User.ID, permRun) {
-		return f.refuseClick(ctx, cb, fmt.Sprintf("Sorry, you are not allowed to run procedures on %s.", w.Cluster))
-	}
-	if verb == "skip" {
-		err = f.sched.Skip(ctx, id, start, cb.User.ID)
-	} else {
-		err = f.sched.Approve(ctx, id, start, cb.User.ID)
-	}
-	if err != nil {
-		return f.refuseClick(ctx, cb, fmt.Sprintf("Could not %s window %s: %v", verb, id, err))
-	}
-	past := map[string]string{"skip": "Skipped", "start": "Started"}[verb]
-	line := fmt.Sprintf("%s by <@%s> at %s", past, cb.User.ID, f.now().UTC().Format("15:04:05 UTC"))
-	text, blocks := renderWindow(w, start, "", line)
+	text, blocks := renderWindow(*r.Window, start, "", mrkdwn(r.Text))
 	ts := cb.Container.MessageTs
 	if ts == "" {
 		ts = cb.Message.Timestamp
@@ -165,7 +86,7 @@ func (f *Front) windowClick(ctx context.Context, cb slack.InteractionCallback, a
 			f.log.Warn().Err(err).Msg("slack: could not update the window message")
 		}
 	}
-	return "ok: " + verb
+	return r
 }
 
 // windowEvent posts a maintenance window event in the cluster's channel.
@@ -188,7 +109,7 @@ func (f *Front) windowEvent(ctx context.Context, ev procedures.Event) {
 	case procedures.EventWindowApproval:
 		button = actionWindowStart
 	}
-	text, blocks := renderWindow(w, ev.Window.Start, button, schedule.Text(ev, schedule.Format{Who: mention, When: fmtTime}))
+	text, blocks := renderWindow(w, ev.Window.Start, button, schedule.Text(ev, schedule.Format{Who: mention, When: format.When}))
 	opts := []slack.MsgOption{slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...)}
 	err := f.calls.do(ctx, "chat.postMessage", 20, func(ctx context.Context) error {
 		_, _, err := f.api.PostMessageContext(ctx, ch, opts...)
@@ -199,23 +120,12 @@ func (f *Front) windowEvent(ctx context.Context, ev procedures.Event) {
 	}
 }
 
-// mention turns a Slack user id into a mention; other people
-// ("terminal:alice") stay as they are.
-func mention(id string) string {
-	if len(id) > 1 && (id[0] == 'U' || id[0] == 'W') && strings.IndexFunc(id, func(r rune) bool {
-		return (r < 'A' || r > 'Z') && (r < '0' || r > '9')
-	}) < 0 {
-		return "<@" + id + ">"
-	}
-	return id
-}
-
 // renderWindow shows a window event; button is the action offered (or
 // none), line what happened.
 func renderWindow(w store.Window, start time.Time, button, line string) (string, []slack.Block) {
 	head := fmt.Sprintf(":calendar: *Maintenance window %s* on %s: %s", w.ID, w.Cluster, w.Command)
 	if !start.IsZero() {
-		head += " — " + fmtTime(start, w.TZ)
+		head += " — " + format.When(start, w.TZ)
 	}
 	text := head
 	if line != "" {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -176,4 +177,45 @@ func TestRestartEditsThread(t *testing.T) {
 	h.fs.waitFor("root brought up to date", func(cs []apiCall) bool {
 		return strings.Contains(latestOf(cs, root.TS).Text(), "Succeeded")
 	})
+}
+
+// A run started in Slack and answered at a terminal: the one dispatcher
+// records the terminal's decision in the audit log, and the thread shows
+// who decided by name (a terminal user is no Slack mention).
+func TestTerminalDecisionShowsInThread(t *testing.T) {
+	h := newHarness(t, "http")
+	h.command(uRequest, chProd, "upgrade 1.7.14")
+	root := h.rootOf(chProd, "Upgrade of prod")
+	cp, _ := h.reply(root.TS, "Verify checkpoint")
+	run := h.waitState(h.onlyRun().ID, store.StateWaiting)
+
+	op := bot.Caller{User: "terminal:alice", Via: bot.ViaTerminal, Prefix: "nocobot"}
+	r := h.front.disp.Decide(context.Background(), op, bot.Answer{RunID: run.ID, Action: store.ActionContinue, Said: "nocobot decide " + run.ID + " continue"})
+	// The harness's dispatcher does not trust the terminal: alice is in no access list.
+	if r.Outcome.Kind != bot.Refused || !strings.Contains(r.Plain(), "not allowed to decide checkpoints on prod") {
+		t.Fatalf("untrusted terminal decision: %+v", r)
+	}
+	h.cfg.Access.Decide.Users = append(h.cfg.Access.Decide.Users, "terminal:alice")
+	r = h.front.disp.Decide(context.Background(), op, bot.Answer{RunID: run.ID, Action: store.ActionContinue, Said: "nocobot decide " + run.ID + " continue"})
+	if r.Outcome.String() != "ok: continue" {
+		t.Fatalf("terminal decision: %+v", r)
+	}
+	_, shown := h.reply(root.TS, "terminal:alice chose *Continue*")
+	if shown.TS != cp.TS {
+		t.Fatalf("the decision is not shown on the checkpoint message: %s", dumpCalls([]apiCall{shown}))
+	}
+	h.reply(root.TS, "Outcome: *succeeded*")
+	var got []string
+	for _, e := range h.audit() {
+		if e.Via == "terminal" {
+			got = append(got, e.Action+" → "+e.Outcome+" ["+e.RunID+"]")
+		}
+	}
+	want := []string{
+		"nocobot decide " + run.ID + " continue → refused: Sorry, you are not allowed to decide checkpoints on prod. [" + run.ID + "]",
+		"nocobot decide " + run.ID + " continue → ok: continue [" + run.ID + "]",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("terminal audit entries:\n%q\nwant\n%q", got, want)
+	}
 }

@@ -19,34 +19,21 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/slack-go/slack"
 
+	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/config"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
 
-// Engine is what the Slack front needs of *procedures.Engine.
+// Engine is what the Slack front reads of *procedures.Engine besides
+// the dispatcher: the events it renders, the runs it catches up with,
+// and the notes that name each run's thread.
 type Engine interface {
-	Start(ctx context.Context, req procedures.Request) (store.Run, error)
-	Decide(ctx context.Context, d store.Decision) (store.Decision, error)
-	Cancel(ctx context.Context, runID, by, via string) error
-	Plan(ctx context.Context, req procedures.Request) (string, error)
 	Subscribe() *procedures.Subscription
-	Store() store.Store
-	Cluster(name string) (*procedures.Cluster, bool)
-	ClusterNames() []string
-}
-
-// Scheduler is what the Slack front needs of the maintenance window
-// scheduler (schedule.Scheduler). It may be nil: scheduling is off.
-type Scheduler interface {
-	// Add saves a window and returns it with its next three start times;
-	// the error text is the cron parser's reason.
-	Add(ctx context.Context, w store.Window) (store.Window, []time.Time, error)
-	List(ctx context.Context) ([]store.Window, error)
-	Remove(ctx context.Context, id string) error
-	SetPaused(ctx context.Context, id string, paused bool) (store.Window, error)
-	Skip(ctx context.Context, id string, start time.Time, by string) error
-	Approve(ctx context.Context, id string, start time.Time, by string) error
+	UnfinishedRuns(ctx context.Context) ([]store.Run, error)
+	Decisions(ctx context.Context, runID string) ([]store.Decision, error)
+	PutNote(ctx context.Context, scope, key, value string) error
+	GetNote(ctx context.Context, scope, key string) (string, error)
 }
 
 // Options configure the front. Tokens are values (main reads them from
@@ -73,20 +60,18 @@ type Options struct {
 	GroupTTL time.Duration
 	// MaxBackoff caps the wait between retries of a failed call; default 30 s.
 	MaxBackoff time.Duration
-	// Now is the clock for replies and decisions; default time.Now.
-	Now func() time.Time
 }
 
 // Front is the Slack front.
 type Front struct {
-	cfg   *config.Config
-	opts  Options
-	eng   Engine
-	sched Scheduler
-	log   zerolog.Logger
-	api   *slack.Client
-	calls *caller
-	auth  *authorizer
+	cfg    *config.Config
+	opts   Options
+	disp   *bot.Dispatcher
+	eng    Engine
+	log    zerolog.Logger
+	api    *slack.Client
+	calls  *caller
+	groups *groups
 
 	command string // "/nocobase"
 
@@ -102,18 +87,17 @@ type Front struct {
 
 	mu      sync.Mutex
 	threads map[string]*thread // run id → thread being rendered
-	origins map[string]string  // cluster → channel of a command starting a run there now
 	bound   map[string]string  // run id → channel of the command that started it
-	clicks  map[string]bool    // run|checkpoint being decided now
 }
 
-// New makes the front. Call Run to serve Slack and render runs.
-func New(opts Options, eng Engine, sched Scheduler, log zerolog.Logger) (*Front, error) {
+// New makes the front: commands and clicks go to disp, runs are
+// rendered from eng's events. Call Run to serve Slack and render runs.
+func New(opts Options, disp *bot.Dispatcher, eng Engine, log zerolog.Logger) (*Front, error) {
 	if opts.Config == nil {
 		return nil, errors.New("slack: no configuration")
 	}
-	if eng == nil {
-		return nil, errors.New("slack: no engine")
+	if disp == nil || eng == nil {
+		return nil, errors.New("slack: no dispatcher or engine")
 	}
 	if opts.BotToken == "" {
 		return nil, errors.New("slack: no bot token")
@@ -146,9 +130,6 @@ func New(opts Options, eng Engine, sched Scheduler, log zerolog.Logger) (*Front,
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = 30 * time.Second
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
 	slackOpts := []slack.Option{}
 	if opts.APIURL != "" {
 		slackOpts = append(slackOpts, slack.OptionAPIURL(opts.APIURL))
@@ -162,17 +143,17 @@ func New(opts Options, eng Engine, sched Scheduler, log zerolog.Logger) (*Front,
 	api := slack.New(opts.BotToken, slackOpts...)
 	base, cancel := context.WithCancel(context.Background())
 	f := &Front{
-		cfg: opts.Config, opts: opts, eng: eng, sched: sched, log: log, api: api,
+		cfg: opts.Config, opts: opts, disp: disp, eng: eng, log: log, api: api,
 		command: opts.Config.Slack.Command,
 		base:    base, cancel: cancel,
 		replay: newReplayGuard(), subscribed: make(chan struct{}),
-		threads: map[string]*thread{}, origins: map[string]string{}, bound: map[string]string{}, clicks: map[string]bool{},
+		threads: map[string]*thread{}, bound: map[string]string{},
 	}
 	if f.command == "" {
 		f.command = "/nocobase"
 	}
 	f.calls = &caller{log: log, timeout: opts.CallTimeout, maxBackoff: opts.MaxBackoff}
-	f.auth = newAuthorizer(opts.Config, f.calls, api, opts.GroupTTL, log)
+	f.groups = newGroups(f.calls, api, opts.GroupTTL, log)
 	return f, nil
 }
 
@@ -220,5 +201,3 @@ func (f *Front) goWork(fn func(ctx context.Context)) {
 		fn(f.base)
 	}()
 }
-
-func (f *Front) now() time.Time { return f.opts.Now() }

@@ -3,9 +3,7 @@ package slack
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -16,22 +14,6 @@ import (
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
-
-// noteScope is where a run's thread (channel and message ts's) is kept
-// in the store, so that a restarted bot edits the thread it started.
-const noteScope = "slack"
-
-// threadNote is the persisted form of a thread.
-type threadNote struct {
-	Channel string            `json:"channel"`
-	Msgs    map[string]string `json:"msgs"` // slot key → message ts; "root" is the root
-	// CPs are the checkpoints shown, so a restarted bot can still show
-	// who decided one after the run has moved on.
-	CPs map[string]store.Checkpoint `json:"cps,omitempty"`
-}
-
-// kindSnapshot is a run's state read from the store at start-up.
-const kindSnapshot procedures.EventKind = "slack.snapshot"
 
 // slot is one message of a thread: the root, a step, a checkpoint, the
 // summary or a notice. Its content is rendered from the thread's state
@@ -102,26 +84,40 @@ func (t *thread) ensure(key string, broadcast bool) *slot {
 
 func stepKey(i int) string { return fmt.Sprintf("step:%d", i) }
 
+// show takes a run's latest state. The first time, unless the run has
+// just started, it is picked up mid-run (a restart, another replica):
+// every step that has begun is shown, editing the messages the thread
+// already has. The caller holds mu.
+func (t *thread) show(r store.Run, justStarted bool) {
+	first := !t.hasRun
+	t.run, t.hasRun = r, true
+	t.ensure("root", false)
+	if !first || justStarted {
+		return
+	}
+	for i, st := range r.Steps {
+		if st.Status != store.StepPending && st.Status != store.StepWaiting {
+			t.ensure(stepKey(i), false)
+		}
+	}
+	if cp := r.Checkpoint; cp != nil {
+		t.cps[cp.ID] = &cpState{cp: *cp}
+		t.ensure("cp:"+cp.ID, false)
+	}
+}
+
+// showRecorded takes a run as the store holds it (catching up at start).
+func (t *thread) showRecorded(r store.Run) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.show(r, false)
+}
+
 // apply records an event in the thread's state.
 func (t *thread) apply(ev procedures.Event) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	first := !t.hasRun
-	t.run, t.hasRun = ev.Run, true
-	t.ensure("root", false)
-	if first && ev.Kind != procedures.EventRunStarted {
-		// Picked up mid-run (a restart, another replica): show every step
-		// that has begun, editing the messages the thread already has.
-		for i, st := range ev.Run.Steps {
-			if st.Status != store.StepPending && st.Status != store.StepWaiting {
-				t.ensure(stepKey(i), false)
-			}
-		}
-		if cp := ev.Run.Checkpoint; cp != nil {
-			t.cps[cp.ID] = &cpState{cp: *cp}
-			t.ensure("cp:"+cp.ID, false)
-		}
-	}
+	t.show(ev.Run, ev.Kind == procedures.EventRunStarted)
 	switch ev.Kind {
 	case procedures.EventStepStarted, procedures.EventStepDone, procedures.EventStepFailed, procedures.EventStepSkipped:
 		if ev.Step >= 0 {
@@ -150,8 +146,8 @@ func (t *thread) apply(ev procedures.Event) {
 		}
 	case procedures.EventRollingBack:
 		msg := capitalize(ev.Message)
-		if d := ev.Decision; d != nil && d.Via == "slack" {
-			msg = fmt.Sprintf("Rolling back, chosen by <@%s>", d.By)
+		if d := ev.Decision; d != nil && d.Via != "engine" {
+			msg = "Rolling back, chosen by " + mention(d.By)
 		}
 		t.note(ev, ":rewind: "+msg)
 	case procedures.EventStoreDown:
@@ -363,125 +359,6 @@ func contentKey(text string, blocks []slack.Block) string {
 	return text + "\x00" + string(b)
 }
 
-// resolve finds the thread's channel and the messages it already has.
-func (t *thread) resolve(ctx context.Context) bool {
-	t.mu.Lock()
-	ok, loaded := t.channel != "", t.loaded
-	run := t.run
-	t.mu.Unlock()
-	if ok {
-		return true
-	}
-	f := t.f
-	if !loaded {
-		c, cancel := context.WithTimeout(ctx, 10*time.Second)
-		raw, err := f.eng.Store().GetNote(c, noteScope, t.runID)
-		cancel()
-		var n threadNote
-		if err == nil && json.Unmarshal([]byte(raw), &n) == nil && n.Channel != "" {
-			c, cancel := context.WithTimeout(ctx, 10*time.Second)
-			ds, _ := f.eng.Store().Decisions(c, t.runID)
-			cancel()
-			t.mu.Lock()
-			t.channel, t.loaded = n.Channel, true
-			t.known = n.Msgs
-			if t.known == nil {
-				t.known = map[string]string{}
-			}
-			for id, cp := range n.CPs {
-				if _, ok := t.cps[id]; !ok && t.known["cp:"+id] != "" {
-					t.cps[id] = &cpState{cp: cp}
-					t.ensure("cp:"+id, false)
-				}
-			}
-			// Decisions taken while the bot was away.
-			for _, d := range ds {
-				if cs, ok := t.cps[d.Checkpoint]; ok && cs.decision == nil {
-					dd := d
-					cs.decision = &dd
-				}
-			}
-			for _, s := range t.slots {
-				if s.ts == "" {
-					s.ts = t.known[s.key]
-				}
-			}
-			t.mu.Unlock()
-			return true
-		}
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			f.log.Warn().Err(err).Str("run", t.runID).Msg("slack: could not read the thread note; retrying")
-			return false
-		}
-		t.mu.Lock()
-		t.loaded = true
-		t.mu.Unlock()
-	}
-	ch := ""
-	if cl, ok := f.cfg.Cluster(run.Cluster); ok && cl.Channel != "" {
-		ch = cl.Channel
-	}
-	if ch == "" && run.Via == "slack" {
-		f.mu.Lock()
-		ch = f.bound[t.runID]
-		if ch == "" {
-			ch = f.origins[run.Cluster]
-		}
-		f.mu.Unlock()
-		t.mu.Lock()
-		if t.resolving.IsZero() {
-			t.resolving = time.Now()
-		}
-		waited := time.Since(t.resolving)
-		t.mu.Unlock()
-		if ch == "" && waited < 10*time.Second {
-			return false // the command that started it binds it in a moment
-		}
-	}
-	if ch == "" && len(f.cfg.Access.Channels) > 0 {
-		ch = f.cfg.Access.Channels[0]
-	}
-	if ch == "" {
-		f.log.Warn().Str("run", t.runID).Str("cluster", run.Cluster).Msg("slack: no channel to render this run in (set the cluster's channel)")
-		t.mu.Lock()
-		for _, s := range t.slots {
-			s.dropped = true
-		}
-		t.channel = "-"
-		t.mu.Unlock()
-		return false
-	}
-	t.mu.Lock()
-	t.channel = ch
-	t.mu.Unlock()
-	return true
-}
-
-// save records the thread so a restarted bot edits it.
-func (t *thread) save(ctx context.Context) {
-	t.mu.Lock()
-	n := threadNote{Channel: t.channel, Msgs: maps.Clone(t.known), CPs: map[string]store.Checkpoint{}}
-	for _, s := range t.slots {
-		if s.ts != "" {
-			n.Msgs[s.key] = s.ts
-		}
-	}
-	for id, cs := range t.cps {
-		if n.Msgs["cp:"+id] != "" {
-			n.CPs[id] = cs.cp
-		}
-	}
-	t.mu.Unlock()
-	raw, _ := json.Marshal(n)
-	// Even during shutdown: a posted message the note forgets would be
-	// posted again by the next bot.
-	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := t.f.eng.Store().PutNote(c, noteScope, t.runID, string(raw)); err != nil {
-		t.f.log.Warn().Err(err).Str("run", t.runID).Msg("slack: could not save the thread note")
-	}
-}
-
 // render returns a slot's text and blocks; the caller holds mu.
 func (t *thread) render(key string) (string, []slack.Block) {
 	r := t.run
@@ -512,80 +389,4 @@ func capitalize(s string) string {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
-}
-
-// render reads the engine's events and hands each to its run's thread.
-// It never blocks on Slack: apply only records state.
-func (f *Front) render(ctx context.Context, sub *procedures.Subscription) {
-	f.catchUp(ctx)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev, ok := <-sub.C:
-			if !ok {
-				return
-			}
-			if ev.Window != nil {
-				f.goWork(func(ctx context.Context) { f.windowEvent(ctx, ev) })
-				continue
-			}
-			if ev.Run.ID == "" {
-				continue
-			}
-			t := f.threadFor(ev.Run.ID)
-			t.apply(ev)
-			t.poke()
-		}
-	}
-}
-
-// catchUp renders the unfinished runs as they are now: after a restart
-// their threads are edited (their notes name the messages), and runs
-// that began while the bot was away get one.
-func (f *Front) catchUp(ctx context.Context) {
-	c, cancel := context.WithTimeout(ctx, 10*time.Second)
-	runs, err := f.eng.Store().UnfinishedRuns(c)
-	cancel()
-	if err != nil {
-		f.log.Warn().Err(err).Msg("slack: could not list unfinished runs to catch up")
-		return
-	}
-	for _, r := range runs {
-		t := f.threadFor(r.ID)
-		t.apply(procedures.Event{Kind: kindSnapshot, Run: r, Step: -1, At: f.now()})
-		t.poke()
-	}
-}
-
-// threadFor returns the run's thread, starting its loop if new.
-func (f *Front) threadFor(runID string) *thread {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if t, ok := f.threads[runID]; ok {
-		return t
-	}
-	t := newThread(f, runID)
-	f.threads[runID] = t
-	f.wg.Add(1)
-	go func() {
-		defer f.wg.Done()
-		t.loop(f.base)
-	}()
-	return t
-}
-
-// bindRun records which channel the command that started a run came
-// from (the run's thread goes there unless its cluster has a channel).
-func (f *Front) bindRun(runID, cluster, channel string) {
-	f.mu.Lock()
-	f.bound[runID] = channel
-	if f.origins[cluster] == channel {
-		delete(f.origins, cluster)
-	}
-	t := f.threads[runID]
-	f.mu.Unlock()
-	if t != nil {
-		t.poke()
-	}
 }

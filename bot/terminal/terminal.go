@@ -12,44 +12,54 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nocobot/nocobot/bot"
+	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
 
-// Engine is what the terminal front needs of the engine.
-type Engine interface {
-	Start(ctx context.Context, req procedures.Request) (store.Run, error)
-	Decide(ctx context.Context, d store.Decision) (store.Decision, error)
+// Dispatcher is what the terminal front asks of *bot.Dispatcher: it
+// starts the run and records the answers, access-checked and audited
+// like every front's.
+type Dispatcher interface {
+	Do(ctx context.Context, who bot.Caller, cmd bot.Command, said string) bot.Reply
+	Decide(ctx context.Context, who bot.Caller, a bot.Answer) bot.Reply
+}
+
+// Events is where the terminal front follows runs (*procedures.Engine).
+type Events interface {
 	Subscribe() *procedures.Subscription
 }
 
 // Front prints a run's events to out and reads answers from in.
 type Front struct {
-	eng  Engine
-	in   *bufio.Scanner
-	out  io.Writer
-	user string // who answers, e.g. "terminal:alice"
+	disp   Dispatcher
+	events Events
+	in     *bufio.Scanner
+	out    io.Writer
+	who    bot.Caller // who answers, e.g. "terminal:alice"
 	// ProgressEvery is the least time between two progress lines of one
 	// step (an unchanged message is not repeated).
 	ProgressEvery time.Duration
 	now           func() time.Time
 }
 
-// New makes a terminal front.
-func New(eng Engine, in io.Reader, out io.Writer, user string) *Front {
-	return &Front{eng: eng, in: bufio.NewScanner(in), out: out, user: user, ProgressEvery: 2 * time.Second, now: time.Now}
+// New makes a terminal front for the operator who.
+func New(disp Dispatcher, events Events, in io.Reader, out io.Writer, who bot.Caller) *Front {
+	return &Front{disp: disp, events: events, in: bufio.NewScanner(in), out: out, who: who, ProgressEvery: 2 * time.Second, now: time.Now}
 }
 
-// Run starts req and follows it to its end, answering checkpoints from
-// the terminal. It returns the finished run.
-func (f *Front) Run(ctx context.Context, req procedures.Request) (store.Run, error) {
-	sub := f.eng.Subscribe()
+// Run starts the procedure cmd (said: as the operator typed it) and
+// follows it to its end, answering checkpoints from the terminal. It
+// returns the finished run.
+func (f *Front) Run(ctx context.Context, cmd bot.Command, said string) (store.Run, error) {
+	sub := f.events.Subscribe()
 	defer sub.Close()
-	run, err := f.eng.Start(ctx, req)
-	if err != nil {
-		return store.Run{}, err
+	r := f.disp.Do(ctx, f.who, cmd, said)
+	if !r.Started {
+		return store.Run{}, replyError{r}
 	}
-	fmt.Fprintf(f.out, "Run %s: %s (%d steps)\n", run.ID, procedures.Title(run), len(run.Steps))
+	run := store.Run{ID: r.RunID}
 	answers := make(chan string)
 	go f.readLines(ctx, answers)
 	lastProgress := map[int]time.Time{}
@@ -67,6 +77,8 @@ func (f *Front) Run(ctx context.Context, req procedures.Request) (store.Run, err
 			}
 			run = ev.Run
 			switch ev.Kind {
+			case procedures.EventRunStarted:
+				fmt.Fprintf(f.out, "Run %s: %s (%d steps)\n", run.ID, procedures.Title(run), len(run.Steps))
 			case procedures.EventStepProgress:
 				if ev.Message == lastMsg[ev.Step] || f.now().Sub(lastProgress[ev.Step]) < f.ProgressEvery {
 					continue
@@ -87,11 +99,17 @@ func (f *Front) Run(ctx context.Context, req procedures.Request) (store.Run, err
 	}
 }
 
+// replyError is a dispatcher's refusal or failure as an error.
+type replyError struct{ r bot.Reply }
+
+func (e replyError) Error() string { return e.r.Plain() }
+func (e replyError) Unwrap() error { return e.r.Err }
+
 func (f *Front) since(t time.Time) string {
 	if t.IsZero() {
 		return "0s"
 	}
-	return f.now().Sub(t).Round(time.Second).String()
+	return format.Elapsed(f.now().Sub(t))
 }
 
 func (f *Front) print(ev procedures.Event) {
@@ -109,10 +127,10 @@ func (f *Front) print(ev procedures.Event) {
 		fmt.Fprintf(f.out, "[%s] ▶ %s %s%s\n", ev.At.Format("15:04:05"), n, s.Title, attempt)
 	case procedures.EventStepDone:
 		s, n := step()
-		fmt.Fprintf(f.out, "[%s] ✔ %s done in %s: %s\n", ev.At.Format("15:04:05"), n, s.Ended.Sub(s.Started).Round(100*time.Millisecond), s.Detail)
+		fmt.Fprintf(f.out, "[%s] ✔ %s done in %s: %s\n", ev.At.Format("15:04:05"), n, format.Duration(s.Ended.Sub(s.Started)), s.Detail)
 	case procedures.EventStepFailed:
 		s, n := step()
-		fmt.Fprintf(f.out, "[%s] ✖ %s %s failed after %s: %s\n", ev.At.Format("15:04:05"), n, s.Title, s.Ended.Sub(s.Started).Round(100*time.Millisecond), s.Detail)
+		fmt.Fprintf(f.out, "[%s] ✖ %s %s failed after %s: %s\n", ev.At.Format("15:04:05"), n, s.Title, format.Duration(s.Ended.Sub(s.Started)), s.Detail)
 	case procedures.EventStepSkipped:
 		_, n := step()
 		fmt.Fprintf(f.out, "[%s] – %s %s\n", ev.At.Format("15:04:05"), n, ev.Message)
@@ -155,7 +173,7 @@ func (f *Front) ask(ctx context.Context, r store.Run, answers <-chan string) err
 			return ctx.Err()
 		case l, ok := <-answers:
 			if !ok {
-				return fmt.Errorf("no answer (the input ended): run %s waits at its checkpoint; answer it with nocobot run on a terminal or in Slack", r.ID)
+				return fmt.Errorf("no answer (the input ended): run %s waits at its checkpoint; answer it in Slack or with nocobot decide %s %s (the next nocobot serve on this store acts on it)", r.ID, r.ID, strings.Join(opts, "|"))
 			}
 			line = strings.ToLower(l)
 		}
@@ -171,11 +189,18 @@ func (f *Front) ask(ctx context.Context, r store.Run, answers <-chan string) err
 			fmt.Fprintf(f.out, "  %q is not an option here.\n", line)
 			continue
 		}
-		_, err := f.eng.Decide(ctx, store.Decision{RunID: r.ID, Checkpoint: cp.ID, Action: action, By: f.user, Via: "terminal"})
-		if errors.Is(err, store.ErrAlreadyDecided) {
+		said := fmt.Sprintf("answer %s run %s checkpoint %s", action, r.ID, cp.ID)
+		rep := f.disp.Decide(ctx, f.who, bot.Answer{RunID: r.ID, Checkpoint: cp.ID, Action: action, Said: said})
+		switch {
+		case rep.Outcome.Kind == bot.OK:
+			return nil
+		case errors.Is(rep.Err, store.ErrAlreadyDecided):
 			fmt.Fprintln(f.out, "  Someone else decided first; following their decision.")
 			return nil
+		case rep.Outcome.Kind == bot.Refused:
+			fmt.Fprintf(f.out, "  %s\n", rep.Plain())
+			continue
 		}
-		return err
+		return replyError{rep}
 	}
 }

@@ -12,7 +12,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/bot/terminal"
+	"github.com/nocobot/nocobot/config"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
@@ -26,6 +28,16 @@ type syncBuf struct {
 
 func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// front is a terminal front on a real engine and dispatcher.
+func front(t *testing.T, w *proctest.World, in io.Reader, out io.Writer, user string) *terminal.Front {
+	eng := engine(t, w)
+	d, err := bot.New(bot.Options{Config: &config.Config{Clusters: []config.Cluster{{Name: "prod"}}}, Engine: eng, TrustTerminal: true, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return terminal.New(d, eng, in, out, bot.Caller{User: user, Via: bot.ViaTerminal, Prefix: "nocobot run"})
+}
 
 func engine(t *testing.T, w *proctest.World) *procedures.Engine {
 	s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "n.db"), zerolog.Nop())
@@ -46,10 +58,9 @@ func engine(t *testing.T, w *proctest.World) *procedures.Engine {
 
 func TestUpgradeAtTheTerminal(t *testing.T) {
 	w := proctest.NewWorld("nocobase/nocobase:1.7.13", true, "app-1", "app-2")
-	eng := engine(t, w)
 	in, inW := io.Pipe()
 	out := &syncBuf{}
-	f := terminal.New(eng, in, out, "terminal:alice")
+	f := front(t, w, in, out, "terminal:alice")
 	go func() {
 		// A typo first: it is refused and asked again.
 		for !strings.Contains(out.String(), "Answer continue / rollback / abort") {
@@ -59,7 +70,7 @@ func TestUpgradeAtTheTerminal(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	end, err := f.Run(ctx, procedures.Request{Cluster: "prod", Procedure: procedures.ProcUpgrade, Version: "1.7.14", Requester: "terminal:alice", Via: "terminal"})
+	end, err := f.Run(ctx, bot.Command{Name: procedures.ProcUpgrade, Cluster: "prod", Proc: procedures.Request{Procedure: procedures.ProcUpgrade, Version: "1.7.14", Cluster: "prod"}}, "nocobot run upgrade 1.7.14")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,10 +92,10 @@ func TestUpgradeAtTheTerminal(t *testing.T) {
 
 func TestInputEndsAtCheckpoint(t *testing.T) {
 	w := proctest.NewWorld("nocobase/nocobase:1.7.13", true, "app-1")
-	f := terminal.New(engine(t, w), strings.NewReader(""), io.Discard, "terminal:bob")
+	f := front(t, w, strings.NewReader(""), io.Discard, "terminal:bob")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := f.Run(ctx, procedures.Request{Cluster: "prod", Procedure: procedures.ProcMaintain, Requester: "terminal:bob"})
+	_, err := f.Run(ctx, bot.Command{Name: procedures.ProcMaintain, Cluster: "prod"}, "nocobot run maintain")
 	if err == nil || !strings.Contains(err.Error(), "waits at its checkpoint") {
 		t.Fatalf("err = %v", err)
 	}

@@ -1,7 +1,10 @@
-package main
+package app
 
 import (
 	"fmt"
+	"strings"
+
+	"github.com/rs/zerolog"
 
 	"github.com/nocobot/nocobot/config"
 	"github.com/nocobot/nocobot/procedures"
@@ -11,12 +14,12 @@ import (
 
 // newScheduler builds the maintenance window scheduler: windows start
 // their procedure through the same parser and engine as a typed command.
-func newScheduler(e *env) (*schedule.Scheduler, error) {
+func newScheduler(cfg *config.Config, st store.Store, eng *procedures.Engine, log zerolog.Logger) (*schedule.Scheduler, error) {
 	return schedule.New(schedule.Options{
-		Store: e.store, Log: e.log, Clock: e.engine.Clock(), Publish: e.engine.PublishWindow,
-		Parse: parseWindowCommand, Start: e.engine.Start,
-		MissedGrace:   e.cfg.Schedule.MissedGrace.D(),
-		ConfigWindows: configWindows(e.cfg),
+		Store: st, Log: log, Clock: eng.Clock(), Publish: eng.PublishWindow,
+		Parse: procedures.ParseCommand, Start: eng.Start,
+		MissedGrace:   cfg.Schedule.MissedGrace.D(),
+		ConfigWindows: configWindows(cfg),
 	})
 }
 
@@ -35,16 +38,16 @@ func configWindows(cfg *config.Config) []store.Window {
 	return ws
 }
 
-// checkWindows checks every configured window as the scheduler will, its
+// CheckWindows checks every configured window as the scheduler will, its
 // command included: one line naming the window and what is wrong.
-func checkWindows(cfg *config.Config) error {
+func CheckWindows(cfg *config.Config) error {
 	for _, w := range configWindows(cfg) {
-		if _, err := schedule.CheckWindow(w, parseWindowCommand); err != nil {
+		if _, err := schedule.CheckWindow(w, procedures.ParseCommand); err != nil {
 			return fmt.Errorf("cluster %s, window %s: %w", w.Cluster, w.ID, err)
 		}
 		// A word the command language reads as a cluster name ("maintain
 		// bakcup") must name one.
-		if req, _ := parseWindowCommand(w.Command); req.Cluster != "" {
+		if req, _ := procedures.ParseCommand(w.Command); req.Cluster != "" {
 			if _, ok := cfg.Cluster(req.Cluster); !ok {
 				return fmt.Errorf("cluster %s, window %s: command %q: unknown cluster %q (known: %s)", w.Cluster, w.ID, w.Command, req.Cluster, clusterNames(cfg))
 			}
@@ -53,8 +56,10 @@ func checkWindows(cfg *config.Config) error {
 	return nil
 }
 
-// parseWindowCommand reads a window's command with the procedures'
-// registry, the same words a front parses.
-func parseWindowCommand(command string) (procedures.Request, error) {
-	return procedures.ParseCommand(command)
+func clusterNames(cfg *config.Config) string {
+	names := make([]string, len(cfg.Clusters))
+	for i, c := range cfg.Clusters {
+		names[i] = c.Name
+	}
+	return strings.Join(names, ", ")
 }

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -16,23 +16,7 @@ import (
 	"github.com/nocobot/nocobot/config"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
-	"github.com/nocobot/nocobot/store/postgres"
-	"github.com/nocobot/nocobot/store/sqlite"
 )
-
-// openStore opens the store the configuration names.
-func openStore(ctx context.Context, cfg *config.Config, log zerolog.Logger) (store.Store, error) {
-	if cfg.Store.URL == "" {
-		return sqlite.Open(ctx, cfg.Store.Path, log)
-	}
-	pw, err := config.Secret("store.password_env", cfg.Store.PasswordEnv)
-	if err != nil {
-		return nil, err
-	}
-	c, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	return postgres.Open(c, cfg.Store.URL, cfg.Store.Schema, log, postgres.WithPassword(pw))
-}
 
 // buildClusters connects every configured cluster to its adapters. It
 // contacts nothing: a Docker engine that is down shows up when used.
@@ -122,7 +106,6 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger) (*proc
 		Nodes: nodes, App: app, Backups: bk, Balancer: bal,
 		HealthTimeout: cc.Timeouts.Health.D(), CheckpointTimeout: cc.Timeouts.Checkpoint.D(),
 		OnTimeout: procedures.TimeoutPolicy(cc.Timeouts.OnCheckpoint), StepTimeout: cc.Timeouts.Step.D(),
-		StartParallelism: cc.Nodes.Parallelism,
 	}, nodes.Close, nil
 }
 

@@ -1,0 +1,73 @@
+// Package app builds nocobot from its configuration and runs it: it opens
+// the store, connects every cluster to its adapters, makes the engine,
+// the maintenance window scheduler, the dispatcher and the fronts, and
+// stops them in order. Package main parses the command line and calls it.
+package app
+
+import (
+	"context"
+	"errors"
+
+	"github.com/rs/zerolog"
+
+	"github.com/nocobot/nocobot/bot"
+	"github.com/nocobot/nocobot/config"
+	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/schedule"
+	"github.com/nocobot/nocobot/store"
+)
+
+// App is nocobot built from one configuration, not yet running.
+type App struct {
+	Config     *config.Config
+	Log        zerolog.Logger
+	Store      store.Store
+	Engine     *procedures.Engine
+	Scheduler  *schedule.Scheduler
+	Dispatcher *bot.Dispatcher
+
+	closeClusters func()
+}
+
+// New opens the store and builds the clusters, the engine, the scheduler
+// and the dispatcher. It contacts no cluster: a Docker engine that is
+// down shows up when used. Close releases what New opened.
+func New(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*App, error) {
+	st, err := OpenStore(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	clusters, closeClusters, err := buildClusters(cfg, st, log)
+	if err != nil {
+		return nil, errors.Join(err, st.Close())
+	}
+	a := &App{Config: cfg, Log: log, Store: st, closeClusters: closeClusters}
+	if err := a.build(clusters); err != nil {
+		return nil, errors.Join(err, a.Close())
+	}
+	return a, nil
+}
+
+func (a *App) build(clusters []*procedures.Cluster) error {
+	eng, err := procedures.New(procedures.Options{Store: a.Store, Clusters: clusters, Log: a.Log})
+	if err != nil {
+		return err
+	}
+	a.Engine = eng
+	if a.Scheduler, err = newScheduler(a.Config, a.Store, eng, a.Log); err != nil {
+		return err
+	}
+	// The terminal's operator passes the access rules, as before there
+	// was a dispatcher: whoever can read the configuration and the store
+	// runs procedures by hand anyway.
+	a.Dispatcher, err = bot.New(bot.Options{Config: a.Config, Engine: eng, Scheduler: a.Scheduler, Log: a.Log, TrustTerminal: true})
+	return err
+}
+
+// Close closes the clusters' connections and the store.
+func (a *App) Close() error {
+	if a.closeClusters != nil {
+		a.closeClusters()
+	}
+	return a.Store.Close()
+}

@@ -1,0 +1,92 @@
+package bot
+
+import (
+	"context"
+	"slices"
+
+	"github.com/nocobot/nocobot/config"
+)
+
+// permission is what someone asks to do.
+type permission string
+
+const (
+	permRun    permission = "run"    // start, cancel, schedule changes, window decisions
+	permDecide permission = "decide" // checkpoint decisions
+)
+
+// Groups resolves the user groups the access rules name (Slack user
+// groups) to their members. A front whose users belong to no groups
+// passes none.
+type Groups interface {
+	Members(ctx context.Context, group string) []string
+}
+
+// rules returns the access rules of a cluster ("" or unknown: the defaults).
+func (d *Dispatcher) rules(cluster string) config.Access {
+	if cl, ok := d.cfg.Cluster(cluster); ok {
+		return d.cfg.AccessFor(cl)
+	}
+	return d.cfg.Access
+}
+
+// trusted: a terminal's operator, when the configuration of this
+// dispatcher trusts the terminal (whoever can read the configuration and
+// the store can run procedures by hand anyway).
+func (d *Dispatcher) trusted(who Caller) bool {
+	return d.trustTerminal && who.Via == ViaTerminal
+}
+
+// inObeyedChannel: a chat caller must write in a cluster's own channel
+// or one listed under access.channels; a terminal has no channels.
+func (d *Dispatcher) inObeyedChannel(who Caller) bool {
+	if who.Via == ViaTerminal {
+		return true
+	}
+	if who.Channel == "" {
+		return false
+	}
+	if slices.Contains(d.cfg.Access.Channels, who.Channel) {
+		return true
+	}
+	for _, cl := range d.cfg.Clusters {
+		if cl.Channel == who.Channel {
+			return true
+		}
+		if cl.Access != nil && slices.Contains(cl.Access.Channels, who.Channel) {
+			return true
+		}
+	}
+	return false
+}
+
+// allowed reports whether who may do p on cluster. Nobody listed means
+// nobody may: access is granted, never assumed.
+func (d *Dispatcher) allowed(ctx context.Context, who Caller, cluster string, p permission) bool {
+	if d.trusted(who) {
+		return true
+	}
+	acc := d.rules(cluster)
+	pr := acc.Run
+	if p == permDecide {
+		pr = acc.Decide
+	}
+	if slices.Contains(pr.Users, who.User) {
+		return true
+	}
+	if who.Groups == nil {
+		return false
+	}
+	for _, g := range pr.Groups {
+		if slices.Contains(who.Groups.Members(ctx, g), who.User) {
+			return true
+		}
+	}
+	return false
+}
+
+// fourEyesRefuses: under the four-eyes rule the requester of a run may
+// not approve it (rolling back, retrying or aborting stays open to them).
+func (d *Dispatcher) fourEyesRefuses(who Caller, cluster, requester string) bool {
+	return !d.trusted(who) && d.rules(cluster).FourEyes && who.User == requester
+}

@@ -1,0 +1,168 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nocobot/nocobot/store"
+)
+
+// Answer is a person's decision on a run's checkpoint (a button, a
+// prompt's answer).
+type Answer struct {
+	RunID string
+	// Checkpoint is the question answered; "" answers the one open now.
+	Checkpoint string
+	Action     store.Action
+	// Said is the decision as the audit log shows it, e.g.
+	// "button continue run r1130-ab12 checkpoint verify-6-1".
+	Said string
+}
+
+// actionLabels name the actions for people.
+var actionLabels = map[store.Action]string{
+	store.ActionContinue: "Continue", store.ActionRollback: "Roll back",
+	store.ActionAbort: "Abort", store.ActionRetry: "Retry",
+}
+
+// ActionLabel names an action for people: "Roll back".
+func ActionLabel(a store.Action) string {
+	if l, ok := actionLabels[a]; ok {
+		return l
+	}
+	return string(a)
+}
+
+// Decide records a decision on a checkpoint after the access rules and
+// the four-eyes rule allow it. Every call writes one audit entry.
+func (d *Dispatcher) Decide(ctx context.Context, who Caller, a Answer) Reply {
+	r := d.decide(ctx, who, a)
+	r.RunID = a.RunID
+	return d.record(ctx, who, a.Said, r)
+}
+
+func (d *Dispatcher) decide(ctx context.Context, who Caller, a Answer) Reply {
+	if !d.inObeyedChannel(who) {
+		return refused(T("I don't take decisions in this channel."), nil)
+	}
+	run, err := d.eng.RunByID(ctx, a.RunID)
+	if errors.Is(err, store.ErrNotFound) {
+		return refused(T(fmt.Sprintf("There is no run %s.", a.RunID)), err)
+	}
+	if err != nil {
+		return failed("Could not read the run; try again in a moment", err)
+	}
+	if !d.allowed(ctx, who, run.Cluster, permDecide) {
+		return refused(T(fmt.Sprintf("Sorry, you are not allowed to decide checkpoints on %s.", run.Cluster)), nil)
+	}
+	if run.State.Finished() {
+		return refused(T(fmt.Sprintf("Run %s has already finished (%s); nothing to decide.", a.RunID, run.State)), nil)
+	}
+	if a.Checkpoint == "" {
+		// "the open question", as a terminal decides it by run id alone
+		if run.Checkpoint == nil {
+			return refused(T("Run ", a.RunID, " asks nothing now (it is ", string(run.State), "). To stop it: ", Code(who.Prefix+" cancel "+a.RunID), "."), nil)
+		}
+		a.Checkpoint = run.Checkpoint.ID
+	}
+	if run.Checkpoint == nil || run.Checkpoint.ID != a.Checkpoint {
+		return d.alreadyDecided(ctx, a)
+	}
+	if !slices.Contains(run.Checkpoint.Options, a.Action) {
+		r := refused(T(fmt.Sprintf("%s is not an option here: choose %s.", ActionLabel(a.Action), choices(run.Checkpoint))), nil)
+		r.Options = run.Checkpoint.Options
+		return r
+	}
+	if a.Action == store.ActionContinue && d.fourEyesRefuses(who, run.Cluster, run.Requester) {
+		return refused(T("Four-eyes rule: you requested this run, so someone else must approve it. You may still roll back or abort."), nil)
+	}
+	// Two quick decisions: the second waits for nothing and is told so;
+	// the store decides once in any case.
+	key := a.RunID + "|" + a.Checkpoint
+	d.mu.Lock()
+	busy := d.deciding[key]
+	d.deciding[key] = true
+	d.mu.Unlock()
+	if busy {
+		return refused(T("This checkpoint is already being decided (another click came first)."), store.ErrAlreadyDecided)
+	}
+	defer func() {
+		d.mu.Lock()
+		delete(d.deciding, key)
+		d.mu.Unlock()
+	}()
+	got, err := d.eng.Decide(ctx, store.Decision{
+		RunID: a.RunID, Checkpoint: a.Checkpoint, Action: a.Action,
+		By: who.User, ByName: who.Name, Via: who.Via, At: d.now(),
+	})
+	if errors.Is(err, store.ErrAlreadyDecided) {
+		return d.alreadyDecided(ctx, a)
+	}
+	if err != nil {
+		return failed("Could not record your decision", err)
+	}
+	return Reply{Outcome: ok(string(a.Action)), Cluster: run.Cluster, Decision: &got}
+}
+
+// alreadyDecided refuses a decision on a checkpoint that is closed,
+// naming who decided it when the store says.
+func (d *Dispatcher) alreadyDecided(ctx context.Context, a Answer) Reply {
+	ds, err := d.eng.Decisions(ctx, a.RunID)
+	if err == nil {
+		for _, x := range ds {
+			if x.Checkpoint == a.Checkpoint {
+				r := refused(T("This checkpoint was already decided: ", Person(x.By), " chose ", ActionLabel(x.Action), " at ", x.At.UTC().Format("15:04:05 UTC"), "."), store.ErrAlreadyDecided)
+				r.Decision = &x
+				return r
+			}
+		}
+	}
+	return refused(T("This checkpoint is no longer open."), store.ErrAlreadyDecided)
+}
+
+// WindowAnswer skips a maintenance window's start, or approves it.
+type WindowAnswer struct {
+	ID      string
+	Start   time.Time
+	Approve bool
+	Said    string // as the audit log shows it
+}
+
+// DecideWindow skips or approves a window's start after the access
+// rules allow it. Every call writes one audit entry.
+func (d *Dispatcher) DecideWindow(ctx context.Context, who Caller, a WindowAnswer) Reply {
+	return d.record(ctx, who, a.Said, d.decideWindow(ctx, who, a))
+}
+
+func (d *Dispatcher) decideWindow(ctx context.Context, who Caller, a WindowAnswer) Reply {
+	verb, past := "skip", "Skipped"
+	if a.Approve {
+		verb, past = "start", "Started"
+	}
+	if d.sched == nil {
+		return refused(T("Scheduling is off: this bot runs without the maintenance window scheduler."), nil)
+	}
+	if !d.inObeyedChannel(who) {
+		return refused(T("I don't take decisions in this channel."), nil)
+	}
+	w, err := d.eng.Window(ctx, a.ID)
+	if err != nil {
+		return refused(T(fmt.Sprintf("There is no window %s any more.", a.ID)), err)
+	}
+	if !d.allowed(ctx, who, w.Cluster, permRun) {
+		return refused(T(fmt.Sprintf("Sorry, you are not allowed to run procedures on %s.", w.Cluster)), nil)
+	}
+	if a.Approve {
+		err = d.sched.Approve(ctx, a.ID, a.Start, who.User)
+	} else {
+		err = d.sched.Skip(ctx, a.ID, a.Start, who.User)
+	}
+	if err != nil {
+		return refused(T(fmt.Sprintf("Could not %s window %s: %v", verb, a.ID, err)), err)
+	}
+	return Reply{Outcome: ok(verb), Cluster: w.Cluster, Window: &w,
+		Text: T(past, " by ", Person(who.User), " at ", d.now().UTC().Format("15:04:05 UTC"))}
+}

@@ -1,0 +1,76 @@
+package bot
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/nocobot/nocobot/format"
+	"github.com/nocobot/nocobot/store"
+)
+
+// schedule handles "schedule …" through the scheduler. Changes are
+// announced to everyone where the cluster's runs are shown.
+func (d *Dispatcher) schedule(ctx context.Context, who Caller, cmd Command, cluster string) Reply {
+	s := cmd.Schedule
+	if d.sched == nil {
+		return refused(T("Scheduling is off: this bot runs without the maintenance window scheduler."), nil)
+	}
+	if s.Sub == "list" {
+		ws, err := d.sched.List(ctx)
+		if err != nil {
+			return failed("Could not list the windows", err)
+		}
+		if len(ws) == 0 {
+			return Reply{Outcome: ok(""), Text: T("No maintenance windows.")}
+		}
+		f := Field{}
+		for _, w := range ws {
+			f.List = append(f.List, WindowLine(w))
+		}
+		return Reply{Outcome: ok(""), Title: "Maintenance windows", Fields: []Field{f}}
+	}
+	// Changes need the run permission on the window's cluster.
+	if s.Sub != "add" {
+		w, err := d.eng.Window(ctx, s.ID)
+		if err != nil {
+			return refused(T("There is no window ", s.ID, ". See ", Code(who.Prefix+" schedule list"), "."), err)
+		}
+		cluster = w.Cluster
+	}
+	if !d.allowed(ctx, who, cluster, permRun) {
+		return refused(T(fmt.Sprintf("You are not allowed to change maintenance windows of %s.", cluster)), nil)
+	}
+	r := Reply{Outcome: ok(""), Cluster: cluster}
+	switch s.Sub {
+	case "add":
+		w := store.Window{
+			Cluster: cluster, Spec: s.Cron, TZ: s.TZ, Command: s.Text, Duration: s.Duration,
+			Announce: s.Announce, Approval: s.Approval, CreatedBy: who.User, Created: d.now(),
+		}
+		if w.TZ == "" {
+			w.TZ = "UTC"
+		}
+		saved, next, err := d.sched.Add(ctx, w)
+		if err != nil {
+			return refused(T(fmt.Sprintf("Could not add the window: %v\nUsage: %s", err, Usage(who.Prefix, "schedule"))), err)
+		}
+		starts := make([]string, len(next))
+		for i, t := range next {
+			starts[i] = format.When(t, saved.TZ)
+		}
+		r.Announce = T(Person(who.User), " scheduled window ", saved.ID, ": ", WindowLine(saved), ". Next: ", strings.Join(starts, ", "), ".")
+	case "remove":
+		if err := d.sched.Remove(ctx, s.ID); err != nil {
+			return failed("Could not remove", err)
+		}
+		r.Announce = T(Person(who.User), " removed maintenance window ", s.ID, ".")
+	case "pause", "resume":
+		w, err := d.sched.SetPaused(ctx, s.ID, s.Sub == "pause")
+		if err != nil {
+			return failed("Could not "+s.Sub, err)
+		}
+		r.Announce = T(Person(who.User), " ", s.Sub, "d maintenance window ", WindowLine(w), ".")
+	}
+	return r
+}
