@@ -83,10 +83,10 @@ func TestConfigCheckWindowCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []struct{ command, want string }{
-		{"maintian bakcup", `window nightly: command "maintian bakcup": unknown command "maintian"`},
+		{"maintian bakcup", `window nightly: command "maintian bakcup": unknown procedure "maintian"`},
 		{"maintain bakcup", `window nightly: command "maintain bakcup": unknown cluster "bakcup"`},
-		{"status", `window nightly: command "status": "status" is not a procedure`},
-		{"upgrade latest", `window nightly: command "upgrade latest"`},
+		{"status", `window nightly: command "status": unknown procedure "status"`},
+		{"upgrade", `window nightly: command "upgrade": which version?`},
 	} {
 		window := "    windows:\n      - {id: nightly, cron: \"0 2 * * 6\", command: " + c.command + "}\n"
 		if err := os.WriteFile(conf, append(slices.Clone(body), window...), 0o600); err != nil {

@@ -95,7 +95,7 @@ func TestInputEndsAtCheckpoint(t *testing.T) {
 	f := front(t, w, strings.NewReader(""), io.Discard, "terminal:bob")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := f.Run(ctx, bot.Command{Name: procedures.ProcMaintain, Cluster: "prod"}, "nocobot run maintain")
+	_, err := f.Run(ctx, bot.Command{Name: procedures.ProcMaintain, Cluster: "prod", Proc: procedures.Request{Procedure: procedures.ProcMaintain}}, "nocobot run maintain")
 	if err == nil || !strings.Contains(err.Error(), "waits at its checkpoint") {
 		t.Fatalf("err = %v", err)
 	}
