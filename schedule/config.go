@@ -11,14 +11,14 @@ import (
 
 // syncConfig upserts the config windows, keeping the state of those already
 // stored (their next start above all), and removes config windows that are
-// no longer in the file.
-func (s *Scheduler) syncConfig(ctx context.Context) error {
+// no longer in the file. It returns every window as stored afterwards.
+func (s *Scheduler) syncConfig(ctx context.Context) ([]store.Window, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.clock.Now()
 	stored, err := s.store.ListWindows(ctx)
 	if err != nil {
-		return fmt.Errorf("scheduler: list windows: %w", err)
+		return nil, fmt.Errorf("scheduler: list windows: %w", err)
 	}
 	byID := map[string]store.Window{}
 	for _, w := range stored {
@@ -47,7 +47,7 @@ func (s *Scheduler) syncConfig(ctx context.Context) error {
 		if w.NextStart.IsZero() {
 			p, err := s.parsed(w)
 			if err != nil {
-				return fmt.Errorf("scheduler: window %s: %w", w.ID, err)
+				return nil, fmt.Errorf("scheduler: window %s: %w", w.ID, err)
 			}
 			w.NextStart = p.sched.Next(now)
 		}
@@ -55,16 +55,22 @@ func (s *Scheduler) syncConfig(ctx context.Context) error {
 			continue
 		}
 		if err := s.store.PutWindow(ctx, w); err != nil {
-			return fmt.Errorf("scheduler: save window %s: %w", w.ID, err)
+			return nil, fmt.Errorf("scheduler: save window %s: %w", w.ID, err)
 		}
+		byID[w.ID] = w
 	}
 	for _, w := range stored {
 		if w.FromConfig && !inFile[w.ID] {
 			if err := s.store.DeleteWindow(ctx, w.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("scheduler: remove window %s (no longer in the config file): %w", w.ID, err)
+				return nil, fmt.Errorf("scheduler: remove window %s (no longer in the config file): %w", w.ID, err)
 			}
 			s.log.Info().Str("window", w.ID).Msg("window removed from the config file")
+			delete(byID, w.ID)
 		}
 	}
-	return nil
+	ws := make([]store.Window, 0, len(byID))
+	for _, w := range byID {
+		ws = append(ws, w)
+	}
+	return ws, nil
 }

@@ -168,13 +168,13 @@ func New(opts Options) (*Scheduler, error) {
 // Run upserts the config windows, picks up the runs of windows still going,
 // loads the index, reports missed starts, then opens windows until ctx ends.
 func (s *Scheduler) Run(ctx context.Context) error {
-	if err := s.syncConfig(ctx); err != nil {
+	began := s.beginReload()
+	ws, err := s.syncConfig(ctx)
+	if err != nil {
 		return err
 	}
 	s.restoreTracked(ctx)
-	if err := s.reload(ctx); err != nil {
-		return fmt.Errorf("scheduler: %w", err)
-	}
+	s.load(ws, began)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
@@ -224,14 +224,26 @@ func (s *Scheduler) reloadLoop(ctx context.Context) {
 // holding mu, and entries changed in this process since the read began
 // are newer than what was read, so they are kept.
 func (s *Scheduler) reload(ctx context.Context) error {
-	s.mu.Lock()
-	s.gen++
-	began := s.gen
-	s.mu.Unlock()
+	began := s.beginReload()
 	ws, err := s.store.ListWindows(ctx)
 	if err != nil {
 		return fmt.Errorf("list windows: %w", err)
 	}
+	s.load(ws, began)
+	return nil
+}
+
+// beginReload marks the moment before the store is read: what this
+// process changes later is newer than what that read returns.
+func (s *Scheduler) beginReload() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gen++
+	return s.gen
+}
+
+// load sets the index from the windows read after beginReload gave began.
+func (s *Scheduler) load(ws []store.Window, began uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.clock.Now()
@@ -249,7 +261,6 @@ func (s *Scheduler) reload(ctx context.Context) error {
 		}
 	}
 	s.nudge()
-	return nil
 }
 
 // touch records a window changed by this process: it is looked at again
