@@ -67,7 +67,7 @@ func TestUpgradeFloatingTag(t *testing.T) {
 			h := newHarness(t, w)
 			h.startRun(procedures.Request{Procedure: procedures.ProcUpgrade, Version: "latest"})
 			verify := h.waitCheckpoint("verify")
-			if !strings.Contains(verify.Checkpoint.Question, "NocoBase 1.7.14") {
+			if !strings.Contains(verify.Checkpoint.Question, "prod runs 1.7.14 on one node (nocobase/nocobase:latest)") {
 				t.Fatalf("verify question does not say the version the node reports: %q", verify.Checkpoint.Question)
 			}
 			after := w.Digest("app-1")

@@ -13,6 +13,8 @@ import (
 type procedure struct {
 	name string
 	args string // usage: the words after the name, e.g. "<version> [cluster]"
+	// options are usage's options besides --dry-run, e.g. "[--same-version]".
+	options string
 	help string // one line for help texts
 	// parse reads the words after the name into req (Procedure is set).
 	parse func(req *Request, words []string) error
@@ -90,7 +92,7 @@ func Usage(name string) string {
 }
 
 func usage(p procedure) string {
-	return strings.TrimSpace(p.name + " " + p.args + " [--dry-run]")
+	return strings.TrimSpace(strings.TrimSpace(p.name+" "+p.args) + " [--dry-run] " + p.options)
 }
 
 // ParseRequest reads a procedure's words, e.g. ["upgrade", "1.7.14",

@@ -21,7 +21,8 @@ const ProcUpgrade = "upgrade"
 func upgradeProcedure() procedure {
 	return procedure{
 		name:     ProcUpgrade,
-		args:     "<version>|--image <reference> [cluster] [--same-version]",
+		args:     "<version> [cluster]",
+		options:  "[--same-version] [--image <reference> instead of <version>]",
 		help:     "upgrade the cluster to a NocoBase version, tag or image (503 page, backup, one node first, your check, the rest)",
 		downtime: "lb-maintenance",
 		parse:    parseUpgrade,
@@ -126,8 +127,8 @@ func upgradeSteps() []stepDef {
 			do: upgradeStartFirst},
 		{name: "verify", title: "Verify checkpoint", checkpoint: "verify", question: func(env *stepEnv) (string, string) {
 			f := env.facts()
-			return fmt.Sprintf("%s runs %s (NocoBase %s) on one node. Check it works, then continue, roll back (restores backup %s) or abort.",
-				env.clusterName(), f.TargetImage(), f.ToVersion(), f.BackupID()), f.FirstURL()
+			return fmt.Sprintf("%s runs %s on one node (%s). Check it works, then continue, roll back (restores backup %s) or abort.",
+				env.clusterName(), f.ToVersion(), f.TargetImage(), f.BackupID()), f.FirstURL()
 		}},
 		{name: "start-rest", title: "Start the other nodes together, each waited healthy", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) {
