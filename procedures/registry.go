@@ -15,7 +15,7 @@ type procedure struct {
 	args string // usage: the words after the name, e.g. "<version> [cluster]"
 	// options are usage's options besides --dry-run, e.g. "[--same-version]".
 	options string
-	help string // one line for help texts
+	help    string // one line for help texts
 	// parse reads the words after the name into req (Procedure is set).
 	parse func(req *Request, words []string) error
 	// validate checks a request's own fields (not the cluster's state).
