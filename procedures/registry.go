@@ -1,6 +1,7 @@
 package procedures
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -34,7 +35,7 @@ type procedure struct {
 	// so a roll-back loses writes and no timeout may choose it.
 	liveWrites bool
 	// plan, when set, adds lines about the target to a plan.
-	plan func(b *strings.Builder, c *Cluster, nodes []Node, req Request)
+	plan func(ctx context.Context, b *strings.Builder, c *Cluster, nodes []Node, req Request)
 }
 
 // registry is the one table of procedures, in the order help lists them.

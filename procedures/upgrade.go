@@ -40,11 +40,16 @@ func upgradeProcedure() procedure {
 		},
 		forward:  func(*store.Run) []stepDef { return upgradeSteps() },
 		rollback: func(*store.Run) []stepDef { return upgradeRollbackSteps() },
-		plan: func(b *strings.Builder, c *Cluster, nodes []Node, req Request) {
+		plan: func(ctx context.Context, b *strings.Builder, c *Cluster, nodes []Node, req Request) {
 			image := targetImage(c, nodes, req.Version, req.Image)
 			v := versionPart(imageTag(image))
 			if v == "" {
-				v = "unknown until it starts (a floating tag: its digest is fixed at preflight)"
+				// The image's metadata may say, if the engine has it already.
+				if info, err := imageInfo(ctx, c, image); err == nil && info.Version != "" {
+					v = info.Version + " by its metadata"
+				} else {
+					v = "unknown until it starts (its digest is fixed at preflight)"
+				}
 			}
 			fmt.Fprintf(b, "New image: %s (NocoBase %s)\n", image, v)
 		},
