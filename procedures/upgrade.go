@@ -29,10 +29,7 @@ func upgradeProcedure() procedure {
 		validate: validateUpgrade,
 		describe: func(r Request) string { return fmt.Sprintf("upgrade %s to %s", r.Cluster, r.target()) },
 		title: func(r store.Run) string {
-			to := r.Params["version"]
-			if to == "" {
-				to = r.Params["image"]
-			}
+			to := UpgradeTarget(r)
 			if from := FactsOf(r).FromVersion(); from != "" {
 				return fmt.Sprintf("upgrade of %s from %s to %s", r.Cluster, from, to)
 			}
@@ -54,6 +51,15 @@ func upgradeProcedure() procedure {
 			fmt.Fprintf(b, "New image: %s (NocoBase %s)\n", image, v)
 		},
 	}
+}
+
+// UpgradeTarget is what an upgrade run moves to, as it was asked: a
+// version, a tag or an image reference.
+func UpgradeTarget(r store.Run) string {
+	if v := r.Params["version"]; v != "" {
+		return v
+	}
+	return r.Params["image"]
 }
 
 func parseUpgrade(req *Request, words []string) error {
