@@ -52,7 +52,8 @@ func lookup(name string) (procedure, bool) {
 	return procedure{}, false
 }
 
-func procedureNames() string {
+// ProcedureNames lists the procedures for messages: "upgrade, maintain or start".
+func ProcedureNames() string {
 	var names []string
 	for _, p := range registry() {
 		names = append(names, p.name)
@@ -101,12 +102,12 @@ func usage(p procedure) string {
 // words name none; the caller fills in requester and via.
 func ParseRequest(words []string) (Request, error) {
 	if len(words) == 0 {
-		return Request{}, fmt.Errorf("which procedure? %s", procedureNames())
+		return Request{}, fmt.Errorf("which procedure? %s", ProcedureNames())
 	}
 	name := strings.ToLower(words[0])
 	p, ok := lookup(name)
 	if !ok {
-		return Request{}, fmt.Errorf("unknown procedure %q (expected %s)", words[0], procedureNames())
+		return Request{}, fmt.Errorf("unknown procedure %q (expected %s)", words[0], ProcedureNames())
 	}
 	req := Request{Procedure: name}
 	var rest []string
