@@ -223,14 +223,14 @@ func clusterNames(cfg *config.Config) string {
 // procedureCommand parses "upgrade 1.7.14 prod" with the shared parser.
 func procedureCommand(disp *bot.Dispatcher, words []string) (bot.Command, error) {
 	if len(words) == 0 {
-		return bot.Command{}, usageErr("which procedure? upgrade, maintain or start")
+		return bot.Command{}, usageErr("which procedure? %s", procedures.ProcedureNames())
 	}
 	cmd, err := bot.ParseWords("nocobot run", words)
 	if err != nil {
 		return bot.Command{}, &cmdError{code: exitUsage, err: err}
 	}
 	if !cmd.IsProcedure() {
-		return bot.Command{}, usageErr("%q is not a procedure: upgrade, maintain or start", words[0])
+		return bot.Command{}, usageErr("%q is not a procedure: %s", words[0], procedures.ProcedureNames())
 	}
 	cmd.Cluster, err = disp.ResolveCluster(cmd.Cluster, "")
 	if err != nil {

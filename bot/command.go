@@ -261,7 +261,7 @@ func parseSchedule(c *Command, args []string) error {
 	}
 	name := strings.ToLower(proc[0])
 	if !procedures.IsProcedure(name) {
-		return fmt.Errorf("a window runs a procedure (%s), not %q", procedureNames(), proc[0])
+		return fmt.Errorf("a window runs %s, not %q", procedures.ProcedureNames(), proc[0])
 	}
 	run, err := procedureCommand(proc)
 	if err != nil {
@@ -284,14 +284,6 @@ func windowOption(w string) bool {
 		return true
 	}
 	return false
-}
-
-func procedureNames() string {
-	var names []string
-	for _, p := range procedures.Procedures() {
-		names = append(names, p.Name)
-	}
-	return strings.Join(names, ", ")
 }
 
 func positiveDuration(flag, v string) (time.Duration, error) {

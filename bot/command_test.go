@@ -82,7 +82,7 @@ func describe(c Command) string {
 func TestParseErrorsCarryUsage(t *testing.T) {
 	tests := []struct{ in, msg, usage string }{
 		{"deploy", `unknown command "deploy"`, ""},
-		{"upgrade", "which version?", "/nocobase upgrade <version>|--image <reference> [cluster] [--same-version] [--dry-run]"},
+		{"upgrade", "which version?", "/nocobase upgrade <version> [cluster] [--dry-run] [--same-version] [--image <reference> instead of <version>]"},
 		{"upgrade newest", `"newest" is not a NocoBase version or tag`, "/nocobase upgrade"},
 		{"upgrade 1.7.14;rm", "not a NocoBase version or tag", "/nocobase upgrade"},
 		{"upgrade 1.7.14 prod extra", "too many arguments: extra", "/nocobase upgrade"},
@@ -94,7 +94,7 @@ func TestParseErrorsCarryUsage(t *testing.T) {
 		{"history 0", `"0": expected a number from 1 to 100`, "/nocobase history [n]"},
 		{"cancel", "which run?", "/nocobase cancel <run>"},
 		{`schedule add "61 * * * *"`, "schedule add needs a cron expression in quotes and a procedure", "/nocobase schedule"},
-		{`schedule add "@daily" deploy`, `a window runs a procedure (upgrade, maintain, start), not "deploy"`, "/nocobase schedule"},
+		{`schedule add "@daily" deploy`, `a window runs upgrade, maintain or start, not "deploy"`, "/nocobase schedule"},
 		{`schedule add "@daily" start --tz Mars/Base`, "not a time zone", "/nocobase schedule"},
 		{`schedule add "@daily" upgrade 1.7.15 --dry-run`, "cannot run a --dry-run", "/nocobase schedule"},
 		{`schedule add "@daily start`, "a quote is not closed", ""},

@@ -67,7 +67,7 @@ func TestUpgradeFloatingTag(t *testing.T) {
 			h := newHarness(t, w)
 			h.startRun(procedures.Request{Procedure: procedures.ProcUpgrade, Version: "latest"})
 			verify := h.waitCheckpoint("verify")
-			if !strings.Contains(verify.Checkpoint.Question, "NocoBase 1.7.14") {
+			if !strings.Contains(verify.Checkpoint.Question, "prod runs 1.7.14 on one node (nocobase/nocobase:latest)") {
 				t.Fatalf("verify question does not say the version the node reports: %q", verify.Checkpoint.Question)
 			}
 			after := w.Digest("app-1")
@@ -104,7 +104,7 @@ func TestUpgradeAnyImage(t *testing.T) {
 	w.Publish(ref, "1.7.14", true)
 	h := newHarness(t, w)
 	p, err := h.eng.Plan(context.Background(), procedures.Request{Cluster: "prod", Procedure: procedures.ProcUpgrade, Image: ref, Requester: "U1"})
-	if err != nil || !strings.Contains(p, "New image: "+ref) {
+	if err != nil || !strings.Contains(p, "New image: "+ref+" (NocoBase unknown until it starts") {
 		t.Fatalf("plan %q: %v", p, err)
 	}
 	end := h.upgradeThrough(procedures.Request{Image: ref}, store.ActionContinue)
@@ -113,6 +113,11 @@ func TestUpgradeAnyImage(t *testing.T) {
 	}
 	if !strings.Contains(procedures.Title(end), ref) {
 		t.Fatalf("title %q does not name the image", procedures.Title(end))
+	}
+	// Now the engine has the image: the plan reads its metadata.
+	p, err = h.eng.Plan(context.Background(), procedures.Request{Cluster: "prod", Procedure: procedures.ProcUpgrade, Image: ref, Requester: "U1"})
+	if err != nil || !strings.Contains(p, "(NocoBase 1.7.14 by its metadata)") {
+		t.Fatalf("plan %q: %v", p, err)
 	}
 }
 

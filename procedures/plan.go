@@ -37,7 +37,7 @@ func (e *Engine) Plan(ctx context.Context, req Request) (string, error) {
 			fmt.Fprintf(&b, "  - %s: %s, %s\n", n.Name, n.State, n.Image)
 		}
 		if p, _ := lookup(req.Procedure); p.plan != nil {
-			p.plan(&b, c, nodes, req)
+			p.plan(ctx, &b, c, nodes, req)
 		}
 	}
 	for i, d := range forwardSteps(&r) {

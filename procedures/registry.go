@@ -1,6 +1,7 @@
 package procedures
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -13,7 +14,9 @@ import (
 type procedure struct {
 	name string
 	args string // usage: the words after the name, e.g. "<version> [cluster]"
-	help string // one line for help texts
+	// options are usage's options besides --dry-run, e.g. "[--same-version]".
+	options string
+	help    string // one line for help texts
 	// parse reads the words after the name into req (Procedure is set).
 	parse func(req *Request, words []string) error
 	// validate checks a request's own fields (not the cluster's state).
@@ -32,7 +35,7 @@ type procedure struct {
 	// so a roll-back loses writes and no timeout may choose it.
 	liveWrites bool
 	// plan, when set, adds lines about the target to a plan.
-	plan func(b *strings.Builder, c *Cluster, nodes []Node, req Request)
+	plan func(ctx context.Context, b *strings.Builder, c *Cluster, nodes []Node, req Request)
 }
 
 // registry is the one table of procedures, in the order help lists them.
@@ -49,7 +52,8 @@ func lookup(name string) (procedure, bool) {
 	return procedure{}, false
 }
 
-func procedureNames() string {
+// ProcedureNames lists the procedures for messages: "upgrade, maintain or start".
+func ProcedureNames() string {
 	var names []string
 	for _, p := range registry() {
 		names = append(names, p.name)
@@ -90,7 +94,7 @@ func Usage(name string) string {
 }
 
 func usage(p procedure) string {
-	return strings.TrimSpace(p.name + " " + p.args + " [--dry-run]")
+	return strings.TrimSpace(strings.TrimSpace(p.name+" "+p.args) + " [--dry-run] " + p.options)
 }
 
 // ParseRequest reads a procedure's words, e.g. ["upgrade", "1.7.14",
@@ -98,12 +102,12 @@ func usage(p procedure) string {
 // words name none; the caller fills in requester and via.
 func ParseRequest(words []string) (Request, error) {
 	if len(words) == 0 {
-		return Request{}, fmt.Errorf("which procedure? %s", procedureNames())
+		return Request{}, fmt.Errorf("which procedure? %s", ProcedureNames())
 	}
 	name := strings.ToLower(words[0])
 	p, ok := lookup(name)
 	if !ok {
-		return Request{}, fmt.Errorf("unknown procedure %q (expected %s)", words[0], procedureNames())
+		return Request{}, fmt.Errorf("unknown procedure %q (expected %s)", words[0], ProcedureNames())
 	}
 	req := Request{Procedure: name}
 	var rest []string

@@ -26,7 +26,7 @@ type Request struct {
 func (r Request) Validate() error {
 	p, ok := lookup(r.Procedure)
 	if !ok {
-		return fmt.Errorf("unknown procedure %q (expected %s)", r.Procedure, procedureNames())
+		return fmt.Errorf("unknown procedure %q (expected %s)", r.Procedure, ProcedureNames())
 	}
 	if err := p.validate(r); err != nil {
 		return err

@@ -21,17 +21,15 @@ const ProcUpgrade = "upgrade"
 func upgradeProcedure() procedure {
 	return procedure{
 		name:     ProcUpgrade,
-		args:     "<version>|--image <reference> [cluster] [--same-version]",
+		args:     "<version> [cluster]",
+		options:  "[--same-version] [--image <reference> instead of <version>]",
 		help:     "upgrade the cluster to a NocoBase version, tag or image (503 page, backup, one node first, your check, the rest)",
 		downtime: "lb-maintenance",
 		parse:    parseUpgrade,
 		validate: validateUpgrade,
 		describe: func(r Request) string { return fmt.Sprintf("upgrade %s to %s", r.Cluster, r.target()) },
 		title: func(r store.Run) string {
-			to := r.Params["version"]
-			if to == "" {
-				to = r.Params["image"]
-			}
+			to := UpgradeTarget(r)
 			if from := FactsOf(r).FromVersion(); from != "" {
 				return fmt.Sprintf("upgrade of %s from %s to %s", r.Cluster, from, to)
 			}
@@ -39,15 +37,29 @@ func upgradeProcedure() procedure {
 		},
 		forward:  func(*store.Run) []stepDef { return upgradeSteps() },
 		rollback: func(*store.Run) []stepDef { return upgradeRollbackSteps() },
-		plan: func(b *strings.Builder, c *Cluster, nodes []Node, req Request) {
+		plan: func(ctx context.Context, b *strings.Builder, c *Cluster, nodes []Node, req Request) {
 			image := targetImage(c, nodes, req.Version, req.Image)
 			v := versionPart(imageTag(image))
 			if v == "" {
-				v = "unknown until it starts (a floating tag: its digest is fixed at preflight)"
+				// The image's metadata may say, if the engine has it already.
+				if info, err := imageInfo(ctx, c, image); err == nil && info.Version != "" {
+					v = info.Version + " by its metadata"
+				} else {
+					v = "unknown until it starts (its digest is fixed at preflight)"
+				}
 			}
 			fmt.Fprintf(b, "New image: %s (NocoBase %s)\n", image, v)
 		},
 	}
+}
+
+// UpgradeTarget is what an upgrade run moves to, as it was asked: a
+// version, a tag or an image reference.
+func UpgradeTarget(r store.Run) string {
+	if v := r.Params["version"]; v != "" {
+		return v
+	}
+	return r.Params["image"]
 }
 
 func parseUpgrade(req *Request, words []string) error {
@@ -126,8 +138,8 @@ func upgradeSteps() []stepDef {
 			do: upgradeStartFirst},
 		{name: "verify", title: "Verify checkpoint", checkpoint: "verify", question: func(env *stepEnv) (string, string) {
 			f := env.facts()
-			return fmt.Sprintf("%s runs %s (NocoBase %s) on one node. Check it works, then continue, roll back (restores backup %s) or abort.",
-				env.clusterName(), f.TargetImage(), f.ToVersion(), f.BackupID()), f.FirstURL()
+			return fmt.Sprintf("%s runs %s on one node (%s). Check it works, then continue, roll back (restores backup %s) or abort.",
+				env.clusterName(), f.ToVersion(), f.TargetImage(), f.BackupID()), f.FirstURL()
 		}},
 		{name: "start-rest", title: "Start the other nodes together, each waited healthy", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) {

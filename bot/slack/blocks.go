@@ -53,7 +53,7 @@ func versions(r store.Run) string {
 	if from == "" {
 		from = "?"
 	}
-	return fmt.Sprintf(" · %s → %s", from, r.Params["version"])
+	return fmt.Sprintf(" · %s → %s", from, procedures.UpgradeTarget(r))
 }
 
 func renderRoot(r store.Run) (string, []slack.Block) {
