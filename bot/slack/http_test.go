@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -169,7 +170,7 @@ func TestHTTPVerification(t *testing.T) {
 	if got := h.fs.Calls("chat.postMessage"); len(got) != 0 {
 		t.Fatalf("posted: %s", dumpCalls(got))
 	}
-	h.fs.ephemeralTo(uRequest, "/nocobase upgrade <version> [cluster] [--dry-run]")
+	h.fs.ephemeralTo(uRequest, "/nocobase "+procedures.Usage("upgrade"))
 	h.fs.ephemeralTo(uRequest, "*Status of prod*")
 }
 
@@ -182,7 +183,7 @@ func TestCommandReplies(t *testing.T) {
 	}{
 		{"help", uStranger, chProd, "help", "/nocobase maintain [cluster] [plugin enable|disable|add <package>]", "ok"},
 		{"unknown command", uRequest, chProd, "deploy", `unknown command "deploy"`, "refused"},
-		{"missing version", uRequest, chProd, "upgrade", "Usage: /nocobase upgrade <version> [cluster] [--dry-run]", "refused"},
+		{"missing version", uRequest, chProd, "upgrade", "Usage: /nocobase "+procedures.Usage("upgrade"), "refused"},
 		{"bad version", uRequest, chProd, "upgrade newest", "is not a NocoBase version or tag", "refused"},
 		{"unknown cluster", uRequest, chProd, "upgrade 1.7.14 nope", `unknown cluster "nope"`, "refused"},
 		{"cluster needed off its channel", uRequest, chOps, "status", "which cluster?", "refused"},
