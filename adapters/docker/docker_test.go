@@ -31,7 +31,7 @@ var clusterSeq atomic.Int64
 // on its own loopback port) under a label selector of their own, and a
 // Cluster that selects them. names[i] is node i's name.
 type testCluster struct {
-	*Cluster
+	*Containers
 	host  string
 	names []string
 	nodes []testenv.RunningNode
@@ -66,12 +66,12 @@ func newTestCluster(t *testing.T, n int, version string, spec func(i int, s *tes
 	if opts != nil {
 		opts(&o)
 	}
-	c, err := New(o, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel))
+	c, err := NewContainers(o, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	tc.Cluster = c
+	tc.Containers = c
 	return tc
 }
 
@@ -174,7 +174,7 @@ func TestListFindsNodesInNameOrder(t *testing.T) {
 }
 
 // Labels returns the selector, for tests.
-func (c *Cluster) Labels() map[string]string { return c.opts.Labels }
+func (c *Containers) Labels() map[string]string { return c.opts.Labels }
 
 func TestURLFromNetwork(t *testing.T) {
 	mk := func(mode string, nets map[string]string, label string) container.InspectResponse {
@@ -204,7 +204,7 @@ func TestURLFromNetwork(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := &Cluster{opts: Options{Network: tt.network, Port: 13000}}
+			c := &Containers{base: base{opts: Options{Network: tt.network, Port: 13000}}}
 			if got := c.url(tt.ci); got != tt.want {
 				t.Errorf("url = %q, want %q", got, tt.want)
 			}

@@ -2,7 +2,6 @@ package docker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -22,143 +20,30 @@ import (
 	"github.com/nocobot/nocobot/procedures"
 )
 
-// Labels nocobot reads or writes on containers and services.
-const (
-	// LabelURL on a node overrides the URL derived from its address,
-	// e.g. "http://app-1.internal:13000". On a Swarm service, "{slot}" in
-	// it is replaced by the task's slot number.
-	LabelURL = "nocobot.url"
-	// LabelPreviousImage and LabelPreviousDigest are set by SetImage on
-	// the re-created node (or the service): what to go back to.
-	LabelPreviousImage  = "nocobot.previous-image"
-	LabelPreviousDigest = "nocobot.previous-digest"
-	// LabelReplicas on a Swarm service remembers the cluster's size while
-	// it is scaled down.
-	LabelReplicas = "nocobot.replicas"
-
-	// oldSuffix is appended to a node's name while SetImage re-creates it.
-	oldSuffix = "-nocobot-old"
-)
-
-// Options configures a Cluster.
-type Options struct {
-	EngineOptions
-
-	// Labels select the node containers (all must match), e.g.
-	// {"com.docker.compose.project": "prod", "com.docker.compose.service": "app"}.
-	Labels map[string]string
-	// SwarmService, instead of Labels, names the Swarm service whose
-	// replicas are the nodes.
-	SwarmService string
-
-	// Network picks the container address for a node's URL when it has
-	// no nocobot.url label. Empty: the container's only network.
-	Network string
-	// Port is the NocoBase port on that address; default 13000.
-	Port int
-
-	// StopTimeout is how long a node gets to stop after SIGTERM before it
-	// is killed; default 30s.
-	StopTimeout time.Duration
-	// StartTimeout bounds the wait until a started node's container is
-	// running (Swarm: until its task runs); default 2m.
-	StartTimeout time.Duration
-	// StartParallelism is how many nodes StartRest starts at once;
-	// default 1 (one at a time).
-	StartParallelism int
-
-	// PullPolicy is "always" (default: ask the registry every time) or
-	// "missing" (use an image present on the engine as it is, for
-	// air-gapped engines fed with docker load).
-	PullPolicy string
-	// Registry holds credentials for Pull.
-	Registry RegistryAuth
+// Containers is a cluster whose nodes are plain containers selected by
+// labels (a compose project's app service, say). Stop and Start act on one
+// container; SetImage re-creates it (reimage.go).
+type Containers struct {
+	base
 }
 
-// RegistryAuth holds registry credentials. With no Username, Pull reads
-// the Docker config file (ConfigFile, else $DOCKER_CONFIG/config.json,
-// else ~/.docker/config.json). The password never appears in String,
-// JSON or logs.
-type RegistryAuth struct {
-	Username string
-	Password string
-	// ConfigFile overrides where the Docker config file is.
-	ConfigFile string
-}
+var _ procedures.Nodes = (*Containers)(nil)
 
-// String hides the password.
-func (r RegistryAuth) String() string {
-	if r.Username == "" {
-		return "RegistryAuth{config file}"
+// NewContainers builds the node set of opts.Labels. It does not contact
+// the engine.
+func NewContainers(opts Options, log zerolog.Logger) (*Containers, error) {
+	if len(opts.Labels) == 0 {
+		return nil, errors.New("docker: containers: no label selector")
 	}
-	return "RegistryAuth{" + r.Username + ":[redacted]}"
-}
-
-// GoString hides the password from %#v too.
-func (r RegistryAuth) GoString() string { return r.String() }
-
-// MarshalJSON hides the password (zerolog and encoding/json use it).
-func (r RegistryAuth) MarshalJSON() ([]byte, error) {
-	return json.Marshal(map[string]string{"username": r.Username, "password": redacted(r.Password), "config_file": r.ConfigFile})
-}
-
-func redacted(s string) string {
-	if s == "" {
-		return ""
-	}
-	return "[redacted]"
-}
-
-// Cluster is the app nodes of one NocoBase cluster on one engine. Its
-// embedded Engine gives Exec, CopyFrom and CopyTo on any container.
-type Cluster struct {
-	*Engine
-	opts Options
-	log  zerolog.Logger
-}
-
-var _ procedures.Nodes = (*Cluster)(nil)
-
-// New builds a Cluster. Exactly one of opts.Labels and opts.SwarmService
-// must be set. It does not contact the engine.
-func New(opts Options, log zerolog.Logger) (*Cluster, error) {
-	if (len(opts.Labels) == 0) == (opts.SwarmService == "") {
-		return nil, errors.New("docker: set either a label selector or a Swarm service name (and not both)")
-	}
-	if opts.Port == 0 {
-		opts.Port = 13000
-	}
-	if opts.StopTimeout <= 0 {
-		opts.StopTimeout = 30 * time.Second
-	}
-	if opts.StartTimeout <= 0 {
-		opts.StartTimeout = 2 * time.Minute
-	}
-	if opts.StartParallelism <= 0 {
-		opts.StartParallelism = 1
-	}
-	switch opts.PullPolicy {
-	case "":
-		opts.PullPolicy = "always"
-	case "always", "missing":
-	default:
-		return nil, fmt.Errorf("docker: pull policy %q: want always or missing", opts.PullPolicy)
-	}
-	e, err := NewEngine(opts.EngineOptions, log)
+	b, err := newBase(opts, log)
 	if err != nil {
 		return nil, err
 	}
-	l := log.With().Str("component", "docker").Logger()
-	if opts.SwarmService != "" {
-		l = l.With().Str("service", opts.SwarmService).Logger()
-	}
-	return &Cluster{Engine: e, opts: opts, log: l}, nil
+	return &Containers{base: b}, nil
 }
 
-func (c *Cluster) swarm() bool { return c.opts.SwarmService != "" }
-
 // selector is the label filter of the cluster's containers.
-func (c *Cluster) selector() client.Filters {
+func (c *Containers) selector() client.Filters {
 	f := client.Filters{}
 	for k, v := range c.opts.Labels {
 		f.Add("label", k+"="+v)
@@ -166,29 +51,32 @@ func (c *Cluster) selector() client.Filters {
 	return f
 }
 
-// List returns the nodes, sorted by name.
-func (c *Cluster) List(ctx context.Context) ([]procedures.Node, error) {
-	if c.swarm() {
-		return c.swarmList(ctx)
-	}
+// List returns the nodes, sorted by name. A node whose container is
+// missing but whose <name>-nocobot-old container (left by an image change
+// that was interrupted) exists is listed under its own name, as that
+// container is: stopped, on its old image. Every operation on such a node
+// recovers it first.
+func (c *Containers) List(ctx context.Context) ([]procedures.Node, error) {
 	cctx, cancel := c.call(ctx)
 	defer cancel()
 	res, err := c.cli.ContainerList(cctx, client.ContainerListOptions{All: true, Filters: c.selector()})
 	if err != nil {
 		return nil, c.wrap("cluster", "list nodes", err)
 	}
+	names := map[string]bool{}
+	for _, s := range res.Items {
+		names[containerName(s.Names)] = true
+	}
 	digests := map[string]string{}
 	var nodes []procedures.Node
 	var errs []error
 	for _, s := range res.Items {
-		name := ""
-		if len(s.Names) > 0 {
-			name = strings.TrimPrefix(s.Names[0], "/")
-		}
-		if strings.HasSuffix(name, oldSuffix) {
-			// A previous container kept by an unfinished SetImage: not a node.
-			c.log.Warn().Str("container", name).Msg("left-over container from an interrupted image change; SetImage on its node cleans it up")
-			continue
+		name := containerName(s.Names)
+		if node, ok := strings.CutSuffix(name, oldSuffix); ok {
+			if names[node] {
+				continue // the new container is there; the leftover is not a node
+			}
+			c.log.Warn().Str("node", node).Str("container", name).Msg("node is only its left-over container from an interrupted image change; listing it as the node")
 		}
 		insp, err := c.cli.ContainerInspect(cctx, s.ID, client.ContainerInspectOptions{})
 		if cerrdefs.IsNotFound(err) {
@@ -198,14 +86,23 @@ func (c *Cluster) List(ctx context.Context) ([]procedures.Node, error) {
 			errs = append(errs, c.wrap(name, "inspect", err))
 			continue
 		}
-		nodes = append(nodes, c.node(cctx, insp.Container, digests))
+		n := c.node(cctx, insp.Container, digests)
+		n.Name = strings.TrimSuffix(n.Name, oldSuffix)
+		nodes = append(nodes, n)
 	}
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
 	return nodes, errors.Join(errs...)
 }
 
+func containerName(names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	return strings.TrimPrefix(names[0], "/")
+}
+
 // node describes one container.
-func (c *Cluster) node(ctx context.Context, ci container.InspectResponse, digests map[string]string) procedures.Node {
+func (c *Containers) node(ctx context.Context, ci container.InspectResponse, digests map[string]string) procedures.Node {
 	n := procedures.Node{Name: strings.TrimPrefix(ci.Name, "/"), ID: ci.ID}
 	if ci.Config != nil {
 		n.Image = ci.Config.Image
@@ -226,45 +123,10 @@ func (c *Cluster) node(ctx context.Context, ci container.InspectResponse, digest
 	return n
 }
 
-// digest returns the registry digest of the image a container runs
-// ("sha256:…" from RepoDigests, matching the reference's repository when
-// several match), or, for an image that never came from a registry, its
-// local id (also "sha256:…", good for going back on this engine).
-func (c *Cluster) digest(ctx context.Context, imageID, ref string) string {
-	img, err := c.cli.ImageInspect(ctx, imageID)
-	if err != nil {
-		return imageID
-	}
-	repo := ref
-	if i := strings.LastIndex(repo, "@"); i >= 0 {
-		repo = repo[:i]
-	}
-	if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
-		repo = repo[:i]
-	}
-	first := ""
-	for _, rd := range img.RepoDigests {
-		name, dg, ok := strings.Cut(rd, "@")
-		if !ok {
-			continue
-		}
-		if first == "" {
-			first = dg
-		}
-		if name == repo || strings.TrimPrefix(name, "docker.io/library/") == repo || strings.TrimPrefix(name, "docker.io/") == repo {
-			return dg
-		}
-	}
-	if first != "" {
-		return first
-	}
-	return img.ID
-}
-
 // url is the node's NocoBase base URL: the nocobot.url label, else its
 // address on the configured network (its IP while it runs; its name, which
 // Docker's DNS resolves for peers on that network, while it is stopped).
-func (c *Cluster) url(ci container.InspectResponse) string {
+func (c *Containers) url(ci container.InspectResponse) string {
 	if ci.Config != nil {
 		if u := ci.Config.Labels[LabelURL]; u != "" {
 			return strings.TrimRight(u, "/")
@@ -297,9 +159,9 @@ func (c *Cluster) url(ci container.InspectResponse) string {
 	return "http://" + net.JoinHostPort(strings.TrimPrefix(ci.Name, "/"), port)
 }
 
-// inspectNode inspects a node by name and checks that it belongs to the
-// cluster, so that a typo cannot stop some other container.
-func (c *Cluster) inspectNode(ctx context.Context, name, action string) (container.InspectResponse, error) {
+// inspectNode inspects a node's container by name and checks that it
+// belongs to the cluster, so that a typo cannot stop some other container.
+func (c *Containers) inspectNode(ctx context.Context, name, action string) (container.InspectResponse, error) {
 	cctx, cancel := c.call(ctx)
 	defer cancel()
 	res, err := c.cli.ContainerInspect(cctx, name, client.ContainerInspectOptions{})
@@ -323,19 +185,67 @@ func (c *Cluster) inspectNode(ctx context.Context, name, action string) (contain
 	return ci, nil
 }
 
+// lookup returns what exists of a node: its container and the leftover
+// of an interrupted image change, either possibly missing (ok false).
+func (c *Containers) lookup(ctx context.Context, name, action string) (cur, old container.InspectResponse, haveCur, haveOld bool, err error) {
+	cur, err = c.inspectNode(ctx, name, action)
+	haveCur = err == nil
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return cur, old, false, false, err
+	}
+	old, err = c.inspectNode(ctx, name+oldSuffix, action)
+	haveOld = err == nil
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return cur, old, haveCur, false, err
+	}
+	if !haveCur && !haveOld {
+		return cur, old, false, false, &Error{Node: name, Action: action, Reason: "no such container", Err: cerrdefs.ErrNotFound}
+	}
+	return cur, old, haveCur, haveOld, nil
+}
+
+// find returns the container that is the node: its own, or, when only
+// the leftover of an interrupted image change is there, that one renamed
+// back to the node's name (it is the node as it was before the change).
+// A leftover next to the node's container is left for SetImage or
+// Cleanup to settle.
+func (c *Containers) find(ctx context.Context, name, action string) (container.InspectResponse, error) {
+	cur, old, haveCur, _, err := c.lookup(ctx, name, action)
+	if err != nil || haveCur {
+		return cur, err
+	}
+	if err := c.rename(ctx, old.ID, name, action+": put back "+name+oldSuffix); err != nil {
+		return cur, err
+	}
+	c.log.Warn().Str("node", name).Msg("node restored from the left-over container of an interrupted image change")
+	return c.inspectNode(ctx, name, action)
+}
+
+func (c *Containers) rename(ctx context.Context, id, to, action string) error {
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	if _, err := c.cli.ContainerRename(cctx, id, client.ContainerRenameOptions{NewName: to}); err != nil {
+		return c.wrap(strings.TrimSuffix(to, oldSuffix), action, err)
+	}
+	return nil
+}
+
 func running(ci container.InspectResponse) bool {
 	return ci.State != nil && (ci.State.Running || ci.State.Restarting)
 }
 
 // Stop stops a node: SIGTERM (or its stop signal), then SIGKILL after
 // StopTimeout; it returns once the container is no longer running.
-// Stopping a stopped node succeeds.
-func (c *Cluster) Stop(ctx context.Context, name string) error {
-	if c.swarm() {
-		return c.swarmStop(ctx, name)
-	}
-	ci, err := c.inspectNode(ctx, name, "stop")
+// Before that it holds the node's restart policy at "no", so that a
+// restart of the Docker daemon cannot start what nocobot stopped; Start
+// gives the policy back. Stopping a stopped node succeeds (and holds its
+// policy too).
+func (c *Containers) Stop(ctx context.Context, name string) error {
+	ci, err := c.find(ctx, name, "stop")
 	if err != nil {
+		return err
+	}
+	if err := c.holdRestart(ctx, name, &ci); err != nil {
 		return err
 	}
 	if !running(ci) {
@@ -370,20 +280,19 @@ func (c *Cluster) Stop(ctx context.Context, name string) error {
 	return nil
 }
 
-// Start starts a node and returns when its container runs. Starting a
-// running node succeeds. A container that exits at once is an error with
-// the end of its log.
-func (c *Cluster) Start(ctx context.Context, name string) error {
-	if c.swarm() {
-		return c.swarmStart(ctx, name)
-	}
-	ci, err := c.inspectNode(ctx, name, "start")
+// Start starts a node and returns when its container runs, with the
+// node's own restart policy back in place (Stop held it at "no"). The
+// policy comes back only once the container runs, so that nothing but
+// this call starts the node. Starting a running node succeeds. A container
+// that exits at once is an error with the end of its log.
+func (c *Containers) Start(ctx context.Context, name string) error {
+	ci, err := c.find(ctx, name, "start")
 	if err != nil {
 		return err
 	}
 	if ci.State != nil && ci.State.Running && !ci.State.Paused {
 		c.log.Debug().Str("node", name).Msg("already running")
-		return nil
+		return c.releaseRestart(ctx, name, ci.ID)
 	}
 	cctx, cancel := c.call(ctx)
 	if ci.State != nil && ci.State.Paused {
@@ -406,12 +315,15 @@ func (c *Cluster) Start(ctx context.Context, name string) error {
 	}); err != nil {
 		return err
 	}
+	if err := c.releaseRestart(ctx, name, ci.ID); err != nil {
+		return err
+	}
 	c.log.Info().Str("node", name).Msg("node started")
 	return nil
 }
 
 // waitState polls the container until done says so, or limit passes.
-func (c *Cluster) waitState(ctx context.Context, name, id, action string, limit time.Duration, done func(*container.State) (bool, error)) error {
+func (c *Containers) waitState(ctx context.Context, name, id, action string, limit time.Duration, done func(*container.State) (bool, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	delay := 50 * time.Millisecond
@@ -446,7 +358,7 @@ func (c *Cluster) waitState(ctx context.Context, name, id, action string, limit 
 
 // logTail returns ": <last lines of the container's log>" for an error
 // message, or "" if there is none.
-func (c *Cluster) logTail(ctx context.Context, id string) string {
+func (c *Containers) logTail(ctx context.Context, id string) string {
 	ctx, cancel := c.call(ctx)
 	defer cancel()
 	rc, err := c.cli.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: "5"})
@@ -468,10 +380,7 @@ func (c *Cluster) logTail(ctx context.Context, id string) string {
 
 // StopAll stops every node at once (stopping is safe in parallel, and
 // the downtime is shortest that way).
-func (c *Cluster) StopAll(ctx context.Context) error {
-	if c.swarm() {
-		return c.swarmScale(ctx, "stop all", func(cur, size int) int { return 0 })
-	}
+func (c *Containers) StopAll(ctx context.Context) error {
 	nodes, err := c.List(ctx)
 	if err != nil {
 		return err
@@ -485,10 +394,7 @@ func (c *Cluster) StopAll(ctx context.Context) error {
 
 // StartRest starts every node except the one named first (already started
 // and verified), StartParallelism at a time — one at a time by default.
-func (c *Cluster) StartRest(ctx context.Context, first string) error {
-	if c.swarm() {
-		return c.swarmScale(ctx, "start the rest", func(cur, size int) int { return size })
-	}
+func (c *Containers) StartRest(ctx context.Context, first string) error {
 	nodes, err := c.List(ctx)
 	if err != nil {
 		return err
@@ -500,30 +406,4 @@ func (c *Cluster) StartRest(ctx context.Context, first string) error {
 		}
 	}
 	return c.each(ctx, names, c.opts.StartParallelism, c.Start)
-}
-
-// each runs fn on names, par at a time, in name order, and joins errors.
-func (c *Cluster) each(ctx context.Context, names []string, par int, fn func(context.Context, string) error) error {
-	if par < 1 {
-		par = 1
-	}
-	sem := make(chan struct{}, par)
-	errs := make([]error, len(names))
-	var wg sync.WaitGroup
-	for i, name := range names {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			errs[i] = c.wrap(name, "wait for a turn", ctx.Err())
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			errs[i] = fn(ctx, name)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
 }
