@@ -140,6 +140,9 @@ type Nodes struct {
 type Image struct {
 	Repository string `yaml:"repository"` // default: the repository the nodes run now
 	TagSuffix  string `yaml:"tag_suffix"` // e.g. "-full"
+	// Pull: always, missing or never; empty: missing for exact tags
+	// (1.7.14, 1.7.14-full) and digests, always for floating tags (latest, beta…).
+	Pull string `yaml:"pull"`
 }
 
 // NocoBase is how the bot talks to the app.
@@ -396,6 +399,11 @@ func (cl *Cluster) validate(f string) error {
 	}
 	if strings.Contains(cl.Image.Repository, ":") && !strings.Contains(cl.Image.Repository[strings.LastIndex(cl.Image.Repository, ":"):], "/") {
 		return fieldError(f+".image.repository", "%q: expected a repository without tag, e.g. nocobase/nocobase", cl.Image.Repository)
+	}
+	switch cl.Image.Pull {
+	case "", "always", "missing", "never":
+	default:
+		return fieldError(f+".image.pull", "%q: expected always, missing or never", cl.Image.Pull)
 	}
 	if err := checkEnv(f+".nocobase.api_key_env", cl.NocoBase.APIKeyEnv, false); err != nil {
 		return err

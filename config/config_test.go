@@ -59,6 +59,7 @@ func TestInvalidNamesFieldAndExpectation(t *testing.T) {
 		{"bad tz", minimal + "    windows: [{id: w, cron: '@weekly', tz: Mars/Base, command: start}]\n", `"Mars/Base" is not a time zone`},
 		{"bad user", "access: {run: {users: [alice]}}\n" + minimal, `access.run.users: "alice" is not a Slack user id`},
 		{"channel name", strings.Replace(minimal, "name: prod", "name: prod\n    channel: '#ops'", 1), "the id, not the #name"},
+		{"bad pull policy", minimal + "    image: {pull: sometimes}\n", `clusters[0] (prod).image.pull: "sometimes": expected always, missing or never`},
 		{"duplicate", minimal + strings.TrimPrefix(minimal, "\nclusters:\n"), "a cluster of that name comes earlier"},
 	}
 	for _, tt := range tests {
