@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -243,7 +244,7 @@ func TestSetImageSurvivesKills(t *testing.T) {
 			t.Logf("%s: %d engine calls: %s", dir.name, len(calls), strings.Join(calls, ", "))
 			check(t, c, name, dir.wantID)
 			for n := 1; n <= len(calls); n++ {
-				t.Run(fmt.Sprintf("kill at call %d %s", n, calls[n-1]), func(t *testing.T) {
+				t.Run(fmt.Sprintf("kill at call %d %s", n, shortCall(calls[n-1], name)), func(t *testing.T) {
 					c, name, label := newNode(t, dir.fromV2)
 					if _, killed := proxy.run(t, n, label, "set-image", name, target); !killed {
 						t.Fatalf("child finished before call %d", n)
@@ -269,4 +270,19 @@ func TestSetImageSurvivesKills(t *testing.T) {
 			}
 		})
 	}
+}
+
+var hexID = regexp.MustCompile(`(sha256:)?[0-9a-f]{64}`)
+
+// shortCall shortens "POST /v1.41/containers/<64 hex>/rename" to
+// "POST containers/id/rename" for a subtest name.
+func shortCall(call, node string) string {
+	call = hexID.ReplaceAllString(call, "id")
+	call = strings.ReplaceAll(call, node, "node")
+	method, path, _ := strings.Cut(call, " ")
+	parts := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	if len(parts) > 1 && strings.HasPrefix(parts[0], "v1.") {
+		parts = parts[1:]
+	}
+	return method + " " + strings.Join(parts, "/")
 }

@@ -7,35 +7,14 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/distribution/reference"
+
+	"github.com/nocobot/nocobot/procedures"
 )
 
-// ImageInfo is what the engine knows of an image reference.
-type ImageInfo struct {
-	// Ref is the reference as given: a tag ("nocobase/nocobase:1.7.14-full",
-	// "…:latest"), a full "registry.example.com/team/nocobase:2026-11-30",
-	// a digest reference ("repo@sha256:…") or an image id.
-	Ref string
-	// ID is the engine's image id ("sha256:…"), the same for every tag of
-	// one image on this engine.
-	ID string
-	// Digest is the registry's manifest digest ("sha256:…") of the image
-	// in Ref's repository, or "" for an image that never came from (or
-	// went to) a registry.
-	Digest string
-	// Pinned names exactly this image, whatever tags move later:
-	// "repo@sha256:…" when Digest is known, else ID (good on this
-	// engine). SetImage accepts both; record it at preflight for a
-	// rollback.
-	Pinned string
-	// Version is the NocoBase version the image's metadata states (the
-	// Options.VersionLabel label, else the Options.VersionEnv variable),
-	// or "" when it states none: then the version is known only once a
-	// node runs the image.
-	Version string
-	// Floating says whether Ref's tag may move to another build (latest,
-	// beta, alpha, latest-full…).
-	Floating bool
-}
+// ImageInfo is what the engine knows of an image reference; see
+// procedures.ImageInfo for its fields. Resolve fills Version from the
+// Options.VersionLabel label, else the Options.VersionEnv variable.
+type ImageInfo = procedures.ImageInfo
 
 // Resolve looks an image reference up on the engine: Pull it first (or
 // have it loaded). It answers which image exactly the reference names now,

@@ -267,6 +267,20 @@ func (w *World) Pull(ctx context.Context, image string, progress procedures.Prog
 	return nil
 }
 
+// Resolve implements procedures.Nodes: the image's version is its tag's.
+func (w *World) Resolve(ctx context.Context, image string) (procedures.ImageInfo, error) {
+	if err := w.act(ctx, "resolve "+image); err != nil {
+		return procedures.ImageInfo{}, err
+	}
+	return procedures.ImageInfo{Ref: image, ID: "id-" + image, Pinned: image, Version: versionOf(image)}, nil
+}
+
+// Cleanup implements procedures.Nodes; the fake's image changes are never
+// half done.
+func (w *World) Cleanup(ctx context.Context) ([]string, error) {
+	return nil, w.act(ctx, "cleanup")
+}
+
 // WaitHealthy implements procedures.App.
 func (w *World) WaitHealthy(ctx context.Context, n procedures.Node, progress procedures.Progress) error {
 	progress(n.Name + ": APP_COMMANDING start — load plugin [ai], 50/77")
