@@ -152,7 +152,6 @@ func TestSetImageSurvivesKills(t *testing.T) {
 	v2 := testenv.NodeImage(t, host, "2.0.0")
 	v1ID := testenv.Docker(t, host, "image", "inspect", "--format", "{{.Id}}", v1)
 	v2ID := testenv.Docker(t, host, "image", "inspect", "--format", "{{.Id}}", v2)
-	proxy := newKillProxy(t, host)
 
 	// newNode makes a stopped node with restart policy always, on v1, or
 	// on v2 by an image change (so that it records v1 as its previous
@@ -225,11 +224,11 @@ func TestSetImageSurvivesKills(t *testing.T) {
 	for _, dir := range []struct {
 		name         string
 		fromV2       bool
-		target       func(c *Containers, name string) string
+		target       func(t *testing.T, c *Containers, name string) string
 		wantID, from string
 	}{
-		{"forward", false, func(*Containers, string) string { return v2 }, v2ID, v1ID},
-		{"rollback", true, func(c *Containers, name string) string {
+		{"forward", false, func(*testing.T, *Containers, string) string { return v2 }, v2ID, v1ID},
+		{"rollback", true, func(t *testing.T, c *Containers, name string) string {
 			_, _, ref, err := c.Previous(ctxT(t), name)
 			if err != nil {
 				t.Fatal(err)
@@ -238,13 +237,17 @@ func TestSetImageSurvivesKills(t *testing.T) {
 		}, v1ID, v2ID},
 	} {
 		t.Run(dir.name, func(t *testing.T) {
+			t.Parallel()
+			proxy := newKillProxy(t, host)
 			c, name, label := newNode(t, dir.fromV2)
-			target := dir.target(c, name)
+			target := dir.target(t, c, name)
 			calls, _ := proxy.run(t, 0, label, "set-image", name, target)
 			t.Logf("%s: %d engine calls: %s", dir.name, len(calls), strings.Join(calls, ", "))
 			check(t, c, name, dir.wantID)
 			for n := 1; n <= len(calls); n++ {
 				t.Run(fmt.Sprintf("kill at call %d %s", n, shortCall(calls[n-1], name)), func(t *testing.T) {
+					t.Parallel()
+					proxy := newKillProxy(t, host)
 					c, name, label := newNode(t, dir.fromV2)
 					if _, killed := proxy.run(t, n, label, "set-image", name, target); !killed {
 						t.Fatalf("child finished before call %d", n)
