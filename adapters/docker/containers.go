@@ -286,6 +286,16 @@ func (c *Containers) Stop(ctx context.Context, name string) error {
 // this call starts the node. Starting a running node succeeds. A container
 // that exits at once is an error with the end of its log.
 func (c *Containers) Start(ctx context.Context, name string) error {
+	cur, _, haveCur, haveOld, err := c.lookup(ctx, name, "start")
+	if err != nil {
+		return err
+	}
+	if haveCur && haveOld && !running(cur) {
+		// An interrupted image change: its new container may be half made.
+		if err := c.SetImage(ctx, name, cur.Config.Image); err != nil {
+			return err
+		}
+	}
 	ci, err := c.find(ctx, name, "start")
 	if err != nil {
 		return err

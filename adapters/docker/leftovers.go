@@ -45,12 +45,13 @@ func (c *Containers) Leftovers(ctx context.Context) ([]Leftover, error) {
 	return out, nil
 }
 
-// Cleanup settles every interrupted image change and returns the nodes
-// it touched. A node that is only its leftover gets it back under its own
-// name, as it was before the change. A node whose new container exists
-// gets that change finished: the new container is made again from the
-// leftover's configuration on the image it was given, and the leftover is
-// removed. After a Cleanup without error no leftover remains.
+// Cleanup settles what a kill of nocobot can leave behind and returns the
+// nodes it touched. A node that is only its leftover gets it back under
+// its own name, as it was before the change. A node whose new container
+// exists gets that change finished: the new container is made again from
+// the leftover's configuration on the image it was given, and the
+// leftover is removed. A running node whose restart policy is still held
+// gets it back. After a Cleanup without error no leftover remains.
 func (c *Containers) Cleanup(ctx context.Context) ([]string, error) {
 	left, err := c.Leftovers(ctx)
 	if err != nil {
@@ -77,6 +78,29 @@ func (c *Containers) Cleanup(ctx context.Context) ([]string, error) {
 			continue
 		}
 		done = append(done, l.Node)
+	}
+	// A kill between a node's start and the return of its restart policy
+	// leaves it running with the policy held.
+	nodes, err := c.List(ctx)
+	if err != nil {
+		return done, errors.Join(append(errs, err)...)
+	}
+	for _, n := range nodes {
+		if !n.Running() {
+			continue
+		}
+		_, held, err := c.RestartPolicyHeld(ctx, n.Name)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if !held {
+			continue
+		}
+		if err := c.releaseRestart(ctx, n.Name, n.ID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		done = append(done, n.Name)
 	}
 	return done, errors.Join(errs...)
 }
