@@ -3,9 +3,9 @@ package docker
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync"
 
+	"github.com/distribution/reference"
 	"github.com/rs/zerolog"
 )
 
@@ -34,37 +34,24 @@ func newBase(opts Options, log zerolog.Logger) (base, error) {
 	return base{Engine: e, opts: opts, log: l}, nil
 }
 
-// digest returns the registry digest of the image a container runs
-// ("sha256:…" from RepoDigests, matching the reference's repository when
-// several match), or, for an image that never came from a registry, its
-// local id (also "sha256:…", good for going back on this engine).
+// digest returns the registry digest of the image a container runs in
+// the repository of ref, the reference the container was made from
+// ("sha256:…" from RepoDigests), or, for an image that never came from
+// that repository's registry, its local id (also "sha256:…", good for
+// going back on this engine). A digest of another repository would not
+// name the image together with ref's repository, so it is never used.
 func (c *base) digest(ctx context.Context, imageID, ref string) string {
 	img, err := c.cli.ImageInspect(ctx, imageID)
 	if err != nil {
 		return imageID
 	}
-	repo := ref
-	if i := strings.LastIndex(repo, "@"); i >= 0 {
-		repo = repo[:i]
-	}
-	if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
-		repo = repo[:i]
-	}
-	first := ""
-	for _, rd := range img.RepoDigests {
-		name, dg, ok := strings.Cut(rd, "@")
-		if !ok {
-			continue
+	if r, err := reference.ParseNormalizedNamed(ref); err == nil {
+		if d, ok := r.(reference.Digested); ok {
+			return d.Digest().String()
 		}
-		if first == "" {
-			first = dg
+		if d := repoDigest(img.RepoDigests, r.Name()); d != "" {
+			return d
 		}
-		if name == repo || strings.TrimPrefix(name, "docker.io/library/") == repo || strings.TrimPrefix(name, "docker.io/") == repo {
-			return dg
-		}
-	}
-	if first != "" {
-		return first
 	}
 	return img.ID
 }

@@ -514,6 +514,43 @@ func TestSetImageRecoversInterruptedChange(t *testing.T) {
 	}
 }
 
+// TestStartFinishesAHalfMadeImageChange: a kill after the new container
+// was created but before it was complete (here: it lacks the node's
+// environment) leaves both containers; Start makes the node again from
+// the leftover's configuration, then starts it.
+func TestStartFinishesAHalfMadeImageChange(t *testing.T) {
+	t.Parallel()
+	host := testenv.DockerHost(t)
+	v2 := testenv.NodeImage(t, host, "2.0.0")
+	tc := newTestCluster(t, 1, "1.0.0", func(i int, s *testenv.NodeSpec) {
+		s.Created = true
+		s.Env = append(s.Env, "APP_KEY=k1")
+	}, nil)
+	name := tc.names[0]
+	ctx := ctxT(t)
+	before := tc.inspect(t, name)
+	testenv.Docker(t, host, "rename", name, name+oldSuffix)
+	args := []string{"create", "--name", name, "--network", "host"}
+	for k, v := range before.Config.Labels {
+		args = append(args, "--label", k+"="+v)
+	}
+	testenv.Docker(t, host, append(args, v2)...)
+	if left, err := tc.Leftovers(ctx); err != nil || len(left) != 1 || left[0].Node != name || !left[0].NodeExists {
+		t.Fatalf("Leftovers = %+v, %v", left, err)
+	}
+	if err := tc.Start(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	after := tc.inspect(t, name)
+	if !after.State.Running || after.Config.Image != v2 || !slices.Contains(after.Config.Env, "APP_KEY=k1") {
+		t.Errorf("after Start: running %v, image %s, env %q", after.State.Running, after.Config.Image, after.Config.Env)
+	}
+	if left, err := tc.Leftovers(ctx); err != nil || len(left) != 0 {
+		t.Errorf("Leftovers after Start = %+v, %v", left, err)
+	}
+	waitHealthy(t, tc.nodes[0].URL)
+}
+
 func TestPullMissingTagFailsBeforeAnyNodeStops(t *testing.T) {
 	t.Parallel()
 	tc := newTestCluster(t, 3, "1.0.0", nil, nil)
