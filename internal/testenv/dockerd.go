@@ -33,8 +33,9 @@ func OwnDockerd(t testing.TB) *Dockerd {
 	if _, err := exec.LookPath("dockerd"); err != nil || os.Geteuid() != 0 {
 		t.Fatalf("OwnDockerd needs dockerd and root (dockerd: %v, uid %d)", err, os.Geteuid())
 	}
-	// Short: the engine's sockets live below it.
-	dir, err := os.MkdirTemp("", "dkd")
+	// Short (the engine's sockets live below it), and inside scripts/test's
+	// folder so that its clean-up unmounts whatever a killed test leaves.
+	dir, err := os.MkdirTemp(os.Getenv("NOCOBOT_TEST_TMP"), "dkd")
 	if err != nil {
 		t.Fatal(err)
 	}
