@@ -88,10 +88,17 @@ func slotPorts(t *testing.T) int {
 	return 0
 }
 
-func TestSwarmService(t *testing.T) {
+// TestSwarm runs the Swarm tests on one swarm: the engine leaves the
+// swarm only when all of them are done.
+func TestSwarm(t *testing.T) {
 	t.Parallel()
 	host := testenv.DockerHost(t)
 	ensureSwarm(t, host)
+	t.Run("service", func(t *testing.T) { t.Parallel(); swarmService(t, host) })
+	t.Run("first node runs", func(t *testing.T) { t.Parallel(); swarmFirstNodeRuns(t, host) })
+}
+
+func swarmService(t *testing.T, host string) {
 	v1 := testenv.NodeImage(t, host, "1.0.0")
 	v2 := testenv.NodeImage(t, host, "2.0.0")
 	n := slotPorts(t)
@@ -197,13 +204,10 @@ func TestSwarmService(t *testing.T) {
 	}
 }
 
-// TestSwarmFirstNodeRuns: when Swarm's own choices leave slot 1 dead (its
+// swarmFirstNodeRuns: when Swarm's own choices leave slot 1 dead (its
 // task failed, or a scale-down removed it), the first node is still a
 // running task, the same one every time, and its URL answers.
-func TestSwarmFirstNodeRuns(t *testing.T) {
-	t.Parallel()
-	host := testenv.DockerHost(t)
-	ensureSwarm(t, host)
+func swarmFirstNodeRuns(t *testing.T, host string) {
 	v1 := testenv.NodeImage(t, host, "1.0.0")
 	n := slotPorts(t)
 	svcName := fmt.Sprintf("nbf%d", os.Getpid()%100000+int(clusterSeq.Add(1))*100000)
