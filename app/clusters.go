@@ -50,7 +50,7 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger) (*proc
 	nodes, err := docker.New(docker.Options{
 		EngineOptions: docker.EngineOptions{Host: cc.Docker.Host, TLSCertPath: cc.Docker.CertPath, TLSVerify: cc.Docker.CertPath != ""},
 		Labels:        cc.Nodes.Labels, SwarmService: cc.Nodes.SwarmService, Network: cc.Nodes.Network, Port: cc.Nodes.Port,
-		StopTimeout: cc.Nodes.StopTimeout.D(), StartParallelism: cc.Nodes.Parallelism,
+		StopTimeout: cc.Nodes.StopTimeout.D(), StartParallelism: cc.Nodes.Parallelism, PullPolicy: cc.Image.Pull,
 		Registry: docker.RegistryAuth{Username: cc.Docker.Registry.Username, Password: regPw},
 	}, log)
 	if err != nil {
@@ -106,6 +106,7 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger) (*proc
 		Nodes: nodes, App: app, Backups: bk, Balancer: bal,
 		HealthTimeout: cc.Timeouts.Health.D(), CheckpointTimeout: cc.Timeouts.Checkpoint.D(),
 		OnTimeout: procedures.TimeoutPolicy(cc.Timeouts.OnCheckpoint), StepTimeout: cc.Timeouts.Step.D(),
+		StartParallelism: cc.Nodes.Parallelism,
 	}, nodes.Close, nil
 }
 

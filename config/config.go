@@ -140,6 +140,9 @@ type Nodes struct {
 type Image struct {
 	Repository string `yaml:"repository"` // default: the repository the nodes run now
 	TagSuffix  string `yaml:"tag_suffix"` // e.g. "-full"
+	// Pull: always, missing or never; empty: missing for exact tags
+	// (1.7.14, 1.7.14-full) and digests, always for floating tags (latest, beta…).
+	Pull string `yaml:"pull"`
 }
 
 // NocoBase is how the bot talks to the app.
@@ -392,10 +395,15 @@ func (cl *Cluster) validate(f string) error {
 		return fieldError(f+".nodes.port", "%d is not a port", cl.Nodes.Port)
 	}
 	if cl.Nodes.Parallelism < 0 {
-		return fieldError(f+".nodes.start_parallelism", "expected 1 or more")
+		return fieldError(f+".nodes.start_parallelism", "expected 0 (all together) or more")
 	}
 	if strings.Contains(cl.Image.Repository, ":") && !strings.Contains(cl.Image.Repository[strings.LastIndex(cl.Image.Repository, ":"):], "/") {
 		return fieldError(f+".image.repository", "%q: expected a repository without tag, e.g. nocobase/nocobase", cl.Image.Repository)
+	}
+	switch cl.Image.Pull {
+	case "", "always", "missing", "never":
+	default:
+		return fieldError(f+".image.pull", "%q: expected always, missing or never", cl.Image.Pull)
 	}
 	if err := checkEnv(f+".nocobase.api_key_env", cl.NocoBase.APIKeyEnv, false); err != nil {
 		return err
@@ -515,9 +523,6 @@ func (c *Config) defaults() {
 		}
 		if cl.Nodes.StopTimeout == 0 {
 			cl.Nodes.StopTimeout = Duration(30 * time.Second)
-		}
-		if cl.Nodes.Parallelism == 0 {
-			cl.Nodes.Parallelism = 1
 		}
 		if cl.NocoBase.PollInterval == 0 {
 			cl.NocoBase.PollInterval = Duration(time.Second)

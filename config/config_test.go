@@ -35,7 +35,7 @@ func TestMinimalGetsDefaults(t *testing.T) {
 	}
 	cl := c.Clusters[0]
 	if c.Store.Path != "nocobot.db" || c.Slack.Mode != "socket" || cl.Backup.Storage.Path != "/app/nocobase/storage" ||
-		cl.Timeouts.OnCheckpoint != "remind" || cl.Nodes.Parallelism != 1 {
+		cl.Timeouts.OnCheckpoint != "remind" || cl.Nodes.Parallelism != 0 {
 		t.Fatalf("defaults not applied: %+v", c)
 	}
 }
@@ -59,6 +59,7 @@ func TestInvalidNamesFieldAndExpectation(t *testing.T) {
 		{"bad tz", minimal + "    windows: [{id: w, cron: '@weekly', tz: Mars/Base, command: start}]\n", `"Mars/Base" is not a time zone`},
 		{"bad user", "access: {run: {users: [alice]}}\n" + minimal, `access.run.users: "alice" is not a Slack user id`},
 		{"channel name", strings.Replace(minimal, "name: prod", "name: prod\n    channel: '#ops'", 1), "the id, not the #name"},
+		{"bad pull policy", minimal + "    image: {pull: sometimes}\n", `clusters[0] (prod).image.pull: "sometimes": expected always, missing or never`},
 		{"duplicate", minimal + strings.TrimPrefix(minimal, "\nclusters:\n"), "a cluster of that name comes earlier"},
 	}
 	for _, tt := range tests {

@@ -273,6 +273,9 @@ func (x *runner) abort(ctx context.Context, d store.Decision) error {
 	x.run.State = store.StateAborted
 	x.run.Ended = now
 	x.run.Error = "aborted by " + decider(d)
+	if err := x.settleImages(ctx); err != nil {
+		x.e.log.Warn().Err(err).Str("run", x.run.ID).Msg("abort: image changes left unsettled")
+	}
 	factWriter{r: &x.run}.setFinalState(x.describeCluster(ctx))
 	if err := x.persist(ctx); err != nil {
 		return err
@@ -283,6 +286,9 @@ func (x *runner) abort(ctx context.Context, d store.Decision) error {
 }
 
 func (x *runner) finish(ctx context.Context) error {
+	if err := x.settleImages(ctx); err != nil {
+		return x.failLastStep(ctx, err)
+	}
 	// The run ends only with every node it recorded at preflight there.
 	if missing := x.missingNodes(ctx); len(missing) > 0 {
 		return x.failLastStep(ctx, missingNodesError(missing))
@@ -301,6 +307,21 @@ func (x *runner) finish(ctx context.Context) error {
 	}
 	x.e.log.Info().Str("run", x.run.ID).Str("state", string(x.run.State)).Msg("run finished")
 	x.e.publish(EventRunFinished, x.snapshot(), -1, Summary(x.snapshot()), nil)
+	return nil
+}
+
+// settleImages finishes image changes a crash interrupted, so no node's
+// set-aside container outlives the run.
+func (x *runner) settleImages(ctx context.Context) error {
+	c, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	settled, err := x.c.Nodes.Cleanup(c)
+	if err != nil {
+		return fmt.Errorf("settle interrupted image changes: %w", err)
+	}
+	if len(settled) > 0 {
+		x.e.log.Info().Str("run", x.run.ID).Strs("nodes", settled).Msg("settled interrupted image changes")
+	}
 	return nil
 }
 

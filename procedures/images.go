@@ -2,7 +2,6 @@ package procedures
 
 import (
 	"context"
-	"errors"
 	"regexp"
 	"strconv"
 	"strings"
@@ -132,15 +131,18 @@ func comparePre(a, b string) int {
 	return len(pa) - len(pb)
 }
 
-var errNoImageInfo = errors.New("the node adapter cannot describe images")
-
-// imageInfo describes an image when the node adapter can.
+// imageInfo describes an image present on the engine. Its Digest is in
+// the form Node.Digest has: the registry digest, or the local id for an
+// image that never came from a registry, so the two compare.
 func imageInfo(ctx context.Context, c *Cluster, ref string) (ImageInfo, error) {
-	ii, ok := c.Nodes.(ImageInspector)
-	if !ok {
-		return ImageInfo{}, errNoImageInfo
-	}
 	ictx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	return ii.ImageInfo(ictx, ref)
+	info, err := c.Nodes.Resolve(ictx, ref)
+	if err != nil {
+		return ImageInfo{}, err
+	}
+	if info.Digest == "" {
+		info.Digest = info.ID
+	}
+	return info, nil
 }

@@ -47,29 +47,29 @@ type Nodes interface {
 	// Pull makes an image present on the engine, reporting progress; a tag
 	// that does not exist fails with the registry's message.
 	Pull(ctx context.Context, image string, progress Progress) error
+	// Resolve says which image exactly a reference names on the engine
+	// now (Pull it first), with the version its metadata declares.
+	Resolve(ctx context.Context, image string) (ImageInfo, error)
+	// Cleanup settles image changes that a crash interrupted (a node
+	// whose old container was set aside and never removed) and returns
+	// the nodes it touched; afterwards every node is one container again.
+	Cleanup(ctx context.Context) ([]string, error)
 }
 
-// ImageInspector is what a Nodes adapter implements to describe images:
-// with it an upgrade is verified by digest, floating tags are resolved at
-// preflight and a roll-back pins the digest the nodes ran. Without it the
-// engine goes by tags and reported versions.
-type ImageInspector interface {
-	// ImageInfo describes an image present on the engine (pulled first);
-	// ref is a reference, repo@digest or a local image id.
-	ImageInfo(ctx context.Context, ref string) (ImageInfo, error)
-}
-
-// ImageInfo is what the engine knows of one image.
+// ImageInfo is what the engine knows of an image reference.
 type ImageInfo struct {
-	// ID is the engine's local image id, "sha256:…".
-	ID string
-	// Digest is in the form Node.Digest has: the registry digest
-	// ("sha256:…") matching the reference's repository, or ID for an
-	// image that never came from a registry.
-	Digest string
-	// Version is the NocoBase version the image's metadata states (e.g.
-	// the org.opencontainers.image.version label), "" when it says none.
-	Version string
+	Ref    string // as given: a tag, "registry/team/name:tag", "repo@sha256:…" or an image id
+	ID     string // the engine's image id, "sha256:…"
+	Digest string // the registry's digest in Ref's repository; "" if it never came from one
+	// Pinned names exactly this image whatever tags move later
+	// ("repo@sha256:…", else the id): SetImage accepts it, so preflight
+	// can record it for a rollback.
+	Pinned string
+	// Version is the NocoBase version the image's metadata declares, ""
+	// when it declares none (NocoBase's own images do not): then it is
+	// known only once a node runs it.
+	Version  string
+	Floating bool // the tag may move (latest, beta, alpha, latest-full…)
 }
 
 // AppStatus is what one health probe of a node saw.

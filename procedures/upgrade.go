@@ -242,7 +242,7 @@ func upgradePreflight(ctx context.Context, env *stepEnv) (string, error) {
 		return "", fmt.Errorf("pull %s: %w", image, err)
 	}
 	info, err := imageInfo(ctx, env.c, image)
-	if err != nil && !errors.Is(err, errNoImageInfo) {
+	if err != nil {
 		return "", fmt.Errorf("inspect %s: %w", image, err)
 	}
 	target := versionPart(imageTag(image))
@@ -349,11 +349,7 @@ func rollbackSetImage(ctx context.Context, env *stepEnv) (string, error) {
 // still names it, else repo@digest for a registry digest or the id
 // itself for an image that is only local.
 func pinnedRef(ctx context.Context, env *stepEnv, image, digest string) string {
-	info, err := imageInfo(ctx, env.c, image)
-	switch {
-	case errors.Is(err, errNoImageInfo):
-		return image
-	case err == nil && info.Digest == digest:
+	if info, err := imageInfo(ctx, env.c, image); err == nil && info.Digest == digest {
 		return image
 	}
 	if info, err := imageInfo(ctx, env.c, digest); err == nil && info.ID == digest {

@@ -31,7 +31,7 @@ var clusterSeq atomic.Int64
 // on its own loopback port) under a label selector of their own, and a
 // Cluster that selects them. names[i] is node i's name.
 type testCluster struct {
-	*Cluster
+	*Containers
 	host  string
 	names []string
 	nodes []testenv.RunningNode
@@ -66,12 +66,12 @@ func newTestCluster(t *testing.T, n int, version string, spec func(i int, s *tes
 	if opts != nil {
 		opts(&o)
 	}
-	c, err := New(o, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel))
+	c, err := NewContainers(o, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	tc.Cluster = c
+	tc.Containers = c
 	return tc
 }
 
@@ -174,7 +174,7 @@ func TestListFindsNodesInNameOrder(t *testing.T) {
 }
 
 // Labels returns the selector, for tests.
-func (c *Cluster) Labels() map[string]string { return c.opts.Labels }
+func (c *Containers) Labels() map[string]string { return c.opts.Labels }
 
 func TestURLFromNetwork(t *testing.T) {
 	mk := func(mode string, nets map[string]string, label string) container.InspectResponse {
@@ -204,7 +204,7 @@ func TestURLFromNetwork(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := &Cluster{opts: Options{Network: tt.network, Port: 13000}}
+			c := &Containers{base: base{opts: Options{Network: tt.network, Port: 13000}}}
 			if got := c.url(tt.ci); got != tt.want {
 				t.Errorf("url = %q, want %q", got, tt.want)
 			}
@@ -512,6 +512,43 @@ func TestSetImageRecoversInterruptedChange(t *testing.T) {
 	if out := testenv.Docker(t, host, "ps", "-aq", "--filter", "name="+name+oldSuffix); out != "" {
 		t.Errorf("old container left: %s", out)
 	}
+}
+
+// TestStartFinishesAHalfMadeImageChange: a kill after the new container
+// was created but before it was complete (here: it lacks the node's
+// environment) leaves both containers; Start makes the node again from
+// the leftover's configuration, then starts it.
+func TestStartFinishesAHalfMadeImageChange(t *testing.T) {
+	t.Parallel()
+	host := testenv.DockerHost(t)
+	v2 := testenv.NodeImage(t, host, "2.0.0")
+	tc := newTestCluster(t, 1, "1.0.0", func(i int, s *testenv.NodeSpec) {
+		s.Created = true
+		s.Env = append(s.Env, "APP_KEY=k1")
+	}, nil)
+	name := tc.names[0]
+	ctx := ctxT(t)
+	before := tc.inspect(t, name)
+	testenv.Docker(t, host, "rename", name, name+oldSuffix)
+	args := []string{"create", "--name", name, "--network", "host"}
+	for k, v := range before.Config.Labels {
+		args = append(args, "--label", k+"="+v)
+	}
+	testenv.Docker(t, host, append(args, v2)...)
+	if left, err := tc.Leftovers(ctx); err != nil || len(left) != 1 || left[0].Node != name || !left[0].NodeExists {
+		t.Fatalf("Leftovers = %+v, %v", left, err)
+	}
+	if err := tc.Start(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	after := tc.inspect(t, name)
+	if !after.State.Running || after.Config.Image != v2 || !slices.Contains(after.Config.Env, "APP_KEY=k1") {
+		t.Errorf("after Start: running %v, image %s, env %q", after.State.Running, after.Config.Image, after.Config.Env)
+	}
+	if left, err := tc.Leftovers(ctx); err != nil || len(left) != 0 {
+		t.Errorf("Leftovers after Start = %+v, %v", left, err)
+	}
+	waitHealthy(t, tc.nodes[0].URL)
 }
 
 func TestPullMissingTagFailsBeforeAnyNodeStops(t *testing.T) {

@@ -4,13 +4,15 @@
 // with the engine on its first call, so engines from API 1.41 (Docker
 // 20.10) up work.
 //
-// Two types:
+// The types:
 //   - Engine: a connection to one engine, with Exec, CopyFrom and CopyTo
 //     for containers that are not app nodes (the database, the load
 //     balancer). Build it with NewEngine.
-//   - Cluster: the app nodes of one cluster, selected by labels or by a
-//     Swarm service name; it implements procedures.Nodes and embeds an
-//     Engine. Build it with New.
+//   - Containers and Swarm: the app nodes of one cluster, selected by
+//     labels or by a Swarm service name; each implements procedures.Nodes
+//     on an Engine (NewContainers, NewSwarm).
+//   - Cluster: the one of the two that the options ask for, with the
+//     Engine's Exec and copies (New).
 package docker
 
 import (

@@ -2,30 +2,26 @@ package docker
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/distribution/reference"
-	"github.com/moby/moby/api/pkg/authconfig"
 	"github.com/moby/moby/api/types/jsonstream"
-	"github.com/moby/moby/api/types/registry"
 	"github.com/moby/moby/client"
 
 	"github.com/nocobot/nocobot/procedures"
 )
 
 // Pull makes image present on the engine, reporting layers and bytes
-// through progress (at most about once a second, plus the end). A tag
-// the registry does not have fails with the registry's message. With
-// PullPolicy "missing", or for a digest reference, an image already on the
-// engine is used as it is.
-func (c *Cluster) Pull(ctx context.Context, image string, progress procedures.Progress) error {
+// through progress (at most about once a second, plus the end), as the
+// pull policy says (see PullPolicyFor): with "missing" an image already
+// on the engine is used as it is; with "never" the registry is never
+// asked and an absent image is an error that names it. A tag the registry
+// does not have fails with the registry's message.
+func (c *base) Pull(ctx context.Context, image string, progress procedures.Progress) error {
 	if progress == nil {
 		progress = func(string) {}
 	}
@@ -34,14 +30,20 @@ func (c *Cluster) Pull(ctx context.Context, image string, progress procedures.Pr
 	if err != nil {
 		return &Error{Node: "engine", Action: action, Reason: "not a valid image reference", Err: err}
 	}
-	_, digested := ref.(reference.Digested)
-	if c.opts.PullPolicy == "missing" || digested {
+	policy := pullPolicyFor(c.opts.PullPolicy, ref)
+	if policy != PullAlways {
 		cctx, cancel := c.call(ctx)
 		img, err := c.cli.ImageInspect(cctx, image)
 		cancel()
-		if err == nil {
+		switch {
+		case err == nil:
 			progress(fmt.Sprintf("%s: already on the engine (%s)", image, shortID(img.ID)))
 			return nil
+		case policy == PullNever && cerrdefs.IsNotFound(err):
+			return &Error{Node: "engine", Action: action, Err: err,
+				Reason: fmt.Sprintf("image %s is not on the engine and the pull policy is never: load it onto the engine (docker load) or change image.pull", image)}
+		case policy == PullNever:
+			return c.wrap("engine", action, err)
 		}
 	}
 
@@ -179,78 +181,41 @@ func bytesHuman(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// registryAuth returns the X-Registry-Auth value for domain: the
-// configured user and password, else the Docker config file's entry, else
-// nothing (anonymous pull).
-func (c *Cluster) registryAuth(domain string) (string, error) {
-	r := c.opts.Registry
-	if r.Username != "" {
-		return authconfig.Encode(registry.AuthConfig{Username: r.Username, Password: r.Password, ServerAddress: domain})
+// PullPolicyFor returns the policy Pull applies to image: the configured
+// one, or by default "missing" for a digest or a tag that names one build
+// (it contains a digit) and "always" for a floating tag (latest, beta,
+// alpha, latest-full…, or no tag at all).
+func (c *base) PullPolicyFor(image string) (string, error) {
+	ref, err := reference.ParseNormalizedNamed(image)
+	if err != nil {
+		return "", &Error{Node: "engine", Action: "pull " + image, Reason: "not a valid image reference", Err: err}
 	}
-	path := r.ConfigFile
-	if path == "" {
-		dir := os.Getenv("DOCKER_CONFIG")
-		if dir == "" {
-			home, err := os.UserHomeDir()
-			if err != nil {
-				return "", nil
-			}
-			dir = filepath.Join(home, ".docker")
-		}
-		path = filepath.Join(dir, "config.json")
-	}
-	ac, err := authFromConfigFile(path, domain)
-	if err != nil || ac == nil {
-		return "", err
-	}
-	return authconfig.Encode(*ac)
+	return pullPolicyFor(c.opts.PullPolicy, ref), nil
 }
 
-// authFromConfigFile reads the "auths" entry for domain from a Docker
-// config file. Credential helpers (credsStore, credHelpers) are not run:
-// give the credentials in nocobot's configuration instead.
-func authFromConfigFile(path, domain string) (*registry.AuthConfig, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+func pullPolicyFor(configured string, ref reference.Named) string {
+	if configured != PullAuto {
+		return configured
 	}
-	if err != nil {
-		return nil, err
+	if _, ok := ref.(reference.Digested); ok {
+		return PullMissing
 	}
-	var f struct {
-		Auths map[string]struct {
-			Auth          string `json:"auth"`
-			Username      string `json:"username"`
-			Password      string `json:"password"`
-			IdentityToken string `json:"identitytoken"`
-		} `json:"auths"`
+	if floatingTag(ref) {
+		return PullAlways
 	}
-	if err := json.Unmarshal(b, &f); err != nil {
-		// Not the file's content: it holds secrets.
-		return nil, fmt.Errorf("%s is not valid JSON", path)
+	return PullMissing
+}
+
+// floatingTag reports whether the reference's tag may move to another
+// build: one without any digit (latest, beta, alpha, next, latest-full),
+// or no tag, which means latest.
+func floatingTag(ref reference.Named) bool {
+	if _, ok := ref.(reference.Digested); ok {
+		return false
 	}
-	keys := []string{domain, "https://" + domain, "https://" + domain + "/v1/", "https://" + domain + "/v2/", "http://" + domain}
-	if domain == "docker.io" {
-		keys = append([]string{"https://index.docker.io/v1/", "index.docker.io", "registry-1.docker.io"}, keys...)
+	tag := "latest"
+	if t, ok := ref.(reference.Tagged); ok {
+		tag = t.Tag()
 	}
-	for _, k := range keys {
-		e, ok := f.Auths[k]
-		if !ok {
-			continue
-		}
-		ac := &registry.AuthConfig{Username: e.Username, Password: e.Password, IdentityToken: e.IdentityToken, ServerAddress: k}
-		if e.Auth != "" {
-			raw, err := base64.StdEncoding.DecodeString(e.Auth)
-			if err != nil {
-				return nil, fmt.Errorf("%s: auth for %s is not base64", path, k)
-			}
-			user, pass, ok := strings.Cut(string(raw), ":")
-			if !ok {
-				return nil, fmt.Errorf("%s: auth for %s is not user:password", path, k)
-			}
-			ac.Username, ac.Password = user, pass
-		}
-		return ac, nil
-	}
-	return nil, nil
+	return !strings.ContainsAny(tag, "0123456789")
 }

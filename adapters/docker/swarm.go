@@ -2,6 +2,7 @@ package docker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sort"
@@ -12,15 +13,20 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
+	"github.com/rs/zerolog"
 
 	"github.com/nocobot/nocobot/procedures"
 )
 
-// In Swarm mode the nodes are the slots of one replicated service, named
-// "<service>.<slot>" like the service's task containers. Slots are
-// interchangeable to Swarm, so the node operations become scaling:
+// Swarm is a cluster whose nodes are the tasks of one replicated Swarm
+// service. Swarm treats the tasks as interchangeable and, scaling down,
+// removes the ones of its own choosing, so a node here is a position, not
+// a Swarm slot: "<service>.1" is the running task with the lowest slot
+// number, "<service>.2" the next, and so on; then the tasks still starting,
+// then the stopped positions up to the cluster's size. So the first node
+// always runs when any does, and the node operations become scaling:
 //
-//	Stop("svc.k")  → scale to k-1 (if more run), so slots ≥ k stop
+//	Stop("svc.k")  → scale to k-1 (if more run), so positions ≥ k stop
 //	Start("svc.k") → scale to k (if fewer run)
 //	StopAll        → scale to 0
 //	StartRest      → scale to the cluster's size
@@ -29,9 +35,29 @@ import (
 //
 // The cluster's size is remembered in the service label nocobot.replicas
 // when it is first scaled down. Each scaling waits until the tasks have
-// converged, logging every task's state as it changes.
+// converged, logging every task's state as it changes. A node's URL is its
+// task's (the nocobot.url label with {slot} replaced by the task's slot,
+// or its address).
+type Swarm struct {
+	base
+}
 
-func (c *Cluster) service(ctx context.Context, action string) (swarm.Service, error) {
+var _ procedures.Nodes = (*Swarm)(nil)
+
+// NewSwarm builds the node set of the Swarm service opts.SwarmService. It
+// does not contact the engine.
+func NewSwarm(opts Options, log zerolog.Logger) (*Swarm, error) {
+	if opts.SwarmService == "" {
+		return nil, errors.New("docker: swarm: no service name")
+	}
+	b, err := newBase(opts, log)
+	if err != nil {
+		return nil, err
+	}
+	return &Swarm{base: b}, nil
+}
+
+func (c *Swarm) service(ctx context.Context, action string) (swarm.Service, error) {
 	cctx, cancel := c.call(ctx)
 	defer cancel()
 	res, err := c.cli.ServiceInspect(cctx, c.opts.SwarmService, client.ServiceInspectOptions{})
@@ -63,16 +89,17 @@ func size(s swarm.Service) int {
 	return n
 }
 
-func (c *Cluster) slotOf(name, action string) (int, error) {
+// position is k of a node name "<service>.k".
+func (c *Swarm) position(name, action string) (int, error) {
 	prefix := c.opts.SwarmService + "."
 	k, err := strconv.Atoi(strings.TrimPrefix(name, prefix))
 	if !strings.HasPrefix(name, prefix) || err != nil || k < 1 {
-		return 0, &Error{Node: name, Action: action, Reason: fmt.Sprintf("not a node of service %s (want %s<slot>)", c.opts.SwarmService, prefix), Err: cerrdefs.ErrInvalidArgument}
+		return 0, &Error{Node: name, Action: action, Reason: fmt.Sprintf("not a node of service %s (want %s<n>)", c.opts.SwarmService, prefix), Err: cerrdefs.ErrInvalidArgument}
 	}
 	return k, nil
 }
 
-func (c *Cluster) tasks(ctx context.Context, svcID string) ([]swarm.Task, error) {
+func (c *Swarm) tasks(ctx context.Context, svcID string) ([]swarm.Task, error) {
 	cctx, cancel := c.call(ctx)
 	defer cancel()
 	f := client.Filters{}
@@ -100,7 +127,31 @@ func slotTasks(tasks []swarm.Task) map[int]swarm.Task {
 	return out
 }
 
-func (c *Cluster) swarmList(ctx context.Context) ([]procedures.Node, error) {
+// positions orders the tasks that hold the nodes' positions: the running
+// ones by slot number, then those Swarm still wants running (starting,
+// or failed and about to be replaced) by slot number. Tasks Swarm shut
+// down hold no position.
+func positions(tasks []swarm.Task) []swarm.Task {
+	var run, wanted []swarm.Task
+	for _, t := range slotTasks(tasks) {
+		switch {
+		case t.DesiredState == swarm.TaskStateRunning && t.Status.State == swarm.TaskStateRunning:
+			run = append(run, t)
+		case t.DesiredState == swarm.TaskStateRunning:
+			wanted = append(wanted, t)
+		}
+	}
+	bySlot := func(s []swarm.Task) {
+		sort.Slice(s, func(i, j int) bool { return s[i].Slot < s[j].Slot })
+	}
+	bySlot(run)
+	bySlot(wanted)
+	return append(run, wanted...)
+}
+
+// List returns the nodes in position order (numerically: svc.2 before
+// svc.10); the first one runs whenever any does.
+func (c *Swarm) List(ctx context.Context) ([]procedures.Node, error) {
 	svc, err := c.service(ctx, "list nodes")
 	if err != nil {
 		return nil, err
@@ -109,13 +160,14 @@ func (c *Cluster) swarmList(ctx context.Context) ([]procedures.Node, error) {
 	if err != nil {
 		return nil, c.wrap(c.opts.SwarmService, "list tasks", err)
 	}
-	bySlot := slotTasks(tasks)
+	held := positions(tasks)
 	image, digest := splitDigest(svc.Spec.TaskTemplate.ContainerSpec.Image)
-	n := size(svc)
+	n := max(size(svc), len(held))
 	nodes := make([]procedures.Node, 0, n)
-	for slot := 1; slot <= n; slot++ {
-		node := procedures.Node{Name: fmt.Sprintf("%s.%d", svc.Spec.Name, slot), Image: image, Digest: digest, State: "exited"}
-		if t, ok := bySlot[slot]; ok && slot <= replicas(svc) {
+	for i := range n {
+		node := procedures.Node{Name: fmt.Sprintf("%s.%d", svc.Spec.Name, i+1), Image: image, Digest: digest, State: "exited"}
+		if i < len(held) {
+			t := held[i]
 			node.State = string(t.Status.State)
 			if t.Status.ContainerStatus != nil {
 				node.ID = t.Status.ContainerStatus.ContainerID
@@ -123,11 +175,10 @@ func (c *Cluster) swarmList(ctx context.Context) ([]procedures.Node, error) {
 			node.URL = c.taskURL(svc, t)
 		}
 		if node.URL == "" {
-			node.URL = c.slotURL(svc, slot)
+			node.URL = c.slotURL(svc, i+1)
 		}
 		nodes = append(nodes, node)
 	}
-	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
 	return nodes, nil
 }
 
@@ -139,7 +190,7 @@ func splitDigest(ref string) (image, digest string) {
 	return ref, ""
 }
 
-func (c *Cluster) slotURL(svc swarm.Service, slot int) string {
+func (c *Swarm) slotURL(svc swarm.Service, slot int) string {
 	u := svc.Spec.Labels[LabelURL]
 	if u == "" && svc.Spec.TaskTemplate.ContainerSpec != nil {
 		u = svc.Spec.TaskTemplate.ContainerSpec.Labels[LabelURL]
@@ -147,7 +198,7 @@ func (c *Cluster) slotURL(svc swarm.Service, slot int) string {
 	return strings.TrimRight(strings.ReplaceAll(u, "{slot}", strconv.Itoa(slot)), "/")
 }
 
-func (c *Cluster) taskURL(svc swarm.Service, t swarm.Task) string {
+func (c *Swarm) taskURL(svc swarm.Service, t swarm.Task) string {
 	if u := c.slotURL(svc, t.Slot); u != "" {
 		return u
 	}
@@ -165,20 +216,24 @@ func (c *Cluster) taskURL(svc swarm.Service, t swarm.Task) string {
 	return ""
 }
 
-func (c *Cluster) swarmStop(ctx context.Context, name string) error {
-	k, err := c.slotOf(name, "stop")
+// Stop stops the node at position k and any after it: the service is
+// scaled down to k-1 tasks (if more run).
+func (c *Swarm) Stop(ctx context.Context, name string) error {
+	k, err := c.position(name, "stop")
 	if err != nil {
 		return err
 	}
-	return c.swarmScale(ctx, "stop "+name, func(cur, size int) int { return min(cur, k-1) })
+	return c.scale(ctx, "stop "+name, func(cur, size int) int { return min(cur, k-1) })
 }
 
-func (c *Cluster) swarmStart(ctx context.Context, name string) error {
-	k, err := c.slotOf(name, "start")
+// Start starts the node at position k (and any before it): the service
+// is scaled up to k tasks (if fewer run).
+func (c *Swarm) Start(ctx context.Context, name string) error {
+	k, err := c.position(name, "start")
 	if err != nil {
 		return err
 	}
-	return c.swarmScale(ctx, "start "+name, func(cur, size int) int {
+	return c.scale(ctx, "start "+name, func(cur, size int) int {
 		if k > size {
 			return -1
 		}
@@ -186,9 +241,26 @@ func (c *Cluster) swarmStart(ctx context.Context, name string) error {
 	})
 }
 
-// swarmScale sets the replica count to target(current, size) and waits
+// StopAll scales the service to 0.
+func (c *Swarm) StopAll(ctx context.Context) error {
+	return c.scale(ctx, "stop all", func(cur, size int) int { return 0 })
+}
+
+// StartRest scales the service back to the cluster's size; first is
+// running already.
+func (c *Swarm) StartRest(ctx context.Context, first string) error {
+	return c.scale(ctx, "start the rest", func(cur, size int) int { return size })
+}
+
+// Leftovers reports none: a service's image changes in one update.
+func (c *Swarm) Leftovers(ctx context.Context) ([]Leftover, error) { return nil, nil }
+
+// Cleanup has nothing to settle in Swarm mode.
+func (c *Swarm) Cleanup(ctx context.Context) ([]string, error) { return nil, nil }
+
+// scale sets the replica count to target(current, size) and waits
 // for the tasks to converge. A negative target is an unknown slot.
-func (c *Cluster) swarmScale(ctx context.Context, action string, target func(cur, size int) int) error {
+func (c *Swarm) scale(ctx context.Context, action string, target func(cur, size int) int) error {
 	svc, err := c.service(ctx, action)
 	if err != nil {
 		return err
@@ -230,9 +302,9 @@ func cloneLabels(m map[string]string) map[string]string {
 	return out
 }
 
-// converge waits until exactly want tasks run (slots 1..want) and no
+// converge waits until exactly want tasks run and no
 // other task is still running, logging task states as they change.
-func (c *Cluster) converge(ctx context.Context, svcID string, want int, action string, limit time.Duration) error {
+func (c *Swarm) converge(ctx context.Context, svcID string, want int, action string, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	seen := map[string]swarm.TaskState{}
@@ -282,9 +354,12 @@ func (c *Cluster) converge(ctx context.Context, svcID string, want int, action s
 	}
 }
 
-func (c *Cluster) swarmSetImage(ctx context.Context, name, image string) error {
+// SetImage changes the service's image, once for all nodes (a call for
+// another node finds it done). It is one service update, so a kill cannot
+// leave it half made. The service must be at 0 replicas.
+func (c *Swarm) SetImage(ctx context.Context, name, image string) error {
 	action := "set image"
-	if _, err := c.slotOf(name, action); err != nil {
+	if _, err := c.position(name, action); err != nil {
 		return err
 	}
 	svc, err := c.service(ctx, action)

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -87,10 +88,17 @@ func slotPorts(t *testing.T) int {
 	return 0
 }
 
-func TestSwarmService(t *testing.T) {
+// TestSwarm runs the Swarm tests on one swarm: the engine leaves the
+// swarm only when all of them are done.
+func TestSwarm(t *testing.T) {
 	t.Parallel()
 	host := testenv.DockerHost(t)
 	ensureSwarm(t, host)
+	t.Run("service", func(t *testing.T) { t.Parallel(); swarmService(t, host) })
+	t.Run("first node runs", func(t *testing.T) { t.Parallel(); swarmFirstNodeRuns(t, host) })
+}
+
+func swarmService(t *testing.T, host string) {
 	v1 := testenv.NodeImage(t, host, "1.0.0")
 	v2 := testenv.NodeImage(t, host, "2.0.0")
 	n := slotPorts(t)
@@ -193,5 +201,100 @@ func TestSwarmService(t *testing.T) {
 	img, _, ref, err := c.Previous(ctx, node(1))
 	if err != nil || img != v1 || ref == "" {
 		t.Errorf("Previous: %q %q %v", img, ref, err)
+	}
+}
+
+// swarmFirstNodeRuns: when Swarm's own choices leave slot 1 dead (its
+// task failed, or a scale-down removed it), the first node is still a
+// running task, the same one every time, and its URL answers.
+func swarmFirstNodeRuns(t *testing.T, host string) {
+	v1 := testenv.NodeImage(t, host, "1.0.0")
+	n := slotPorts(t)
+	svcName := fmt.Sprintf("nbf%d", os.Getpid()%100000+int(clusterSeq.Add(1))*100000)
+	testenv.Docker(t, host, "service", "create", "--detach", "--name", svcName, "--replicas", "3", "--network", "host",
+		"--no-resolve-image", "--stop-grace-period", "5s", "--restart-condition", "none",
+		"--label", fmt.Sprintf("%s=http://127.0.0.1:4{slot}%d", LabelURL, n),
+		"--env", fmt.Sprintf("NOCOBASE_LISTEN=127.0.0.1:4{{.Task.Slot}}%d", n),
+		"--env", "NOCOBASE_BOOT_TIME=200ms", v1)
+	t.Cleanup(func() { _, _ = exec.Command("docker", "-H", host, "service", "rm", svcName).CombinedOutput() })
+	c, err := NewSwarm(Options{EngineOptions: EngineOptions{Host: host}, SwarmService: svcName, StopTimeout: 10 * time.Second, StartTimeout: time.Minute},
+		zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := ctxT(t)
+	if err := c.Start(ctx, svcName+".3"); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := c.service(ctx, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tasks, err := c.tasks(ctx, svc.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range tasks {
+		if tk.Slot == 1 && tk.Status.ContainerStatus != nil {
+			testenv.Docker(t, host, "kill", tk.Status.ContainerStatus.ContainerID)
+		}
+	}
+	firstRuns := func(when string, running int) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			nodes, err := c.List(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if countRunning(nodes) == running {
+				if !nodes[0].Running() || nodes[0].Name != svcName+".1" {
+					t.Fatalf("%s: first node %+v does not run (nodes %+v)", when, nodes[0], nodes)
+				}
+				if nodes[0].URL == fmt.Sprintf("http://127.0.0.1:41%d", n) {
+					t.Errorf("%s: first node's URL is dead slot 1's", when)
+				}
+				waitHealthy(t, nodes[0].URL)
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d running, want %d: %+v", when, countRunning(nodes), running, nodes)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	firstRuns("slot 1 killed", 2)
+	// In-app maintenance: keep the first node, stop the others.
+	if err := c.Stop(ctx, svcName+".2"); err != nil {
+		t.Fatal(err)
+	}
+	firstRuns("scaled down to one", 1)
+}
+
+func TestSwarmPositionsSortNumerically(t *testing.T) {
+	var tasks []swarm.Task
+	now := time.Now()
+	for slot := 12; slot >= 1; slot-- {
+		tk := swarm.Task{Slot: slot, DesiredState: swarm.TaskStateRunning, Status: swarm.TaskStatus{State: swarm.TaskStateRunning}}
+		tk.Meta.CreatedAt = now
+		switch slot {
+		case 1: // shut down by a scale-down
+			tk.DesiredState, tk.Status.State = swarm.TaskStateShutdown, swarm.TaskStateShutdown
+		case 4: // starting
+			tk.Status.State = swarm.TaskStateStarting
+		}
+		tasks = append(tasks, tk)
+	}
+	// An older, failed task of slot 3 is not what speaks for it.
+	old := swarm.Task{Slot: 3, DesiredState: swarm.TaskStateShutdown, Status: swarm.TaskStatus{State: swarm.TaskStateFailed}}
+	old.Meta.CreatedAt = now.Add(-time.Hour)
+	tasks = append(tasks, old)
+	var got []int
+	for _, tk := range positions(tasks) {
+		got = append(got, tk.Slot)
+	}
+	if want := []int{2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 4}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("positions hold slots %v, want %v (running by number, then starting)", got, want)
 	}
 }

@@ -388,15 +388,16 @@ func (w *World) Pull(ctx context.Context, ref string, progress procedures.Progre
 	return nil
 }
 
-// ImageInfo implements procedures.Nodes.
-func (w *World) ImageInfo(ctx context.Context, ref string) (procedures.ImageInfo, error) {
+// Resolve implements procedures.Nodes. It is a read, not an action: it
+// is not recorded.
+func (w *World) Resolve(ctx context.Context, ref string) (procedures.ImageInfo, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	img, ok := w.resolve(ref)
 	if !ok {
 		return procedures.ImageInfo{}, fmt.Errorf("no such image: %s", ref)
 	}
-	info := procedures.ImageInfo{ID: img.id, Digest: img.digest}
+	info := procedures.ImageInfo{Ref: ref, ID: img.id, Digest: img.digest, Pinned: img.id}
 	if img.labelled {
 		info.Version = img.version
 	}
@@ -420,6 +421,12 @@ func (w *World) Probe(ctx context.Context, url string) (procedures.AppStatus, er
 		return procedures.AppStatus{Healthy: true, Listening: true, HTTPStatus: 200}, nil
 	}
 	return procedures.AppStatus{}, fmt.Errorf("no node at %s", url)
+}
+
+// Cleanup implements procedures.Nodes; the fake's image changes are never
+// half done, so there is nothing to settle and nothing to record.
+func (w *World) Cleanup(ctx context.Context) ([]string, error) {
+	return nil, ctx.Err()
 }
 
 // WaitHealthy implements procedures.App.
