@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,7 +48,14 @@ type Config struct {
 	Access   Access    `yaml:"access"` // default for clusters without their own
 	Schedule Schedule  `yaml:"schedule"`
 	Audit    Audit     `yaml:"audit"`
+	HTTP     HTTP      `yaml:"http"`
 	Clusters []Cluster `yaml:"clusters"`
+}
+
+// HTTP is the operations endpoint: /healthz, /readyz and /metrics.
+type HTTP struct {
+	// Listen is host:port, e.g. 127.0.0.1:9090; empty: no endpoint.
+	Listen string `yaml:"listen"`
 }
 
 // Store selects the embedded file (path) or PostgreSQL (url).
@@ -61,12 +70,36 @@ type Store struct {
 
 // Slack configures the Slack front.
 type Slack struct {
-	Mode             string `yaml:"mode"` // "socket" (default) or "http"
+	Mode             string `yaml:"mode"` // "socket" (default), "http" or "off"
 	BotTokenEnv      string `yaml:"bot_token_env"`
 	AppTokenEnv      string `yaml:"app_token_env"`      // socket mode
 	SigningSecretEnv string `yaml:"signing_secret_env"` // http mode
 	Listen           string `yaml:"listen"`             // http mode, e.g. ":3000"
 	Command          string `yaml:"command"`            // default "/nocobase"
+}
+
+// SlackOff is the Slack mode of a bot that serves without Slack: the
+// engine, the windows and the HTTP endpoint run; people use the terminal.
+const SlackOff = "off"
+
+// On reports whether serve connects to Slack.
+func (s Slack) On() bool { return s.Mode != SlackOff }
+
+func (h HTTP) validate(sl Slack) error {
+	if h.Listen == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(h.Listen)
+	if err != nil {
+		return fieldError("http.listen", "%q: expected host:port, e.g. 127.0.0.1:9090", h.Listen)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fieldError("http.listen", "%q: %q is not a port", h.Listen, port)
+	}
+	if sl.Mode == "http" && (sl.Listen == h.Listen || sl.Listen == "" && host == "" && port == "3000") {
+		return fieldError("http.listen", "%q is slack.listen too: give the two endpoints different ports", h.Listen)
+	}
+	return nil
 }
 
 // Access says who may run procedures and who may decide checkpoints.
@@ -311,9 +344,12 @@ func (c *Config) validate() error {
 		return err
 	}
 	switch c.Slack.Mode {
-	case "", "socket", "http":
+	case "", "socket", "http", SlackOff:
 	default:
-		return fieldError("slack.mode", "%q: expected socket or http", c.Slack.Mode)
+		return fieldError("slack.mode", "%q: expected socket, http or off", c.Slack.Mode)
+	}
+	if err := c.HTTP.validate(c.Slack); err != nil {
+		return err
 	}
 	for f, v := range map[string]string{"slack.bot_token_env": c.Slack.BotTokenEnv, "slack.app_token_env": c.Slack.AppTokenEnv, "slack.signing_secret_env": c.Slack.SigningSecretEnv} {
 		if err := checkEnv(f, v, false); err != nil {
