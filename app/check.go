@@ -125,4 +125,3 @@ func connectChecks(ctx context.Context, cfg *config.Config, opts CheckOptions) [
 	}
 	return out
 }
-

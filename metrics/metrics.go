@@ -58,7 +58,7 @@ func New() *Metrics {
 		backupSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "backup_duration_seconds",
 			Help: "Time taken by successful backups (with their verification) and restores, by cluster and operation.", Buckets: longBuckets}, []string{"cluster", "operation"}),
 		backupBytes: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "backup_bytes",
-			Help: "Size of the backups taken and restored (database and storage), by cluster and operation.",
+			Help:    "Size of the backups taken and restored (database and storage), by cluster and operation.",
 			Buckets: prometheus.ExponentialBuckets(1<<20, 4, 12)}, []string{"cluster", "operation"}),
 		backupFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "backup_failures_total",
 			Help: "Backups and restores that failed, by cluster and operation."}, []string{"cluster", "operation"}),
