@@ -11,6 +11,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/store"
 )
 
 const namespace = "nocobot"
@@ -77,6 +80,14 @@ func New() *Metrics {
 		m.runsStarted, m.runsFinished, m.runsResumed, m.stepSeconds, m.maintenanceSecs, m.checkpointWait,
 		m.backupSeconds, m.backupBytes, m.backupFailures, m.slackErrors, m.windowLateness, m.windowEvents, m.eventsMissed,
 	)
+	// Every procedure's run counters exist from the start at zero, so
+	// that a rate over them is right from the first run on.
+	for _, p := range procedures.Procedures() {
+		m.runsStarted.WithLabelValues(p.Name)
+		for _, s := range []store.RunState{store.StateSucceeded, store.StateRolledBack, store.StateAborted} {
+			m.runsFinished.WithLabelValues(p.Name, outcome(s))
+		}
+	}
 	return m
 }
 
