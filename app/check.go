@@ -58,17 +58,22 @@ func CheckConfig(ctx context.Context, path string, opts CheckOptions, out, errOu
 			opts.Timeout = 10 * time.Second
 		}
 		results := connectChecks(ctx, cfg, opts)
-		failed := 0
+		failed, asked := 0, 0
 		for _, r := range results {
-			if r.err != nil {
+			switch {
+			case r.skipped:
+				fmt.Fprintf(out, "%s: skipped: %s\n", r.what, r.detail)
+			case r.err != nil:
 				failed++
+				asked++
 				fmt.Fprintf(out, "%s: failed: %s\n", r.what, oneLine(r.err))
-			} else {
+			default:
+				asked++
 				fmt.Fprintf(out, "%s: ok%s\n", r.what, prefixed(": ", r.detail))
 			}
 		}
 		if failed > 0 {
-			return fmt.Errorf("%s: %d of %d checks failed (each on a line above)", path, failed, len(results))
+			return fmt.Errorf("%s: %d of %d checks failed (each on a line above)", path, failed, asked)
 		}
 	}
 	fmt.Fprintf(out, "%s: OK (%d clusters: %s)\n", path, len(cfg.Clusters), clusterNames(cfg))
@@ -84,9 +89,10 @@ func prefixed(p, s string) string {
 
 // checkResult is one line of `config check --connect`.
 type checkResult struct {
-	what   string
-	detail string
-	err    error
+	what    string
+	detail  string
+	err     error
+	skipped bool // nothing to ask (a stopped node)
 }
 
 // within runs fn with the check's timeout and names a timeout plainly.

@@ -92,12 +92,13 @@ func checkSlack(ctx context.Context, cfg *config.Config, apiURL string) (string,
 // the API key on the first healthy one), and fetches the probe URL.
 func clusterChecks(ctx context.Context, cc *config.Cluster, c *procedures.Cluster, timeout time.Duration) []checkResult {
 	var out []checkResult
-	add := func(what string, fn func(ctx context.Context) (string, error)) {
+	// what is "docker (prod)", or "nocobase (prod) app-1" about a node.
+	add := func(kind, node string, fn func(ctx context.Context) (string, error)) {
 		detail, err := within(ctx, timeout, fn)
-		out = append(out, checkResult{what: what + " (" + cc.Name + ")", detail: detail, err: err})
+		out = append(out, checkResult{what: kind + " (" + cc.Name + ")" + prefixed(" ", node), detail: detail, err: err})
 	}
 	var nodes []procedures.Node
-	add("docker", func(ctx context.Context) (string, error) {
+	add("docker", "", func(ctx context.Context) (string, error) {
 		var err error
 		nodes, err = c.Nodes.List(ctx)
 		if err != nil {
@@ -113,7 +114,7 @@ func clusterChecks(ctx context.Context, cc *config.Cluster, c *procedures.Cluste
 		return fmt.Sprintf("%d nodes: %s", len(nodes), strings.Join(names, ", ")), nil
 	})
 	if len(nodes) > 0 {
-		add("backup and database", func(ctx context.Context) (string, error) {
+		add("backup and database", "", func(ctx context.Context) (string, error) {
 			if err := c.Backups.Check(ctx); err != nil {
 				return "", err
 			}
@@ -124,10 +125,10 @@ func clusterChecks(ctx context.Context, cc *config.Cluster, c *procedures.Cluste
 	keyChecked := cc.NocoBase.APIKeyEnv == ""
 	for _, n := range nodes {
 		if !n.Running() {
-			out = append(out, checkResult{what: "nocobase (" + cc.Name + ") " + n.Name, detail: "not running: not asked"})
+			out = append(out, checkResult{what: "nocobase (" + cc.Name + ") " + n.Name, detail: "the node is stopped: not asked", skipped: true})
 			continue
 		}
-		add("nocobase "+n.Name, func(ctx context.Context) (string, error) {
+		add("nocobase", n.Name, func(ctx context.Context) (string, error) {
 			st, err := c.App.Probe(ctx, n.URL)
 			if err != nil {
 				return "", err
@@ -139,7 +140,7 @@ func clusterChecks(ctx context.Context, cc *config.Cluster, c *procedures.Cluste
 		})
 		if !keyChecked && client != nil && out[len(out)-1].err == nil {
 			keyChecked = true
-			add("nocobase api key", func(ctx context.Context) (string, error) {
+			add("nocobase api key", "", func(ctx context.Context) (string, error) {
 				if _, err := client.Plugins(ctx, n); err != nil {
 					return "", err
 				}
@@ -148,7 +149,7 @@ func clusterChecks(ctx context.Context, cc *config.Cluster, c *procedures.Cluste
 		}
 	}
 	if cc.LB.ProbeURL != "" {
-		add("load balancer probe", func(ctx context.Context) (string, error) { return probeURL(ctx, cc.LB.ProbeURL) })
+		add("load balancer probe", "", func(ctx context.Context) (string, error) { return probeURL(ctx, cc.LB.ProbeURL) })
 	}
 	return out
 }
