@@ -76,3 +76,31 @@ func TestReferenceDocumentsEveryKey(t *testing.T) {
 		t.Fatal("no keys found in docs/configuration.md")
 	}
 }
+
+// yamlBlock is a fenced YAML block, possibly indented inside a list item.
+var yamlBlock = regexp.MustCompile("(?ms)^( *)```yaml\n(.*?)^ *```")
+
+// The configurations shown in the README are valid as shown.
+func TestReadmeConfigurationIsValid(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, m := range yamlBlock.FindAllStringSubmatch(string(b), -1) {
+		if !strings.Contains(m[2], "clusters:") {
+			continue
+		}
+		var body strings.Builder
+		for _, line := range strings.SplitAfter(m[2], "\n") {
+			body.WriteString(strings.TrimPrefix(line, m[1]))
+		}
+		if _, err := Parse(strings.NewReader(body.String())); err != nil {
+			t.Errorf("README configuration: %v\n%s", err, body.String())
+		}
+		n++
+	}
+	if n == 0 {
+		t.Fatal("no configuration found in README.md")
+	}
+}
