@@ -417,23 +417,16 @@ func cmdAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 }
 
 func cmdConfig(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs, g := newFlags("config check", "", "Validates the configuration file: one clear error naming the field, or OK.", stderr)
+	fs, g := newFlags("config check", "[--connect]", "Validates the configuration file, its windows, secrets and channels: every problem\non a line, or OK. --connect also asks each outside system whether it answers.", stderr)
+	connect := fs.Bool("connect", false, "also check that the store, Docker, the database, NocoBase, Slack and the probe URLs answer")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 || pos[0] != "check" {
-		return usageErr("expected: nocobot config check [--config FILE]")
+		return usageErr("expected: nocobot config check [--connect] [--config FILE]")
 	}
-	cfg, err := config.Load(g.config)
-	if err != nil {
-		return err
-	}
-	if err := app.CheckWindows(cfg); err != nil {
-		return fmt.Errorf("%s: %w", g.config, err)
-	}
-	fmt.Fprintf(stdout, "%s: OK (%d clusters: %s)\n", g.config, len(cfg.Clusters), clusterNames(cfg))
-	return nil
+	return app.CheckConfig(ctx, g.config, app.CheckOptions{Connect: *connect}, stdout, stderr)
 }
 
 func cmdVersion(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {

@@ -18,6 +18,7 @@ func nocobot(t *testing.T, args ...string) (int, string, string) {
 
 const cfg = `
 store: {path: %s}
+slack: {mode: "off"}
 clusters:
   - name: prod
     docker: {host: "unix:///nonexistent/docker.sock"}
@@ -38,6 +39,10 @@ func writeConfig(t *testing.T) string {
 
 func TestCLI(t *testing.T) {
 	conf := writeConfig(t)
+	// The secrets the example names, so that its check passes.
+	for _, v := range []string{"SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "NOCOBASE_API_KEY", "PROD_DB_PASSWORD"} {
+		t.Setenv(v, "set-for-the-test")
+	}
 	tests := []struct {
 		args     []string
 		code     int

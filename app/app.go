@@ -12,6 +12,7 @@ import (
 
 	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/config"
+	"github.com/nocobot/nocobot/metrics"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/schedule"
 	"github.com/nocobot/nocobot/store"
@@ -25,6 +26,11 @@ type App struct {
 	Engine     *procedures.Engine
 	Scheduler  *schedule.Scheduler
 	Dispatcher *bot.Dispatcher
+	// Metrics counts what the engine, the backups and Slack do; Serve
+	// publishes it on http.listen.
+	Metrics *metrics.Metrics
+	// SlackAPIURL overrides Slack's Web API URL (tests: a local server).
+	SlackAPIURL string
 
 	closeClusters func()
 }
@@ -37,11 +43,12 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*App, err
 	if err != nil {
 		return nil, err
 	}
-	clusters, closeClusters, err := buildClusters(cfg, st, log)
+	m := metrics.New()
+	clusters, closeClusters, err := buildClusters(cfg, st, m.Backups, log)
 	if err != nil {
 		return nil, errors.Join(err, st.Close())
 	}
-	a := &App{Config: cfg, Log: log, Store: st, closeClusters: closeClusters}
+	a := &App{Config: cfg, Log: log, Store: st, Metrics: m, closeClusters: closeClusters}
 	if err := a.build(clusters); err != nil {
 		return nil, errors.Join(err, a.Close())
 	}

@@ -18,9 +18,12 @@ import (
 	"github.com/nocobot/nocobot/store"
 )
 
+// measureBackups wraps a cluster's backup adapter (metrics.Backups).
+type measureBackups func(cluster string, b procedures.Backups) procedures.Backups
+
 // buildClusters connects every configured cluster to its adapters. It
 // contacts nothing: a Docker engine that is down shows up when used.
-func buildClusters(cfg *config.Config, st store.Store, log zerolog.Logger) ([]*procedures.Cluster, func(), error) {
+func buildClusters(cfg *config.Config, st store.Store, measure measureBackups, log zerolog.Logger) ([]*procedures.Cluster, func(), error) {
 	var out []*procedures.Cluster
 	var closers []func() error
 	closeAll := func() {
@@ -36,6 +39,9 @@ func buildClusters(cfg *config.Config, st store.Store, log zerolog.Logger) ([]*p
 			return nil, nil, fmt.Errorf("cluster %s: %w", cc.Name, err)
 		}
 		closers = append(closers, closer)
+		if measure != nil {
+			c.Backups = measure(c.Name, c.Backups)
+		}
 		out = append(out, c)
 	}
 	return out, closeAll, nil

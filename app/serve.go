@@ -3,23 +3,58 @@ package app
 import (
 	"context"
 	"errors"
+	"strings"
 
 	slackfront "github.com/nocobot/nocobot/bot/slack"
 	"github.com/nocobot/nocobot/config"
 )
 
-// Serve runs the engine, the Slack front, the maintenance windows and
-// the audit log's pruning until ctx ends or one of them fails; it then
-// stops the others and returns the first failure.
+// Serve runs the engine, the Slack front (unless slack.mode is off), the
+// maintenance windows, the operations endpoint (http.listen) and the
+// audit log's pruning until ctx ends or one of them fails; it then stops
+// the others and returns the first failure.
 func (a *App) Serve(ctx context.Context, version string) error {
-	front, err := a.slackFront()
-	if err != nil {
+	if err := a.Config.CheckSecrets(); err != nil {
 		return err
 	}
-	a.Log.Info().Str("version", version).Str("mode", a.Config.Slack.Mode).Strs("clusters", a.Engine.ClusterNames()).Msg("nocobot serving")
+	// A cluster without a channel still runs; its runs show at the terminal.
+	if err := a.Config.CheckChannels(); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			a.Log.Warn().Msg(line)
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	parts := []func(context.Context) error{a.Engine.Run, front.Run, a.Scheduler.Run}
+	var parts []func(context.Context) error
+	var slackReady func(context.Context) error
+	if a.Config.Slack.On() {
+		front, err := a.slackFront()
+		if err != nil {
+			return err
+		}
+		front.ObserveAPIErrors(a.Metrics.SlackAPIError)
+		parts = append(parts, front.Run)
+		slackReady = a.slackCheck()
+	} else {
+		a.Log.Info().Msg("serving without Slack (slack.mode: off): people use the terminal commands on this store")
+	}
+	if a.Config.HTTP.Listen != "" {
+		ops, err := a.listenOps(slackReady)
+		if err != nil {
+			return err
+		}
+		parts = append(parts, ops.run)
+	}
+	// Subscribed before the engine starts, so no run goes uncounted.
+	sub := a.Engine.Subscribe()
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		a.Metrics.Watch(ctx, sub)
+	}()
+	parts = append(parts, a.Engine.Run, a.Scheduler.Run)
+	a.Log.Info().Str("version", version).Str("mode", a.Config.Slack.Mode).Str("http", a.Config.HTTP.Listen).
+		Strs("clusters", a.Engine.ClusterNames()).Msg("nocobot serving")
 	errs := make(chan error, len(parts))
 	for _, run := range parts {
 		go func() { errs <- run(ctx) }()
@@ -38,6 +73,7 @@ func (a *App) Serve(ctx context.Context, version string) error {
 	}
 	cancel()
 	<-pruned
+	<-watched
 	return first
 }
 
@@ -60,6 +96,6 @@ func (a *App) slackFront() (*slackfront.Front, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := slackfront.Options{Config: a.Config, BotToken: botToken, AppToken: appToken, SigningSecret: signing}
+	opts := slackfront.Options{Config: a.Config, BotToken: botToken, AppToken: appToken, SigningSecret: signing, APIURL: a.SlackAPIURL}
 	return slackfront.New(opts, a.Dispatcher, a.Engine, a.Log)
 }

@@ -46,6 +46,7 @@ type Config struct {
 	Access   Access    `yaml:"access"` // default for clusters without their own
 	Schedule Schedule  `yaml:"schedule"`
 	Audit    Audit     `yaml:"audit"`
+	HTTP     HTTP      `yaml:"http"`
 	Clusters []Cluster `yaml:"clusters"`
 }
 
@@ -61,7 +62,7 @@ type Store struct {
 
 // Slack configures the Slack front.
 type Slack struct {
-	Mode             string `yaml:"mode"` // "socket" (default) or "http"
+	Mode             string `yaml:"mode"` // "socket" (default), "http" or "off"
 	BotTokenEnv      string `yaml:"bot_token_env"`
 	AppTokenEnv      string `yaml:"app_token_env"`      // socket mode
 	SigningSecretEnv string `yaml:"signing_secret_env"` // http mode
@@ -314,9 +315,12 @@ func (c *Config) validate() error {
 		return err
 	}
 	switch c.Slack.Mode {
-	case "", "socket", "http":
+	case "", "socket", "http", SlackOff:
 	default:
-		return fieldError("slack.mode", "%q: expected socket or http", c.Slack.Mode)
+		return fieldError("slack.mode", "%q: expected socket, http or off", c.Slack.Mode)
+	}
+	if err := c.HTTP.validate(c.Slack); err != nil {
+		return err
 	}
 	for f, v := range map[string]string{"slack.bot_token_env": c.Slack.BotTokenEnv, "slack.app_token_env": c.Slack.AppTokenEnv, "slack.signing_secret_env": c.Slack.SigningSecretEnv} {
 		if err := checkEnv(f, v, false); err != nil {

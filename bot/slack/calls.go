@@ -19,6 +19,7 @@ type caller struct {
 	timeout    time.Duration
 	maxBackoff time.Duration
 	count      atomic.Int64 // attempts made, for the measurements
+	onError    APIErrorHook // told of each failed attempt (observe.go)
 }
 
 // errPermanent marks an error that retrying will not fix.
@@ -42,6 +43,7 @@ func (c *caller) do(ctx context.Context, what string, attempts int, fn func(ctx 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		c.observe(what, err)
 		wait := backoff
 		var rl *slack.RateLimitedError
 		switch {

@@ -183,7 +183,7 @@ func TestCommandReplies(t *testing.T) {
 	}{
 		{"help", uStranger, chProd, "help", "/nocobase maintain [cluster] [plugin enable|disable|add <package>]", "ok"},
 		{"unknown command", uRequest, chProd, "deploy", `unknown command "deploy"`, "refused"},
-		{"missing version", uRequest, chProd, "upgrade", "Usage: /nocobase "+procedures.Usage("upgrade"), "refused"},
+		{"missing version", uRequest, chProd, "upgrade", "Usage: /nocobase " + procedures.Usage("upgrade"), "refused"},
 		{"bad version", uRequest, chProd, "upgrade newest", "is not a NocoBase version or tag", "refused"},
 		{"unknown cluster", uRequest, chProd, "upgrade 1.7.14 nope", `unknown cluster "nope"`, "refused"},
 		{"cluster needed off its channel", uRequest, chOps, "status", "which cluster?", "refused"},

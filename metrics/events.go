@@ -1,0 +1,75 @@
+package metrics
+
+import (
+	"context"
+	"strings"
+
+	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/store"
+)
+
+// Watch counts a subscription's events until ctx ends, then closes it.
+// Events published before the subscription are not counted: subscribe
+// before the engine starts.
+func (m *Metrics) Watch(ctx context.Context, sub *procedures.Subscription) {
+	defer sub.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-sub.C:
+			if !ok {
+				return
+			}
+			m.Observe(ev)
+		}
+	}
+}
+
+// Observe counts one event.
+func (m *Metrics) Observe(ev procedures.Event) {
+	r := ev.Run
+	switch ev.Kind {
+	case procedures.EventRunStarted:
+		m.runsStarted.WithLabelValues(r.Procedure).Inc()
+	case procedures.EventRunResumed:
+		m.runsResumed.WithLabelValues(r.Cluster).Inc()
+	case procedures.EventStepDone, procedures.EventStepFailed:
+		if ev.Step < 0 || ev.Step >= len(r.Steps) {
+			return
+		}
+		st := r.Steps[ev.Step]
+		if st.Started.IsZero() || st.Ended.Before(st.Started) {
+			return
+		}
+		outcome := "done"
+		if ev.Kind == procedures.EventStepFailed {
+			outcome = "failed"
+		}
+		m.stepSeconds.WithLabelValues(r.Procedure, st.Name, outcome).Observe(st.Ended.Sub(st.Started).Seconds())
+	case procedures.EventDecided:
+		cp, d := r.Checkpoint, ev.Decision
+		if cp == nil || d == nil || d.At.Before(cp.Opened) {
+			return
+		}
+		m.checkpointWait.WithLabelValues(r.Procedure, cp.Kind).Observe(d.At.Sub(cp.Opened).Seconds())
+	case procedures.EventRunFinished:
+		m.runsFinished.WithLabelValues(r.Procedure, outcome(r.State)).Inc()
+		if d, ok := procedures.Downtime(r); ok && d >= 0 {
+			m.maintenanceSecs.WithLabelValues(r.Procedure).Observe(d.Seconds())
+		}
+	case procedures.EventWindowAnnounced, procedures.EventWindowApproval, procedures.EventWindowStarted,
+		procedures.EventWindowSkipped, procedures.EventWindowMissed, procedures.EventWindowOverrun:
+		m.windowEvents.WithLabelValues(strings.TrimPrefix(string(ev.Kind), "window.")).Inc()
+		if ev.Kind == procedures.EventWindowStarted && ev.Window != nil && !ev.Window.Start.IsZero() {
+			m.windowLateness.Observe(max(ev.At.Sub(ev.Window.Start), 0).Seconds())
+		}
+	case procedures.EventMissed:
+		m.eventsMissed.Inc()
+	}
+}
+
+// outcome is a run state as a label value.
+func outcome(s store.RunState) string {
+	return strings.ReplaceAll(string(s), " ", "_")
+}

@@ -1,0 +1,100 @@
+// Package metrics is nocobot's Prometheus instrumentation: what its runs,
+// steps, checkpoints, backups, windows and Slack calls did, read from the
+// engine's events where the events say it, and from thin wrappers where
+// they do not (backup sizes, Slack API errors). Each Metrics has its own
+// registry: nothing is registered globally.
+package metrics
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/store"
+)
+
+const namespace = "nocobot"
+
+// Metrics holds nocobot's collectors and the registry they live in.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	runsStarted     *prometheus.CounterVec   // procedure
+	runsFinished    *prometheus.CounterVec   // procedure, outcome
+	runsResumed     *prometheus.CounterVec   // cluster
+	stepSeconds     *prometheus.HistogramVec // procedure, step, outcome
+	maintenanceSecs *prometheus.HistogramVec // procedure
+	checkpointWait  *prometheus.HistogramVec // procedure, kind
+	backupSeconds   *prometheus.HistogramVec // cluster, operation
+	backupBytes     *prometheus.HistogramVec // cluster, operation
+	backupFailures  *prometheus.CounterVec   // cluster, operation
+	slackErrors     *prometheus.CounterVec   // method, error
+	windowLateness  prometheus.Histogram
+	windowEvents    *prometheus.CounterVec // kind
+	eventsMissed    prometheus.Counter
+}
+
+// Step and wait durations run from seconds (a load balancer switch) to
+// hours (a restore, a checkpoint nobody answers at night).
+var longBuckets = []float64{0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400}
+
+// New makes the collectors and registers them, with the Go runtime's and
+// the process's, in a registry of their own.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		runsStarted: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "runs_started_total",
+			Help: "Runs started by this process, by procedure."}, []string{"procedure"}),
+		runsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "runs_total",
+			Help: "Runs finished while this process drove them, by procedure and outcome (succeeded, rolled_back, aborted)."}, []string{"procedure", "outcome"}),
+		runsResumed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "lease_takeovers_total",
+			Help: "Unfinished runs this process took over after their owner's lease lapsed (a restart, or another replica gone), by cluster."}, []string{"cluster"}),
+		stepSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "step_duration_seconds",
+			Help: "Time each step took, by procedure, step and outcome (done, failed).", Buckets: longBuckets}, []string{"procedure", "step", "outcome"}),
+		maintenanceSecs: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "maintenance_page_seconds",
+			Help: "How long each finished run kept users on the 503 maintenance page, by procedure.", Buckets: longBuckets}, []string{"procedure"}),
+		checkpointWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "checkpoint_wait_seconds",
+			Help: "Time from a question (verify, manual, failure, …) to its decision, by procedure and kind.", Buckets: longBuckets}, []string{"procedure", "kind"}),
+		backupSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "backup_duration_seconds",
+			Help: "Time taken by successful backups (with their verification) and restores, by cluster and operation.", Buckets: longBuckets}, []string{"cluster", "operation"}),
+		backupBytes: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "backup_bytes",
+			Help:    "Size of the backups taken and restored (database and storage), by cluster and operation.",
+			Buckets: prometheus.ExponentialBuckets(1<<20, 4, 12)}, []string{"cluster", "operation"}),
+		backupFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "backup_failures_total",
+			Help: "Backups and restores that failed, by cluster and operation."}, []string{"cluster", "operation"}),
+		slackErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "slack_api_errors_total",
+			Help: "Failed Slack API call attempts, by method and error (Slack's code, http_NNN, timeout or network)."}, []string{"method", "error"}),
+		windowLateness: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "window_start_lateness_seconds",
+			Help:    "How late the scheduler started each maintenance window's run after its start time.",
+			Buckets: []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 15, 60, 300, 900}}),
+		windowEvents: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "window_events_total",
+			Help: "Maintenance window events, by kind (announced, approval, started, skipped, missed, overrun)."}, []string{"kind"}),
+		eventsMissed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "metrics_events_missed_total",
+			Help: "Engine events the metrics fell too far behind to count: the figures above are short by these."}),
+	}
+	m.reg.MustRegister(
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.runsStarted, m.runsFinished, m.runsResumed, m.stepSeconds, m.maintenanceSecs, m.checkpointWait,
+		m.backupSeconds, m.backupBytes, m.backupFailures, m.slackErrors, m.windowLateness, m.windowEvents, m.eventsMissed,
+	)
+	// Every procedure's run counters exist from the start at zero, so
+	// that a rate over them is right from the first run on.
+	for _, p := range procedures.Procedures() {
+		m.runsStarted.WithLabelValues(p.Name)
+		for _, s := range []store.RunState{store.StateSucceeded, store.StateRolledBack, store.StateAborted} {
+			m.runsFinished.WithLabelValues(p.Name, outcome(s))
+		}
+	}
+	return m
+}
+
+// Handler serves the registry in Prometheus' text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Gatherer is the registry, for tests and for mounting elsewhere.
+func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
