@@ -127,6 +127,7 @@ type Manager struct {
 	opts       Options
 	db         database
 	containers Containers
+	helper     volumeHelper // nil: storage changes only through the running node
 	log        zerolog.Logger
 	mu         sync.Mutex // one Create, Restore or Prune at a time
 
@@ -149,7 +150,7 @@ func New(opts Options, containers Containers, log zerolog.Logger) (*Manager, err
 		return nil, fmt.Errorf("backup: destination: %w", err)
 	}
 	opts.Dest = dest
-	m := &Manager{containers: containers, log: log.With().Str("adapter", "backup").Str("cluster", opts.Cluster).Logger()}
+	m := &Manager{containers: containers, helper: helperFor(containers), log: log.With().Str("adapter", "backup").Str("cluster", opts.Cluster).Logger()}
 	if m.db, err = newDatabase(opts, containers); err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}

@@ -377,9 +377,10 @@ func backupIDs(list []procedures.BackupInfo) string {
 	return strings.Join(s, " ")
 }
 
-func TestContainerStorageStoppedNodeIsWrittenOver(t *testing.T) {
-	// A stopped node cannot run commands: the restore writes the archive
-	// over the folder and says that files added later stay.
+// A restore leaves the storage folder exactly as it was at the backup,
+// also in a stopped node: files added since are gone. The swap runs in a
+// helper that mounts the node's volumes (here a stand-in on this host).
+func TestContainerStorageRestoreIsExactOnStoppedNode(t *testing.T) {
 	f := newFixture(t, 1, 5)
 	lc := &localContainers{folders: map[string]string{"app-1:/app/nocobase/storage": f.storage}}
 	o := f.localOptions(t)
@@ -391,19 +392,38 @@ func TestContainerStorageStoppedNodeIsWrittenOver(t *testing.T) {
 	before := fileSnapshot(t, f.storage, DefaultExcludes)
 	info := create(t, m, nil)
 	changeStorage(t, f.storage)
+	// Another restore attempt's staging folder is not this one's business.
+	other := filepath.Join(f.storage, stagingPrefix+info.ID+"-other", "x")
+	writeFile(t, other, "another attempt", 0o644, time.Now())
 	lc.stopped = true
 	progress := &lines{}
 	if err := m.Restore(context.Background(), info.ID, progress.add); err != nil {
+		t.Fatalf("%v\n%s", err, progress)
+	}
+	assertSame(t, "storage", before, fileSnapshot(t, f.storage, DefaultExcludes))
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("another attempt's staging folder: %v", err)
+	}
+	if !strings.Contains(strings.Join(lc.execs, "\n"), "helper for app-1") {
+		t.Errorf("no helper ran: %v", lc.execs)
+	}
+
+	// Without a helper a stopped node's folder cannot be cleared: the
+	// restore fails, says why, and leaves no staging folder.
+	changeStorage(t, f.storage)
+	m, err = New(o, noHelper{lc}, testLog(t))
+	if err != nil {
 		t.Fatal(err)
 	}
-	after := fileSnapshot(t, f.storage, DefaultExcludes)
-	for k, v := range before {
-		if after[k] != v {
-			t.Errorf("%s: %q, want %q", k, after[k], v)
-		}
+	err = m.Restore(context.Background(), info.ID, nil)
+	if err == nil || !strings.Contains(err.Error(), "not running") {
+		t.Errorf("restore without a helper into a stopped node: %v", err)
 	}
-	if _, ok := after["uploads/new/after-backup.png"]; !ok || !strings.Contains(progress.String(), "could not be emptied") {
-		t.Errorf("progress = %s", progress)
+	entries, _ := os.ReadDir(f.storage)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), stagingPrefix) && !strings.HasSuffix(e.Name(), "-other") {
+			t.Errorf("left behind: %s", e.Name())
+		}
 	}
 }
 

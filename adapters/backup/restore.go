@@ -60,6 +60,9 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 	if err := verifyParts(ctx, dir, man); err != nil {
 		return fmt.Errorf("restore %s refused, nothing was changed: the backup failed verification: %w", id, err)
 	}
+	if err := m.canChangeStorage(ctx); err != nil {
+		return fmt.Errorf("restore %s refused, nothing was changed: %w", id, err)
+	}
 	start := time.Now()
 	log := m.log.With().Str("backup", id).Logger()
 	log.Info().Msg("restore started")
@@ -114,17 +117,7 @@ func (m *Manager) restoreStorage(ctx context.Context, r io.Reader, id string, pr
 		if err := os.MkdirAll(m.opts.StorageHostPath, 0o755); err != nil {
 			return err
 		}
-		return replaceHostFolder(ctx, m.opts.StorageHostPath, r, m.opts.Excludes, ".nocobot-restore-"+id)
+		return replaceHostFolder(ctx, m.opts.StorageHostPath, r, m.opts.Excludes, stagingName(id))
 	}
-	// Clearing the folder needs a command in the container, which works
-	// only while it runs; a stopped node's folder can only be written
-	// over.
-	err := m.containers.Exec(ctx, m.opts.StorageContainer,
-		append([]string{"sh", "-c", clearContainerScript, "nocobot", m.opts.StoragePath}, topLevel(m.opts.Excludes)...), nil, nil)
-	if err != nil {
-		m.log.Warn().Err(err).Msg("storage: could not clear the folder in the container; writing over it")
-		progress("storage: the folder could not be emptied first (is " + m.opts.StorageContainer +
-			" stopped?): files added since the backup stay; restored files are written over")
-	}
-	return m.containers.CopyTo(ctx, m.opts.StorageContainer, m.opts.StoragePath, r)
+	return m.restoreContainerStorage(ctx, r, id, progress)
 }

@@ -24,8 +24,11 @@ import (
 // destinations accept it.
 
 // excluded reports whether rel (slash-separated, relative) is an excluded
-// path or lies below one.
+// path or lies below one. A restore's staging folder is always excluded.
 func excluded(rel string, excludes []string) bool {
+	if strings.HasPrefix(rel, stagingPrefix) {
+		return true
+	}
 	for _, e := range excludes {
 		if rel == e || strings.HasPrefix(rel, e+"/") {
 			return true
@@ -420,18 +423,6 @@ func moveInto(src, dst, rel string) error {
 	}
 	return nil
 }
-
-// clearContainerScript empties a storage folder in a running container,
-// keeping top-level excluded entries ($2… are their names). Excludes
-// deeper than one level keep their whole top-level folder.
-const clearContainerScript = `cd -- "$1" || exit 1; shift
-for f in * .[!.]* ..?*; do
-  [ -e "$f" ] || [ -L "$f" ] || continue
-  case "$f" in .nocobot-restore-*) continue;; esac
-  keep=
-  for x in "$@"; do [ "$f" = "$x" ] && keep=1; done
-  [ -n "$keep" ] || rm -rf -- "$f" || exit 1
-done`
 
 func topLevel(excludes []string) []string {
 	var out []string
