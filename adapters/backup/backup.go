@@ -80,6 +80,10 @@ type Options struct {
 	// DBURL is postgres://user:password@host:port/dbname for the local
 	// mode; the password is moved out of the URL in the same way.
 	DBURL string
+	// ExcludeSchemas are schemas of the database that backups leave out
+	// and restores never touch: nocobot's own store, when it lives in the
+	// NocoBase database, so that a restore never rewinds nocobot itself.
+	ExcludeSchemas []string
 	// PgBin is the folder of pg_dump, pg_restore and psql for the local
 	// mode (default: PATH). They must be the server's major version or
 	// newer.

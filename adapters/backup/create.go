@@ -71,7 +71,7 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 	man := &Manifest{
 		Format: 1, ID: id, Cluster: m.opts.Cluster, RunID: req.RunID,
 		NocoBaseVersion: req.Version, Image: req.Image, Created: start.UTC(),
-		Database: DatabaseInfo{Dialect: m.db.dialect(), Name: m.db.name(), ServerVersion: serverVersion, Source: m.db.source()},
+		Database: DatabaseInfo{Dialect: m.db.dialect(), Name: m.db.name(), ServerVersion: serverVersion, Source: m.db.source(), ExcludedSchemas: m.db.excluded()},
 		Storage:  StorageInfo{Source: m.storageSource(), Excludes: m.opts.Excludes},
 	}
 	// The two parts come from different places (database server, storage

@@ -25,6 +25,8 @@ type database interface {
 	// checkTools fails if a program the engine needs on this host is
 	// missing (nil when the tools run in the database container).
 	checkTools() error
+	// excluded lists the schemas left out (recorded in the manifest).
+	excluded() []string
 	// serverInfo returns the server's version and the database's size in
 	// bytes (an upper bound for the dump's size).
 	serverInfo(ctx context.Context) (version string, size int64, err error)
@@ -34,7 +36,8 @@ type database interface {
 	// touching any database: a truncated or damaged dump fails here.
 	check(ctx context.Context, r io.Reader) error
 	// restore replaces the database's content by the dump read from r, all
-	// or nothing.
+	// or nothing. Excluded schemas are left out of dumps and never
+	// touched by restores.
 	restore(ctx context.Context, r io.Reader) error
 }
 
@@ -44,6 +47,9 @@ func newDatabase(opts Options, containers Containers) (database, error) {
 	case "", "postgres":
 	default:
 		return nil, fmt.Errorf("database dialect %q is not supported (postgres)", opts.Dialect)
+	}
+	if err := checkSchemas(opts.ExcludeSchemas); err != nil {
+		return nil, err
 	}
 	switch {
 	case opts.DBContainer != "" && opts.DBURL != "":

@@ -44,6 +44,8 @@ type DatabaseInfo struct {
 	Name          string `json:"name"`
 	ServerVersion string `json:"server_version"`
 	Source        string `json:"source"` // container or host/db, no secrets
+	// ExcludedSchemas were left out of the dump (nocobot's own).
+	ExcludedSchemas []string `json:"excluded_schemas,omitempty"`
 }
 
 // StorageInfo says where the storage archive comes from.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -34,14 +35,32 @@ type postgres struct {
 	password string
 	pgBin    string // local tools' folder (local mode)
 	dbname   string
-	src      string // for the manifest and messages: no secrets
+	src      string   // for the manifest and messages: no secrets
+	exclude  []string // schemas left out of dumps and never touched by restores
 }
 
 var _ database = (*postgres)(nil)
 
-func (d *postgres) dialect() string { return "postgres" }
-func (d *postgres) name() string    { return d.dbname }
-func (d *postgres) source() string  { return d.src }
+func (d *postgres) dialect() string    { return "postgres" }
+func (d *postgres) name() string       { return d.dbname }
+func (d *postgres) source() string     { return d.src }
+func (d *postgres) excluded() []string { return d.exclude }
+
+// schemaName is what ExcludeSchemas accepts: a plain identifier, so that
+// it means the same to pg_dump's patterns, pg_restore and SQL.
+var schemaName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+
+func checkSchemas(names []string) error {
+	for _, n := range names {
+		if !schemaName.MatchString(n) {
+			return fmt.Errorf("excluded schema %q: want a plain name (letters, digits, _)", n)
+		}
+		if n == "public" {
+			return errors.New("excluded schema public: that is NocoBase's own")
+		}
+	}
+	return nil
+}
 
 func (d *postgres) checkTools() error {
 	if _, ok := d.r.(localRunner); !ok {
@@ -84,6 +103,7 @@ func postgresFromURL(opts Options) (*postgres, error) {
 		pgBin:    opts.PgBin,
 		dbname:   name,
 		src:      "url " + u.Host + "/" + name,
+		exclude:  opts.ExcludeSchemas,
 	}, nil
 }
 
@@ -109,6 +129,7 @@ func postgresInContainer(c Containers, opts Options) *postgres {
 		password: opts.DBPassword,
 		dbname:   opts.DBName,
 		src:      "container " + opts.DBContainer + " database " + opts.DBName,
+		exclude:  opts.ExcludeSchemas,
 	}
 }
 
@@ -141,7 +162,12 @@ func (d *postgres) serverInfo(ctx context.Context) (version string, size int64, 
 
 // dump streams pg_dump -Fc of the database to w.
 func (d *postgres) dump(ctx context.Context, w io.Writer) error {
-	err := d.r.run(ctx, readPassword+`exec pg_dump -Fc -d "$1"`, []string{d.conninfo}, withPassword(d.password, nil), w)
+	args := []string{d.conninfo}
+	for _, x := range d.exclude {
+		// A pattern to pg_dump: double quotes make it one exact name.
+		args = append(args, `--exclude-schema="`+x+`"`)
+	}
+	err := d.r.run(ctx, readPassword+`c=$1; shift; exec pg_dump -Fc -d "$c" "$@"`, args, withPassword(d.password, nil), w)
 	if err != nil {
 		return fmt.Errorf("pg_dump (%s, on %s): %w", d.src, d.r.where(), err)
 	}
@@ -170,10 +196,11 @@ func (d *postgres) check(ctx context.Context, r io.Reader) error {
 // leaving the database as it was, and the script fails even if psql did
 // not notice (sh has no pipefail).
 const restoreScript = readPassword + `
+c=$1; pre=$2; shift 2
 failed=$(mktemp) || exit 1
 {
-  printf '%s\n' "$2"
-  if pg_restore --clean --if-exists -f -; then
+  printf '%s\n' "$pre"
+  if pg_restore --clean --if-exists "$@" -f -; then
     echo 'COMMIT;'
   else
     echo x > "$failed"
@@ -181,13 +208,23 @@ failed=$(mktemp) || exit 1
     printf '\n\\.\n'
     echo "DO \$x\$ BEGIN RAISE EXCEPTION 'nocobot: pg_restore could not read the dump; nothing was changed'; END \$x\$;"
   fi
-} | psql -X -q -v ON_ERROR_STOP=1 -o /dev/null -d "$1"
+} | psql -X -q -v ON_ERROR_STOP=1 -o /dev/null -d "$c"
 rc=$?
 if [ -s "$failed" ]; then echo incomplete-dump; rc=4; fi
 rm -f "$failed"
 exit $rc`
 
-const restorePreamble = `SET client_min_messages = warning;
+// restorePreamble is the SQL sent before pg_restore's script; the schemas
+// in keep (nocobot's own) are never dropped.
+func restorePreamble(keep []string) string {
+	lits := make([]string, 0, len(keep))
+	for _, k := range keep {
+		lits = append(lits, "'"+strings.ReplaceAll(k, "'", "''")+"'")
+	}
+	return strings.Replace(restorePreambleSQL, "{keep}", "ARRAY["+strings.Join(lits, ", ")+"]::name[]", 1)
+}
+
+const restorePreambleSQL = `SET client_min_messages = warning;
 BEGIN;
 DO $nocobot$
 DECLARE
@@ -203,6 +240,7 @@ BEGIN
     INTO pub FROM pg_namespace n WHERE n.nspname = 'public';
   FOR s IN SELECT nspname FROM pg_namespace
     WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\_%'
+      AND nspname <> ALL ({keep})
   LOOP
     EXECUTE format('DROP SCHEMA %I CASCADE', s.nspname);
   END LOOP;
@@ -227,7 +265,11 @@ $nocobot$;`
 // restore replaces the database's content with the dump read from r.
 func (d *postgres) restore(ctx context.Context, r io.Reader) error {
 	var out bytes.Buffer
-	err := d.r.run(ctx, restoreScript, []string{d.conninfo, restorePreamble}, withPassword(d.password, r), &limitedWriter{w: &out, n: 64 << 10})
+	args := []string{d.conninfo, restorePreamble(d.exclude)}
+	for _, x := range d.exclude {
+		args = append(args, "--exclude-schema="+x) // pg_restore takes a name
+	}
+	err := d.r.run(ctx, restoreScript, args, withPassword(d.password, r), &limitedWriter{w: &out, n: 64 << 10})
 	if err != nil && strings.Contains(out.String(), "incomplete-dump") {
 		return fmt.Errorf("restore database (%s): pg_restore could not read the whole dump; the transaction was rolled back, nothing was changed: %w", d.src, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,6 +42,11 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 	}
 	if d := man.Database.Dialect; d != "" && d != m.db.dialect() {
 		return fmt.Errorf("restore %s refused: it holds a %s database, this cluster's is %s", id, d, m.db.dialect())
+	}
+	for _, x := range m.db.excluded() {
+		if !slices.Contains(man.Database.ExcludedSchemas, x) {
+			return fmt.Errorf("restore %s refused, nothing was changed: the backup holds schema %s (it was taken before the schema was excluded), and restoring it would rewind nocobot's own records", id, x)
+		}
 	}
 	var mismatch []string
 	if man.Cluster != m.opts.Cluster {
