@@ -120,6 +120,10 @@ type Options struct {
 
 	// Timeout bounds each dump, copy or restore of one part (default 6h).
 	Timeout time.Duration
+	// RestoreTimeout bounds a whole restore (default 12h). It replaces the
+	// caller's deadline, which is a step timeout made for other steps;
+	// the caller's cancel still stops a restore.
+	RestoreTimeout time.Duration
 	// ProgressEvery is how often a running copy reports its size (default 10s).
 	ProgressEvery time.Duration
 	// Now is the clock (tests).
@@ -193,6 +197,9 @@ func New(opts Options, containers Containers, log zerolog.Logger) (*Manager, err
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 6 * time.Hour
+	}
+	if opts.RestoreTimeout <= 0 {
+		opts.RestoreTimeout = 2 * opts.Timeout
 	}
 	if opts.ProgressEvery <= 0 {
 		opts.ProgressEvery = 10 * time.Second

@@ -56,10 +56,11 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 	if err := os.MkdirAll(m.opts.Dest, 0o700); err != nil {
 		return procedures.BackupInfo{}, fmt.Errorf("backup destination: %w", err)
 	}
-	serverVersion, _, err := m.db.serverInfo(ctx)
+	serverVersion, dbSize, err := m.db.serverInfo(ctx)
 	if err != nil {
 		return procedures.BackupInfo{}, fmt.Errorf("backup: %w", err)
 	}
+	need, free, _ := m.room(ctx, dbSize)
 	id, dir, err := m.newID()
 	if err != nil {
 		return procedures.BackupInfo{}, fmt.Errorf("backup: %w", err)
@@ -94,6 +95,13 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 	wg.Wait()
 	if err := errors.Join(dbErr, stErr); err != nil {
 		os.RemoveAll(dir)
+		if errors.Is(err, errNoSpace) {
+			needs := "about " + humanBytes(need)
+			if need <= free {
+				needs = "more than " + humanBytes(free) // the estimate was short
+			}
+			err = fmt.Errorf("no space left on %s (needs %s, has %s)", m.opts.Dest, needs, humanBytes(free))
+		}
 		log.Error().Err(err).Msg("backup failed")
 		return procedures.BackupInfo{}, fmt.Errorf("backup %s failed (removed): %w", id, err)
 	}
@@ -137,17 +145,21 @@ func (m *Manager) createPart(ctx context.Context, dir, name, label string, progr
 	defer f.Close()
 	h := sha256.New()
 	var n countingWriter
+	fw := &fileWriter{f: f}
 	stop := m.reportSize(label, &n, progress)
-	err = write(ctx, io.MultiWriter(f, h, &n))
+	err = write(ctx, io.MultiWriter(fw, h, &n))
 	stop()
+	if err := noSpace(fw.err); err != nil {
+		return Part{}, err
+	}
 	if err != nil {
 		return Part{}, err
 	}
 	if err := f.Sync(); err != nil {
-		return Part{}, fmt.Errorf("%s: %w", name, err)
+		return Part{}, errors.Join(noSpace(err), fmt.Errorf("%s: %w", name, err))
 	}
 	if err := f.Close(); err != nil {
-		return Part{}, fmt.Errorf("%s: %w", name, err)
+		return Part{}, errors.Join(noSpace(err), fmt.Errorf("%s: %w", name, err))
 	}
 	return Part{Name: name, Size: n.n.Load(), SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }

@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -28,6 +29,8 @@ func (m *Manager) Restore(ctx context.Context, id string, progress procedures.Pr
 
 // RestoreWith is Restore with options.
 func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions, progress procedures.Progress) error {
+	ctx, cancel := ownDeadline(ctx, m.opts.RestoreTimeout)
+	defer cancel()
 	if err := m.resolveStorage(ctx); err != nil {
 		return err
 	}
@@ -92,6 +95,21 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 	log.Info().Dur("took", took).Msg("restore done")
 	progress(fmt.Sprintf("restore %s done in %s", id, took))
 	return nil
+}
+
+// ownDeadline returns a context that ends d after now or when parent is
+// cancelled, but not when parent's deadline passes: a restore stopped in
+// the middle by a step timeout would leave the storage half swapped, so a
+// restore runs to its own deadline. An explicit cancel (abort, a lost
+// lease) still stops it.
+func ownDeadline(parent context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), d)
+	stop := context.AfterFunc(parent, func() {
+		if !errors.Is(parent.Err(), context.DeadlineExceeded) {
+			cancel()
+		}
+	})
+	return ctx, func() { stop(); cancel() }
 }
 
 func partSize(man *Manifest, name string) int64 {

@@ -335,15 +335,13 @@ func lutimes(p string, t time.Time) error {
 }
 
 // replaceHostFolder makes root hold exactly the archive's tree, leaving
-// excluded paths alone. The archive is unpacked first into a folder inside
-// root (same file system, so the moves are renames, and root may be a mount
-// point); only when that succeeded is the old content removed and the new
-// moved in.
+// excluded paths alone. The archive is unpacked first into a staging
+// folder inside root (same file system, so the moves are renames, and root
+// may be a mount point); only when that succeeded is the old content moved
+// aside, the new moved in, and the old deleted. If moving aside fails, the
+// old content is put back.
 func replaceHostFolder(ctx context.Context, root string, r io.Reader, excludes []string, staging string) error {
-	tmp := filepath.Join(root, staging)
-	if err := os.RemoveAll(tmp); err != nil {
-		return err
-	}
+	tmp, old := filepath.Join(root, staging), filepath.Join(root, staging+".old")
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		return err
 	}
@@ -352,7 +350,14 @@ func replaceHostFolder(ctx context.Context, root string, r io.Reader, excludes [
 	if err != nil {
 		return fmt.Errorf("unpack storage archive: %w", err)
 	}
-	if err := removeExcept(root, "", excludes, staging); err != nil {
+	if err := os.Mkdir(old, 0o700); err != nil {
+		return err
+	}
+	defer os.RemoveAll(old)
+	if err := moveAside(root, "", excludes, old); err != nil {
+		if uerr := moveInto(old, root, ""); uerr != nil {
+			return fmt.Errorf("clear storage folder: %w; putting the old content back: %w (it is in %s)", err, uerr, old)
+		}
 		return fmt.Errorf("clear storage folder: %w", err)
 	}
 	if err := moveInto(tmp, root, ""); err != nil {
@@ -367,25 +372,29 @@ func replaceHostFolder(ctx context.Context, root string, r io.Reader, excludes [
 	return nil
 }
 
-// removeExcept removes everything below dir/rel except excluded paths (and
-// the folders leading to them) and the staging folder.
-func removeExcept(root, rel string, excludes []string, staging string) error {
+// moveAside moves everything below root/rel into old/rel, except excluded
+// paths (and the folders leading to them, which are created in old) and
+// staging folders.
+func moveAside(root, rel string, excludes []string, old string) error {
 	entries, err := os.ReadDir(filepath.Join(root, rel))
 	if err != nil {
 		return err
 	}
 	for _, e := range entries {
 		r := path.Join(rel, e.Name())
-		if r == staging || excluded(r, excludes) {
+		if excluded(r, excludes) {
 			continue
 		}
 		if e.IsDir() && holdsExcluded(r, excludes) {
-			if err := removeExcept(root, r, excludes, staging); err != nil {
+			if err := os.MkdirAll(filepath.Join(old, r), 0o700); err != nil {
+				return err
+			}
+			if err := moveAside(root, r, excludes, old); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := os.RemoveAll(filepath.Join(root, r)); err != nil {
+		if err := os.Rename(filepath.Join(root, r), filepath.Join(old, r)); err != nil {
 			return err
 		}
 	}
