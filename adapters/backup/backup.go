@@ -105,6 +105,12 @@ type Options struct {
 	// backups and left alone by restores. nil means DefaultExcludes.
 	Excludes []string
 
+	// NoCopy turns in-server copies off: every backup is a dump.
+	NoCopy bool
+	// KeepCopy keeps a KindCopy backup's in-server copy after Export
+	// (retention drops it with the backup).
+	KeepCopy bool
+
 	// KeepLast keeps the newest N backups of the cluster (0: no limit).
 	KeepLast int
 	// MaxAge deletes backups older than this (0: no limit). The newest

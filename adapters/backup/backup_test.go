@@ -54,6 +54,7 @@ func (f fixture) localOptions(t *testing.T) Options {
 	return Options{
 		Cluster: "prod", Dest: f.dest, DBURL: f.dbURL, PgBin: testenv.PostgresBin(t),
 		StorageHostPath: f.storage, ProgressEvery: 50 * time.Millisecond,
+		NoCopy: true, // dumps; copy_test.go takes in-server copies
 	}
 }
 

@@ -75,6 +75,8 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 		Database: DatabaseInfo{Dialect: m.db.dialect(), Name: m.db.name(), ServerVersion: serverVersion, Source: m.db.source(), ExcludedSchemas: m.db.excluded()},
 		Storage:  StorageInfo{Source: m.storageSource(), Excludes: m.opts.Excludes},
 	}
+	plan := m.Plan(ctx)
+	progress(fmt.Sprintf("backup kind: %s (%s)", plan.Kind, plan.Reason))
 	// The two parts come from different places (database server, storage
 	// volume): taking them together shortens the downtime.
 	var (
@@ -86,15 +88,31 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		dbPart, dbErr = m.backupDatabase(ctx, dir, progress)
+		if plan.Kind == KindCopy {
+			name, sig, err := m.copyDatabase(ctx, id, progress)
+			if err == nil {
+				man.Database.Copy, man.Database.CopySignature = name, sig
+				return
+			}
+			log.Warn().Err(err).Msg("in-server copy failed; dumping instead")
+			progress("database: the in-server copy failed (" + err.Error() + "); dumping instead")
+		}
+		dbPart, dbErr = m.backupDatabase(ctx, dir, m.db, progress)
 	}()
 	go func() {
 		defer wg.Done()
 		stPart, files, stErr = m.backupStorage(ctx, dir, progress)
 	}()
 	wg.Wait()
-	if err := errors.Join(dbErr, stErr); err != nil {
+	fail := func(err error) (procedures.BackupInfo, error) {
 		os.RemoveAll(dir)
+		if man.Database.Copy != "" {
+			err = errors.Join(err, m.db.(copier).dropCopy(context.WithoutCancel(ctx), man.Database.Copy))
+		}
+		log.Error().Err(err).Msg("backup failed")
+		return procedures.BackupInfo{}, fmt.Errorf("backup %s failed (removed): %w", id, err)
+	}
+	if err := errors.Join(dbErr, stErr); err != nil {
 		if errors.Is(err, errNoSpace) {
 			needs := "about " + humanBytes(need)
 			if need <= free {
@@ -102,25 +120,31 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 			}
 			err = fmt.Errorf("no space left on %s (needs %s, has %s)", m.opts.Dest, needs, humanBytes(free))
 		}
-		log.Error().Err(err).Msg("backup failed")
-		return procedures.BackupInfo{}, fmt.Errorf("backup %s failed (removed): %w", id, err)
+		return fail(err)
 	}
+	man.Kind = KindDump
 	man.Parts = []Part{dbPart, stPart}
+	if man.Database.Copy != "" {
+		man.Kind = KindCopy
+		man.Parts = []Part{stPart}
+	}
 	man.Storage.Files = files
-	if dbPart.Size == 0 || stPart.Size == 0 {
-		os.RemoveAll(dir)
-		return procedures.BackupInfo{}, fmt.Errorf("backup %s failed (removed): empty part", id)
+	if (man.Kind == KindDump && dbPart.Size == 0) || stPart.Size == 0 {
+		return fail(errors.New("empty part"))
 	}
 	man.Verified = true
 	man.Seconds = m.opts.Now().Sub(start).Seconds()
 	if err := writeManifest(dir, man); err != nil {
-		os.RemoveAll(dir)
-		return procedures.BackupInfo{}, fmt.Errorf("backup %s failed (removed): %w", id, err)
+		return fail(err)
 	}
 	log.Info().Int64("size", man.Size()).Float64("seconds", man.Seconds).Msg("backup verified")
-	progress(fmt.Sprintf("backup %s verified: %s in %s (database %s, storage %s, %d files)", id,
+	dbDesc := humanBytes(dbPart.Size)
+	if man.Kind == KindCopy {
+		dbDesc = "in-server copy " + man.Database.Copy + ", " + man.Database.CopySignature
+	}
+	progress(fmt.Sprintf("backup %s (%s) verified: %s in %s (database %s, storage %s, %d files)", id, man.Kind,
 		humanBytes(man.Size()), time.Duration(man.Seconds*float64(time.Second)).Round(100*time.Millisecond),
-		humanBytes(dbPart.Size), humanBytes(stPart.Size), files))
+		dbDesc, humanBytes(stPart.Size), files))
 
 	if deleted, err := m.prune(ctx, id); err != nil {
 		// Retention is housekeeping: the backup itself is good.
@@ -165,19 +189,19 @@ func (m *Manager) createPart(ctx context.Context, dir, name, label string, progr
 }
 
 // extra pass over the data.
-func (m *Manager) backupDatabase(ctx context.Context, dir string, progress procedures.Progress) (Part, error) {
-	progress("database: dumping " + m.db.name())
+func (m *Manager) backupDatabase(ctx context.Context, dir string, db database, progress procedures.Progress) (Part, error) {
+	progress("database: dumping " + db.name())
 	var checkErr error
 	part, err := m.createPart(ctx, dir, partDatabase, "database", progress, func(ctx context.Context, w io.Writer) error {
 		pr, pw := io.Pipe()
 		checked := make(chan struct{})
 		go func() {
 			defer close(checked)
-			checkErr = m.db.check(ctx, pr)
+			checkErr = db.check(ctx, pr)
 			// If the check stopped early, the dump must not block on it.
 			pr.CloseWithError(errors.New("the dump check stopped reading"))
 		}()
-		err := m.db.dump(ctx, io.MultiWriter(w, pw))
+		err := db.dump(ctx, io.MultiWriter(w, pw))
 		pw.CloseWithError(err)
 		<-checked
 		if err != nil {
@@ -190,6 +214,23 @@ func (m *Manager) backupDatabase(ctx context.Context, dir string, progress proce
 	}
 	progress(fmt.Sprintf("database: %s dumped and read back whole", humanBytes(part.Size)))
 	return part, nil
+}
+
+// copyDatabase copies the database inside its server and verifies the
+// copy; it returns the copy's name and signature.
+func (m *Manager) copyDatabase(ctx context.Context, id string, progress procedures.Progress) (string, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
+	defer cancel()
+	c := m.db.(copier)
+	name := copyName(m.db.name(), id)
+	progress("database: copying " + m.db.name() + " inside the server into " + name)
+	start := time.Now()
+	sig, err := c.copyTo(ctx, name)
+	if err != nil {
+		return "", "", err
+	}
+	progress(fmt.Sprintf("database: copied and verified in %s (%s)", time.Since(start).Round(10*time.Millisecond), sig))
+	return name, sig, nil
 }
 
 func (m *Manager) backupStorage(ctx context.Context, dir string, progress procedures.Progress) (Part, int64, error) {

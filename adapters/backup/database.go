@@ -41,6 +41,24 @@ type database interface {
 	restore(ctx context.Context, r io.Reader) error
 }
 
+// copier is a database that can back itself up by a copy inside its
+// server (pgcopy.go). Engines without one are always dumped.
+type copier interface {
+	// copyPlan says whether a copy is possible now, and why (not).
+	copyPlan(ctx context.Context) (ok bool, why string)
+	// copyTo copies the database into a new one named name, verifies it
+	// and returns its signature.
+	copyTo(ctx context.Context, name string) (signature string, err error)
+	// verifyCopy checks that the copy exists and matches its signature.
+	verifyCopy(ctx context.Context, name, signature string) error
+	// swapIn makes the copy the database, in a moment; the replaced
+	// database is dropped.
+	swapIn(ctx context.Context, name string) error
+	dropCopy(ctx context.Context, name string) error
+	// copyAsDatabase is the copy as a database, to dump it.
+	copyAsDatabase(name string) database
+}
+
 // newDatabase returns the database the options name.
 func newDatabase(opts Options, containers Containers) (database, error) {
 	switch opts.Dialect {

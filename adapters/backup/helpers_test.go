@@ -108,6 +108,7 @@ type snapshot map[string]string
 func dbSnapshot(t *testing.T, url string) snapshot {
 	t.Helper()
 	c := connect(t, url)
+	defer c.Close(context.Background()) // no session left behind: in-server copies need none
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	s := snapshot{}
@@ -191,6 +192,7 @@ func assertSame(t *testing.T, what string, before, after snapshot) {
 func migrateAndChange(t *testing.T, url string) {
 	t.Helper()
 	c := connect(t, url)
+	defer c.Close(context.Background())
 	execSQL(t, c, `
 INSERT INTO users (email, nickname, sort) VALUES ('late@example.com', 'late', nextval('"globalSort"'));
 UPDATE attachments SET meta = meta || '{"edited": true}', data = '\xdeadbeef' WHERE id % 3 = 0;

@@ -32,6 +32,8 @@ func withPassword(password string, stdin io.Reader) io.Reader {
 type postgres struct {
 	r        runner
 	conninfo string // libpq connection string or URL, without the password
+	// connFor is the conninfo for another database of the same server.
+	connFor  func(db string) string
 	password string
 	pgBin    string // local tools' folder (local mode)
 	dbname   string
@@ -96,9 +98,15 @@ func postgresFromURL(opts Options) (*postgres, error) {
 	if name == "" {
 		return nil, errors.New("database URL: no database name in the path")
 	}
+	connFor := func(db string) string {
+		c := *u
+		c.Path, c.RawPath = "/"+db, ""
+		return c.String()
+	}
 	return &postgres{
 		r:        localRunner{pgBin: opts.PgBin},
 		conninfo: u.String(),
+		connFor:  connFor,
 		password: password,
 		pgBin:    opts.PgBin,
 		dbname:   name,
@@ -113,7 +121,7 @@ func conninfoQuote(v string) string {
 }
 
 func postgresInContainer(c Containers, opts Options) *postgres {
-	parts := []string{"dbname=" + conninfoQuote(opts.DBName)}
+	var parts []string
 	if opts.DBUser != "" {
 		parts = append(parts, "user="+conninfoQuote(opts.DBUser))
 	}
@@ -123,9 +131,13 @@ func postgresInContainer(c Containers, opts Options) *postgres {
 	if opts.DBPort != 0 {
 		parts = append(parts, fmt.Sprintf("port=%d", opts.DBPort))
 	}
+	connFor := func(db string) string {
+		return strings.Join(append([]string{"dbname=" + conninfoQuote(db)}, parts...), " ")
+	}
 	return &postgres{
 		r:        containerRunner{containers: c, container: opts.DBContainer},
-		conninfo: strings.Join(parts, " "),
+		conninfo: connFor(opts.DBName),
+		connFor:  connFor,
 		password: opts.DBPassword,
 		dbname:   opts.DBName,
 		src:      "container " + opts.DBContainer + " database " + opts.DBName,
@@ -133,10 +145,25 @@ func postgresInContainer(c Containers, opts Options) *postgres {
 	}
 }
 
+// on returns the same server's database db.
+func (d *postgres) on(db string) *postgres {
+	o := *d
+	o.dbname, o.conninfo = db, d.connFor(db)
+	return &o
+}
+
 // query runs one SQL query with psql and returns its unaligned output.
 func (d *postgres) query(ctx context.Context, sql string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
+	return d.queryWithin(ctx, sql, 30*time.Second)
+}
+
+// queryWithin is query with another time limit (0: only ctx's).
+func (d *postgres) queryWithin(ctx context.Context, sql string, limit time.Duration) (string, error) {
+	if limit > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, limit)
+		defer cancel()
+	}
 	var out bytes.Buffer
 	err := d.r.run(ctx, readPassword+`exec psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$1" -c "$2"`,
 		[]string{d.conninfo, sql}, withPassword(d.password, nil), &limitedWriter{w: &out, n: 1 << 20})

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nocobot/nocobot/procedures"
@@ -69,6 +70,20 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 	if err := verifyParts(ctx, dir, man); err != nil {
 		return fmt.Errorf("restore %s refused, nothing was changed: the backup failed verification: %w", id, err)
 	}
+	if c := man.liveCopy(); c != "" {
+		cp, ok := m.db.(copier)
+		err := errors.New("this database cannot check in-server copies")
+		if ok {
+			err = cp.verifyCopy(ctx, c, man.Database.CopySignature)
+		}
+		if err != nil && !man.hasPart(partDatabase) {
+			return fmt.Errorf("restore %s refused, nothing was changed: %w", id, err)
+		}
+		if err != nil {
+			progress("restore: the in-server copy is not usable (" + err.Error() + "); restoring the dump")
+			man.Database.CopyGone = true
+		}
+	}
 	if err := m.canChangeStorage(ctx); err != nil {
 		return fmt.Errorf("restore %s refused, nothing was changed: %w", id, err)
 	}
@@ -76,18 +91,53 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 	log := m.log.With().Str("backup", id).Logger()
 	log.Info().Msg("restore started")
 
-	progress(fmt.Sprintf("database: restoring %s into %s (one transaction)", humanBytes(partSize(man, partDatabase)), m.db.name()))
-	if err := m.restorePart(ctx, dir, partDatabase, "database", progress, m.db.restore); err != nil {
-		log.Error().Err(err).Msg("database restore failed")
-		return fmt.Errorf("restore %s: %w (the database was rolled back; storage untouched)", id, err)
+	// The storage is unpacked while the database is restored; it is
+	// swapped in once the database is back.
+	progress(fmt.Sprintf("storage: unpacking %s for %s", humanBytes(partSize(man, partStorage)), m.storageSource()))
+	var (
+		wg    sync.WaitGroup
+		st    staged
+		stErr error
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		stErr = m.restorePart(ctx, dir, partStorage, "storage", progress, func(ctx context.Context, r io.Reader) error {
+			var err error
+			st, err = m.stageStorage(ctx, r, id)
+			return err
+		})
+	}()
+	var dbErr error
+	if c := man.liveCopy(); c != "" {
+		// Swapped in only once the storage is ready: all or nothing.
+		wg.Wait()
+		if stErr == nil {
+			progress("database: swapping in the in-server copy " + c)
+			dbErr = m.swapInCopy(ctx, man, dir)
+		}
+	} else {
+		progress(fmt.Sprintf("database: restoring %s into %s (one transaction)", humanBytes(partSize(man, partDatabase)), m.db.name()))
+		dbErr = m.restorePart(ctx, dir, partDatabase, "database", progress, m.db.restore)
+		wg.Wait()
 	}
-	progress("database: restored")
-
-	progress(fmt.Sprintf("storage: restoring %s into %s", humanBytes(partSize(man, partStorage)), m.storageSource()))
-	if err := m.restorePart(ctx, dir, partStorage, "storage", progress, func(ctx context.Context, r io.Reader) error {
-		return m.restoreStorage(ctx, r, id, progress)
-	}); err != nil {
-		log.Error().Err(err).Msg("storage restore failed")
+	switch {
+	case dbErr != nil:
+		if stErr == nil {
+			st.drop()
+		}
+		log.Error().Err(dbErr).Msg("database restore failed")
+		return fmt.Errorf("restore %s: %w (the database was not changed; storage untouched)", id, dbErr)
+	case stErr != nil && man.liveCopy() != "":
+		log.Error().Err(stErr).Msg("storage restore failed")
+		return fmt.Errorf("restore %s: storage: %w (nothing was changed)", id, stErr)
+	case stErr != nil:
+		log.Error().Err(stErr).Msg("storage restore failed")
+		return fmt.Errorf("restore %s: database restored, but storage (untouched): %w", id, stErr)
+	}
+	progress("database: restored; storage: swapping in")
+	if err := st.swap(ctx); err != nil {
+		log.Error().Err(err).Msg("storage swap failed")
 		return fmt.Errorf("restore %s: database restored, but storage: %w", id, err)
 	}
 	progress("storage: restored")
@@ -136,12 +186,22 @@ func (m *Manager) restorePart(ctx context.Context, dir, name, label string, prog
 	return restore(ctx, io.TeeReader(f, &n))
 }
 
-func (m *Manager) restoreStorage(ctx context.Context, r io.Reader, id string, progress procedures.Progress) error {
-	if m.opts.StorageHostPath != "" {
-		if err := os.MkdirAll(m.opts.StorageHostPath, 0o755); err != nil {
-			return err
-		}
-		return replaceHostFolder(ctx, m.opts.StorageHostPath, r, m.opts.Excludes, stagingName(id))
+// swapInCopy swaps the backup's in-server copy in and records that the
+// copy is gone (it is the database now).
+func (m *Manager) swapInCopy(ctx context.Context, man *Manifest, dir string) error {
+	c, ok := m.db.(copier)
+	if !ok {
+		return errors.New("the backup's database is an in-server copy, which this database cannot swap in")
 	}
-	return m.restoreContainerStorage(ctx, r, id, progress)
+	start := time.Now()
+	if err := c.swapIn(ctx, man.Database.Copy); err != nil {
+		return err
+	}
+	m.log.Info().Dur("took", time.Since(start)).Str("copy", man.Database.Copy).Msg("in-server copy swapped in")
+	man.Database.CopyGone = true
+	if err := writeManifest(dir, man); err != nil {
+		m.log.Warn().Err(err).Msg("record that the copy was swapped in")
+	}
+	return nil
 }
+

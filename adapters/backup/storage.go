@@ -334,42 +334,49 @@ func lutimes(p string, t time.Time) error {
 	return nil
 }
 
-// replaceHostFolder makes root hold exactly the archive's tree, leaving
-// excluded paths alone. The archive is unpacked first into a staging
-// folder inside root (same file system, so the moves are renames, and root
-// may be a mount point); only when that succeeded is the old content moved
-// aside, the new moved in, and the old deleted. If moving aside fails, the
-// old content is put back.
-func replaceHostFolder(ctx context.Context, root string, r io.Reader, excludes []string, staging string) error {
+// stageHostFolder unpacks the archive into a staging folder inside root
+// (same file system, so the swap is renames, and root may be a mount
+// point). Its swap makes root hold exactly the archive's tree, leaving
+// excluded paths alone: the old content is moved aside, the new moved in,
+// the old deleted; if moving aside fails, the old content is put back.
+func stageHostFolder(ctx context.Context, root string, r io.Reader, excludes []string, staging string) (staged, error) {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return staged{}, err
+	}
 	tmp, old := filepath.Join(root, staging), filepath.Join(root, staging+".old")
 	if err := os.Mkdir(tmp, 0o700); err != nil {
-		return err
+		return staged{}, err
 	}
-	defer os.RemoveAll(tmp)
+	drop := func() { os.RemoveAll(tmp) }
 	dirs, err := extractTo(ctx, r, tmp)
 	if err != nil {
-		return fmt.Errorf("unpack storage archive: %w", err)
+		drop()
+		return staged{}, fmt.Errorf("unpack storage archive: %w", err)
 	}
-	if err := os.Mkdir(old, 0o700); err != nil {
-		return err
-	}
-	defer os.RemoveAll(old)
-	if err := moveAside(root, "", excludes, old); err != nil {
-		if uerr := moveInto(old, root, ""); uerr != nil {
-			return fmt.Errorf("clear storage folder: %w; putting the old content back: %w (it is in %s)", err, uerr, old)
-		}
-		return fmt.Errorf("clear storage folder: %w", err)
-	}
-	if err := moveInto(tmp, root, ""); err != nil {
-		return fmt.Errorf("move restored storage into place: %w", err)
-	}
-	// Renames changed the times of the folders that received entries.
-	for _, d := range dirs {
-		if err := os.Chtimes(filepath.Join(root, d.name), d.mtime, d.mtime); err != nil {
+	swap := func(ctx context.Context) error {
+		defer drop()
+		if err := os.Mkdir(old, 0o700); err != nil {
 			return err
 		}
+		defer os.RemoveAll(old)
+		if err := moveAside(root, "", excludes, old); err != nil {
+			if uerr := moveInto(old, root, ""); uerr != nil {
+				return fmt.Errorf("clear storage folder: %w; putting the old content back: %w (it is in %s)", err, uerr, old)
+			}
+			return fmt.Errorf("clear storage folder: %w", err)
+		}
+		if err := moveInto(tmp, root, ""); err != nil {
+			return fmt.Errorf("move restored storage into place: %w", err)
+		}
+		// Renames changed the times of the folders that received entries.
+		for _, d := range dirs {
+			if err := os.Chtimes(filepath.Join(root, d.name), d.mtime, d.mtime); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	return nil
+	return staged{swap: swap, drop: drop}, nil
 }
 
 // moveAside moves everything below root/rel into old/rel, except excluded

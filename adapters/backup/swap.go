@@ -68,28 +68,39 @@ rm -rf -- "$st" "$old"`
 // removeScript removes a staging folder after a failed restore.
 const removeScript = `cd -- "$1" && rm -rf -- "$2" "$2.old"`
 
-// restoreContainerStorage restores the storage archive r into the storage
-// folder of the storage container, running or stopped.
-func (m *Manager) restoreContainerStorage(ctx context.Context, r io.Reader, id string, progress func(string)) error {
-	dir, staging := m.opts.StoragePath, stagingName(id)
-	run := func(ctx context.Context, script string, args ...string) error {
-		return m.runOnStorage(ctx, script, args...)
+// staged is a storage archive unpacked into a staging folder: swap puts
+// it in place, drop removes it (after swap, drop is a no-op).
+type staged struct {
+	swap func(ctx context.Context) error
+	drop func()
+}
+
+// stageStorage unpacks the storage archive r into a fresh staging folder
+// in the storage folder, touching nothing the nodes use.
+func (m *Manager) stageStorage(ctx context.Context, r io.Reader, id string) (staged, error) {
+	staging := stagingName(id)
+	if m.opts.StorageHostPath != "" {
+		return stageHostFolder(ctx, m.opts.StorageHostPath, r, m.opts.Excludes, staging)
+	}
+	drop := func() {
+		if err := m.runOnStorage(context.WithoutCancel(ctx), removeScript, staging); err != nil {
+			m.log.Warn().Err(err).Str("staging", staging).Msg("storage: staging folder left behind")
+		}
 	}
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(prefixTar(r, staging, pw)) }()
-	err := m.containers.CopyTo(ctx, m.opts.StorageContainer, dir, pr)
+	err := m.containers.CopyTo(ctx, m.opts.StorageContainer, m.opts.StoragePath, pr)
 	pr.CloseWithError(errors.New("the copy stopped reading"))
-	if err == nil {
-		progress("storage: unpacked into " + staging + "; swapping it in")
-		err = run(ctx, swapScript, append([]string{staging}, topLevel(m.opts.Excludes)...)...)
-	}
 	if err != nil {
-		if cerr := run(context.WithoutCancel(ctx), removeScript, staging); cerr != nil {
-			m.log.Warn().Err(cerr).Str("staging", staging).Msg("storage: staging folder left behind")
-		}
-		return err
+		drop()
+		return staged{}, err
 	}
-	return nil
+	return staged{
+		swap: func(ctx context.Context) error {
+			return m.runOnStorage(ctx, swapScript, append([]string{staging}, topLevel(m.opts.Excludes)...)...)
+		},
+		drop: drop,
+	}, nil
 }
 
 // runOnStorage runs a script on the storage folder ($1): in a helper

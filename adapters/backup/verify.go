@@ -25,6 +25,15 @@ func (m *Manager) Verify(ctx context.Context, id string) (procedures.BackupInfo,
 	if err := verifyParts(ctx, dir, man); err != nil {
 		return procedures.BackupInfo{}, fmt.Errorf("backup %s failed verification: %w", id, err)
 	}
+	if c := man.liveCopy(); c != "" && !man.hasPart(partDatabase) {
+		cp, ok := m.db.(copier)
+		if !ok {
+			return procedures.BackupInfo{}, fmt.Errorf("backup %s: its database is an in-server copy, which this database cannot check", id)
+		}
+		if err := cp.verifyCopy(ctx, c, man.Database.CopySignature); err != nil {
+			return procedures.BackupInfo{}, fmt.Errorf("backup %s failed verification: %w", id, err)
+		}
+	}
 	return man.info(), nil
 }
 
@@ -33,6 +42,9 @@ func verifyParts(ctx context.Context, dir string, man *Manifest) error {
 		return errors.New("it was never verified")
 	}
 	want := []string{partDatabase, partStorage}
+	if man.liveCopy() != "" {
+		want = []string{partStorage} // the database is in the server; exported later
+	}
 	var errs []error
 	for _, p := range man.Parts {
 		want = slices.DeleteFunc(want, func(s string) bool { return s == p.Name })
