@@ -204,4 +204,3 @@ func (m *Manager) swapInCopy(ctx context.Context, man *Manifest, dir string) err
 	}
 	return nil
 }
-
