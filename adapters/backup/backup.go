@@ -21,6 +21,7 @@ import (
 	"io"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sync"
 	"time"
 
@@ -105,6 +106,16 @@ type Options struct {
 	// backups and left alone by restores. nil means DefaultExcludes.
 	Excludes []string
 
+	// DumpFormat is FormatFolder (a parallel dump into a folder, where the
+	// tools run on this host; the default) or FormatStream (one stream,
+	// read back while written).
+	DumpFormat string
+	// Jobs is how many parallel workers a dump and a restore use where the
+	// format allows (default: the CPUs, at most 4).
+	Jobs int
+	// CompressLevel is the dump's compression level, 1 (fast, the
+	// default) to 9.
+	CompressLevel int
 	// NoCopy turns in-server copies off: every backup is a dump.
 	NoCopy bool
 	// KeepCopy keeps a KindCopy backup's in-server copy after Export
@@ -203,6 +214,18 @@ func New(opts Options, containers Containers, log zerolog.Logger) (*Manager, err
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 6 * time.Hour
+	}
+	if opts.DumpFormat != "" && opts.DumpFormat != FormatFolder && opts.DumpFormat != FormatStream {
+		return nil, fmt.Errorf("backup: dump format %q: want %s or %s", opts.DumpFormat, FormatFolder, FormatStream)
+	}
+	if opts.Jobs <= 0 {
+		opts.Jobs = min(runtime.NumCPU(), 4)
+	}
+	if opts.CompressLevel == 0 {
+		opts.CompressLevel = 1
+	}
+	if opts.CompressLevel < 0 || opts.CompressLevel > 9 {
+		return nil, errors.New("backup: compression level: want 1 to 9")
 	}
 	if opts.RestoreTimeout <= 0 {
 		opts.RestoreTimeout = 2 * opts.Timeout

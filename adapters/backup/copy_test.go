@@ -2,6 +2,9 @@ package backup
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -132,7 +135,7 @@ func TestInServerCopyBackupAndSwapRestore(t *testing.T) {
 	}
 	live.Close(ctx)
 	man2 := readManifest(t, f.dest, info2.ID)
-	if !man2.hasPart(partDatabase) || !man2.Database.CopyGone || exported.Size <= info2.Size {
+	if !man2.hasDatabaseDump() || !man2.Database.CopyGone || exported.Size <= info2.Size {
 		t.Errorf("after export: %+v", man2)
 	}
 	if got := databases(t, man2.Database.Copy); len(got) != 0 {
@@ -149,4 +152,67 @@ func TestInServerCopyBackupAndSwapRestore(t *testing.T) {
 	if _, err := m.Export(ctx, info.ID, nil); err == nil {
 		t.Error("export of a backup whose copy was swapped in succeeded")
 	}
+}
+
+// A folder dump is restored in parallel into a fresh database that is
+// swapped in only when pg_restore succeeded: a data file that breaks in
+// the middle (damage the checksums did not see) changes nothing and
+// leaves no database behind.
+func TestFolderRestoreIsAllOrNothing(t *testing.T) {
+	f := newFixture(t, 5, 300)
+	m, err := New(f.localOptions(t), nil, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := create(t, m, nil)
+	man := readManifest(t, f.dest, info.ID)
+	if !man.hasDirDump() || man.Kind != KindDump {
+		t.Fatalf("not a folder dump: %+v", man.Parts)
+	}
+	migrateAndChange(t, f.dbURL)
+	changed := dbSnapshot(t, f.dbURL)
+
+	dir := filepath.Join(f.dest, info.ID)
+	p := largestDataFile(t, dir)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = b[:len(b)*3/4]
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	for i := range man.Parts {
+		if filepath.Join(dir, man.Parts[i].Name) == p {
+			man.Parts[i].Size, man.Parts[i].SHA256 = int64(len(b)), hex.EncodeToString(sum[:])
+		}
+	}
+	if err := writeManifest(dir, &man); err != nil {
+		t.Fatal(err)
+	}
+	err = m.Restore(context.Background(), info.ID, nil)
+	if err == nil || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("err = %v", err)
+	}
+	t.Log(err)
+	assertSame(t, "database after a failed restore", changed, dbSnapshot(t, f.dbURL))
+	if got := databases(t, man.Database.Name+`\_nbcopy\_%`); len(got) != 0 {
+		t.Errorf("databases left: %v", got)
+	}
+}
+
+func largestDataFile(t *testing.T, dir string) string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(dir, partDatabaseDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	best, size := "", int64(-1)
+	for _, e := range entries {
+		if fi, _ := e.Info(); strings.HasSuffix(e.Name(), ".dat.gz") && fi.Size() > size {
+			best, size = filepath.Join(dir, partDatabaseDir, e.Name()), fi.Size()
+		}
+	}
+	return best
 }

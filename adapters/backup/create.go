@@ -80,10 +80,11 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 	// The two parts come from different places (database server, storage
 	// volume): taking them together shortens the downtime.
 	var (
-		wg             sync.WaitGroup
-		dbPart, stPart Part
-		dbErr, stErr   error
-		files          int64
+		wg           sync.WaitGroup
+		dbParts      []Part
+		stPart       Part
+		dbErr, stErr error
+		files        int64
 	)
 	wg.Add(2)
 	go func() {
@@ -97,7 +98,7 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 			log.Warn().Err(err).Msg("in-server copy failed; dumping instead")
 			progress("database: the in-server copy failed (" + err.Error() + "); dumping instead")
 		}
-		dbPart, dbErr = m.backupDatabase(ctx, dir, m.db, progress)
+		dbParts, dbErr = m.dumpDatabase(ctx, dir, m.db, progress)
 	}()
 	go func() {
 		defer wg.Done()
@@ -123,13 +124,17 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 		return fail(err)
 	}
 	man.Kind = KindDump
-	man.Parts = []Part{dbPart, stPart}
+	man.Parts = append(dbParts, stPart)
 	if man.Database.Copy != "" {
 		man.Kind = KindCopy
 		man.Parts = []Part{stPart}
 	}
 	man.Storage.Files = files
-	if (man.Kind == KindDump && dbPart.Size == 0) || stPart.Size == 0 {
+	var dumped int64
+	for _, p := range dbParts {
+		dumped += p.Size
+	}
+	if (man.Kind == KindDump && dumped == 0) || stPart.Size == 0 {
 		return fail(errors.New("empty part"))
 	}
 	man.Verified = true
@@ -138,7 +143,7 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 		return fail(err)
 	}
 	log.Info().Int64("size", man.Size()).Float64("seconds", man.Seconds).Msg("backup verified")
-	dbDesc := humanBytes(dbPart.Size)
+	dbDesc := humanBytes(dumped)
 	if man.Kind == KindCopy {
 		dbDesc = "in-server copy " + man.Database.Copy + ", " + man.Database.CopySignature
 	}
@@ -214,6 +219,19 @@ func (m *Manager) backupDatabase(ctx context.Context, dir string, db database, p
 	}
 	progress(fmt.Sprintf("database: %s dumped and read back whole", humanBytes(part.Size)))
 	return part, nil
+}
+
+// dumpDatabase dumps db into the backup folder: in parallel into a folder
+// where it can, else as one stream.
+func (m *Manager) dumpDatabase(ctx context.Context, dir string, db database, progress procedures.Progress) ([]Part, error) {
+	if dd, ok := m.dumpsToDir(db); ok {
+		return m.backupDatabaseDir(ctx, dir, db, dd, progress)
+	}
+	p, err := m.backupDatabase(ctx, dir, db, progress)
+	if err != nil {
+		return nil, err
+	}
+	return []Part{p}, nil
 }
 
 // copyDatabase copies the database inside its server and verifies the

@@ -107,6 +107,7 @@ func TestRoundTripDocker(t *testing.T) {
 		DBContainer: db, DBName: strings.TrimPrefix(u.Path, "/"), DBUser: "postgres", DBHost: "127.0.0.1", DBPort: port,
 		DBPassword:       "sent-through-stdin",
 		StorageContainer: node.Name,
+		NoCopy:           true, // the stream dump through the container
 	}
 	roundTrip(t, opts, e, f)
 

@@ -25,7 +25,7 @@ func (m *Manager) Export(ctx context.Context, id string, progress procedures.Pro
 	if err != nil {
 		return procedures.BackupInfo{}, fmt.Errorf("export: %w", err)
 	}
-	if man.hasPart(partDatabase) {
+	if man.hasDatabaseDump() {
 		return man.info(), nil
 	}
 	name := man.liveCopy()
@@ -37,12 +37,15 @@ func (m *Manager) Export(ctx context.Context, id string, progress procedures.Pro
 		return procedures.BackupInfo{}, fmt.Errorf("export %s: %w", id, err)
 	}
 	start := time.Now()
-	part, err := m.backupDatabase(ctx, dir, c.copyAsDatabase(name), progress)
+	removeDump := func() error {
+		return errors.Join(os.RemoveAll(filepath.Join(dir, partDatabase)), os.RemoveAll(filepath.Join(dir, partDatabaseDir)))
+	}
+	parts, err := m.dumpDatabase(ctx, dir, c.copyAsDatabase(name), progress)
 	if err != nil {
-		os.Remove(filepath.Join(dir, partDatabase))
+		removeDump()
 		return procedures.BackupInfo{}, fmt.Errorf("export %s: %w (the in-server copy is kept)", id, err)
 	}
-	man.Parts = append(man.Parts, part)
+	man.Parts = append(man.Parts, parts...)
 	if !m.opts.KeepCopy {
 		if err := c.dropCopy(ctx, name); err != nil {
 			m.log.Warn().Err(err).Str("copy", name).Msg("export: could not drop the in-server copy")
@@ -51,9 +54,9 @@ func (m *Manager) Export(ctx context.Context, id string, progress procedures.Pro
 		}
 	}
 	if err := writeManifest(dir, man); err != nil {
-		return procedures.BackupInfo{}, errors.Join(fmt.Errorf("export %s: %w", id, err), os.Remove(filepath.Join(dir, partDatabase)))
+		return procedures.BackupInfo{}, errors.Join(fmt.Errorf("export %s: %w", id, err), removeDump())
 	}
-	progress(fmt.Sprintf("export %s: database dumped from the in-server copy and read back whole: %s in %s", id,
-		humanBytes(part.Size), time.Since(start).Round(100*time.Millisecond)))
+	progress(fmt.Sprintf("export %s: database dumped from the in-server copy and read back whole in %s", id,
+		time.Since(start).Round(100*time.Millisecond)))
 	return man.info(), nil
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nocobot/nocobot/procedures"
@@ -65,6 +66,16 @@ func (m *Manifest) liveCopy() string {
 		return ""
 	}
 	return m.Database.Copy
+}
+
+// hasDatabaseDump says whether the backup holds a dump: one stream
+// (database.dump) or a folder (database/…).
+func (m *Manifest) hasDatabaseDump() bool {
+	return m.hasPart(partDatabase) || m.hasDirDump()
+}
+
+func (m *Manifest) hasDirDump() bool {
+	return slices.ContainsFunc(m.Parts, func(p Part) bool { return strings.HasPrefix(p.Name, partDatabaseDir+"/") })
 }
 
 func (m *Manifest) hasPart(name string) bool {

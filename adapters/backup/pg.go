@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -39,6 +40,7 @@ type postgres struct {
 	dbname   string
 	src      string   // for the manifest and messages: no secrets
 	exclude  []string // schemas left out of dumps and never touched by restores
+	level    int      // compression level of dumps
 }
 
 var _ database = (*postgres)(nil)
@@ -112,6 +114,7 @@ func postgresFromURL(opts Options) (*postgres, error) {
 		dbname:   name,
 		src:      "url " + u.Host + "/" + name,
 		exclude:  opts.ExcludeSchemas,
+		level:    opts.CompressLevel,
 	}, nil
 }
 
@@ -142,6 +145,7 @@ func postgresInContainer(c Containers, opts Options) *postgres {
 		dbname:   opts.DBName,
 		src:      "container " + opts.DBContainer + " database " + opts.DBName,
 		exclude:  opts.ExcludeSchemas,
+		level:    opts.CompressLevel,
 	}
 }
 
@@ -194,6 +198,7 @@ func (d *postgres) dump(ctx context.Context, w io.Writer) error {
 		// A pattern to pg_dump: double quotes make it one exact name.
 		args = append(args, `--exclude-schema="`+x+`"`)
 	}
+	args = append(args, "-Z", strconv.Itoa(max(d.level, 1)))
 	err := d.r.run(ctx, readPassword+`c=$1; shift; exec pg_dump -Fc -d "$c" "$@"`, args, withPassword(d.password, nil), w)
 	if err != nil {
 		return fmt.Errorf("pg_dump (%s, on %s): %w", d.src, d.r.where(), err)

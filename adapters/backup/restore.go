@@ -76,7 +76,7 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 		if ok {
 			err = cp.verifyCopy(ctx, c, man.Database.CopySignature)
 		}
-		if err != nil && !man.hasPart(partDatabase) {
+		if err != nil && !man.hasDatabaseDump() {
 			return fmt.Errorf("restore %s refused, nothing was changed: %w", id, err)
 		}
 		if err != nil {
@@ -116,6 +116,17 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 			progress("database: swapping in the in-server copy " + c)
 			dbErr = m.swapInCopy(ctx, man, dir)
 		}
+	} else if man.hasDirDump() {
+		dd, ok := m.db.(dirDumper)
+		if !ok {
+			dbErr = errors.New("the backup's dump is a folder, which this database cannot restore")
+		} else {
+			progress(fmt.Sprintf("database: pg_restore -j %d into a fresh database, then swapped in for %s", m.opts.Jobs, m.db.name()))
+			rctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
+			dbErr = dd.restoreDir(rctx, filepath.Join(dir, partDatabaseDir), m.opts.Jobs)
+			cancel()
+		}
+		wg.Wait()
 	} else {
 		progress(fmt.Sprintf("database: restoring %s into %s (one transaction)", humanBytes(partSize(man, partDatabase)), m.db.name()))
 		dbErr = m.restorePart(ctx, dir, partDatabase, "database", progress, m.db.restore)
