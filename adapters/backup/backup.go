@@ -1,17 +1,24 @@
 // Package backup takes, verifies, restores and prunes complete backups of a
-// NocoBase cluster: the PostgreSQL database (pg_dump -Fc) and the storage
-// folder (a tar of uploads, key files and plugins, without logs, tmp and
-// old backups).
+// NocoBase cluster: the database and the storage folder (a tar of uploads,
+// key files and plugins, without logs, tmp and old backups).
 //
-// Layout: Dest/<id>/{database.dump, storage.tar, manifest.json}, one folder
-// per backup, id "<cluster>-<UTC time>" so that names sort by time. The
-// manifest is written last and only after verification: a folder without
-// one is an unfinished or failed backup and is never offered for restore.
+// The database is backed up in one of two kinds (kinds.go): an in-server
+// copy (PostgreSQL's CREATE DATABASE … TEMPLATE, when no session is
+// connected), exported to a dump later, or a dump: pg_dump -Fd -j N into a
+// folder where the tools run on this host, else one pg_dump -Fc stream.
+// Everything that depends on the database engine sits behind the database
+// interface (database.go); PostgreSQL is pg.go, pgcopy.go and pgdir.go.
 //
-// Everything is streamed: the dump and the archive go from the source to
-// the destination file through a SHA-256 hasher and a byte counter, and
-// the dump is read back by pg_restore while it is written; no part is
-// ever held in memory.
+// Layout: Dest/<id>/{database.dump or database/…, storage.tar,
+// manifest.json}, one folder per backup, id "<cluster>-<UTC time>" so that
+// names sort by time. The manifest is written last and only after
+// verification: a folder without one is an unfinished or failed backup and
+// is never offered for restore.
+//
+// Nothing is held in memory: streams go from the source to the
+// destination file through a SHA-256 hasher and a byte counter and are
+// read back while written; folder dumps are hashed and decompressed file
+// by file as the dump closes them.
 package backup
 
 import (

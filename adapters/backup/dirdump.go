@@ -100,7 +100,6 @@ type dirHasher struct {
 
 	mu     sync.Mutex
 	hashed map[string]hashedFile
-	err    error
 }
 
 type hashedFile struct {
@@ -128,7 +127,7 @@ func (h *dirHasher) watch() error {
 		go func() {
 			defer h.wg.Done()
 			for name := range h.queue {
-				h.hash(name)
+				_ = h.hash(name, false)
 			}
 		}()
 	}
@@ -164,19 +163,32 @@ func (h *dirHasher) close() {
 }
 
 // hash reads one file whole: SHA-256, size and, for gzip files, a full
-// decompression (its CRC and length trailer prove the file complete).
-func (h *dirHasher) hash(name string) {
-	p, err := hashFile(filepath.Join(h.dir, name), &h.n)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if err != nil {
-		if h.err == nil && !errors.Is(err, os.ErrNotExist) {
-			h.err = fmt.Errorf("%s: %w", name, err)
+// decompression (its CRC and length trailer prove the file complete). A
+// file that is hashed already with the same size and time is skipped (the
+// dump closes each file twice). While the dump runs, a failure only means
+// the file is not finished: finish hashes it again and then fails.
+func (h *dirHasher) hash(name string, final bool) error {
+	path := filepath.Join(h.dir, name)
+	if fi, err := os.Stat(path); err == nil {
+		h.mu.Lock()
+		got, ok := h.hashed[name]
+		h.mu.Unlock()
+		if ok && got.part.Size == fi.Size() && got.mtime.Equal(fi.ModTime()) {
+			return nil
 		}
-		return
+	}
+	p, err := hashFile(path, &h.n)
+	if err != nil {
+		if final {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
 	}
 	p.part.Name = partDatabaseDir + "/" + name
+	h.mu.Lock()
 	h.hashed[name] = p
+	h.mu.Unlock()
+	return nil
 }
 
 func hashFile(path string, n io.Writer) (hashedFile, error) {
@@ -216,9 +228,6 @@ func hashFile(path string, n io.Writer) (hashedFile, error) {
 // finish hashes what the watch missed or what changed after its hash, and
 // returns the parts sorted by name.
 func (h *dirHasher) finish(ctx context.Context) ([]Part, error) {
-	if h.err != nil {
-		return nil, h.err
-	}
 	entries, err := os.ReadDir(h.dir)
 	if err != nil {
 		return nil, err
@@ -231,19 +240,10 @@ func (h *dirHasher) finish(ctx context.Context) ([]Part, error) {
 		if !e.Type().IsRegular() {
 			return nil, fmt.Errorf("unexpected %s in the dump folder", e.Name())
 		}
-		fi, err := e.Info()
-		if err != nil {
+		if err := h.hash(e.Name(), true); err != nil {
 			return nil, err
 		}
-		got, ok := h.hashed[e.Name()]
-		if !ok || got.part.Size != fi.Size() || !got.mtime.Equal(fi.ModTime()) {
-			h.hash(e.Name())
-			if h.err != nil {
-				return nil, h.err
-			}
-			got = h.hashed[e.Name()]
-		}
-		parts = append(parts, got.part)
+		parts = append(parts, h.hashed[e.Name()].part)
 	}
 	if len(parts) == 0 {
 		return nil, errors.New("the dump folder is empty")
