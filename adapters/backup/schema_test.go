@@ -88,3 +88,16 @@ func TestExcludeSchemasValidated(t *testing.T) {
 		}
 	}
 }
+
+// With nocobot's schema in the database, a backup is never an in-server
+// copy: swapping a copy in would rewind that schema.
+func TestNoCopyWhenNocobotSchemaIsInTheDatabase(t *testing.T) {
+	o := Options{Cluster: "a", Dest: t.TempDir(), DBURL: "postgres://u@127.0.0.1:1/db", StorageHostPath: "/s", ExcludeSchemas: []string{"nocobot"}}
+	m, err := New(o, nil, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := m.Plan(context.Background()); p.Kind != KindDump || !strings.Contains(p.Reason, "nocobot's own schema") {
+		t.Errorf("plan = %+v", p)
+	}
+}
