@@ -10,21 +10,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
-
-// runner runs a small sh script with pg tools, either on this host or in
-// the database container. Dynamic values reach the script only as
-// positional arguments ($1…), never spliced into its text. The password,
-// if any, is written as the first line of stdin and read by the script into
-// PGPASSWORD: it is never on a command line (ps, docker inspect, error
-// messages) and never in the process's initial environment.
-type runner interface {
-	run(ctx context.Context, script string, args []string, stdin io.Reader, stdout io.Writer) error
-	where() string
-}
 
 // readPassword is the preamble of every script that connects.
 const readPassword = `IFS= read -r PGPASSWORD || exit 90; if [ -n "$PGPASSWORD" ]; then export PGPASSWORD; else unset PGPASSWORD; fi; `
@@ -38,88 +28,60 @@ func withPassword(password string, stdin io.Reader) io.Reader {
 	return io.MultiReader(line, stdin)
 }
 
-// localRunner runs the pg tools of this host (PgBin) against a URL.
-type localRunner struct {
-	pgBin string
-}
-
-func (l localRunner) where() string { return "this host" }
-
-func (l localRunner) run(ctx context.Context, script string, args []string, stdin io.Reader, stdout io.Writer) error {
-	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", script, "nocobot"}, args...)...)
-	env := os.Environ()
-	if l.pgBin != "" {
-		env = append(env, "PATH="+l.pgBin+string(os.PathListSeparator)+os.Getenv("PATH"))
-	}
-	cmd.Env = env
-	cmd.Stdin, cmd.Stdout = stdin, stdout
-	if stdout == nil {
-		cmd.Stdout = io.Discard
-	}
-	stderr := &tailBuffer{max: 4 << 10}
-	cmd.Stderr = stderr
-	// pg_dump and pg_restore are children of sh: kill the whole group, or
-	// a cancelled dump would keep running and keep our pipes open.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	err := cmd.Run()
-	if err == nil {
-		return nil
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	if msg := strings.TrimSpace(stderr.String()); msg != "" {
-		return fmt.Errorf("%w: %s", err, msg)
-	}
-	return err
-}
-
-// containerRunner runs the pg tools inside the database container, so the
-// client always matches the server's major version.
-type containerRunner struct {
-	containers Containers
-	container  string
-}
-
-func (c containerRunner) where() string { return "container " + c.container }
-
-func (c containerRunner) run(ctx context.Context, script string, args []string, stdin io.Reader, stdout io.Writer) error {
-	if stdout == nil {
-		stdout = io.Discard
-	}
-	return c.containers.Exec(ctx, c.container, append([]string{"sh", "-c", script, "nocobot"}, args...), stdin, stdout)
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	max int
-	buf []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > t.max {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string { return string(t.buf) }
-
-// database is one PostgreSQL database reached through a runner.
-type database struct {
+// postgres is one PostgreSQL database reached through a runner: pg_dump
+// -Fc, read back by pg_restore, restored in one transaction through psql.
+type postgres struct {
 	r        runner
 	conninfo string // libpq connection string or URL, without the password
+	// connFor is the conninfo for another database of the same server.
+	connFor  func(db string) string
 	password string
-	name     string
-	source   string // for the manifest and messages: no secrets
+	pgBin    string // local tools' folder (local mode)
+	dbname   string
+	src      string   // for the manifest and messages: no secrets
+	exclude  []string // schemas left out of dumps and never touched by restores
+	level    int      // compression level of dumps
 }
 
-// databaseFromURL parses a postgres:// URL; the password moves out of it.
-func databaseFromURL(raw, pgBin string) (*database, error) {
-	u, err := url.Parse(raw)
+var _ database = (*postgres)(nil)
+
+func (d *postgres) dialect() string    { return "postgres" }
+func (d *postgres) name() string       { return d.dbname }
+func (d *postgres) source() string     { return d.src }
+func (d *postgres) excluded() []string { return d.exclude }
+
+// schemaName is what ExcludeSchemas accepts: a plain identifier, so that
+// it means the same to pg_dump's patterns, pg_restore and SQL.
+var schemaName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+
+func checkSchemas(names []string) error {
+	for _, n := range names {
+		if !schemaName.MatchString(n) {
+			return fmt.Errorf("excluded schema %q: want a plain name (letters, digits, _)", n)
+		}
+		if n == "public" {
+			return errors.New("excluded schema public: that is NocoBase's own")
+		}
+	}
+	return nil
+}
+
+func (d *postgres) checkTools() error {
+	if _, ok := d.r.(localRunner); !ok {
+		return nil
+	}
+	var errs []error
+	for _, tool := range []string{"pg_dump", "pg_restore", "psql"} {
+		if _, err := binPath(d.pgBin, tool); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// postgresFromURL parses a postgres:// URL; the password moves out of it.
+func postgresFromURL(opts Options) (*postgres, error) {
+	u, err := url.Parse(opts.DBURL)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		// The URL may hold a password: do not echo it.
 		return nil, errors.New("database URL: want postgres://user:password@host:port/dbname")
@@ -138,12 +100,21 @@ func databaseFromURL(raw, pgBin string) (*database, error) {
 	if name == "" {
 		return nil, errors.New("database URL: no database name in the path")
 	}
-	return &database{
-		r:        localRunner{pgBin: pgBin},
+	connFor := func(db string) string {
+		c := *u
+		c.Path, c.RawPath = "/"+db, ""
+		return c.String()
+	}
+	return &postgres{
+		r:        localRunner{pgBin: opts.PgBin},
 		conninfo: u.String(),
+		connFor:  connFor,
 		password: password,
-		name:     name,
-		source:   "url " + u.Host + "/" + name,
+		pgBin:    opts.PgBin,
+		dbname:   name,
+		src:      "url " + u.Host + "/" + name,
+		exclude:  opts.ExcludeSchemas,
+		level:    opts.CompressLevel,
 	}, nil
 }
 
@@ -152,71 +123,85 @@ func conninfoQuote(v string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
 
-func databaseInContainer(c Containers, container, name, user, password, host string, port int) *database {
-	parts := []string{"dbname=" + conninfoQuote(name)}
-	if user != "" {
-		parts = append(parts, "user="+conninfoQuote(user))
+func postgresInContainer(c Containers, opts Options) *postgres {
+	var parts []string
+	if opts.DBUser != "" {
+		parts = append(parts, "user="+conninfoQuote(opts.DBUser))
 	}
-	if host != "" {
-		parts = append(parts, "host="+conninfoQuote(host))
+	if opts.DBHost != "" {
+		parts = append(parts, "host="+conninfoQuote(opts.DBHost))
 	}
-	if port != 0 {
-		parts = append(parts, fmt.Sprintf("port=%d", port))
+	if opts.DBPort != 0 {
+		parts = append(parts, fmt.Sprintf("port=%d", opts.DBPort))
 	}
-	return &database{
-		r:        containerRunner{containers: c, container: container},
-		conninfo: strings.Join(parts, " "),
-		password: password,
-		name:     name,
-		source:   "container " + container + " database " + name,
+	connFor := func(db string) string {
+		return strings.Join(append([]string{"dbname=" + conninfoQuote(db)}, parts...), " ")
+	}
+	return &postgres{
+		r:        containerRunner{containers: c, container: opts.DBContainer},
+		conninfo: connFor(opts.DBName),
+		connFor:  connFor,
+		password: opts.DBPassword,
+		dbname:   opts.DBName,
+		src:      "container " + opts.DBContainer + " database " + opts.DBName,
+		exclude:  opts.ExcludeSchemas,
+		level:    opts.CompressLevel,
 	}
 }
 
+// on returns the same server's database db.
+func (d *postgres) on(db string) *postgres {
+	o := *d
+	o.dbname, o.conninfo = db, d.connFor(db)
+	return &o
+}
+
 // query runs one SQL query with psql and returns its unaligned output.
-func (d *database) query(ctx context.Context, sql string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
+func (d *postgres) query(ctx context.Context, sql string) (string, error) {
+	return d.queryWithin(ctx, sql, 30*time.Second)
+}
+
+// queryWithin is query with another time limit (0: only ctx's).
+func (d *postgres) queryWithin(ctx context.Context, sql string, limit time.Duration) (string, error) {
+	if limit > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, limit)
+		defer cancel()
+	}
 	var out bytes.Buffer
 	err := d.r.run(ctx, readPassword+`exec psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$1" -c "$2"`,
 		[]string{d.conninfo, sql}, withPassword(d.password, nil), &limitedWriter{w: &out, n: 1 << 20})
 	if err != nil {
-		return "", fmt.Errorf("query database (%s): %w", d.source, err)
+		return "", fmt.Errorf("query database (%s): %w", d.src, err)
 	}
 	return strings.TrimSpace(out.String()), nil
 }
 
-type limitedWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (l *limitedWriter) Write(p []byte) (int, error) {
-	if int64(len(p)) > l.n {
-		return 0, errors.New("output too large")
-	}
-	l.n -= int64(len(p))
-	return l.w.Write(p)
-}
-
 // serverInfo returns the server version and the database size in bytes.
-func (d *database) serverInfo(ctx context.Context) (version string, size int64, err error) {
+func (d *postgres) serverInfo(ctx context.Context) (version string, size int64, err error) {
 	out, err := d.query(ctx, "SELECT current_setting('server_version') || '|' || pg_database_size(current_database())")
 	if err != nil {
 		return "", 0, err
 	}
 	v, s, ok := strings.Cut(out, "|")
 	if !ok {
-		return "", 0, fmt.Errorf("query database (%s): unexpected answer %q", d.source, out)
+		return "", 0, fmt.Errorf("query database (%s): unexpected answer %q", d.src, out)
 	}
 	_, err = fmt.Sscan(s, &size)
 	return v, size, err
 }
 
 // dump streams pg_dump -Fc of the database to w.
-func (d *database) dump(ctx context.Context, w io.Writer) error {
-	err := d.r.run(ctx, readPassword+`exec pg_dump -Fc -d "$1"`, []string{d.conninfo}, withPassword(d.password, nil), w)
+func (d *postgres) dump(ctx context.Context, w io.Writer) error {
+	args := []string{d.conninfo}
+	for _, x := range d.exclude {
+		// A pattern to pg_dump: double quotes make it one exact name.
+		args = append(args, `--exclude-schema="`+x+`"`)
+	}
+	args = append(args, "-Z", strconv.Itoa(max(d.level, 1)))
+	err := d.r.run(ctx, readPassword+`c=$1; shift; exec pg_dump -Fc -d "$c" "$@"`, args, withPassword(d.password, nil), w)
 	if err != nil {
-		return fmt.Errorf("pg_dump (%s, on %s): %w", d.source, d.r.where(), err)
+		return fmt.Errorf("pg_dump (%s, on %s): %w", d.src, d.r.where(), err)
 	}
 	return nil
 }
@@ -225,7 +210,7 @@ func (d *database) dump(ctx context.Context, w io.Writer) error {
 // (every data block decompressed), without touching any database: a
 // truncated or damaged dump fails here. pg_restore --list alone would read
 // only the table of contents.
-func (d *database) check(ctx context.Context, r io.Reader) error {
+func (d *postgres) check(ctx context.Context, r io.Reader) error {
 	err := d.r.run(ctx, `exec pg_restore -f /dev/null`, nil, r, nil)
 	if err != nil {
 		return fmt.Errorf("dump does not read back whole with pg_restore (on %s): %w", d.r.where(), err)
@@ -243,10 +228,11 @@ func (d *database) check(ctx context.Context, r io.Reader) error {
 // leaving the database as it was, and the script fails even if psql did
 // not notice (sh has no pipefail).
 const restoreScript = readPassword + `
+c=$1; pre=$2; shift 2
 failed=$(mktemp) || exit 1
 {
-  printf '%s\n' "$2"
-  if pg_restore --clean --if-exists -f -; then
+  printf '%s\n' "$pre"
+  if pg_restore --clean --if-exists "$@" -f -; then
     echo 'COMMIT;'
   else
     echo x > "$failed"
@@ -254,13 +240,23 @@ failed=$(mktemp) || exit 1
     printf '\n\\.\n'
     echo "DO \$x\$ BEGIN RAISE EXCEPTION 'nocobot: pg_restore could not read the dump; nothing was changed'; END \$x\$;"
   fi
-} | psql -X -q -v ON_ERROR_STOP=1 -o /dev/null -d "$1"
+} | psql -X -q -v ON_ERROR_STOP=1 -o /dev/null -d "$c"
 rc=$?
 if [ -s "$failed" ]; then echo incomplete-dump; rc=4; fi
 rm -f "$failed"
 exit $rc`
 
-const restorePreamble = `SET client_min_messages = warning;
+// restorePreamble is the SQL sent before pg_restore's script; the schemas
+// in keep (nocobot's own) are never dropped.
+func restorePreamble(keep []string) string {
+	lits := make([]string, 0, len(keep))
+	for _, k := range keep {
+		lits = append(lits, "'"+strings.ReplaceAll(k, "'", "''")+"'")
+	}
+	return strings.Replace(restorePreambleSQL, "{keep}", "ARRAY["+strings.Join(lits, ", ")+"]::name[]", 1)
+}
+
+const restorePreambleSQL = `SET client_min_messages = warning;
 BEGIN;
 DO $nocobot$
 DECLARE
@@ -276,6 +272,7 @@ BEGIN
     INTO pub FROM pg_namespace n WHERE n.nspname = 'public';
   FOR s IN SELECT nspname FROM pg_namespace
     WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\_%'
+      AND nspname <> ALL ({keep})
   LOOP
     EXECUTE format('DROP SCHEMA %I CASCADE', s.nspname);
   END LOOP;
@@ -298,14 +295,18 @@ END
 $nocobot$;`
 
 // restore replaces the database's content with the dump read from r.
-func (d *database) restore(ctx context.Context, r io.Reader) error {
+func (d *postgres) restore(ctx context.Context, r io.Reader) error {
 	var out bytes.Buffer
-	err := d.r.run(ctx, restoreScript, []string{d.conninfo, restorePreamble}, withPassword(d.password, r), &limitedWriter{w: &out, n: 64 << 10})
+	args := []string{d.conninfo, restorePreamble(d.exclude)}
+	for _, x := range d.exclude {
+		args = append(args, "--exclude-schema="+x) // pg_restore takes a name
+	}
+	err := d.r.run(ctx, restoreScript, args, withPassword(d.password, r), &limitedWriter{w: &out, n: 64 << 10})
 	if err != nil && strings.Contains(out.String(), "incomplete-dump") {
-		return fmt.Errorf("restore database (%s): pg_restore could not read the whole dump; the transaction was rolled back, nothing was changed: %w", d.source, err)
+		return fmt.Errorf("restore database (%s): pg_restore could not read the whole dump; the transaction was rolled back, nothing was changed: %w", d.src, err)
 	}
 	if err != nil {
-		return fmt.Errorf("restore database (%s, on %s): %w", d.source, d.r.where(), err)
+		return fmt.Errorf("restore database (%s, on %s): %w", d.src, d.r.where(), err)
 	}
 	return nil
 }

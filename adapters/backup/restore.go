@@ -1,0 +1,255 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nocobot/nocobot/procedures"
+)
+
+// RestoreOptions changes what Restore accepts.
+type RestoreOptions struct {
+	// Force restores a backup whose manifest names another cluster or
+	// database.
+	Force bool
+}
+
+// Restore verifies a backup, then puts the database and the storage
+// folder back exactly as they were when it was taken.
+func (m *Manager) Restore(ctx context.Context, id string, progress procedures.Progress) error {
+	return m.RestoreWith(ctx, id, RestoreOptions{Force: m.opts.Force}, progress)
+}
+
+// RestoreWith is Restore with options.
+func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions, progress procedures.Progress) error {
+	ctx, cancel := ownDeadline(ctx, m.opts.RestoreTimeout)
+	defer cancel()
+	if err := m.resolveStorage(ctx); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if progress == nil {
+		progress = func(string) {}
+	}
+	man, dir, err := m.load(id)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if d := man.Database.Dialect; d != "" && d != m.db.dialect() {
+		return fmt.Errorf("restore %s refused: it holds a %s database, this cluster's is %s", id, d, m.db.dialect())
+	}
+	for _, x := range m.db.excluded() {
+		if !slices.Contains(man.Database.ExcludedSchemas, x) {
+			return fmt.Errorf("restore %s refused, nothing was changed: the backup holds schema %s (it was taken before the schema was excluded), and restoring it would rewind nocobot's own records", id, x)
+		}
+	}
+	var mismatch []string
+	if man.Cluster != m.opts.Cluster {
+		mismatch = append(mismatch, fmt.Sprintf("cluster %q (this is %q)", man.Cluster, m.opts.Cluster))
+	}
+	if man.Database.Name != m.db.name() {
+		mismatch = append(mismatch, fmt.Sprintf("database %q (this is %q)", man.Database.Name, m.db.name()))
+	}
+	if len(mismatch) > 0 {
+		if !ro.Force {
+			return fmt.Errorf("restore %s refused: the backup belongs to %s; force it to restore anyway", id, strings.Join(mismatch, " and "))
+		}
+		m.log.Warn().Str("backup", id).Strs("mismatch", mismatch).Msg("forced restore into another cluster or database")
+		progress("restore: forced although the backup belongs to " + strings.Join(mismatch, " and "))
+	}
+	if c := man.liveCopy(); c != "" {
+		cp, ok := m.db.(copier)
+		err := errors.New("this database cannot check in-server copies")
+		if ok {
+			err = cp.verifyCopy(ctx, c, man.Database.CopySignature)
+		}
+		if err != nil && !man.hasDatabaseDump() {
+			return fmt.Errorf("restore %s refused, nothing was changed: %w", id, err)
+		}
+		if err != nil {
+			progress("restore: the in-server copy is not usable (" + err.Error() + "); restoring the dump")
+			man.Database.CopyGone = true
+		}
+	}
+	// Where nothing live changes before the swap (an in-server copy, a
+	// folder dump restored into a fresh database), the checksums are
+	// checked while the storage is unpacked and the database restored;
+	// a restore in place waits for them.
+	inPlace := man.liveCopy() == "" && !man.hasDirDump()
+	progress(fmt.Sprintf("restore %s: checking checksums (%s)", id, humanBytes(man.Size())))
+	verify := func() error {
+		if err := verifyParts(ctx, dir, man); err != nil {
+			return fmt.Errorf("restore %s refused, nothing was changed: the backup failed verification: %w", id, err)
+		}
+		return nil
+	}
+	if inPlace {
+		if err := verify(); err != nil {
+			return err
+		}
+	}
+	if err := m.canChangeStorage(ctx); err != nil {
+		return fmt.Errorf("restore %s refused, nothing was changed: %w", id, err)
+	}
+	start := time.Now()
+	log := m.log.With().Str("backup", id).Logger()
+	log.Info().Msg("restore started")
+
+	progress(fmt.Sprintf("storage: unpacking %s for %s", humanBytes(partSize(man, partStorage)), m.storageSource()))
+	var (
+		wg            sync.WaitGroup
+		st            staged
+		stErr, verErr error
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		stErr = m.restorePart(ctx, dir, partStorage, "storage", progress, func(ctx context.Context, r io.Reader) error {
+			var err error
+			st, err = m.stageStorage(ctx, r, id)
+			return err
+		})
+	}()
+	if !inPlace {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			verErr = verify()
+		}()
+	}
+	var dbErr error
+	fresh := ""
+	switch {
+	case man.liveCopy() != "":
+	case man.hasDirDump():
+		dd, ok := m.db.(dirDumper)
+		if !ok {
+			dbErr = errors.New("the backup's dump is a folder, which this database cannot restore")
+			break
+		}
+		progress(fmt.Sprintf("database: pg_restore -j %d into a fresh database", m.opts.Jobs))
+		rctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
+		fresh, dbErr = dd.restoreDirFresh(rctx, filepath.Join(dir, partDatabaseDir), m.opts.Jobs)
+		cancel()
+	default:
+		progress(fmt.Sprintf("database: restoring %s into %s (one transaction)", humanBytes(partSize(man, partDatabase)), m.db.name()))
+		dbErr = m.restorePart(ctx, dir, partDatabase, "database", progress, m.db.restore)
+	}
+	wg.Wait()
+	undo := func() {
+		if stErr == nil {
+			st.drop()
+		}
+		if fresh != "" {
+			if err := m.db.(copier).dropCopy(context.WithoutCancel(ctx), fresh); err != nil {
+				log.Warn().Err(err).Str("database", fresh).Msg("restore: fresh database left behind")
+			}
+		}
+	}
+	if err := errors.Join(verErr, dbErr); err != nil || (stErr != nil && !inPlace) {
+		undo()
+		err = errors.Join(err, stErr)
+		log.Error().Err(err).Msg("restore failed")
+		if verErr != nil {
+			return verErr
+		}
+		return fmt.Errorf("restore %s: %w (nothing was changed)", id, err)
+	}
+	if stErr != nil {
+		log.Error().Err(stErr).Msg("storage restore failed")
+		return fmt.Errorf("restore %s: database restored, but storage (untouched): %w", id, stErr)
+	}
+	// The swaps: a moment each, database first.
+	switch {
+	case man.liveCopy() != "":
+		progress("database: swapping in the in-server copy " + man.liveCopy())
+		dbErr = m.swapInCopy(ctx, man, dir)
+	case fresh != "":
+		progress("database: swapping in the restored database")
+		if dbErr = m.db.(copier).swapIn(ctx, fresh); dbErr == nil {
+			fresh = ""
+		}
+	}
+	if dbErr != nil {
+		undo()
+		log.Error().Err(dbErr).Msg("database swap failed")
+		return fmt.Errorf("restore %s: %w (nothing was changed)", id, dbErr)
+	}
+	progress("database: restored; storage: swapping in")
+	if err := st.swap(ctx); err != nil {
+		log.Error().Err(err).Msg("storage swap failed")
+		return fmt.Errorf("restore %s: database restored, but storage: %w", id, err)
+	}
+	progress("storage: restored")
+	took := time.Since(start).Round(100 * time.Millisecond)
+	log.Info().Dur("took", took).Msg("restore done")
+	progress(fmt.Sprintf("restore %s done in %s", id, took))
+	return nil
+}
+
+// ownDeadline returns a context that ends d after now or when parent is
+// cancelled, but not when parent's deadline passes: a restore stopped in
+// the middle by a step timeout would leave the storage half swapped, so a
+// restore runs to its own deadline. An explicit cancel (abort, a lost
+// lease) still stops it.
+func ownDeadline(parent context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), d)
+	stop := context.AfterFunc(parent, func() {
+		if !errors.Is(parent.Err(), context.DeadlineExceeded) {
+			cancel()
+		}
+	})
+	return ctx, func() { stop(); cancel() }
+}
+
+func partSize(man *Manifest, name string) int64 {
+	for _, p := range man.Parts {
+		if p.Name == name {
+			return p.Size
+		}
+	}
+	return 0
+}
+
+func (m *Manager) restorePart(ctx context.Context, dir, name, label string, progress procedures.Progress,
+	restore func(ctx context.Context, r io.Reader) error) error {
+	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
+	defer cancel()
+	f, err := os.Open(filepath.Join(dir, name))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var n countingWriter
+	stop := m.reportSize(label, &n, progress)
+	defer stop()
+	return restore(ctx, io.TeeReader(f, &n))
+}
+
+// swapInCopy swaps the backup's in-server copy in and records that the
+// copy is gone (it is the database now).
+func (m *Manager) swapInCopy(ctx context.Context, man *Manifest, dir string) error {
+	c, ok := m.db.(copier)
+	if !ok {
+		return errors.New("the backup's database is an in-server copy, which this database cannot swap in")
+	}
+	start := time.Now()
+	if err := c.swapIn(ctx, man.Database.Copy); err != nil {
+		return err
+	}
+	m.log.Info().Dur("took", time.Since(start)).Str("copy", man.Database.Copy).Msg("in-server copy swapped in")
+	man.Database.CopyGone = true
+	if err := writeManifest(dir, man); err != nil {
+		m.log.Warn().Err(err).Msg("record that the copy was swapped in")
+	}
+	return nil
+}
