@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -24,12 +23,10 @@ import (
 	slackfront "github.com/nocobot/nocobot/bot/slack"
 	"github.com/nocobot/nocobot/bot/terminal"
 	"github.com/nocobot/nocobot/config"
+	"github.com/nocobot/nocobot/internal/buildinfo"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
 
 const usage = `nocobot runs NocoBase cluster maintenance from Slack or a terminal.
 
@@ -479,11 +476,7 @@ func cmdVersion(_ context.Context, args []string, _ io.Reader, stdout, stderr io
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	v := version
-	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		v = bi.Main.Version
-	}
-	fmt.Fprintf(stdout, "nocobot %s\n", v)
+	fmt.Fprintln(stdout, buildinfo.Get())
 	return nil
 }
 
@@ -521,7 +514,7 @@ func cmdServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	e.log.Info().Str("version", version).Str("mode", sc.Mode).Strs("clusters", e.engine.ClusterNames()).Msg("nocobot serving")
+	e.log.Info().Str("version", buildinfo.Get().Version).Str("commit", buildinfo.Get().Commit).Str("mode", sc.Mode).Strs("clusters", e.engine.ClusterNames()).Msg("nocobot serving")
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make(chan error, 3)
