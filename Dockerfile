@@ -52,7 +52,7 @@ RUN set -eu; \
       echo "docker:x:${DOCKER_GID}:nocobot" >> /etc/group; \
     fi; \
     mkdir -p /var/lib/nocobot /var/backups/nocobot /etc/nocobot /etc/nginx/maintenance; \
-    chown nocobot:nocobot /var/lib/nocobot /var/backups/nocobot
+    chown nocobot:nocobot /var/lib/nocobot /var/backups/nocobot /etc/nginx/maintenance
 COPY --from=build /out/nocobot /usr/local/bin/nocobot
 USER nocobot
 WORKDIR /var/lib/nocobot

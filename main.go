@@ -23,6 +23,7 @@ import (
 	slackfront "github.com/nocobot/nocobot/bot/slack"
 	"github.com/nocobot/nocobot/bot/terminal"
 	"github.com/nocobot/nocobot/config"
+	"github.com/nocobot/nocobot/demo"
 	"github.com/nocobot/nocobot/internal/buildinfo"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
@@ -38,6 +39,7 @@ Usage:
   nocobot backups [cluster]           backups with age, size and version
   nocobot audit [--since 24h] [--run id] [-n 50]   the audit log
   nocobot config check                validate the configuration file
+  nocobot demo [--auto]               a minute of nocobot on a simulated cluster, nothing to install
   nocobot version
 
 Procedures (same words as in Slack):
@@ -108,7 +110,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	cmds := map[string]func(context.Context, []string, io.Reader, io.Writer, io.Writer) error{
 		"serve": cmdServe, "run": cmdRun, "plan": cmdPlan, "history": cmdHistory, "backups": cmdBackups,
-		"audit": cmdAudit, "config": cmdConfig, "version": cmdVersion,
+		"audit": cmdAudit, "config": cmdConfig, "version": cmdVersion, "demo": cmdDemo,
 	}
 	fn, ok := cmds[args[0]]
 	if !ok {
@@ -478,6 +480,23 @@ func cmdVersion(_ context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	fmt.Fprintln(stdout, buildinfo.Get())
 	return nil
+}
+
+func cmdDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs, g := newFlags("demo", "[--auto]", "Runs nocobot's engine, store and terminal front on a simulated three-node\nNocoBase cluster in this process: upgrade, roll back, maintain, a window.", stderr)
+	auto := fs.Bool("auto", false, "answer the checkpoints itself; fail unless every run ends as expected")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := g.logger(stderr)
+	if err != nil {
+		return &cmdError{code: exitUsage, err: err}
+	}
+	log = log.Level(max(log.GetLevel(), zerolog.WarnLevel))
+	open := func(ctx context.Context, path string) (store.Store, error) {
+		return openStore(ctx, &config.Config{Store: config.Store{Path: path}}, log)
+	}
+	return demo.Run(ctx, demo.Options{Auto: *auto, In: stdin, Out: stdout, OpenStore: open, Log: log})
 }
 
 func cmdServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) error {

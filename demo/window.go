@@ -1,0 +1,103 @@
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nocobot/nocobot/bot"
+	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/store"
+)
+
+// shiftedClock is the wall clock moved by offset: the demo's scheduler
+// lives a few seconds before the window opens.
+type shiftedClock struct{ offset time.Duration }
+
+func (c shiftedClock) Now() time.Time                         { return time.Now().Add(c.offset) }
+func (c shiftedClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// nextSaturday2AM is the next Saturday 02:00 UTC after t.
+func nextSaturday2AM(t time.Time) time.Time {
+	t = t.UTC()
+	d := time.Date(t.Year(), t.Month(), t.Day(), 2, 0, 0, 0, time.UTC)
+	for d.Weekday() != time.Saturday || !d.After(t) {
+		d = d.AddDate(0, 0, 1)
+	}
+	return d
+}
+
+// attached is the engine as the terminal front sees it when it follows a
+// run someone else started (here the scheduler): Start hands over that run,
+// and Subscribe a subscription taken before it started, so no event is lost.
+type attached struct {
+	*procedures.Engine
+	run store.Run
+	sub *procedures.Subscription
+}
+
+func (a attached) Start(context.Context, procedures.Request) (store.Run, error) { return a.run, nil }
+func (a attached) Subscribe() *procedures.Subscription                          { return a.sub }
+
+// window adds a maintenance window that opens in a few seconds, runs the
+// real scheduler until the window starts its run, and follows that run
+// with the terminal front.
+func (p *player) window(ctx context.Context, sc scene) (store.Run, error) {
+	now := time.Now()
+	clock := shiftedClock{offset: nextSaturday2AM(now).Add(-8 * time.Second).Sub(now)}
+	sched, err := procedures.NewScheduler(procedures.SchedulerOptions{
+		Store: p.st, Log: p.o.Log, Clock: clock, Publish: p.eng.PublishWindow,
+		StartRun: func(ctx context.Context, w store.Window) (store.Run, error) {
+			cmd, err := bot.Parse("schedule", w.Command)
+			if err != nil {
+				return store.Run{}, err
+			}
+			cmd.Cluster = w.Cluster
+			return p.eng.Start(ctx, cmd.Request("scheduler:"+w.ID, "scheduler"))
+		},
+	})
+	if err != nil {
+		return store.Run{}, err
+	}
+	runSub := p.eng.Subscribe() // handed to the front: holds the run's first events
+	events := p.eng.Subscribe()
+	defer events.Close()
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	schedDone := make(chan error, 1)
+	go func() { schedDone <- sched.Run(sctx) }()
+	defer func() { stop(); <-schedDone }()
+
+	w, next, err := sched.Add(ctx, store.Window{ID: "weekly-backup", Cluster: cluster, Spec: "0 2 * * 6", TZ: "UTC",
+		Command: sc.command, Duration: time.Hour, Announce: 30 * time.Minute, CreatedBy: "terminal:demo"})
+	if err != nil {
+		runSub.Close()
+		return store.Run{}, err
+	}
+	fmt.Fprintf(p.o.Out, "\nWindow %s added: %s, next starts %s (scheduler clock now %s).\n", w.ID, w.Command,
+		next[0].Format("Mon 2006-01-02 15:04 MST"), clock.Now().UTC().Format("Mon 15:04:05"))
+	deadline := time.After(time.Minute)
+	for {
+		select {
+		case <-ctx.Done():
+			runSub.Close()
+			return store.Run{}, ctx.Err()
+		case <-deadline:
+			runSub.Close()
+			return store.Run{}, errors.New("the window did not open within a minute")
+		case ev := <-events.C:
+			if ev.Window == nil {
+				continue
+			}
+			fmt.Fprintf(p.o.Out, "[%s] window: %s\n", ev.At.Format("15:04:05"), ev.Message)
+			switch ev.Kind {
+			case procedures.EventWindowStarted:
+				return p.follow(ctx, sc, attached{Engine: p.eng, run: ev.Run, sub: runSub}, procedures.Request{})
+			case procedures.EventWindowSkipped:
+				runSub.Close()
+				return store.Run{}, errors.New("the window was skipped: " + ev.Message)
+			}
+		}
+	}
+}
