@@ -115,6 +115,19 @@ func (c *Cluster) State() string {
 	return fmt.Sprintf("%d/%d nodes running %s, database at %s, traffic %s", running, len(c.nodes), strings.Join(vs, "+"), c.dbVersion, c.lb)
 }
 
+// settled reports whether every node runs healthy on version, the
+// database is at it, and traffic goes to the nodes.
+func (c *Cluster) settled(version string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.nodes {
+		if versionOf(n.image) != version || !c.status(n, time.Now()).Healthy {
+			return false
+		}
+	}
+	return c.dbVersion == version && c.lb == procedures.LBNormal
+}
+
 // sleep waits d or until ctx ends.
 func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
