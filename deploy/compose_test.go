@@ -188,7 +188,7 @@ func TestComposeMatchesNocobotConfig(t *testing.T) {
 	// The app nodes: the services carrying every label the bot selects on.
 	var nodes []string
 	nodeSvc := map[string]service{}
-	for name, s := range c.Services {
+	for _, s := range c.Services {
 		match := true
 		for k, v := range cl.Nodes.Labels {
 			match = match && s.Labels[k] == v
@@ -196,7 +196,6 @@ func TestComposeMatchesNocobotConfig(t *testing.T) {
 		if match {
 			nodes = append(nodes, s.ContainerName)
 			nodeSvc[s.ContainerName] = s
-			_ = name
 		}
 	}
 	sort.Strings(nodes)

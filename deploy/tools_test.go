@@ -24,8 +24,13 @@ func TestDockerComposeParses(t *testing.T) {
 		if _, err := exec.LookPath(argv[0]); err != nil {
 			continue
 		}
-		if argv[0] == "docker" && exec.Command("docker", "compose", "version").Run() != nil {
-			continue
+		if argv[0] == "docker" {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := exec.CommandContext(ctx, "docker", "compose", "version").Run()
+			cancel()
+			if err != nil {
+				continue
+			}
 		}
 		ran = true
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -42,9 +47,12 @@ func TestDockerComposeParses(t *testing.T) {
 			}
 		}
 		// A required variable left out is an error, not an empty secret.
-		cmd = exec.Command(argv[0], append(argv[1:], "-f", "compose.yaml", "config", "--services")...)
+		ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+		cmd = exec.CommandContext(ctx, argv[0], append(argv[1:], "-f", "compose.yaml", "config", "--services")...)
 		cmd.Env = append(os.Environ(), composeEnv[1:]...)
-		if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "APP_KEY") {
+		out, err = cmd.CombinedOutput()
+		cancel()
+		if err == nil || !strings.Contains(string(out), "APP_KEY") {
 			t.Errorf("%s config without APP_KEY: %v\n%s", strings.Join(argv, " "), err, out)
 		}
 	}
