@@ -3,6 +3,7 @@ package demo
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nocobot/nocobot/procedures"
@@ -19,12 +20,16 @@ func (b backups) Check(ctx context.Context) error { return ctx.Err() }
 func (b backups) Create(ctx context.Context, req procedures.BackupRequest, progress procedures.Progress) (procedures.BackupInfo, error) {
 	c := b.c
 	c.mu.Lock()
-	if c.lb == procedures.LBMaintenance {
-		for _, n := range c.nodes {
-			if n.running {
-				c.violate("backup taken while %s still wrote to the database", n.name)
-			}
+	// An upgrade backs up with every node stopped, a maintenance with one
+	// running: more than one writer makes an inconsistent backup.
+	var writers []string
+	for _, n := range c.nodes {
+		if n.running {
+			writers = append(writers, n.name)
 		}
+	}
+	if len(writers) > 1 {
+		c.violate("backup taken while %s wrote to the database", strings.Join(writers, " and "))
 	}
 	db := c.dbVersion
 	c.mu.Unlock()
