@@ -35,6 +35,34 @@ type service struct {
 	ExtraHosts    []string          `yaml:"extra_hosts"`
 	GroupAdd      []string          `yaml:"group_add"`
 	Command       []string          `yaml:"command"`
+	Entrypoint    []string          `yaml:"entrypoint"`
+	DependsOn     yaml.Node         `yaml:"depends_on"`
+}
+
+// dependsOn maps the services s waits for to their condition.
+func (s service) dependsOn(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	if s.DependsOn.Kind == yaml.SequenceNode {
+		var names []string
+		if err := s.DependsOn.Decode(&names); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			out[n] = "service_started"
+		}
+		return out
+	}
+	var m map[string]struct {
+		Condition string `yaml:"condition"`
+	}
+	if err := s.DependsOn.Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	for n, v := range m {
+		out[n] = v.Condition
+	}
+	return out
 }
 
 // networks maps the service's networks to their fixed address ("" if none).
@@ -311,8 +339,23 @@ func TestComposeMatchesNocobotConfig(t *testing.T) {
 	if !ok1 || !ok2 || botFlag.Source != nginxFlag.Source || botFlag.ReadOnly || path.Dir(ng.Flag) != botFlag.Target {
 		t.Errorf("the flag folder is not one volume shared by nocobot (%+v, writable) and nginx (%+v)", botFlag, nginxFlag)
 	}
-	if m, ok := nginx.mountOf(ng.Page); !ok || m.Source != "./nginx/maintenance.html" {
-		t.Errorf("nginx does not serve ./nginx/maintenance.html at %s", ng.Page)
+	// The folder is a fresh volume owned by root: a one-shot service puts
+	// the page into it and hands it to the bot's user before either starts.
+	if m, ok := nginx.mountOf(ng.Page); !ok || m.Source != nginxFlag.Source {
+		t.Errorf("nginx does not serve the page %s from the flag folder's volume", ng.Page)
+	}
+	prep, ok := c.Services["maintenance-init"]
+	prepMount, _ := prep.mountOf(path.Dir(ng.Flag))
+	script := strings.Join(prep.Entrypoint, " ")
+	if !ok || prepMount.Source != nginxFlag.Source || prepMount.ReadOnly ||
+		!slices.ContainsFunc(prep.mounts(), func(m mount) bool { return m.Source == "./nginx/maintenance.html" }) ||
+		!strings.Contains(script, " "+ng.Page+" ") || !strings.Contains(script, "chown -R "+dockerfileUID(t)+":"+dockerfileUID(t)+" "+path.Dir(ng.Flag)) {
+		t.Errorf("maintenance-init does not put ./nginx/maintenance.html at %s and give %s to the image's user: %q", ng.Page, path.Dir(ng.Flag), script)
+	}
+	for _, name := range []string{"nginx", "nocobot"} {
+		if c.Services[name].dependsOn(t)["maintenance-init"] != "service_completed_successfully" {
+			t.Errorf("%s does not wait for maintenance-init to complete", name)
+		}
 	}
 	if !slices.ContainsFunc(nginx.mounts(), func(m mount) bool { return m.Source == "./nginx/nocobase.conf" }) {
 		t.Error("nginx does not use ./nginx/nocobase.conf")
@@ -340,6 +383,20 @@ func TestComposeMatchesNocobotConfig(t *testing.T) {
 			t.Errorf("%s: restart %q, want always", name, c.Services[name].Restart)
 		}
 	}
+}
+
+// dockerfileUID is the default of the Dockerfile's NOCOBOT_UID.
+func dockerfileUID(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^ARG NOCOBOT_UID=(\d+)$`).FindStringSubmatch(string(b))
+	if m == nil {
+		t.Fatal("Dockerfile: no ARG NOCOBOT_UID=<number>")
+	}
+	return m[1]
 }
 
 // TestExampleConfigMatchesNginx checks that deploy/nocobot.example.yaml and

@@ -41,7 +41,7 @@ func TestDockerComposeParses(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s config: %v\n%s", strings.Join(argv, " "), err, out)
 		}
-		for _, s := range []string{"app-1", "app-2", "app-3", "postgres", "redis", "nginx", "nocobot"} {
+		for _, s := range []string{"app-1", "app-2", "app-3", "postgres", "redis", "maintenance-init", "nginx", "nocobot"} {
 			if !strings.Contains("\n"+string(out), "\n"+s+"\n") {
 				t.Errorf("%s config lists no service %s:\n%s", strings.Join(argv, " "), s, out)
 			}
