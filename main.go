@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -25,12 +24,11 @@ import (
 	"github.com/nocobot/nocobot/bot/terminal"
 	"github.com/nocobot/nocobot/config"
 	"github.com/nocobot/nocobot/format"
+	"github.com/nocobot/nocobot/demo"
+	"github.com/nocobot/nocobot/internal/buildinfo"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
 
 const usageHead = `nocobot runs NocoBase cluster maintenance from Slack or a terminal.
 
@@ -45,6 +43,7 @@ Usage:
   nocobot decide <run> continue|rollback|abort|retry|done   answer a run's open question
   nocobot cancel <run>                abort a run (the current step ends safely)
   nocobot config check                validate the configuration file
+  nocobot demo [--auto]               a minute of nocobot on a simulated cluster, nothing to install
   nocobot version
 
 Procedures (same words as in Slack):
@@ -125,7 +124,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	cmds := map[string]func(context.Context, []string, io.Reader, io.Writer, io.Writer) error{
 		"serve": cmdServe, "run": cmdRun, "plan": cmdPlan, "history": cmdHistory, "backups": cmdBackups,
-		"audit": cmdAudit, "config": cmdConfig, "version": cmdVersion,
+		"audit": cmdAudit, "config": cmdConfig, "version": cmdVersion, "demo": cmdDemo,
 		"status": cmdStatus, "decide": cmdDecide, "cancel": cmdCancel,
 	}
 	fn, ok := cmds[args[0]]
@@ -434,12 +433,25 @@ func cmdVersion(_ context.Context, args []string, _ io.Reader, stdout, stderr io
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	v := version
-	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		v = bi.Main.Version
-	}
-	fmt.Fprintf(stdout, "nocobot %s\n", v)
+	fmt.Fprintln(stdout, buildinfo.Get())
 	return nil
+}
+
+func cmdDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs, g := newFlags("demo", "[--auto]", "Runs nocobot's engine, store and terminal front on a simulated three-node\nNocoBase cluster in this process: upgrade, roll back, maintain, a window.", stderr)
+	auto := fs.Bool("auto", false, "answer the checkpoints itself; fail unless every run ends as expected")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := g.logger(stderr)
+	if err != nil {
+		return &cmdError{code: exitUsage, err: err}
+	}
+	log = log.Level(max(log.GetLevel(), zerolog.WarnLevel))
+	open := func(ctx context.Context, path string) (store.Store, error) {
+		return app.OpenStore(ctx, &config.Config{Store: config.Store{Path: path}}, log)
+	}
+	return demo.Run(ctx, demo.Options{Auto: *auto, In: stdin, Out: stdout, OpenStore: open, Log: log})
 }
 
 func cmdServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) error {
@@ -452,7 +464,7 @@ func cmdServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		return err
 	}
 	defer e.Close()
-	return e.Serve(ctx, version)
+	return e.Serve(ctx, buildinfo.Get().String())
 }
 
 // operator is the person at this terminal, for the dispatcher.

@@ -58,7 +58,7 @@ func renderConf(t *testing.T, port int, apps []string, maintDir string) string {
 	var out []string
 	done := false
 	for _, line := range strings.Split(conf, "\n") {
-		if strings.HasPrefix(strings.TrimSpace(line), "server app-") {
+		if strings.HasPrefix(strings.TrimSpace(line), "server prod-app-") {
 			if !done {
 				out = append(out, servers...)
 				done = true
@@ -68,7 +68,7 @@ func renderConf(t *testing.T, port int, apps []string, maintDir string) string {
 		out = append(out, line)
 	}
 	if !done {
-		t.Fatal("deploy/nginx/nocobase.conf has no app-N upstream servers")
+		t.Fatal("deploy/nginx/nocobase.conf has no prod-app-N upstream servers")
 	}
 	return strings.Join(out, "\n")
 }

@@ -1,0 +1,101 @@
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"github.com/nocobot/nocobot/bot/terminal"
+	"github.com/nocobot/nocobot/schedule"
+	"time"
+
+	"github.com/nocobot/nocobot/bot"
+	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/store"
+)
+
+// shiftedClock is the wall clock moved by offset: the demo's scheduler
+// lives a few seconds before the window opens.
+type shiftedClock struct{ offset time.Duration }
+
+func (c shiftedClock) Now() time.Time                         { return time.Now().Add(c.offset) }
+func (c shiftedClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// nextSaturday2AM is the next Saturday 02:00 UTC after t.
+func nextSaturday2AM(t time.Time) time.Time {
+	t = t.UTC()
+	d := time.Date(t.Year(), t.Month(), t.Day(), 2, 0, 0, 0, time.UTC)
+	for d.Weekday() != time.Saturday || !d.After(t) {
+		d = d.AddDate(0, 0, 1)
+	}
+	return d
+}
+
+// attached is how the terminal front follows a run someone else started
+// (here the scheduler): the dispatcher's Do hands over that run, and
+// Subscribe a subscription taken before it started, so no event is lost.
+type attached struct {
+	terminal.Dispatcher
+	run store.Run
+	sub *procedures.Subscription
+}
+
+func (a attached) Do(context.Context, bot.Caller, bot.Command, string) bot.Reply {
+	return bot.Reply{RunID: a.run.ID, Started: true}
+}
+func (a attached) Subscribe() *procedures.Subscription { return a.sub }
+
+// window adds a maintenance window that opens in a few seconds, runs the
+// real scheduler until the window starts its run, and follows that run
+// with the terminal front.
+func (p *player) window(ctx context.Context, sc scene) (store.Run, error) {
+	now := time.Now()
+	clock := shiftedClock{offset: nextSaturday2AM(now).Add(-8 * time.Second).Sub(now)}
+	sched, err := schedule.New(schedule.Options{
+		Store: p.st, Log: p.o.Log, Clock: clock, Publish: p.eng.PublishWindow,
+		Parse: procedures.ParseCommand, Start: p.eng.Start,
+	})
+	if err != nil {
+		return store.Run{}, err
+	}
+	runSub := p.eng.Subscribe() // handed to the front: holds the run's first events
+	events := p.eng.Subscribe()
+	defer events.Close()
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	schedDone := make(chan error, 1)
+	go func() { schedDone <- sched.Run(sctx) }()
+	defer func() { stop(); <-schedDone }()
+
+	w, next, err := sched.Add(ctx, store.Window{ID: "weekly-backup", Cluster: cluster, Spec: "0 2 * * 6", TZ: "UTC",
+		Command: sc.command, Duration: time.Hour, Announce: 30 * time.Minute, CreatedBy: "terminal:demo"})
+	if err != nil {
+		runSub.Close()
+		return store.Run{}, err
+	}
+	fmt.Fprintf(p.o.Out, "\nWindow %s added: %s, next starts %s (scheduler clock now %s).\n", w.ID, w.Command,
+		next[0].Format("Mon 2006-01-02 15:04 MST"), clock.Now().UTC().Format("Mon 15:04:05"))
+	deadline := time.After(time.Minute)
+	for {
+		select {
+		case <-ctx.Done():
+			runSub.Close()
+			return store.Run{}, ctx.Err()
+		case <-deadline:
+			runSub.Close()
+			return store.Run{}, errors.New("the window did not open within a minute")
+		case ev := <-events.C:
+			if ev.Window == nil {
+				continue
+			}
+			fmt.Fprintf(p.o.Out, "[%s] window: %s\n", ev.At.Format("15:04:05"), ev.Message)
+			switch ev.Kind {
+			case procedures.EventWindowStarted:
+				a := attached{Dispatcher: p.disp, run: ev.Run, sub: runSub}
+				return p.follow(ctx, sc, a, a, bot.Command{}, "")
+			case procedures.EventWindowSkipped:
+				runSub.Close()
+				return store.Run{}, errors.New("the window was skipped: " + ev.Message)
+			}
+		}
+	}
+}
