@@ -16,6 +16,11 @@ func (a *App) Serve(ctx context.Context, version string) error {
 	if err != nil {
 		return err
 	}
+	// A token Slack refuses stops serve here, with the token named,
+	// rather than in an endless reconnect.
+	if err := front.CheckTokens(ctx); err != nil {
+		return err
+	}
 	a.Log.Info().Str("version", version).Str("mode", a.Config.Slack.Mode).Strs("clusters", a.Engine.ClusterNames()).Msg("nocobot serving")
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -60,6 +65,6 @@ func (a *App) slackFront() (*slackfront.Front, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := slackfront.Options{Config: a.Config, BotToken: botToken, AppToken: appToken, SigningSecret: signing}
+	opts := slackfront.Options{Config: a.Config, BotToken: botToken, AppToken: appToken, SigningSecret: signing, Replay: a.Store}
 	return slackfront.New(opts, a.Dispatcher, a.Engine, a.Log)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/slack-go/slack"
 
+	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
@@ -24,7 +25,8 @@ type slot struct {
 	sent      string // content last sent (text + blocks JSON)
 	lastEdit  time.Time
 	broadcast bool
-	dropped   bool // Slack refused it for good; not retried
+	dropped   bool   // Slack refused it for good; not retried
+	uploaded  string // the cut text last uploaded in full
 }
 
 // cpState is a checkpoint as the thread shows it.
@@ -54,6 +56,13 @@ type thread struct {
 	notes     map[string]string
 	finished  bool
 	resolving time.Time // when channel resolution began
+	// parked says why the channel refuses the thread (not_in_channel…);
+	// the thread is tried again on an invitation or every ParkRetry.
+	parked   string
+	parkedAt time.Time
+	// rebuilt says why the thread was posted again under a new root.
+	rebuilt  string
+	rebuilds int
 }
 
 func newThread(f *Front, runID string) *thread {
@@ -136,7 +145,9 @@ func (t *thread) apply(ev procedures.Event) {
 			t.ensure("cp:"+cp.ID, false)
 		}
 	case procedures.EventReminder:
-		t.note(ev, ":bell: "+ev.Message)
+		if cp := ev.Run.Checkpoint; cp != nil {
+			t.note(ev, renderReminder(ev.Run, cp.Reminded, t.f.decidersLine(ev.Run, *cp)))
+		}
 	case procedures.EventDecided:
 		if d := ev.Decision; d != nil {
 			if cs, ok := t.cps[d.Checkpoint]; ok && cs.decision == nil {
@@ -164,7 +175,7 @@ func (t *thread) apply(ev procedures.Event) {
 					dd := *d
 					cs.decision = &dd
 				} else {
-					cs.closed = "Closed: the run " + string(ev.Run.State) + "."
+					cs.closed = "Closed: the run " + bot.StateWords(ev.Run.State) + "."
 				}
 			}
 		}
@@ -236,8 +247,9 @@ func (t *thread) loop(ctx context.Context) {
 	}
 }
 
-// flush sends what is due. It returns how long until a deferred edit is
-// due (0: nothing deferred) and whether the thread is complete.
+// flush sends what is due. It returns how long until a deferred edit or
+// a retry of a parked thread is due (0: nothing deferred) and whether
+// the thread is complete.
 func (t *thread) flush(ctx context.Context) (time.Duration, bool) {
 	f := t.f
 	if !t.resolve(ctx) {
@@ -250,13 +262,18 @@ func (t *thread) flush(ctx context.Context) (time.Duration, bool) {
 		return time.Second, false
 	}
 	t.mu.Lock()
+	if t.parked != "" {
+		if due := t.parkedAt.Add(f.opts.ParkRetry); time.Now().Before(due) {
+			t.mu.Unlock()
+			return time.Until(due), false
+		}
+		t.parked = ""
+	}
 	slots := slices.Clone(t.slots)
 	channel := t.channel
-	t.mu.Unlock()
-	var wait time.Duration
-	t.mu.Lock()
 	root := t.byKey["root"]
 	t.mu.Unlock()
+	var wait time.Duration
 	for _, s := range slots {
 		if s.dropped {
 			continue
@@ -267,15 +284,8 @@ func (t *thread) flush(ctx context.Context) (time.Duration, bool) {
 		if s.ts != "" && contentKey(text, blocks) == s.sent {
 			continue
 		}
-		// Each attempt sends the content as it is then: after an outage
-		// the thread catches up with the latest state, not the first.
-		var content string
-		current := func() []slack.MsgOption {
-			t.mu.Lock()
-			text, blocks := t.render(s.key)
-			t.mu.Unlock()
-			content = contentKey(text, blocks)
-			return []slack.MsgOption{slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...)}
+		if s != root && root.ts == "" {
+			break // the root is not posted; replies wait for it
 		}
 		if s.ts != "" {
 			if due := s.lastEdit.Add(f.opts.EditEvery); time.Now().Before(due) {
@@ -284,60 +294,172 @@ func (t *thread) flush(ctx context.Context) (time.Duration, bool) {
 				}
 				continue
 			}
-			err := f.calls.do(ctx, "chat.update", 0, func(ctx context.Context) error {
-				_, _, _, err := f.api.UpdateMessageContext(ctx, channel, s.ts, current()...)
-				return err
-			})
-			if ctx.Err() != nil {
-				return 0, false
-			}
-			if err != nil {
-				// Deleted by someone, or refused for good: keep going.
-				f.log.Warn().Err(err).Str("run", t.runID).Str("message", s.key).Msg("slack: could not edit a thread message")
-			}
-			s.sent, s.lastEdit = content, time.Now()
-			continue
 		}
-		var extra []slack.MsgOption
-		if s != root {
-			if root.ts == "" {
-				break // the root is not posted; replies wait for it
-			}
-			extra = append(extra, slack.MsgOptionTS(root.ts))
-			if s.broadcast {
-				extra = append(extra, slack.MsgOptionBroadcast())
-			}
-		}
-		var ts string
-		err := f.calls.do(ctx, "chat.postMessage", 0, func(ctx context.Context) error {
-			var err error
-			_, ts, err = f.api.PostMessageContext(ctx, channel, append(current(), extra...)...)
-			return err
-		})
-		if ctx.Err() != nil {
+		switch t.send(ctx, channel, s, root) {
+		case sendStop:
 			return 0, false
+		case sendParked:
+			t.mu.Lock()
+			w := time.Until(t.parkedAt.Add(f.opts.ParkRetry))
+			t.mu.Unlock()
+			return max(w, time.Millisecond), false
+		case sendRebuilt:
+			return time.Millisecond, false
 		}
-		if err != nil {
-			f.log.Error().Err(err).Str("run", t.runID).Str("channel", channel).Str("message", s.key).Msg("slack: could not post a thread message")
-			s.dropped = true
-			if s == root {
-				// Nothing can thread under a root Slack refuses.
-				t.mu.Lock()
-				for _, o := range t.slots {
-					o.dropped = true
-				}
-				t.mu.Unlock()
-				break
-			}
-			continue
-		}
-		s.ts, s.sent, s.lastEdit = ts, content, time.Now()
-		t.save(ctx)
 	}
 	t.mu.Lock()
 	done := t.finished && wait == 0 && t.allSent()
 	t.mu.Unlock()
 	return wait, done
+}
+
+type sendResult int
+
+const (
+	sendDone    sendResult = iota // sent, or given up on this message
+	sendStop                      // the front stops
+	sendParked                    // the channel refuses the bot
+	sendRebuilt                   // the thread starts again under a new root
+)
+
+// send posts or edits one message. Slack's refusals are answered: a
+// channel that refuses the bot parks the thread; a message Slack will
+// not take is sent again in its plainest form; a message that cannot
+// be edited is posted anew; a thread that cannot be added to is posted
+// again under a new root, saying why.
+func (t *thread) send(ctx context.Context, channel string, s, root *slot) sendResult {
+	f := t.f
+	var content string
+	var cut bool
+	var full string
+	plain := false
+	// Each attempt sends the content as it is then: after an outage the
+	// thread catches up with the latest state, not the first.
+	current := func() []slack.MsgOption {
+		t.mu.Lock()
+		text, blocks := t.render(s.key)
+		t.mu.Unlock()
+		content, full = contentKey(text, blocks), text
+		m := message{text: text, blocks: blocks}
+		if plain {
+			m = plainMessage(text, blocks)
+		}
+		m, cut = m.fit(t.cutTail(s, root))
+		return m.options()
+	}
+	var extra []slack.MsgOption
+	if s != root {
+		extra = append(extra, slack.MsgOptionTS(root.ts))
+		if s.broadcast {
+			extra = append(extra, slack.MsgOptionBroadcast())
+		}
+	}
+	for {
+		var ts string
+		var err error
+		if s.ts != "" {
+			err = f.calls.do(ctx, "chat.update", 0, func(ctx context.Context) error {
+				_, _, _, err := f.api.UpdateMessageContext(ctx, channel, s.ts, current()...)
+				return err
+			})
+			ts = s.ts
+		} else {
+			err = f.calls.do(ctx, "chat.postMessage", 0, func(ctx context.Context) error {
+				var err error
+				_, ts, err = f.api.PostMessageContext(ctx, channel, append(current(), extra...)...)
+				return err
+			})
+		}
+		if ctx.Err() != nil {
+			return sendStop
+		}
+		if err == nil {
+			fresh := s.ts == ""
+			s.ts, s.sent, s.lastEdit = ts, content, time.Now()
+			if fresh {
+				t.save(ctx)
+			}
+			if cut && s.uploaded != full {
+				s.uploaded = full
+				t.upload(ctx, channel, root.ts, s, full)
+			}
+			return sendDone
+		}
+		code := slackError(err)
+		log := f.log.Warn().Err(err).Str("run", t.runID).Str("channel", channel).Str("message", s.key)
+		switch {
+		case channelRefuses(code):
+			log.Msg("slack: the channel refuses the bot; the thread waits for an invitation")
+			t.park(code)
+			return sendParked
+		case !plain && messageRefused(code):
+			log.Msg("slack: message refused; sending its plainest form")
+			plain = true
+			continue
+		case s.ts != "" && s != root:
+			// Deleted, or too old to edit: post it anew in the thread.
+			log.Msg("slack: could not edit a thread message; posting it again")
+			s.ts, s.sent = "", ""
+			continue
+		}
+		if t.rebuild(fmt.Sprintf("Slack refused a message of the old one (%s).", code)) {
+			log.Msg("slack: rebuilding the thread under a new root")
+			return sendRebuilt
+		}
+		log.Msg("slack: could not post a thread message; giving up on it")
+		s.dropped = true
+		return sendDone
+	}
+}
+
+// park holds the thread until the bot may post in its channel.
+func (t *thread) park(reason string) {
+	t.mu.Lock()
+	t.parked, t.parkedAt = reason, time.Now()
+	t.mu.Unlock()
+}
+
+// unpark tries a parked thread again now (the bot was invited).
+func (t *thread) unpark(channel string) {
+	t.mu.Lock()
+	hit := t.parked != "" && (channel == "" || t.channel == channel)
+	if hit {
+		t.parkedAt = time.Time{}
+	}
+	t.mu.Unlock()
+	if hit {
+		t.poke()
+	}
+}
+
+// maxRebuilds bounds how often one run's thread starts again.
+const maxRebuilds = 3
+
+// rebuild posts the whole thread again under a new root that says why.
+func (t *thread) rebuild(why string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.rebuilds >= maxRebuilds {
+		return false
+	}
+	t.rebuilds++
+	t.rebuilt = why
+	t.known = map[string]string{}
+	for _, s := range t.slots {
+		s.ts, s.sent, s.dropped, s.uploaded = "", "", false, ""
+	}
+	return true
+}
+
+// rootPosted returns the root's ts once posted, and why the channel
+// refuses the thread, if it does.
+func (t *thread) rootPosted() (channel, ts, parked string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r := t.byKey["root"]; r != nil {
+		ts = r.ts
+	}
+	return t.channel, ts, t.parked
 }
 
 // allSent: every slot shows its latest content; the caller holds mu.
@@ -364,7 +486,7 @@ func (t *thread) render(key string) (string, []slack.Block) {
 	r := t.run
 	switch {
 	case key == "root":
-		return renderRoot(r)
+		return renderRoot(r, t.rebuilt)
 	case key == "summary":
 		return renderSummary(r)
 	case strings.HasPrefix(key, "step:"):
@@ -376,7 +498,7 @@ func (t *thread) render(key string) (string, []slack.Block) {
 		return renderStep(r.Steps[i], t.stepAt[i])
 	case strings.HasPrefix(key, "cp:"):
 		if cs, ok := t.cps[strings.TrimPrefix(key, "cp:")]; ok {
-			return renderCheckpoint(r, cs)
+			return renderCheckpoint(r, cs, t.f.decidersLine(r, cs.cp))
 		}
 	case strings.HasPrefix(key, "note:"):
 		return t.notes[key], []slack.Block{section(t.notes[key])}
