@@ -169,7 +169,7 @@ func TestHTTPVerification(t *testing.T) {
 	if got := h.fs.Calls("chat.postMessage"); len(got) != 0 {
 		t.Fatalf("posted: %s", dumpCalls(got))
 	}
-	h.fs.ephemeralTo(uRequest, "/nocobase upgrade <version> [cluster] [--dry-run]")
+	h.fs.ephemeralTo(uRequest, "/nocobase upgrade <version>")
 	h.fs.ephemeralTo(uRequest, "*Status of prod*")
 }
 
@@ -182,8 +182,8 @@ func TestCommandReplies(t *testing.T) {
 	}{
 		{"help", uStranger, chProd, "help", "/nocobase maintain [cluster] [plugin enable|disable|add <package>]", "ok"},
 		{"unknown command", uRequest, chProd, "deploy", `unknown command "deploy"`, "refused"},
-		{"missing version", uRequest, chProd, "upgrade", "Usage: /nocobase upgrade <version> [cluster] [--dry-run]", "refused"},
-		{"bad version", uRequest, chProd, "upgrade latest", "is not an exact NocoBase version", "refused"},
+		{"missing version", uRequest, chProd, "upgrade", "Usage: /nocobase upgrade <version>", "refused"},
+		{"bad version", uRequest, chProd, "upgrade 1.7.x!", "is not a NocoBase version", "refused"},
 		{"unknown cluster", uRequest, chProd, "upgrade 1.7.14 nope", `unknown cluster "nope"`, "refused"},
 		{"cluster needed off its channel", uRequest, chOps, "status", "which cluster?", "refused"},
 		{"channel not obeyed", uRequest, chRandom, "status prod", "I don't take commands in this channel", "refused"},
