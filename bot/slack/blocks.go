@@ -108,12 +108,9 @@ func renderStep(st store.Step, progressAt time.Time) (string, []slack.Block) {
 // checkpointQuestion is the question without a repeat of the failed
 // step's error: the step's own message shows it (a long one cut, in
 // full in a file), the question names it once at most.
-func checkpointQuestion(r store.Run, cp store.Checkpoint) string {
-	q := cp.Question
-	if cp.Step < 0 || cp.Step >= len(r.Steps) {
-		return q
-	}
-	d := strings.TrimSpace(r.Steps[cp.Step].Detail)
+func checkpointQuestion(cs *cpState) string {
+	q := cs.cp.Question
+	d := strings.TrimSpace(cs.detail)
 	if d == "" || !strings.Contains(q, d) {
 		return q
 	}
@@ -155,7 +152,7 @@ func renderCheckpoint(r store.Run, cs *cpState, who string) (string, []slack.Blo
 	default:
 		head = ":raising_hand: *Decision needed*"
 	}
-	text := head + "\n" + checkpointQuestion(r, cp)
+	text := head + "\n" + checkpointQuestion(cs)
 	if cp.URL != "" {
 		text += "\nCheck the node: " + cp.URL
 	}

@@ -401,10 +401,24 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-type harnessOpt func(*Options, *bot.Scheduler)
+// setup is what a harness option may change before the bot starts.
+type setup struct {
+	opts  *Options
+	sched *bot.Scheduler
+	prod  *procedures.Cluster // the prod cluster's parts and timeouts
+	cfg   *config.Config
+	// noFront leaves the front to the test (a second replica, a token check).
+	noFront bool
+}
+
+type harnessOpt func(*setup)
 
 func withScheduler(sc bot.Scheduler) harnessOpt {
-	return func(_ *Options, s *bot.Scheduler) { *s = sc }
+	return func(s *setup) { *s.sched = sc }
+}
+
+func withOptions(fn func(*Options)) harnessOpt {
+	return func(s *setup) { fn(s.opts) }
 }
 
 func newHarness(t *testing.T, mode string, opts ...harnessOpt) *harness {
@@ -416,13 +430,6 @@ func newHarness(t *testing.T, mode string, opts ...harnessOpt) *harness {
 		t.Fatal(err)
 	}
 	world := proctest.NewWorld("nocobase/nocobase:1.7.13", true, "app-1", "app-2")
-	eng, err := procedures.New(procedures.Options{
-		Store: st, Clusters: []*procedures.Cluster{world.Cluster("prod"), proctest.NewWorld("nocobase/nocobase:1.7.13", true, "s-1").Cluster("staging")},
-		Log: zerolog.Nop(), PollEvery: 50 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := testConfig(mode)
 	o := Options{
 		Config: cfg, BotToken: "xoxb-test-secret", AppToken: "xapp-test-secret", SigningSecret: testSecret,
@@ -430,19 +437,33 @@ func newHarness(t *testing.T, mode string, opts ...harnessOpt) *harness {
 		CallTimeout: 2 * time.Second, MaxBackoff: 200 * time.Millisecond, Replay: st,
 	}
 	var sched bot.Scheduler
+	su := setup{opts: &o, sched: &sched, prod: world.Cluster("prod"), cfg: cfg}
 	for _, fn := range opts {
-		fn(&o, &sched)
+		fn(&su)
+	}
+	eng, err := procedures.New(procedures.Options{
+		Store: st, Clusters: []*procedures.Cluster{su.prod, proctest.NewWorld("nocobase/nocobase:1.7.13", true, "s-1").Cluster("staging")},
+		Log: zerolog.Nop(), PollEvery: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	engDone := make(chan struct{})
 	go func() { _ = eng.Run(ctx); close(engDone) }()
 	h := &harness{t: t, fs: fs, eng: eng, store: st, world: world, cfg: cfg, stop: cancel, opts: o, sched: sched}
-	h.startFront()
+	if !su.noFront {
+		h.startFront()
+	}
 	if mode == "http" {
 		h.http = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			h.mu.Lock()
 			f := h.front
 			h.mu.Unlock()
+			if f == nil {
+				http.Error(w, "no front", http.StatusServiceUnavailable)
+				return
+			}
 			f.Handler().ServeHTTP(w, r)
 		}))
 		t.Cleanup(h.http.Close)

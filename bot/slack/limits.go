@@ -151,7 +151,7 @@ func (m message) fitN(tail string, n int) (message, bool) {
 	if strings.TrimSpace(m.text) == "" {
 		m.text = "nocobot"
 	}
-	m.text, _ = cutText(m.text, maxFallback, "…")
+	m.text, _ = cutText(m.text, maxFallback, tail)
 	return m, cutAny
 }
 

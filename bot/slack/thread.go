@@ -31,7 +31,10 @@ type slot struct {
 
 // cpState is a checkpoint as the thread shows it.
 type cpState struct {
-	cp       store.Checkpoint
+	cp store.Checkpoint
+	// detail is the failed step's error when the question was asked: the
+	// step's message shows it, the question need not.
+	detail   string
 	decision *store.Decision
 	closed   string // closed without a decision (run ended)
 }
@@ -110,9 +113,17 @@ func (t *thread) show(r store.Run, justStarted bool) {
 		}
 	}
 	if cp := r.Checkpoint; cp != nil {
-		t.cps[cp.ID] = &cpState{cp: *cp}
+		t.cps[cp.ID] = newCPState(r, *cp)
 		t.ensure("cp:"+cp.ID, false)
 	}
+}
+
+func newCPState(r store.Run, cp store.Checkpoint) *cpState {
+	cs := &cpState{cp: cp}
+	if cp.Step >= 0 && cp.Step < len(r.Steps) {
+		cs.detail = r.Steps[cp.Step].Detail
+	}
+	return cs
 }
 
 // showRecorded takes a run as the store holds it (catching up at start).
@@ -140,7 +151,7 @@ func (t *thread) apply(ev procedures.Event) {
 	case procedures.EventCheckpoint:
 		if cp := ev.Run.Checkpoint; cp != nil {
 			if _, ok := t.cps[cp.ID]; !ok {
-				t.cps[cp.ID] = &cpState{cp: *cp}
+				t.cps[cp.ID] = newCPState(ev.Run, *cp)
 			}
 			t.ensure("cp:"+cp.ID, false)
 		}
@@ -375,7 +386,9 @@ func (t *thread) send(ctx context.Context, channel string, s, root *slot) sendRe
 		}
 		if err == nil {
 			fresh := s.ts == ""
+			t.mu.Lock()
 			s.ts, s.sent, s.lastEdit = ts, content, time.Now()
+			t.mu.Unlock()
 			if fresh {
 				t.save(ctx)
 			}
@@ -399,7 +412,9 @@ func (t *thread) send(ctx context.Context, channel string, s, root *slot) sendRe
 		case s.ts != "" && s != root:
 			// Deleted, or too old to edit: post it anew in the thread.
 			log.Msg("slack: could not edit a thread message; posting it again")
+			t.mu.Lock()
 			s.ts, s.sent = "", ""
+			t.mu.Unlock()
 			continue
 		}
 		if t.rebuild(fmt.Sprintf("Slack refused a message of the old one (%s).", code)) {
@@ -407,7 +422,9 @@ func (t *thread) send(ctx context.Context, channel string, s, root *slot) sendRe
 			return sendRebuilt
 		}
 		log.Msg("slack: could not post a thread message; giving up on it")
+		t.mu.Lock()
 		s.dropped = true
+		t.mu.Unlock()
 		return sendDone
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -256,7 +255,7 @@ func TestAPICallsPerRun(t *testing.T) {
 		{"not coalesced", time.Nanosecond, time.Nanosecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, "http", func(o *Options, _ *bot.Scheduler) { o.EditEvery, o.FlushDelay = tc.edit, tc.flush })
+			h := newHarness(t, "http", withOptions(func(o *Options) { o.EditEvery, o.FlushDelay = tc.edit, tc.flush }))
 			h.command(uRequest, chProd, "upgrade 1.7.14")
 			root := h.rootOf(chProd, "Upgrade of prod")
 			cp, _ := h.reply(root.TS, "Verify checkpoint")
