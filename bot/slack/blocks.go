@@ -132,7 +132,9 @@ func confirmFor(a store.Action) *slack.ConfirmationBlockObject {
 	default:
 		return nil
 	}
-	pt := func(s string) *slack.TextBlockObject { return slack.NewTextBlockObject(slack.PlainTextType, s, false, false) }
+	pt := func(s string) *slack.TextBlockObject {
+		return slack.NewTextBlockObject(slack.PlainTextType, s, false, false)
+	}
 	return slack.NewConfirmationBlockObject(pt(title), pt(text), pt(yes), pt("Cancel")).WithStyle(slack.StyleDanger)
 }
 

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/slack-go/slack"
-
 )
 
 // homeAttempts bounds the retries of one App Home publication: a person
@@ -101,4 +100,3 @@ func (f *Front) permalink(ctx context.Context, channel, ts string) string {
 	}
 	return link
 }
-
