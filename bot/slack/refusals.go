@@ -64,12 +64,22 @@ func certificateError(err error) bool {
 }
 
 // plainMessage is a message in its plainest form: its text in one
-// section, and its buttons.
+// section, and its buttons with nothing but their label and value.
 func plainMessage(text string, blocks []slack.Block) message {
 	out := []slack.Block{section(text)}
 	for _, b := range blocks {
-		if a, ok := b.(*slack.ActionBlock); ok {
-			out = append(out, a)
+		a, ok := b.(*slack.ActionBlock)
+		if !ok {
+			continue
+		}
+		var els []slack.BlockElement
+		for _, e := range a.Elements.ElementSet {
+			if btn, ok := e.(*slack.ButtonBlockElement); ok {
+				els = append(els, slack.NewButtonBlockElement(btn.ActionID, btn.Value, btn.Text))
+			}
+		}
+		if len(els) > 0 {
+			out = append(out, slack.NewActionBlock(a.BlockID, els...))
 		}
 	}
 	return message{text: text, blocks: out}
