@@ -65,13 +65,22 @@ func (h *harness) command(user, channel, text string) {
 }
 
 func clickBody(user, channel, messageTS, actionID, value string) string {
+	return clickBodyIn(user, channel, "", messageTS, actionID, value)
+}
+
+// clickBodyIn is a click on a message in the thread threadTS.
+func clickBodyIn(user, channel, threadTS, messageTS, actionID, value string) string {
+	container := map[string]any{"type": "message", "message_ts": messageTS, "channel_id": channel}
+	if threadTS != "" {
+		container["thread_ts"] = threadTS
+	}
 	payload := map[string]any{
 		"type":       "block_actions",
 		"trigger_id": fmt.Sprint(time.Now().UnixNano()), // unique, as Slack's are
 		"user":       map[string]any{"id": user, "name": strings.ToLower(user)},
 		"channel":    map[string]any{"id": channel},
-		"container":  map[string]any{"type": "message", "message_ts": messageTS, "channel_id": channel},
-		"message":    map[string]any{"ts": messageTS},
+		"container":  container,
+		"message":    map[string]any{"ts": messageTS, "thread_ts": threadTS},
 		"actions":    []map[string]any{{"type": "button", "action_id": actionID, "block_id": blockCheckpoint, "value": value, "action_ts": "1.2"}},
 	}
 	b, _ := json.Marshal(payload)
