@@ -188,8 +188,9 @@ func New(opts Options, disp *bot.Dispatcher, eng Engine, log zerolog.Logger) (*F
 // Run renders the engine's runs into Slack threads and serves Slack
 // (Socket Mode, or the HTTP endpoints when config.Slack.Mode is "http"
 // and Listen is set; with an empty Listen, mount Handler yourself) until
-// ctx ends. Slack errors are logged and retried, never returned: the
-// bot's runs must not stop because Slack is away.
+// ctx ends. Slack being away is logged and retried: the bot's runs must
+// not stop for it. A token Slack refuses, a certificate that cannot be
+// trusted or an address that cannot be listened on is returned.
 func (f *Front) Run(ctx context.Context) error {
 	defer f.shutdown()
 	sub := f.eng.Subscribe()
@@ -207,8 +208,11 @@ func (f *Front) Run(ctx context.Context) error {
 	default:
 		err = f.runSocket(ctx)
 	}
+	if err != nil {
+		return err // serve stops: retrying cannot mend it
+	}
 	<-ctx.Done()
-	return err
+	return nil
 }
 
 func (f *Front) shutdown() {
