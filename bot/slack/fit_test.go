@@ -132,8 +132,8 @@ func choicesOf(as []store.Action) string {
 // characters.
 func longPlugins() (cmd, last string) {
 	var words []string
-	for i := range 60 {
-		last = fmt.Sprintf("@nocobase/plugin-workflow-extension-number-%02d-long-name", i)
+	for i := range 24 {
+		last = fmt.Sprintf("@nocobase/plugin-workflow-extension-number-%02d-%s", i, strings.Repeat("with-a-very-long-name-", 5))
 		words = append(words, "plugin", "enable", last)
 	}
 	return "maintain " + strings.Join(words, " "), last

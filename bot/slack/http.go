@@ -90,15 +90,15 @@ func (f *Front) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) 
 // verified reads the body and checks Slack's signature and timestamp,
 // and that the request was not served before (by any replica); on
 // failure it has answered 401 (or 400/413/503) and logged why.
-func (f *Front) verified(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+func (f *Front) verified(w http.ResponseWriter, r *http.Request) ([]byte, *replayCheck, bool) {
 	if r.ContentLength > maxBody+drainMax {
 		w.Header().Set("Connection", "close")
 		http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
-		return nil, false
+		return nil, nil, false
 	}
 	body, ok := f.readBody(w, r)
 	if !ok {
-		return nil, false
+		return nil, nil, false
 	}
 	reject := func(reason error) ([]byte, bool) {
 		f.log.Warn().Str("path", r.URL.Path).Str("remote", r.RemoteAddr).Str("reason", reason.Error()).Msg("slack: rejected a request that is not verifiably from Slack")
@@ -106,39 +106,87 @@ func (f *Front) verified(w http.ResponseWriter, r *http.Request) ([]byte, bool) 
 		return nil, false
 	}
 	sv, err := slack.NewSecretsVerifier(r.Header, f.opts.SigningSecret)
+	if err == nil {
+		_, err = sv.Write(body)
+	}
+	if err == nil {
+		err = sv.Ensure()
+	}
 	if err != nil {
-		return reject(err)
-	}
-	if _, err := sv.Write(body); err != nil {
-		return reject(err)
-	}
-	if err := sv.Ensure(); err != nil {
-		return reject(err)
+		b, _ := reject(err)
+		return b, nil, false
 	}
 	// A signature is valid for five minutes; one seen already, here or
 	// by another replica, is a replay (Slack does not resend commands
 	// or clicks).
-	first, err := f.seenOnce(r.Context(), "slack-signature:"+r.Header.Get("X-Slack-Signature"))
-	if err != nil {
-		f.log.Error().Err(err).Str("path", r.URL.Path).Msg("slack: the replay guard cannot be checked; refusing the request")
-		http.Error(w, "try again", http.StatusServiceUnavailable)
-		return nil, false
+	rc := f.checkReplay("slack-signature:" + r.Header.Get("X-Slack-Signature"))
+	select {
+	case <-rc.done:
+		if rc.err != nil {
+			f.log.Error().Err(rc.err).Str("path", r.URL.Path).Msg("slack: the replay guard cannot be checked; refusing the request")
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return nil, nil, false
+		}
+		if !rc.first {
+			b, _ := reject(errors.New("replayed request (signature seen before)"))
+			return b, nil, false
+		}
+	case <-time.After(replayBudget):
+		// Slack wants its answer within 3 s: acknowledge now, and let
+		// the work wait for the store's verdict.
 	}
-	if !first {
-		return reject(errors.New("replayed request (signature seen before)"))
+	return body, rc, true
+}
+
+// replayBudget is how long an HTTP request waits for the replay guard
+// before it is acknowledged anyway (its work still waits for it).
+const replayBudget = 1500 * time.Millisecond
+
+// replayTimeout bounds one check of the replay guard.
+const replayTimeout = 30 * time.Second
+
+// replayCheck is one question to the replay guard, answered once.
+type replayCheck struct {
+	done  chan struct{}
+	first bool
+	err   error
+}
+
+// checkReplay asks the store whether key is new within the replay window.
+func (f *Front) checkReplay(key string) *replayCheck {
+	rc := &replayCheck{done: make(chan struct{})}
+	go func() {
+		defer close(rc.done)
+		c, cancel := context.WithTimeout(f.base, replayTimeout)
+		defer cancel()
+		rc.first, rc.err = f.replay.SeenOnce(c, key, replayWindow)
+	}()
+	return rc
+}
+
+// fresh waits for the replay guard: true when the request is new.
+func (f *Front) fresh(rc *replayCheck) bool {
+	<-rc.done
+	switch {
+	case rc.err != nil:
+		f.log.Error().Err(rc.err).Msg("slack: the replay guard cannot be checked; the request is dropped")
+		return false
+	case !rc.first:
+		f.log.Warn().Msg("slack: rejected a replayed request (signature seen before)")
+		return false
 	}
-	return body, true
+	return true
 }
 
 // seenOnce asks the store whether key is new, within the replay window.
 func (f *Front) seenOnce(ctx context.Context, key string) (bool, error) {
-	c, cancel := context.WithTimeout(ctx, f.opts.CallTimeout)
+	c, cancel := context.WithTimeout(ctx, replayTimeout)
 	defer cancel()
 	return f.replay.SeenOnce(c, key, replayWindow)
 }
 
 func (f *Front) httpCommand(w http.ResponseWriter, r *http.Request) {
-	body, ok := f.verified(w, r)
+	body, rc, ok := f.verified(w, r)
 	if !ok {
 		return
 	}
@@ -159,11 +207,15 @@ func (f *Front) httpCommand(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusOK)
-	f.goWork(func(ctx context.Context) { f.handleCommand(ctx, cmd) })
+	f.goWork(func(ctx context.Context) {
+		if f.fresh(rc) {
+			f.handleCommand(ctx, cmd)
+		}
+	})
 }
 
 func (f *Front) httpInteraction(w http.ResponseWriter, r *http.Request) {
-	body, ok := f.verified(w, r)
+	body, rc, ok := f.verified(w, r)
 	if !ok {
 		return
 	}
@@ -181,11 +233,15 @@ func (f *Front) httpInteraction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusOK)
-	f.goWork(func(ctx context.Context) { f.handleInteraction(ctx, cb) })
+	f.goWork(func(ctx context.Context) {
+		if f.fresh(rc) {
+			f.handleInteraction(ctx, cb)
+		}
+	})
 }
 
 func (f *Front) httpEvents(w http.ResponseWriter, r *http.Request) {
-	body, ok := f.verified(w, r)
+	body, rc, ok := f.verified(w, r)
 	if !ok {
 		return
 	}
@@ -206,5 +262,9 @@ func (f *Front) httpEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusOK)
-	f.goWork(func(ctx context.Context) { f.handleEvent(ctx, ev) })
+	f.goWork(func(ctx context.Context) {
+		if f.fresh(rc) {
+			f.handleEvent(ctx, ev)
+		}
+	})
 }
