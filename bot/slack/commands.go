@@ -22,8 +22,9 @@ const replyAttempts = 6
 // and a follow-up links it once the bot may post there, for as long as
 // the command's response_url works.
 const (
-	ackWait      = 3 * time.Second
-	followUpWait = 30 * time.Minute
+	ackWait       = 3 * time.Second
+	followUpWait  = 30 * time.Minute
+	followUpEvery = 500 * time.Millisecond
 )
 
 // commandCaller is who sent a slash command, for the dispatcher.
@@ -93,9 +94,10 @@ func (f *Front) followUp(ctx context.Context, sc slack.SlashCommand, runID strin
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(followUpEvery):
 		}
-		ch, ts, _ := f.threadState(runID)
+		// The thread may be posted and done already: its note says where.
+		ch, ts := f.threadOf(ctx, runID)
 		if ts == "" {
 			continue
 		}

@@ -54,7 +54,7 @@ func (f *Front) checkpointClick(ctx context.Context, who bot.Caller, action stor
 	// A decision is taken only in the run's own thread: a payload that
 	// names another channel, even one the bot obeys, is not a click
 	// on this run's buttons.
-	if ch, _ := f.threadOf(ctx, runID); ch != who.Channel {
+	if ch, _ := f.threadOf(ctx, runID); ch != who.Channel && !f.shownIn(runID, who.Channel) {
 		msg := fmt.Sprintf("That button is not in run %s's thread; decide in its thread.", runID)
 		if ch != "" {
 			msg = fmt.Sprintf("That button is not in run %s's thread; decide in its thread in <#%s>.", runID, ch)
@@ -72,6 +72,15 @@ func (f *Front) checkpointClick(ctx context.Context, who bot.Caller, action stor
 		}
 	}
 	return r
+}
+
+// shownIn: run's open question was posted in channel while its own
+// channel refused the bot.
+func (f *Front) shownIn(runID, channel string) bool {
+	f.mu.Lock()
+	t := f.threads[runID]
+	f.mu.Unlock()
+	return t != nil && t.awayIn(channel)
 }
 
 func (f *Front) windowClick(ctx context.Context, cb slack.InteractionCallback, who bot.Caller, actionID, value string) bot.Reply {

@@ -63,19 +63,40 @@ func TestNotInChannelThenInvited(t *testing.T) {
 	}
 	// The run does not wait for Slack.
 	run = h.waitState(run.ID, store.StateWaiting)
-	if n := len(h.fs.Calls("chat.postMessage")); n != 0 {
-		t.Fatalf("%d posts although the channel refuses the bot", n)
+	for _, c := range h.fs.Calls("chat.postMessage") {
+		if c.Channel() == chProd {
+			t.Fatalf("a post although the channel refuses the bot: %s", dumpCalls([]apiCall{c}))
+		}
 	}
 
+	// Its checkpoint is not left without buttons: it is shown, with them,
+	// in a channel the bot may post in, and decided from there.
+	var away apiCall
+	h.fs.waitFor("the checkpoint in another channel", func(cs []apiCall) bool {
+		for _, c := range cs {
+			if c.Method == "chat.postMessage" && c.Channel() == chOps && strings.Contains(c.Text(), "cannot post its thread in <#"+chProd+"> (not_in_channel)") && len(c.Buttons()) == 3 {
+				away = c
+				return true
+			}
+		}
+		return false
+	})
+	if !strings.Contains(away.Text(), "Who decides: <@"+uRequest+">, <!subteam^"+gApprover+">") {
+		t.Fatalf("the checkpoint shown elsewhere does not say who decides: %q", away.Text())
+	}
+	h.click(uApprover, chOps, away.TS, "nocobot.cp.continue", run.ID+"|"+run.Checkpoint.ID)
+	h.fs.waitFor("the decision shown where it was taken", func(cs []apiCall) bool {
+		last := latestOf(cs, away.TS)
+		return last.Method == "chat.update" && strings.Contains(last.Text(), "<@"+uApprover+"> chose *Continue*") && len(last.Buttons()) == 0
+	})
+	h.waitState(run.ID, store.StateSucceeded)
+
+	// Invited: the whole thread appears.
 	invited.Store(true)
 	h.event(map[string]any{"type": "member_joined_channel", "user": botUser, "channel": chProd, "channel_type": "C", "team": "T1", "inviter": uRequest})
 	root := h.rootOf(chProd, "Upgrade of prod")
-	cp, _ := h.reply(root.TS, "Verify checkpoint")
-	if len(cp.Buttons()) != 3 {
-		t.Fatalf("checkpoint buttons: %v", cp.Buttons())
-	}
-	for _, title := range []string{"Preflight", "Stop all app nodes", "Back up database and storage", "Start one node"} {
-		h.reply(root.TS, "*"+title)
+	for _, title := range []string{"Preflight", "Stop all app nodes", "Back up database and storage", "Start one node", "Verify checkpoint", "<@" + uApprover + "> chose *Continue*", "Outcome: *succeeded*"} {
+		h.reply(root.TS, title)
 	}
 	// The person is told the thread is up, with its link.
 	h.fs.waitFor("a follow-up with the thread's link", func(cs []apiCall) bool {
@@ -86,8 +107,7 @@ func TestNotInChannelThenInvited(t *testing.T) {
 		}
 		return false
 	})
-	h.click(uApprover, chProd, cp.TS, "nocobot.cp.continue", run.ID+"|"+run.Checkpoint.ID)
-	h.reply(root.TS, "Outcome: *succeeded*")
+	h.waitRunGone(run.ID)
 }
 
 // Without an invitation event (HTTP mode without event subscriptions),

@@ -66,13 +66,15 @@ type thread struct {
 	// rebuilt says why the thread was posted again under a new root.
 	rebuilt  string
 	rebuilds int
+	// away are checkpoints shown in another channel while parked.
+	away map[string]*away
 }
 
 func newThread(f *Front, runID string) *thread {
 	return &thread{
 		f: f, runID: runID, wake: make(chan struct{}, 1),
 		known: map[string]string{}, byKey: map[string]*slot{}, stepAt: map[int]time.Time{},
-		cps: map[string]*cpState{}, notes: map[string]string{},
+		cps: map[string]*cpState{}, notes: map[string]string{}, away: map[string]*away{},
 	}
 }
 
@@ -276,6 +278,7 @@ func (t *thread) flush(ctx context.Context) (time.Duration, bool) {
 	if t.parked != "" {
 		if due := t.parkedAt.Add(f.opts.ParkRetry); time.Now().Before(due) {
 			t.mu.Unlock()
+			t.showAway(ctx)
 			return time.Until(due), false
 		}
 		t.parked = ""
@@ -310,6 +313,7 @@ func (t *thread) flush(ctx context.Context) (time.Duration, bool) {
 		case sendStop:
 			return 0, false
 		case sendParked:
+			t.showAway(ctx)
 			t.mu.Lock()
 			w := time.Until(t.parkedAt.Add(f.opts.ParkRetry))
 			t.mu.Unlock()
@@ -318,6 +322,7 @@ func (t *thread) flush(ctx context.Context) (time.Duration, bool) {
 			return time.Millisecond, false
 		}
 	}
+	t.showAway(ctx)
 	t.mu.Lock()
 	done := t.finished && wait == 0 && t.allSent()
 	t.mu.Unlock()

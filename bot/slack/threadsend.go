@@ -162,4 +162,3 @@ func (t *thread) rootPosted() (channel, ts, parked string) {
 	}
 	return t.channel, ts, t.parked
 }
-
