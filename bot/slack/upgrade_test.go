@@ -72,8 +72,12 @@ func TestWholeUpgradeThroughSlack(t *testing.T) {
 	healthy := h.world.BlockOn("healthy app-1")
 
 	h.command(uRequest, chProd, "upgrade 1.7.14")
-	h.fs.ephemeralTo(uRequest, "Started run r")
+	started := h.fs.ephemeralTo(uRequest, "Started run r")
 	root := h.rootOf(chProd, "Upgrade of prod")
+	// The answer gives the run id and a link to its thread.
+	if link := "Its thread: <https://nocobot-test.slack.com/archives/" + chProd + "/p" + strings.ReplaceAll(root.TS, ".", "") + "|"; !strings.Contains(started.Text(), link) {
+		t.Fatalf("the answer does not link the thread: %q", started.Text())
+	}
 	if !strings.Contains(root.Text(), "<@"+uRequest+">") {
 		t.Fatalf("root does not name the requester: %q", root.Text())
 	}
