@@ -152,6 +152,16 @@ func TestLongPluginListTitle(t *testing.T) {
 	h.uploadIn(root.TS, last)
 	h.reply(root.TS, "Verify checkpoint")
 	h.fs.ephemeralTo(uRequest, "Started run")
+	// The root is edited at every step; its full text is uploaded once.
+	roots := 0
+	for _, c := range h.fs.Calls("files.completeUploadExternal") {
+		if strings.Contains(c.Form.Get("files"), "-root.txt") || strings.Contains(c.Form.Get("files"), ", root") {
+			roots++
+		}
+	}
+	if roots != 1 {
+		t.Fatalf("the root's full text was uploaded %d times", roots)
+	}
 }
 
 // Window messages with a long command keep their Skip and Start buttons.

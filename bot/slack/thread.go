@@ -26,7 +26,7 @@ type slot struct {
 	lastEdit  time.Time
 	broadcast bool
 	dropped   bool   // Slack refused it for good; not retried
-	uploaded  string // the cut text last uploaded in full
+	uploaded  string // the phase whose cut text was uploaded in full
 }
 
 // cpState is a checkpoint as the thread shows it.
@@ -371,6 +371,26 @@ func (t *thread) render(key string) (string, []slack.Block) {
 		return t.notes[key], []slack.Block{section(t.notes[key])}
 	}
 	return "", nil
+}
+
+// phase is what a message is about, for uploads: a cut message's full
+// text is uploaded once a phase (a step running, then failed), not at
+// every edit (the root's status line changes all the time); the caller
+// holds mu.
+func (t *thread) phase(key string) string {
+	switch {
+	case strings.HasPrefix(key, "step:"):
+		var i int
+		fmt.Sscanf(key, "step:%d", &i)
+		if i >= 0 && i < len(t.run.Steps) {
+			return key + "|" + string(t.run.Steps[i].Status)
+		}
+	case strings.HasPrefix(key, "cp:"):
+		if cs, ok := t.cps[strings.TrimPrefix(key, "cp:")]; ok && (cs.decision != nil || cs.closed != "") {
+			return key + "|closed"
+		}
+	}
+	return key
 }
 
 func capitalize(s string) string {

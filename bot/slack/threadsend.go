@@ -76,8 +76,11 @@ func (t *thread) send(ctx context.Context, channel string, s, root *slot) sendRe
 			if fresh {
 				t.save(ctx)
 			}
-			if cut && s.uploaded != full {
-				s.uploaded = full
+			t.mu.Lock()
+			phase := t.phase(s.key)
+			t.mu.Unlock()
+			if cut && s.uploaded != phase {
+				s.uploaded = phase
 				t.upload(ctx, channel, root.ts, s, full)
 			}
 			return sendDone

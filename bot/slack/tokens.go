@@ -74,8 +74,11 @@ func (f *Front) tokenRefused(name, kind string, err error) error {
 	}
 	var pe permanentError
 	code := slackError(err)
-	if authFails(code) || errors.As(err, &pe) {
+	switch {
+	case authFails(code):
 		return fmt.Errorf("%s: Slack refused the %s: %s", name, kind, explainRefusal(code))
+	case errors.As(err, &pe):
+		return fmt.Errorf("%s: the Slack API at %s cannot check the %s: %s (is slack.api_url right?)", name, f.apiURL(), kind, code)
 	}
 	f.log.Warn().Err(err).Str("token", name).Msg("slack: could not check the token (Slack unreachable?); going on")
 	return nil
