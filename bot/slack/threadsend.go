@@ -61,13 +61,17 @@ func (t *thread) send(ctx context.Context, channel string, s, root *slot) sendRe
 		} else {
 			err = f.calls.do(ctx, "chat.postMessage", 0, func(ctx context.Context) error {
 				var err error
-				_, ts, err = f.api.PostMessageContext(ctx, channel, append(current(), extra...)...)
+				// A post under way finishes even while the front stops:
+				// cut off, Slack may show it while the bot forgets it,
+				// and a restarted bot would post it again.
+				c, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.CallTimeout)
+				defer cancel()
+				_, ts, err = f.api.PostMessageContext(c, channel, append(current(), extra...)...)
 				return err
 			})
 		}
-		if ctx.Err() != nil {
-			return sendStop
-		}
+		// A message posted is recorded even while the front stops: a
+		// restarted bot must edit it, not post it again.
 		if err == nil {
 			fresh := s.ts == ""
 			t.mu.Lock()
@@ -84,6 +88,9 @@ func (t *thread) send(ctx context.Context, channel string, s, root *slot) sendRe
 				t.upload(ctx, channel, root.ts, s, full)
 			}
 			return sendDone
+		}
+		if ctx.Err() != nil {
+			return sendStop
 		}
 		code := slackError(err)
 		log := f.log.Warn().Err(err).Str("run", t.runID).Str("channel", channel).Str("message", s.key)
