@@ -213,10 +213,6 @@ func StateWords(s store.RunState) string {
 	return string(s)
 }
 
-// Choices names the options of a checkpoint: "Retry, Roll back or
-// Abort", only those offered.
-func Choices(cp *store.Checkpoint) string { return choices(cp) }
-
 // choices names the options of a checkpoint: "Retry, Roll back or Abort".
 func choices(cp *store.Checkpoint) string {
 	if cp == nil || len(cp.Options) == 0 {
