@@ -100,10 +100,10 @@ func (f *Front) verified(w http.ResponseWriter, r *http.Request) ([]byte, *repla
 	if !ok {
 		return nil, nil, false
 	}
-	reject := func(reason error) ([]byte, bool) {
+	reject := func(reason error) ([]byte, *replayCheck, bool) {
 		f.log.Warn().Str("path", r.URL.Path).Str("remote", r.RemoteAddr).Str("reason", reason.Error()).Msg("slack: rejected a request that is not verifiably from Slack")
 		http.Error(w, "invalid request signature", http.StatusUnauthorized)
-		return nil, false
+		return nil, nil, false
 	}
 	sv, err := slack.NewSecretsVerifier(r.Header, f.opts.SigningSecret)
 	if err == nil {
@@ -113,8 +113,7 @@ func (f *Front) verified(w http.ResponseWriter, r *http.Request) ([]byte, *repla
 		err = sv.Ensure()
 	}
 	if err != nil {
-		b, _ := reject(err)
-		return b, nil, false
+		return reject(err)
 	}
 	// A signature is valid for five minutes; one seen already, here or
 	// by another replica, is a replay (Slack does not resend commands
@@ -128,8 +127,7 @@ func (f *Front) verified(w http.ResponseWriter, r *http.Request) ([]byte, *repla
 			return nil, nil, false
 		}
 		if !rc.first {
-			b, _ := reject(errors.New("replayed request (signature seen before)"))
-			return b, nil, false
+			return reject(errors.New("replayed request (signature seen before)"))
 		}
 	case <-time.After(replayBudget):
 		// Slack wants its answer within 3 s: acknowledge now, and let
