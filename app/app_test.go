@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -38,11 +39,38 @@ func freeAddr(t *testing.T) string {
 // testConfig writes a configuration whose cluster's Docker engine is
 // unreachable: nothing in these tests may need it.
 func testConfig(t *testing.T, listen string) (*config.Config, string) {
+	return testConfigWith(t, listen, fakeSlackAPI(t))
+}
+
+// fakeSlackAPI answers auth.test as Slack does: the test bot token is a
+// bot's, a revoked one is refused.
+func fakeSlackAPI(t *testing.T) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		w.Header().Set("Content-Type", "application/json")
+		tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if tok == "" {
+			tok = r.Form.Get("token")
+		}
+		switch {
+		case r.URL.Path != "/auth.test":
+			fmt.Fprint(w, `{"ok":false,"error":"unknown_method"}`)
+		case tok == "xoxb-app-test":
+			fmt.Fprint(w, `{"ok":true,"user":"nocobot","user_id":"UBOT","team":"T","bot_id":"B1"}`)
+		default:
+			fmt.Fprint(w, `{"ok":false,"error":"token_revoked"}`)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/"
+}
+
+func testConfigWith(t *testing.T, listen, apiURL string) (*config.Config, string) {
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "n.db")
 	body := fmt.Sprintf(`
 store: {path: %s}
-slack: {mode: http, bot_token_env: NOCOBOT_APPTEST_BOT, signing_secret_env: NOCOBOT_APPTEST_SIGNING, listen: %q}
+slack: {mode: http, bot_token_env: NOCOBOT_APPTEST_BOT, signing_secret_env: NOCOBOT_APPTEST_SIGNING, listen: %q, api_url: %q}
 audit: {retention: 720h}
 clusters:
   - name: prod
@@ -51,7 +79,7 @@ clusters:
     nodes: {labels: {com.docker.compose.service: app}}
     load_balancer: {type: none}
     backup: {destination: %s, database: {container: db, name: nocobase}}
-`, dbPath, listen, filepath.Join(dir, "backups"))
+`, dbPath, listen, apiURL, filepath.Join(dir, "backups"))
 	p := filepath.Join(dir, "nocobot.yaml")
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
@@ -157,6 +185,37 @@ func TestServeNeedsTheBotToken(t *testing.T) {
 	err = a.Serve(context.Background(), "test")
 	if err == nil || !strings.Contains(err.Error(), "NOCOBOT_APPTEST_BOT") && !strings.Contains(err.Error(), "bot_token_env") {
 		t.Fatalf("Serve without a token: %v", err)
+	}
+}
+
+// A revoked bot token stops serve at once with a message naming the
+// token and what is wrong, before anything listens.
+func TestServeStopsOnARefusedToken(t *testing.T) {
+	t.Setenv("NOCOBOT_APPTEST_BOT", "xoxb-revoked")
+	t.Setenv("NOCOBOT_APPTEST_SIGNING", signingSecret)
+	addr := freeAddr(t)
+	cfg, _ := testConfig(t, addr)
+	a, err := app.New(context.Background(), cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(context.Background(), "test") }()
+	select {
+	case err = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve went on with a revoked token")
+	}
+	want := "slack.bot_token_env (NOCOBOT_APPTEST_BOT): Slack refused the bot token: token_revoked (revoked: reinstall the app"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Serve: %v\nwant it to contain %q", err, want)
+	}
+	if strings.Contains(err.Error(), "xoxb-revoked") {
+		t.Fatal("the error shows the token")
+	}
+	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		t.Fatal("the Slack endpoint listens although serve stopped")
 	}
 }
 

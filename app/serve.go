@@ -32,6 +32,11 @@ func (a *App) Serve(ctx context.Context, version string) error {
 		if err != nil {
 			return err
 		}
+		// A token Slack refuses stops serve here, with the token named,
+		// rather than in an endless reconnect.
+		if err := front.CheckTokens(ctx); err != nil {
+			return err
+		}
 		front.ObserveAPIErrors(a.Metrics.SlackAPIError)
 		parts = append(parts, front.Run)
 		slackReady = a.slackCheck()
@@ -96,6 +101,6 @@ func (a *App) slackFront() (*slackfront.Front, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := slackfront.Options{Config: a.Config, BotToken: botToken, AppToken: appToken, SigningSecret: signing, APIURL: a.SlackAPIURL}
+	opts := slackfront.Options{Config: a.Config, BotToken: botToken, AppToken: appToken, SigningSecret: signing, APIURL: a.SlackAPIURL, Replay: a.Store}
 	return slackfront.New(opts, a.Dispatcher, a.Engine, a.Log)
 }

@@ -59,12 +59,12 @@ func (d *Dispatcher) decide(ctx context.Context, who Caller, a Answer) Reply {
 		return refused(T(fmt.Sprintf("Sorry, you are not allowed to decide checkpoints on %s.", run.Cluster)), nil)
 	}
 	if run.State.Finished() {
-		return refused(T(fmt.Sprintf("Run %s has already finished (%s); nothing to decide.", a.RunID, run.State)), nil)
+		return refused(T(fmt.Sprintf("Run %s has already finished (%s); nothing to decide.", a.RunID, StateWords(run.State))), nil)
 	}
 	if a.Checkpoint == "" {
 		// "the open question", as a terminal decides it by run id alone
 		if run.Checkpoint == nil {
-			return refused(T("Run ", a.RunID, " asks nothing now (it is ", string(run.State), "). To stop it: ", Code(who.Prefix+" cancel "+a.RunID), "."), nil)
+			return refused(T("Run ", a.RunID, " asks nothing now (it is ", StateWords(run.State), "). To stop it: ", Code(who.Prefix+" cancel "+a.RunID), "."), nil)
 		}
 		a.Checkpoint = run.Checkpoint.ID
 	}
@@ -114,7 +114,7 @@ func (d *Dispatcher) alreadyDecided(ctx context.Context, a Answer) Reply {
 	if err == nil {
 		for _, x := range ds {
 			if x.Checkpoint == a.Checkpoint {
-				r := refused(T("This checkpoint was already decided: ", Person(x.By), " chose ", ActionLabel(x.Action), " at ", x.At.UTC().Format("15:04:05 UTC"), "."), store.ErrAlreadyDecided)
+				r := refused(T("This checkpoint was already decided: ", Person(x.By), " chose ", ActionLabel(x.Action), " at ", At(x.At), "."), store.ErrAlreadyDecided)
 				r.Decision = &x
 				return r
 			}
@@ -164,5 +164,5 @@ func (d *Dispatcher) decideWindow(ctx context.Context, who Caller, a WindowAnswe
 		return refused(T(fmt.Sprintf("Could not %s window %s: %v", verb, a.ID, err)), err)
 	}
 	return Reply{Outcome: ok(verb), Cluster: w.Cluster, Window: &w,
-		Text: T(past, " by ", Person(who.User), " at ", d.now().UTC().Format("15:04:05 UTC"))}
+		Text: T(past, " by ", Person(who.User), " at ", At(d.now()))}
 }

@@ -228,7 +228,7 @@ func (d *Dispatcher) start(ctx context.Context, who Caller, cmd Command) Reply {
 	var busy *procedures.BusyError
 	if errors.As(err, &busy) {
 		b := busy.Run
-		r := refused(T(b.Cluster, " is busy: run ", b.ID, " (", procedures.Title(b), ", requested by ", Person(b.Requester), ") is ", string(b.State),
+		r := refused(T(b.Cluster, " is busy: run ", b.ID, " (", procedures.Title(b), ", requested by ", Person(b.Requester), ") is ", StateWords(b.State),
 			". Wait for it or ", Code(who.Prefix+" cancel "+b.ID), "."), err)
 		r.RunID = b.ID
 		return r
@@ -258,7 +258,7 @@ func (d *Dispatcher) cancelRun(ctx context.Context, who Caller, id string) Reply
 		return refused(T(fmt.Sprintf("You are not allowed to cancel runs on %s.", run.Cluster)), nil)
 	}
 	if run.State.Finished() {
-		return refused(T(fmt.Sprintf("Run %s is already %s.", id, run.State)), nil)
+		return refused(T(fmt.Sprintf("Run %s has already finished (%s).", id, StateWords(run.State))), nil)
 	}
 	if err := d.eng.Cancel(ctx, id, who.User, who.Via); err != nil {
 		return failed("Could not cancel", err)

@@ -3,6 +3,7 @@ package bot
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Text is a line (or a few) for people, in spans that each transport
@@ -14,6 +15,8 @@ type Text []Span
 type Span struct {
 	Kind SpanKind
 	S    string
+	// At is the moment of a SpanTime; S is how it reads in plain text.
+	At time.Time
 }
 
 // SpanKind says how a span is shown.
@@ -24,6 +27,7 @@ const (
 	SpanPerson          // a user id, "terminal:alice" or "scheduler:w1"
 	SpanCode            // an id, a command, a cron spec
 	SpanStrong          // emphasis
+	SpanTime            // a moment: Slack shows it in each reader's time zone
 )
 
 // Person, Code and Strong mark a part of a Text built with T.
@@ -31,9 +35,11 @@ type (
 	Person string
 	Code   string
 	Strong string
+	// At is a moment, shown in UTC as plain text.
+	At time.Time
 )
 
-// T builds a Text from strings, Person, Code, Strong, Text and anything
+// T builds a Text from strings, Person, Code, Strong, At, Text and anything
 // fmt can print.
 func T(parts ...any) Text {
 	var t Text
@@ -42,15 +48,18 @@ func T(parts ...any) Text {
 		case Text:
 			t = append(t, v...)
 		case Person:
-			t = append(t, Span{SpanPerson, string(v)})
+			t = append(t, Span{Kind: SpanPerson, S: string(v)})
 		case Code:
-			t = append(t, Span{SpanCode, string(v)})
+			t = append(t, Span{Kind: SpanCode, S: string(v)})
 		case Strong:
-			t = append(t, Span{SpanStrong, string(v)})
+			t = append(t, Span{Kind: SpanStrong, S: string(v)})
+		case At:
+			tm := time.Time(v)
+			t = append(t, Span{Kind: SpanTime, S: tm.UTC().Format("15:04:05 UTC"), At: tm})
 		case string:
-			t = append(t, Span{SpanPlain, v})
+			t = append(t, Span{Kind: SpanPlain, S: v})
 		default:
-			t = append(t, Span{SpanPlain, fmt.Sprint(v)})
+			t = append(t, Span{Kind: SpanPlain, S: fmt.Sprint(v)})
 		}
 	}
 	return t

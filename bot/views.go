@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nocobot/nocobot/format"
@@ -50,6 +51,7 @@ func (d *Dispatcher) status(ctx context.Context, cluster string) Reply {
 	case s.Active != nil:
 		a := *s.Active
 		running = T(a.ID, " — ", procedures.Title(a), " (", Person(a.Requester), "), ", RunStatus(a))
+		r.RunID = a.ID
 		if a.Checkpoint != nil {
 			r.Options = a.Checkpoint.Options
 		}
@@ -75,6 +77,22 @@ func (d *Dispatcher) status(ctx context.Context, cluster string) Reply {
 	}
 	r.Fields = append(r.Fields, windows)
 	return r
+}
+
+// Overview is the status of every cluster, for a front's overview (the
+// Slack App Home): a look, not a command, so it writes no audit entry.
+func (d *Dispatcher) Overview(ctx context.Context) []Reply {
+	names := d.eng.ClusterNames()
+	out := make([]Reply, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Go(func() {
+			out[i] = d.status(ctx, name)
+			out[i].Cluster = name
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // TrafficText says where the load balancer sends traffic.
@@ -177,6 +195,22 @@ func WindowLine(w store.Window) Text {
 		t = T(t, " — needs a Start click")
 	}
 	return t
+}
+
+// StateWords says a run's state in words that fit "the run is …" and
+// "(…)": "stopped after a failed step", "rolled back".
+func StateWords(s store.RunState) string {
+	switch s {
+	case store.StateWaiting:
+		return "waiting for a decision"
+	case store.StateFailed:
+		return "stopped after a failed step"
+	case store.StateRollingBack:
+		return "rolling back"
+	case store.StateRolledBack:
+		return "rolled back"
+	}
+	return string(s)
 }
 
 // choices names the options of a checkpoint: "Retry, Roll back or Abort".

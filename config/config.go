@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -68,6 +69,9 @@ type Slack struct {
 	SigningSecretEnv string `yaml:"signing_secret_env"` // http mode
 	Listen           string `yaml:"listen"`             // http mode, e.g. ":3000"
 	Command          string `yaml:"command"`            // default "/nocobase"
+	// APIURL is Slack's Web API base URL, e.g. https://slack-gov.com/api/
+	// for GovSlack or a proxy; default Slack's own.
+	APIURL string `yaml:"api_url"`
 }
 
 // Access says who may run procedures and who may decide checkpoints.
@@ -325,6 +329,18 @@ func (c *Config) validate() error {
 	for f, v := range map[string]string{"slack.bot_token_env": c.Slack.BotTokenEnv, "slack.app_token_env": c.Slack.AppTokenEnv, "slack.signing_secret_env": c.Slack.SigningSecretEnv} {
 		if err := checkEnv(f, v, false); err != nil {
 			return err
+		}
+	}
+	if u := c.Slack.APIURL; u != "" {
+		p, err := url.Parse(u)
+		switch {
+		case err == nil && p.User != nil:
+			return fieldError("slack.api_url", "holds credentials: a token goes in slack.bot_token_env, never in the URL")
+		case err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "":
+			return fieldError("slack.api_url", "%q: expected an http(s) URL such as https://slack.com/api/", u)
+		}
+		if !strings.HasSuffix(u, "/") {
+			c.Slack.APIURL = u + "/"
 		}
 	}
 	if c.Slack.Command != "" && !strings.HasPrefix(c.Slack.Command, "/") {

@@ -60,6 +60,8 @@ func TestInvalidNamesFieldAndExpectation(t *testing.T) {
 		{"bad user", "access: {run: {users: [alice]}}\n" + minimal, `access.run.users: "alice" is not a Slack user id`},
 		{"channel name", strings.Replace(minimal, "name: prod", "name: prod\n    channel: '#ops'", 1), "the id, not the #name"},
 		{"bad pull policy", minimal + "    image: {pull: sometimes}\n", `clusters[0] (prod).image.pull: "sometimes": expected always, missing or never`},
+		{"slack api url", "slack: {api_url: 'ftp://slack.example/api'}\n" + minimal, `slack.api_url: "ftp://slack.example/api": expected an http(s) URL`},
+		{"slack api url with token", "slack: {api_url: 'https://xoxb:hunter2@slack.example/api/'}\n" + minimal, "slack.api_url: holds credentials"},
 		{"duplicate", minimal + strings.TrimPrefix(minimal, "\nclusters:\n"), "a cluster of that name comes earlier"},
 	}
 	for _, tt := range tests {
@@ -72,6 +74,16 @@ func TestInvalidNamesFieldAndExpectation(t *testing.T) {
 				t.Fatal("the error leaks a password")
 			}
 		})
+	}
+}
+
+func TestSlackAPIURL(t *testing.T) {
+	c, err := Parse(strings.NewReader("slack: {api_url: 'https://slack-gov.com/api'}\n" + minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Slack.APIURL != "https://slack-gov.com/api/" {
+		t.Fatalf("api_url = %q, want it with its trailing slash", c.Slack.APIURL)
 	}
 }
 

@@ -56,11 +56,23 @@ func versions(r store.Run) string {
 	return fmt.Sprintf(" · %s → %s", from, procedures.UpgradeTarget(r))
 }
 
-func renderRoot(r store.Run) (string, []slack.Block) {
+func renderRoot(r store.Run, rebuilt string) (string, []slack.Block) {
 	title := capitalize(procedures.Title(r))
 	text := fmt.Sprintf("*%s*\n%s on %s%s · requested by %s · run `%s`\n%s",
 		title, capitalize(r.Procedure), r.Cluster, versions(r), mention(r.Requester), r.ID, runStatus(r))
-	return one(text)
+	blocks := []slack.Block{section(text)}
+	if rebuilt != "" {
+		line := ":recycle: This thread replaces an earlier one: " + rebuilt
+		blocks = append(blocks, contextLine(line))
+		text += "\n" + line
+	}
+	return text, blocks
+}
+
+// slackDate shows a moment in each reader's own time zone; the fallback
+// (clients that cannot, notifications) is the time in tz.
+func slackDate(t time.Time, tz string) string {
+	return fmt.Sprintf("<!date^%d^{date_short_pretty} {time}|%s>", t.Unix(), format.When(t, tz))
 }
 
 func renderStep(st store.Step, progressAt time.Time) (string, []slack.Block) {
@@ -93,7 +105,41 @@ func renderStep(st store.Step, progressAt time.Time) (string, []slack.Block) {
 	return one(text)
 }
 
-func renderCheckpoint(r store.Run, cs *cpState) (string, []slack.Block) {
+// checkpointQuestion is the question without a repeat of the failed
+// step's error: the step's own message shows it (a long one cut, in
+// full in a file), the question names it once at most.
+func checkpointQuestion(cs *cpState) string {
+	q := cs.cp.Question
+	d := strings.TrimSpace(cs.detail)
+	if d == "" || !strings.Contains(q, d) {
+		return q
+	}
+	if len([]rune(d)) > 200 {
+		return strings.ReplaceAll(q, d, "the error shown above")
+	}
+	i := strings.Index(q, d) + len(d)
+	return q[:i] + strings.ReplaceAll(q[i:], d, "the same error")
+}
+
+// confirmFor asks before an action that cannot be taken back.
+func confirmFor(a store.Action) *slack.ConfirmationBlockObject {
+	var title, text, yes string
+	switch a {
+	case store.ActionRollback:
+		title, text, yes = "Roll back?", "The backup taken before the run is restored and the previous version started. Writes made since the backup are lost.", "Roll back"
+	case store.ActionAbort:
+		title, text, yes = "Abort the run?", "The run stops where it is; its summary says what state the cluster is in and which command brings traffic back.", "Abort"
+	default:
+		return nil
+	}
+	pt := func(s string) *slack.TextBlockObject {
+		return slack.NewTextBlockObject(slack.PlainTextType, s, false, false)
+	}
+	return slack.NewConfirmationBlockObject(pt(title), pt(text), pt(yes), pt("Cancel")).WithStyle(slack.StyleDanger)
+}
+
+// renderCheckpoint shows a question; who says who may answer it.
+func renderCheckpoint(r store.Run, cs *cpState, who string) (string, []slack.Block) {
 	cp := cs.cp
 	var head string
 	switch cp.Kind {
@@ -108,17 +154,21 @@ func renderCheckpoint(r store.Run, cs *cpState) (string, []slack.Block) {
 	default:
 		head = ":raising_hand: *Decision needed*"
 	}
-	text := head + "\n" + cp.Question
+	text := head + "\n" + checkpointQuestion(cs)
 	if cp.URL != "" {
 		text += "\nCheck the node: " + cp.URL
+	}
+	open := cs.decision == nil && cs.closed == ""
+	if open && who != "" {
+		text += "\n" + who
 	}
 	blocks := []slack.Block{section(text)}
 	switch {
 	case cs.decision != nil:
 		d := cs.decision
-		line := fmt.Sprintf("%s chose *%s* at %s", mention(d.By), bot.ActionLabel(d.Action), d.At.UTC().Format("15:04:05 UTC, 2 Jan"))
+		line := fmt.Sprintf("%s chose *%s* at %s", mention(d.By), bot.ActionLabel(d.Action), slackDate(d.At, "UTC"))
 		if d.By == "timeout" || d.Via == "engine" {
-			line = fmt.Sprintf("No decision in time: *%s* at %s", bot.ActionLabel(d.Action), d.At.UTC().Format("15:04:05 UTC, 2 Jan"))
+			line = fmt.Sprintf("No decision in time: *%s* at %s", bot.ActionLabel(d.Action), slackDate(d.At, "UTC"))
 		}
 		blocks = append(blocks, contextLine(line))
 		text += "\n" + line
@@ -138,16 +188,25 @@ func renderCheckpoint(r store.Run, cs *cpState) (string, []slack.Block) {
 			case store.ActionContinue, store.ActionRetry:
 				b = b.WithStyle(slack.StylePrimary)
 			case store.ActionRollback, store.ActionAbort:
-				b = b.WithStyle(slack.StyleDanger)
+				b = b.WithStyle(slack.StyleDanger).WithConfirm(confirmFor(a))
 			}
 			buttons = append(buttons, b)
 		}
 		blocks = append(blocks, slack.NewActionBlock(blockCheckpoint, buttons...))
 		if !cp.Deadline.IsZero() {
-			blocks = append(blocks, contextLine("Waiting until "+cp.Deadline.UTC().Format("15:04 UTC")+"."))
+			blocks = append(blocks, contextLine("Waiting until "+slackDate(cp.Deadline, "UTC")+"."))
 		}
 	}
 	return text, blocks
+}
+
+// renderReminder pings the deciders again without repeating the question.
+func renderReminder(r store.Run, n int, who string) string {
+	line := fmt.Sprintf(":bell: Still waiting for a decision on run `%s` (reminder %d): the question and its buttons are above.", r.ID, n)
+	if who != "" {
+		line += "\n" + who
+	}
+	return line
 }
 
 func renderSummary(r store.Run) (string, []slack.Block) {

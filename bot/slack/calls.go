@@ -82,6 +82,9 @@ func transient(err error) bool {
 		}
 		return false
 	}
+	if certificateError(err) {
+		return false
+	}
 	var ne net.Error
 	if errors.As(err, &ne) {
 		return true

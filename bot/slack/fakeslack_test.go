@@ -3,7 +3,9 @@ package slack
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -73,18 +75,30 @@ type fakeSlack struct {
 	groups map[string][]string
 	// fail, when set, may answer a call with an error status instead.
 	fail func(method string) (status int, retryAfter string)
+	// refuse, when set, may answer a call with a Slack error code
+	// ("not_in_channel") instead, as Slack does with HTTP 200.
+	refuse func(method string, form url.Values) string
+	// violations are the Block Kit limits broken by any message: each
+	// was refused with invalid_blocks, as Slack does, and fails the test.
+	violations []string
+	// authErr and appAuthErr refuse the bot and app-level tokens.
+	authErr, appAuthErr string
+	uploads             map[string]string // file id → content
 
 	sockets chan *websocket.Conn
 	closed  chan struct{}
 }
 
 func newFakeSlack(t *testing.T) *fakeSlack {
-	fs := &fakeSlack{t: t, groups: map[string][]string{}, sockets: make(chan *websocket.Conn, 4), closed: make(chan struct{})}
+	fs := &fakeSlack{t: t, groups: map[string][]string{}, sockets: make(chan *websocket.Conn, 4), closed: make(chan struct{}), uploads: map[string]string{}}
 	fs.srv = slacktest.NewTestServer(func(c slacktest.Customize) {
-		c.Handle("/chat.postMessage", fs.handle("chat.postMessage"))
-		c.Handle("/chat.update", fs.handle("chat.update"))
-		c.Handle("/chat.postEphemeral", fs.handle("chat.postEphemeral"))
-		c.Handle("/usergroups.users.list", fs.handle("usergroups.users.list"))
+		for _, m := range []string{"chat.postMessage", "chat.update", "chat.postEphemeral", "usergroups.users.list",
+			"files.getUploadURLExternal", "files.completeUploadExternal", "chat.getPermalink", "views.publish",
+			"auth.test", "apps.connections.open"} {
+			c.Handle("/"+m, fs.handle(m))
+		}
+		c.Handle("/upload/", fs.handleUpload)
+		c.Handle("/respond/", fs.handle("response_url"))
 		c.Handle("/ws", slacktest.Websocket(func(conn *websocket.Conn) {
 			fs.sockets <- conn
 			<-fs.closed
@@ -94,20 +108,111 @@ func newFakeSlack(t *testing.T) *fakeSlack {
 	t.Cleanup(func() {
 		close(fs.closed)
 		fs.srv.Stop()
+		fs.mu.Lock()
+		defer fs.mu.Unlock()
+		for _, v := range fs.violations {
+			t.Errorf("a message broke Block Kit's limits: %s", v)
+		}
 	})
 	return fs
 }
 
+// handleUpload takes a file's content at the URL files.getUploadURLExternal gave.
+func (fs *fakeSlack) handleUpload(w http.ResponseWriter, r *http.Request) {
+	f, _, err := r.FormFile("file")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(f)
+	fs.mu.Lock()
+	fs.uploads[strings.TrimPrefix(r.URL.Path, "/upload/")] = string(b)
+	fs.mu.Unlock()
+	w.WriteHeader(http.StatusOK)
+}
+
+// form reads a Web API request: a form, or JSON (views.publish, response_url).
+func form(r *http.Request) (url.Values, error) {
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		var body map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		v := url.Values{}
+		for k, x := range body {
+			if s, ok := x.(string); ok {
+				v.Set(k, s)
+				continue
+			}
+			raw, _ := json.Marshal(x)
+			v.Set(k, string(raw))
+		}
+		return v, nil
+	}
+	if err := r.ParseForm(); err != nil {
+		return nil, err
+	}
+	return r.Form, nil
+}
+
+// violations of one recorded request; "" methods are not messages.
+func requestViolations(method string, f url.Values) []string {
+	switch method {
+	case "chat.postMessage", "chat.update", "chat.postEphemeral", "response_url":
+		return blockKitViolations(f.Get("text"), f.Get("blocks"), false)
+	case "views.publish":
+		var v struct {
+			Type   string          `json:"type"`
+			Blocks json.RawMessage `json:"blocks"`
+		}
+		if err := json.Unmarshal([]byte(f.Get("view")), &v); err != nil {
+			return []string{"views.publish without a view: " + err.Error()}
+		}
+		return blockKitViolations("", string(v.Blocks), true)
+	}
+	return nil
+}
+
 func (fs *fakeSlack) handle(method string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if err := r.ParseForm(); err != nil {
+		rf, err := form(r)
+		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		if tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "); tok != "" && rf.Get("token") == "" {
+			rf.Set("token", tok)
+		}
 		fs.mu.Lock()
+		refuse := func(code string) {
+			fs.calls = append(fs.calls, apiCall{Method: method + " (refused: " + code + ")", Form: rf, At: time.Now()})
+			fs.mu.Unlock()
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": code})
+		}
+		if vs := requestViolations(method, rf); len(vs) > 0 {
+			fs.violations = append(fs.violations, fmt.Sprintf("%s %q: %s", method, trunc(rf.Get("text"), 80), strings.Join(vs, "; ")))
+			refuse("invalid_blocks")
+			return
+		}
+		if fs.refuse != nil {
+			if code := fs.refuse(method, rf); code != "" {
+				refuse(code)
+				return
+			}
+		}
+		switch {
+		case method == "auth.test" && fs.authErr != "":
+			refuse(fs.authErr)
+			return
+		case method == "apps.connections.open" && fs.appAuthErr != "":
+			refuse(fs.appAuthErr)
+			return
+		}
 		if fs.fail != nil {
 			if status, after := fs.fail(method); status != 0 {
-				fs.calls = append(fs.calls, apiCall{Method: method + " (failed)", Form: r.Form, At: time.Now()})
+				fs.calls = append(fs.calls, apiCall{Method: method + " (failed)", Form: rf, At: time.Now()})
 				fs.mu.Unlock()
 				if after != "" {
 					w.Header().Set("Retry-After", after)
@@ -118,9 +223,32 @@ func (fs *fakeSlack) handle(method string) http.HandlerFunc {
 		}
 		fs.n++
 		ts := fmt.Sprintf("1700000000.%06d", fs.n)
-		c := apiCall{Method: method, Form: r.Form, At: time.Now()}
+		c := apiCall{Method: method, Form: rf, At: time.Now()}
 		var resp any
 		switch method {
+		case "files.getUploadURLExternal":
+			id := fmt.Sprintf("F%d", fs.n)
+			resp = map[string]any{"ok": true, "upload_url": fs.srv.GetAPIURL() + "upload/" + id, "file_id": id}
+		case "files.completeUploadExternal":
+			var files []struct {
+				ID    string `json:"id"`
+				Title string `json:"title"`
+			}
+			_ = json.Unmarshal([]byte(rf.Get("files")), &files)
+			for _, f := range files {
+				c.Form.Set("content", fs.uploads[f.ID])
+			}
+			resp = map[string]any{"ok": true, "files": files}
+		case "chat.getPermalink":
+			resp = map[string]any{"ok": true, "channel": rf.Get("channel"), "permalink": "https://nocobot-test.slack.com/archives/" + rf.Get("channel") + "/p" + strings.ReplaceAll(rf.Get("message_ts"), ".", "")}
+		case "views.publish":
+			resp = map[string]any{"ok": true, "view": map[string]any{"id": "V1"}}
+		case "response_url":
+			resp = map[string]any{"ok": true}
+		case "auth.test":
+			resp = map[string]any{"ok": true, "url": "https://nocobot-test.slack.com/", "team": "Test", "user": "nocobot", "team_id": "T1", "user_id": botUser, "bot_id": "B1"}
+		case "apps.connections.open":
+			resp = map[string]any{"ok": true, "url": fs.srv.GetWSURL()}
 		case "chat.postMessage":
 			c.TS = ts
 			resp = map[string]any{"ok": true, "channel": r.Form.Get("channel"), "ts": ts}
@@ -220,6 +348,7 @@ const (
 	uApprover = "UAPPROVE" // may decide (through a group)
 	uStranger = "USTRANGE" // may nothing
 	gApprover = "SAPPROVE"
+	botUser   = "UNOCOBOT" // the bot itself
 )
 
 func testConfig(mode string) *config.Config {
@@ -272,10 +401,24 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-type harnessOpt func(*Options, *bot.Scheduler)
+// setup is what a harness option may change before the bot starts.
+type setup struct {
+	opts  *Options
+	sched *bot.Scheduler
+	prod  *procedures.Cluster // the prod cluster's parts and timeouts
+	cfg   *config.Config
+	// noFront leaves the front to the test (a second replica, a token check).
+	noFront bool
+}
+
+type harnessOpt func(*setup)
 
 func withScheduler(sc bot.Scheduler) harnessOpt {
-	return func(_ *Options, s *bot.Scheduler) { *s = sc }
+	return func(s *setup) { *s.sched = sc }
+}
+
+func withOptions(fn func(*Options)) harnessOpt {
+	return func(s *setup) { fn(s.opts) }
 }
 
 func newHarness(t *testing.T, mode string, opts ...harnessOpt) *harness {
@@ -287,33 +430,40 @@ func newHarness(t *testing.T, mode string, opts ...harnessOpt) *harness {
 		t.Fatal(err)
 	}
 	world := proctest.NewWorld("nocobase/nocobase:1.7.13", true, "app-1", "app-2")
+	cfg := testConfig(mode)
+	o := Options{
+		Config: cfg, BotToken: "xoxb-test-secret", AppToken: "xapp-test-secret", SigningSecret: testSecret,
+		APIURL: fs.URL(), EditEvery: 200 * time.Millisecond, FlushDelay: 20 * time.Millisecond,
+		CallTimeout: 2 * time.Second, MaxBackoff: 200 * time.Millisecond, Replay: st,
+	}
+	var sched bot.Scheduler
+	su := setup{opts: &o, sched: &sched, prod: world.Cluster("prod"), cfg: cfg}
+	for _, fn := range opts {
+		fn(&su)
+	}
 	eng, err := procedures.New(procedures.Options{
-		Store: st, Clusters: []*procedures.Cluster{world.Cluster("prod"), proctest.NewWorld("nocobase/nocobase:1.7.13", true, "s-1").Cluster("staging")},
+		Store: st, Clusters: []*procedures.Cluster{su.prod, proctest.NewWorld("nocobase/nocobase:1.7.13", true, "s-1").Cluster("staging")},
 		Log: zerolog.Nop(), PollEvery: 50 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := testConfig(mode)
-	o := Options{
-		Config: cfg, BotToken: "xoxb-test-secret", AppToken: "xapp-test-secret", SigningSecret: testSecret,
-		APIURL: fs.URL(), EditEvery: 200 * time.Millisecond, FlushDelay: 20 * time.Millisecond,
-		CallTimeout: 2 * time.Second, MaxBackoff: 200 * time.Millisecond,
-	}
-	var sched bot.Scheduler
-	for _, fn := range opts {
-		fn(&o, &sched)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	engDone := make(chan struct{})
 	go func() { _ = eng.Run(ctx); close(engDone) }()
 	h := &harness{t: t, fs: fs, eng: eng, store: st, world: world, cfg: cfg, stop: cancel, opts: o, sched: sched}
-	h.startFront()
+	if !su.noFront {
+		h.startFront()
+	}
 	if mode == "http" {
 		h.http = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			h.mu.Lock()
 			f := h.front
 			h.mu.Unlock()
+			if f == nil {
+				http.Error(w, "no front", http.StatusServiceUnavailable)
+				return
+			}
 			f.Handler().ServeHTTP(w, r)
 		}))
 		t.Cleanup(h.http.Close)
@@ -349,6 +499,10 @@ func (h *harness) startFront() {
 	}
 	front, err := New(h.opts, disp, h.eng, log)
 	if err != nil {
+		h.t.Fatal(err)
+	}
+	// As serve does before it starts the front.
+	if err := front.CheckTokens(context.Background()); err != nil {
 		h.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

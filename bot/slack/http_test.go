@@ -49,30 +49,39 @@ func (h *harness) post(path, body, secret string, ts time.Time) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func commandBody(user, channel, text string) string {
+func (h *harness) commandBody(user, channel, text string) string {
 	return url.Values{
 		"command": {"/nocobase"}, "text": {text}, "user_id": {user}, "user_name": {strings.ToLower(user)},
-		"channel_id": {channel}, "team_id": {"T1"}, "response_url": {"https://hooks.invalid/r"}, "trigger_id": {"t1"},
+		"channel_id": {channel}, "team_id": {"T1"}, "response_url": {h.fs.URL() + "respond/" + user}, "trigger_id": {"t1"},
 	}.Encode()
 }
 
 // command runs a slash command as Slack would send it, checking the ack.
 func (h *harness) command(user, channel, text string) {
 	h.t.Helper()
-	code, body := h.post(PathCommands, commandBody(user, channel, text), testSecret, time.Now())
+	code, body := h.post(PathCommands, h.commandBody(user, channel, text), testSecret, time.Now())
 	if code != http.StatusOK || body != "" {
 		h.t.Fatalf("ack of %q: %d %q, want 200 and an empty body", text, code, body)
 	}
 }
 
 func clickBody(user, channel, messageTS, actionID, value string) string {
+	return clickBodyIn(user, channel, "", messageTS, actionID, value)
+}
+
+// clickBodyIn is a click on a message in the thread threadTS.
+func clickBodyIn(user, channel, threadTS, messageTS, actionID, value string) string {
+	container := map[string]any{"type": "message", "message_ts": messageTS, "channel_id": channel}
+	if threadTS != "" {
+		container["thread_ts"] = threadTS
+	}
 	payload := map[string]any{
 		"type":       "block_actions",
 		"trigger_id": fmt.Sprint(time.Now().UnixNano()), // unique, as Slack's are
 		"user":       map[string]any{"id": user, "name": strings.ToLower(user)},
 		"channel":    map[string]any{"id": channel},
-		"container":  map[string]any{"type": "message", "message_ts": messageTS, "channel_id": channel},
-		"message":    map[string]any{"ts": messageTS},
+		"container":  container,
+		"message":    map[string]any{"ts": messageTS, "thread_ts": threadTS},
 		"actions":    []map[string]any{{"type": "button", "action_id": actionID, "block_id": blockCheckpoint, "value": value, "action_ts": "1.2"}},
 	}
 	b, _ := json.Marshal(payload)
@@ -114,7 +123,7 @@ func (h *harness) waitAudit(n int) []store.AuditEntry {
 
 func TestHTTPVerification(t *testing.T) {
 	h := newHarness(t, "http")
-	valid := commandBody(uRequest, chProd, "help")
+	valid := h.commandBody(uRequest, chProd, "help")
 	tests := []struct {
 		name   string
 		path   string
@@ -124,10 +133,10 @@ func TestHTTPVerification(t *testing.T) {
 		want   int
 	}{
 		{"signed command", PathCommands, valid, testSecret, time.Now(), http.StatusOK},
-		{"wrong secret", PathCommands, commandBody(uRequest, chProd, "upgrade 1.7.14"), "not-the-secret", time.Now(), http.StatusUnauthorized},
-		{"unsigned", PathCommands, commandBody(uRequest, chProd, "upgrade 1.7.14"), "", time.Now(), http.StatusUnauthorized},
-		{"timestamp 6 minutes old", PathCommands, commandBody(uRequest, chProd, "upgrade 1.7.14 staging"), testSecret, time.Now().Add(-6 * time.Minute), http.StatusUnauthorized},
-		{"timestamp 6 minutes ahead", PathCommands, commandBody(uRequest, chProd, "upgrade 1.7.14 staging"), testSecret, time.Now().Add(6 * time.Minute), http.StatusUnauthorized},
+		{"wrong secret", PathCommands, h.commandBody(uRequest, chProd, "upgrade 1.7.14"), "not-the-secret", time.Now(), http.StatusUnauthorized},
+		{"unsigned", PathCommands, h.commandBody(uRequest, chProd, "upgrade 1.7.14"), "", time.Now(), http.StatusUnauthorized},
+		{"timestamp 6 minutes old", PathCommands, h.commandBody(uRequest, chProd, "upgrade 1.7.14 staging"), testSecret, time.Now().Add(-6 * time.Minute), http.StatusUnauthorized},
+		{"timestamp 6 minutes ahead", PathCommands, h.commandBody(uRequest, chProd, "upgrade 1.7.14 staging"), testSecret, time.Now().Add(6 * time.Minute), http.StatusUnauthorized},
 		{"malformed command body", PathCommands, "%zz%%", testSecret, time.Now(), http.StatusBadRequest},
 		{"command without user", PathCommands, "command=%2Fnocobase&text=help", testSecret, time.Now(), http.StatusBadRequest},
 		{"malformed interaction payload", PathInteractivity, "payload=%7Bnot-json", testSecret, time.Now(), http.StatusBadRequest},
@@ -142,7 +151,7 @@ func TestHTTPVerification(t *testing.T) {
 		})
 	}
 	t.Run("replayed request", func(t *testing.T) {
-		body := commandBody(uRequest, chProd, "status")
+		body := h.commandBody(uRequest, chProd, "status")
 		at := time.Now()
 		if code, _ := h.post(PathCommands, body, testSecret, at); code != http.StatusOK {
 			t.Fatalf("first delivery: %d", code)
@@ -236,7 +245,7 @@ func TestHTTPAckLatency(t *testing.T) {
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i := range n {
-		body := commandBody(uStranger, chProd, fmt.Sprintf("history %d", i%100+1))
+		body := h.commandBody(uStranger, chProd, fmt.Sprintf("history %d", i%100+1))
 		stamp := fmt.Sprint(time.Now().Unix())
 		req, _ := http.NewRequest(http.MethodPost, h.http.URL+PathCommands, strings.NewReader(body))
 		req.Header.Set("X-Slack-Request-Timestamp", stamp)
@@ -270,7 +279,7 @@ func TestHTTPAckLatency(t *testing.T) {
 	for i := range n {
 		// Another user than above: the same body in the same second would
 		// be a replay.
-		body := commandBody(uApprover, chProd, fmt.Sprintf("history %d", i%100+1))
+		body := h.commandBody(uApprover, chProd, fmt.Sprintf("history %d", i%100+1))
 		stamp := fmt.Sprint(time.Now().Unix())
 		req := httptest.NewRequest(http.MethodPost, PathCommands, strings.NewReader(body))
 		req.Header.Set("X-Slack-Request-Timestamp", stamp)

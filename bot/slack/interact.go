@@ -9,7 +9,6 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/nocobot/nocobot/bot"
-	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/schedule"
 	"github.com/nocobot/nocobot/store"
@@ -23,6 +22,11 @@ func (f *Front) handleInteraction(ctx context.Context, cb slack.InteractionCallb
 		return
 	}
 	who := bot.Caller{User: cb.User.ID, Name: cb.User.Name, Via: bot.ViaSlack, Channel: cb.Channel.ID, Prefix: f.command, Groups: f.groups}
+	// A refusal lands where the button was pressed: in its thread.
+	threadTS := cb.Container.ThreadTs
+	if threadTS == "" {
+		threadTS = cb.Message.ThreadTimestamp
+	}
 	for _, a := range cb.ActionCallback.BlockActions {
 		var r bot.Reply
 		switch {
@@ -34,7 +38,9 @@ func (f *Front) handleInteraction(ctx context.Context, cb slack.InteractionCallb
 			r = f.disp.Refuse(ctx, who, "button "+a.ActionID, "I don't know that button.")
 		}
 		if r.Outcome.Kind != bot.OK && !r.Quiet() {
-			f.ephemeral(ctx, cb.Channel.ID, cb.User.ID, replyText(r))
+			if code := f.ephemeral(ctx, cb.Channel.ID, cb.User.ID, threadTS, replyText(r)); code != "" {
+				f.respond(ctx, cb.ResponseURL, replyText(r))
+			}
 		}
 	}
 }
@@ -44,6 +50,16 @@ func (f *Front) checkpointClick(ctx context.Context, who bot.Caller, action stor
 	said := fmt.Sprintf("button %s run %s checkpoint %s", action, runID, cpID)
 	if !ok {
 		return f.disp.Refuse(ctx, who, said, "That button carries no run; it is not one of mine.")
+	}
+	// A decision is taken only in the run's own thread: a payload that
+	// names another channel, even one the bot obeys, is not a click
+	// on this run's buttons.
+	if ch, _ := f.threadOf(ctx, runID); ch != who.Channel && !f.shownIn(runID, who.Channel) {
+		msg := fmt.Sprintf("That button is not in run %s's thread; decide in its thread.", runID)
+		if ch != "" {
+			msg = fmt.Sprintf("That button is not in run %s's thread; decide in its thread in <#%s>.", runID, ch)
+		}
+		return f.disp.Refuse(ctx, who, said, msg)
 	}
 	r := f.disp.Decide(ctx, who, bot.Answer{RunID: runID, Checkpoint: cpID, Action: action, Said: said})
 	if r.Outcome.Kind == bot.OK && r.Decision != nil {
@@ -58,6 +74,15 @@ func (f *Front) checkpointClick(ctx context.Context, who bot.Caller, action stor
 	return r
 }
 
+// shownIn: run's open question was posted in channel while its own
+// channel refused the bot.
+func (f *Front) shownIn(runID, channel string) bool {
+	f.mu.Lock()
+	t := f.threads[runID]
+	f.mu.Unlock()
+	return t != nil && t.awayIn(channel)
+}
+
 func (f *Front) windowClick(ctx context.Context, cb slack.InteractionCallback, who bot.Caller, actionID, value string) bot.Reply {
 	id, start, ok := parseWindowValue(value)
 	verb := "skip"
@@ -67,6 +92,11 @@ func (f *Front) windowClick(ctx context.Context, cb slack.InteractionCallback, w
 	said := fmt.Sprintf("button window %s %s at %s", verb, id, start.UTC().Format(time.RFC3339))
 	if !ok {
 		return f.disp.Refuse(ctx, who, said, "That button carries no window; it is not one of mine.")
+	}
+	if w, err := f.eng.Window(ctx, id); err == nil {
+		if ch := f.windowChannel(w.Cluster); ch != who.Channel {
+			return f.disp.Refuse(ctx, who, said, fmt.Sprintf("That button is not in window %s's channel; use the one in <#%s>.", id, ch))
+		}
 	}
 	r := f.disp.DecideWindow(ctx, who, bot.WindowAnswer{ID: id, Start: start, Approve: verb == "start", Said: said})
 	if r.Outcome.Kind != bot.OK || r.Window == nil {
@@ -78,8 +108,9 @@ func (f *Front) windowClick(ctx context.Context, cb slack.InteractionCallback, w
 		ts = cb.Message.Timestamp
 	}
 	if ts != "" {
+		m, _ := message{text: text, blocks: blocks}.fit(fmt.Sprintf("…\n_Cut to fit Slack: `%s schedule list` shows the window in full._", f.command))
 		err := f.calls.do(ctx, "chat.update", replyAttempts, func(ctx context.Context) error {
-			_, _, _, err := f.api.UpdateMessageContext(ctx, cb.Channel.ID, ts, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
+			_, _, _, err := f.api.UpdateMessageContext(ctx, cb.Channel.ID, ts, m.options()...)
 			return err
 		})
 		if err != nil {
@@ -94,10 +125,7 @@ func (f *Front) windowClick(ctx context.Context, cb slack.InteractionCallback, w
 // (started, skipped, missed, overrun) are plain messages.
 func (f *Front) windowEvent(ctx context.Context, ev procedures.Event) {
 	w := ev.Window.Window
-	ch := f.channelForCluster(w.Cluster, "")
-	if ch == "" && len(f.cfg.Access.Channels) > 0 {
-		ch = f.cfg.Access.Channels[0]
-	}
+	ch := f.windowChannel(w.Cluster)
 	if ch == "" {
 		f.log.Warn().Str("window", w.ID).Msg("slack: no channel for a window event")
 		return
@@ -109,10 +137,10 @@ func (f *Front) windowEvent(ctx context.Context, ev procedures.Event) {
 	case procedures.EventWindowApproval:
 		button = actionWindowStart
 	}
-	text, blocks := renderWindow(w, ev.Window.Start, button, schedule.Text(ev, schedule.Format{Who: mention, When: format.When}))
-	opts := []slack.MsgOption{slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...)}
+	text, blocks := renderWindow(w, ev.Window.Start, button, schedule.Text(ev, schedule.Format{Who: mention, When: slackDate}))
+	m, _ := message{text: text, blocks: blocks}.fit(fmt.Sprintf("…\n_Cut to fit Slack: `%s schedule list` or `nocobot schedule list` shows the window in full._", f.command))
 	err := f.calls.do(ctx, "chat.postMessage", 20, func(ctx context.Context) error {
-		_, _, err := f.api.PostMessageContext(ctx, ch, opts...)
+		_, _, err := f.api.PostMessageContext(ctx, ch, m.options()...)
 		return err
 	})
 	if err != nil {
@@ -120,12 +148,22 @@ func (f *Front) windowEvent(ctx context.Context, ev procedures.Event) {
 	}
 }
 
+// windowChannel is where a cluster's window events go: its channel, or
+// the first of access.channels.
+func (f *Front) windowChannel(cluster string) string {
+	ch := f.channelForCluster(cluster, "")
+	if ch == "" && len(f.cfg.Access.Channels) > 0 {
+		ch = f.cfg.Access.Channels[0]
+	}
+	return ch
+}
+
 // renderWindow shows a window event; button is the action offered (or
 // none), line what happened.
 func renderWindow(w store.Window, start time.Time, button, line string) (string, []slack.Block) {
 	head := fmt.Sprintf(":calendar: *Maintenance window %s* on %s: %s", w.ID, w.Cluster, w.Command)
 	if !start.IsZero() {
-		head += " — " + format.When(start, w.TZ)
+		head += " — " + slackDate(start, w.TZ)
 	}
 	text := head
 	if line != "" {

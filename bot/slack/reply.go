@@ -18,6 +18,8 @@ func mrkdwn(t bot.Text) string {
 			b.WriteString("`" + s.S + "`")
 		case bot.SpanStrong:
 			b.WriteString("*" + s.S + "*")
+		case bot.SpanTime:
+			b.WriteString(slackDate(s.At, "UTC"))
 		default:
 			b.WriteString(s.S)
 		}
@@ -35,6 +37,9 @@ func mention(id string) string {
 	}
 	return id
 }
+
+// groupMention mentions a Slack user group.
+func groupMention(id string) string { return "<!subteam^" + id + ">" }
 
 // replyText renders a dispatcher reply as one mrkdwn message.
 func replyText(r bot.Reply) string {

@@ -183,19 +183,22 @@ func TestRestartEditsThread(t *testing.T) {
 // records the terminal's decision in the audit log, and the thread shows
 // who decided by name (a terminal user is no Slack mention).
 func TestTerminalDecisionShowsInThread(t *testing.T) {
-	h := newHarness(t, "http")
+	h := newHarness(t, "http", func(s *setup) {
+		s.cfg.Access.Decide.Users = append(s.cfg.Access.Decide.Users, "terminal:alice")
+	})
 	h.command(uRequest, chProd, "upgrade 1.7.14")
 	root := h.rootOf(chProd, "Upgrade of prod")
 	cp, _ := h.reply(root.TS, "Verify checkpoint")
 	run := h.waitState(h.onlyRun().ID, store.StateWaiting)
 
-	op := bot.Caller{User: "terminal:alice", Via: bot.ViaTerminal, Prefix: "nocobot"}
-	r := h.front.disp.Decide(context.Background(), op, bot.Answer{RunID: run.ID, Action: store.ActionContinue, Said: "nocobot decide " + run.ID + " continue"})
-	// The harness's dispatcher does not trust the terminal: alice is in no access list.
+	// The harness's dispatcher does not trust the terminal: bob is in no
+	// access list, alice is.
+	bob := bot.Caller{User: "terminal:bob", Via: bot.ViaTerminal, Prefix: "nocobot"}
+	r := h.front.disp.Decide(context.Background(), bob, bot.Answer{RunID: run.ID, Action: store.ActionContinue, Said: "nocobot decide " + run.ID + " continue"})
 	if r.Outcome.Kind != bot.Refused || !strings.Contains(r.Plain(), "not allowed to decide checkpoints on prod") {
 		t.Fatalf("untrusted terminal decision: %+v", r)
 	}
-	h.cfg.Access.Decide.Users = append(h.cfg.Access.Decide.Users, "terminal:alice")
+	op := bot.Caller{User: "terminal:alice", Via: bot.ViaTerminal, Prefix: "nocobot"}
 	r = h.front.disp.Decide(context.Background(), op, bot.Answer{RunID: run.ID, Action: store.ActionContinue, Said: "nocobot decide " + run.ID + " continue"})
 	if r.Outcome.String() != "ok: continue" {
 		t.Fatalf("terminal decision: %+v", r)

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -34,6 +35,7 @@ type Engine interface {
 	Decisions(ctx context.Context, runID string) ([]store.Decision, error)
 	PutNote(ctx context.Context, scope, key, value string) error
 	GetNote(ctx context.Context, scope, key string) (string, error)
+	Window(ctx context.Context, id string) (store.Window, error)
 }
 
 // Options configure the front. Tokens are values (main reads them from
@@ -60,6 +62,19 @@ type Options struct {
 	GroupTTL time.Duration
 	// MaxBackoff caps the wait between retries of a failed call; default 30 s.
 	MaxBackoff time.Duration
+	// ParkRetry is how often a thread whose channel refuses the bot
+	// (not_in_channel) is tried again, besides at once when the bot is
+	// invited; default 1 min.
+	ParkRetry time.Duration
+	// Replay remembers the requests already served, for every process
+	// on the store (the store does): a replay is refused even by another
+	// replica or after a restart. Required.
+	Replay SeenOnce
+}
+
+// SeenOnce is the replay guard of *store.Store.
+type SeenOnce interface {
+	SeenOnce(ctx context.Context, key string, ttl time.Duration) (first bool, err error)
 }
 
 // Front is the Slack front.
@@ -81,7 +96,11 @@ type Front struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	replay *replayGuard
+	replay SeenOnce
+	// botUser is the bot's user id, known after CheckTokens.
+	botUser atomicString
+	// botNameV is the bot's name, for "/invite @name".
+	botNameV atomicString
 	// subscribed is closed once Run listens to the engine (tests wait on it).
 	subscribed chan struct{}
 
@@ -130,6 +149,15 @@ func New(opts Options, disp *bot.Dispatcher, eng Engine, log zerolog.Logger) (*F
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = 30 * time.Second
 	}
+	if opts.ParkRetry <= 0 {
+		opts.ParkRetry = time.Minute
+	}
+	if opts.Replay == nil {
+		return nil, errors.New("slack: no replay guard (the store)")
+	}
+	if opts.APIURL == "" {
+		opts.APIURL = opts.Config.Slack.APIURL
+	}
 	slackOpts := []slack.Option{}
 	if opts.APIURL != "" {
 		slackOpts = append(slackOpts, slack.OptionAPIURL(opts.APIURL))
@@ -146,7 +174,7 @@ func New(opts Options, disp *bot.Dispatcher, eng Engine, log zerolog.Logger) (*F
 		cfg: opts.Config, opts: opts, disp: disp, eng: eng, log: log, api: api,
 		command: opts.Config.Slack.Command,
 		base:    base, cancel: cancel,
-		replay: newReplayGuard(), subscribed: make(chan struct{}),
+		replay: opts.Replay, subscribed: make(chan struct{}),
 		threads: map[string]*thread{}, bound: map[string]string{},
 	}
 	if f.command == "" {
@@ -160,8 +188,9 @@ func New(opts Options, disp *bot.Dispatcher, eng Engine, log zerolog.Logger) (*F
 // Run renders the engine's runs into Slack threads and serves Slack
 // (Socket Mode, or the HTTP endpoints when config.Slack.Mode is "http"
 // and Listen is set; with an empty Listen, mount Handler yourself) until
-// ctx ends. Slack errors are logged and retried, never returned: the
-// bot's runs must not stop because Slack is away.
+// ctx ends. Slack being away is logged and retried: the bot's runs must
+// not stop for it. A token Slack refuses, a certificate that cannot be
+// trusted or an address that cannot be listened on is returned.
 func (f *Front) Run(ctx context.Context) error {
 	defer f.shutdown()
 	sub := f.eng.Subscribe()
@@ -179,8 +208,11 @@ func (f *Front) Run(ctx context.Context) error {
 	default:
 		err = f.runSocket(ctx)
 	}
+	if err != nil {
+		return err // serve stops: retrying cannot mend it
+	}
 	<-ctx.Done()
-	return err
+	return nil
 }
 
 func (f *Front) shutdown() {
@@ -201,3 +233,13 @@ func (f *Front) goWork(fn func(ctx context.Context)) {
 		fn(f.base)
 	}()
 }
+
+// atomicString is a string read and written from several goroutines.
+type atomicString struct{ v atomic.Value }
+
+func (a *atomicString) Load() string {
+	s, _ := a.v.Load().(string)
+	return s
+}
+
+func (a *atomicString) Store(s string) { a.v.Store(s) }

@@ -2,16 +2,19 @@ package slack
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/slackevents"
 	"github.com/slack-go/slack/socketmode"
 )
 
 // runSocket keeps a Socket Mode connection until ctx ends, acking every
-// envelope as it arrives and handling it afterwards. A connection that
-// fails for good (a revoked token) is retried slowly rather than ending
-// the bot: the engine's runs must go on.
+// envelope as it arrives and handling it afterwards. A lost connection
+// is retried; a token Slack refuses or a certificate that cannot be
+// trusted ends it with an error naming the token: retrying cannot help.
 func (f *Front) runSocket(ctx context.Context) error {
 	backoff := time.Second
 	for ctx.Err() == nil {
@@ -23,6 +26,9 @@ func (f *Front) runSocket(ctx context.Context) error {
 		cancel()
 		if ctx.Err() != nil {
 			return nil
+		}
+		if fatal := f.socketFatal(err); fatal != nil {
+			return fatal
 		}
 		f.log.Error().Err(err).Dur("retry_in", backoff).Msg("slack: socket mode connection ended")
 		select {
@@ -46,26 +52,84 @@ func (f *Front) socketEvents(ctx context.Context, sm *socketmode.Client, done <-
 			switch ev.Type {
 			case socketmode.EventTypeConnected:
 				f.log.Info().Msg("slack: socket mode connected")
-			case socketmode.EventTypeConnectionError, socketmode.EventTypeInvalidAuth, socketmode.EventTypeIncomingError:
+			case socketmode.EventTypeInvalidAuth:
+				return errInvalidAuth
+			case socketmode.EventTypeConnectionError:
+				if ce, ok := ev.Data.(*slack.ConnectionErrorEvent); ok && ce.ErrorObj != nil {
+					if certificateError(ce.ErrorObj) {
+						return ce.ErrorObj
+					}
+					f.log.Warn().Err(ce.ErrorObj).Msg("slack: socket mode cannot connect; the client retries")
+				}
+			case socketmode.EventTypeIncomingError:
 				f.log.Warn().Str("event", string(ev.Type)).Msg("slack: socket mode trouble; the client reconnects")
 			case socketmode.EventTypeSlashCommand:
 				cmd, ok := ev.Data.(slack.SlashCommand)
 				f.ack(ctx, sm, ev.Request)
-				if ok {
-					f.goWork(func(ctx context.Context) { f.handleCommand(ctx, cmd) })
+				if !ok || !f.firstEnvelope(ctx, ev.Request) {
+					continue
 				}
+				if err := f.checkCommand(cmd); err != nil {
+					f.log.Warn().Str("reason", err.Error()).Msg("slack: refused a slash command envelope")
+					continue
+				}
+				f.goWork(func(ctx context.Context) { f.handleCommand(ctx, cmd) })
 			case socketmode.EventTypeInteractive:
 				cb, ok := ev.Data.(slack.InteractionCallback)
 				f.ack(ctx, sm, ev.Request)
-				if ok {
-					f.goWork(func(ctx context.Context) { f.handleInteraction(ctx, cb) })
+				if !ok || !f.firstEnvelope(ctx, ev.Request) {
+					continue
 				}
+				if err := f.checkInteraction(cb); err != nil {
+					f.log.Warn().Str("reason", err.Error()).Msg("slack: refused an interactive envelope")
+					continue
+				}
+				f.goWork(func(ctx context.Context) { f.handleInteraction(ctx, cb) })
 			case socketmode.EventTypeEventsAPI:
-				// Not subscribed to events; ack so Slack does not resend.
+				e, ok := ev.Data.(slackevents.EventsAPIEvent)
 				f.ack(ctx, sm, ev.Request)
+				if ok && f.firstEnvelope(ctx, ev.Request) {
+					f.goWork(func(ctx context.Context) { f.handleEvent(ctx, e) })
+				}
 			}
 		}
 	}
+}
+
+// errInvalidAuth: Socket Mode was refused the app-level token.
+var errInvalidAuth = errors.New("invalid_auth")
+
+// socketFatal turns the end of a connection that retrying cannot mend
+// into the error that stops serve; nil lets runSocket reconnect.
+func (f *Front) socketFatal(err error) error {
+	if err == nil {
+		return nil
+	}
+	name := tokenName("slack.app_token_env", f.cfg.Slack.AppTokenEnv)
+	if certificateError(err) {
+		return fmt.Errorf("%s: socket mode: the TLS certificate of the Slack API (%s) is not trusted: %w", name, f.apiURL(), err)
+	}
+	if code := slackError(err); authFails(code) {
+		return fmt.Errorf("%s: socket mode: Slack refused the app-level token: %s", name, explainRefusal(code))
+	}
+	return nil
+}
+
+// firstEnvelope: an envelope Slack delivers again (to this process or
+// another replica) is handled once.
+func (f *Front) firstEnvelope(ctx context.Context, req *socketmode.Request) bool {
+	if req == nil || req.EnvelopeID == "" {
+		return true
+	}
+	first, err := f.seenOnce(ctx, "slack-envelope:"+req.EnvelopeID)
+	if err != nil {
+		f.log.Error().Err(err).Msg("slack: the replay guard cannot be checked; dropping an envelope")
+		return false
+	}
+	if !first {
+		f.log.Warn().Str("envelope", req.EnvelopeID).Msg("slack: an envelope delivered twice; handled once")
+	}
+	return first
 }
 
 func (f *Front) ack(ctx context.Context, sm *socketmode.Client, req *socketmode.Request) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/slack-go/slack"
 
+	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
@@ -24,12 +25,16 @@ type slot struct {
 	sent      string // content last sent (text + blocks JSON)
 	lastEdit  time.Time
 	broadcast bool
-	dropped   bool // Slack refused it for good; not retried
+	dropped   bool   // Slack refused it for good; not retried
+	uploaded  string // the phase whose cut text was uploaded in full
 }
 
 // cpState is a checkpoint as the thread shows it.
 type cpState struct {
-	cp       store.Checkpoint
+	cp store.Checkpoint
+	// detail is the failed step's error when the question was asked: the
+	// step's message shows it, the question need not.
+	detail   string
 	decision *store.Decision
 	closed   string // closed without a decision (run ended)
 }
@@ -54,13 +59,22 @@ type thread struct {
 	notes     map[string]string
 	finished  bool
 	resolving time.Time // when channel resolution began
+	// parked says why the channel refuses the thread (not_in_channel…);
+	// the thread is tried again on an invitation or every ParkRetry.
+	parked   string
+	parkedAt time.Time
+	// rebuilt says why the thread was posted again under a new root.
+	rebuilt  string
+	rebuilds int
+	// away are checkpoints shown in another channel while parked.
+	away map[string]*away
 }
 
 func newThread(f *Front, runID string) *thread {
 	return &thread{
 		f: f, runID: runID, wake: make(chan struct{}, 1),
 		known: map[string]string{}, byKey: map[string]*slot{}, stepAt: map[int]time.Time{},
-		cps: map[string]*cpState{}, notes: map[string]string{},
+		cps: map[string]*cpState{}, notes: map[string]string{}, away: map[string]*away{},
 	}
 }
 
@@ -101,9 +115,17 @@ func (t *thread) show(r store.Run, justStarted bool) {
 		}
 	}
 	if cp := r.Checkpoint; cp != nil {
-		t.cps[cp.ID] = &cpState{cp: *cp}
+		t.cps[cp.ID] = newCPState(r, *cp)
 		t.ensure("cp:"+cp.ID, false)
 	}
+}
+
+func newCPState(r store.Run, cp store.Checkpoint) *cpState {
+	cs := &cpState{cp: cp}
+	if cp.Step >= 0 && cp.Step < len(r.Steps) {
+		cs.detail = r.Steps[cp.Step].Detail
+	}
+	return cs
 }
 
 // showRecorded takes a run as the store holds it (catching up at start).
@@ -131,12 +153,14 @@ func (t *thread) apply(ev procedures.Event) {
 	case procedures.EventCheckpoint:
 		if cp := ev.Run.Checkpoint; cp != nil {
 			if _, ok := t.cps[cp.ID]; !ok {
-				t.cps[cp.ID] = &cpState{cp: *cp}
+				t.cps[cp.ID] = newCPState(ev.Run, *cp)
 			}
 			t.ensure("cp:"+cp.ID, false)
 		}
 	case procedures.EventReminder:
-		t.note(ev, ":bell: "+ev.Message)
+		if cp := ev.Run.Checkpoint; cp != nil {
+			t.note(ev, renderReminder(ev.Run, cp.Reminded, t.f.decidersLine(ev.Run, *cp)))
+		}
 	case procedures.EventDecided:
 		if d := ev.Decision; d != nil {
 			if cs, ok := t.cps[d.Checkpoint]; ok && cs.decision == nil {
@@ -164,7 +188,7 @@ func (t *thread) apply(ev procedures.Event) {
 					dd := *d
 					cs.decision = &dd
 				} else {
-					cs.closed = "Closed: the run " + string(ev.Run.State) + "."
+					cs.closed = "Closed: the run " + bot.StateWords(ev.Run.State) + "."
 				}
 			}
 		}
@@ -236,8 +260,9 @@ func (t *thread) loop(ctx context.Context) {
 	}
 }
 
-// flush sends what is due. It returns how long until a deferred edit is
-// due (0: nothing deferred) and whether the thread is complete.
+// flush sends what is due. It returns how long until a deferred edit or
+// a retry of a parked thread is due (0: nothing deferred) and whether
+// the thread is complete.
 func (t *thread) flush(ctx context.Context) (time.Duration, bool) {
 	f := t.f
 	if !t.resolve(ctx) {
@@ -250,13 +275,19 @@ func (t *thread) flush(ctx context.Context) (time.Duration, bool) {
 		return time.Second, false
 	}
 	t.mu.Lock()
+	if t.parked != "" {
+		if due := t.parkedAt.Add(f.opts.ParkRetry); time.Now().Before(due) {
+			t.mu.Unlock()
+			t.showAway(ctx)
+			return time.Until(due), false
+		}
+		t.parked = ""
+	}
 	slots := slices.Clone(t.slots)
 	channel := t.channel
-	t.mu.Unlock()
-	var wait time.Duration
-	t.mu.Lock()
 	root := t.byKey["root"]
 	t.mu.Unlock()
+	var wait time.Duration
 	for _, s := range slots {
 		if s.dropped {
 			continue
@@ -267,15 +298,8 @@ func (t *thread) flush(ctx context.Context) (time.Duration, bool) {
 		if s.ts != "" && contentKey(text, blocks) == s.sent {
 			continue
 		}
-		// Each attempt sends the content as it is then: after an outage
-		// the thread catches up with the latest state, not the first.
-		var content string
-		current := func() []slack.MsgOption {
-			t.mu.Lock()
-			text, blocks := t.render(s.key)
-			t.mu.Unlock()
-			content = contentKey(text, blocks)
-			return []slack.MsgOption{slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...)}
+		if s != root && root.ts == "" {
+			break // the root is not posted; replies wait for it
 		}
 		if s.ts != "" {
 			if due := s.lastEdit.Add(f.opts.EditEvery); time.Now().Before(due) {
@@ -284,56 +308,21 @@ func (t *thread) flush(ctx context.Context) (time.Duration, bool) {
 				}
 				continue
 			}
-			err := f.calls.do(ctx, "chat.update", 0, func(ctx context.Context) error {
-				_, _, _, err := f.api.UpdateMessageContext(ctx, channel, s.ts, current()...)
-				return err
-			})
-			if ctx.Err() != nil {
-				return 0, false
-			}
-			if err != nil {
-				// Deleted by someone, or refused for good: keep going.
-				f.log.Warn().Err(err).Str("run", t.runID).Str("message", s.key).Msg("slack: could not edit a thread message")
-			}
-			s.sent, s.lastEdit = content, time.Now()
-			continue
 		}
-		var extra []slack.MsgOption
-		if s != root {
-			if root.ts == "" {
-				break // the root is not posted; replies wait for it
-			}
-			extra = append(extra, slack.MsgOptionTS(root.ts))
-			if s.broadcast {
-				extra = append(extra, slack.MsgOptionBroadcast())
-			}
-		}
-		var ts string
-		err := f.calls.do(ctx, "chat.postMessage", 0, func(ctx context.Context) error {
-			var err error
-			_, ts, err = f.api.PostMessageContext(ctx, channel, append(current(), extra...)...)
-			return err
-		})
-		if ctx.Err() != nil {
+		switch t.send(ctx, channel, s, root) {
+		case sendStop:
 			return 0, false
+		case sendParked:
+			t.showAway(ctx)
+			t.mu.Lock()
+			w := time.Until(t.parkedAt.Add(f.opts.ParkRetry))
+			t.mu.Unlock()
+			return max(w, time.Millisecond), false
+		case sendRebuilt:
+			return time.Millisecond, false
 		}
-		if err != nil {
-			f.log.Error().Err(err).Str("run", t.runID).Str("channel", channel).Str("message", s.key).Msg("slack: could not post a thread message")
-			s.dropped = true
-			if s == root {
-				// Nothing can thread under a root Slack refuses.
-				t.mu.Lock()
-				for _, o := range t.slots {
-					o.dropped = true
-				}
-				t.mu.Unlock()
-				break
-			}
-			continue
-		}
-		s.ts, s.sent, s.lastEdit = ts, content, time.Now()
-		t.save(ctx)
 	}
+	t.showAway(ctx)
 	t.mu.Lock()
 	done := t.finished && wait == 0 && t.allSent()
 	t.mu.Unlock()
@@ -364,7 +353,7 @@ func (t *thread) render(key string) (string, []slack.Block) {
 	r := t.run
 	switch {
 	case key == "root":
-		return renderRoot(r)
+		return renderRoot(r, t.rebuilt)
 	case key == "summary":
 		return renderSummary(r)
 	case strings.HasPrefix(key, "step:"):
@@ -376,12 +365,32 @@ func (t *thread) render(key string) (string, []slack.Block) {
 		return renderStep(r.Steps[i], t.stepAt[i])
 	case strings.HasPrefix(key, "cp:"):
 		if cs, ok := t.cps[strings.TrimPrefix(key, "cp:")]; ok {
-			return renderCheckpoint(r, cs)
+			return renderCheckpoint(r, cs, t.f.decidersLine(r, cs.cp))
 		}
 	case strings.HasPrefix(key, "note:"):
 		return t.notes[key], []slack.Block{section(t.notes[key])}
 	}
 	return "", nil
+}
+
+// phase is what a message is about, for uploads: a cut message's full
+// text is uploaded once a phase (a step running, then failed), not at
+// every edit (the root's status line changes all the time); the caller
+// holds mu.
+func (t *thread) phase(key string) string {
+	switch {
+	case strings.HasPrefix(key, "step:"):
+		var i int
+		fmt.Sscanf(key, "step:%d", &i)
+		if i >= 0 && i < len(t.run.Steps) {
+			return key + "|" + string(t.run.Steps[i].Status)
+		}
+	case strings.HasPrefix(key, "cp:"):
+		if cs, ok := t.cps[strings.TrimPrefix(key, "cp:")]; ok && (cs.decision != nil || cs.closed != "") {
+			return key + "|closed"
+		}
+	}
+	return key
 }
 
 func capitalize(s string) string {

@@ -50,7 +50,7 @@ func (t *thread) resolve(ctx context.Context) bool {
 			}
 			for id, cp := range n.CPs {
 				if _, ok := t.cps[id]; !ok && t.known["cp:"+id] != "" {
-					t.cps[id] = &cpState{cp: cp}
+					t.cps[id] = newCPState(t.run, cp)
 					t.ensure("cp:"+id, false)
 				}
 			}

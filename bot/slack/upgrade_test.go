@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -73,8 +72,12 @@ func TestWholeUpgradeThroughSlack(t *testing.T) {
 	healthy := h.world.BlockOn("healthy app-1")
 
 	h.command(uRequest, chProd, "upgrade 1.7.14")
-	h.fs.ephemeralTo(uRequest, "Started run r")
+	started := h.fs.ephemeralTo(uRequest, "Started run r")
 	root := h.rootOf(chProd, "Upgrade of prod")
+	// The answer gives the run id and a link to its thread.
+	if link := "Its thread: <https://nocobot-test.slack.com/archives/" + chProd + "/p" + strings.ReplaceAll(root.TS, ".", "") + "|"; !strings.Contains(started.Text(), link) {
+		t.Fatalf("the answer does not link the thread: %q", started.Text())
+	}
 	if !strings.Contains(root.Text(), "<@"+uRequest+">") {
 		t.Fatalf("root does not name the requester: %q", root.Text())
 	}
@@ -256,7 +259,7 @@ func TestAPICallsPerRun(t *testing.T) {
 		{"not coalesced", time.Nanosecond, time.Nanosecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, "http", func(o *Options, _ *bot.Scheduler) { o.EditEvery, o.FlushDelay = tc.edit, tc.flush })
+			h := newHarness(t, "http", withOptions(func(o *Options) { o.EditEvery, o.FlushDelay = tc.edit, tc.flush }))
 			h.command(uRequest, chProd, "upgrade 1.7.14")
 			root := h.rootOf(chProd, "Upgrade of prod")
 			cp, _ := h.reply(root.TS, "Verify checkpoint")

@@ -86,6 +86,10 @@ func TestScheduleCommandsAndWindowEvents(t *testing.T) {
 
 	w, _ := h.store.GetWindow(context.Background(), "w1")
 	start := w.NextStart.Unix()
+	// Times read in each reader's own time zone, UTC where a client cannot.
+	date := func(t time.Time) string {
+		return fmt.Sprintf("<!date^%d^{date_short_pretty} {time}|%s>", t.Unix(), t.UTC().Format("Mon 2 Jan 15:04 UTC"))
+	}
 	for _, ev := range []struct {
 		kind   procedures.EventKind
 		button string
@@ -93,9 +97,9 @@ func TestScheduleCommandsAndWindowEvents(t *testing.T) {
 		reason procedures.WindowReason
 		text   string // how the front writes the event
 	}{
-		{procedures.EventWindowAnnounced, fmt.Sprintf("nocobot.window.skip=w1|%d", start), "", "", "w1 (upgrade 1.7.15 on prod) opens Sat 28 Nov 02:00 UTC"},
-		{procedures.EventWindowApproval, fmt.Sprintf("nocobot.window.start=w1|%d", start), "", "", "is open until Sat 28 Nov 03:00 UTC"},
-		{procedures.EventWindowMissed, "", "", procedures.WindowLateStart, "missed its start at Sat 28 Nov 02:00 UTC"},
+		{procedures.EventWindowAnnounced, fmt.Sprintf("nocobot.window.skip=w1|%d", start), "", "", "w1 (upgrade 1.7.15 on prod) opens " + date(w.NextStart)},
+		{procedures.EventWindowApproval, fmt.Sprintf("nocobot.window.start=w1|%d", start), "", "", "is open until " + date(w.NextStart.Add(time.Hour))},
+		{procedures.EventWindowMissed, "", "", procedures.WindowLateStart, "missed its start at " + date(w.NextStart)},
 		{procedures.EventWindowSkipped, "", uRequest, procedures.WindowAsked, "skipped, as asked by <@" + uRequest + ">"},
 	} {
 		h.eng.PublishWindow(ev.kind, procedures.WindowEvent{Window: w, Start: w.NextStart, End: w.NextStart.Add(time.Hour), By: ev.by, Reason: ev.reason}, nil, "plain "+string(ev.kind))
