@@ -111,7 +111,13 @@ clusters:
 
 // With Slack on, /readyz asks Slack whether the bot token works.
 func TestReadyzAsksSlack(t *testing.T) {
-	slackAPI := slacktest.NewTestServer()
+	// auth.test answers for a bot token, as serve's token check wants.
+	slackAPI := slacktest.NewTestServer(func(c slacktest.Customize) {
+		c.Handle("/auth.test", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"ok":true,"user":"nocobot","user_id":"UBOT","team":"T","bot_id":"B1"}`)
+		})
+	})
 	slackAPI.Start()
 	defer slackAPI.Stop()
 	t.Setenv("NOCOBOT_OPSTEST_BOT", "xoxb-ops-test")
