@@ -37,15 +37,6 @@ func freePort(t *testing.T) int {
 // if the deploy file changes shape instead of silently testing less.
 func renderConf(t *testing.T, port int, apps []string, maintDir string) string {
 	t.Helper()
-	return renderConfWith(t, port, apps, maintDir, "max_fails=1 fail_timeout=5s")
-}
-
-// renderConfWith is renderConf with the upstream servers' parameters
-// given: tests whose nodes start in a second use a shorter fail_timeout,
-// so nginx tries a starting node as often, relative to its start, as it
-// would a real one.
-func renderConfWith(t *testing.T, port int, apps []string, maintDir, serverOpts string) string {
-	t.Helper()
 	b, err := os.ReadFile("../../deploy/nginx/nocobase.conf")
 	if err != nil {
 		t.Fatal(err)
@@ -60,9 +51,17 @@ func renderConfWith(t *testing.T, port int, apps []string, maintDir, serverOpts 
 	}
 	replace("listen 80;", fmt.Sprintf("listen 127.0.0.1:%d;", port))
 	replace("/etc/nginx/maintenance", maintDir)
+	// The test's servers keep the deploy file's parameters.
+	serverOpts := ""
+	for _, line := range strings.Split(conf, "\n") {
+		if f := strings.Fields(line); len(f) > 2 && f[0] == "server" && strings.HasPrefix(f[1], "app-") {
+			serverOpts = " " + strings.TrimSuffix(strings.Join(f[2:], " "), ";")
+			break
+		}
+	}
 	var servers []string
 	for _, a := range apps {
-		servers = append(servers, "    server "+a+" "+serverOpts+";")
+		servers = append(servers, "    server "+a+serverOpts+";")
 	}
 	var out []string
 	done := false
@@ -91,11 +90,6 @@ type nginxServer struct {
 // startNginx runs a real nginx with the deploy configuration in front of
 // apps (host:port), until the test ends.
 func startNginx(t *testing.T, apps []string) nginxServer {
-	t.Helper()
-	return startNginxWith(t, apps, "max_fails=1 fail_timeout=5s")
-}
-
-func startNginxWith(t *testing.T, apps []string, serverOpts string) nginxServer {
 	t.Helper()
 	bin := testenv.Nginx(t)
 	dir := testenv.TempDir(t)
@@ -133,7 +127,7 @@ http {
     scgi_temp_path %[2]s/scgi;
 %s
 }
-`, user, dir, renderConfWith(t, port, apps, maint, serverOpts))
+`, user, dir, renderConf(t, port, apps, maint))
 	confPath := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(main), 0o644); err != nil {
 		t.Fatal(err)

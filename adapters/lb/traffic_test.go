@@ -27,14 +27,18 @@ type poller struct {
 	mu     sync.Mutex
 	counts map[string]int
 	first  map[string]string // kind → first body seen, for the failure message
-	stop   chan struct{}
-	done   chan struct{}
+	// changes is the timeline: each change of what users get.
+	changes []string
+	last    string
+	began   time.Time
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 const maintenanceMark = "We'll be back shortly"
 
 func startPoller(url string) *poller {
-	p := &poller{counts: map[string]int{}, first: map[string]string{}, stop: make(chan struct{}), done: make(chan struct{})}
+	p := &poller{counts: map[string]int{}, first: map[string]string{}, stop: make(chan struct{}), done: make(chan struct{}), began: time.Now()}
 	hc := &http.Client{Timeout: 3 * time.Second}
 	go func() {
 		defer close(p.done)
@@ -64,6 +68,10 @@ func startPoller(url string) *poller {
 				body = err.Error()
 			}
 			p.mu.Lock()
+			if kind != p.last {
+				p.changes = append(p.changes, fmt.Sprintf("%s %s", time.Since(p.began).Round(time.Millisecond), kind))
+				p.last = kind
+			}
 			p.counts[kind]++
 			if _, ok := p.first[kind]; !ok {
 				p.first[kind] = body
@@ -130,7 +138,7 @@ type trafficWorld struct {
 
 func newTrafficWorld(t *testing.T, flaky bool) *trafficWorld {
 	nodes := newStandinCluster(t, "nocobase/nocobase:1.0.0", "app-1", "app-2", "app-3")
-	ngx := startNginxWith(t, nodes.addrs(), "max_fails=1 fail_timeout=1s")
+	ngx := startNginx(t, nodes.addrs())
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 	ngxLB, err := NewNginx(NginxOptions{FlagPath: ngx.Flag}, nil, log)
 	if err != nil {
@@ -245,7 +253,7 @@ func TestTrafficUsersNeverSeeANodeError(t *testing.T) {
 			tc.run(w)
 			time.Sleep(300 * time.Millisecond)
 			counts, first := w.poll.finish()
-			t.Logf("poller: %s", w.poll)
+			t.Logf("poller: %s; timeline: %s", w.poll, strings.Join(w.poll.changes, ", "))
 			for kind, n := range counts {
 				if kind != "200" && kind != "503 maintenance page" {
 					t.Errorf("users got %d × %s, e.g. %q", n, kind, first[kind])
