@@ -24,7 +24,12 @@ type node struct {
 	img         image
 	running     bool
 	broken      bool // started but stuck in APP_ERROR until restarted
+	healthy     bool // answered ok since it last started
+	reloading   bool // inside a plugin action
 }
+
+// serving: the node answers users now.
+func (n *node) serving() bool { return n.running && n.healthy && !n.reloading && !n.broken }
 
 // image is one image: its registry digest, local id and the NocoBase
 // version it holds; labelled says whether its metadata states it.
@@ -59,6 +64,9 @@ type World struct {
 	blocks    map[string]*Block
 	// Violations lists broken safety rules, in order.
 	violations []string
+	// dark: traffic goes to the app nodes and none can serve it (one
+	// violation per such stretch).
+	dark bool
 }
 
 // NewWorld makes a cluster of nodes named names, all stopped or running,
@@ -75,7 +83,7 @@ func NewWorldOf(ref, version string, running bool, names ...string) *World {
 	img := newImage(ref, version, true)
 	w.local[ref], w.registry[ref] = img, img
 	for _, n := range names {
-		w.nodes = append(w.nodes, &node{name: n, image: ref, img: img, running: running})
+		w.nodes = append(w.nodes, &node{name: n, image: ref, img: img, running: running, healthy: running})
 	}
 	w.dbVersion = img.version
 	return w
@@ -313,9 +321,11 @@ func (w *World) Stop(ctx context.Context, name string) error {
 	}
 	n.running = false
 	n.broken = false
+	n.healthy = false
 	if w.migrating == name {
 		w.migrating = ""
 	}
+	w.checkTraffic("after stop " + name)
 	return nil
 }
 
@@ -337,7 +347,11 @@ func (w *World) Start(ctx context.Context, name string) error {
 		}
 		w.migrating = name
 	}
+	if !n.running {
+		n.healthy = false
+	}
 	n.running = true
+	w.checkTraffic("while " + name + " starts")
 	return nil
 }
 
@@ -444,6 +458,8 @@ func (w *World) WaitHealthy(ctx context.Context, n procedures.Node, progress pro
 		w.dbVersion = nd.img.version
 		w.migrating = ""
 	}
+	nd.healthy = true
+	w.checkTraffic("")
 	return nil
 }
 
@@ -467,7 +483,39 @@ func (w *World) Version(ctx context.Context, n procedures.Node) (string, error) 
 // Plugin implements procedures.App.
 func (w *World) Plugin(ctx context.Context, n procedures.Node, action, pkg string, progress procedures.Progress) error {
 	progress(n.Name + ": APP_COMMANDING pm." + action)
-	return w.act(ctx, "plugin "+action+" "+pkg+" on "+n.Name)
+	// The node reloads its plugins: it answers 503 until healthy again.
+	w.mu.Lock()
+	if nd, err := w.find(n.Name); err == nil {
+		nd.reloading = true
+	}
+	w.checkTraffic("while " + n.Name + " reloads for plugin " + action + " " + pkg)
+	w.mu.Unlock()
+	err := w.act(ctx, "plugin "+action+" "+pkg+" on "+n.Name)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if nd, ferr := w.find(n.Name); ferr == nil {
+		nd.reloading = false
+	}
+	w.checkTraffic("")
+	return err
+}
+
+// checkTraffic flags traffic that goes to the app nodes while none can
+// serve it: users would get nginx's 502 or a node's own 503. Called with
+// the lock held after every change of a node or of the balancer.
+func (w *World) checkTraffic(what string) {
+	if w.lb != procedures.LBNormal {
+		w.dark = false
+		return
+	}
+	if slices.ContainsFunc(w.nodes, (*node).serving) {
+		w.dark = false
+		return
+	}
+	if !w.dark && what != "" {
+		w.violations = append(w.violations, "traffic goes to the app nodes while no node can serve it ("+what+")")
+		w.dark = true
+	}
 }
 
 // Check implements procedures.Backups.
@@ -520,6 +568,9 @@ func (w *World) Restore(ctx context.Context, id string, progress procedures.Prog
 			w.violations = append(w.violations, "restore while "+n.name+" runs")
 		}
 	}
+	if w.lb == procedures.LBNormal {
+		w.violations = append(w.violations, "restore while traffic goes to the app nodes")
+	}
 	for _, b := range w.backups {
 		if b.info.ID == id {
 			w.dbVersion = b.dbVersion
@@ -561,12 +612,13 @@ func (w *World) SetMode(ctx context.Context, mode procedures.LBMode) error {
 	defer w.mu.Unlock()
 	if mode == procedures.LBNormal {
 		for _, n := range w.nodes {
-			if !n.running {
-				w.violations = append(w.violations, "traffic back while "+n.name+" is stopped")
+			if n.running && !n.serving() {
+				w.violations = append(w.violations, "traffic back while "+n.name+" is not healthy yet")
 			}
 		}
 	}
 	w.lb = mode
+	w.checkTraffic("traffic switched back")
 	return nil
 }
 
