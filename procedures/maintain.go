@@ -322,8 +322,8 @@ func restoreAction(ctx context.Context, env *stepEnv, id string) (string, error)
 	if _, err := stopNodes(ctx, env, ""); err != nil {
 		return "", err
 	}
-	if err := env.c.Backups.Restore(ctx, id, env.progress); err != nil {
-		return "", fmt.Errorf("restore %s: %w", id, err)
+	if err := restoreBackup(ctx, env, id); err != nil {
+		return "", err
 	}
 	up, err := startAndWait(ctx, env, first.Name, expectation{})
 	if err != nil {

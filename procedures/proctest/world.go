@@ -51,7 +51,9 @@ type backup struct {
 
 // World is a fake cluster. Its zero value is not usable: call NewWorld.
 type World struct {
+	actor     // the adapters, for one engine
 	mu        sync.Mutex
+	log       []Entry
 	actions   []string
 	nodes     []*node
 	lb        procedures.LBMode
@@ -80,6 +82,7 @@ func NewWorld(ref string, running bool, names ...string) *World {
 func NewWorldOf(ref, version string, running bool, names ...string) *World {
 	w := &World{lb: procedures.LBNormal, fails: map[string][]error{}, blocks: map[string]*Block{},
 		local: map[string]image{}, registry: map[string]image{}}
+	w.actor = actor{w: w}
 	img := newImage(ref, version, true)
 	w.local[ref], w.registry[ref] = img, img
 	for _, n := range names {
@@ -147,8 +150,42 @@ func repoOf(ref string) string {
 
 // Cluster returns a procedures.Cluster whose adapters are all this world.
 func (w *World) Cluster(name string) *procedures.Cluster {
-	return &procedures.Cluster{Name: name, Nodes: w, App: w, Backups: backups{w}, Balancer: w,
+	return w.As("", name)
+}
+
+// As returns the cluster as one engine (who) sees it: the same nodes,
+// database and balancer as every other engine's, with every action it
+// takes logged under its name (see Log).
+func (w *World) As(who, name string) *procedures.Cluster {
+	a := actor{w: w, who: who}
+	return &procedures.Cluster{Name: name, Nodes: a, App: a, Backups: backups{a}, Balancer: a,
 		HealthTimeout: time.Minute, CheckpointTimeout: time.Hour}
+}
+
+// actor is the world's adapters as used by one engine.
+type actor struct {
+	w   *World
+	who string
+}
+
+// Entry is one outside action, by whom and when; an action that was
+// blocked also logs its return ("returned: <action>").
+type Entry struct {
+	Who, Action string
+	At          time.Time
+}
+
+// Log returns every outside action so far, by every engine, in order.
+func (w *World) Log() []Entry {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.log)
+}
+
+func (w *World) logReturn(who, action string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.log = append(w.log, Entry{Who: who, Action: "returned: " + action, At: time.Now()})
 }
 
 func versionOf(ref string) string {
@@ -242,9 +279,11 @@ func (w *World) HoldOn(prefix string) *Block {
 
 // act records an action and applies injected failures and blocks. The
 // lock is not held on return.
-func (w *World) act(ctx context.Context, action string) error {
+func (a actor) act(ctx context.Context, action string) error {
+	w := a.w
 	w.mu.Lock()
 	w.actions = append(w.actions, action)
+	w.log = append(w.log, Entry{Who: a.who, Action: action, At: time.Now()})
 	var blk *Block
 	for p, b := range w.blocks {
 		if matches(action, p) {
@@ -265,13 +304,15 @@ func (w *World) act(ctx context.Context, action string) error {
 	if blk != nil && blk.finish {
 		close(blk.Reached)
 		<-blk.release
+		w.logReturn(a.who, action)
 	} else if blk != nil {
 		close(blk.Reached)
 		select {
 		case <-blk.release:
 		case <-ctx.Done():
-			return ctx.Err()
+			err = ctx.Err()
 		}
+		w.logReturn(a.who, action)
 	}
 	return err
 }
@@ -291,7 +332,8 @@ func (w *World) find(name string) (*node, error) {
 }
 
 // List implements procedures.Nodes.
-func (w *World) List(ctx context.Context) ([]procedures.Node, error) {
+func (a actor) List(ctx context.Context) ([]procedures.Node, error) {
+	w := a.w
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -309,8 +351,9 @@ func (w *World) List(ctx context.Context) ([]procedures.Node, error) {
 }
 
 // Stop implements procedures.Nodes.
-func (w *World) Stop(ctx context.Context, name string) error {
-	if err := w.act(ctx, "stop "+name); err != nil {
+func (a actor) Stop(ctx context.Context, name string) error {
+	w := a.w
+	if err := a.act(ctx, "stop "+name); err != nil {
 		return err
 	}
 	w.mu.Lock()
@@ -330,8 +373,9 @@ func (w *World) Stop(ctx context.Context, name string) error {
 }
 
 // Start implements procedures.Nodes.
-func (w *World) Start(ctx context.Context, name string) error {
-	if err := w.act(ctx, "start "+name); err != nil {
+func (a actor) Start(ctx context.Context, name string) error {
+	w := a.w
+	if err := a.act(ctx, "start "+name); err != nil {
 		return err
 	}
 	w.mu.Lock()
@@ -356,8 +400,9 @@ func (w *World) Start(ctx context.Context, name string) error {
 }
 
 // SetImage implements procedures.Nodes.
-func (w *World) SetImage(ctx context.Context, name, ref string) error {
-	if err := w.act(ctx, "set-image "+name+" "+ref); err != nil {
+func (a actor) SetImage(ctx context.Context, name, ref string) error {
+	w := a.w
+	if err := a.act(ctx, "set-image "+name+" "+ref); err != nil {
 		return err
 	}
 	w.mu.Lock()
@@ -378,8 +423,9 @@ func (w *World) SetImage(ctx context.Context, name, ref string) error {
 }
 
 // Pull implements procedures.Nodes.
-func (w *World) Pull(ctx context.Context, ref string, progress procedures.Progress) error {
-	if err := w.act(ctx, "pull "+ref); err != nil {
+func (a actor) Pull(ctx context.Context, ref string, progress procedures.Progress) error {
+	w := a.w
+	if err := a.act(ctx, "pull "+ref); err != nil {
 		return err
 	}
 	w.mu.Lock()
@@ -403,7 +449,8 @@ func (w *World) Pull(ctx context.Context, ref string, progress procedures.Progre
 }
 
 // ImageInfo implements procedures.Nodes.
-func (w *World) ImageInfo(ctx context.Context, ref string) (procedures.ImageInfo, error) {
+func (a actor) ImageInfo(ctx context.Context, ref string) (procedures.ImageInfo, error) {
+	w := a.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	img, ok := w.resolve(ref)
@@ -418,7 +465,8 @@ func (w *World) ImageInfo(ctx context.Context, ref string) (procedures.ImageInfo
 }
 
 // Probe implements procedures.App.
-func (w *World) Probe(ctx context.Context, url string) (procedures.AppStatus, error) {
+func (a actor) Probe(ctx context.Context, url string) (procedures.AppStatus, error) {
+	w := a.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, n := range w.nodes {
@@ -437,9 +485,10 @@ func (w *World) Probe(ctx context.Context, url string) (procedures.AppStatus, er
 }
 
 // WaitHealthy implements procedures.App.
-func (w *World) WaitHealthy(ctx context.Context, n procedures.Node, progress procedures.Progress) error {
+func (a actor) WaitHealthy(ctx context.Context, n procedures.Node, progress procedures.Progress) error {
+	w := a.w
 	progress(n.Name + ": APP_COMMANDING start — load plugin [ai], 50/77")
-	if err := w.act(ctx, "healthy "+n.Name); err != nil {
+	if err := a.act(ctx, "healthy "+n.Name); err != nil {
 		return err
 	}
 	w.mu.Lock()
@@ -464,8 +513,9 @@ func (w *World) WaitHealthy(ctx context.Context, n procedures.Node, progress pro
 }
 
 // Version implements procedures.App.
-func (w *World) Version(ctx context.Context, n procedures.Node) (string, error) {
-	if err := w.act(ctx, "version "+n.Name); err != nil {
+func (a actor) Version(ctx context.Context, n procedures.Node) (string, error) {
+	w := a.w
+	if err := a.act(ctx, "version "+n.Name); err != nil {
 		return "", err
 	}
 	w.mu.Lock()
@@ -481,7 +531,8 @@ func (w *World) Version(ctx context.Context, n procedures.Node) (string, error) 
 }
 
 // Plugin implements procedures.App.
-func (w *World) Plugin(ctx context.Context, n procedures.Node, action, pkg string, progress procedures.Progress) error {
+func (a actor) Plugin(ctx context.Context, n procedures.Node, action, pkg string, progress procedures.Progress) error {
+	w := a.w
 	progress(n.Name + ": APP_COMMANDING pm." + action)
 	// The node reloads its plugins: it answers 503 until healthy again.
 	w.mu.Lock()
@@ -490,7 +541,7 @@ func (w *World) Plugin(ctx context.Context, n procedures.Node, action, pkg strin
 	}
 	w.checkTraffic("while " + n.Name + " reloads for plugin " + action + " " + pkg)
 	w.mu.Unlock()
-	err := w.act(ctx, "plugin "+action+" "+pkg+" on "+n.Name)
+	err := a.act(ctx, "plugin "+action+" "+pkg+" on "+n.Name)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if nd, ferr := w.find(n.Name); ferr == nil {
@@ -519,11 +570,12 @@ func (w *World) checkTraffic(what string) {
 }
 
 // Check implements procedures.Backups.
-func (w *World) Check(ctx context.Context) error { return w.act(ctx, "backup-check") }
+func (a actor) Check(ctx context.Context) error { return a.act(ctx, "backup-check") }
 
 // Create implements procedures.Backups.
-func (w *World) Create(ctx context.Context, req procedures.BackupRequest, progress procedures.Progress) (procedures.BackupInfo, error) {
-	if err := w.act(ctx, "backup"); err != nil {
+func (a actor) Create(ctx context.Context, req procedures.BackupRequest, progress procedures.Progress) (procedures.BackupInfo, error) {
+	w := a.w
+	if err := a.act(ctx, "backup"); err != nil {
 		return procedures.BackupInfo{}, err
 	}
 	w.mu.Lock()
@@ -542,8 +594,9 @@ func (w *World) Create(ctx context.Context, req procedures.BackupRequest, progre
 }
 
 // Verify implements procedures.Backups.
-func (w *World) Verify(ctx context.Context, id string) (procedures.BackupInfo, error) {
-	if err := w.act(ctx, "verify "+id); err != nil {
+func (a actor) Verify(ctx context.Context, id string) (procedures.BackupInfo, error) {
+	w := a.w
+	if err := a.act(ctx, "verify "+id); err != nil {
 		return procedures.BackupInfo{}, err
 	}
 	w.mu.Lock()
@@ -557,8 +610,9 @@ func (w *World) Verify(ctx context.Context, id string) (procedures.BackupInfo, e
 }
 
 // Restore implements procedures.Backups.
-func (w *World) Restore(ctx context.Context, id string, progress procedures.Progress) error {
-	if err := w.act(ctx, "restore "+id); err != nil {
+func (a actor) Restore(ctx context.Context, id string, progress procedures.Progress) error {
+	w := a.w
+	if err := a.act(ctx, "restore "+id); err != nil {
 		return err
 	}
 	w.mu.Lock()
@@ -589,11 +643,11 @@ func (w *World) AddBackup(id, version string) {
 
 // backups is the World seen as procedures.Backups: its List lists
 // backups, where the World's own List lists nodes.
-type backups struct{ *World }
+type backups struct{ actor }
 
 // List implements procedures.Backups.
 func (b backups) List(ctx context.Context) ([]procedures.BackupInfo, error) {
-	w := b.World
+	w := b.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	out := make([]procedures.BackupInfo, 0, len(w.backups))
@@ -604,8 +658,9 @@ func (b backups) List(ctx context.Context) ([]procedures.BackupInfo, error) {
 }
 
 // SetMode implements procedures.Balancer.
-func (w *World) SetMode(ctx context.Context, mode procedures.LBMode) error {
-	if err := w.act(ctx, "lb "+string(mode)); err != nil {
+func (a actor) SetMode(ctx context.Context, mode procedures.LBMode) error {
+	w := a.w
+	if err := a.act(ctx, "lb "+string(mode)); err != nil {
 		return err
 	}
 	w.mu.Lock()
@@ -623,7 +678,8 @@ func (w *World) SetMode(ctx context.Context, mode procedures.LBMode) error {
 }
 
 // Mode implements procedures.Balancer.
-func (w *World) Mode(ctx context.Context) (procedures.LBMode, error) {
+func (a actor) Mode(ctx context.Context) (procedures.LBMode, error) {
+	w := a.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.lb, nil
