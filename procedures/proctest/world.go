@@ -684,3 +684,21 @@ func (a actor) Mode(ctx context.Context) (procedures.LBMode, error) {
 	defer w.mu.Unlock()
 	return w.lb, nil
 }
+
+// ActedAfterTakeover returns old's actions logged after new's first one:
+// none when old stopped before new took the run over.
+func (w *World) ActedAfterTakeover(old, new string) []Entry {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	first := slices.IndexFunc(w.log, func(e Entry) bool { return e.Who == new })
+	if first < 0 {
+		return nil
+	}
+	var out []Entry
+	for _, e := range w.log[first:] {
+		if e.Who == old {
+			out = append(out, e)
+		}
+	}
+	return out
+}
