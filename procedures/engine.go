@@ -295,8 +295,12 @@ func (e *Engine) launch(ctx context.Context, r store.Run, resumed bool, sent tim
 			e.mu.Unlock()
 			cancel()
 		}()
-		go e.keepLease(rctx, r.ID, l, stop)
 		ex := &runner{e: e, c: fenced(e.clusters[r.Cluster], l), lease: l, run: r, wake: x.wake}
+		go e.keepLease(rctx, r.ID, l, stop, func() {
+			snap := ex.snapshot()
+			e.publish(EventStoreDown, snap, snap.Current,
+				"cannot confirm this engine's hold on the run (store unreachable): the step was stopped; the run resumes once the store is back", nil)
+		})
 		ex.drive(rctx, resumed)
 	}()
 }

@@ -62,13 +62,15 @@ func (l *lease) check() error {
 // keepLease renews a run's lease while the run is driven here, and
 // cancels the run (stop) when the lease cannot be confirmed in time or
 // another engine holds it. It returns when ctx ends.
-func (e *Engine) keepLease(ctx context.Context, id string, l *lease, stop context.CancelCauseFunc) {
+// stale tells the fronts, before the run is stopped.
+func (e *Engine) keepLease(ctx context.Context, id string, l *lease, stop context.CancelCauseFunc, stale func()) {
 	go e.renewLease(ctx, id, l, stop)
 	for {
 		wait := time.Until(l.staleAt())
 		if wait <= 0 {
 			e.log.Error().Str("run", id).Dur("lease", e.leaseTTL).
 				Msg("could not confirm the lease on the run within half its time: stopping the run here before another engine may take it over")
+			stale()
 			stop(errLeaseUnconfirmed)
 			return
 		}
