@@ -77,7 +77,7 @@ func TestLapsedLeaseStopsItsHolderFirstSQLite(t *testing.T) {
 			st = wrap(s)
 		}
 		eng, err := procedures.New(procedures.Options{Store: st, Clusters: []*procedures.Cluster{w.As(name, "prod")},
-			Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel).With().Str("engine", name).Logger(),
+			Log:   zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel).With().Str("engine", name).Logger(),
 			Owner: name, LeaseTTL: ttl, PollEvery: 50 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
