@@ -251,6 +251,16 @@ func TestTrafficUsersNeverSeeANodeError(t *testing.T) {
 			w.poll = startPoller(w.nginxIs.URL + "/admin")
 			time.Sleep(100 * time.Millisecond)
 			tc.run(w)
+			// The run is over and every node healthy: users get the app,
+			// not a maintenance page left standing.
+			ended := time.Now()
+			for s := get(t, w.nginxIs.URL+"/admin"); s.status != 200; s = get(t, w.nginxIs.URL+"/admin") {
+				if time.Since(ended) > time.Second {
+					t.Errorf("%s after the run ended users still get %d %.60q", time.Since(ended).Round(time.Millisecond), s.status, s.body)
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
 			time.Sleep(300 * time.Millisecond)
 			counts, first := w.poll.finish()
 			t.Logf("poller: %s; timeline: %s", w.poll, strings.Join(w.poll.changes, ", "))
