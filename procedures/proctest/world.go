@@ -153,41 +153,6 @@ func (w *World) Cluster(name string) *procedures.Cluster {
 	return w.As("", name)
 }
 
-// As returns the cluster as one engine (who) sees it: the same nodes,
-// database and balancer as every other engine's, with every action it
-// takes logged under its name (see Log).
-func (w *World) As(who, name string) *procedures.Cluster {
-	a := actor{w: w, who: who}
-	return &procedures.Cluster{Name: name, Nodes: a, App: a, Backups: backups{a}, Balancer: a,
-		HealthTimeout: time.Minute, CheckpointTimeout: time.Hour}
-}
-
-// actor is the world's adapters as used by one engine.
-type actor struct {
-	w   *World
-	who string
-}
-
-// Entry is one outside action, by whom and when; an action that was
-// blocked also logs its return ("returned: <action>").
-type Entry struct {
-	Who, Action string
-	At          time.Time
-}
-
-// Log returns every outside action so far, by every engine, in order.
-func (w *World) Log() []Entry {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Clone(w.log)
-}
-
-func (w *World) logReturn(who, action string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.log = append(w.log, Entry{Who: who, Action: "returned: " + action, At: time.Now()})
-}
-
 func versionOf(ref string) string {
 	_, tag, _ := strings.Cut(ref[strings.LastIndex(ref, "/")+1:], ":")
 	return strings.TrimSuffix(tag, "-full")
@@ -569,94 +534,6 @@ func (w *World) checkTraffic(what string) {
 	}
 }
 
-// Check implements procedures.Backups.
-func (a actor) Check(ctx context.Context) error { return a.act(ctx, "backup-check") }
-
-// Create implements procedures.Backups.
-func (a actor) Create(ctx context.Context, req procedures.BackupRequest, progress procedures.Progress) (procedures.BackupInfo, error) {
-	w := a.w
-	if err := a.act(ctx, "backup"); err != nil {
-		return procedures.BackupInfo{}, err
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, n := range w.nodes {
-		if n.running && req.RunID != "" && w.lb == procedures.LBMaintenance {
-			w.violations = append(w.violations, "backup taken while "+n.name+" runs during an upgrade")
-		}
-	}
-	info := procedures.BackupInfo{ID: fmt.Sprintf("b%d", len(w.backups)+1), Cluster: req.Cluster, Version: req.Version,
-		Image: req.Image, Created: time.Now(), Size: 1 << 20, Verified: true, RunID: req.RunID}
-	w.backups = append(w.backups, backup{info: info, dbVersion: w.dbVersion})
-	w.actions = append(w.actions, "backup-verified "+info.ID)
-	progress("dump 1.0 MiB")
-	return info, nil
-}
-
-// Verify implements procedures.Backups.
-func (a actor) Verify(ctx context.Context, id string) (procedures.BackupInfo, error) {
-	w := a.w
-	if err := a.act(ctx, "verify "+id); err != nil {
-		return procedures.BackupInfo{}, err
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, b := range w.backups {
-		if b.info.ID == id {
-			return b.info, nil
-		}
-	}
-	return procedures.BackupInfo{}, fmt.Errorf("no backup %s", id)
-}
-
-// Restore implements procedures.Backups.
-func (a actor) Restore(ctx context.Context, id string, progress procedures.Progress) error {
-	w := a.w
-	if err := a.act(ctx, "restore "+id); err != nil {
-		return err
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, n := range w.nodes {
-		if n.running {
-			w.violations = append(w.violations, "restore while "+n.name+" runs")
-		}
-	}
-	if w.lb == procedures.LBNormal {
-		w.violations = append(w.violations, "restore while traffic goes to the app nodes")
-	}
-	for _, b := range w.backups {
-		if b.info.ID == id {
-			w.dbVersion = b.dbVersion
-			return nil
-		}
-	}
-	return fmt.Errorf("no backup %s", id)
-}
-
-// AddBackup records a backup taken earlier (for restore actions).
-func (w *World) AddBackup(id, version string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.backups = append(w.backups, backup{info: procedures.BackupInfo{ID: id, Version: version, Verified: true}, dbVersion: version})
-}
-
-// backups is the World seen as procedures.Backups: its List lists
-// backups, where the World's own List lists nodes.
-type backups struct{ actor }
-
-// List implements procedures.Backups.
-func (b backups) List(ctx context.Context) ([]procedures.BackupInfo, error) {
-	w := b.w
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := make([]procedures.BackupInfo, 0, len(w.backups))
-	for i := len(w.backups) - 1; i >= 0; i-- {
-		out = append(out, w.backups[i].info)
-	}
-	return out, nil
-}
-
 // SetMode implements procedures.Balancer.
 func (a actor) SetMode(ctx context.Context, mode procedures.LBMode) error {
 	w := a.w
@@ -683,22 +560,4 @@ func (a actor) Mode(ctx context.Context) (procedures.LBMode, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.lb, nil
-}
-
-// ActedAfterTakeover returns old's actions logged after new's first one:
-// none when old stopped before new took the run over.
-func (w *World) ActedAfterTakeover(old, new string) []Entry {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	first := slices.IndexFunc(w.log, func(e Entry) bool { return e.Who == new })
-	if first < 0 {
-		return nil
-	}
-	var out []Entry
-	for _, e := range w.log[first:] {
-		if e.Who == old {
-			out = append(out, e)
-		}
-	}
-	return out
 }
