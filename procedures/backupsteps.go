@@ -23,7 +23,7 @@ func backupStep(ctx context.Context, env *stepEnv) (string, error) {
 	if img == "" {
 		img = nodes[0].Image
 	}
-	info, err := env.c.Backups.Create(ctx, BackupRequest{Cluster: env.clusterName(), Version: version, Image: img, RunID: env.runID()}, env.progress)
+	info, err := env.c.Backups.Create(ctx, BackupRequest{Cluster: env.clusterName(), Version: version, Image: img, RunID: env.runID(), Attempt: env.attempt()}, env.progress)
 	if err != nil {
 		return "", fmt.Errorf("backup: %w", err)
 	}
@@ -43,8 +43,23 @@ func restoreStep(ctx context.Context, env *stepEnv) (string, error) {
 	if id == "" {
 		return "", errors.New("no backup was taken in this run: nothing to restore")
 	}
-	if err := env.c.Backups.Restore(ctx, id, env.progress); err != nil {
-		return "", fmt.Errorf("restore %s: %w", id, err)
+	if err := restoreBackup(ctx, env, id); err != nil {
+		return "", err
 	}
 	return "restored backup " + id, nil
+}
+
+// restoreBackup restores backup id for the running step, naming the run
+// and attempt to an adapter that keeps their staging apart.
+func restoreBackup(ctx context.Context, env *stepEnv, id string) error {
+	var err error
+	if rr, ok := env.c.Backups.(RunRestorer); ok {
+		err = rr.RestoreFor(ctx, RestoreRequest{ID: id, RunID: env.runID(), Attempt: env.attempt()}, env.progress)
+	} else {
+		err = env.c.Backups.Restore(ctx, id, env.progress)
+	}
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", id, err)
+	}
+	return nil
 }

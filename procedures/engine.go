@@ -201,7 +201,6 @@ func (e *Engine) serve(ctx context.Context, adopt bool) error {
 			}
 			e.wakeRun(id)
 		case <-tick.C:
-			e.renewLeases(ctx)
 			if adopt {
 				e.adoptRuns(ctx)
 			}
@@ -233,32 +232,6 @@ func (e *Engine) wakeAll() {
 	}
 }
 
-func (e *Engine) renewLeases(ctx context.Context) {
-	e.mu.Lock()
-	ids := make([]string, 0, len(e.running))
-	for id := range e.running {
-		ids = append(ids, id)
-	}
-	e.mu.Unlock()
-	for _, id := range ids {
-		c, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := e.store.ClaimRun(c, id, e.owner, time.Now().Add(e.leaseTTL))
-		cancel()
-		if errors.Is(err, store.ErrNotOwner) {
-			// Another replica took the run (our lease lapsed): stop
-			// driving it before we act on a cluster we no longer own.
-			e.log.Warn().Str("run", id).Msg("lost the lease on a run; another engine drives it now")
-			e.mu.Lock()
-			if x, ok := e.running[id]; ok {
-				x.cancel()
-			}
-			e.mu.Unlock()
-		} else if err != nil {
-			e.log.Warn().Err(err).Str("run", id).Msg("could not renew lease")
-		}
-	}
-}
-
 // adoptRuns claims unfinished runs that no live engine drives and resumes them.
 func (e *Engine) adoptRuns(ctx context.Context) {
 	c, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -280,8 +253,9 @@ func (e *Engine) adoptRuns(ctx context.Context) {
 			e.log.Warn().Str("run", r.ID).Str("cluster", r.Cluster).Msg("unfinished run on a cluster this engine does not know")
 			continue
 		}
+		sent := time.Now()
 		c, cancel := context.WithTimeout(ctx, 5*time.Second)
-		claimed, err := e.store.ClaimRun(c, r.ID, e.owner, time.Now().Add(e.leaseTTL))
+		claimed, err := e.store.ClaimRun(c, r.ID, e.owner, sent.Add(e.leaseTTL))
 		cancel()
 		if err != nil {
 			if !errors.Is(err, store.ErrNotOwner) {
@@ -290,11 +264,13 @@ func (e *Engine) adoptRuns(ctx context.Context) {
 			continue
 		}
 		e.log.Info().Str("run", r.ID).Str("state", string(claimed.State)).Msg("resuming run")
-		e.launch(ctx, claimed, true)
+		e.launch(ctx, claimed, true, sent)
 	}
 }
 
-func (e *Engine) launch(ctx context.Context, r store.Run, resumed bool) {
+// launch drives a run this engine has just claimed; sent is when the
+// claim was sent.
+func (e *Engine) launch(ctx context.Context, r store.Run, resumed bool, sent time.Time) {
 	e.mu.Lock()
 	if _, ok := e.running[r.ID]; ok {
 		e.mu.Unlock()
@@ -304,8 +280,10 @@ func (e *Engine) launch(ctx context.Context, r store.Run, resumed bool) {
 	if base == nil {
 		base = ctx
 	}
-	rctx, cancel := context.WithCancel(base)
+	rctx, stop := context.WithCancelCause(base)
+	cancel := func() { stop(context.Canceled) }
 	x := &execution{cancel: cancel, wake: make(chan struct{}, 1)}
+	l := newLease(e.leaseTTL, sent)
 	e.running[r.ID] = x
 	e.wg.Add(1)
 	e.mu.Unlock()
@@ -317,7 +295,12 @@ func (e *Engine) launch(ctx context.Context, r store.Run, resumed bool) {
 			e.mu.Unlock()
 			cancel()
 		}()
-		ex := &runner{e: e, c: e.clusters[r.Cluster], run: r, wake: x.wake}
+		ex := &runner{e: e, c: fenced(e.clusters[r.Cluster], l), lease: l, run: r, wake: x.wake}
+		go e.keepLease(rctx, r.ID, l, stop, func() {
+			snap := ex.snapshot()
+			e.publish(EventStoreDown, snap, snap.Current,
+				"cannot confirm this engine's hold on the run (store unreachable): the step was stopped; the run resumes once the store is back", nil)
+		})
 		ex.drive(rctx, resumed)
 	}()
 }
@@ -336,10 +319,11 @@ func (e *Engine) Start(ctx context.Context, req Request) (store.Run, error) {
 		return store.Run{}, fmt.Errorf("unknown cluster %q (known: %s)", req.Cluster, strings.Join(e.ClusterNames(), ", "))
 	}
 	now := e.clock.Now()
+	sent := time.Now()
 	r := store.Run{
 		ID: newRunID(now), Cluster: c.Name, Procedure: req.Procedure, Params: req.params(),
 		Requester: req.Requester, Via: req.Via, State: store.StateRunning,
-		Created: now, Updated: now, Owner: e.owner, LeaseUntil: time.Now().Add(e.leaseTTL),
+		Created: now, Updated: now, Owner: e.owner, LeaseUntil: sent.Add(e.leaseTTL),
 	}
 	for _, d := range forwardSteps(&r) {
 		r.Steps = append(r.Steps, store.Step{Name: d.name, Title: d.title, Status: store.StepPending})
@@ -348,6 +332,8 @@ func (e *Engine) Start(ctx context.Context, req Request) (store.Run, error) {
 	// Ids are random: on the rare collision, draw another.
 	for try := 0; errors.Is(err, store.ErrExists) && try < 5; try++ {
 		r.ID = newRunID(now)
+		sent = time.Now()
+		r.LeaseUntil = sent.Add(e.leaseTTL)
 		created, err = e.store.CreateRun(ctx, r)
 	}
 	if errors.Is(err, store.ErrClusterBusy) {
@@ -358,7 +344,7 @@ func (e *Engine) Start(ctx context.Context, req Request) (store.Run, error) {
 	}
 	e.log.Info().Str("run", r.ID).Str("cluster", r.Cluster).Str("procedure", r.Procedure).Str("requester", r.Requester).Msg("run started")
 	e.publish(EventRunStarted, created, -1, req.Describe(), nil)
-	e.launch(ctx, created, false)
+	e.launch(ctx, created, false, sent)
 	return created, nil
 }
 

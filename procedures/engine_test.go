@@ -197,6 +197,7 @@ var (
 		"lb normal",
 	}
 	upgradeAfterRollback = []string{
+		"lb maintenance",
 		"stop app-1", "stop app-2", "stop app-3",
 		"restore b1",
 		"set-image app-1 " + oldImage, "set-image app-2 " + oldImage, "set-image app-3 " + oldImage,
@@ -529,7 +530,8 @@ func TestMaintainPluginActions(t *testing.T) {
 		"version app-1", "backup-check",
 		"stop app-2", "stop app-3", "start app-1", "healthy app-1", "version app-1",
 		"backup", "backup-verified b1",
-		"plugin enable @nocobase/plugin-map on app-1", "plugin disable graph on app-1",
+		"lb maintenance", "plugin enable @nocobase/plugin-map on app-1", "lb normal",
+		"lb maintenance", "plugin disable graph on app-1", "lb normal",
 		"start app-2", "healthy app-2", "version app-2", "start app-3", "healthy app-3", "version app-3",
 	})
 	if end.State != store.StateSucceeded {
@@ -577,7 +579,7 @@ func TestFirstStart(t *testing.T) {
 	h := newHarness(t, proctest.NewWorld(newImage, false, "app-1", "app-2"))
 	h.startRun(procedures.Request{Procedure: procedures.ProcStart})
 	end := h.waitFinished()
-	equalActions(t, h.world.Actions(), []string{"start app-1", "healthy app-1", "version app-1", "start app-2", "healthy app-2", "version app-2", "lb normal"})
+	equalActions(t, h.world.Actions(), []string{"lb maintenance", "start app-1", "healthy app-1", "version app-1", "start app-2", "healthy app-2", "version app-2", "lb normal"})
 	if end.State != store.StateSucceeded {
 		t.Fatalf("state %s", end.State)
 	}
@@ -599,7 +601,7 @@ func TestPlanChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"Plan for the upgrade of prod to 1.7.14", "app-1: running, " + oldImage, "New image: " + newImage,
-		" 1. Preflight", " 7. Verify checkpoint — waits for a person", "R2. restore the database"} {
+		" 1. Preflight", " 7. Verify checkpoint — waits for a person", "R1. load balancer to the maintenance page", "R3. restore the database"} {
 		if !strings.Contains(p, want) {
 			t.Errorf("plan lacks %q:\n%s", want, p)
 		}

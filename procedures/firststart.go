@@ -39,6 +39,9 @@ func firstStartSteps() []stepDef {
 			env.record(func(w factWriter) { w.setFirstNode(nodes[0]) })
 			return fmt.Sprintf("%d nodes; %s starts first", len(nodes), nodes[0].Name), nil
 		}},
+		// A node that installs or migrates answers 503 until healthy.
+		{name: "lb-maintenance", title: "Load balancer to the maintenance page until a node is healthy", idempotent: true,
+			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, LBMaintenance) }},
 		{name: "start-first", title: "Start one node, wait until healthy (plugins installed and enabled)", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) {
 				s, err := startAndWait(ctx, env, env.facts().FirstNode(), expectation{})

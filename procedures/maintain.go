@@ -197,8 +197,16 @@ func maintainSteps(r *store.Run) []stepDef {
 	)
 }
 
+// rollbackToMaintenance is a roll-back's first step: no roll-back stops a
+// node while users are sent to it.
+func rollbackToMaintenance() stepDef {
+	return stepDef{name: "rb-lb-maintenance", title: "Roll back: load balancer to the maintenance page (503)", idempotent: true,
+		do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, LBMaintenance) }}
+}
+
 func maintainRollbackSteps() []stepDef {
 	return []stepDef{
+		rollbackToMaintenance(),
 		{name: "rb-stop-nodes", title: "Roll back: stop all app nodes", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) { return stopNodes(ctx, env, "") }},
 		{name: "rb-restore", title: "Roll back: restore the database and storage from the safety backup", do: restoreStep,
@@ -210,6 +218,8 @@ func maintainRollbackSteps() []stepDef {
 			}},
 		{name: "rb-start-rest", title: "Roll back: start the other nodes together, each waited healthy", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) { return startRest(ctx, env, expectation{}) }},
+		{name: "rb-lb-normal", title: "Roll back: load balancer back to the app nodes", idempotent: true,
+			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, LBNormal) }},
 	}
 }
 
@@ -229,10 +239,18 @@ func actionStep(i int, a MaintAction) stepDef {
 				if err != nil {
 					return "", err
 				}
+				// The one node serving reloads its plugins: until it is
+				// healthy again, users get the maintenance page.
+				if _, err := setBalancer(ctx, env, LBMaintenance); err != nil {
+					return "", err
+				}
 				if err := env.c.App.Plugin(ctx, node, a.Kind, a.Arg, env.progress); err != nil {
 					return "", fmt.Errorf("plugin %s %s on %s: %w", a.Kind, a.Arg, node.Name, err)
 				}
-				return fmt.Sprintf("%s: plugin %s %sd, node healthy", node.Name, a.Arg, a.Kind), nil
+				if _, err := setBalancer(ctx, env, LBNormal); err != nil {
+					return "", err
+				}
+				return fmt.Sprintf("%s: plugin %s %sd, node healthy, traffic back", node.Name, a.Arg, a.Kind), nil
 			}}
 	}
 }
@@ -289,22 +307,30 @@ func scaleDown(ctx context.Context, env *stepEnv) (string, error) {
 	return stopped + "; " + up.String(), nil
 }
 
-// restoreAction restores a chosen backup: the node is stopped so nothing
-// writes while the database is replaced, and started again after.
+// restoreAction restores a chosen backup: traffic goes to the
+// maintenance page and the node is stopped so nothing writes while the
+// database is replaced; it is started again after, and traffic comes back
+// once it is healthy.
 func restoreAction(ctx context.Context, env *stepEnv, id string) (string, error) {
 	first, _, err := firstNode(ctx, env)
 	if err != nil {
 		return "", err
 	}
+	if _, err := setBalancer(ctx, env, LBMaintenance); err != nil {
+		return "", err
+	}
 	if _, err := stopNodes(ctx, env, ""); err != nil {
 		return "", err
 	}
-	if err := env.c.Backups.Restore(ctx, id, env.progress); err != nil {
-		return "", fmt.Errorf("restore %s: %w", id, err)
+	if err := restoreBackup(ctx, env, id); err != nil {
+		return "", err
 	}
 	up, err := startAndWait(ctx, env, first.Name, expectation{})
 	if err != nil {
 		return "", err
 	}
-	return "restored " + id + "; " + up.String(), nil
+	if _, err := setBalancer(ctx, env, LBNormal); err != nil {
+		return "", err
+	}
+	return "restored " + id + "; " + up.String() + "; traffic back", nil
 }

@@ -12,9 +12,11 @@ import (
 
 // runner drives one run on the engine that owns it.
 type runner struct {
-	e    *Engine
-	c    *Cluster
-	wake chan struct{}
+	e *Engine
+	// c is the cluster behind the run's lease: no call while it is unconfirmed.
+	c     *Cluster
+	lease *lease
+	wake  chan struct{}
 
 	mu  sync.Mutex // guards run against progress callbacks from adapters
 	run store.Run
@@ -116,15 +118,17 @@ func (x *runner) persist(ctx context.Context) error {
 	backoff := 200 * time.Millisecond
 	for {
 		x.mu.Lock()
+		sent := time.Now()
 		x.run.Updated = x.e.clock.Now()
 		x.run.Owner = x.e.owner
-		x.run.LeaseUntil = time.Now().Add(x.e.leaseTTL)
+		x.run.LeaseUntil = sent.Add(x.e.leaseTTL)
 		r := cloneRun(x.run)
 		x.mu.Unlock()
 		c, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := x.e.store.UpdateRun(c, r)
 		cancel()
 		if err == nil {
+			x.lease.confirm(sent)
 			if x.storeDown {
 				x.storeDown = false
 				x.e.publish(EventStoreBack, r, r.Current, "the store is reachable again: going on", nil)

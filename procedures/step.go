@@ -105,9 +105,9 @@ func (x *runner) step(ctx context.Context) error {
 		}
 	default:
 	}
-	if err != nil && ctx.Err() != nil {
+	if err != nil && (ctx.Err() != nil || errors.Is(err, errLeaseUnconfirmed)) {
 		// Shutdown or lost lease mid-step: leave it "running" so the
-		// next owner applies the resume rules.
+		// next owner (maybe this engine again) applies the resume rules.
 		return errStop
 	}
 	if err == nil {

@@ -153,6 +153,9 @@ func upgradeSteps() []stepDef {
 
 func upgradeRollbackSteps() []stepDef {
 	return []stepDef{
+		// Traffic may be back on the nodes (the roll-back follows a failed
+		// switch back, or a failure after it): the page first.
+		rollbackToMaintenance(),
 		{name: "rb-stop-nodes", title: "Roll back: stop all app nodes", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) { return stopNodes(ctx, env, "") }},
 		// Only a node started on the new image migrates the database.

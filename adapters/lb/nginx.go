@@ -78,8 +78,10 @@ func (n *Nginx) where() string {
 
 // The shell scripts take the path as "$1", never spliced into the script.
 const (
-	scriptOn   = `mkdir -p -- "$(dirname -- "$1")" && date -u > "$1.tmp" && mv -f -- "$1.tmp" "$1"`
-	scriptOff  = `rm -f -- "$1"`
+	scriptOn = `mkdir -p -- "$(dirname -- "$1")" && date -u > "$1.tmp" && mv -f -- "$1.tmp" "$1"`
+	// On a read-only folder rm fails even for a file that is not there:
+	// only an existing flag is removed, so "already off" stays a success.
+	scriptOff  = `if [ -e "$1" ] || [ -L "$1" ]; then rm -f -- "$1"; fi`
 	scriptMode = `if [ -e "$1" ]; then echo on; else echo off; fi`
 )
 
@@ -106,10 +108,7 @@ func (n *Nginx) SetMode(ctx context.Context, mode procedures.LBMode) error {
 	case mode == procedures.LBMaintenance:
 		err = writeFlag(n.opts.FlagPath)
 	default:
-		err = os.Remove(n.opts.FlagPath)
-		if errors.Is(err, fs.ErrNotExist) {
-			err = nil
-		}
+		err = removeFlag(n.opts.FlagPath)
 	}
 	if err != nil {
 		return fmt.Errorf("switch nginx to %s (flag %s): %w", mode, n.where(), err)
@@ -129,6 +128,21 @@ func writeFlag(path string) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// removeFlag removes the flag; a flag that is not there is already off.
+// Linux refuses an unlink on a read-only file system (EROFS) before it
+// looks the name up, so the error alone does not say whether the flag
+// exists: ask.
+func removeFlag(path string) error {
+	err := os.Remove(path)
+	if err == nil || errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if _, serr := os.Lstat(path); errors.Is(serr, fs.ErrNotExist) {
+		return nil
+	}
+	return err
 }
 
 // Mode reports the flag file's state: it is what nginx acts on.

@@ -51,9 +51,17 @@ func renderConf(t *testing.T, port int, apps []string, maintDir string) string {
 	}
 	replace("listen 80;", fmt.Sprintf("listen 127.0.0.1:%d;", port))
 	replace("/etc/nginx/maintenance", maintDir)
+	// The test's servers keep the deploy file's parameters.
+	serverOpts := ""
+	for _, line := range strings.Split(conf, "\n") {
+		if f := strings.Fields(line); len(f) > 2 && f[0] == "server" && strings.HasPrefix(f[1], "app-") {
+			serverOpts = " " + strings.TrimSuffix(strings.Join(f[2:], " "), ";")
+			break
+		}
+	}
 	var servers []string
 	for _, a := range apps {
-		servers = append(servers, "    server "+a+" max_fails=1 fail_timeout=5s;")
+		servers = append(servers, "    server "+a+serverOpts+";")
 	}
 	var out []string
 	done := false

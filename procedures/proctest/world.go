@@ -24,7 +24,12 @@ type node struct {
 	img         image
 	running     bool
 	broken      bool // started but stuck in APP_ERROR until restarted
+	healthy     bool // answered ok since it last started
+	reloading   bool // inside a plugin action
 }
+
+// serving: the node answers users now.
+func (n *node) serving() bool { return n.running && n.healthy && !n.reloading && !n.broken }
 
 // image is one image: its registry digest, local id and the NocoBase
 // version it holds; labelled says whether its metadata states it.
@@ -46,7 +51,9 @@ type backup struct {
 
 // World is a fake cluster. Its zero value is not usable: call NewWorld.
 type World struct {
+	actor     // the adapters, for one engine
 	mu        sync.Mutex
+	log       []Entry
 	actions   []string
 	nodes     []*node
 	lb        procedures.LBMode
@@ -59,6 +66,9 @@ type World struct {
 	blocks    map[string]*Block
 	// Violations lists broken safety rules, in order.
 	violations []string
+	// dark: traffic goes to the app nodes and none can serve it (one
+	// violation per such stretch).
+	dark bool
 }
 
 // NewWorld makes a cluster of nodes named names, all stopped or running,
@@ -72,10 +82,11 @@ func NewWorld(ref string, running bool, names ...string) *World {
 func NewWorldOf(ref, version string, running bool, names ...string) *World {
 	w := &World{lb: procedures.LBNormal, fails: map[string][]error{}, blocks: map[string]*Block{},
 		local: map[string]image{}, registry: map[string]image{}}
+	w.actor = actor{w: w}
 	img := newImage(ref, version, true)
 	w.local[ref], w.registry[ref] = img, img
 	for _, n := range names {
-		w.nodes = append(w.nodes, &node{name: n, image: ref, img: img, running: running})
+		w.nodes = append(w.nodes, &node{name: n, image: ref, img: img, running: running, healthy: running})
 	}
 	w.dbVersion = img.version
 	return w
@@ -139,8 +150,7 @@ func repoOf(ref string) string {
 
 // Cluster returns a procedures.Cluster whose adapters are all this world.
 func (w *World) Cluster(name string) *procedures.Cluster {
-	return &procedures.Cluster{Name: name, Nodes: w, App: w, Backups: backups{w}, Balancer: w,
-		HealthTimeout: time.Minute, CheckpointTimeout: time.Hour}
+	return w.As("", name)
 }
 
 func versionOf(ref string) string {
@@ -234,9 +244,11 @@ func (w *World) HoldOn(prefix string) *Block {
 
 // act records an action and applies injected failures and blocks. The
 // lock is not held on return.
-func (w *World) act(ctx context.Context, action string) error {
+func (a actor) act(ctx context.Context, action string) error {
+	w := a.w
 	w.mu.Lock()
 	w.actions = append(w.actions, action)
+	w.log = append(w.log, Entry{Who: a.who, Action: action, At: time.Now()})
 	var blk *Block
 	for p, b := range w.blocks {
 		if matches(action, p) {
@@ -257,13 +269,15 @@ func (w *World) act(ctx context.Context, action string) error {
 	if blk != nil && blk.finish {
 		close(blk.Reached)
 		<-blk.release
+		w.logReturn(a.who, action)
 	} else if blk != nil {
 		close(blk.Reached)
 		select {
 		case <-blk.release:
 		case <-ctx.Done():
-			return ctx.Err()
+			err = ctx.Err()
 		}
+		w.logReturn(a.who, action)
 	}
 	return err
 }
@@ -283,7 +297,8 @@ func (w *World) find(name string) (*node, error) {
 }
 
 // List implements procedures.Nodes.
-func (w *World) List(ctx context.Context) ([]procedures.Node, error) {
+func (a actor) List(ctx context.Context) ([]procedures.Node, error) {
+	w := a.w
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -301,8 +316,9 @@ func (w *World) List(ctx context.Context) ([]procedures.Node, error) {
 }
 
 // Stop implements procedures.Nodes.
-func (w *World) Stop(ctx context.Context, name string) error {
-	if err := w.act(ctx, "stop "+name); err != nil {
+func (a actor) Stop(ctx context.Context, name string) error {
+	w := a.w
+	if err := a.act(ctx, "stop "+name); err != nil {
 		return err
 	}
 	w.mu.Lock()
@@ -313,15 +329,18 @@ func (w *World) Stop(ctx context.Context, name string) error {
 	}
 	n.running = false
 	n.broken = false
+	n.healthy = false
 	if w.migrating == name {
 		w.migrating = ""
 	}
+	w.checkTraffic("after stop " + name)
 	return nil
 }
 
 // Start implements procedures.Nodes.
-func (w *World) Start(ctx context.Context, name string) error {
-	if err := w.act(ctx, "start "+name); err != nil {
+func (a actor) Start(ctx context.Context, name string) error {
+	w := a.w
+	if err := a.act(ctx, "start "+name); err != nil {
 		return err
 	}
 	w.mu.Lock()
@@ -337,13 +356,18 @@ func (w *World) Start(ctx context.Context, name string) error {
 		}
 		w.migrating = name
 	}
+	if !n.running {
+		n.healthy = false
+	}
 	n.running = true
+	w.checkTraffic("while " + name + " starts")
 	return nil
 }
 
 // SetImage implements procedures.Nodes.
-func (w *World) SetImage(ctx context.Context, name, ref string) error {
-	if err := w.act(ctx, "set-image "+name+" "+ref); err != nil {
+func (a actor) SetImage(ctx context.Context, name, ref string) error {
+	w := a.w
+	if err := a.act(ctx, "set-image "+name+" "+ref); err != nil {
 		return err
 	}
 	w.mu.Lock()
@@ -364,8 +388,9 @@ func (w *World) SetImage(ctx context.Context, name, ref string) error {
 }
 
 // Pull implements procedures.Nodes.
-func (w *World) Pull(ctx context.Context, ref string, progress procedures.Progress) error {
-	if err := w.act(ctx, "pull "+ref); err != nil {
+func (a actor) Pull(ctx context.Context, ref string, progress procedures.Progress) error {
+	w := a.w
+	if err := a.act(ctx, "pull "+ref); err != nil {
 		return err
 	}
 	w.mu.Lock()
@@ -390,7 +415,8 @@ func (w *World) Pull(ctx context.Context, ref string, progress procedures.Progre
 
 // Resolve implements procedures.Nodes. It is a read, not an action: it
 // is not recorded.
-func (w *World) Resolve(ctx context.Context, ref string) (procedures.ImageInfo, error) {
+func (a actor) Resolve(ctx context.Context, ref string) (procedures.ImageInfo, error) {
+	w := a.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	img, ok := w.resolve(ref)
@@ -405,7 +431,8 @@ func (w *World) Resolve(ctx context.Context, ref string) (procedures.ImageInfo, 
 }
 
 // Probe implements procedures.App.
-func (w *World) Probe(ctx context.Context, url string) (procedures.AppStatus, error) {
+func (a actor) Probe(ctx context.Context, url string) (procedures.AppStatus, error) {
+	w := a.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, n := range w.nodes {
@@ -425,14 +452,15 @@ func (w *World) Probe(ctx context.Context, url string) (procedures.AppStatus, er
 
 // Cleanup implements procedures.Nodes; the fake's image changes are never
 // half done, so there is nothing to settle and nothing to record.
-func (w *World) Cleanup(ctx context.Context) ([]string, error) {
+func (a actor) Cleanup(ctx context.Context) ([]string, error) {
 	return nil, ctx.Err()
 }
 
 // WaitHealthy implements procedures.App.
-func (w *World) WaitHealthy(ctx context.Context, n procedures.Node, progress procedures.Progress) error {
+func (a actor) WaitHealthy(ctx context.Context, n procedures.Node, progress procedures.Progress) error {
+	w := a.w
 	progress(n.Name + ": APP_COMMANDING start — load plugin [ai], 50/77")
-	if err := w.act(ctx, "healthy "+n.Name); err != nil {
+	if err := a.act(ctx, "healthy "+n.Name); err != nil {
 		return err
 	}
 	w.mu.Lock()
@@ -451,12 +479,15 @@ func (w *World) WaitHealthy(ctx context.Context, n procedures.Node, progress pro
 		w.dbVersion = nd.img.version
 		w.migrating = ""
 	}
+	nd.healthy = true
+	w.checkTraffic("")
 	return nil
 }
 
 // Version implements procedures.App.
-func (w *World) Version(ctx context.Context, n procedures.Node) (string, error) {
-	if err := w.act(ctx, "version "+n.Name); err != nil {
+func (a actor) Version(ctx context.Context, n procedures.Node) (string, error) {
+	w := a.w
+	if err := a.act(ctx, "version "+n.Name); err != nil {
 		return "", err
 	}
 	w.mu.Lock()
@@ -472,113 +503,67 @@ func (w *World) Version(ctx context.Context, n procedures.Node) (string, error) 
 }
 
 // Plugin implements procedures.App.
-func (w *World) Plugin(ctx context.Context, n procedures.Node, action, pkg string, progress procedures.Progress) error {
+func (a actor) Plugin(ctx context.Context, n procedures.Node, action, pkg string, progress procedures.Progress) error {
+	w := a.w
 	progress(n.Name + ": APP_COMMANDING pm." + action)
-	return w.act(ctx, "plugin "+action+" "+pkg+" on "+n.Name)
-}
-
-// Check implements procedures.Backups.
-func (w *World) Check(ctx context.Context) error { return w.act(ctx, "backup-check") }
-
-// Create implements procedures.Backups.
-func (w *World) Create(ctx context.Context, req procedures.BackupRequest, progress procedures.Progress) (procedures.BackupInfo, error) {
-	if err := w.act(ctx, "backup"); err != nil {
-		return procedures.BackupInfo{}, err
+	// The node reloads its plugins: it answers 503 until healthy again.
+	w.mu.Lock()
+	if nd, err := w.find(n.Name); err == nil {
+		nd.reloading = true
 	}
+	w.checkTraffic("while " + n.Name + " reloads for plugin " + action + " " + pkg)
+	w.mu.Unlock()
+	err := a.act(ctx, "plugin "+action+" "+pkg+" on "+n.Name)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, n := range w.nodes {
-		if n.running && req.RunID != "" && w.lb == procedures.LBMaintenance {
-			w.violations = append(w.violations, "backup taken while "+n.name+" runs during an upgrade")
-		}
+	if nd, ferr := w.find(n.Name); ferr == nil {
+		nd.reloading = false
 	}
-	info := procedures.BackupInfo{ID: fmt.Sprintf("b%d", len(w.backups)+1), Cluster: req.Cluster, Version: req.Version,
-		Image: req.Image, Created: time.Now(), Size: 1 << 20, Verified: true, RunID: req.RunID, Kind: "dump"}
-	w.backups = append(w.backups, backup{info: info, dbVersion: w.dbVersion})
-	w.actions = append(w.actions, "backup-verified "+info.ID)
-	progress("dump 1.0 MiB")
-	return info, nil
+	w.checkTraffic("")
+	return err
 }
 
-// Verify implements procedures.Backups.
-func (w *World) Verify(ctx context.Context, id string) (procedures.BackupInfo, error) {
-	if err := w.act(ctx, "verify "+id); err != nil {
-		return procedures.BackupInfo{}, err
+// checkTraffic flags traffic that goes to the app nodes while none can
+// serve it: users would get nginx's 502 or a node's own 503. Called with
+// the lock held after every change of a node or of the balancer.
+func (w *World) checkTraffic(what string) {
+	if w.lb != procedures.LBNormal {
+		w.dark = false
+		return
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, b := range w.backups {
-		if b.info.ID == id {
-			return b.info, nil
-		}
+	if slices.ContainsFunc(w.nodes, (*node).serving) {
+		w.dark = false
+		return
 	}
-	return procedures.BackupInfo{}, fmt.Errorf("no backup %s", id)
-}
-
-// Restore implements procedures.Backups.
-func (w *World) Restore(ctx context.Context, id string, progress procedures.Progress) error {
-	if err := w.act(ctx, "restore "+id); err != nil {
-		return err
+	if !w.dark && what != "" {
+		w.violations = append(w.violations, "traffic goes to the app nodes while no node can serve it ("+what+")")
+		w.dark = true
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, n := range w.nodes {
-		if n.running {
-			w.violations = append(w.violations, "restore while "+n.name+" runs")
-		}
-	}
-	for _, b := range w.backups {
-		if b.info.ID == id {
-			w.dbVersion = b.dbVersion
-			return nil
-		}
-	}
-	return fmt.Errorf("no backup %s", id)
-}
-
-// AddBackup records a backup taken earlier (for restore actions).
-func (w *World) AddBackup(id, version string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.backups = append(w.backups, backup{info: procedures.BackupInfo{ID: id, Version: version, Verified: true}, dbVersion: version})
-}
-
-// backups is the World seen as procedures.Backups: its List lists
-// backups, where the World's own List lists nodes.
-type backups struct{ *World }
-
-// List implements procedures.Backups.
-func (b backups) List(ctx context.Context) ([]procedures.BackupInfo, error) {
-	w := b.World
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := make([]procedures.BackupInfo, 0, len(w.backups))
-	for i := len(w.backups) - 1; i >= 0; i-- {
-		out = append(out, w.backups[i].info)
-	}
-	return out, nil
 }
 
 // SetMode implements procedures.Balancer.
-func (w *World) SetMode(ctx context.Context, mode procedures.LBMode) error {
-	if err := w.act(ctx, "lb "+string(mode)); err != nil {
+func (a actor) SetMode(ctx context.Context, mode procedures.LBMode) error {
+	w := a.w
+	if err := a.act(ctx, "lb "+string(mode)); err != nil {
 		return err
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if mode == procedures.LBNormal {
 		for _, n := range w.nodes {
-			if !n.running {
-				w.violations = append(w.violations, "traffic back while "+n.name+" is stopped")
+			if n.running && !n.serving() {
+				w.violations = append(w.violations, "traffic back while "+n.name+" is not healthy yet")
 			}
 		}
 	}
 	w.lb = mode
+	w.checkTraffic("traffic switched back")
 	return nil
 }
 
 // Mode implements procedures.Balancer.
-func (w *World) Mode(ctx context.Context) (procedures.LBMode, error) {
+func (a actor) Mode(ctx context.Context) (procedures.LBMode, error) {
+	w := a.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.lb, nil

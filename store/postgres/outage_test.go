@@ -91,9 +91,11 @@ func (s *server) stop() {
 }
 
 // The database goes away in the middle of a run: calls fail promptly
-// instead of hanging, the run pauses before its next outside action and
-// says so, and when the server is back the run goes on, decisions are
-// delivered through the re-established LISTEN, and the run finishes.
+// instead of hanging; unable to confirm its lease, the engine stops the
+// step within half the lease time (another replica could take the run
+// over after it) and says so; when the server is back the engine resumes
+// the run, repeating the stopped step, decisions are delivered through
+// the re-established LISTEN, and the run finishes.
 func TestDatabaseOutageDuringRun(t *testing.T) {
 	srv := newServer(t, false)
 	w := proctest.NewWorld(oldImage, true, "app-1", "app-2", "app-3")
@@ -140,20 +142,25 @@ func TestDatabaseOutageDuringRun(t *testing.T) {
 		}
 	}
 
-	block.Release() // the backup finishes; recording it fails
+	// Unable to confirm its lease, the engine stops the step within half
+	// the lease time: another replica could take the run over after it.
 	down := a.waitFor("store.unavailable", 10*time.Second, isKind(procedures.EventStoreDown))
-	if !strings.Contains(down.Message, "paused") {
+	if !strings.Contains(down.Message, "the step was stopped") {
 		t.Fatalf("store down event says %q", down.Message)
 	}
-	time.Sleep(time.Second) // the run stays paused: nothing more happens on the cluster
+	block.Release()
+	time.Sleep(time.Second) // the run stays stopped: nothing more happens on the cluster
 	before := len(w.Actions())
 	time.Sleep(time.Second)
-	if acts := w.Actions(); len(acts) != before || acts[len(acts)-1] != "backup-verified b1" {
+	if acts := w.Actions(); len(acts) != before || acts[len(acts)-1] != "backup" {
 		t.Fatalf("the run went on with the store down: %q", acts)
 	}
 
 	srv.start()
-	a.waitFor("store.available", 15*time.Second, isKind(procedures.EventStoreBack))
+	resumed := a.waitFor("run.resumed", 20*time.Second, isKind(procedures.EventRunResumed))
+	if !strings.Contains(resumed.Message, "repeating") {
+		t.Fatalf("resumed: %q", resumed.Message)
+	}
 	cp := a.waitFor("verify checkpoint", 15*time.Second, isCheckpoint("verify")).Run
 	if _, err := other.Decide(testCtx(t), store.Decision{RunID: r.ID, Checkpoint: cp.Checkpoint.ID,
 		Action: store.ActionContinue, By: "U2", Via: "slack"}); err != nil {
@@ -164,8 +171,9 @@ func TestDatabaseOutageDuringRun(t *testing.T) {
 		t.Fatalf("run ended %s: %s", end.State, end.Error)
 	}
 	checkUpgraded(t, w)
-	if n := count(w.Actions(), "backup"); n != 1 {
-		t.Fatalf("backup ran %d times across the outage, want 1", n)
+	// The backup stopped by the outage was repeated, and verified once.
+	if n, v := count(w.Actions(), "backup"), count(w.Actions(), "backup-verified b1"); n != 2 || v != 1 {
+		t.Fatalf("backup ran %d times across the outage (verified %d), want 2 (1)", n, v)
 	}
 
 	// The other store's watcher outlived the outage and heard the decision.

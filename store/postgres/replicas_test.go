@@ -42,7 +42,7 @@ type replicaOpts struct {
 func startReplica(t *testing.T, dbURL, name string, w *proctest.World, o replicaOpts) *replica {
 	t.Helper()
 	s := openAt(t, dbURL, "", o.storeOpts...)
-	eng, err := procedures.New(procedures.Options{Store: s, Clusters: []*procedures.Cluster{w.Cluster("prod")},
+	eng, err := procedures.New(procedures.Options{Store: s, Clusters: []*procedures.Cluster{w.As(name, "prod")},
 		Log: zerolog.Nop(), Owner: name, LeaseTTL: o.leaseTTL, PollEvery: o.poll})
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,182 @@
+package procedures
+
+import "context"
+
+// fenced returns the cluster as a run sees it: every adapter call first
+// checks that the run's lease was confirmed within half its time, so an
+// engine that may have lost the run never begins an outside action.
+func fenced(c *Cluster, l *lease) *Cluster {
+	fc := *c
+	fc.Nodes = fencedNodes{in: c.Nodes, l: l}
+	fc.App = fencedApp{in: c.App, l: l}
+	fc.Backups = fencedBackups{in: c.Backups, l: l}
+	fc.Balancer = fencedBalancer{in: c.Balancer, l: l}
+	return &fc
+}
+
+type fencedNodes struct {
+	in Nodes
+	l  *lease
+}
+
+func (f fencedNodes) List(ctx context.Context) ([]Node, error) {
+	if err := f.l.check(); err != nil {
+		return nil, err
+	}
+	return f.in.List(ctx)
+}
+
+func (f fencedNodes) Stop(ctx context.Context, name string) error {
+	if err := f.l.check(); err != nil {
+		return err
+	}
+	return f.in.Stop(ctx, name)
+}
+
+func (f fencedNodes) Start(ctx context.Context, name string) error {
+	if err := f.l.check(); err != nil {
+		return err
+	}
+	return f.in.Start(ctx, name)
+}
+
+func (f fencedNodes) SetImage(ctx context.Context, name, image string) error {
+	if err := f.l.check(); err != nil {
+		return err
+	}
+	return f.in.SetImage(ctx, name, image)
+}
+
+func (f fencedNodes) Pull(ctx context.Context, image string, progress Progress) error {
+	if err := f.l.check(); err != nil {
+		return err
+	}
+	return f.in.Pull(ctx, image, progress)
+}
+
+func (f fencedNodes) Resolve(ctx context.Context, image string) (ImageInfo, error) {
+	if err := f.l.check(); err != nil {
+		return ImageInfo{}, err
+	}
+	return f.in.Resolve(ctx, image)
+}
+
+func (f fencedNodes) Cleanup(ctx context.Context) ([]string, error) {
+	if err := f.l.check(); err != nil {
+		return nil, err
+	}
+	return f.in.Cleanup(ctx)
+}
+
+type fencedApp struct {
+	in App
+	l  *lease
+}
+
+func (f fencedApp) WaitHealthy(ctx context.Context, node Node, progress Progress) error {
+	if err := f.l.check(); err != nil {
+		return err
+	}
+	return f.in.WaitHealthy(ctx, node, progress)
+}
+
+func (f fencedApp) Version(ctx context.Context, node Node) (string, error) {
+	if err := f.l.check(); err != nil {
+		return "", err
+	}
+	return f.in.Version(ctx, node)
+}
+
+func (f fencedApp) Probe(ctx context.Context, baseURL string) (AppStatus, error) {
+	if err := f.l.check(); err != nil {
+		return AppStatus{}, err
+	}
+	return f.in.Probe(ctx, baseURL)
+}
+
+func (f fencedApp) Plugin(ctx context.Context, node Node, action, pkg string, progress Progress) error {
+	if err := f.l.check(); err != nil {
+		return err
+	}
+	return f.in.Plugin(ctx, node, action, pkg, progress)
+}
+
+type fencedBackups struct {
+	in Backups
+	l  *lease
+}
+
+func (f fencedBackups) Check(ctx context.Context) error {
+	if err := f.l.check(); err != nil {
+		return err
+	}
+	return f.in.Check(ctx)
+}
+
+func (f fencedBackups) Create(ctx context.Context, req BackupRequest, progress Progress) (BackupInfo, error) {
+	if err := f.l.check(); err != nil {
+		return BackupInfo{}, err
+	}
+	return f.in.Create(ctx, req, progress)
+}
+
+func (f fencedBackups) Verify(ctx context.Context, id string) (BackupInfo, error) {
+	if err := f.l.check(); err != nil {
+		return BackupInfo{}, err
+	}
+	return f.in.Verify(ctx, id)
+}
+
+func (f fencedBackups) Restore(ctx context.Context, id string, progress Progress) error {
+	if err := f.l.check(); err != nil {
+		return err
+	}
+	return f.in.Restore(ctx, id, progress)
+}
+
+// RestoreFor passes on to an adapter that keeps restores apart by run
+// and attempt; without one it restores as Restore does.
+func (f fencedBackups) RestoreFor(ctx context.Context, req RestoreRequest, progress Progress) error {
+	if err := f.l.check(); err != nil {
+		return err
+	}
+	if rr, ok := f.in.(RunRestorer); ok {
+		return rr.RestoreFor(ctx, req, progress)
+	}
+	return f.in.Restore(ctx, req.ID, progress)
+}
+
+func (f fencedBackups) List(ctx context.Context) ([]BackupInfo, error) {
+	if err := f.l.check(); err != nil {
+		return nil, err
+	}
+	return f.in.List(ctx)
+}
+
+type fencedBalancer struct {
+	in Balancer
+	l  *lease
+}
+
+func (f fencedBalancer) SetMode(ctx context.Context, mode LBMode) error {
+	if err := f.l.check(); err != nil {
+		return err
+	}
+	return f.in.SetMode(ctx, mode)
+}
+
+func (f fencedBalancer) Mode(ctx context.Context) (LBMode, error) {
+	if err := f.l.check(); err != nil {
+		return LBUnknown, err
+	}
+	return f.in.Mode(ctx)
+}
+
+// compile-time checks that the fenced adapters are what they wrap.
+var (
+	_ Nodes       = fencedNodes{}
+	_ App         = fencedApp{}
+	_ Backups     = fencedBackups{}
+	_ RunRestorer = fencedBackups{}
+	_ Balancer    = fencedBalancer{}
+)

@@ -1,0 +1,97 @@
+package proctest
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nocobot/nocobot/procedures"
+)
+
+// Check implements procedures.Backups.
+func (a actor) Check(ctx context.Context) error { return a.act(ctx, "backup-check") }
+
+// Create implements procedures.Backups.
+func (a actor) Create(ctx context.Context, req procedures.BackupRequest, progress procedures.Progress) (procedures.BackupInfo, error) {
+	w := a.w
+	if err := a.act(ctx, "backup"); err != nil {
+		return procedures.BackupInfo{}, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, n := range w.nodes {
+		if n.running && req.RunID != "" && w.lb == procedures.LBMaintenance {
+			w.violations = append(w.violations, "backup taken while "+n.name+" runs during an upgrade")
+		}
+	}
+	info := procedures.BackupInfo{ID: fmt.Sprintf("b%d", len(w.backups)+1), Cluster: req.Cluster, Version: req.Version,
+		Image: req.Image, Created: time.Now(), Size: 1 << 20, Verified: true, RunID: req.RunID, Kind: "dump"}
+	w.backups = append(w.backups, backup{info: info, dbVersion: w.dbVersion})
+	w.actions = append(w.actions, "backup-verified "+info.ID)
+	progress("dump 1.0 MiB")
+	return info, nil
+}
+
+// Verify implements procedures.Backups.
+func (a actor) Verify(ctx context.Context, id string) (procedures.BackupInfo, error) {
+	w := a.w
+	if err := a.act(ctx, "verify "+id); err != nil {
+		return procedures.BackupInfo{}, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, b := range w.backups {
+		if b.info.ID == id {
+			return b.info, nil
+		}
+	}
+	return procedures.BackupInfo{}, fmt.Errorf("no backup %s", id)
+}
+
+// Restore implements procedures.Backups.
+func (a actor) Restore(ctx context.Context, id string, progress procedures.Progress) error {
+	w := a.w
+	if err := a.act(ctx, "restore "+id); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, n := range w.nodes {
+		if n.running {
+			w.violations = append(w.violations, "restore while "+n.name+" runs")
+		}
+	}
+	if w.lb == procedures.LBNormal {
+		w.violations = append(w.violations, "restore while traffic goes to the app nodes")
+	}
+	for _, b := range w.backups {
+		if b.info.ID == id {
+			w.dbVersion = b.dbVersion
+			return nil
+		}
+	}
+	return fmt.Errorf("no backup %s", id)
+}
+
+// AddBackup records a backup taken earlier (for restore actions).
+func (w *World) AddBackup(id, version string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.backups = append(w.backups, backup{info: procedures.BackupInfo{ID: id, Version: version, Verified: true}, dbVersion: version})
+}
+
+// backups is the World seen as procedures.Backups: its List lists
+// backups, where the World's own List lists nodes.
+type backups struct{ actor }
+
+// List implements procedures.Backups.
+func (b backups) List(ctx context.Context) ([]procedures.BackupInfo, error) {
+	w := b.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]procedures.BackupInfo, 0, len(w.backups))
+	for i := len(w.backups) - 1; i >= 0; i-- {
+		out = append(out, w.backups[i].info)
+	}
+	return out, nil
+}
