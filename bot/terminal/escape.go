@@ -26,6 +26,8 @@ func clean(s string, keepNewlines bool) string {
 			fmt.Fprintf(&b, `\x%02x`, s[i])
 		case r == '\n' && keepNewlines, r == '\t':
 			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
 		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
 			if r <= 0xff {
 				fmt.Fprintf(&b, `\x%02x`, r)

@@ -175,7 +175,7 @@ func (w *follower) ask(cp store.Checkpoint) {
 	if cp.URL != "" {
 		fmt.Fprintf(out, "  Check: %s\n", Clean(cp.URL))
 	}
-	fmt.Fprintf(out, "  Choices: %s — type a number or a word (Ctrl-C: abort or leave)\n> ", choiceList(cp.Options))
+	fmt.Fprintf(out, "  Choices: %s — type a number or a word (Ctrl-C: abort or leave)\n", choiceList(cp.Options))
 }
 
 func choiceList(opts []store.Action) string {
@@ -217,7 +217,7 @@ func (w *follower) answer(ctx context.Context, text string) {
 	}
 	action, ok := parseAnswer(text, cp.Options)
 	if !ok {
-		fmt.Fprintf(out, "  %q is not an option here. Choices: %s\n> ", CleanLine(text), choiceList(cp.Options))
+		fmt.Fprintf(out, "  %q is not an option here. Choices: %s\n", CleanLine(text), choiceList(cp.Options))
 		return
 	}
 	said := fmt.Sprintf("answer %s run %s checkpoint %s", action, w.id, cp.ID)
@@ -227,7 +227,7 @@ func (w *follower) answer(ctx context.Context, text string) {
 	case errors.Is(rep.Err, store.ErrAlreadyDecided):
 		fmt.Fprintln(out, "  Someone else decided first; following their decision.")
 	default:
-		fmt.Fprintf(out, "  %s\n> ", Clean(rep.Plain()))
+		fmt.Fprintf(out, "  %s\n", Clean(rep.Plain()))
 	}
 }
 
