@@ -26,10 +26,19 @@ type follower struct {
 	progSeen map[int]string
 	asked    *store.Checkpoint // the open question shown here
 	aborting bool
+	// driving: this process drives the run; when not, it takes the run
+	// over once the lease of the process that drives it lapses.
+	driving bool
 }
 
-func (f *Front) follow(ctx context.Context, sub *procedures.Subscription, id string) (End, error) {
-	w := &follower{f: f, id: id, prog: &progress{out: f.out, every: f.opts.ProgressEvery}, progSeen: map[int]string{}}
+func (f *Front) follow(ctx context.Context, sub *procedures.Subscription, id string, driving bool) (*follower, End, error) {
+	w := &follower{f: f, id: id, prog: &progress{out: f.out, every: f.opts.ProgressEvery}, progSeen: map[int]string{}, driving: driving}
+	end, err := w.run(ctx, sub)
+	return w, end, err
+}
+
+func (w *follower) run(ctx context.Context, sub *procedures.Subscription) (End, error) {
+	f, id := w.f, w.id
 	r, err := f.eng.RunByID(ctx, id)
 	if err != nil {
 		return End{}, err
@@ -63,6 +72,7 @@ func (f *Front) follow(ctx context.Context, sub *procedures.Subscription, id str
 				w.update(ctx, r)
 			}
 			w.prog.due(f.now())
+			w.takeOver(ctx)
 		case l, ok := <-lines:
 			switch {
 			case !ok:
@@ -86,6 +96,18 @@ func (f *Front) follow(ctx context.Context, sub *procedures.Subscription, id str
 	}
 	w.finish()
 	return End{Run: w.last}, nil
+}
+
+// takeOver drives the run here once no live process does.
+func (w *follower) takeOver(ctx context.Context) {
+	if w.driving || w.last.State.Finished() || time.Now().Before(w.last.LeaseUntil) {
+		return
+	}
+	if _, driving, err := w.f.eng.Attach(ctx, w.id); err == nil && driving {
+		w.driving = true
+		w.prog.flush(w.f.now())
+		fmt.Fprintf(w.f.out, "[%s] The process that drove run %s stopped; this one drives it now.\n", w.f.now().Format("15:04:05"), w.id)
+	}
 }
 
 func (w *follower) since(s store.Step) string {

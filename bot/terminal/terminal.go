@@ -154,8 +154,8 @@ func (f *Front) Attach(ctx context.Context, id, said string) (End, error) {
 // followDriven follows a run and, when this process drives it and it is
 // left, releases it at once for nocobot attach.
 func (f *Front) followDriven(ctx context.Context, sub *procedures.Subscription, id string, driving bool) (End, error) {
-	end, err := f.follow(ctx, sub, id)
-	if end.Left && driving {
+	w, end, err := f.follow(ctx, sub, id, driving)
+	if end.Left && w.driving {
 		if lerr := f.eng.Leave(context.WithoutCancel(ctx), id); lerr != nil {
 			return end, fmt.Errorf("run %s: release it for nocobot attach: %w", id, lerr)
 		}
