@@ -345,7 +345,7 @@ func TestInterruptsAtATerminal(t *testing.T) {
 	// The shell edits lines at a terminal: a typo fixed with backspace runs.
 	sh := startPTY(t, "shell", "--config", conf)
 	waitOut(t, sh.out, "nocobot> ", 20*time.Second)
-	sh.typeIn("/nocobase histroy\x7f\x7f\x7f\x7fory\r")
+	sh.typeIn("/nocobase histroy\x7f\x7f\x7f\x7ftory\r")
 	waitOut(t, sh.out, id+" ", 10*time.Second)
 	sh.typeIn("\x04")
 	if c := sh.exit(t, 10*time.Second); c != 0 {
@@ -392,7 +392,7 @@ func TestServeAndTerminalTogether(t *testing.T) {
 	}{
 		{[]string{"status"}, "Running: " + id},
 		{[]string{"history"}, id},
-		{[]string{"traffic", "on"}, "Traffic on prod: to the app nodes"},
+		{[]string{"traffic", "on"}, "Asked the load balancer of prod to switch traffic on, but it reports unknown"},
 		{[]string{"schedule", "add", "0 2 * * 6", "maintain"}, "scheduled window"},
 		{[]string{"schedule", "list"}, "0 2 * * 6"},
 	} {

@@ -40,7 +40,10 @@ func (d *Dispatcher) traffic(ctx context.Context, who Caller, cluster string, mo
 	if mode == procedures.LBMaintenance {
 		word = "off"
 	}
-	return Reply{Outcome: ok(word), Cluster: cluster,
-		Text:     T("Traffic on ", cluster, ": ", TrafficText(got), " (checked after the switch)."),
+	text := T("Traffic on ", cluster, ": ", TrafficText(got), " (checked after the switch).")
+	if got != mode {
+		text = T("Asked the load balancer of ", cluster, " to switch traffic ", word, ", but it reports ", TrafficText(got), " (none configured, or it cannot tell).")
+	}
+	return Reply{Outcome: ok(word), Cluster: cluster, Text: text,
 		Announce: T(Person(who.User), " switched traffic on ", cluster, " by hand: ", TrafficText(got), ".")}
 }

@@ -171,7 +171,7 @@ func rawTerminal(e *env) (rawTerm, bool) {
 		io.Reader
 		io.Writer
 	}{e.stdin, e.stdout}, "nocobot> ")
-	if w, h, err := term.GetSize(fd); err == nil {
+	if w, h, err := term.GetSize(fd); err == nil && w > 0 && h > 0 {
 		_ = t.SetSize(w, h)
 	}
 	return rawTerm{t: t, restore: func() { _ = term.Restore(fd, st) }}, true
