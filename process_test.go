@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -15,7 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
+
+	"github.com/nocobot/nocobot/store"
+	"github.com/nocobot/nocobot/store/sqlite"
 )
 
 // The tests in this file run the built nocobot binary as separate
@@ -190,6 +195,22 @@ func TestProcessesShareAStore(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "Running: "+id1) {
 		t.Fatalf("status while both wait: exit %d\n%s%s", code, out, errs)
 	}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"decide", id1, "continue"}, 1, "Continue is not an option here: choose Retry or Abort."},
+		{[]string{"decide", id1, "frob"}, 2, `"frob": expected continue, rollback, abort, retry or done`},
+		{[]string{"decide", "r0000-none", "abort"}, 1, "There is no run r0000-none."},
+		{[]string{"attach", "r0000-none"}, 1, "There is no run r0000-none."},
+		{[]string{"run", "maintain", "prod"}, 1, "prod is busy: run " + id1},
+	} {
+		code, out, errs := nocobotx(t, nil, append(c.args, "--config", conf)...)
+		if code != c.code || !strings.Contains(errs, c.want) || strings.Count(strings.TrimSpace(errs), "\n") > 0 {
+			t.Fatalf("%v: exit %d, out %q, err %q; want exit %d and one line with %q", c.args, code, out, errs, c.code, c.want)
+		}
+	}
 	decided := time.Now()
 	code, out, errs = nocobotx(t, nil, "decide", id1, "abort", "--config", conf)
 	if code != 0 || !strings.Contains(out, "Recorded: Abort on run "+id1) {
@@ -213,7 +234,8 @@ func TestProcessesShareAStore(t *testing.T) {
 		}
 	}
 	_, out, _ = nocobotx(t, nil, "audit", "--run", id1, "--config", conf)
-	for _, want := range []string{"nocobot run maintain prod", "nocobot decide " + id1 + " abort", "ok: abort", "terminal"} {
+	for _, want := range []string{"nocobot run maintain prod", "nocobot decide " + id1 + " abort", "ok: abort", "terminal",
+		"nocobot decide " + id1 + " continue", "refused: Continue is not an option here", "refused: prod is busy: run " + id1} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("audit --run %s lacks %q:\n%s", id1, want, out)
 		}
@@ -437,5 +459,32 @@ func TestTerminalUserAccess(t *testing.T) {
 	_, out, _ := nocobotx(t, nil, "audit", "--config", conf)
 	if !strings.Contains(out, "nocobot traffic off") || !strings.Contains(out, "refused: You are not allowed to switch traffic on prod.") {
 		t.Fatalf("refusal not audited:\n%s", out)
+	}
+}
+
+// Text typed into Slack (ESC, OSC, BEL, NUL) never reaches the operator's
+// terminal raw from the audit log, and long text is cut (--json keeps it).
+func TestAuditEscapesAndCuts(t *testing.T) {
+	conf := processConfig(t, trusted, "prod")
+	nocobotx(t, nil, "history", "--config", conf) // creates the store
+	st, err := sqlite.Open(context.Background(), filepath.Join(filepath.Dir(conf), "state", "n.db"), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil := "/nocobase status \x1b[2J\x1b]0;pwned\x07\x00" + strings.Repeat("x", 3000)
+	if err := st.AppendAudit(context.Background(), store.AuditEntry{At: time.Now(), User: "U1\x1b[31m", Via: "slack", Action: evil, Outcome: "refused: \x1b[5mno"}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	_, out, _ := nocobotx(t, nil, "audit", "--config", conf)
+	if strings.ContainsAny(out, "\x1b\x07\x00") {
+		t.Fatalf("raw control characters in audit output: %q", out)
+	}
+	if !strings.Contains(out, `\x1b]0;pwned\x07\x00`) || !strings.Contains(out, "more characters)") || len(out) > 2000 {
+		t.Fatalf("audit output not escaped and cut: %q", out)
+	}
+	_, out, _ = nocobotx(t, nil, "audit", "--json", "--config", conf)
+	if strings.ContainsAny(out, "\x1b\x07\x00") || !strings.Contains(out, `\u001b]0;pwned\u0007\u0000`) || !strings.Contains(out, strings.Repeat("x", 3000)) {
+		t.Fatalf("audit --json: %q", out)
 	}
 }
