@@ -97,6 +97,6 @@ func (d *Dispatcher) denied(who Caller, msg string) Text {
 	if who.Via != ViaTerminal {
 		return T(msg)
 	}
-	return T(msg, " At this terminal you are ", Person(who.User),
+	return T(msg, "\nAt this terminal you are ", Person(who.User),
 		": map your OS user to a Slack user id under access.terminal_users in the configuration, or set access.trust_terminal: true.")
 }

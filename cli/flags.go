@@ -179,7 +179,8 @@ func replyErr(r bot.Reply) error {
 	if errors.As(r.Err, &ue) {
 		code = exitUsage
 	}
-	return &cmdError{code: code, err: errors.New(cleanReply(r))}
+	// One line: the reply's lines joined (a refusal's reason, then what to do).
+	return &cmdError{code: code, err: errors.New(strings.Join(strings.Fields(cleanReply(r)), " "))}
 }
 
 // fdOf is the file descriptor of a terminal checked with isTerminal.
