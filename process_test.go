@@ -423,6 +423,17 @@ func TestServeAndTerminalTogether(t *testing.T) {
 			t.Fatalf("%v while serve runs: exit %d\n%s%s", c.args, code, out, errs)
 		}
 	}
+	_, out, _ := nocobotx(t, nil, "schedule", "list", "--config", conf)
+	m := regexp.MustCompile(`(?m)^\s*- (\S+): 0 2 \* \* 6`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no window in schedule list:\n%s", out)
+	}
+	if code, out, errs := nocobotx(t, nil, "schedule", "skip", m[1], "--config", conf); code != 0 || !strings.Contains(out, "skipped the start of window "+m[1]) {
+		t.Fatalf("schedule skip: exit %d\n%s%s", code, out, errs)
+	}
+	if _, out, _ := nocobotx(t, nil, "schedule", "list", "--config", conf); !strings.Contains(out, "(skipped)") {
+		t.Fatalf("the skip does not show:\n%s", out)
+	}
 	sh := start(t, nil, "shell", "--config", conf)
 	io.WriteString(sh.stdin, "/nocobase status\nfrobnicate\ndecide "+id+" abort\nexit\n")
 	if c := sh.exit(t, 30*time.Second); c != 0 {
@@ -486,5 +497,26 @@ func TestAuditEscapesAndCuts(t *testing.T) {
 	_, out, _ = nocobotx(t, nil, "audit", "--json", "--config", conf)
 	if strings.ContainsAny(out, "\x1b\x07\x00") || !strings.Contains(out, `\u001b]0;pwned\u0007\u0000`) || !strings.Contains(out, strings.Repeat("x", 3000)) {
 		t.Fatalf("audit --json: %q", out)
+	}
+}
+
+// Without a terminal the end of input follows --on-interrupt once the
+// run needs an answer: abort ends it and says how traffic comes back;
+// leave (the default) names the run and the command that continues it.
+func TestEndOfInputFollowsTheFlag(t *testing.T) {
+	conf := processConfig(t, trusted, "prod")
+	code, out, errs := nocobotx(t, nil, "run", "maintain", "--on-interrupt", "abort", "--config", conf)
+	if code != 4 || !strings.Contains(out, "The input ended: run r") || !strings.Contains(out, "aborted") ||
+		!strings.Contains(out, "To bring traffic back: nocobot traffic on prod") {
+		t.Fatalf("abort: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = nocobotx(t, nil, "run", "maintain", "--config", conf)
+	id := runIDRe.FindStringSubmatch(out)
+	if code != 5 || id == nil || !strings.Contains(out, "Continue it with: nocobot attach "+id[1]) ||
+		!strings.Contains(errs, "run "+id[1]+" is left unfinished: continue it with nocobot attach "+id[1]) {
+		t.Fatalf("leave: exit %d\n%s%s", code, out, errs)
+	}
+	if code, _, errs := nocobotx(t, nil, "run", "maintain", "--on-interrupt", "later", "--config", conf); code != 2 || !strings.Contains(errs, `--on-interrupt "later": expected abort or leave`) {
+		t.Fatalf("bad flag: exit %d %q", code, errs)
 	}
 }

@@ -69,6 +69,3 @@ func (e *Engine) Leave(ctx context.Context, id string) error {
 	defer cancel()
 	return e.store.ReleaseRun(c, id, e.owner)
 }
-
-// Owner is this engine's id among the processes on the store.
-func (e *Engine) Owner() string { return e.owner }

@@ -29,6 +29,8 @@ type follower struct {
 	// driving: this process drives the run; when not, it takes the run
 	// over once the lease of the process that drives it lapses.
 	driving bool
+	// inputEnded: no more answers can come (the input ended without a person).
+	inputEnded bool
 }
 
 func (f *Front) follow(ctx context.Context, sub *procedures.Subscription, id string, driving bool) (*follower, End, error) {
@@ -75,9 +77,11 @@ func (w *follower) run(ctx context.Context, sub *procedures.Subscription) (End, 
 			w.takeOver(ctx)
 		case l, ok := <-lines:
 			switch {
-			case !ok:
-				lines = nil
-				choice = w.interrupted(ctx, "The input ended", nil)
+			case !ok || (l.EOF && !f.opts.Interactive):
+				// Without a person, the end of input matters once a
+				// question needs an answer: a run that asks nothing
+				// goes on to its end.
+				lines, w.inputEnded = nil, true
 			case l.EOF:
 				choice = w.interrupted(ctx, "The input ended", lines)
 			default:
@@ -85,6 +89,9 @@ func (w *follower) run(ctx context.Context, sub *procedures.Subscription) (End, 
 			}
 		case <-f.opts.Interrupts:
 			choice = w.interrupted(ctx, "Interrupted", lines)
+		}
+		if choice == Keep && w.inputEnded && w.asked != nil && !w.aborting {
+			choice = w.interrupted(ctx, "The input ended", nil)
 		}
 		switch choice {
 		case Leave:
