@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/procedures"
 )
+
+// questionsEvery is how often the shell looks for new questions.
+const questionsEvery = 2 * time.Second
 
 // Shell is the interactive prompt: it takes the words of the command
 // language as typed in Slack (with or without /nocobase or nocobot),
@@ -17,10 +21,15 @@ func (f *Front) Shell(ctx context.Context) error {
 	fmt.Fprintln(f.out, "nocobot shell — the words of /nocobase (help lists them), attach <run>, decide <run> <choice>; exit or Ctrl-D ends it.")
 	shown := map[string]bool{}
 	f.showQuestions(ctx, shown)
+	// Questions that open while the prompt waits show up by themselves.
+	tick := time.NewTicker(questionsEvery)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-tick.C:
+			f.showQuestions(ctx, shown)
 		case l, ok := <-f.lines:
 			if !ok || l.EOF {
 				fmt.Fprintln(f.out, "bye")

@@ -8,7 +8,6 @@ package terminal
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -168,6 +167,3 @@ type ReplyError struct{ R bot.Reply }
 
 func (e ReplyError) Error() string { return Clean(e.R.Plain()) }
 func (e ReplyError) Unwrap() error { return e.R.Err }
-
-// errStopped: following ended because the process is being stopped.
-var errStopped = errors.New("stopped")
