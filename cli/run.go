@@ -13,6 +13,7 @@ import (
 	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/bot/terminal"
 	"github.com/nocobot/nocobot/config"
+	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -59,7 +60,7 @@ func endErr(end terminal.End) error {
 
 func cmdRun(ctx context.Context, e *env, args []string) error {
 	fs, g := newFlags(e, "run", "<procedure> [args] [--dry-run] [--on-interrupt abort|leave]",
-		"Runs a procedure at this terminal: each step is printed as it starts and ends,\nand every checkpoint asks here. Ctrl-C or the end of input asks whether to\nabort the run safely or leave it for nocobot attach; without a terminal\n--on-interrupt says which (default leave).\n\nProcedures:\n"+bot.Help("nocobot run"))
+		"Runs a procedure at this terminal: each step is printed as it starts and ends,\nand every checkpoint asks here. Ctrl-C or the end of input asks whether to\nabort the run safely or leave it for nocobot attach; without a terminal\n--on-interrupt says which (default leave).\n\nProcedures:\n"+procedureHelp())
 	onInt := fs.String("on-interrupt", "", "without a terminal, what Ctrl-C or the end of input does: abort or leave")
 	pos, err := parseArgs(fs, args, true)
 	if err != nil {
@@ -175,6 +176,15 @@ func rawTerminal(e *env) (rawTerm, bool) {
 		_ = t.SetSize(w, h)
 	}
 	return rawTerm{t: t, restore: func() { _ = term.Restore(fd, st) }}, true
+}
+
+// procedureHelp lists the procedures from their registry.
+func procedureHelp() string {
+	var b strings.Builder
+	for _, p := range procedures.Procedures() {
+		fmt.Fprintf(&b, "  nocobot run %s\n      %s\n", p.Usage, p.Help)
+	}
+	return strings.TrimRight(b.String(), "\n")
 }
 
 // procedureWords parses "upgrade 1.7.14 prod --dry-run" with the shared parser.
