@@ -54,7 +54,7 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 			return usageErr("%q: expected a number of runs", pos[0])
 		}
 	}
-	st, err := records(ctx, e, g, strings.TrimSpace("nocobot history "+strings.Join(args, " ")))
+	st, err := records(ctx, e, g, strings.TrimSpace("nocobot history "+strings.Join(pos, " ")))
 	if err != nil {
 		return err
 	}
@@ -93,7 +93,11 @@ func cmdAudit(ctx context.Context, e *env, args []string) error {
 	if len(pos) > 0 {
 		return usageErr("unexpected %q", pos[0])
 	}
-	st, err := records(ctx, e, g, strings.TrimSpace("nocobot audit "+strings.Join(args, " ")))
+	said := "nocobot audit"
+	if *runID != "" {
+		said += " --run " + *runID
+	}
+	st, err := records(ctx, e, g, said)
 	if err != nil {
 		return err
 	}

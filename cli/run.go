@@ -45,6 +45,16 @@ func follow(ctx context.Context, e *env, a *app.App, onInterrupt string, lines <
 	return &following{app: a, front: f, stop: func() { cancel(); <-done }}, nil
 }
 
+// followLevel is the default log level of a command that prints a run's
+// steps: at a terminal only errors join the step lines (the steps say
+// the rest); otherwise warnings too.
+func followLevel(e *env) string {
+	if isTerminal(e.stdout) {
+		return "error"
+	}
+	return "warn"
+}
+
 // endErr is the exit of a followed run: its outcome, or how to continue it.
 func endErr(end terminal.End) error {
 	switch {
@@ -62,6 +72,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	fs, g := newFlags(e, "run", "<procedure> [args] [--dry-run] [--on-interrupt abort|leave]",
 		"Runs a procedure at this terminal: each step is printed as it starts and ends,\nand every checkpoint asks here. Ctrl-C or the end of input asks whether to\nabort the run safely or leave it for nocobot attach; without a terminal\n--on-interrupt says which (default leave).\n\nProcedures:\n"+procedureHelp())
 	onInt := fs.String("on-interrupt", "", "without a terminal, what Ctrl-C or the end of input does: abort or leave")
+	g.defaultLevel = followLevel(e)
 	pos, err := parseArgs(fs, args, true)
 	if err != nil {
 		return err
@@ -101,6 +112,7 @@ func cmdAttach(ctx context.Context, e *env, args []string) error {
 	fs, g := newFlags(e, "attach", "<run> [--on-interrupt abort|leave]",
 		"Follows a run and answers its checkpoints here. When no live process drives\nit (its terminal was closed, its process killed), this one takes it over.")
 	onInt := fs.String("on-interrupt", "", "without a terminal, what Ctrl-C or the end of input does: abort or leave")
+	g.defaultLevel = followLevel(e)
 	pos, err := parseArgs(fs, args, false)
 	if err != nil {
 		return err
@@ -131,6 +143,7 @@ func cmdAttach(ctx context.Context, e *env, args []string) error {
 
 func cmdShell(ctx context.Context, e *env, args []string) error {
 	fs, g := newFlags(e, "shell", "", "An interactive prompt for the words of /nocobase (with or without the\nprefix), attach and decide; line editing and history at a terminal.")
+	g.defaultLevel = followLevel(e)
 	if _, err := parseArgs(fs, args, false); err != nil {
 		return err
 	}
