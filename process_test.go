@@ -308,10 +308,16 @@ func startPTY(t *testing.T, args ...string) *ptyProc {
 		t.Fatal(err)
 	}
 	s.Close()
-	go io.Copy(p.out, m)
+	copied := make(chan struct{})
+	go func() { io.Copy(p.out, m); close(copied) }()
 	go func() {
 		p.cmd.Wait()
 		p.code = p.cmd.ProcessState.ExitCode()
+		// The last lines may still be in the terminal: read them first.
+		select {
+		case <-copied:
+		case <-time.After(5 * time.Second):
+		}
 		close(p.done)
 	}()
 	t.Cleanup(func() {
