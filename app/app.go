@@ -44,7 +44,7 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*App, err
 		return nil, err
 	}
 	m := metrics.New()
-	clusters, closeClusters, err := buildClusters(cfg, st, m.Backups, log)
+	clusters, closeClusters, err := buildClusters(cfg, st, m.Backups, log, config.Secret)
 	if err != nil {
 		return nil, errors.Join(err, st.Close())
 	}
@@ -64,10 +64,10 @@ func (a *App) build(clusters []*procedures.Cluster) error {
 	if a.Scheduler, err = newScheduler(a.Config, a.Store, eng, a.Log); err != nil {
 		return err
 	}
-	// The terminal's operator passes the access rules, as before there
-	// was a dispatcher: whoever can read the configuration and the store
-	// runs procedures by hand anyway.
-	a.Dispatcher, err = bot.New(bot.Options{Config: a.Config, Engine: eng, Scheduler: a.Scheduler, Log: a.Log, TrustTerminal: true})
+	// A terminal's operator passes the access rules only when the
+	// configuration says so (access.trust_terminal); otherwise they are
+	// whom access.terminal_users maps them to.
+	a.Dispatcher, err = bot.New(bot.Options{Config: a.Config, Engine: eng, Scheduler: a.Scheduler, Log: a.Log, TrustTerminal: a.Config.Access.TrustTerminal})
 	return err
 }
 

@@ -20,7 +20,7 @@ type measureBackups func(cluster string, b procedures.Backups) procedures.Backup
 
 // buildClusters connects every configured cluster to its adapters. It
 // contacts nothing: a Docker engine that is down shows up when used.
-func buildClusters(cfg *config.Config, st store.Store, measure measureBackups, log zerolog.Logger) ([]*procedures.Cluster, func(), error) {
+func buildClusters(cfg *config.Config, st store.Store, measure measureBackups, log zerolog.Logger, secret secretFunc) ([]*procedures.Cluster, func(), error) {
 	var out []*procedures.Cluster
 	var closers []func() error
 	closeAll := func() {
@@ -30,7 +30,7 @@ func buildClusters(cfg *config.Config, st store.Store, measure measureBackups, l
 	}
 	for i := range cfg.Clusters {
 		cc := &cfg.Clusters[i]
-		c, closer, err := buildCluster(cc, st, log.With().Str("cluster", cc.Name).Logger())
+		c, closer, err := buildCluster(cc, st, log.With().Str("cluster", cc.Name).Logger(), secret)
 		if err != nil {
 			closeAll()
 			return nil, nil, fmt.Errorf("cluster %s: %w", cc.Name, err)
@@ -44,9 +44,15 @@ func buildClusters(cfg *config.Config, st store.Store, measure measureBackups, l
 	return out, closeAll, nil
 }
 
-func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger) (*procedures.Cluster, func() error, error) {
+// secretFunc reads a secret named by the configuration (config.Secret).
+type secretFunc func(field, env string) (string, error)
+
+// noSecrets stands in for config.Secret where nothing secret is used (a plan).
+func noSecrets(string, string) (string, error) { return "", nil }
+
+func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret secretFunc) (*procedures.Cluster, func() error, error) {
 	f := "clusters (" + cc.Name + ")"
-	regPw, err := config.Secret(f+".docker.registry.password_env", cc.Docker.Registry.PasswordEnv)
+	regPw, err := secret(f+".docker.registry.password_env", cc.Docker.Registry.PasswordEnv)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -59,7 +65,7 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger) (*proc
 	if err != nil {
 		return nil, nil, err
 	}
-	apiKey, err := config.Secret(f+".nocobase.api_key_env", cc.NocoBase.APIKeyEnv)
+	apiKey, err := secret(f+".nocobase.api_key_env", cc.NocoBase.APIKeyEnv)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -71,13 +77,13 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger) (*proc
 	case "nginx":
 		bal, err = lb.NewNginx(lb.NginxOptions{FlagPath: cc.LB.FlagPath, Container: cc.LB.Container, Probe: probe}, nodes, log)
 	case "webhook":
-		secret, serr := config.Secret(f+".load_balancer.secret_env", cc.LB.SecretEnv)
+		token, serr := secret(f+".load_balancer.secret_env", cc.LB.SecretEnv)
 		if serr != nil {
 			return nil, nil, serr
 		}
 		headers := map[string]string{}
-		if secret != "" {
-			headers["Authorization"] = "Bearer " + secret
+		if token != "" {
+			headers["Authorization"] = "Bearer " + token
 		}
 		bal, err = lb.NewWebhook(lb.WebhookOptions{URL: cc.LB.URL, Cluster: cc.Name, Headers: headers, Probe: probe}, log)
 	default:
@@ -87,11 +93,11 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger) (*proc
 		return nil, nil, err
 	}
 
-	dbPw, err := config.Secret(f+".backup.database.password_env", cc.Backup.Database.PasswordEnv)
+	dbPw, err := secret(f+".backup.database.password_env", cc.Backup.Database.PasswordEnv)
 	if err != nil {
 		return nil, nil, err
 	}
-	dbURL, err := config.Secret(f+".backup.database.url_env", cc.Backup.Database.URLEnv)
+	dbURL, err := secret(f+".backup.database.url_env", cc.Backup.Database.URLEnv)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -90,3 +90,13 @@ func (d *Dispatcher) allowed(ctx context.Context, who Caller, cluster string, p 
 func (d *Dispatcher) fourEyesRefuses(who Caller, cluster, requester string) bool {
 	return !d.trusted(who) && d.rules(cluster).FourEyes && who.User == requester
 }
+
+// denied is a refusal of access. At a terminal it also says whom the
+// operator counts as and which settings grant access there.
+func (d *Dispatcher) denied(who Caller, msg string) Text {
+	if who.Via != ViaTerminal {
+		return T(msg)
+	}
+	return T(msg, "\nAt this terminal you are ", Person(who.User),
+		": map your OS user to a Slack user id under access.terminal_users in the configuration, or set access.trust_terminal: true.")
+}

@@ -22,14 +22,16 @@ type Command struct {
 	Proc  procedures.Request
 	N     int    // history
 	RunID string // cancel
+	// Traffic is where "traffic on|off" sends the cluster's traffic.
+	Traffic procedures.LBMode
 	// Schedule is set for "schedule …".
 	Schedule *ScheduleCommand
 }
 
-// ScheduleCommand is "schedule add|list|remove|pause|resume …".
+// ScheduleCommand is "schedule add|list|remove|pause|resume|skip …".
 type ScheduleCommand struct {
-	Sub      string // add, list, remove, pause, resume
-	ID       string // remove, pause, resume
+	Sub      string // add, list, remove, pause, resume, skip
+	ID       string // remove, pause, resume, skip
 	Cron     string // add
 	TZ       string
 	Duration time.Duration
@@ -76,7 +78,8 @@ var commands = []commandSpec{
 	{"history", "[n]", "the last n runs (default 10)", parseHistory},
 	{"cancel", "<run>", "abort a run (the current step ends safely first)", parseCancel},
 	{"backups", "[cluster]", "list backups with age, size and version", parseClusterOnly},
-	{"schedule", "add \"<cron>\" <procedure> [args] [--tz Zone] [--duration 2h] [--announce 30m] [--approval required|none] | list | remove <id> | pause <id> | resume <id>", "maintenance windows", parseSchedule},
+	{"traffic", "on|off [cluster]", "switch the load balancer by hand: on sends traffic to the app nodes, off to the maintenance page (not while a run holds the cluster, unless it stopped at a failure)", parseTraffic},
+	{"schedule", "add \"<cron>\" <procedure> [args] [--tz Zone] [--duration 2h] [--announce 30m] [--approval required|none] | list | remove <id> | pause <id> | resume <id> | skip <id>", "maintenance windows (skip: the next start only)", parseSchedule},
 	{"help", "", "this help", func(*Command, []string) error { return nil }},
 }
 
@@ -195,7 +198,7 @@ func parseCancel(c *Command, args []string) error {
 
 func parseSchedule(c *Command, args []string) error {
 	if len(args) == 0 {
-		return errors.New("expected add, list, remove, pause or resume")
+		return errors.New("expected add, list, remove, pause, resume or skip")
 	}
 	sc := &ScheduleCommand{Sub: strings.ToLower(args[0])}
 	c.Schedule = sc
@@ -206,7 +209,7 @@ func parseSchedule(c *Command, args []string) error {
 			return fmt.Errorf("too many arguments: %s", strings.Join(rest, " "))
 		}
 		return nil
-	case "remove", "pause", "resume":
+	case "remove", "pause", "resume", "skip":
 		if len(rest) != 1 {
 			return fmt.Errorf("schedule %s needs a window id (see schedule list)", sc.Sub)
 		}
@@ -214,7 +217,7 @@ func parseSchedule(c *Command, args []string) error {
 		return nil
 	case "add":
 	default:
-		return fmt.Errorf("schedule %s: expected add, list, remove, pause or resume", args[0])
+		return fmt.Errorf("schedule %s: expected add, list, remove, pause, resume or skip", args[0])
 	}
 	if len(rest) < 2 {
 		return errors.New(`schedule add needs a cron expression in quotes and a procedure, e.g. schedule add "0 2 * * 6" upgrade 1.7.15`)
@@ -292,4 +295,22 @@ func positiveDuration(flag, v string) (time.Duration, error) {
 		return 0, fmt.Errorf("%s %s: expected a duration such as 30m or 2h", flag, v)
 	}
 	return d, nil
+}
+
+func parseTraffic(c *Command, args []string) error {
+	if len(args) == 0 || len(args) > 2 {
+		return errors.New("expected traffic on or traffic off, and the cluster if there are several")
+	}
+	switch strings.ToLower(args[0]) {
+	case "on":
+		c.Traffic = procedures.LBNormal
+	case "off":
+		c.Traffic = procedures.LBMaintenance
+	default:
+		return fmt.Errorf("traffic %s: expected on (to the app nodes) or off (the maintenance page)", args[0])
+	}
+	if len(args) == 2 {
+		c.Cluster = args[1]
+	}
+	return nil
 }

@@ -56,7 +56,7 @@ func (d *Dispatcher) decide(ctx context.Context, who Caller, a Answer) Reply {
 		return failed("Could not read the run; try again in a moment", err)
 	}
 	if !d.allowed(ctx, who, run.Cluster, permDecide) {
-		return refused(T(fmt.Sprintf("Sorry, you are not allowed to decide checkpoints on %s.", run.Cluster)), nil)
+		return refused(d.denied(who, fmt.Sprintf("Sorry, you are not allowed to decide checkpoints on %s.", run.Cluster)), nil)
 	}
 	if run.State.Finished() {
 		return refused(T(fmt.Sprintf("Run %s has already finished (%s); nothing to decide.", a.RunID, StateWords(run.State))), nil)
@@ -153,7 +153,7 @@ func (d *Dispatcher) decideWindow(ctx context.Context, who Caller, a WindowAnswe
 		return refused(T(fmt.Sprintf("There is no window %s any more.", a.ID)), err)
 	}
 	if !d.allowed(ctx, who, w.Cluster, permRun) {
-		return refused(T(fmt.Sprintf("Sorry, you are not allowed to run procedures on %s.", w.Cluster)), nil)
+		return refused(d.denied(who, fmt.Sprintf("Sorry, you are not allowed to run procedures on %s.", w.Cluster)), nil)
 	}
 	if a.Approve {
 		err = d.sched.Approve(ctx, a.ID, a.Start, who.User)

@@ -174,10 +174,12 @@ func (d *Dispatcher) do(ctx context.Context, who Caller, cmd Command) Reply {
 		r = d.backups(ctx, cluster)
 	case cmd.Name == "schedule":
 		r = d.schedule(ctx, who, cmd, cluster)
+	case cmd.Name == "traffic":
+		r = d.traffic(ctx, who, cluster, cmd.Traffic)
 	case !cmd.IsProcedure():
 		r = refused(T(fmt.Sprintf("%s is not something I can do here. Try %s help", cmd.Name, who.Prefix)), nil)
 	case !d.allowed(ctx, who, cluster, permRun):
-		r = refused(T(fmt.Sprintf("You are not allowed to run procedures on %s.", cluster)), nil)
+		r = refused(d.denied(who, fmt.Sprintf("You are not allowed to run procedures on %s.", cluster)), nil)
 	case cmd.DryRun:
 		r = d.plan(ctx, who, cmd)
 	default:
@@ -255,7 +257,7 @@ func (d *Dispatcher) cancelRun(ctx context.Context, who Caller, id string) Reply
 		return failed("Could not read the run", err)
 	}
 	if !d.allowed(ctx, who, run.Cluster, permRun) {
-		return refused(T(fmt.Sprintf("You are not allowed to cancel runs on %s.", run.Cluster)), nil)
+		return refused(d.denied(who, fmt.Sprintf("You are not allowed to cancel runs on %s.", run.Cluster)), nil)
 	}
 	if run.State.Finished() {
 		return refused(T(fmt.Sprintf("Run %s has already finished (%s).", id, StateWords(run.State))), nil)

@@ -39,7 +39,7 @@ func (d *Dispatcher) schedule(ctx context.Context, who Caller, cmd Command, clus
 		cluster = w.Cluster
 	}
 	if !d.allowed(ctx, who, cluster, permRun) {
-		return refused(T(fmt.Sprintf("You are not allowed to change maintenance windows of %s.", cluster)), nil)
+		return refused(d.denied(who, fmt.Sprintf("You are not allowed to change maintenance windows of %s.", cluster)), nil)
 	}
 	r := Reply{Outcome: ok(""), Cluster: cluster}
 	switch s.Sub {
@@ -71,6 +71,18 @@ func (d *Dispatcher) schedule(ctx context.Context, who Caller, cmd Command, clus
 			return failed("Could not "+s.Sub, err)
 		}
 		r.Announce = T(Person(who.User), " ", s.Sub, "d maintenance window ", WindowLine(w), ".")
+	case "skip":
+		w, err := d.eng.Window(ctx, s.ID)
+		if err != nil {
+			return failed("Could not read the window", err)
+		}
+		if w.NextStart.IsZero() || w.Paused {
+			return refused(T("Window ", s.ID, " has no next start to skip."), nil)
+		}
+		if err := d.sched.Skip(ctx, s.ID, w.NextStart, who.User); err != nil {
+			return refused(T(fmt.Sprintf("Could not skip window %s: %v", s.ID, err)), err)
+		}
+		r.Announce = T(Person(who.User), " skipped the start of window ", s.ID, " at ", format.When(w.NextStart, w.TZ), ".")
 	}
 	return r
 }

@@ -80,6 +80,12 @@ type Access struct {
 	Decide   Principals `yaml:"decide"`
 	FourEyes bool       `yaml:"four_eyes"` // the requester may not approve their own run
 	Channels []string   `yaml:"channels"`  // channel ids the bot obeys (besides the clusters' own)
+	// TerminalUsers maps an operator's OS user name at a terminal to the
+	// Slack user id the rules above name (top level only): alice: U123.
+	TerminalUsers map[string]string `yaml:"terminal_users"`
+	// TrustTerminal lets every operator at a terminal pass the rules and
+	// the four-eyes rule (top level only). Off by default.
+	TrustTerminal bool `yaml:"trust_terminal"`
 }
 
 // Principals are Slack user and user-group ids.

@@ -398,11 +398,21 @@ func (c *Cluster) SetMode(ctx context.Context, mode procedures.LBMode) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// The load balancer skips nodes that cannot serve (deploy/nginx), so
+	// traffic may go back while some start; with none healthy users would
+	// see errors instead of the maintenance page.
 	if mode == procedures.LBNormal {
+		var down []string
 		for _, n := range c.nodes {
-			if s := c.status(n, time.Now()); !s.Healthy {
-				c.violate("traffic sent back while %s", describe(n.name, s))
+			s := c.status(n, time.Now())
+			if s.Healthy {
+				down = nil
+				break
 			}
+			down = append(down, describe(n.name, s))
+		}
+		if len(down) > 0 {
+			c.violate("traffic sent back while no node can serve: %s", strings.Join(down, "; "))
 		}
 	}
 	c.lb = mode

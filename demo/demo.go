@@ -177,7 +177,7 @@ func (p *player) typed(ctx context.Context, sc scene) (store.Run, error) {
 
 // follow runs the terminal front on eng, feeding it the operator's lines
 // or, with Auto, the scene's answer at each checkpoint.
-func (p *player) follow(ctx context.Context, sc scene, disp terminal.Dispatcher, events terminal.Events, cmd bot.Command, said string) (store.Run, error) {
+func (p *player) follow(ctx context.Context, sc scene, disp terminal.Dispatcher, eng terminal.Engine, cmd bot.Command, said string) (store.Run, error) {
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
 	in, feed := io.Pipe()
@@ -187,9 +187,11 @@ func (p *player) follow(ctx context.Context, sc scene, disp terminal.Dispatcher,
 	} else {
 		go forward(fctx, p.lines, feed)
 	}
-	front := terminal.New(disp, events, in, p.o.Out, bot.Caller{User: "terminal:demo", Via: bot.ViaTerminal, Prefix: "nocobot"})
-	front.ProgressEvery = 300 * time.Millisecond
-	return front.Run(fctx, cmd, said)
+	front := terminal.New(disp, eng, terminal.Feed(terminal.NewReader(in), false), p.o.Out,
+		bot.Caller{User: "terminal:demo", Via: bot.ViaTerminal, Prefix: "nocobot"},
+		terminal.Options{OnInterrupt: terminal.Leave, ProgressEvery: 300 * time.Millisecond})
+	end, err := front.Start(fctx, cmd, said)
+	return end.Run, err
 }
 
 // autoAnswer types answer (after a pause, as a person would) at every

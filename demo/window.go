@@ -30,19 +30,25 @@ func nextSaturday2AM(t time.Time) time.Time {
 	return d
 }
 
-// attached is how the terminal front follows a run someone else started
-// (here the scheduler): the dispatcher's Do hands over that run, and
-// Subscribe a subscription taken before it started, so no event is lost.
-type attached struct {
+// attachedDispatcher and attachedEngine are how the terminal front
+// follows a run someone else started (here the scheduler): Do hands over
+// that run, and Subscribe a subscription taken before it started, so no
+// event is lost.
+type attachedDispatcher struct {
 	terminal.Dispatcher
 	run store.Run
+}
+
+func (a attachedDispatcher) Do(context.Context, bot.Caller, bot.Command, string) bot.Reply {
+	return bot.Reply{RunID: a.run.ID, Started: true}
+}
+
+type attachedEngine struct {
+	*procedures.Engine
 	sub *procedures.Subscription
 }
 
-func (a attached) Do(context.Context, bot.Caller, bot.Command, string) bot.Reply {
-	return bot.Reply{RunID: a.run.ID, Started: true}
-}
-func (a attached) Subscribe() *procedures.Subscription { return a.sub }
+func (a attachedEngine) Subscribe() *procedures.Subscription { return a.sub }
 
 // window adds a maintenance window that opens in a few seconds, runs the
 // real scheduler until the window starts its run, and follows that run
@@ -90,8 +96,8 @@ func (p *player) window(ctx context.Context, sc scene) (store.Run, error) {
 			fmt.Fprintf(p.o.Out, "[%s] window: %s\n", ev.At.Format("15:04:05"), ev.Message)
 			switch ev.Kind {
 			case procedures.EventWindowStarted:
-				a := attached{Dispatcher: p.disp, run: ev.Run, sub: runSub}
-				return p.follow(ctx, sc, a, a, bot.Command{}, "")
+				return p.follow(ctx, sc, attachedDispatcher{Dispatcher: p.disp, run: ev.Run},
+					attachedEngine{Engine: p.eng, sub: runSub}, bot.Command{}, "")
 			case procedures.EventWindowSkipped:
 				runSub.Close()
 				return store.Run{}, errors.New("the window was skipped: " + ev.Message)

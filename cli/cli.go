@@ -1,0 +1,215 @@
+// Package cli is the nocobot command line: its flags, subcommands and
+// their output. Package main only calls Run.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/nocobot/nocobot/procedures"
+)
+
+const usageHead = `nocobot runs NocoBase cluster maintenance from Slack or a terminal.
+
+Usage: nocobot [global flags] <command> [args]
+
+Commands:
+  serve                       run the Slack bot (and the maintenance windows)
+  run <procedure> [args]      run a procedure here, answering checkpoints at the prompt
+                              (--dry-run prints the plan; --on-interrupt abort|leave without a terminal)
+  plan <procedure> [args]     print the steps a run would take; needs no secrets, changes nothing
+  attach <run>                follow a run and answer its checkpoints here; drives it if no process does
+  shell                       an interactive prompt for the words of /nocobase, with line editing
+  status [cluster]            nodes, load balancer, the running run, backups, windows
+  decide <run> continue|rollback|abort|retry|done   answer a run's open question
+  cancel <run>                abort a run (the current step ends safely)
+  traffic on|off [cluster]    switch the load balancer by hand (not while a run holds the cluster)
+  schedule add|list|remove|pause|resume|skip …       maintenance windows
+  history [n]                 past runs with outcome and duration
+  backups [cluster]           backups with age, size and version
+  audit [--since 24h] [--run id] [-n 50] [--json]   the audit log
+  config check [--connect]    validate the configuration file (--connect: and ask each outside system)
+  demo [--auto]               a minute of nocobot on a simulated cluster, nothing to install
+  version
+  help [command]
+
+Procedures (the same words as in Slack):
+`
+
+const usageTail = `
+Global flags (before or after the command): --config FILE (default ./nocobot.yaml),
+--log-format auto|console|json (auto: console at a terminal, else JSON; logs go to stderr),
+--log-level debug|info|warn|error (default: info for serve, warn otherwise).
+
+At a terminal you are your OS user: access.terminal_users maps it to the Slack
+user id the access rules name, or access.trust_terminal: true lets every
+operator pass them. Otherwise the terminal is allowed nothing.
+
+Exit codes: 0 done, 1 error or refused, 2 usage, 3 rolled back, 4 aborted,
+5 left unfinished (nocobot attach <run> continues it).
+`
+
+// usage is the help text; the procedures' lines come from their registry.
+func usage() string {
+	var b strings.Builder
+	b.WriteString(usageHead)
+	for _, p := range procedures.Procedures() {
+		fmt.Fprintf(&b, "  %s\n", p.Usage)
+	}
+	b.WriteString(usageTail)
+	return b.String()
+}
+
+// exit codes
+const (
+	exitOK         = 0
+	exitError      = 1
+	exitUsage      = 2
+	exitRolledBack = 3
+	exitAborted    = 4
+	exitLeft       = 5
+)
+
+// env is what every subcommand is given.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	// interrupts delivers Ctrl-C to the commands that follow a run;
+	// for the others Ctrl-C cancels their context.
+	interrupts <-chan struct{}
+}
+
+type command struct {
+	fn func(ctx context.Context, e *env, args []string) error
+	// follows: Ctrl-C is a question to the command, not the end of it.
+	follows bool
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"serve": {fn: cmdServe}, "run": {fn: cmdRun, follows: true}, "plan": {fn: cmdPlan},
+		"attach": {fn: cmdAttach, follows: true}, "shell": {fn: cmdShell, follows: true},
+		"history": {fn: cmdHistory}, "backups": {fn: cmdBackups}, "audit": {fn: cmdAudit},
+		"config": {fn: cmdConfig}, "version": {fn: cmdVersion}, "demo": {fn: cmdDemo},
+		"status": {fn: cmdStatus}, "decide": {fn: cmdDecide}, "cancel": {fn: cmdCancel},
+		"traffic": {fn: cmdTraffic}, "schedule": {fn: cmdSchedule},
+	}
+}
+
+// cmdError is a one-line error with an exit code; a nil err prints nothing.
+type cmdError struct {
+	code int
+	err  error
+}
+
+func (e *cmdError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func usageErr(format string, a ...any) error {
+	return &cmdError{code: exitUsage, err: fmt.Errorf(format, a...)}
+}
+
+// Run runs the nocobot command line and returns its exit code.
+func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	pre, args, err := leadingGlobals(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "nocobot: %v\n", err)
+		return exitUsage
+	}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		return help(args, stdout, stderr)
+	}
+	cmd, ok := commands()[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "nocobot: unknown command %q (see nocobot help)\n", args[0])
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ints := make(chan struct{}, 1)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt)
+	defer signal.Stop(sigs)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-sigs:
+				if !cmd.follows {
+					cancel()
+					continue
+				}
+				select {
+				case ints <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, interrupts: ints}
+	err = cmd.fn(ctx, e, append(pre, args[1:]...))
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	code := exitError
+	var ce *cmdError
+	if errors.As(err, &ce) {
+		code = ce.code
+		if ce.err == nil {
+			return code
+		}
+	}
+	// One line: the first line of the message.
+	msg, _, _ := strings.Cut(err.Error(), "\n")
+	fmt.Fprintf(stderr, "nocobot %s: %s\n", args[0], msg)
+	return code
+}
+
+// help prints the usage, or a command's ("nocobot help run").
+func help(args []string, stdout, stderr io.Writer) int {
+	if len(args) >= 2 && args[0] == "help" {
+		if cmd, ok := commands()[args[1]]; ok {
+			e := &env{stdin: strings.NewReader(""), stdout: stdout, stderr: stderr}
+			_ = cmd.fn(context.Background(), e, []string{"--help"})
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "nocobot help: unknown command %q\n", args[1])
+		return exitUsage
+	}
+	fmt.Fprint(stdout, usage())
+	return exitOK
+}
+
+// leadingGlobals takes the global flags written before the command
+// ("nocobot --config x plan start"), to pass them on after it.
+func leadingGlobals(args []string) (pre, rest []string, err error) {
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") && args[0] != "-h" && args[0] != "--help" {
+		name, _, hasVal := strings.Cut(strings.TrimLeft(args[0], "-"), "=")
+		if !globalFlag(name) {
+			return nil, nil, fmt.Errorf("unknown flag %s before the command (see nocobot help)", args[0])
+		}
+		if hasVal {
+			pre, args = append(pre, args[0]), args[1:]
+			continue
+		}
+		if len(args) < 2 {
+			return nil, nil, fmt.Errorf("flag %s needs a value", args[0])
+		}
+		pre, args = append(pre, args[0], args[1]), args[2:]
+	}
+	return pre, args, nil
+}

@@ -1,0 +1,187 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/term"
+
+	"github.com/nocobot/nocobot/app"
+	"github.com/nocobot/nocobot/bot"
+	"github.com/nocobot/nocobot/config"
+)
+
+// globals are the flags every subcommand accepts.
+type globals struct {
+	config, logFormat, logLevel string
+	defaultLevel                string
+}
+
+func globalFlag(name string) bool {
+	return name == "config" || name == "log-format" || name == "log-level"
+}
+
+func (g *globals) register(fs *flag.FlagSet) {
+	fs.StringVar(&g.config, "config", "nocobot.yaml", "configuration file")
+	fs.StringVar(&g.logFormat, "log-format", "auto", "log format: auto (console at a terminal, else json), console or json")
+	fs.StringVar(&g.logLevel, "log-level", "", "log level: debug, info, warn or error (default: info for serve, warn otherwise)")
+}
+
+// isTerminal reports whether w (or r) is a terminal.
+func isTerminal(f any) bool {
+	file, ok := f.(*os.File)
+	return ok && term.IsTerminal(int(file.Fd()))
+}
+
+// logger writes to stderr: for people at a terminal (console form,
+// colours only there), JSON otherwise or when asked.
+func (g *globals) logger(stderr io.Writer) (zerolog.Logger, error) {
+	level := g.logLevel
+	if level == "" {
+		level = g.defaultLevel
+	}
+	if level == "" {
+		level = "warn"
+	}
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		return zerolog.Nop(), fmt.Errorf("--log-level %q: expected debug, info, warn or error", g.logLevel)
+	}
+	tty := isTerminal(stderr)
+	var w io.Writer = stderr
+	switch g.logFormat {
+	case "json":
+	case "auto":
+		if tty {
+			w = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.TimeOnly}
+		}
+	case "console":
+		w = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.RFC3339, NoColor: !tty}
+	default:
+		return zerolog.Nop(), fmt.Errorf("--log-format %q: expected auto, console or json", g.logFormat)
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+// newFlags makes a subcommand's flag set. Errors are returned, not
+// printed: Run prints one line. --help prints the usage to stdout.
+func newFlags(e *env, name, args, help string) (*flag.FlagSet, *globals) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	g := &globals{}
+	g.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stdout, "Usage: nocobot %s %s\n%s\n\nFlags:\n", name, args, help)
+		fs.SetOutput(e.stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	return fs, g
+}
+
+// parseArgs reads flags before and after positional arguments. With
+// passUnknown, flags the set does not know are kept as words (a
+// procedure's own, such as --dry-run). "help" alone prints the usage.
+func parseArgs(fs *flag.FlagSet, args []string, passUnknown bool) ([]string, error) {
+	var pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			pos = append(pos, a)
+			continue
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if name == "h" || name == "help" {
+			fs.Usage()
+			return nil, flag.ErrHelp
+		}
+		fl := fs.Lookup(name)
+		if fl == nil {
+			if passUnknown {
+				pos = append(pos, a)
+				continue
+			}
+			return nil, usageErr("unknown flag %s (see nocobot %s --help)", a, fs.Name())
+		}
+		if bf, ok := fl.Value.(interface{ IsBoolFlag() bool }); ok && bf.IsBoolFlag() && !hasVal {
+			val, hasVal = "true", true
+		}
+		if !hasVal {
+			if i+1 >= len(args) {
+				return nil, usageErr("flag %s needs a value", a)
+			}
+			i++
+			val = args[i]
+		}
+		if err := fs.Set(name, val); err != nil {
+			return nil, usageErr("%s %s: %v", a, val, err)
+		}
+	}
+	if len(pos) == 1 && pos[0] == "help" {
+		fs.Usage()
+		return nil, flag.ErrHelp
+	}
+	return pos, nil
+}
+
+// load reads the configuration and makes the logger.
+func load(g *globals, stderr io.Writer) (*config.Config, zerolog.Logger, error) {
+	log, err := g.logger(stderr)
+	if err != nil {
+		return nil, log, &cmdError{code: exitUsage, err: err}
+	}
+	cfg, err := config.Load(g.config)
+	return cfg, log, err
+}
+
+// setup loads the configuration and builds nocobot from it (the caller
+// closes it).
+func setup(ctx context.Context, g *globals, e *env) (*app.App, error) {
+	cfg, log, err := load(g, e.stderr)
+	if err != nil {
+		return nil, err
+	}
+	return app.New(ctx, cfg, log)
+}
+
+// operator is the person at this terminal for the access rules: their
+// OS user, as access.terminal_users maps it to a Slack user id, else
+// "terminal:<name>" (whom no rule names unless access.trust_terminal).
+func operator(cfg *config.Config) bot.Caller {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	c := bot.Caller{User: "terminal:" + name, Via: bot.ViaTerminal, Prefix: "nocobot"}
+	if id, ok := cfg.Access.TerminalUsers[name]; ok && id != "" {
+		c.User, c.Name = id, name+" (terminal)"
+	}
+	return c
+}
+
+// replyErr turns a refusal or failure into the command's error: a
+// mistake in the words is a usage error.
+func replyErr(r bot.Reply) error {
+	var ue *bot.UsageError
+	code := exitError
+	if errors.As(r.Err, &ue) {
+		code = exitUsage
+	}
+	// One line: the reply's lines joined (a refusal's reason, then what to do).
+	return &cmdError{code: code, err: errors.New(strings.Join(strings.Fields(cleanReply(r)), " "))}
+}
+
+// fdOf is the file descriptor of a terminal checked with isTerminal.
+func fdOf(f any) int { return int(f.(*os.File).Fd()) }

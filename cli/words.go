@@ -1,0 +1,89 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/nocobot/nocobot/bot"
+	"github.com/nocobot/nocobot/bot/terminal"
+)
+
+func cleanReply(r bot.Reply) string { return terminal.Clean(r.Plain()) }
+
+// printReply prints an accepted reply, or returns the refusal as the
+// command's error.
+func printReply(e *env, r bot.Reply) error {
+	if r.Outcome.Kind != bot.OK {
+		return replyErr(r)
+	}
+	switch {
+	case !r.Quiet():
+		fmt.Fprintln(e.stdout, cleanReply(r))
+	case !r.Announce.Empty():
+		fmt.Fprintln(e.stdout, terminal.Clean(r.Announce.Plain()))
+	}
+	return nil
+}
+
+// word runs a word of the command language (status, cancel, traffic,
+// schedule, backups) through the dispatcher, as Slack does: the same
+// parser, access rules, audit entry and reply. A mistake in the words is
+// refused and audited too.
+func word(ctx context.Context, e *env, name, args, help string, argv []string) error {
+	fs, g := newFlags(e, name, args, help)
+	pos, err := parseArgs(fs, argv, name == "schedule")
+	if err != nil {
+		return err
+	}
+	a, err := setup(ctx, g, e)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	who := operator(a.Config)
+	words := append([]string{name}, pos...)
+	said := "nocobot " + strings.Join(words, " ")
+	cmd, perr := bot.ParseWords(who.Prefix, words)
+	if perr != nil {
+		r := a.Dispatcher.Refuse(ctx, who, said, perr.Error())
+		r.Err = perr
+		return replyErr(r)
+	}
+	return printReply(e, a.Dispatcher.Do(ctx, who, cmd, said))
+}
+
+func cmdStatus(ctx context.Context, e *env, args []string) error {
+	return word(ctx, e, "status", "[cluster]", "Shows a cluster's nodes, load balancer, running run, latest backup and next windows.", args)
+}
+
+func cmdCancel(ctx context.Context, e *env, args []string) error {
+	return word(ctx, e, "cancel", "<run>", "Aborts a run: the current step ends safely, then the run stops.", args)
+}
+
+func cmdTraffic(ctx context.Context, e *env, args []string) error {
+	return word(ctx, e, "traffic", "on|off [cluster]", "Switches the load balancer by hand, as a run would, and checks the switch:\non sends traffic to the app nodes, off to the maintenance page. Refused while\na run holds the cluster, unless it stopped at a failure.", args)
+}
+
+func cmdSchedule(ctx context.Context, e *env, args []string) error {
+	return word(ctx, e, "schedule", `add "<cron>" <procedure> [args] [--tz Zone] [--duration 2h] [--announce 30m] [--approval required|none] | list | remove <id> | pause <id> | resume <id> | skip <id>`,
+		"Maintenance windows, as in Slack (skip: the next start only).", args)
+}
+
+func cmdBackups(ctx context.Context, e *env, args []string) error {
+	return word(ctx, e, "backups", "[cluster]", "Lists a cluster's backups, newest first, with age, size and version.", args)
+}
+
+func cmdDecide(ctx context.Context, e *env, args []string) error {
+	fs, g := newFlags(e, "decide", "<run> continue|rollback|abort|retry|done", "Answers a run's open question, as its buttons in Slack do; the process driving\nthe run acts on it.")
+	pos, err := parseArgs(fs, args, false)
+	if err != nil {
+		return err
+	}
+	a, err := setup(ctx, g, e)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	return printReply(e, terminal.Decide(ctx, a.Dispatcher, operator(a.Config), pos))
+}
