@@ -105,3 +105,106 @@ GRANT PROCESS, RELOAD, SHOW VIEW, EVENT, TRIGGER ON *.* TO %[1]s@'localhost';`, 
 	})
 	return user
 }
+
+// MySQLServer is a MariaDB server of one test's own (see StartMySQLServer).
+type MySQLServer struct {
+	Port   int
+	Socket string
+	cmd    *exec.Cmd
+}
+
+// Kill stops the server at once (SIGKILL), as a crash would.
+func (s *MySQLServer) Kill() {
+	if s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+	}
+}
+
+// StartMySQLServer starts a throw-away MariaDB server for one test, one it
+// may kill, run as the mysql user in a temporary folder on a free loopback
+// port; root has no password. It is stopped at the test's end.
+func StartMySQLServer(t testing.TB) *MySQLServer {
+	t.Helper()
+	MySQLBin(t)
+	if os.Getuid() != 0 {
+		t.Skip("starting a MariaDB server of its own needs root (to run it as the mysql user)")
+	}
+	dir := TempDir(t)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	if out, err := exec.Command("sh", "-c", `mkdir -p "$1" && chown -R mysql:mysql "$2"`, "sh", data, dir).CombinedOutput(); err != nil {
+		t.Fatalf("prepare %s: %v: %s", dir, err, out)
+	}
+	install := exec.Command("mariadb-install-db", "--no-defaults", "--datadir="+data, "--user=mysql",
+		"--auth-root-authentication-method=normal", "--skip-test-db")
+	if out, err := install.CombinedOutput(); err != nil {
+		t.Fatalf("mariadb-install-db: %v: %s", err, out)
+	}
+	s := &MySQLServer{Port: FreePort(t), Socket: filepath.Join(dir, "mysql.sock")}
+	s.cmd = exec.Command("mariadbd", "--no-defaults", "--datadir="+data, "--user=mysql", "--bind-address=127.0.0.1",
+		fmt.Sprintf("--port=%d", s.Port), "--socket="+s.Socket, "--pid-file="+filepath.Join(dir, "mysql.pid"),
+		"--log-error="+filepath.Join(dir, "server.log"), "--skip-name-resolve", "--skip-log-bin",
+		"--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0", "--innodb-buffer-pool-size=64M")
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("mariadbd: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		s.Kill()
+		<-done
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := exec.Command("mariadb-admin", "--no-defaults", "-S", s.Socket, "-uroot", "ping").Run()
+		if err == nil {
+			return s
+		}
+		select {
+		case <-done:
+			log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
+			t.Fatalf("mariadbd exited: %s", log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("mariadbd did not start within 30s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Exec runs sql as root over the server's socket and returns its rows.
+func (s *MySQLServer) Exec(t testing.TB, db, sql string) string {
+	t.Helper()
+	args := []string{"--no-defaults", "-S", s.Socket, "-uroot", "-N", "-B", "--default-character-set=utf8mb4"}
+	if db != "" {
+		args = append(args, db)
+	}
+	cmd := exec.Command("mariadb", args...)
+	cmd.Stdin = strings.NewReader(sql)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("mariadb: %v: %s", err, stderr.String())
+	}
+	return strings.TrimRight(stdout.String(), "\n")
+}
+
+// NewMySQLAdmin creates a user with every privilege who may connect from
+// 127.0.0.1 and localhost with password, dropped at the test's end.
+func NewMySQLAdmin(t testing.TB, password string) string {
+	t.Helper()
+	user := fmt.Sprintf("a_%d_%d", os.Getpid(), mysqlSeq.Add(1))
+	q := func(s string) string { return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'" }
+	MySQLExec(t, "", fmt.Sprintf(`CREATE USER %[1]s@'127.0.0.1' IDENTIFIED BY %[2]s;
+CREATE USER %[1]s@'localhost' IDENTIFIED BY %[2]s;
+GRANT ALL PRIVILEGES ON *.* TO %[1]s@'127.0.0.1' WITH GRANT OPTION;
+GRANT ALL PRIVILEGES ON *.* TO %[1]s@'localhost' WITH GRANT OPTION;`, q(user), q(password)))
+	t.Cleanup(func() {
+		_, _ = MySQLRun(context.Background(), t, "", strings.NewReader(
+			fmt.Sprintf("DROP USER IF EXISTS %[1]s@'127.0.0.1'; DROP USER IF EXISTS %[1]s@'localhost';", q(user))))
+	})
+	return user
+}
