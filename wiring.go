@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -115,8 +113,12 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger) (*proc
 		StorageContainer: cc.Backup.Storage.Container, StoragePath: cc.Backup.Storage.Path, StorageHostPath: cc.Backup.Storage.HostPath,
 		KeepLast: cc.Backup.KeepLast, MaxAge: cc.Backup.MaxAge.D(),
 		Protect: func(ctx context.Context) (map[string]bool, error) { return backupsInUse(ctx, st) },
+		Nodes:   nodes,
 	}
-	bk := &lazyBackups{opts: opts, containers: nodes, nodes: nodes, log: log}
+	bk, err := backup.New(opts, nodes, log)
+	if err != nil {
+		return nil, nil, err
+	}
 	return &procedures.Cluster{
 		Name: cc.Name, ImageRepo: cc.Image.Repository, TagSuffix: cc.Image.TagSuffix,
 		Nodes: nodes, App: app, Backups: bk, Balancer: bal,
@@ -138,84 +140,4 @@ func backupsInUse(ctx context.Context, st store.Store) (map[string]bool, error) 
 		}
 	}
 	return keep, nil
-}
-
-// lazyBackups builds the backup manager on first use, because its
-// default storage container is the cluster's first node, which only the
-// Docker engine knows.
-type lazyBackups struct {
-	opts       backup.Options
-	containers backup.Containers
-	nodes      procedures.Nodes
-	log        zerolog.Logger
-
-	mu sync.Mutex
-	m  *backup.Manager
-}
-
-func (l *lazyBackups) get(ctx context.Context) (*backup.Manager, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.m != nil {
-		return l.m, nil
-	}
-	opts := l.opts
-	if opts.StorageContainer == "" && opts.StorageHostPath == "" {
-		c, cancel := context.WithTimeout(ctx, 30*time.Second)
-		nodes, err := l.nodes.List(c)
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("backup: find the node whose storage to copy: %w", err)
-		}
-		if len(nodes) == 0 {
-			return nil, errors.New("backup: no app node to copy the storage folder from (set backup.storage.container or host_path)")
-		}
-		opts.StorageContainer = nodes[0].Name
-	}
-	m, err := backup.New(opts, l.containers, l.log)
-	if err != nil {
-		return nil, err
-	}
-	l.m = m
-	return m, nil
-}
-
-func (l *lazyBackups) Check(ctx context.Context) error {
-	m, err := l.get(ctx)
-	if err != nil {
-		return err
-	}
-	return m.Check(ctx)
-}
-
-func (l *lazyBackups) Create(ctx context.Context, req procedures.BackupRequest, p procedures.Progress) (procedures.BackupInfo, error) {
-	m, err := l.get(ctx)
-	if err != nil {
-		return procedures.BackupInfo{}, err
-	}
-	return m.Create(ctx, req, p)
-}
-
-func (l *lazyBackups) Verify(ctx context.Context, id string) (procedures.BackupInfo, error) {
-	m, err := l.get(ctx)
-	if err != nil {
-		return procedures.BackupInfo{}, err
-	}
-	return m.Verify(ctx, id)
-}
-
-func (l *lazyBackups) Restore(ctx context.Context, id string, p procedures.Progress) error {
-	m, err := l.get(ctx)
-	if err != nil {
-		return err
-	}
-	return m.Restore(ctx, id, p)
-}
-
-func (l *lazyBackups) List(ctx context.Context) ([]procedures.BackupInfo, error) {
-	m, err := l.get(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return m.List(ctx)
 }

@@ -229,7 +229,7 @@ func flipByte(t *testing.T, p string) {
 // a truncated or damaged stream must fail pg_restore.
 func TestDumpCheckReadsWholeDump(t *testing.T) {
 	f := newFixture(t, 3, 300)
-	db, err := databaseFromURL(f.dbURL, testenv.PostgresBin(t))
+	db, err := postgresFromURL(Options{DBURL: f.dbURL, PgBin: testenv.PostgresBin(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,6 +416,7 @@ func TestNewValidates(t *testing.T) {
 		"bad url":      {Cluster: "a", Dest: "/x", DBURL: "mysql://u:secret@h/db", StorageHostPath: "/s"},
 		"bad exclude":  {Cluster: "a", Dest: "/x", DBURL: "postgres://u@h/db", StorageHostPath: "/s", Excludes: []string{"../etc"}},
 		"no container": {Cluster: "a", Dest: "/x", DBContainer: "db", DBName: "x", StorageHostPath: "/s"},
+		"bad dialect":  {Cluster: "a", Dest: "/x", Dialect: "oracle", DBURL: "postgres://u@h/db", StorageHostPath: "/s"},
 	} {
 		if _, err := New(o, nil, testLog(t)); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -423,11 +424,11 @@ func TestNewValidates(t *testing.T) {
 			t.Errorf("%s: error shows the password: %v", name, err)
 		}
 	}
-	db, err := databaseFromURL("postgres://nocobase:s3cret@db:5432/nocobase?sslmode=disable", "")
+	db, err := postgresFromURL(Options{DBURL: "postgres://nocobase:s3cret@db:5432/nocobase?sslmode=disable"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(db.conninfo, "s3cret") || db.password != "s3cret" || db.name != "nocobase" {
+	if strings.Contains(db.conninfo, "s3cret") || db.password != "s3cret" || db.name() != "nocobase" {
 		t.Errorf("conninfo %q password %q", db.conninfo, db.password)
 	}
 }

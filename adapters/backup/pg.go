@@ -11,20 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 )
-
-// runner runs a small sh script with pg tools, either on this host or in
-// the database container. Dynamic values reach the script only as
-// positional arguments ($1…), never spliced into its text. The password,
-// if any, is written as the first line of stdin and read by the script into
-// PGPASSWORD: it is never on a command line (ps, docker inspect, error
-// messages) and never in the process's initial environment.
-type runner interface {
-	run(ctx context.Context, script string, args []string, stdin io.Reader, stdout io.Writer) error
-	where() string
-}
 
 // readPassword is the preamble of every script that connects.
 const readPassword = `IFS= read -r PGPASSWORD || exit 90; if [ -n "$PGPASSWORD" ]; then export PGPASSWORD; else unset PGPASSWORD; fi; `
@@ -38,88 +26,39 @@ func withPassword(password string, stdin io.Reader) io.Reader {
 	return io.MultiReader(line, stdin)
 }
 
-// localRunner runs the pg tools of this host (PgBin) against a URL.
-type localRunner struct {
-	pgBin string
-}
-
-func (l localRunner) where() string { return "this host" }
-
-func (l localRunner) run(ctx context.Context, script string, args []string, stdin io.Reader, stdout io.Writer) error {
-	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", script, "nocobot"}, args...)...)
-	env := os.Environ()
-	if l.pgBin != "" {
-		env = append(env, "PATH="+l.pgBin+string(os.PathListSeparator)+os.Getenv("PATH"))
-	}
-	cmd.Env = env
-	cmd.Stdin, cmd.Stdout = stdin, stdout
-	if stdout == nil {
-		cmd.Stdout = io.Discard
-	}
-	stderr := &tailBuffer{max: 4 << 10}
-	cmd.Stderr = stderr
-	// pg_dump and pg_restore are children of sh: kill the whole group, or
-	// a cancelled dump would keep running and keep our pipes open.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	err := cmd.Run()
-	if err == nil {
-		return nil
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	if msg := strings.TrimSpace(stderr.String()); msg != "" {
-		return fmt.Errorf("%w: %s", err, msg)
-	}
-	return err
-}
-
-// containerRunner runs the pg tools inside the database container, so the
-// client always matches the server's major version.
-type containerRunner struct {
-	containers Containers
-	container  string
-}
-
-func (c containerRunner) where() string { return "container " + c.container }
-
-func (c containerRunner) run(ctx context.Context, script string, args []string, stdin io.Reader, stdout io.Writer) error {
-	if stdout == nil {
-		stdout = io.Discard
-	}
-	return c.containers.Exec(ctx, c.container, append([]string{"sh", "-c", script, "nocobot"}, args...), stdin, stdout)
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	max int
-	buf []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > t.max {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string { return string(t.buf) }
-
-// database is one PostgreSQL database reached through a runner.
-type database struct {
+// postgres is one PostgreSQL database reached through a runner: pg_dump
+// -Fc, read back by pg_restore, restored in one transaction through psql.
+type postgres struct {
 	r        runner
 	conninfo string // libpq connection string or URL, without the password
 	password string
-	name     string
-	source   string // for the manifest and messages: no secrets
+	pgBin    string // local tools' folder (local mode)
+	dbname   string
+	src      string // for the manifest and messages: no secrets
 }
 
-// databaseFromURL parses a postgres:// URL; the password moves out of it.
-func databaseFromURL(raw, pgBin string) (*database, error) {
-	u, err := url.Parse(raw)
+var _ database = (*postgres)(nil)
+
+func (d *postgres) dialect() string { return "postgres" }
+func (d *postgres) name() string    { return d.dbname }
+func (d *postgres) source() string  { return d.src }
+
+func (d *postgres) checkTools() error {
+	if _, ok := d.r.(localRunner); !ok {
+		return nil
+	}
+	var errs []error
+	for _, tool := range []string{"pg_dump", "pg_restore", "psql"} {
+		if _, err := binPath(d.pgBin, tool); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// postgresFromURL parses a postgres:// URL; the password moves out of it.
+func postgresFromURL(opts Options) (*postgres, error) {
+	u, err := url.Parse(opts.DBURL)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		// The URL may hold a password: do not echo it.
 		return nil, errors.New("database URL: want postgres://user:password@host:port/dbname")
@@ -138,12 +77,13 @@ func databaseFromURL(raw, pgBin string) (*database, error) {
 	if name == "" {
 		return nil, errors.New("database URL: no database name in the path")
 	}
-	return &database{
-		r:        localRunner{pgBin: pgBin},
+	return &postgres{
+		r:        localRunner{pgBin: opts.PgBin},
 		conninfo: u.String(),
 		password: password,
-		name:     name,
-		source:   "url " + u.Host + "/" + name,
+		pgBin:    opts.PgBin,
+		dbname:   name,
+		src:      "url " + u.Host + "/" + name,
 	}, nil
 }
 
@@ -152,71 +92,58 @@ func conninfoQuote(v string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
 
-func databaseInContainer(c Containers, container, name, user, password, host string, port int) *database {
-	parts := []string{"dbname=" + conninfoQuote(name)}
-	if user != "" {
-		parts = append(parts, "user="+conninfoQuote(user))
+func postgresInContainer(c Containers, opts Options) *postgres {
+	parts := []string{"dbname=" + conninfoQuote(opts.DBName)}
+	if opts.DBUser != "" {
+		parts = append(parts, "user="+conninfoQuote(opts.DBUser))
 	}
-	if host != "" {
-		parts = append(parts, "host="+conninfoQuote(host))
+	if opts.DBHost != "" {
+		parts = append(parts, "host="+conninfoQuote(opts.DBHost))
 	}
-	if port != 0 {
-		parts = append(parts, fmt.Sprintf("port=%d", port))
+	if opts.DBPort != 0 {
+		parts = append(parts, fmt.Sprintf("port=%d", opts.DBPort))
 	}
-	return &database{
-		r:        containerRunner{containers: c, container: container},
+	return &postgres{
+		r:        containerRunner{containers: c, container: opts.DBContainer},
 		conninfo: strings.Join(parts, " "),
-		password: password,
-		name:     name,
-		source:   "container " + container + " database " + name,
+		password: opts.DBPassword,
+		dbname:   opts.DBName,
+		src:      "container " + opts.DBContainer + " database " + opts.DBName,
 	}
 }
 
 // query runs one SQL query with psql and returns its unaligned output.
-func (d *database) query(ctx context.Context, sql string) (string, error) {
+func (d *postgres) query(ctx context.Context, sql string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var out bytes.Buffer
 	err := d.r.run(ctx, readPassword+`exec psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$1" -c "$2"`,
 		[]string{d.conninfo, sql}, withPassword(d.password, nil), &limitedWriter{w: &out, n: 1 << 20})
 	if err != nil {
-		return "", fmt.Errorf("query database (%s): %w", d.source, err)
+		return "", fmt.Errorf("query database (%s): %w", d.src, err)
 	}
 	return strings.TrimSpace(out.String()), nil
 }
 
-type limitedWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (l *limitedWriter) Write(p []byte) (int, error) {
-	if int64(len(p)) > l.n {
-		return 0, errors.New("output too large")
-	}
-	l.n -= int64(len(p))
-	return l.w.Write(p)
-}
-
 // serverInfo returns the server version and the database size in bytes.
-func (d *database) serverInfo(ctx context.Context) (version string, size int64, err error) {
+func (d *postgres) serverInfo(ctx context.Context) (version string, size int64, err error) {
 	out, err := d.query(ctx, "SELECT current_setting('server_version') || '|' || pg_database_size(current_database())")
 	if err != nil {
 		return "", 0, err
 	}
 	v, s, ok := strings.Cut(out, "|")
 	if !ok {
-		return "", 0, fmt.Errorf("query database (%s): unexpected answer %q", d.source, out)
+		return "", 0, fmt.Errorf("query database (%s): unexpected answer %q", d.src, out)
 	}
 	_, err = fmt.Sscan(s, &size)
 	return v, size, err
 }
 
 // dump streams pg_dump -Fc of the database to w.
-func (d *database) dump(ctx context.Context, w io.Writer) error {
+func (d *postgres) dump(ctx context.Context, w io.Writer) error {
 	err := d.r.run(ctx, readPassword+`exec pg_dump -Fc -d "$1"`, []string{d.conninfo}, withPassword(d.password, nil), w)
 	if err != nil {
-		return fmt.Errorf("pg_dump (%s, on %s): %w", d.source, d.r.where(), err)
+		return fmt.Errorf("pg_dump (%s, on %s): %w", d.src, d.r.where(), err)
 	}
 	return nil
 }
@@ -225,7 +152,7 @@ func (d *database) dump(ctx context.Context, w io.Writer) error {
 // (every data block decompressed), without touching any database: a
 // truncated or damaged dump fails here. pg_restore --list alone would read
 // only the table of contents.
-func (d *database) check(ctx context.Context, r io.Reader) error {
+func (d *postgres) check(ctx context.Context, r io.Reader) error {
 	err := d.r.run(ctx, `exec pg_restore -f /dev/null`, nil, r, nil)
 	if err != nil {
 		return fmt.Errorf("dump does not read back whole with pg_restore (on %s): %w", d.r.where(), err)
@@ -298,14 +225,14 @@ END
 $nocobot$;`
 
 // restore replaces the database's content with the dump read from r.
-func (d *database) restore(ctx context.Context, r io.Reader) error {
+func (d *postgres) restore(ctx context.Context, r io.Reader) error {
 	var out bytes.Buffer
 	err := d.r.run(ctx, restoreScript, []string{d.conninfo, restorePreamble}, withPassword(d.password, r), &limitedWriter{w: &out, n: 64 << 10})
 	if err != nil && strings.Contains(out.String(), "incomplete-dump") {
-		return fmt.Errorf("restore database (%s): pg_restore could not read the whole dump; the transaction was rolled back, nothing was changed: %w", d.source, err)
+		return fmt.Errorf("restore database (%s): pg_restore could not read the whole dump; the transaction was rolled back, nothing was changed: %w", d.src, err)
 	}
 	if err != nil {
-		return fmt.Errorf("restore database (%s, on %s): %w", d.source, d.r.where(), err)
+		return fmt.Errorf("restore database (%s, on %s): %w", d.src, d.r.where(), err)
 	}
 	return nil
 }

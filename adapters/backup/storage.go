@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -443,13 +442,4 @@ func topLevel(excludes []string) []string {
 		}
 	}
 	return out
-}
-
-// countingWriter counts bytes written through it; the count is read by
-// the progress reporter while the copy runs.
-type countingWriter struct{ n atomic.Int64 }
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	c.n.Add(int64(len(p)))
-	return len(p), nil
 }

@@ -1,0 +1,54 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+)
+
+// Check fails if a backup could not be taken now.
+func (m *Manager) Check(ctx context.Context) error {
+	if err := m.resolveStorage(ctx); err != nil {
+		return err
+	}
+	var errs []error
+	if err := os.MkdirAll(m.opts.Dest, 0o700); err != nil {
+		errs = append(errs, fmt.Errorf("backup destination: %w", err))
+	} else if f, err := os.CreateTemp(m.opts.Dest, ".nocobot-check-*"); err != nil {
+		errs = append(errs, fmt.Errorf("backup destination %s is not writable: %w", m.opts.Dest, err))
+	} else {
+		f.Close()
+		os.Remove(f.Name())
+	}
+	if err := m.db.checkTools(); err != nil {
+		errs = append(errs, fmt.Errorf("backup: %w", err))
+	}
+	_, dbSize, err := m.db.serverInfo(ctx)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("database unreachable: %w", err))
+	}
+	if m.opts.StorageHostPath != "" {
+		if fi, err := os.Stat(m.opts.StorageHostPath); err != nil || !fi.IsDir() {
+			errs = append(errs, fmt.Errorf("storage folder %s: not a readable folder", m.opts.StorageHostPath))
+		}
+	}
+	if len(errs) == 0 {
+		// A compressed dump is smaller than the database on disk; the
+		// previous backup is the best guess of the storage's share.
+		need := dbSize
+		if list, err := m.List(ctx); err == nil && len(list) > 0 {
+			need = max(need, list[0].Size+list[0].Size/5)
+		}
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(m.opts.Dest, &st); err == nil {
+			free := int64(st.Bavail) * int64(st.Bsize)
+			if free < need {
+				errs = append(errs, fmt.Errorf("backup destination %s has %s free, a backup needs about %s",
+					m.opts.Dest, humanBytes(free), humanBytes(need)))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

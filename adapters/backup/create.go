@@ -1,0 +1,207 @@
+package backup
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nocobot/nocobot/procedures"
+)
+
+// newID returns an unused id for a backup taken now.
+func (m *Manager) newID() (string, string, error) {
+	base := m.opts.Cluster + "-" + m.opts.Now().UTC().Format("20060102T150405Z")
+	for i := 0; i < 100; i++ {
+		id := base
+		if i > 0 {
+			id = fmt.Sprintf("%s-%d", base, i+1)
+		}
+		dir := filepath.Join(m.opts.Dest, id)
+		err := os.Mkdir(dir, 0o700)
+		if err == nil {
+			return id, dir, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return "", "", fmt.Errorf("create backup folder: %w", err)
+		}
+	}
+	return "", "", errors.New("create backup folder: too many backups in one second")
+}
+
+// Create takes a backup of the database and the storage folder, verifies
+// it and writes its manifest; then it applies the retention rules. An
+// error means no usable backup exists (the partial folder is removed).
+func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, progress procedures.Progress) (procedures.BackupInfo, error) {
+	if err := m.resolveStorage(ctx); err != nil {
+		return procedures.BackupInfo{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if progress == nil {
+		progress = func(string) {}
+	}
+	if req.Cluster != "" && req.Cluster != m.opts.Cluster {
+		return procedures.BackupInfo{}, fmt.Errorf("backup: asked for cluster %q, configured for %q", req.Cluster, m.opts.Cluster)
+	}
+	start := m.opts.Now()
+	if err := os.MkdirAll(m.opts.Dest, 0o700); err != nil {
+		return procedures.BackupInfo{}, fmt.Errorf("backup destination: %w", err)
+	}
+	serverVersion, _, err := m.db.serverInfo(ctx)
+	if err != nil {
+		return procedures.BackupInfo{}, fmt.Errorf("backup: %w", err)
+	}
+	id, dir, err := m.newID()
+	if err != nil {
+		return procedures.BackupInfo{}, fmt.Errorf("backup: %w", err)
+	}
+	log := m.log.With().Str("backup", id).Logger()
+	log.Info().Str("database", m.db.source()).Str("storage", m.storageSource()).Msg("backup started")
+	progress(fmt.Sprintf("backup %s: database %s (%s %s) and storage (%s)", id, m.db.name(), m.db.dialect(), serverVersion, m.storageSource()))
+
+	man := &Manifest{
+		Format: 1, ID: id, Cluster: m.opts.Cluster, RunID: req.RunID,
+		NocoBaseVersion: req.Version, Image: req.Image, Created: start.UTC(),
+		Database: DatabaseInfo{Dialect: m.db.dialect(), Name: m.db.name(), ServerVersion: serverVersion, Source: m.db.source()},
+		Storage:  StorageInfo{Source: m.storageSource(), Excludes: m.opts.Excludes},
+	}
+	// The two parts come from different places (database server, storage
+	// volume): taking them together shortens the downtime.
+	var (
+		wg             sync.WaitGroup
+		dbPart, stPart Part
+		dbErr, stErr   error
+		files          int64
+	)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		dbPart, dbErr = m.backupDatabase(ctx, dir, progress)
+	}()
+	go func() {
+		defer wg.Done()
+		stPart, files, stErr = m.backupStorage(ctx, dir, progress)
+	}()
+	wg.Wait()
+	if err := errors.Join(dbErr, stErr); err != nil {
+		os.RemoveAll(dir)
+		log.Error().Err(err).Msg("backup failed")
+		return procedures.BackupInfo{}, fmt.Errorf("backup %s failed (removed): %w", id, err)
+	}
+	man.Parts = []Part{dbPart, stPart}
+	man.Storage.Files = files
+	if dbPart.Size == 0 || stPart.Size == 0 {
+		os.RemoveAll(dir)
+		return procedures.BackupInfo{}, fmt.Errorf("backup %s failed (removed): empty part", id)
+	}
+	man.Verified = true
+	man.Seconds = m.opts.Now().Sub(start).Seconds()
+	if err := writeManifest(dir, man); err != nil {
+		os.RemoveAll(dir)
+		return procedures.BackupInfo{}, fmt.Errorf("backup %s failed (removed): %w", id, err)
+	}
+	log.Info().Int64("size", man.Size()).Float64("seconds", man.Seconds).Msg("backup verified")
+	progress(fmt.Sprintf("backup %s verified: %s in %s (database %s, storage %s, %d files)", id,
+		humanBytes(man.Size()), time.Duration(man.Seconds*float64(time.Second)).Round(100*time.Millisecond),
+		humanBytes(dbPart.Size), humanBytes(stPart.Size), files))
+
+	if deleted, err := m.prune(ctx, id); err != nil {
+		// Retention is housekeeping: the backup itself is good.
+		log.Warn().Err(err).Msg("retention")
+		progress("retention: " + err.Error())
+	} else if len(deleted) > 0 {
+		progress("retention: deleted " + strings.Join(deleted, ", "))
+	}
+	return man.info(), nil
+}
+
+// createPart writes one part through a hasher and a counter, reporting the
+// size now and then, and syncs it to disk.
+func (m *Manager) createPart(ctx context.Context, dir, name, label string, progress procedures.Progress,
+	write func(ctx context.Context, w io.Writer) error) (Part, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
+	defer cancel()
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return Part{}, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	var n countingWriter
+	stop := m.reportSize(label, &n, progress)
+	err = write(ctx, io.MultiWriter(f, h, &n))
+	stop()
+	if err != nil {
+		return Part{}, err
+	}
+	if err := f.Sync(); err != nil {
+		return Part{}, fmt.Errorf("%s: %w", name, err)
+	}
+	if err := f.Close(); err != nil {
+		return Part{}, fmt.Errorf("%s: %w", name, err)
+	}
+	return Part{Name: name, Size: n.n.Load(), SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// extra pass over the data.
+func (m *Manager) backupDatabase(ctx context.Context, dir string, progress procedures.Progress) (Part, error) {
+	progress("database: dumping " + m.db.name())
+	var checkErr error
+	part, err := m.createPart(ctx, dir, partDatabase, "database", progress, func(ctx context.Context, w io.Writer) error {
+		pr, pw := io.Pipe()
+		checked := make(chan struct{})
+		go func() {
+			defer close(checked)
+			checkErr = m.db.check(ctx, pr)
+			// If the check stopped early, the dump must not block on it.
+			pr.CloseWithError(errors.New("the dump check stopped reading"))
+		}()
+		err := m.db.dump(ctx, io.MultiWriter(w, pw))
+		pw.CloseWithError(err)
+		<-checked
+		if err != nil {
+			return err
+		}
+		return checkErr
+	})
+	if err != nil {
+		return Part{}, fmt.Errorf("database: %w", err)
+	}
+	progress(fmt.Sprintf("database: %s dumped and read back whole", humanBytes(part.Size)))
+	return part, nil
+}
+
+func (m *Manager) backupStorage(ctx context.Context, dir string, progress procedures.Progress) (Part, int64, error) {
+	progress("storage: archiving " + m.storageSource())
+	var st storageStats
+	part, err := m.createPart(ctx, dir, partStorage, "storage", progress, func(ctx context.Context, w io.Writer) error {
+		var err error
+		if m.opts.StorageHostPath != "" {
+			st, err = tarHostFolder(ctx, m.opts.StorageHostPath, m.opts.Excludes, w, func(rel string) {
+				m.log.Warn().Str("path", rel).Msg("storage: skipped a special file")
+			})
+			return err
+		}
+		rc, err := m.containers.CopyFrom(ctx, m.opts.StorageContainer, m.opts.StoragePath)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		st, err = retar(ctx, rc, m.opts.Excludes, w)
+		return err
+	})
+	if err != nil {
+		return Part{}, 0, fmt.Errorf("storage: %w", err)
+	}
+	progress(fmt.Sprintf("storage: %s, %d files", humanBytes(part.Size), st.files))
+	return part, st.files, nil
+}

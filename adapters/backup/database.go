@@ -1,0 +1,64 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// database is the seam between this package and a database engine:
+// everything that depends on the dialect goes through it, and the rest of
+// the package (parts, manifest, checksums, storage, retention) does not
+// know which engine it backs up. PostgreSQL (pg.go) is the implementation
+// today; newDatabase picks one from the options. A dump is one stream of
+// bytes in whatever format the engine's tool writes; it is stored as the
+// part database.dump.
+type database interface {
+	// dialect is recorded in the manifest ("postgres") and must match on
+	// restore.
+	dialect() string
+	// name is the database's name, recorded in the manifest.
+	name() string
+	// source says where the database is, for messages: no secrets.
+	source() string
+	// checkTools fails if a program the engine needs on this host is
+	// missing (nil when the tools run in the database container).
+	checkTools() error
+	// serverInfo returns the server's version and the database's size in
+	// bytes (an upper bound for the dump's size).
+	serverInfo(ctx context.Context) (version string, size int64, err error)
+	// dump streams a consistent dump of the whole database to w.
+	dump(ctx context.Context, w io.Writer) error
+	// check reads a dump from r whole, as a restore would, without
+	// touching any database: a truncated or damaged dump fails here.
+	check(ctx context.Context, r io.Reader) error
+	// restore replaces the database's content by the dump read from r, all
+	// or nothing.
+	restore(ctx context.Context, r io.Reader) error
+}
+
+// newDatabase returns the database the options name.
+func newDatabase(opts Options, containers Containers) (database, error) {
+	switch opts.Dialect {
+	case "", "postgres":
+	default:
+		return nil, fmt.Errorf("database dialect %q is not supported (postgres)", opts.Dialect)
+	}
+	switch {
+	case opts.DBContainer != "" && opts.DBURL != "":
+		return nil, errors.New("set either a database container or a database URL, not both")
+	case opts.DBContainer != "":
+		if containers == nil {
+			return nil, errors.New("the database container mode needs the Docker adapter")
+		}
+		if opts.DBName == "" {
+			return nil, errors.New("no database name")
+		}
+		return postgresInContainer(containers, opts), nil
+	case opts.DBURL != "":
+		return postgresFromURL(opts)
+	default:
+		return nil, errors.New("no database: set a database container or a database URL")
+	}
+}

@@ -1,0 +1,130 @@
+package backup
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/nocobot/nocobot/procedures"
+)
+
+// Part names in a backup folder.
+const (
+	partDatabase = "database.dump"
+	partStorage  = "storage.tar"
+	manifestName = "manifest.json"
+)
+
+// Manifest describes one backup; it is written as manifest.json beside the
+// parts.
+type Manifest struct {
+	Format          int       `json:"format"`
+	ID              string    `json:"id"`
+	Cluster         string    `json:"cluster"`
+	RunID           string    `json:"run_id,omitempty"`
+	NocoBaseVersion string    `json:"nocobase_version,omitempty"`
+	Image           string    `json:"image,omitempty"`
+	Created         time.Time `json:"created"`
+	// Seconds is how long the backup took.
+	Seconds  float64      `json:"seconds"`
+	Database DatabaseInfo `json:"database"`
+	Storage  StorageInfo  `json:"storage"`
+	Parts    []Part       `json:"parts"`
+	Verified bool         `json:"verified"`
+}
+
+// DatabaseInfo says where the dump comes from.
+type DatabaseInfo struct {
+	Dialect       string `json:"dialect"`
+	Name          string `json:"name"`
+	ServerVersion string `json:"server_version"`
+	Source        string `json:"source"` // container or host/db, no secrets
+}
+
+// StorageInfo says where the storage archive comes from.
+type StorageInfo struct {
+	Source   string   `json:"source"`
+	Excludes []string `json:"excludes"`
+	Files    int64    `json:"files"`
+}
+
+// Part is one file of a backup.
+type Part struct {
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Size is the sum of the parts' sizes.
+func (m *Manifest) Size() int64 {
+	var n int64
+	for _, p := range m.Parts {
+		n += p.Size
+	}
+	return n
+}
+
+func (m *Manifest) info() procedures.BackupInfo {
+	return procedures.BackupInfo{
+		ID: m.ID, Cluster: m.Cluster, Version: m.NocoBaseVersion, Image: m.Image,
+		Created: m.Created, Size: m.Size(), Verified: m.Verified, RunID: m.RunID,
+	}
+}
+
+func writeManifest(dir string, man *Manifest) error {
+	b, err := json.MarshalIndent(man, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, manifestName+".tmp")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(b, '\n'))
+	err = errors.Join(err, f.Sync(), f.Close())
+	if err != nil {
+		return fmt.Errorf("write manifest: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, manifestName)); err != nil {
+		return fmt.Errorf("write manifest: %w", err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync() // make the rename durable
+		d.Close()
+	}
+	return nil
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// load reads a backup's manifest.
+func (m *Manager) load(id string) (*Manifest, string, error) {
+	if !idPattern.MatchString(id) {
+		return nil, "", fmt.Errorf("backup id %q is not valid", id)
+	}
+	dir := filepath.Join(m.opts.Dest, id)
+	b, err := os.ReadFile(filepath.Join(dir, manifestName))
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, derr := os.Stat(dir); derr == nil {
+			return nil, "", fmt.Errorf("backup %s is incomplete (no manifest): it failed or is still being taken", id)
+		}
+		return nil, "", fmt.Errorf("backup %s not found in %s", id, m.opts.Dest)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("backup %s: %w", id, err)
+	}
+	var man Manifest
+	if err := json.Unmarshal(b, &man); err != nil {
+		return nil, "", fmt.Errorf("backup %s: damaged manifest: %w", id, err)
+	}
+	if man.ID != id || man.Format != 1 {
+		return nil, "", fmt.Errorf("backup %s: the manifest does not belong to this folder", id)
+	}
+	return &man, dir, nil
+}

@@ -1,0 +1,124 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nocobot/nocobot/procedures"
+)
+
+// List returns the cluster's complete backups, newest first.
+func (m *Manager) List(ctx context.Context) ([]procedures.BackupInfo, error) {
+	mans, _, err := m.scan()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]procedures.BackupInfo, 0, len(mans))
+	for _, man := range mans {
+		out = append(out, man.info())
+	}
+	return out, nil
+}
+
+// scan reads the cluster's backup folders: complete ones (newest first)
+// and incomplete ones (no manifest).
+func (m *Manager) scan() ([]*Manifest, []string, error) {
+	entries, err := os.ReadDir(m.opts.Dest)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("list backups: %w", err)
+	}
+	var mans []*Manifest
+	var incomplete []string
+	prefix := m.opts.Cluster + "-"
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), prefix) {
+			continue
+		}
+		man, _, err := m.load(e.Name())
+		if err != nil {
+			if _, serr := os.Stat(filepath.Join(m.opts.Dest, e.Name(), manifestName)); errors.Is(serr, fs.ErrNotExist) {
+				incomplete = append(incomplete, e.Name())
+			} else {
+				m.log.Warn().Err(err).Msg("list backups: skipped")
+			}
+			continue
+		}
+		if man.Cluster != m.opts.Cluster {
+			continue // another cluster whose name starts like ours
+		}
+		mans = append(mans, man)
+	}
+	slices.SortFunc(mans, func(a, b *Manifest) int {
+		if c := b.Created.Compare(a.Created); c != 0 {
+			return c
+		}
+		return strings.Compare(b.ID, a.ID)
+	})
+	return mans, incomplete, nil
+}
+
+// Prune applies the retention rules and returns the ids it deleted.
+func (m *Manager) Prune(ctx context.Context) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.prune(ctx, "")
+}
+
+// staleAfter is when a folder without a manifest (a crash in the middle of
+// a backup) is removed, unless its run protects it.
+const staleAfter = 24 * time.Hour
+
+func (m *Manager) prune(ctx context.Context, keep string) ([]string, error) {
+	mans, incomplete, err := m.scan()
+	if err != nil {
+		return nil, err
+	}
+	if m.opts.KeepLast == 0 && m.opts.MaxAge == 0 && len(incomplete) == 0 {
+		return nil, nil
+	}
+	protected := map[string]bool{}
+	if m.opts.Protect != nil {
+		if protected, err = m.opts.Protect(ctx); err != nil {
+			return nil, fmt.Errorf("retention skipped: cannot tell which backups unfinished runs need: %w", err)
+		}
+	}
+	now := m.opts.Now()
+	var doomed []string
+	for i, man := range mans {
+		if i == 0 || man.ID == keep || protected[man.ID] {
+			continue
+		}
+		if (m.opts.KeepLast > 0 && i >= m.opts.KeepLast) || (m.opts.MaxAge > 0 && now.Sub(man.Created) > m.opts.MaxAge) {
+			doomed = append(doomed, man.ID)
+		}
+	}
+	for _, id := range incomplete {
+		if id == keep || protected[id] {
+			continue
+		}
+		if fi, err := os.Stat(filepath.Join(m.opts.Dest, id)); err == nil && now.Sub(fi.ModTime()) > staleAfter {
+			doomed = append(doomed, id)
+		}
+	}
+	var deleted []string
+	var errs []error
+	for _, id := range doomed {
+		if err := os.RemoveAll(filepath.Join(m.opts.Dest, id)); err != nil {
+			errs = append(errs, fmt.Errorf("delete backup %s: %w", id, err))
+			continue
+		}
+		m.log.Info().Str("backup", id).Msg("retention: backup deleted")
+		deleted = append(deleted, id)
+	}
+	return deleted, errors.Join(errs...)
+}

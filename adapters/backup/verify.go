@@ -1,0 +1,89 @@
+package backup
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/nocobot/nocobot/procedures"
+)
+
+// Verify checks that every part is there with its recorded size and
+// SHA-256 (the dump was read back whole when it was taken; the checksum
+// proves it is still those bytes).
+func (m *Manager) Verify(ctx context.Context, id string) (procedures.BackupInfo, error) {
+	man, dir, err := m.load(id)
+	if err != nil {
+		return procedures.BackupInfo{}, err
+	}
+	if err := verifyParts(ctx, dir, man); err != nil {
+		return procedures.BackupInfo{}, fmt.Errorf("backup %s failed verification: %w", id, err)
+	}
+	return man.info(), nil
+}
+
+func verifyParts(ctx context.Context, dir string, man *Manifest) error {
+	if !man.Verified {
+		return errors.New("it was never verified")
+	}
+	want := []string{partDatabase, partStorage}
+	var errs []error
+	for _, p := range man.Parts {
+		want = slices.DeleteFunc(want, func(s string) bool { return s == p.Name })
+		if err := verifyPart(ctx, dir, p); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p.Name, err))
+		}
+	}
+	for _, w := range want {
+		errs = append(errs, fmt.Errorf("the manifest lists no %s", w))
+	}
+	return errors.Join(errs...)
+}
+
+func verifyPart(ctx context.Context, dir string, p Part) error {
+	if p.Name != filepath.Base(p.Name) {
+		return errors.New("bad part name")
+	}
+	f, err := os.Open(filepath.Join(dir, p.Name))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() != p.Size {
+		return fmt.Errorf("size %d, the manifest says %d (truncated or changed)", fi.Size(), p.Size)
+	}
+	if p.Size == 0 {
+		return errors.New("empty")
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, &ctxReader{ctx: ctx, r: f}); err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != p.SHA256 {
+		return errors.New("checksum mismatch (the file was changed or damaged)")
+	}
+	return nil
+}
+
+// ctxReader stops a long read when ctx ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
