@@ -59,8 +59,8 @@ type Options struct {
 	// Dest is the folder holding one subfolder per backup.
 	Dest string
 
-	// Dialect is the database engine: "postgres" (the default and, for
-	// now, the only one).
+	// Dialect is the database engine: "postgres" (the default), "mysql"
+	// or "mariadb" (mysql.go).
 	Dialect string
 	// DBContainer is the database container for the exec mode.
 	DBContainer string
@@ -84,6 +84,10 @@ type Options struct {
 	// mode (default: PATH). They must be the server's major version or
 	// newer.
 	PgBin string
+	// MySQLBin is the folder of mariadb-dump and mariadb (or mysqldump
+	// and mysql) for the local mode of the mysql and mariadb dialects
+	// (default: PATH).
+	MySQLBin string
 
 	// StorageContainer is a node container whose storage folder is copied
 	// out (it may be stopped) and restored into.

@@ -42,8 +42,10 @@ type database interface {
 func newDatabase(opts Options, containers Containers) (database, error) {
 	switch opts.Dialect {
 	case "", "postgres":
+	case "mysql", "mariadb":
+		return newMySQL(opts, containers)
 	default:
-		return nil, fmt.Errorf("database dialect %q is not supported (postgres)", opts.Dialect)
+		return nil, fmt.Errorf("database dialect %q is not supported (postgres, mysql, mariadb)", opts.Dialect)
 	}
 	switch {
 	case opts.DBContainer != "" && opts.DBURL != "":

@@ -341,11 +341,31 @@ func (d *mysql) dump(ctx context.Context, w io.Writer) error {
 	if _, err := io.WriteString(w, line); err != nil {
 		return err
 	}
-	err = d.run(ctx, d.dumpTools(), append(append([]string{}, dumpArgs...), "--", d.dbname), nil, w)
+	sink := &firstErrWriter{w: w}
+	err = d.run(ctx, d.dumpTools(), append(append([]string{}, dumpArgs...), "--", d.dbname), nil, sink)
+	if sink.err != nil {
+		// The tool then fails on a broken pipe; the cause is here (a full
+		// disk, a check that gave up).
+		return fmt.Errorf("write the dump: %w", sink.err)
+	}
 	if err != nil {
 		return fmt.Errorf("%s dump (%s, on %s): %w", d.flavor, d.src, d.r.where(), mysqlError(err))
 	}
 	return nil
+}
+
+// firstErrWriter remembers the first error of w.
+type firstErrWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (f *firstErrWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if err != nil && f.err == nil {
+		f.err = err
+	}
+	return n, err
 }
 
 // header reads the database's character set, collation and base tables.
@@ -418,4 +438,24 @@ func (l mysqlLocalRunner) run(ctx context.Context, script string, args []string,
 		return fmt.Errorf("%w: %s", err, msg)
 	}
 	return err
+}
+
+// newMySQL returns the MySQL or MariaDB database the options name.
+func newMySQL(opts Options, containers Containers) (database, error) {
+	switch {
+	case opts.DBContainer != "" && opts.DBURL != "":
+		return nil, errors.New("set either a database container or a database URL, not both")
+	case opts.DBContainer != "":
+		if containers == nil {
+			return nil, errors.New("the database container mode needs the Docker adapter")
+		}
+		if opts.DBName == "" {
+			return nil, errors.New("no database name")
+		}
+		return mysqlInContainer(containers, opts, opts.Dialect)
+	case opts.DBURL != "":
+		return mysqlFromURL(opts, opts.Dialect)
+	default:
+		return nil, errors.New("no database: set a database container or a database URL")
+	}
 }

@@ -153,6 +153,7 @@ func (d *mysql) load(ctx context.Context, db string, dump io.Reader, h dumpHeade
 
 // objects are a database's definitions other than tables.
 type objects struct {
+	charset, collation      string
 	tables, views, triggers []string
 	routines                [][2]string // type, name
 	events                  []string
@@ -169,7 +170,14 @@ func (d *mysql) objects(ctx context.Context, db string) (objects, error) {
 		return o, err
 	}
 	lit := sqlString(db)
-	rows, err := d.query(ctx, "", "SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = "+lit)
+	rows, err := d.query(ctx, "", "SELECT default_character_set_name, default_collation_name FROM information_schema.schemata WHERE schema_name = "+lit)
+	if err != nil {
+		return o, err
+	}
+	if len(rows) == 1 && len(rows[0]) == 2 {
+		o.charset, o.collation = rows[0][0], rows[0][1]
+	}
+	rows, err = d.query(ctx, "", "SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = "+lit)
 	if err != nil {
 		return o, err
 	}
@@ -267,6 +275,11 @@ func (d *mysql) swap(ctx context.Context, target, fresh, old string, h dumpHeade
 	if _, err := d.query(ctx, "", swapSQL); err != nil {
 		return d.undo(ctx, target, fresh, old, cur, fmt.Errorf("swap the restored tables in: %w", err))
 	}
+	// Routines and triggers record the database's collation when they
+	// are created: set it first.
+	if err := d.setCharset(ctx, target, h.Charset, h.Collation); err != nil {
+		return d.undo(ctx, target, fresh, old, cur, fmt.Errorf("set the database's character set: %w", err))
+	}
 	if len(restored.script) > 0 {
 		var out bytes.Buffer
 		if err := d.run(ctx, d.clientTools(), []string{"--binary-mode", "--", target}, bytes.NewReader(restored.script),
@@ -274,12 +287,15 @@ func (d *mysql) swap(ctx context.Context, target, fresh, old string, h dumpHeade
 			return d.undo(ctx, target, fresh, old, cur, fmt.Errorf("create the restored routines, triggers, events and views: %w", mysqlError(err)))
 		}
 	}
-	if h.Charset != "" && h.Collation != "" {
-		if _, err := d.query(ctx, "", "ALTER DATABASE "+sqlIdent(target)+" CHARACTER SET "+sqlString(h.Charset)+" COLLATE "+sqlString(h.Collation)); err != nil {
-			return d.undo(ctx, target, fresh, old, cur, fmt.Errorf("set the database's character set: %w", err))
-		}
-	}
 	return nil
+}
+
+func (d *mysql) setCharset(ctx context.Context, db, charset, collation string) error {
+	if charset == "" || collation == "" {
+		return nil
+	}
+	_, err := d.query(ctx, "", "ALTER DATABASE "+sqlIdent(db)+" CHARACTER SET "+sqlString(charset)+" COLLATE "+sqlString(collation))
+	return err
 }
 
 // undo puts the target back as cur describes it after a failed swap: the
@@ -304,6 +320,9 @@ func (d *mysql) undo(ctx context.Context, target, fresh, old string, cur objects
 	}
 	if _, err := d.query(ctx, "", sql.String()); err != nil {
 		return fmt.Errorf("%w; undoing it failed too (%v): the original tables are in database %s", cause, mysqlError(err), old)
+	}
+	if err := d.setCharset(ctx, target, cur.charset, cur.collation); err != nil {
+		return fmt.Errorf("%w; the tables were put back, but not the database's character set: %v", cause, mysqlError(err))
 	}
 	if len(cur.script) > 0 {
 		var out bytes.Buffer

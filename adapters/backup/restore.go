@@ -64,10 +64,10 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 	log := m.log.With().Str("backup", id).Logger()
 	log.Info().Msg("restore started")
 
-	progress(fmt.Sprintf("database: restoring %s into %s (one transaction)", humanBytes(partSize(man, partDatabase)), m.db.name()))
+	progress(fmt.Sprintf("database: restoring %s into %s (all or nothing)", humanBytes(partSize(man, partDatabase)), m.db.name()))
 	if err := m.restorePart(ctx, dir, partDatabase, "database", progress, m.db.restore); err != nil {
 		log.Error().Err(err).Msg("database restore failed")
-		return fmt.Errorf("restore %s: %w (the database was rolled back; storage untouched)", id, err)
+		return fmt.Errorf("restore %s: %w (the database is as it was; storage untouched)", id, err)
 	}
 	progress("database: restored")
 
