@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/moby/moby/client"
 
 	"github.com/rs/zerolog"
 
@@ -110,6 +113,8 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger) (*proc
 		Cluster: cc.Name, Dest: cc.Backup.Destination,
 		DBContainer: cc.Backup.Database.Container, DBName: cc.Backup.Database.Name, DBUser: cc.Backup.Database.User, DBPassword: dbPw,
 		DBURL: dbURL, PgBin: cc.Backup.Database.PgBin,
+		Dialect: cc.Backup.Database.Dialect, MySQLBin: cc.Backup.Database.MySQLBin,
+		DialectFrom:      func(ctx context.Context) (string, error) { return nodesDialect(ctx, nodes) },
 		StorageContainer: cc.Backup.Storage.Container, StoragePath: cc.Backup.Storage.Path, StorageHostPath: cc.Backup.Storage.HostPath,
 		KeepLast: cc.Backup.KeepLast, MaxAge: cc.Backup.MaxAge.D(),
 		Protect: func(ctx context.Context) (map[string]bool, error) { return backupsInUse(ctx, st) },
@@ -125,6 +130,30 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger) (*proc
 		HealthTimeout: cc.Timeouts.Health.D(), CheckpointTimeout: cc.Timeouts.Checkpoint.D(),
 		OnTimeout: procedures.TimeoutPolicy(cc.Timeouts.OnCheckpoint), StepTimeout: cc.Timeouts.Step.D(),
 	}, nodes.Close, nil
+}
+
+// nodesDialect is DB_DIALECT in the first node's configured environment
+// ("" when it is not set).
+func nodesDialect(ctx context.Context, nodes *docker.Cluster) (string, error) {
+	list, err := nodes.List(ctx)
+	if err != nil {
+		return "", err
+	}
+	if len(list) == 0 {
+		return "", fmt.Errorf("no app node to read DB_DIALECT from (set backup.database.dialect)")
+	}
+	res, err := nodes.Client().ContainerInspect(ctx, list[0].ID, client.ContainerInspectOptions{})
+	if err != nil {
+		return "", fmt.Errorf("inspect %s: %w", list[0].Name, err)
+	}
+	if res.Container.Config != nil {
+		for _, kv := range res.Container.Config.Env {
+			if v, ok := strings.CutPrefix(kv, "DB_DIALECT="); ok {
+				return v, nil
+			}
+		}
+	}
+	return "", nil
 }
 
 // backupsInUse are the backups of unfinished runs: retention keeps them.

@@ -40,6 +40,16 @@ func TestMinimalGetsDefaults(t *testing.T) {
 	}
 }
 
+func TestBackupDialect(t *testing.T) {
+	c, err := Parse(strings.NewReader(strings.Replace(minimal, "container: db,", "container: db, dialect: mariadb, mysql_bin: /opt/mariadb/bin,", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := c.Clusters[0].Backup.Database; d.Dialect != "mariadb" || d.MySQLBin != "/opt/mariadb/bin" {
+		t.Fatalf("database = %+v", d)
+	}
+}
+
 func TestInvalidNamesFieldAndExpectation(t *testing.T) {
 	tests := []struct {
 		name, edit, want string
@@ -59,6 +69,7 @@ func TestInvalidNamesFieldAndExpectation(t *testing.T) {
 		{"bad tz", minimal + "    windows: [{id: w, cron: '@weekly', tz: Mars/Base, command: start}]\n", `"Mars/Base" is not a time zone`},
 		{"bad user", "access: {run: {users: [alice]}}\n" + minimal, `access.run.users: "alice" is not a Slack user id`},
 		{"channel name", strings.Replace(minimal, "name: prod", "name: prod\n    channel: '#ops'", 1), "the id, not the #name"},
+		{"bad dialect", strings.Replace(minimal, "container: db,", "container: db, dialect: oracle,", 1), `backup.database.dialect: "oracle": expected postgres, mysql or mariadb`},
 		{"duplicate", minimal + strings.TrimPrefix(minimal, "\nclusters:\n"), "a cluster of that name comes earlier"},
 	}
 	for _, tt := range tests {

@@ -59,9 +59,14 @@ type Options struct {
 	// Dest is the folder holding one subfolder per backup.
 	Dest string
 
-	// Dialect is the database engine: "postgres" (the default), "mysql"
-	// or "mariadb" (mysql.go).
+	// Dialect is the database engine: "postgres", "mysql" or "mariadb"
+	// (mysql.go). Empty: the scheme of DBURL, else what DialectFrom
+	// answers on first use, else postgres.
 	Dialect string
+	// DialectFrom, for the container mode without a Dialect, returns the
+	// nodes' DB_DIALECT (wiring reads it from the first node's
+	// configuration).
+	DialectFrom func(ctx context.Context) (string, error)
 	// DBContainer is the database container for the exec mode.
 	DBContainer string
 	// DBName and DBUser say which database to dump (exec mode).

@@ -359,3 +359,41 @@ func TestMySQLRestoreAllOrNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestMySQLDialectFromNodes: with no dialect configured, the container
+// mode asks the nodes (their DB_DIALECT) on first use, not in New.
+func TestMySQLDialectFromNodes(t *testing.T) {
+	f := newMySQLFixture(t, mysqlShape{Small: 3, SmallRows: 2})
+	asked := 0
+	opts := Options{
+		Cluster: "prod", Dest: f.dest, DBContainer: "db", DBName: f.db, DBUser: "root", DBHost: "127.0.0.1", DBPort: f.port,
+		StorageHostPath: f.storage,
+		DialectFrom: func(context.Context) (string, error) { asked++; return "mariadb", nil },
+	}
+	m, err := New(opts, &localContainers{}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if asked != 0 {
+		t.Fatal("New asked the nodes")
+	}
+	info, err := mysqlCreate(t, m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if man := readManifest(t, f.dest, info.ID); man.Database.Dialect != "mariadb" || asked != 1 {
+		t.Errorf("dialect %q, asked %d times", man.Database.Dialect, asked)
+	}
+	if err := m.Restore(context.Background(), info.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	opts.DialectFrom = func(context.Context) (string, error) { return "oracle", nil }
+	m, err = New(opts, &localContainers{}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "DB_DIALECT=oracle") {
+		t.Errorf("check: %v", err)
+	}
+}
