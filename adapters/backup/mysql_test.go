@@ -368,7 +368,7 @@ func TestMySQLDialectFromNodes(t *testing.T) {
 	opts := Options{
 		Cluster: "prod", Dest: f.dest, DBContainer: "db", DBName: f.db, DBUser: "root", DBHost: "127.0.0.1", DBPort: f.port,
 		StorageHostPath: f.storage,
-		DialectFrom: func(context.Context) (string, error) { asked++; return "mariadb", nil },
+		DialectFrom:     func(context.Context) (string, error) { asked++; return "mariadb", nil },
 	}
 	m, err := New(opts, &localContainers{}, testLog(t))
 	if err != nil {
