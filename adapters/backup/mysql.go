@@ -255,13 +255,23 @@ func (d *mysql) query(ctx context.Context, db, sql string) ([][]string, error) {
 	return rows, nil
 }
 
-// mysqlError keeps the server's message and drops the shell's noise.
+// mysqlError keeps the server's message, on one line, and drops the
+// shell's noise and the tools' warnings.
 func mysqlError(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
 	msg := err.Error()
 	if i := strings.Index(msg, "ERROR "); i >= 0 {
-		return errors.New(strings.TrimSpace(msg[i:]))
+		msg = msg[i:]
 	}
-	return err
+	var keep []string
+	for _, l := range strings.Split(msg, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "Warning: ") {
+			keep = append(keep, l)
+		}
+	}
+	return errors.New(strings.Join(keep, "; "))
 }
 
 // sqlString quotes a string literal (the session never uses

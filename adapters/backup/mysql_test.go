@@ -397,3 +397,32 @@ func TestMySQLDialectFromNodes(t *testing.T) {
 		t.Errorf("check: %v", err)
 	}
 }
+
+// TestMySQLURL: the password leaves the URL for the option file and shows
+// nowhere else; bad URLs are refused without echoing them.
+func TestMySQLURL(t *testing.T) {
+	db, err := mysqlFromURL(Options{DBURL: "mysql://nocobase:p%40ss%22w@db.example:3307/nocobase", MySQLBin: "/opt/bin"}, "mysql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if db.dbname != "nocobase" || db.src != "url db.example:3307/nocobase" || strings.Contains(db.src, "p@ss") {
+		t.Errorf("db = %+v", db)
+	}
+	for _, want := range []string{`user="nocobase"`, `password="p@ss\"w"`, `host="db.example"`, "port=3307", "loose-set-gtid-purged=OFF"} {
+		if !strings.Contains(db.options, want+"\n") {
+			t.Errorf("option file lacks %s:\n%s", want, db.options)
+		}
+	}
+	sock, err := mysqlFromURL(Options{DBURL: "mariadb://root@localhost/app?socket=/run/mysqld/mysqld.sock"}, "mariadb")
+	if err != nil || !strings.Contains(sock.options, `socket="/run/mysqld/mysqld.sock"`) || strings.Contains(sock.options, "gtid") {
+		t.Errorf("socket URL: %v\n%s", err, sock.options)
+	}
+	for _, bad := range []string{"mysql://u:secret@h/", "mysql://u:secret@h:99999/db", "postgres://u:secret@h/db"} {
+		if _, err := mysqlFromURL(Options{DBURL: bad}, "mysql"); err == nil || strings.Contains(err.Error(), "secret") {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+	if _, err := mysqlInContainer(&localContainers{}, Options{DBContainer: "db", DBName: "x", DBPassword: "a\nb"}, "mysql"); err == nil {
+		t.Error("a password with a line break was accepted")
+	}
+}
