@@ -127,3 +127,13 @@ func (a *dialectDatabase) restore(ctx context.Context, r io.Reader) error {
 	}
 	return a.get().restore(ctx, r)
 }
+
+func (a *dialectDatabase) checkRestore(ctx context.Context) error {
+	if err := a.resolve(ctx); err != nil {
+		return err
+	}
+	if rc, ok := a.get().(restoreChecker); ok {
+		return rc.checkRestore(ctx)
+	}
+	return nil
+}

@@ -112,6 +112,31 @@ func (d *mysql) prepareHelpers(ctx context.Context, target, fresh, old string, h
 	return nil
 }
 
+// checkRestore fails now, before any downtime, if a restore could not
+// run later: the user may not create the helper databases, or an earlier
+// restore left its old copy.
+func (d *mysql) checkRestore(ctx context.Context) error {
+	probe, old := helperName(d.dbname, "check"), helperName(d.dbname, "old")
+	rows, err := d.query(ctx, "", "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = "+sqlString(old))
+	if err != nil {
+		return fmt.Errorf("restore check (%s): %w", d.src, err)
+	}
+	if len(rows) == 1 && rows[0][0] != "0" {
+		return fmt.Errorf("restore check (%s): database %s exists, left by an earlier restore that did not finish: check it and drop it", d.src, old)
+	}
+	if _, err := d.query(ctx, "", "CREATE DATABASE IF NOT EXISTS "+sqlIdent(probe)+"; DROP DATABASE "+sqlIdent(probe)); err != nil {
+		return fmt.Errorf("restore check (%s): a restore could not create its working database (GRANT ALL ON `%s`.* to the user): %w",
+			d.src, strings.ReplaceAll(d.dbname, "_", `\_`)+`\_nocobot\_%`, err)
+	}
+	return nil
+}
+
+// restoreChecker is a database that can tell before downtime whether a
+// restore would be refused.
+type restoreChecker interface {
+	checkRestore(ctx context.Context) error
+}
+
 func (d *mysql) dropQuietly(ctx context.Context, db string) {
 	_, _ = d.query(context.WithoutCancel(ctx), "", "DROP DATABASE IF EXISTS "+sqlIdent(db))
 }

@@ -237,6 +237,31 @@ func TestMySQLFaults(t *testing.T) {
 		noBackups(t, opts.Dest)
 	})
 
+	t.Run("restore not possible", func(t *testing.T) {
+		// A user with rights on its own database only can back up, but a
+		// restore could not create its working database: preflight says so.
+		user := testenv.NewMySQLUser(t, f.db, "pw")
+		opts := f.localOptions(t, user, "pw")
+		opts.Dest = filepath.Join(testenv.TempDir(t), "b")
+		m, err := New(opts, nil, testLog(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Check(ctx); err == nil || !strings.Contains(err.Error(), "could not create its working database (GRANT ALL ON") {
+			t.Errorf("check: %v", err)
+		}
+		// An earlier restore's leftover old copy stops the next one.
+		root, err := New(f.localOptions(t, "", ""), nil, testLog(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		testenv.MySQLExec(t, "", "CREATE DATABASE `"+f.db+"_nocobot_old`")
+		defer testenv.MySQLExec(t, "", "DROP DATABASE `"+f.db+"_nocobot_old`")
+		if err := root.Check(ctx); err == nil || !strings.Contains(err.Error(), "left by an earlier restore") {
+			t.Errorf("check: %v", err)
+		}
+	})
+
 	t.Run("missing database", func(t *testing.T) {
 		opts := f.localOptions(t, "", "")
 		opts.DBURL = strings.Replace(opts.DBURL, "/"+f.db, "/no_such_db", 1)
