@@ -82,6 +82,7 @@ type BackupInfo struct {
 	Size     int64 // bytes, all parts
 	Verified bool
 	RunID    string // the run that took it, if any
+	Kind     string // "copy" (in-server database copy) or "dump"; "" if unknown
 }
 
 // BackupRequest says what a new backup belongs to.

@@ -1,17 +1,24 @@
 // Package backup takes, verifies, restores and prunes complete backups of a
-// NocoBase cluster: the PostgreSQL database (pg_dump -Fc) and the storage
-// folder (a tar of uploads, key files and plugins, without logs, tmp and
-// old backups).
+// NocoBase cluster: the database and the storage folder (a tar of uploads,
+// key files and plugins, without logs, tmp and old backups).
 //
-// Layout: Dest/<id>/{database.dump, storage.tar, manifest.json}, one folder
-// per backup, id "<cluster>-<UTC time>" so that names sort by time. The
-// manifest is written last and only after verification: a folder without
-// one is an unfinished or failed backup and is never offered for restore.
+// The database is backed up in one of two kinds (kinds.go): an in-server
+// copy (PostgreSQL's CREATE DATABASE … TEMPLATE, when no session is
+// connected), exported to a dump later, or a dump: pg_dump -Fd -j N into a
+// folder where the tools run on this host, else one pg_dump -Fc stream.
+// Everything that depends on the database engine sits behind the database
+// interface (database.go); PostgreSQL is pg.go, pgcopy.go and pgdir.go.
 //
-// Everything is streamed: the dump and the archive go from the source to
-// the destination file through a SHA-256 hasher and a byte counter, and
-// the dump is read back by pg_restore while it is written; no part is
-// ever held in memory.
+// Layout: Dest/<id>/{database.dump or database/…, storage.tar,
+// manifest.json}, one folder per backup, id "<cluster>-<UTC time>" so that
+// names sort by time. The manifest is written last and only after
+// verification: a folder without one is an unfinished or failed backup and
+// is never offered for restore.
+//
+// Nothing is held in memory: streams go from the source to the
+// destination file through a SHA-256 hasher and a byte counter and are
+// read back while written; folder dumps are hashed and decompressed file
+// by file as the dump closes them.
 package backup
 
 import (
@@ -21,6 +28,7 @@ import (
 	"io"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sync"
 	"time"
 
@@ -85,6 +93,10 @@ type Options struct {
 	// DBURL is postgres://user:password@host:port/dbname for the local
 	// mode; the password is moved out of the URL in the same way.
 	DBURL string
+	// ExcludeSchemas are schemas of the database that backups leave out
+	// and restores never touch: nocobot's own store, when it lives in the
+	// NocoBase database, so that a restore never rewinds nocobot itself.
+	ExcludeSchemas []string
 	// PgBin is the folder of pg_dump, pg_restore and psql for the local
 	// mode (default: PATH). They must be the server's major version or
 	// newer.
@@ -110,6 +122,22 @@ type Options struct {
 	// backups and left alone by restores. nil means DefaultExcludes.
 	Excludes []string
 
+	// DumpFormat is FormatFolder (a parallel dump into a folder, where the
+	// tools run on this host; the default) or FormatStream (one stream,
+	// read back while written).
+	DumpFormat string
+	// Jobs is how many parallel workers a dump and a restore use where the
+	// format allows (default: the CPUs, at most 4).
+	Jobs int
+	// CompressLevel is the dump's compression level, 1 (fast, the
+	// default) to 9.
+	CompressLevel int
+	// NoCopy turns in-server copies off: every backup is a dump.
+	NoCopy bool
+	// KeepCopy keeps a KindCopy backup's in-server copy after Export
+	// (retention drops it with the backup).
+	KeepCopy bool
+
 	// KeepLast keeps the newest N backups of the cluster (0: no limit).
 	KeepLast int
 	// MaxAge deletes backups older than this (0: no limit). The newest
@@ -125,6 +153,10 @@ type Options struct {
 
 	// Timeout bounds each dump, copy or restore of one part (default 6h).
 	Timeout time.Duration
+	// RestoreTimeout bounds a whole restore (default 12h). It replaces the
+	// caller's deadline, which is a step timeout made for other steps;
+	// the caller's cancel still stops a restore.
+	RestoreTimeout time.Duration
 	// ProgressEvery is how often a running copy reports its size (default 10s).
 	ProgressEvery time.Duration
 	// Now is the clock (tests).
@@ -136,6 +168,7 @@ type Manager struct {
 	opts       Options
 	db         database
 	containers Containers
+	helper     volumeHelper // nil: storage changes only through the running node
 	log        zerolog.Logger
 	mu         sync.Mutex // one Create, Restore or Prune at a time
 
@@ -158,7 +191,7 @@ func New(opts Options, containers Containers, log zerolog.Logger) (*Manager, err
 		return nil, fmt.Errorf("backup: destination: %w", err)
 	}
 	opts.Dest = dest
-	m := &Manager{containers: containers, log: log.With().Str("adapter", "backup").Str("cluster", opts.Cluster).Logger()}
+	m := &Manager{containers: containers, helper: helperFor(containers), log: log.With().Str("adapter", "backup").Str("cluster", opts.Cluster).Logger()}
 	if m.db, err = newDatabase(opts, containers); err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}
@@ -197,6 +230,21 @@ func New(opts Options, containers Containers, log zerolog.Logger) (*Manager, err
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 6 * time.Hour
+	}
+	if opts.DumpFormat != "" && opts.DumpFormat != FormatFolder && opts.DumpFormat != FormatStream {
+		return nil, fmt.Errorf("backup: dump format %q: want %s or %s", opts.DumpFormat, FormatFolder, FormatStream)
+	}
+	if opts.Jobs <= 0 {
+		opts.Jobs = min(runtime.NumCPU(), 4)
+	}
+	if opts.CompressLevel == 0 {
+		opts.CompressLevel = 1
+	}
+	if opts.CompressLevel < 0 || opts.CompressLevel > 9 {
+		return nil, errors.New("backup: compression level: want 1 to 9")
+	}
+	if opts.RestoreTimeout <= 0 {
+		opts.RestoreTimeout = 2 * opts.Timeout
 	}
 	if opts.ProgressEvery <= 0 {
 		opts.ProgressEvery = 10 * time.Second

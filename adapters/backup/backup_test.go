@@ -45,7 +45,9 @@ func newFixture(t *testing.T, tables, rows int) fixture {
 	t.Helper()
 	f := fixture{dbURL: testenv.NewDatabase(t), dest: filepath.Join(testenv.TempDir(t), "backups")}
 	f.storage = filepath.Join(testenv.TempDir(t), "storage")
-	nocobaseLikeSchema(t, connect(t, f.dbURL), tables, rows)
+	c := connect(t, f.dbURL)
+	nocobaseLikeSchema(t, c, tables, rows)
+	c.Close(context.Background()) // as with nodes stopped: no session
 	nocobaseLikeStorage(t, f.storage)
 	return f
 }
@@ -54,6 +56,7 @@ func (f fixture) localOptions(t *testing.T) Options {
 	return Options{
 		Cluster: "prod", Dest: f.dest, DBURL: f.dbURL, PgBin: testenv.PostgresBin(t),
 		StorageHostPath: f.storage, ProgressEvery: 50 * time.Millisecond,
+		NoCopy: true, // dumps; copy_test.go takes in-server copies
 	}
 }
 
@@ -94,7 +97,7 @@ func roundTrip(t *testing.T, opts Options, containers Containers, f fixture) {
 		t.Errorf("id = %q", info.ID)
 	}
 	man := readManifest(t, f.dest, info.ID)
-	if man.Database.Name == "" || !strings.HasPrefix(man.Database.ServerVersion, "15") || len(man.Parts) != 2 ||
+	if man.Database.Name == "" || !strings.HasPrefix(man.Database.ServerVersion, "15") || len(man.Parts) < 2 ||
 		man.Parts[0].SHA256 == "" || man.Parts[1].Size == 0 || man.Image != "nocobase/nocobase:2.2.15" {
 		t.Errorf("manifest = %+v", man)
 	}
@@ -163,6 +166,7 @@ func TestRoundTripExec(t *testing.T) {
 		Cluster: "prod", Dest: f.dest, DBContainer: "db", DBName: strings.TrimPrefix(u.Path, "/"), DBUser: u.User.Username(),
 		DBHost: u.Hostname(), DBPort: port, DBPassword: "not-needed-but-sent",
 		StorageContainer: "app-1", StoragePath: f.storage,
+		NoCopy: true, // the stream dump through the container
 	}
 	roundTrip(t, opts, lc, f)
 	for _, e := range lc.execs {
@@ -189,12 +193,13 @@ func TestCorruptBackupIsRefusedBeforeAnythingIsTouched(t *testing.T) {
 			dir := filepath.Join(f.dest, info.ID)
 			switch damage {
 			case "truncated":
-				fi, _ := os.Stat(filepath.Join(dir, partDatabase))
-				if err := os.Truncate(filepath.Join(dir, partDatabase), fi.Size()/2); err != nil {
+				p := largestDumpFile(t, dir)
+				fi, _ := os.Stat(p)
+				if err := os.Truncate(p, fi.Size()/2); err != nil {
 					t.Fatal(err)
 				}
 			case "altered":
-				flipByte(t, filepath.Join(dir, partDatabase))
+				flipByte(t, largestDumpFile(t, dir))
 			case "storage altered":
 				flipByte(t, filepath.Join(dir, partStorage))
 			}
@@ -211,6 +216,26 @@ func TestCorruptBackupIsRefusedBeforeAnythingIsTouched(t *testing.T) {
 			assertSame(t, "storage", filesChanged, fileSnapshot(t, f.storage, nil))
 		})
 	}
+}
+
+// largestDumpFile is the stream dump, or the largest file of a folder
+// dump.
+func largestDumpFile(t *testing.T, dir string) string {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(dir, partDatabase)); err == nil {
+		return filepath.Join(dir, partDatabase)
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, partDatabaseDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	best, size := "", int64(-1)
+	for _, e := range entries {
+		if fi, _ := e.Info(); fi.Size() > size {
+			best, size = filepath.Join(dir, partDatabaseDir, e.Name()), fi.Size()
+		}
+	}
+	return best
 }
 
 func flipByte(t *testing.T, p string) {
@@ -279,7 +304,9 @@ func TestRestoreRefusesOtherClusterOrDatabase(t *testing.T) {
 
 	// Same cluster, another database: refused, then forced.
 	otherDB := testenv.NewDatabase(t)
-	execSQL(t, connect(t, otherDB), "CREATE TABLE unrelated (x int); INSERT INTO unrelated VALUES (1)")
+	oc := connect(t, otherDB)
+	execSQL(t, oc, "CREATE TABLE unrelated (x int); INSERT INTO unrelated VALUES (1)")
+	oc.Close(ctx)
 	o = f.localOptions(t)
 	o.DBURL = otherDB
 	into, err := New(o, nil, testLog(t))
@@ -377,9 +404,10 @@ func backupIDs(list []procedures.BackupInfo) string {
 	return strings.Join(s, " ")
 }
 
-func TestContainerStorageStoppedNodeIsWrittenOver(t *testing.T) {
-	// A stopped node cannot run commands: the restore writes the archive
-	// over the folder and says that files added later stay.
+// A restore leaves the storage folder exactly as it was at the backup,
+// also in a stopped node: files added since are gone. The swap runs in a
+// helper that mounts the node's volumes (here a stand-in on this host).
+func TestContainerStorageRestoreIsExactOnStoppedNode(t *testing.T) {
 	f := newFixture(t, 1, 5)
 	lc := &localContainers{folders: map[string]string{"app-1:/app/nocobase/storage": f.storage}}
 	o := f.localOptions(t)
@@ -391,19 +419,38 @@ func TestContainerStorageStoppedNodeIsWrittenOver(t *testing.T) {
 	before := fileSnapshot(t, f.storage, DefaultExcludes)
 	info := create(t, m, nil)
 	changeStorage(t, f.storage)
+	// Another restore attempt's staging folder is not this one's business.
+	other := filepath.Join(f.storage, stagingPrefix+info.ID+"-other", "x")
+	writeFile(t, other, "another attempt", 0o644, time.Now())
 	lc.stopped = true
 	progress := &lines{}
 	if err := m.Restore(context.Background(), info.ID, progress.add); err != nil {
+		t.Fatalf("%v\n%s", err, progress)
+	}
+	assertSame(t, "storage", before, fileSnapshot(t, f.storage, DefaultExcludes))
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("another attempt's staging folder: %v", err)
+	}
+	if !strings.Contains(strings.Join(lc.execs, "\n"), "helper for app-1") {
+		t.Errorf("no helper ran: %v", lc.execs)
+	}
+
+	// Without a helper a stopped node's folder cannot be cleared: the
+	// restore fails, says why, and leaves no staging folder.
+	changeStorage(t, f.storage)
+	m, err = New(o, noHelper{lc}, testLog(t))
+	if err != nil {
 		t.Fatal(err)
 	}
-	after := fileSnapshot(t, f.storage, DefaultExcludes)
-	for k, v := range before {
-		if after[k] != v {
-			t.Errorf("%s: %q, want %q", k, after[k], v)
-		}
+	err = m.Restore(context.Background(), info.ID, nil)
+	if err == nil || !strings.Contains(err.Error(), "not running") {
+		t.Errorf("restore without a helper into a stopped node: %v", err)
 	}
-	if _, ok := after["uploads/new/after-backup.png"]; !ok || !strings.Contains(progress.String(), "could not be emptied") {
-		t.Errorf("progress = %s", progress)
+	entries, _ := os.ReadDir(f.storage)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), stagingPrefix) && !strings.HasSuffix(e.Name(), "-other") {
+			t.Errorf("left behind: %s", e.Name())
+		}
 	}
 }
 
@@ -441,7 +488,9 @@ func TestNewValidates(t *testing.T) {
 // read the whole dump.
 func TestRestoreRollsBackWhenTheDumpBreaksMidway(t *testing.T) {
 	f := newFixture(t, 5, 300)
-	m, err := New(f.localOptions(t), nil, testLog(t))
+	o := f.localOptions(t)
+	o.DumpFormat = FormatStream
+	m, err := New(o, nil, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,20 +39,56 @@ func (m *Manager) Check(ctx context.Context) error {
 		}
 	}
 	if len(errs) == 0 {
-		// A compressed dump is smaller than the database on disk; the
-		// previous backup is the best guess of the storage's share.
-		need := dbSize
-		if list, err := m.List(ctx); err == nil && len(list) > 0 {
-			need = max(need, list[0].Size+list[0].Size/5)
-		}
-		var st syscall.Statfs_t
-		if err := syscall.Statfs(m.opts.Dest, &st); err == nil {
-			free := int64(st.Bavail) * int64(st.Bsize)
-			if free < need {
-				errs = append(errs, fmt.Errorf("backup destination %s has %s free, a backup needs about %s",
-					m.opts.Dest, humanBytes(free), humanBytes(need)))
-			}
+		if need, free, ok := m.room(ctx, dbSize); ok && free < need {
+			errs = append(errs, fmt.Errorf("backup destination %s has %s free, a backup needs about %s",
+				m.opts.Dest, humanBytes(free), humanBytes(need)))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// room estimates a backup's size and returns the destination's free space
+// (ok is false if the file system cannot tell). A compressed dump is
+// smaller than the database on disk; the previous backup is the best guess
+// of the storage's share.
+func (m *Manager) room(ctx context.Context, dbSize int64) (need, free int64, ok bool) {
+	need = dbSize
+	if list, err := m.List(ctx); err == nil && len(list) > 0 {
+		need = max(need, list[0].Size+list[0].Size/5)
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(m.opts.Dest, &st); err != nil {
+		return need, 0, false
+	}
+	return need, int64(st.Bavail) * int64(st.Bsize), true
+}
+
+// errNoSpace: the destination's file system is full.
+var errNoSpace = errors.New("no space left on the destination")
+
+// fileWriter remembers the first write error of a part file: a full disk
+// must be reported as such, not as the broken pipe it causes in the tool
+// that writes into it.
+type fileWriter struct {
+	f   *os.File
+	err error
+}
+
+func (w *fileWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
+}
+
+// noSpace turns a write, sync or close error that means "disk full" into
+// errNoSpace.
+func noSpace(errs ...error) error {
+	for _, err := range errs {
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			return errNoSpace
+		}
+	}
+	return nil
 }

@@ -56,10 +56,11 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 	if err := os.MkdirAll(m.opts.Dest, 0o700); err != nil {
 		return procedures.BackupInfo{}, fmt.Errorf("backup destination: %w", err)
 	}
-	serverVersion, _, err := m.db.serverInfo(ctx)
+	serverVersion, dbSize, err := m.db.serverInfo(ctx)
 	if err != nil {
 		return procedures.BackupInfo{}, fmt.Errorf("backup: %w", err)
 	}
+	need, free, _ := m.room(ctx, dbSize)
 	id, dir, err := m.newID()
 	if err != nil {
 		return procedures.BackupInfo{}, fmt.Errorf("backup: %w", err)
@@ -71,48 +72,84 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 	man := &Manifest{
 		Format: 1, ID: id, Cluster: m.opts.Cluster, RunID: req.RunID,
 		NocoBaseVersion: req.Version, Image: req.Image, Created: start.UTC(),
-		Database: DatabaseInfo{Dialect: m.db.dialect(), Name: m.db.name(), ServerVersion: serverVersion, Source: m.db.source()},
+		Database: DatabaseInfo{Dialect: m.db.dialect(), Name: m.db.name(), ServerVersion: serverVersion, Source: m.db.source(), ExcludedSchemas: m.db.excluded()},
 		Storage:  StorageInfo{Source: m.storageSource(), Excludes: m.opts.Excludes},
 	}
+	plan := m.Plan(ctx)
+	progress(fmt.Sprintf("backup kind: %s (%s)", plan.Kind, plan.Reason))
 	// The two parts come from different places (database server, storage
 	// volume): taking them together shortens the downtime.
 	var (
-		wg             sync.WaitGroup
-		dbPart, stPart Part
-		dbErr, stErr   error
-		files          int64
+		wg           sync.WaitGroup
+		dbParts      []Part
+		stPart       Part
+		dbErr, stErr error
+		files        int64
 	)
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		dbPart, dbErr = m.backupDatabase(ctx, dir, progress)
+		if plan.Kind == KindCopy {
+			name, sig, err := m.copyDatabase(ctx, id, progress)
+			if err == nil {
+				man.Database.Copy, man.Database.CopySignature = name, sig
+				return
+			}
+			log.Warn().Err(err).Msg("in-server copy failed; dumping instead")
+			progress("database: the in-server copy failed (" + err.Error() + "); dumping instead")
+		}
+		dbParts, dbErr = m.dumpDatabase(ctx, dir, m.db, progress)
 	}()
 	go func() {
 		defer wg.Done()
 		stPart, files, stErr = m.backupStorage(ctx, dir, progress)
 	}()
 	wg.Wait()
-	if err := errors.Join(dbErr, stErr); err != nil {
+	fail := func(err error) (procedures.BackupInfo, error) {
 		os.RemoveAll(dir)
+		if man.Database.Copy != "" {
+			err = errors.Join(err, m.db.(copier).dropCopy(context.WithoutCancel(ctx), man.Database.Copy))
+		}
 		log.Error().Err(err).Msg("backup failed")
 		return procedures.BackupInfo{}, fmt.Errorf("backup %s failed (removed): %w", id, err)
 	}
-	man.Parts = []Part{dbPart, stPart}
+	if err := errors.Join(dbErr, stErr); err != nil {
+		if errors.Is(err, errNoSpace) {
+			needs := "about " + humanBytes(need)
+			if need <= free {
+				needs = "more than " + humanBytes(free) // the estimate was short
+			}
+			err = fmt.Errorf("no space left on %s (needs %s, has %s)", m.opts.Dest, needs, humanBytes(free))
+		}
+		return fail(err)
+	}
+	man.Kind = KindDump
+	man.Parts = append(dbParts, stPart)
+	if man.Database.Copy != "" {
+		man.Kind = KindCopy
+		man.Parts = []Part{stPart}
+	}
 	man.Storage.Files = files
-	if dbPart.Size == 0 || stPart.Size == 0 {
-		os.RemoveAll(dir)
-		return procedures.BackupInfo{}, fmt.Errorf("backup %s failed (removed): empty part", id)
+	var dumped int64
+	for _, p := range dbParts {
+		dumped += p.Size
+	}
+	if (man.Kind == KindDump && dumped == 0) || stPart.Size == 0 {
+		return fail(errors.New("empty part"))
 	}
 	man.Verified = true
 	man.Seconds = m.opts.Now().Sub(start).Seconds()
 	if err := writeManifest(dir, man); err != nil {
-		os.RemoveAll(dir)
-		return procedures.BackupInfo{}, fmt.Errorf("backup %s failed (removed): %w", id, err)
+		return fail(err)
 	}
 	log.Info().Int64("size", man.Size()).Float64("seconds", man.Seconds).Msg("backup verified")
-	progress(fmt.Sprintf("backup %s verified: %s in %s (database %s, storage %s, %d files)", id,
+	dbDesc := humanBytes(dumped)
+	if man.Kind == KindCopy {
+		dbDesc = "in-server copy " + man.Database.Copy + ", " + man.Database.CopySignature
+	}
+	progress(fmt.Sprintf("backup %s (%s) verified: %s in %s (database %s, storage %s, %d files)", id, man.Kind,
 		humanBytes(man.Size()), time.Duration(man.Seconds*float64(time.Second)).Round(100*time.Millisecond),
-		humanBytes(dbPart.Size), humanBytes(stPart.Size), files))
+		dbDesc, humanBytes(stPart.Size), files))
 
 	if deleted, err := m.prune(ctx, id); err != nil {
 		// Retention is housekeeping: the backup itself is good.
@@ -137,35 +174,39 @@ func (m *Manager) createPart(ctx context.Context, dir, name, label string, progr
 	defer f.Close()
 	h := sha256.New()
 	var n countingWriter
+	fw := &fileWriter{f: f}
 	stop := m.reportSize(label, &n, progress)
-	err = write(ctx, io.MultiWriter(f, h, &n))
+	err = write(ctx, io.MultiWriter(fw, h, &n))
 	stop()
+	if err := noSpace(fw.err); err != nil {
+		return Part{}, err
+	}
 	if err != nil {
 		return Part{}, err
 	}
 	if err := f.Sync(); err != nil {
-		return Part{}, fmt.Errorf("%s: %w", name, err)
+		return Part{}, errors.Join(noSpace(err), fmt.Errorf("%s: %w", name, err))
 	}
 	if err := f.Close(); err != nil {
-		return Part{}, fmt.Errorf("%s: %w", name, err)
+		return Part{}, errors.Join(noSpace(err), fmt.Errorf("%s: %w", name, err))
 	}
 	return Part{Name: name, Size: n.n.Load(), SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
 // extra pass over the data.
-func (m *Manager) backupDatabase(ctx context.Context, dir string, progress procedures.Progress) (Part, error) {
-	progress("database: dumping " + m.db.name())
+func (m *Manager) backupDatabase(ctx context.Context, dir string, db database, progress procedures.Progress) (Part, error) {
+	progress("database: dumping " + db.name())
 	var checkErr error
 	part, err := m.createPart(ctx, dir, partDatabase, "database", progress, func(ctx context.Context, w io.Writer) error {
 		pr, pw := io.Pipe()
 		checked := make(chan struct{})
 		go func() {
 			defer close(checked)
-			checkErr = m.db.check(ctx, pr)
+			checkErr = db.check(ctx, pr)
 			// If the check stopped early, the dump must not block on it.
 			pr.CloseWithError(errors.New("the dump check stopped reading"))
 		}()
-		err := m.db.dump(ctx, io.MultiWriter(w, pw))
+		err := db.dump(ctx, io.MultiWriter(w, pw))
 		pw.CloseWithError(err)
 		<-checked
 		if err != nil {
@@ -178,6 +219,36 @@ func (m *Manager) backupDatabase(ctx context.Context, dir string, progress proce
 	}
 	progress(fmt.Sprintf("database: %s dumped and read back whole", humanBytes(part.Size)))
 	return part, nil
+}
+
+// dumpDatabase dumps db into the backup folder: in parallel into a folder
+// where it can, else as one stream.
+func (m *Manager) dumpDatabase(ctx context.Context, dir string, db database, progress procedures.Progress) ([]Part, error) {
+	if dd, ok := m.dumpsToDir(db); ok {
+		return m.backupDatabaseDir(ctx, dir, db, dd, progress)
+	}
+	p, err := m.backupDatabase(ctx, dir, db, progress)
+	if err != nil {
+		return nil, err
+	}
+	return []Part{p}, nil
+}
+
+// copyDatabase copies the database inside its server and verifies the
+// copy; it returns the copy's name and signature.
+func (m *Manager) copyDatabase(ctx context.Context, id string, progress procedures.Progress) (string, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
+	defer cancel()
+	c := m.db.(copier)
+	name := copyName(m.db.name(), id)
+	progress("database: copying " + m.db.name() + " inside the server into " + name)
+	start := time.Now()
+	sig, err := c.copyTo(ctx, name)
+	if err != nil {
+		return "", "", err
+	}
+	progress(fmt.Sprintf("database: copied and verified in %s (%s)", time.Since(start).Round(10*time.Millisecond), sig))
+	return name, sig, nil
 }
 
 func (m *Manager) backupStorage(ctx context.Context, dir string, progress procedures.Progress) (Part, int64, error) {

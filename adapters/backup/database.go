@@ -25,6 +25,8 @@ type database interface {
 	// checkTools fails if a program the engine needs on this host is
 	// missing (nil when the tools run in the database container).
 	checkTools() error
+	// excluded lists the schemas left out (recorded in the manifest).
+	excluded() []string
 	// serverInfo returns the server's version and the database's size in
 	// bytes (an upper bound for the dump's size).
 	serverInfo(ctx context.Context) (version string, size int64, err error)
@@ -34,8 +36,27 @@ type database interface {
 	// touching any database: a truncated or damaged dump fails here.
 	check(ctx context.Context, r io.Reader) error
 	// restore replaces the database's content by the dump read from r, all
-	// or nothing.
+	// or nothing. Excluded schemas are left out of dumps and never
+	// touched by restores.
 	restore(ctx context.Context, r io.Reader) error
+}
+
+// copier is a database that can back itself up by a copy inside its
+// server (pgcopy.go). Engines without one are always dumped.
+type copier interface {
+	// copyPlan says whether a copy is possible now, and why (not).
+	copyPlan(ctx context.Context) (ok bool, why string)
+	// copyTo copies the database into a new one named name, verifies it
+	// and returns its signature.
+	copyTo(ctx context.Context, name string) (signature string, err error)
+	// verifyCopy checks that the copy exists and matches its signature.
+	verifyCopy(ctx context.Context, name, signature string) error
+	// swapIn makes the copy the database, in a moment; the replaced
+	// database is dropped.
+	swapIn(ctx context.Context, name string) error
+	dropCopy(ctx context.Context, name string) error
+	// copyAsDatabase is the copy as a database, to dump it.
+	copyAsDatabase(name string) database
 }
 
 // newDatabase returns the database the options name.
@@ -55,6 +76,9 @@ func newDatabase(opts Options, containers Containers) (database, error) {
 		return newMySQL(opts, containers)
 	default:
 		return nil, fmt.Errorf("database dialect %q is not supported (postgres, mysql, mariadb)", opts.Dialect)
+	}
+	if err := checkSchemas(opts.ExcludeSchemas); err != nil {
+		return nil, err
 	}
 	switch {
 	case opts.DBContainer != "" && opts.DBURL != "":

@@ -137,3 +137,113 @@ func (a *dialectDatabase) checkRestore(ctx context.Context) error {
 	}
 	return nil
 }
+
+func (a *dialectDatabase) excluded() []string {
+	if db := a.get(); db != nil {
+		return db.excluded()
+	}
+	return nil
+}
+
+// The wrapper passes the optional abilities (in-server copy, folder dump)
+// of the database it resolved to; engines without them answer "not
+// possible". Methods without a context answer for the resolved database:
+// every Manager method resolves it first.
+
+func (a *dialectDatabase) copier(ctx context.Context) (copier, error) {
+	if err := a.resolve(ctx); err != nil {
+		return nil, err
+	}
+	c, ok := a.get().(copier)
+	if !ok {
+		return nil, errors.New("the " + a.get().dialect() + " database cannot be copied inside its server")
+	}
+	return c, nil
+}
+
+func (a *dialectDatabase) copyPlan(ctx context.Context) (bool, string) {
+	c, err := a.copier(ctx)
+	if err != nil {
+		return false, err.Error()
+	}
+	return c.copyPlan(ctx)
+}
+
+func (a *dialectDatabase) copyTo(ctx context.Context, name string) (string, error) {
+	c, err := a.copier(ctx)
+	if err != nil {
+		return "", err
+	}
+	return c.copyTo(ctx, name)
+}
+
+func (a *dialectDatabase) verifyCopy(ctx context.Context, name, signature string) error {
+	c, err := a.copier(ctx)
+	if err != nil {
+		return err
+	}
+	return c.verifyCopy(ctx, name, signature)
+}
+
+func (a *dialectDatabase) swapIn(ctx context.Context, name string) error {
+	c, err := a.copier(ctx)
+	if err != nil {
+		return err
+	}
+	return c.swapIn(ctx, name)
+}
+
+func (a *dialectDatabase) dropCopy(ctx context.Context, name string) error {
+	c, err := a.copier(ctx)
+	if err != nil {
+		return err
+	}
+	return c.dropCopy(ctx, name)
+}
+
+func (a *dialectDatabase) copyAsDatabase(name string) database {
+	if c, ok := a.get().(copier); ok {
+		return c.copyAsDatabase(name)
+	}
+	return nil
+}
+
+func (a *dialectDatabase) canDumpDir() bool {
+	d, ok := a.get().(dirDumper)
+	return ok && d.canDumpDir()
+}
+
+func (a *dialectDatabase) dirDumper(ctx context.Context) (dirDumper, error) {
+	if err := a.resolve(ctx); err != nil {
+		return nil, err
+	}
+	d, ok := a.get().(dirDumper)
+	if !ok {
+		return nil, errors.New("the " + a.get().dialect() + " database cannot dump into a folder")
+	}
+	return d, nil
+}
+
+func (a *dialectDatabase) dumpDir(ctx context.Context, dir string, jobs, level int) error {
+	d, err := a.dirDumper(ctx)
+	if err != nil {
+		return err
+	}
+	return d.dumpDir(ctx, dir, jobs, level)
+}
+
+func (a *dialectDatabase) checkDir(ctx context.Context, dir string) error {
+	d, err := a.dirDumper(ctx)
+	if err != nil {
+		return err
+	}
+	return d.checkDir(ctx, dir)
+}
+
+func (a *dialectDatabase) restoreDir(ctx context.Context, dir string, jobs int) error {
+	d, err := a.dirDumper(ctx)
+	if err != nil {
+		return err
+	}
+	return d.restoreDir(ctx, dir, jobs)
+}

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -106,6 +107,7 @@ func TestRoundTripDocker(t *testing.T) {
 		DBContainer: db, DBName: strings.TrimPrefix(u.Path, "/"), DBUser: "postgres", DBHost: "127.0.0.1", DBPort: port,
 		DBPassword:       "sent-through-stdin",
 		StorageContainer: node.Name,
+		NoCopy:           true, // the stream dump through the container
 	}
 	roundTrip(t, opts, e, f)
 
@@ -128,10 +130,85 @@ func TestRoundTripDocker(t *testing.T) {
 	if err := m.Restore(ctx, info.ID, progress.add); err != nil {
 		t.Fatalf("restore into a stopped node: %v\n%s", err, progress)
 	}
-	after := fileSnapshotAt(t, f.storage, DefaultExcludes, time.Second)
-	for k, v := range before {
-		if after[k] != v {
-			t.Errorf("stopped node: %s: %q, want %q", k, after[k], v)
+	// Exact: files added since the backup are gone too.
+	assertSame(t, "storage restored into a stopped node", before, fileSnapshotAt(t, f.storage, DefaultExcludes, time.Second))
+	if out := testenv.Docker(t, host, "ps", "-aq", "--filter", "label="+helperLabel); out != "" {
+		t.Errorf("helper containers left: %s", out)
+	}
+}
+
+// TestRestoreIntoStoppedNodeVolume is the default deployment's storage: a
+// named Docker volume of a node that is not running. After a restore the
+// volume holds exactly the backup's files: those added since are gone, the
+// rest is byte for byte as it was.
+func TestRestoreIntoStoppedNodeVolume(t *testing.T) {
+	e, host := engine(t)
+	f := newFixture(t, 2, 20)
+	vol := fmt.Sprintf("nbstorage-%d-%d", os.Getpid(), time.Now().UnixNano()%100000)
+	t.Cleanup(func() { exec.Command("docker", "-H", host, "volume", "rm", "-f", vol).Run() })
+	node := testenv.RunNode(t, host, testenv.NodeSpec{
+		Image: testenv.NodeImage(t, host, "2.2.15"), Mounts: []string{vol + ":" + DefaultStoragePath}, Created: true,
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	put := func(root string) {
+		t.Helper()
+		var buf bytes.Buffer
+		if _, err := tarHostFolder(ctx, root, nil, &buf, func(string) {}); err != nil {
+			t.Fatal(err)
 		}
+		if err := e.CopyTo(ctx, node.Name, DefaultStoragePath, &buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func() snapshot {
+		t.Helper()
+		rc, err := e.CopyFrom(ctx, node.Name, DefaultStoragePath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		var buf bytes.Buffer
+		if _, err := retar(ctx, rc, nil, &buf); err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		if _, err := extractTo(ctx, &buf, dir); err != nil {
+			t.Fatal(err)
+		}
+		return fileSnapshotAt(t, dir, DefaultExcludes, time.Second)
+	}
+	put(f.storage)
+	want := fileSnapshotAt(t, f.storage, DefaultExcludes, time.Second)
+	assertSame(t, "volume before the backup", want, get())
+
+	o := f.localOptions(t)
+	o.StorageHostPath, o.StorageContainer = "", node.Name
+	m, err := New(o, e, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := create(t, m, nil)
+
+	added := t.TempDir()
+	writeFile(t, filepath.Join(added, "uploads/new/after-backup.png"), "new upload", 0o644, time.Now())
+	writeFile(t, filepath.Join(added, "uploads/2025/01/file-1.png"), "overwritten", 0o644, time.Now())
+	writeFile(t, filepath.Join(added, "plugins/@new/plugin-y/package.json"), "{}", 0o644, time.Now())
+	put(added)
+	changed := get()
+	if _, ok := changed["uploads/new/after-backup.png"]; !ok {
+		t.Fatal("the added file did not reach the volume")
+	}
+
+	progress := &lines{}
+	if err := m.Restore(ctx, info.ID, progress.add); err != nil {
+		t.Fatalf("restore into a stopped node's volume: %v\n%s", err, progress)
+	}
+	assertSame(t, "volume after the restore", want, get())
+	if st := testenv.Docker(t, host, "inspect", "-f", "{{.State.Status}}", node.Name); st != "created" {
+		t.Errorf("node state %q: the restore must not start it", st)
+	}
+	if out := testenv.Docker(t, host, "ps", "-aq", "--filter", "label="+helperLabel); out != "" {
+		t.Errorf("helper containers left: %s", out)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -107,6 +108,7 @@ type snapshot map[string]string
 func dbSnapshot(t *testing.T, url string) snapshot {
 	t.Helper()
 	c := connect(t, url)
+	defer c.Close(context.Background()) // no session left behind: in-server copies need none
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	s := snapshot{}
@@ -190,6 +192,7 @@ func assertSame(t *testing.T, what string, before, after snapshot) {
 func migrateAndChange(t *testing.T, url string) {
 	t.Helper()
 	c := connect(t, url)
+	defer c.Close(context.Background())
 	execSQL(t, c, `
 INSERT INTO users (email, nickname, sort) VALUES ('late@example.com', 'late', nextval('"globalSort"'));
 UPDATE attachments SET meta = meta || '{"edited": true}', data = '\xdeadbeef' WHERE id % 3 = 0;
@@ -351,6 +354,35 @@ func (l *localContainers) Exec(ctx context.Context, container string, cmd []stri
 	}
 	return nil
 }
+
+// RunWithVolumesOf stands in for a helper container: it runs on this host
+// whether or not the container is "stopped".
+func (l *localContainers) RunWithVolumesOf(ctx context.Context, container, path string, cmd []string) error {
+	d, err := l.folder(container, path)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.execs = append(l.execs, "helper for "+container+": "+strings.Join(cmd[:2], " "))
+	l.mu.Unlock()
+	cmd = slices.Clone(cmd)
+	for i, a := range cmd {
+		if a == path {
+			cmd[i] = d // the helper sees the volume where the container does
+		}
+	}
+	out, err := exec.CommandContext(ctx, cmd[0], cmd[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("helper: %w: %s", err, out)
+	}
+	return nil
+}
+
+// noHelper hides the helper: only Exec in the container can change its
+// storage, as with storage in the container's own file system.
+type noHelper struct{ *localContainers }
+
+func (n noHelper) RunWithVolumesOf() {}
 
 func (l *localContainers) folder(container, path string) (string, error) {
 	l.mu.Lock()

@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nocobot/nocobot/procedures"
@@ -36,6 +39,9 @@ type Manifest struct {
 	Storage  StorageInfo  `json:"storage"`
 	Parts    []Part       `json:"parts"`
 	Verified bool         `json:"verified"`
+	// Kind is KindCopy or KindDump ("" in backups of older versions: a
+	// dump).
+	Kind string `json:"kind,omitempty"`
 }
 
 // DatabaseInfo says where the dump comes from.
@@ -44,6 +50,36 @@ type DatabaseInfo struct {
 	Name          string `json:"name"`
 	ServerVersion string `json:"server_version"`
 	Source        string `json:"source"` // container or host/db, no secrets
+	// ExcludedSchemas were left out of the dump (nocobot's own).
+	ExcludedSchemas []string `json:"excluded_schemas,omitempty"`
+	// Copy is the in-server copy's database name (KindCopy), with its
+	// signature (relations, sizes, row estimates). CopyGone is set once it
+	// was dropped or swapped in.
+	Copy          string `json:"copy,omitempty"`
+	CopySignature string `json:"copy_signature,omitempty"`
+	CopyGone      bool   `json:"copy_gone,omitempty"`
+}
+
+// liveCopy is the backup's in-server copy, if it still exists.
+func (m *Manifest) liveCopy() string {
+	if m.Database.CopyGone {
+		return ""
+	}
+	return m.Database.Copy
+}
+
+// hasDatabaseDump says whether the backup holds a dump: one stream
+// (database.dump) or a folder (database/…).
+func (m *Manifest) hasDatabaseDump() bool {
+	return m.hasPart(partDatabase) || m.hasDirDump()
+}
+
+func (m *Manifest) hasDirDump() bool {
+	return slices.ContainsFunc(m.Parts, func(p Part) bool { return strings.HasPrefix(p.Name, partDatabaseDir+"/") })
+}
+
+func (m *Manifest) hasPart(name string) bool {
+	return slices.ContainsFunc(m.Parts, func(p Part) bool { return p.Name == name })
 }
 
 // StorageInfo says where the storage archive comes from.
@@ -72,7 +108,7 @@ func (m *Manifest) Size() int64 {
 func (m *Manifest) info() procedures.BackupInfo {
 	return procedures.BackupInfo{
 		ID: m.ID, Cluster: m.Cluster, Version: m.NocoBaseVersion, Image: m.Image,
-		Created: m.Created, Size: m.Size(), Verified: m.Verified, RunID: m.RunID,
+		Created: m.Created, Size: m.Size(), Verified: m.Verified, RunID: m.RunID, Kind: cmp.Or(m.Kind, KindDump),
 	}
 }
 

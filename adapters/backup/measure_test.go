@@ -45,10 +45,13 @@ func TestMeasure(t *testing.T) {
 	start := time.Now()
 	fillDatabase(t, dbURL, mb)
 	var dbSize int64
-	connect(t, dbURL).QueryRow(ctx, "SELECT pg_database_size(current_database())").Scan(&dbSize)
+	sc := connect(t, dbURL)
+	sc.QueryRow(ctx, "SELECT pg_database_size(current_database())").Scan(&dbSize)
+	sc.Close(ctx)
 	t.Logf("database: %s on disk, filled in %s", humanBytes(dbSize), time.Since(start).Round(time.Second))
 
-	opts := Options{Cluster: "bench", Dest: filepath.Join(dir, "backups"), DBURL: dbURL, PgBin: pgBin, StorageHostPath: storage}
+	opts := Options{Cluster: "bench", Dest: filepath.Join(dir, "backups"), DBURL: dbURL, PgBin: pgBin, StorageHostPath: storage,
+		NoCopy: true, DumpFormat: FormatStream} // the same format as by hand
 	var containers Containers
 	byHand := []string{filepath.Join(pgBin, "pg_dump"), "-Fc", "-d", dbURL}
 	if mode == "docker" {
@@ -161,6 +164,7 @@ SELECT 'Record '||g||' '||md5(g::text), jsonb_build_object('g', g, 'name', md5((
 FROM generate_series(%d, %d) g`, done+1, done+n))
 	}
 	execSQL(t, c, "VACUUM ANALYZE")
+	c.Close(context.Background())
 }
 
 // resetPeakRSS resets the kernel's high-water mark of this process's

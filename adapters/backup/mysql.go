@@ -69,6 +69,10 @@ func (d *mysql) dialect() string { return d.flavor }
 func (d *mysql) name() string    { return d.dbname }
 func (d *mysql) source() string  { return d.src }
 
+// excluded is empty: a MySQL database has no schemas inside it to leave
+// out.
+func (d *mysql) excluded() []string { return nil }
+
 // Tool names in the order tried, per dialect.
 func (d *mysql) dumpTools() string {
 	if d.flavor == "mysql" {
@@ -274,14 +278,14 @@ func mysqlError(err error) error {
 	return errors.New(strings.Join(keep, "; "))
 }
 
-// sqlString quotes a string literal (the session never uses
+// myString quotes a string literal (the session never uses
 // NO_BACKSLASH_ESCAPES: the client's own defaults apply).
-func sqlString(s string) string {
+func myString(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `''`, "\x00", `\0`).Replace(s) + "'"
 }
 
-// sqlIdent quotes an identifier.
-func sqlIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
+// myIdent quotes an identifier.
+func myIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
 
 // unescapeBatch undoes the client's batch-mode escaping of a value.
 func unescapeBatch(s string) string {
@@ -293,8 +297,8 @@ func unescapeBatch(s string) string {
 // A missing database or a rejected password fails here with the server's
 // message.
 func (d *mysql) serverInfo(ctx context.Context) (string, int64, error) {
-	rows, err := d.query(ctx, "", "SELECT VERSION(), (SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = "+sqlString(d.dbname)+
-		"), (SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables WHERE table_schema = "+sqlString(d.dbname)+")")
+	rows, err := d.query(ctx, "", "SELECT VERSION(), (SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = "+myString(d.dbname)+
+		"), (SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables WHERE table_schema = "+myString(d.dbname)+")")
 	if err != nil {
 		return "", 0, fmt.Errorf("query database (%s): %w", d.src, err)
 	}
@@ -380,7 +384,7 @@ func (f *firstErrWriter) Write(p []byte) (int, error) {
 
 // header reads the database's character set, collation and base tables.
 func (d *mysql) header(ctx context.Context) (dumpHeader, error) {
-	rows, err := d.query(ctx, "", "SELECT default_character_set_name, default_collation_name FROM information_schema.schemata WHERE schema_name = "+sqlString(d.dbname))
+	rows, err := d.query(ctx, "", "SELECT default_character_set_name, default_collation_name FROM information_schema.schemata WHERE schema_name = "+myString(d.dbname))
 	if err != nil {
 		return dumpHeader{}, err
 	}
@@ -396,8 +400,8 @@ func (d *mysql) header(ctx context.Context) (dumpHeader, error) {
 
 // tableNames lists the tables (or views) of db, sorted.
 func (d *mysql) tableNames(ctx context.Context, db, kind string) ([]string, error) {
-	rows, err := d.query(ctx, "", "SELECT table_name FROM information_schema.tables WHERE table_schema = "+sqlString(db)+
-		" AND table_type = "+sqlString(kind)+" ORDER BY table_name")
+	rows, err := d.query(ctx, "", "SELECT table_name FROM information_schema.tables WHERE table_schema = "+myString(db)+
+		" AND table_type = "+myString(kind)+" ORDER BY table_name")
 	if err != nil {
 		return nil, err
 	}

@@ -83,7 +83,7 @@ func (d *mysql) restore(ctx context.Context, r io.Reader) error {
 // creates the fresh database.
 func (d *mysql) prepareHelpers(ctx context.Context, target, fresh, old string, h dumpHeader) error {
 	rows, err := d.query(ctx, "", "SELECT schema_name FROM information_schema.schemata WHERE schema_name IN ("+
-		sqlString(target)+", "+sqlString(old)+")")
+		myString(target)+", "+myString(old)+")")
 	if err != nil {
 		return err
 	}
@@ -99,12 +99,12 @@ func (d *mysql) prepareHelpers(ctx context.Context, target, fresh, old string, h
 	if !haveTarget {
 		return fmt.Errorf("database %q does not exist or this user may not see it", target)
 	}
-	create := "DROP DATABASE IF EXISTS " + sqlIdent(fresh) + "; CREATE DATABASE " + sqlIdent(fresh)
+	create := "DROP DATABASE IF EXISTS " + myIdent(fresh) + "; CREATE DATABASE " + myIdent(fresh)
 	if h.Charset != "" {
-		create += " CHARACTER SET " + sqlString(h.Charset)
+		create += " CHARACTER SET " + myString(h.Charset)
 	}
 	if h.Collation != "" {
-		create += " COLLATE " + sqlString(h.Collation)
+		create += " COLLATE " + myString(h.Collation)
 	}
 	if _, err := d.query(ctx, "", create); err != nil {
 		return fmt.Errorf("create the database to restore into, %s (the user needs CREATE and DROP on it): %w", fresh, err)
@@ -117,14 +117,14 @@ func (d *mysql) prepareHelpers(ctx context.Context, target, fresh, old string, h
 // restore left its old copy.
 func (d *mysql) checkRestore(ctx context.Context) error {
 	probe, old := helperName(d.dbname, "check"), helperName(d.dbname, "old")
-	rows, err := d.query(ctx, "", "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = "+sqlString(old))
+	rows, err := d.query(ctx, "", "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = "+myString(old))
 	if err != nil {
 		return fmt.Errorf("restore check (%s): %w", d.src, err)
 	}
 	if len(rows) == 1 && rows[0][0] != "0" {
 		return fmt.Errorf("restore check (%s): database %s exists, left by an earlier restore that did not finish: check it and drop it", d.src, old)
 	}
-	if _, err := d.query(ctx, "", "CREATE DATABASE IF NOT EXISTS "+sqlIdent(probe)+"; DROP DATABASE "+sqlIdent(probe)); err != nil {
+	if _, err := d.query(ctx, "", "CREATE DATABASE IF NOT EXISTS "+myIdent(probe)+"; DROP DATABASE "+myIdent(probe)); err != nil {
 		return fmt.Errorf("restore check (%s): a restore could not create its working database (GRANT ALL ON `%s`.* to the user): %w",
 			d.src, strings.ReplaceAll(d.dbname, "_", `\_`)+`\_nocobot\_%`, err)
 	}
@@ -138,7 +138,7 @@ type restoreChecker interface {
 }
 
 func (d *mysql) dropQuietly(ctx context.Context, db string) {
-	_, _ = d.query(context.WithoutCancel(ctx), "", "DROP DATABASE IF EXISTS "+sqlIdent(db))
+	_, _ = d.query(context.WithoutCancel(ctx), "", "DROP DATABASE IF EXISTS "+myIdent(db))
 }
 
 // load feeds the dump to the client in database db and, from the same
@@ -194,7 +194,7 @@ func (d *mysql) objects(ctx context.Context, db string) (objects, error) {
 	if o.views, err = d.tableNames(ctx, db, "VIEW"); err != nil {
 		return o, err
 	}
-	lit := sqlString(db)
+	lit := myString(db)
 	rows, err := d.query(ctx, "", "SELECT default_character_set_name, default_collation_name FROM information_schema.schemata WHERE schema_name = "+lit)
 	if err != nil {
 		return o, err
@@ -244,19 +244,19 @@ func (d *mysql) objects(ctx context.Context, db string) (objects, error) {
 func (o objects) dropDefinitions(db string, all bool) string {
 	var b strings.Builder
 	for _, t := range o.triggers {
-		fmt.Fprintf(&b, "DROP TRIGGER IF EXISTS %s.%s;\n", sqlIdent(db), sqlIdent(t))
+		fmt.Fprintf(&b, "DROP TRIGGER IF EXISTS %s.%s;\n", myIdent(db), myIdent(t))
 	}
 	if !all {
 		return b.String()
 	}
 	for _, v := range o.views {
-		fmt.Fprintf(&b, "DROP VIEW IF EXISTS %s.%s;\n", sqlIdent(db), sqlIdent(v))
+		fmt.Fprintf(&b, "DROP VIEW IF EXISTS %s.%s;\n", myIdent(db), myIdent(v))
 	}
 	for _, r := range o.routines {
-		fmt.Fprintf(&b, "DROP %s IF EXISTS %s.%s;\n", r[0], sqlIdent(db), sqlIdent(r[1]))
+		fmt.Fprintf(&b, "DROP %s IF EXISTS %s.%s;\n", r[0], myIdent(db), myIdent(r[1]))
 	}
 	for _, e := range o.events {
-		fmt.Fprintf(&b, "DROP EVENT IF EXISTS %s.%s;\n", sqlIdent(db), sqlIdent(e))
+		fmt.Fprintf(&b, "DROP EVENT IF EXISTS %s.%s;\n", myIdent(db), myIdent(e))
 	}
 	return b.String()
 }
@@ -276,7 +276,7 @@ func renameAll(pairs [][2]string) string {
 func moves(tables []string, from, to string) [][2]string {
 	out := make([][2]string, len(tables))
 	for i, t := range tables {
-		out[i] = [2]string{sqlIdent(from) + "." + sqlIdent(t), sqlIdent(to) + "." + sqlIdent(t)}
+		out[i] = [2]string{myIdent(from) + "." + myIdent(t), myIdent(to) + "." + myIdent(t)}
 	}
 	return out
 }
@@ -295,7 +295,7 @@ func (d *mysql) swap(ctx context.Context, target, fresh, old string, h dumpHeade
 		return fmt.Errorf("%w; nothing was changed", err)
 	}
 	swapSQL := "SET FOREIGN_KEY_CHECKS = 0;\n" + restored.dropDefinitions(fresh, false) + cur.dropDefinitions(target, true) +
-		"CREATE DATABASE " + sqlIdent(old) + ";\n" +
+		"CREATE DATABASE " + myIdent(old) + ";\n" +
 		renameAll(append(moves(cur.tables, target, old), moves(restored.tables, fresh, target)...))
 	if _, err := d.query(ctx, "", swapSQL); err != nil {
 		return d.undo(ctx, target, fresh, old, cur, fmt.Errorf("swap the restored tables in: %w", err))
@@ -319,7 +319,7 @@ func (d *mysql) setCharset(ctx context.Context, db, charset, collation string) e
 	if charset == "" || collation == "" {
 		return nil
 	}
-	_, err := d.query(ctx, "", "ALTER DATABASE "+sqlIdent(db)+" CHARACTER SET "+sqlString(charset)+" COLLATE "+sqlString(collation))
+	_, err := d.query(ctx, "", "ALTER DATABASE "+myIdent(db)+" CHARACTER SET "+myString(charset)+" COLLATE "+myString(collation))
 	return err
 }
 

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -31,17 +33,38 @@ func withPassword(password string, stdin io.Reader) io.Reader {
 type postgres struct {
 	r        runner
 	conninfo string // libpq connection string or URL, without the password
+	// connFor is the conninfo for another database of the same server.
+	connFor  func(db string) string
 	password string
 	pgBin    string // local tools' folder (local mode)
 	dbname   string
-	src      string // for the manifest and messages: no secrets
+	src      string   // for the manifest and messages: no secrets
+	exclude  []string // schemas left out of dumps and never touched by restores
+	level    int      // compression level of dumps
 }
 
 var _ database = (*postgres)(nil)
 
-func (d *postgres) dialect() string { return "postgres" }
-func (d *postgres) name() string    { return d.dbname }
-func (d *postgres) source() string  { return d.src }
+func (d *postgres) dialect() string    { return "postgres" }
+func (d *postgres) name() string       { return d.dbname }
+func (d *postgres) source() string     { return d.src }
+func (d *postgres) excluded() []string { return d.exclude }
+
+// schemaName is what ExcludeSchemas accepts: a plain identifier, so that
+// it means the same to pg_dump's patterns, pg_restore and SQL.
+var schemaName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+
+func checkSchemas(names []string) error {
+	for _, n := range names {
+		if !schemaName.MatchString(n) {
+			return fmt.Errorf("excluded schema %q: want a plain name (letters, digits, _)", n)
+		}
+		if n == "public" {
+			return errors.New("excluded schema public: that is NocoBase's own")
+		}
+	}
+	return nil
+}
 
 func (d *postgres) checkTools() error {
 	if _, ok := d.r.(localRunner); !ok {
@@ -77,13 +100,21 @@ func postgresFromURL(opts Options) (*postgres, error) {
 	if name == "" {
 		return nil, errors.New("database URL: no database name in the path")
 	}
+	connFor := func(db string) string {
+		c := *u
+		c.Path, c.RawPath = "/"+db, ""
+		return c.String()
+	}
 	return &postgres{
 		r:        localRunner{pgBin: opts.PgBin},
 		conninfo: u.String(),
+		connFor:  connFor,
 		password: password,
 		pgBin:    opts.PgBin,
 		dbname:   name,
 		src:      "url " + u.Host + "/" + name,
+		exclude:  opts.ExcludeSchemas,
+		level:    opts.CompressLevel,
 	}, nil
 }
 
@@ -93,7 +124,7 @@ func conninfoQuote(v string) string {
 }
 
 func postgresInContainer(c Containers, opts Options) *postgres {
-	parts := []string{"dbname=" + conninfoQuote(opts.DBName)}
+	var parts []string
 	if opts.DBUser != "" {
 		parts = append(parts, "user="+conninfoQuote(opts.DBUser))
 	}
@@ -103,19 +134,40 @@ func postgresInContainer(c Containers, opts Options) *postgres {
 	if opts.DBPort != 0 {
 		parts = append(parts, fmt.Sprintf("port=%d", opts.DBPort))
 	}
+	connFor := func(db string) string {
+		return strings.Join(append([]string{"dbname=" + conninfoQuote(db)}, parts...), " ")
+	}
 	return &postgres{
 		r:        containerRunner{containers: c, container: opts.DBContainer},
-		conninfo: strings.Join(parts, " "),
+		conninfo: connFor(opts.DBName),
+		connFor:  connFor,
 		password: opts.DBPassword,
 		dbname:   opts.DBName,
 		src:      "container " + opts.DBContainer + " database " + opts.DBName,
+		exclude:  opts.ExcludeSchemas,
+		level:    opts.CompressLevel,
 	}
+}
+
+// on returns the same server's database db.
+func (d *postgres) on(db string) *postgres {
+	o := *d
+	o.dbname, o.conninfo = db, d.connFor(db)
+	return &o
 }
 
 // query runs one SQL query with psql and returns its unaligned output.
 func (d *postgres) query(ctx context.Context, sql string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
+	return d.queryWithin(ctx, sql, 30*time.Second)
+}
+
+// queryWithin is query with another time limit (0: only ctx's).
+func (d *postgres) queryWithin(ctx context.Context, sql string, limit time.Duration) (string, error) {
+	if limit > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, limit)
+		defer cancel()
+	}
 	var out bytes.Buffer
 	err := d.r.run(ctx, readPassword+`exec psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$1" -c "$2"`,
 		[]string{d.conninfo, sql}, withPassword(d.password, nil), &limitedWriter{w: &out, n: 1 << 20})
@@ -141,7 +193,13 @@ func (d *postgres) serverInfo(ctx context.Context) (version string, size int64, 
 
 // dump streams pg_dump -Fc of the database to w.
 func (d *postgres) dump(ctx context.Context, w io.Writer) error {
-	err := d.r.run(ctx, readPassword+`exec pg_dump -Fc -d "$1"`, []string{d.conninfo}, withPassword(d.password, nil), w)
+	args := []string{d.conninfo}
+	for _, x := range d.exclude {
+		// A pattern to pg_dump: double quotes make it one exact name.
+		args = append(args, `--exclude-schema="`+x+`"`)
+	}
+	args = append(args, "-Z", strconv.Itoa(max(d.level, 1)))
+	err := d.r.run(ctx, readPassword+`c=$1; shift; exec pg_dump -Fc -d "$c" "$@"`, args, withPassword(d.password, nil), w)
 	if err != nil {
 		return fmt.Errorf("pg_dump (%s, on %s): %w", d.src, d.r.where(), err)
 	}
@@ -170,10 +228,11 @@ func (d *postgres) check(ctx context.Context, r io.Reader) error {
 // leaving the database as it was, and the script fails even if psql did
 // not notice (sh has no pipefail).
 const restoreScript = readPassword + `
+c=$1; pre=$2; shift 2
 failed=$(mktemp) || exit 1
 {
-  printf '%s\n' "$2"
-  if pg_restore --clean --if-exists -f -; then
+  printf '%s\n' "$pre"
+  if pg_restore --clean --if-exists "$@" -f -; then
     echo 'COMMIT;'
   else
     echo x > "$failed"
@@ -181,13 +240,23 @@ failed=$(mktemp) || exit 1
     printf '\n\\.\n'
     echo "DO \$x\$ BEGIN RAISE EXCEPTION 'nocobot: pg_restore could not read the dump; nothing was changed'; END \$x\$;"
   fi
-} | psql -X -q -v ON_ERROR_STOP=1 -o /dev/null -d "$1"
+} | psql -X -q -v ON_ERROR_STOP=1 -o /dev/null -d "$c"
 rc=$?
 if [ -s "$failed" ]; then echo incomplete-dump; rc=4; fi
 rm -f "$failed"
 exit $rc`
 
-const restorePreamble = `SET client_min_messages = warning;
+// restorePreamble is the SQL sent before pg_restore's script; the schemas
+// in keep (nocobot's own) are never dropped.
+func restorePreamble(keep []string) string {
+	lits := make([]string, 0, len(keep))
+	for _, k := range keep {
+		lits = append(lits, "'"+strings.ReplaceAll(k, "'", "''")+"'")
+	}
+	return strings.Replace(restorePreambleSQL, "{keep}", "ARRAY["+strings.Join(lits, ", ")+"]::name[]", 1)
+}
+
+const restorePreambleSQL = `SET client_min_messages = warning;
 BEGIN;
 DO $nocobot$
 DECLARE
@@ -203,6 +272,7 @@ BEGIN
     INTO pub FROM pg_namespace n WHERE n.nspname = 'public';
   FOR s IN SELECT nspname FROM pg_namespace
     WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\_%'
+      AND nspname <> ALL ({keep})
   LOOP
     EXECUTE format('DROP SCHEMA %I CASCADE', s.nspname);
   END LOOP;
@@ -227,7 +297,11 @@ $nocobot$;`
 // restore replaces the database's content with the dump read from r.
 func (d *postgres) restore(ctx context.Context, r io.Reader) error {
 	var out bytes.Buffer
-	err := d.r.run(ctx, restoreScript, []string{d.conninfo, restorePreamble}, withPassword(d.password, r), &limitedWriter{w: &out, n: 64 << 10})
+	args := []string{d.conninfo, restorePreamble(d.exclude)}
+	for _, x := range d.exclude {
+		args = append(args, "--exclude-schema="+x) // pg_restore takes a name
+	}
+	err := d.r.run(ctx, restoreScript, args, withPassword(d.password, r), &limitedWriter{w: &out, n: 64 << 10})
 	if err != nil && strings.Contains(out.String(), "incomplete-dump") {
 		return fmt.Errorf("restore database (%s): pg_restore could not read the whole dump; the transaction was rolled back, nothing was changed: %w", d.src, err)
 	}

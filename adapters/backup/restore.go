@@ -2,11 +2,14 @@ package backup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nocobot/nocobot/procedures"
@@ -27,6 +30,8 @@ func (m *Manager) Restore(ctx context.Context, id string, progress procedures.Pr
 
 // RestoreWith is Restore with options.
 func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions, progress procedures.Progress) error {
+	ctx, cancel := ownDeadline(ctx, m.opts.RestoreTimeout)
+	defer cancel()
 	if err := m.resolveStorage(ctx); err != nil {
 		return err
 	}
@@ -41,6 +46,11 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 	}
 	if d := man.Database.Dialect; d != "" && d != m.db.dialect() {
 		return fmt.Errorf("restore %s refused: it holds a %s database, this cluster's is %s", id, d, m.db.dialect())
+	}
+	for _, x := range m.db.excluded() {
+		if !slices.Contains(man.Database.ExcludedSchemas, x) {
+			return fmt.Errorf("restore %s refused, nothing was changed: the backup holds schema %s (it was taken before the schema was excluded), and restoring it would rewind nocobot's own records", id, x)
+		}
 	}
 	var mismatch []string
 	if man.Cluster != m.opts.Cluster {
@@ -60,22 +70,85 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 	if err := verifyParts(ctx, dir, man); err != nil {
 		return fmt.Errorf("restore %s refused, nothing was changed: the backup failed verification: %w", id, err)
 	}
+	if c := man.liveCopy(); c != "" {
+		cp, ok := m.db.(copier)
+		err := errors.New("this database cannot check in-server copies")
+		if ok {
+			err = cp.verifyCopy(ctx, c, man.Database.CopySignature)
+		}
+		if err != nil && !man.hasDatabaseDump() {
+			return fmt.Errorf("restore %s refused, nothing was changed: %w", id, err)
+		}
+		if err != nil {
+			progress("restore: the in-server copy is not usable (" + err.Error() + "); restoring the dump")
+			man.Database.CopyGone = true
+		}
+	}
+	if err := m.canChangeStorage(ctx); err != nil {
+		return fmt.Errorf("restore %s refused, nothing was changed: %w", id, err)
+	}
 	start := time.Now()
 	log := m.log.With().Str("backup", id).Logger()
 	log.Info().Msg("restore started")
 
-	progress(fmt.Sprintf("database: restoring %s into %s (all or nothing)", humanBytes(partSize(man, partDatabase)), m.db.name()))
-	if err := m.restorePart(ctx, dir, partDatabase, "database", progress, m.db.restore); err != nil {
-		log.Error().Err(err).Msg("database restore failed")
-		return fmt.Errorf("restore %s: %w (the database is as it was; storage untouched)", id, err)
+	// The storage is unpacked while the database is restored; it is
+	// swapped in once the database is back.
+	progress(fmt.Sprintf("storage: unpacking %s for %s", humanBytes(partSize(man, partStorage)), m.storageSource()))
+	var (
+		wg    sync.WaitGroup
+		st    staged
+		stErr error
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		stErr = m.restorePart(ctx, dir, partStorage, "storage", progress, func(ctx context.Context, r io.Reader) error {
+			var err error
+			st, err = m.stageStorage(ctx, r, id)
+			return err
+		})
+	}()
+	var dbErr error
+	if c := man.liveCopy(); c != "" {
+		// Swapped in only once the storage is ready: all or nothing.
+		wg.Wait()
+		if stErr == nil {
+			progress("database: swapping in the in-server copy " + c)
+			dbErr = m.swapInCopy(ctx, man, dir)
+		}
+	} else if man.hasDirDump() {
+		dd, ok := m.db.(dirDumper)
+		if !ok {
+			dbErr = errors.New("the backup's dump is a folder, which this database cannot restore")
+		} else {
+			progress(fmt.Sprintf("database: pg_restore -j %d into a fresh database, then swapped in for %s", m.opts.Jobs, m.db.name()))
+			rctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
+			dbErr = dd.restoreDir(rctx, filepath.Join(dir, partDatabaseDir), m.opts.Jobs)
+			cancel()
+		}
+		wg.Wait()
+	} else {
+		progress(fmt.Sprintf("database: restoring %s into %s (all or nothing)", humanBytes(partSize(man, partDatabase)), m.db.name()))
+		dbErr = m.restorePart(ctx, dir, partDatabase, "database", progress, m.db.restore)
+		wg.Wait()
 	}
-	progress("database: restored")
-
-	progress(fmt.Sprintf("storage: restoring %s into %s", humanBytes(partSize(man, partStorage)), m.storageSource()))
-	if err := m.restorePart(ctx, dir, partStorage, "storage", progress, func(ctx context.Context, r io.Reader) error {
-		return m.restoreStorage(ctx, r, id, progress)
-	}); err != nil {
-		log.Error().Err(err).Msg("storage restore failed")
+	switch {
+	case dbErr != nil:
+		if stErr == nil {
+			st.drop()
+		}
+		log.Error().Err(dbErr).Msg("database restore failed")
+		return fmt.Errorf("restore %s: %w (the database was not changed; storage untouched)", id, dbErr)
+	case stErr != nil && man.liveCopy() != "":
+		log.Error().Err(stErr).Msg("storage restore failed")
+		return fmt.Errorf("restore %s: storage: %w (nothing was changed)", id, stErr)
+	case stErr != nil:
+		log.Error().Err(stErr).Msg("storage restore failed")
+		return fmt.Errorf("restore %s: database restored, but storage (untouched): %w", id, stErr)
+	}
+	progress("database: restored; storage: swapping in")
+	if err := st.swap(ctx); err != nil {
+		log.Error().Err(err).Msg("storage swap failed")
 		return fmt.Errorf("restore %s: database restored, but storage: %w", id, err)
 	}
 	progress("storage: restored")
@@ -83,6 +156,21 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 	log.Info().Dur("took", took).Msg("restore done")
 	progress(fmt.Sprintf("restore %s done in %s", id, took))
 	return nil
+}
+
+// ownDeadline returns a context that ends d after now or when parent is
+// cancelled, but not when parent's deadline passes: a restore stopped in
+// the middle by a step timeout would leave the storage half swapped, so a
+// restore runs to its own deadline. An explicit cancel (abort, a lost
+// lease) still stops it.
+func ownDeadline(parent context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), d)
+	stop := context.AfterFunc(parent, func() {
+		if !errors.Is(parent.Err(), context.DeadlineExceeded) {
+			cancel()
+		}
+	})
+	return ctx, func() { stop(); cancel() }
 }
 
 func partSize(man *Manifest, name string) int64 {
@@ -109,22 +197,21 @@ func (m *Manager) restorePart(ctx context.Context, dir, name, label string, prog
 	return restore(ctx, io.TeeReader(f, &n))
 }
 
-func (m *Manager) restoreStorage(ctx context.Context, r io.Reader, id string, progress procedures.Progress) error {
-	if m.opts.StorageHostPath != "" {
-		if err := os.MkdirAll(m.opts.StorageHostPath, 0o755); err != nil {
-			return err
-		}
-		return replaceHostFolder(ctx, m.opts.StorageHostPath, r, m.opts.Excludes, ".nocobot-restore-"+id)
+// swapInCopy swaps the backup's in-server copy in and records that the
+// copy is gone (it is the database now).
+func (m *Manager) swapInCopy(ctx context.Context, man *Manifest, dir string) error {
+	c, ok := m.db.(copier)
+	if !ok {
+		return errors.New("the backup's database is an in-server copy, which this database cannot swap in")
 	}
-	// Clearing the folder needs a command in the container, which works
-	// only while it runs; a stopped node's folder can only be written
-	// over.
-	err := m.containers.Exec(ctx, m.opts.StorageContainer,
-		append([]string{"sh", "-c", clearContainerScript, "nocobot", m.opts.StoragePath}, topLevel(m.opts.Excludes)...), nil, nil)
-	if err != nil {
-		m.log.Warn().Err(err).Msg("storage: could not clear the folder in the container; writing over it")
-		progress("storage: the folder could not be emptied first (is " + m.opts.StorageContainer +
-			" stopped?): files added since the backup stay; restored files are written over")
+	start := time.Now()
+	if err := c.swapIn(ctx, man.Database.Copy); err != nil {
+		return err
 	}
-	return m.containers.CopyTo(ctx, m.opts.StorageContainer, m.opts.StoragePath, r)
+	m.log.Info().Dur("took", time.Since(start)).Str("copy", man.Database.Copy).Msg("in-server copy swapped in")
+	man.Database.CopyGone = true
+	if err := writeManifest(dir, man); err != nil {
+		m.log.Warn().Err(err).Msg("record that the copy was swapped in")
+	}
+	return nil
 }

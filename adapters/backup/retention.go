@@ -94,6 +94,14 @@ func (m *Manager) prune(ctx context.Context, keep string) ([]string, error) {
 	}
 	now := m.opts.Now()
 	var doomed []string
+	// A crashed backup may have left its copy; a complete one says.
+	mayHoldCopy := map[string]bool{}
+	for _, id := range incomplete {
+		mayHoldCopy[id] = true
+	}
+	for _, man := range mans {
+		mayHoldCopy[man.ID] = man.liveCopy() != ""
+	}
 	for i, man := range mans {
 		if i == 0 || man.ID == keep || protected[man.ID] {
 			continue
@@ -113,6 +121,14 @@ func (m *Manager) prune(ctx context.Context, keep string) ([]string, error) {
 	var deleted []string
 	var errs []error
 	for _, id := range doomed {
+		// Its in-server copy goes first: a folder whose copy could not be
+		// dropped stays, so the next run tries again.
+		if c, ok := m.db.(copier); ok && mayHoldCopy[id] {
+			if err := c.dropCopy(ctx, copyName(m.db.name(), id)); err != nil {
+				errs = append(errs, fmt.Errorf("drop the in-server copy of backup %s: %w", id, err))
+				continue
+			}
+		}
 		if err := os.RemoveAll(filepath.Join(m.opts.Dest, id)); err != nil {
 			errs = append(errs, fmt.Errorf("delete backup %s: %w", id, err))
 			continue

@@ -3,10 +3,11 @@ package backup
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -32,11 +33,7 @@ func (l localRunner) where() string { return "this host" }
 
 func (l localRunner) run(ctx context.Context, script string, args []string, stdin io.Reader, stdout io.Writer) error {
 	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", script, "nocobot"}, args...)...)
-	env := os.Environ()
-	if l.pgBin != "" {
-		env = append(env, "PATH="+l.pgBin+string(os.PathListSeparator)+os.Getenv("PATH"))
-	}
-	cmd.Env = env
+	cmd.Env = toolEnv(os.Environ(), l.pgBin)
 	cmd.Stdin, cmd.Stdout = stdin, stdout
 	if stdout == nil {
 		cmd.Stdout = io.Discard
@@ -55,10 +52,38 @@ func (l localRunner) run(ctx context.Context, script string, args []string, stdi
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if msg := strings.TrimSpace(stderr.String()); msg != "" {
-		return fmt.Errorf("%w: %s", err, msg)
+	if msg := errorLine(stderr.String()); msg != "" {
+		return &toolError{msg: err.Error() + ": " + msg, err: err}
 	}
 	return err
+}
+
+// toolEnvKeep are the variables of nocobot's environment that the tools
+// may see: where programs are, the locale, and libpq's TLS and service
+// settings. Everything else (Slack tokens, API keys, other passwords)
+// stays out; the database password reaches only the tool, through stdin.
+var toolEnvKeep = []string{"PATH", "HOME", "TMPDIR", "TZ", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "LC_COLLATE", "LC_NUMERIC", "LC_TIME", "LC_MONETARY",
+	"PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY", "PGSSLCRL", "PGSSLCRLDIR", "PGSSLNEGOTIATION", "PGREQUIRESSL", "PGCONNECT_TIMEOUT", "PGAPPNAME",
+	"PGSERVICEFILE", "PGSYSCONFDIR", "PGTARGETSESSIONATTRS", "PGGSSENCMODE", "PGKRBSRVNAME"}
+
+// toolEnv is the environment of a local tool: the kept variables of
+// parent, with pgBin first on PATH.
+func toolEnv(parent []string, pgBin string) []string {
+	var env []string
+	path := "/usr/local/bin:/usr/bin:/bin"
+	for _, kv := range parent {
+		k, v, _ := strings.Cut(kv, "=")
+		switch {
+		case k == "PATH":
+			path = v
+		case slices.Contains(toolEnvKeep, k):
+			env = append(env, kv)
+		}
+	}
+	if pgBin != "" {
+		path = pgBin + string(os.PathListSeparator) + path
+	}
+	return append(env, "PATH="+path)
 }
 
 // containerRunner runs the pg tools inside the database container, so the
@@ -74,8 +99,65 @@ func (c containerRunner) run(ctx context.Context, script string, args []string, 
 	if stdout == nil {
 		stdout = io.Discard
 	}
-	return c.containers.Exec(ctx, c.container, append([]string{"sh", "-c", script, "nocobot"}, args...), stdin, stdout)
+	err := c.containers.Exec(ctx, c.container, append([]string{"sh", "-c", script, "nocobot"}, args...), stdin, stdout)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	// The Docker adapter's message quotes the whole command (the script,
+	// SQL) and the tool's stderr: keep the exit code and the error line.
+	msg := "failed"
+	if m := exitCode.FindString(err.Error()); m != "" {
+		msg = m
+	}
+	if line := errorLine(err.Error()); line != "" {
+		msg += ": " + line
+	}
+	return &toolError{msg: msg, err: err}
 }
+
+var exitCode = regexp.MustCompile(`exit (code|status) \d+`)
+
+// toolError is a tool's failure cut to what may be shown: its message
+// keeps the error line, while the full text (which can quote table rows)
+// stays only in the wrapped error, for errors.Is.
+type toolError struct {
+	msg string
+	err error
+}
+
+func (e *toolError) Error() string { return e.msg }
+func (e *toolError) Unwrap() error { return e.err }
+
+// errorLine picks the first line of a tool's error output that states the
+// error (psql's and the server's "ERROR:", "FATAL:", the tools' "error:"),
+// cut to a length fit for a chat message. DETAIL, CONTEXT, LINE and
+// "Command was" lines can quote rows and are never taken.
+// Without such a line, the last line that quotes nothing is taken (a
+// shell's "not found", a connection failure).
+func errorLine(out string) string {
+	clip := func(l string) string {
+		l = strings.TrimSpace(l)
+		if r := []rune(l); len(r) > 240 {
+			l = string(r[:240]) + "…"
+		}
+		return l
+	}
+	last := ""
+	for _, l := range strings.Split(out, "\n") {
+		if i := errorWord.FindStringIndex(l); i != nil {
+			return clip(l[i[0]:])
+		}
+		if t := strings.TrimSpace(l); t != "" && !quoting.MatchString(t) {
+			last = t
+		}
+	}
+	return clip(last)
+}
+
+var (
+	errorWord = regexp.MustCompile(`(pg_dump|pg_restore|psql|pg_dumpall): error:|\b(ERROR|FATAL|PANIC):`)
+	quoting   = regexp.MustCompile(`\b(DETAIL|CONTEXT|HINT|QUERY|LINE \d+|STATEMENT):|Command was:|^\^|^\s`)
+)
 
 // tailBuffer keeps the last max bytes written to it.
 type tailBuffer struct {

@@ -24,8 +24,11 @@ import (
 // destinations accept it.
 
 // excluded reports whether rel (slash-separated, relative) is an excluded
-// path or lies below one.
+// path or lies below one. A restore's staging folder is always excluded.
 func excluded(rel string, excludes []string) bool {
+	if strings.HasPrefix(rel, stagingPrefix) {
+		return true
+	}
 	for _, e := range excludes {
 		if rel == e || strings.HasPrefix(rel, e+"/") {
 			return true
@@ -331,58 +334,74 @@ func lutimes(p string, t time.Time) error {
 	return nil
 }
 
-// replaceHostFolder makes root hold exactly the archive's tree, leaving
-// excluded paths alone. The archive is unpacked first into a folder inside
-// root (same file system, so the moves are renames, and root may be a mount
-// point); only when that succeeded is the old content removed and the new
-// moved in.
-func replaceHostFolder(ctx context.Context, root string, r io.Reader, excludes []string, staging string) error {
-	tmp := filepath.Join(root, staging)
-	if err := os.RemoveAll(tmp); err != nil {
-		return err
+// stageHostFolder unpacks the archive into a staging folder inside root
+// (same file system, so the swap is renames, and root may be a mount
+// point). Its swap makes root hold exactly the archive's tree, leaving
+// excluded paths alone: the old content is moved aside, the new moved in,
+// the old deleted; if moving aside fails, the old content is put back.
+func stageHostFolder(ctx context.Context, root string, r io.Reader, excludes []string, staging string) (staged, error) {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return staged{}, err
 	}
+	tmp, old := filepath.Join(root, staging), filepath.Join(root, staging+".old")
 	if err := os.Mkdir(tmp, 0o700); err != nil {
-		return err
+		return staged{}, err
 	}
-	defer os.RemoveAll(tmp)
+	drop := func() { os.RemoveAll(tmp) }
 	dirs, err := extractTo(ctx, r, tmp)
 	if err != nil {
-		return fmt.Errorf("unpack storage archive: %w", err)
+		drop()
+		return staged{}, fmt.Errorf("unpack storage archive: %w", err)
 	}
-	if err := removeExcept(root, "", excludes, staging); err != nil {
-		return fmt.Errorf("clear storage folder: %w", err)
-	}
-	if err := moveInto(tmp, root, ""); err != nil {
-		return fmt.Errorf("move restored storage into place: %w", err)
-	}
-	// Renames changed the times of the folders that received entries.
-	for _, d := range dirs {
-		if err := os.Chtimes(filepath.Join(root, d.name), d.mtime, d.mtime); err != nil {
+	swap := func(ctx context.Context) error {
+		defer drop()
+		if err := os.Mkdir(old, 0o700); err != nil {
 			return err
 		}
+		defer os.RemoveAll(old)
+		if err := moveAside(root, "", excludes, old); err != nil {
+			if uerr := moveInto(old, root, ""); uerr != nil {
+				return fmt.Errorf("clear storage folder: %w; putting the old content back: %w (it is in %s)", err, uerr, old)
+			}
+			return fmt.Errorf("clear storage folder: %w", err)
+		}
+		if err := moveInto(tmp, root, ""); err != nil {
+			return fmt.Errorf("move restored storage into place: %w", err)
+		}
+		// Renames changed the times of the folders that received entries.
+		for _, d := range dirs {
+			if err := os.Chtimes(filepath.Join(root, d.name), d.mtime, d.mtime); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	return nil
+	return staged{swap: swap, drop: drop}, nil
 }
 
-// removeExcept removes everything below dir/rel except excluded paths (and
-// the folders leading to them) and the staging folder.
-func removeExcept(root, rel string, excludes []string, staging string) error {
+// moveAside moves everything below root/rel into old/rel, except excluded
+// paths (and the folders leading to them, which are created in old) and
+// staging folders.
+func moveAside(root, rel string, excludes []string, old string) error {
 	entries, err := os.ReadDir(filepath.Join(root, rel))
 	if err != nil {
 		return err
 	}
 	for _, e := range entries {
 		r := path.Join(rel, e.Name())
-		if r == staging || excluded(r, excludes) {
+		if excluded(r, excludes) {
 			continue
 		}
 		if e.IsDir() && holdsExcluded(r, excludes) {
-			if err := removeExcept(root, r, excludes, staging); err != nil {
+			if err := os.MkdirAll(filepath.Join(old, r), 0o700); err != nil {
+				return err
+			}
+			if err := moveAside(root, r, excludes, old); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := os.RemoveAll(filepath.Join(root, r)); err != nil {
+		if err := os.Rename(filepath.Join(root, r), filepath.Join(old, r)); err != nil {
 			return err
 		}
 	}
@@ -420,18 +439,6 @@ func moveInto(src, dst, rel string) error {
 	}
 	return nil
 }
-
-// clearContainerScript empties a storage folder in a running container,
-// keeping top-level excluded entries ($2… are their names). Excludes
-// deeper than one level keep their whole top-level folder.
-const clearContainerScript = `cd -- "$1" || exit 1; shift
-for f in * .[!.]* ..?*; do
-  [ -e "$f" ] || [ -L "$f" ] || continue
-  case "$f" in .nocobot-restore-*) continue;; esac
-  keep=
-  for x in "$@"; do [ "$f" = "$x" ] && keep=1; done
-  [ -n "$keep" ] || rm -rf -- "$f" || exit 1
-done`
 
 func topLevel(excludes []string) []string {
 	var out []string

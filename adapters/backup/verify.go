@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/nocobot/nocobot/procedures"
 )
@@ -25,6 +26,15 @@ func (m *Manager) Verify(ctx context.Context, id string) (procedures.BackupInfo,
 	if err := verifyParts(ctx, dir, man); err != nil {
 		return procedures.BackupInfo{}, fmt.Errorf("backup %s failed verification: %w", id, err)
 	}
+	if c := man.liveCopy(); c != "" && !man.hasDatabaseDump() {
+		cp, ok := m.db.(copier)
+		if !ok {
+			return procedures.BackupInfo{}, fmt.Errorf("backup %s: its database is an in-server copy, which this database cannot check", id)
+		}
+		if err := cp.verifyCopy(ctx, c, man.Database.CopySignature); err != nil {
+			return procedures.BackupInfo{}, fmt.Errorf("backup %s failed verification: %w", id, err)
+		}
+	}
 	return man.info(), nil
 }
 
@@ -33,6 +43,9 @@ func verifyParts(ctx context.Context, dir string, man *Manifest) error {
 		return errors.New("it was never verified")
 	}
 	want := []string{partDatabase, partStorage}
+	if man.liveCopy() != "" || man.hasDirDump() {
+		want = []string{partStorage} // the database is in the server, or a folder
+	}
 	var errs []error
 	for _, p := range man.Parts {
 		want = slices.DeleteFunc(want, func(s string) bool { return s == p.Name })
@@ -47,7 +60,7 @@ func verifyParts(ctx context.Context, dir string, man *Manifest) error {
 }
 
 func verifyPart(ctx context.Context, dir string, p Part) error {
-	if p.Name != filepath.Base(p.Name) {
+	if base, ok := strings.CutPrefix(p.Name, partDatabaseDir+"/"); p.Name != filepath.Base(p.Name) && (!ok || base != filepath.Base(base) || base == "..") {
 		return errors.New("bad part name")
 	}
 	f, err := os.Open(filepath.Join(dir, p.Name))

@@ -1,0 +1,253 @@
+package backup
+
+import (
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/nocobot/nocobot/procedures"
+)
+
+// dirDumper is a database that dumps in parallel into a folder (pgdir.go).
+type dirDumper interface {
+	canDumpDir() bool
+	dumpDir(ctx context.Context, dir string, jobs, level int) error
+	checkDir(ctx context.Context, dir string) error
+	restoreDir(ctx context.Context, dir string, jobs int) error
+}
+
+// partDatabaseDir is the folder of a directory dump in a backup; each of
+// its files is a part ("database/toc.dat", "database/3456.dat.gz").
+const partDatabaseDir = "database"
+
+// Dump formats (Options.DumpFormat).
+const (
+	FormatFolder = "folder"
+	FormatStream = "stream"
+)
+
+// dumpsToDir says whether db's dumps go into a folder.
+func (m *Manager) dumpsToDir(db database) (dirDumper, bool) {
+	d, ok := db.(dirDumper)
+	return d, ok && m.opts.DumpFormat != FormatStream && d.canDumpDir()
+}
+
+// backupDatabaseDir dumps db into the backup's database folder. Each file
+// is hashed as soon as the dump closes it (inotify), while the dump goes
+// on, and compressed files are decompressed whole on the way, so a
+// truncated or damaged file fails here; at the end pg_restore reads the
+// table of contents. Nothing is held in memory.
+func (m *Manager) backupDatabaseDir(ctx context.Context, dir string, db database, dd dirDumper, progress procedures.Progress) ([]Part, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
+	defer cancel()
+	target := filepath.Join(dir, partDatabaseDir)
+	if err := os.Mkdir(target, 0o700); err != nil {
+		return nil, err
+	}
+	progress(fmt.Sprintf("database: pg_dump -Fd -j %d -Z %d of %s", m.opts.Jobs, m.opts.CompressLevel, db.name()))
+	h := newDirHasher(target, m.opts.Jobs)
+	if err := h.watch(); err != nil {
+		return nil, err
+	}
+	stop := m.reportSize("database", &h.n, progress)
+	err := dd.dumpDir(ctx, target, m.opts.Jobs, m.opts.CompressLevel)
+	h.close()
+	stop()
+	if err != nil {
+		if strings.Contains(err.Error(), "No space left on device") {
+			return nil, fmt.Errorf("%w: %w", errNoSpace, err)
+		}
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	// Files the watch missed, or that changed after their hash, are hashed
+	// now.
+	parts, err := h.finish(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	if err := dd.checkDir(ctx, target); err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	var size int64
+	for _, p := range parts {
+		size += p.Size
+	}
+	progress(fmt.Sprintf("database: %s in %d files dumped and read back whole", humanBytes(size), len(parts)))
+	return parts, nil
+}
+
+// dirHasher hashes the files of a folder as they are closed after writing.
+type dirHasher struct {
+	dir  string
+	jobs int
+	n    countingWriter
+
+	ino   *os.File
+	queue chan string
+	wg    sync.WaitGroup
+
+	mu     sync.Mutex
+	hashed map[string]hashedFile
+}
+
+type hashedFile struct {
+	part  Part
+	mtime time.Time
+}
+
+func newDirHasher(dir string, jobs int) *dirHasher {
+	return &dirHasher{dir: dir, jobs: max(jobs, 1), queue: make(chan string, 1024), hashed: map[string]hashedFile{}}
+}
+
+// watch starts the inotify watch and the hashing workers.
+func (h *dirHasher) watch() error {
+	fd, err := syscall.InotifyInit1(syscall.IN_CLOEXEC | syscall.IN_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("inotify: %w", err)
+	}
+	if _, err := syscall.InotifyAddWatch(fd, h.dir, syscall.IN_CLOSE_WRITE); err != nil {
+		syscall.Close(fd)
+		return fmt.Errorf("inotify: %w", err)
+	}
+	h.ino = os.NewFile(uintptr(fd), "inotify") // non-blocking: Close ends a Read
+	for range h.jobs {
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			for name := range h.queue {
+				_ = h.hash(name, false)
+			}
+		}()
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		defer close(h.queue)
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := h.ino.Read(buf)
+			if err != nil {
+				return
+			}
+			for off := 0; off+syscall.SizeofInotifyEvent <= n; {
+				ev := (*syscall.InotifyEvent)(unsafe.Pointer(&buf[off]))
+				name := strings.TrimRight(string(buf[off+syscall.SizeofInotifyEvent:off+syscall.SizeofInotifyEvent+int(ev.Len)]), "\x00")
+				off += syscall.SizeofInotifyEvent + int(ev.Len)
+				if name != "" {
+					h.queue <- name
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// close stops the watch and waits for the files queued so far.
+func (h *dirHasher) close() {
+	if h.ino != nil {
+		h.ino.Close()
+	}
+	h.wg.Wait()
+}
+
+// hash reads one file whole: SHA-256, size and, for gzip files, a full
+// decompression (its CRC and length trailer prove the file complete). A
+// file that is hashed already with the same size and time is skipped (the
+// dump closes each file twice). While the dump runs, a failure only means
+// the file is not finished: finish hashes it again and then fails.
+func (h *dirHasher) hash(name string, final bool) error {
+	path := filepath.Join(h.dir, name)
+	if fi, err := os.Stat(path); err == nil {
+		h.mu.Lock()
+		got, ok := h.hashed[name]
+		h.mu.Unlock()
+		if ok && got.part.Size == fi.Size() && got.mtime.Equal(fi.ModTime()) {
+			return nil
+		}
+	}
+	p, err := hashFile(path, &h.n)
+	if err != nil {
+		if final {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	}
+	p.part.Name = partDatabaseDir + "/" + name
+	h.mu.Lock()
+	h.hashed[name] = p
+	h.mu.Unlock()
+	return nil
+}
+
+func hashFile(path string, n io.Writer) (hashedFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return hashedFile{}, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return hashedFile{}, err
+	}
+	sum := sha256.New()
+	r := io.TeeReader(io.TeeReader(f, sum), n)
+	if strings.HasSuffix(path, ".gz") {
+		gz, err := gzip.NewReader(r)
+		if err != nil {
+			return hashedFile{}, fmt.Errorf("not a whole gzip file: %w", err)
+		}
+		if _, err := io.Copy(io.Discard, gz); err != nil {
+			return hashedFile{}, fmt.Errorf("does not decompress whole: %w", err)
+		}
+	}
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return hashedFile{}, err
+	}
+	fi2, err := f.Stat()
+	if err != nil {
+		return hashedFile{}, err
+	}
+	if fi2.Size() != fi.Size() || !fi2.ModTime().Equal(fi.ModTime()) {
+		return hashedFile{}, errors.New("changed while being read")
+	}
+	return hashedFile{part: Part{Size: fi.Size(), SHA256: hex.EncodeToString(sum.Sum(nil))}, mtime: fi.ModTime()}, nil
+}
+
+// finish hashes what the watch missed or what changed after its hash, and
+// returns the parts sorted by name.
+func (h *dirHasher) finish(ctx context.Context) ([]Part, error) {
+	entries, err := os.ReadDir(h.dir)
+	if err != nil {
+		return nil, err
+	}
+	var parts []Part
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if !e.Type().IsRegular() {
+			return nil, fmt.Errorf("unexpected %s in the dump folder", e.Name())
+		}
+		if err := h.hash(e.Name(), true); err != nil {
+			return nil, err
+		}
+		parts = append(parts, h.hashed[e.Name()].part)
+	}
+	if len(parts) == 0 {
+		return nil, errors.New("the dump folder is empty")
+	}
+	slices.SortFunc(parts, func(a, b Part) int { return strings.Compare(a.Name, b.Name) })
+	return parts, nil
+}

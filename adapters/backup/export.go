@@ -1,0 +1,62 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nocobot/nocobot/procedures"
+)
+
+// Export makes a KindCopy backup portable once traffic is back: the copy
+// is dumped into the backup folder and read back while written, like any
+// dump, and then dropped unless KeepCopy is set. A backup that has its
+// dump already is returned as it is.
+func (m *Manager) Export(ctx context.Context, id string, progress procedures.Progress) (procedures.BackupInfo, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if progress == nil {
+		progress = func(string) {}
+	}
+	man, dir, err := m.load(id)
+	if err != nil {
+		return procedures.BackupInfo{}, fmt.Errorf("export: %w", err)
+	}
+	if man.hasDatabaseDump() {
+		return man.info(), nil
+	}
+	name := man.liveCopy()
+	c, ok := m.db.(copier)
+	if name == "" || !ok {
+		return procedures.BackupInfo{}, fmt.Errorf("export %s: it has no dump and no in-server copy to take one from", id)
+	}
+	if err := c.verifyCopy(ctx, name, man.Database.CopySignature); err != nil {
+		return procedures.BackupInfo{}, fmt.Errorf("export %s: %w", id, err)
+	}
+	start := time.Now()
+	removeDump := func() error {
+		return errors.Join(os.RemoveAll(filepath.Join(dir, partDatabase)), os.RemoveAll(filepath.Join(dir, partDatabaseDir)))
+	}
+	parts, err := m.dumpDatabase(ctx, dir, c.copyAsDatabase(name), progress)
+	if err != nil {
+		removeDump()
+		return procedures.BackupInfo{}, fmt.Errorf("export %s: %w (the in-server copy is kept)", id, err)
+	}
+	man.Parts = append(man.Parts, parts...)
+	if !m.opts.KeepCopy {
+		if err := c.dropCopy(ctx, name); err != nil {
+			m.log.Warn().Err(err).Str("copy", name).Msg("export: could not drop the in-server copy")
+		} else {
+			man.Database.CopyGone = true
+		}
+	}
+	if err := writeManifest(dir, man); err != nil {
+		return procedures.BackupInfo{}, errors.Join(fmt.Errorf("export %s: %w", id, err), removeDump())
+	}
+	progress(fmt.Sprintf("export %s: database dumped from the in-server copy and read back whole in %s", id,
+		time.Since(start).Round(100*time.Millisecond)))
+	return man.info(), nil
+}

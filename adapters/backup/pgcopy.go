@@ -1,0 +1,137 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// PostgreSQL can copy a database inside the server (CREATE DATABASE …
+// TEMPLATE … STRATEGY FILE_COPY): a file copy at disk speed, no dump. It
+// needs the database to have no session at all, which is the case while
+// every node is stopped and nocobot's own store lives elsewhere. The copy
+// is a backup as long as it exists; a restore renames it into place and
+// the replaced database away in one transaction, which takes a moment
+// whatever the size.
+
+// adminDB is the database the copy statements connect to: the copied one
+// must have no session, ours included.
+const adminDB = "postgres"
+
+// copyPlan says whether an in-server copy of the database is possible now,
+// and why not.
+func (d *postgres) copyPlan(ctx context.Context) (ok bool, why string) {
+	if len(d.exclude) > 0 {
+		return false, "nocobot's own schema lives in the database (a copy swapped in would rewind it)"
+	}
+	admin := d.on(adminDB)
+	out, err := admin.query(ctx, fmt.Sprintf(`SELECT current_setting('server_version_num')
+  || '|' || (SELECT CASE WHEN rolcreatedb OR rolsuper THEN 'y' ELSE 'n' END FROM pg_roles WHERE rolname = current_user)
+  || '|' || (SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid())
+  || '|' || (SELECT count(*) FROM pg_database WHERE datname = %s)`, sqlLiteral(d.dbname), sqlLiteral(d.dbname)))
+	if err != nil {
+		return false, "the server's maintenance database cannot be queried: " + err.Error()
+	}
+	f := strings.Split(out, "|")
+	if len(f) != 4 {
+		return false, "unexpected answer from the server"
+	}
+	switch {
+	case f[3] != "1":
+		return false, "database " + d.dbname + " not found"
+	case f[1] != "y":
+		return false, "the backup's database user may not create databases (no CREATEDB)"
+	case f[2] != "0":
+		return false, fmt.Sprintf("%s other session(s) are connected to the database (nodes still running?)", f[2])
+	}
+	if v, _ := strconv.Atoi(f[0]); v < 150000 {
+		return false, "the server is older than PostgreSQL 15 (no STRATEGY FILE_COPY)"
+	}
+	return true, "no session on the database, and the server can copy it in place"
+}
+
+// copyName is the in-server copy's database name for a backup, within
+// PostgreSQL's 63 bytes.
+func copyName(db, id string) string {
+	suffix := "_nbcopy_" + strings.NewReplacer("-", "_", ".", "_").Replace(id[max(0, len(id)-16):])
+	if len(db)+len(suffix) > 63 {
+		db = db[:63-len(suffix)]
+	}
+	return db + suffix
+}
+
+// copyTo copies the database into a new database named name and verifies
+// it: the same relations with the same sizes and row estimates. It returns
+// that signature for the manifest.
+func (d *postgres) copyTo(ctx context.Context, name string) (string, error) {
+	admin := d.on(adminDB)
+	_, err := admin.queryWithin(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s STRATEGY FILE_COPY", sqlIdent(name), sqlIdent(d.dbname)), 0)
+	if err != nil {
+		return "", fmt.Errorf("in-server copy: %w", err)
+	}
+	want, err := d.signature(ctx)
+	if err == nil {
+		var got string
+		if got, err = d.on(name).signature(ctx); err == nil && got != want {
+			err = fmt.Errorf("the copy's relations differ from the database's (%s, want %s)", got, want)
+		}
+	}
+	if err != nil {
+		return "", errors.Join(fmt.Errorf("verify in-server copy: %w", err), d.dropCopy(context.WithoutCancel(ctx), name))
+	}
+	return want, nil
+}
+
+// signature sums up the database's relations: names, kinds, sizes and
+// row estimates. A file copy has the same catalog, so the same signature.
+func (d *postgres) signature(ctx context.Context) (string, error) {
+	return d.query(ctx, `SELECT count(*) || ' relations, ' || pg_size_pretty(sum(pg_relation_size(c.oid))) || ', md5 '
+  || md5(string_agg(n.nspname || '.' || c.relname || ':' || c.relkind::text || ':' || pg_relation_size(c.oid) || ':' || c.reltuples::bigint,
+     ',' ORDER BY n.nspname, c.relname))
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'i', 'S', 'm', 'p', 't') AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'`)
+}
+
+// verifyCopy checks that the copy still exists and matches its signature.
+func (d *postgres) verifyCopy(ctx context.Context, name, sig string) error {
+	got, err := d.on(name).signature(ctx)
+	if err != nil {
+		return fmt.Errorf("in-server copy %s: %w", name, err)
+	}
+	if got != sig {
+		return fmt.Errorf("in-server copy %s changed since the backup (%s, recorded %s)", name, got, sig)
+	}
+	return nil
+}
+
+// swapIn makes the copy the database: both renames in one transaction,
+// then the replaced database is dropped. It refuses while any session is
+// connected to the database (it terminates none).
+func (d *postgres) swapIn(ctx context.Context, name string) error {
+	old := copyName(d.dbname, "old-"+strconv.FormatInt(time.Now().Unix(), 36))
+	admin := d.on(adminDB)
+	_, err := admin.query(ctx, fmt.Sprintf("ALTER DATABASE %s RENAME TO %s; ALTER DATABASE %s RENAME TO %s",
+		sqlIdent(d.dbname), sqlIdent(old), sqlIdent(name), sqlIdent(d.dbname)))
+	if err != nil {
+		return fmt.Errorf("swap the in-server copy in (nothing was changed): %w", err)
+	}
+	if err := d.dropCopy(ctx, old); err != nil {
+		return fmt.Errorf("the copy is in place, but the replaced database %s is left: %w", old, err)
+	}
+	return nil
+}
+
+// dropCopy drops an in-server copy; one that is gone already is fine.
+func (d *postgres) dropCopy(ctx context.Context, name string) error {
+	_, err := d.on(adminDB).queryWithin(ctx, "DROP DATABASE IF EXISTS "+sqlIdent(name), 0)
+	return err
+}
+
+// copyAsDatabase is the copy as a database to dump (Export).
+func (d *postgres) copyAsDatabase(name string) database { return d.on(name) }
+
+func sqlIdent(s string) string   { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+func sqlLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
