@@ -451,3 +451,34 @@ func TestMySQLURL(t *testing.T) {
 		t.Error("a password with a line break was accepted")
 	}
 }
+
+// TestDialectFromNodesKeepsPostgresAbilities: a PostgreSQL cluster whose
+// dialect comes from the nodes plans the same kind of backup (in-server
+// copy or dump) as one configured as postgres.
+func TestDialectFromNodesKeepsPostgresAbilities(t *testing.T) {
+	dbURL := testenv.NewDatabase(t)
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := strconv.Atoi(u.Port())
+	opts := Options{
+		Cluster: "prod", Dest: filepath.Join(testenv.TempDir(t), "b"), DBContainer: "db", DBName: strings.TrimPrefix(u.Path, "/"),
+		DBUser: "postgres", DBHost: "127.0.0.1", DBPort: port, StorageHostPath: testenv.TempDir(t),
+	}
+	explicit := opts
+	explicit.Dialect = "postgres"
+	want, err := New(explicit, &localContainers{}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.DialectFrom = func(context.Context) (string, error) { return "postgres", nil }
+	got, err := New(opts, &localContainers{}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if w, g := want.Plan(ctx), got.Plan(ctx); w != g {
+		t.Errorf("plan from the nodes' dialect %+v, configured %+v", g, w)
+	}
+}
