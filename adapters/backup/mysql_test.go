@@ -284,7 +284,7 @@ func TestMySQLFaults(t *testing.T) {
 			t.Skip("mounting a small tmpfs needs root")
 		}
 		dest := testenv.TempDir(t)
-		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", dest).CombinedOutput(); err != nil {
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dest).CombinedOutput(); err != nil {
 			t.Skipf("mount tmpfs: %v: %s", err, out)
 		}
 		t.Cleanup(func() { _ = exec.Command("umount", "-l", dest).Run() })
@@ -295,10 +295,13 @@ func TestMySQLFaults(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The room check before the dump may say so already; else the
+		// write fails on the way (the dump is larger than the estimate).
 		_, err = mysqlCreate(t, m, nil)
-		if err == nil || !strings.Contains(err.Error(), "no space left on device") {
+		if err == nil || !strings.Contains(err.Error(), "no space left") {
 			t.Errorf("create: %v", err)
 		}
+		t.Logf("error: %v", err)
 		noBackups(t, dest)
 	})
 
