@@ -240,10 +240,10 @@ func (a *dialectDatabase) checkDir(ctx context.Context, dir string) error {
 	return d.checkDir(ctx, dir)
 }
 
-func (a *dialectDatabase) restoreDir(ctx context.Context, dir string, jobs int) error {
+func (a *dialectDatabase) restoreDirFresh(ctx context.Context, dir string, jobs int) (string, error) {
 	d, err := a.dirDumper(ctx)
 	if err != nil {
-		return err
+		return "", err
 	}
-	return d.restoreDir(ctx, dir, jobs)
+	return d.restoreDirFresh(ctx, dir, jobs)
 }

@@ -25,7 +25,9 @@ type dirDumper interface {
 	canDumpDir() bool
 	dumpDir(ctx context.Context, dir string, jobs, level int) error
 	checkDir(ctx context.Context, dir string) error
-	restoreDir(ctx context.Context, dir string, jobs int) error
+	// restoreDirFresh restores into a fresh database and returns its
+	// name, to be swapped in (copier.swapIn) or dropped.
+	restoreDirFresh(ctx context.Context, dir string, jobs int) (string, error)
 }
 
 // partDatabaseDir is the folder of a directory dump in a backup; each of

@@ -41,11 +41,11 @@ func (d *postgres) checkDir(ctx context.Context, dir string) error {
 	return nil
 }
 
-// restoreDir restores a directory dump with pg_restore -j into a fresh
-// database made like the current one (owner, encoding, locale), then
-// swaps it in. If anything fails before the swap, the fresh database is
-// dropped and nothing was changed.
-func (d *postgres) restoreDir(ctx context.Context, dir string, jobs int) error {
+// restoreDirFresh restores a directory dump with pg_restore -j into a
+// fresh database made like the current one (owner, encoding, locale) and
+// returns its name; the caller swaps it in (swapIn) or drops it. On error
+// the fresh database is dropped: nothing was changed.
+func (d *postgres) restoreDirFresh(ctx context.Context, dir string, jobs int) (string, error) {
 	fresh := copyName(d.dbname, "new-"+strconv.FormatInt(time.Now().UnixNano(), 36))
 	admin := d.on(adminDB)
 	props, err := admin.query(ctx, fmt.Sprintf(`SELECT pg_get_userbyid(datdba) || '|' || pg_encoding_to_char(encoding) || '|' || datcollate || '|' || datctype
@@ -60,22 +60,17 @@ func (d *postgres) restoreDir(ctx context.Context, dir string, jobs int) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("create a fresh database to restore into: %w", err)
+		return "", fmt.Errorf("create a fresh database to restore into: %w", err)
 	}
 	target := d.on(fresh)
 	err = d.r.run(ctx, readPassword+`exec pg_restore --exit-on-error -j "$2" -d "$1" "$3"`,
 		[]string{target.conninfo, strconv.Itoa(jobs), dir}, withPassword(d.password, nil), nil)
-	if err == nil {
-		err = d.swapIn(ctx, fresh)
-	} else {
-		err = fmt.Errorf("pg_restore -j %d: %w", jobs, err)
-	}
 	if err != nil {
+		err = fmt.Errorf("pg_restore -j %d: %w", jobs, err)
 		if derr := d.dropCopy(context.WithoutCancel(ctx), fresh); derr != nil {
-			d := derr
-			return fmt.Errorf("%w (the fresh database %s is left: %w)", err, fresh, d)
+			return "", fmt.Errorf("%w (the fresh database %s is left: %w)", err, fresh, derr)
 		}
-		return fmt.Errorf("%w; nothing was changed", err)
+		return "", err
 	}
-	return nil
+	return fresh, nil
 }

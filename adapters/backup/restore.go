@@ -44,6 +44,143 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
+	if err := m.refuse(id, man, ro, progress); err != nil {
+		return err
+	}
+	if c := man.liveCopy(); c != "" {
+		cp, ok := m.db.(copier)
+		err := errors.New("this database cannot check in-server copies")
+		if ok {
+			err = cp.verifyCopy(ctx, c, man.Database.CopySignature)
+		}
+		if err != nil && !man.hasDatabaseDump() {
+			return fmt.Errorf("restore %s refused, nothing was changed: %w", id, err)
+		}
+		if err != nil {
+			progress("restore: the in-server copy is not usable (" + err.Error() + "); restoring the dump")
+			man.Database.CopyGone = true
+		}
+	}
+	// Where nothing live changes before the swap (an in-server copy, a
+	// folder dump restored into a fresh database), the checksums are
+	// checked while the storage is unpacked and the database restored;
+	// a restore in place waits for them.
+	inPlace := man.liveCopy() == "" && !man.hasDirDump()
+	progress(fmt.Sprintf("restore %s: checking checksums (%s)", id, humanBytes(man.Size())))
+	verify := func() error {
+		if err := verifyParts(ctx, dir, man); err != nil {
+			return fmt.Errorf("restore %s refused, nothing was changed: the backup failed verification: %w", id, err)
+		}
+		return nil
+	}
+	if inPlace {
+		if err := verify(); err != nil {
+			return err
+		}
+	}
+	if err := m.canChangeStorage(ctx); err != nil {
+		return fmt.Errorf("restore %s refused, nothing was changed: %w", id, err)
+	}
+	start := time.Now()
+	log := m.log.With().Str("backup", id).Logger()
+	log.Info().Msg("restore started")
+
+	progress(fmt.Sprintf("storage: unpacking %s for %s", humanBytes(partSize(man, partStorage)), m.storageSource()))
+	var (
+		wg            sync.WaitGroup
+		st            staged
+		stErr, verErr error
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		stErr = m.restorePart(ctx, dir, partStorage, "storage", progress, func(ctx context.Context, r io.Reader) error {
+			var err error
+			st, err = m.stageStorage(ctx, r, id)
+			return err
+		})
+	}()
+	if !inPlace {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			verErr = verify()
+		}()
+	}
+	var dbErr error
+	fresh := ""
+	switch {
+	case man.liveCopy() != "":
+	case man.hasDirDump():
+		dd, ok := m.db.(dirDumper)
+		if !ok {
+			dbErr = errors.New("the backup's dump is a folder, which this database cannot restore")
+			break
+		}
+		progress(fmt.Sprintf("database: pg_restore -j %d into a fresh database", m.opts.Jobs))
+		rctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
+		fresh, dbErr = dd.restoreDirFresh(rctx, filepath.Join(dir, partDatabaseDir), m.opts.Jobs)
+		cancel()
+	default:
+		progress(fmt.Sprintf("database: restoring %s into %s (all or nothing)", humanBytes(partSize(man, partDatabase)), m.db.name()))
+		dbErr = m.restorePart(ctx, dir, partDatabase, "database", progress, m.db.restore)
+	}
+	wg.Wait()
+	undo := func() {
+		if stErr == nil {
+			st.drop()
+		}
+		if fresh != "" {
+			if err := m.db.(copier).dropCopy(context.WithoutCancel(ctx), fresh); err != nil {
+				log.Warn().Err(err).Str("database", fresh).Msg("restore: fresh database left behind")
+			}
+		}
+	}
+	if err := errors.Join(verErr, dbErr); err != nil || (stErr != nil && !inPlace) {
+		undo()
+		err = errors.Join(err, stErr)
+		log.Error().Err(err).Msg("restore failed")
+		if verErr != nil {
+			return verErr
+		}
+		return fmt.Errorf("restore %s: %w (nothing was changed)", id, err)
+	}
+	if stErr != nil {
+		log.Error().Err(stErr).Msg("storage restore failed")
+		return fmt.Errorf("restore %s: database restored, but storage (untouched): %w", id, stErr)
+	}
+	// The swaps: a moment each, database first.
+	switch {
+	case man.liveCopy() != "":
+		progress("database: swapping in the in-server copy " + man.liveCopy())
+		dbErr = m.swapInCopy(ctx, man, dir)
+	case fresh != "":
+		progress("database: swapping in the restored database")
+		if dbErr = m.db.(copier).swapIn(ctx, fresh); dbErr == nil {
+			fresh = ""
+		}
+	}
+	if dbErr != nil {
+		undo()
+		log.Error().Err(dbErr).Msg("database swap failed")
+		return fmt.Errorf("restore %s: %w (nothing was changed)", id, dbErr)
+	}
+	progress("database: restored; storage: swapping in")
+	if err := st.swap(ctx); err != nil {
+		log.Error().Err(err).Msg("storage swap failed")
+		return fmt.Errorf("restore %s: database restored, but storage: %w", id, err)
+	}
+	progress("storage: restored")
+	took := time.Since(start).Round(100 * time.Millisecond)
+	log.Info().Dur("took", took).Msg("restore done")
+	progress(fmt.Sprintf("restore %s done in %s", id, took))
+	return nil
+}
+
+// refuse fails for a backup that must not be restored here: another
+// engine, one that would rewind nocobot's own schema, or (unless forced)
+// another cluster's or database's.
+func (m *Manager) refuse(id string, man *Manifest, ro RestoreOptions, progress procedures.Progress) error {
 	if d := man.Database.Dialect; d != "" && d != m.db.dialect() {
 		return fmt.Errorf("restore %s refused: it holds a %s database, this cluster's is %s", id, d, m.db.dialect())
 	}
@@ -66,95 +203,6 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 		m.log.Warn().Str("backup", id).Strs("mismatch", mismatch).Msg("forced restore into another cluster or database")
 		progress("restore: forced although the backup belongs to " + strings.Join(mismatch, " and "))
 	}
-	progress(fmt.Sprintf("restore %s: checking checksums (%s)", id, humanBytes(man.Size())))
-	if err := verifyParts(ctx, dir, man); err != nil {
-		return fmt.Errorf("restore %s refused, nothing was changed: the backup failed verification: %w", id, err)
-	}
-	if c := man.liveCopy(); c != "" {
-		cp, ok := m.db.(copier)
-		err := errors.New("this database cannot check in-server copies")
-		if ok {
-			err = cp.verifyCopy(ctx, c, man.Database.CopySignature)
-		}
-		if err != nil && !man.hasDatabaseDump() {
-			return fmt.Errorf("restore %s refused, nothing was changed: %w", id, err)
-		}
-		if err != nil {
-			progress("restore: the in-server copy is not usable (" + err.Error() + "); restoring the dump")
-			man.Database.CopyGone = true
-		}
-	}
-	if err := m.canChangeStorage(ctx); err != nil {
-		return fmt.Errorf("restore %s refused, nothing was changed: %w", id, err)
-	}
-	start := time.Now()
-	log := m.log.With().Str("backup", id).Logger()
-	log.Info().Msg("restore started")
-
-	// The storage is unpacked while the database is restored; it is
-	// swapped in once the database is back.
-	progress(fmt.Sprintf("storage: unpacking %s for %s", humanBytes(partSize(man, partStorage)), m.storageSource()))
-	var (
-		wg    sync.WaitGroup
-		st    staged
-		stErr error
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		stErr = m.restorePart(ctx, dir, partStorage, "storage", progress, func(ctx context.Context, r io.Reader) error {
-			var err error
-			st, err = m.stageStorage(ctx, r, id)
-			return err
-		})
-	}()
-	var dbErr error
-	if c := man.liveCopy(); c != "" {
-		// Swapped in only once the storage is ready: all or nothing.
-		wg.Wait()
-		if stErr == nil {
-			progress("database: swapping in the in-server copy " + c)
-			dbErr = m.swapInCopy(ctx, man, dir)
-		}
-	} else if man.hasDirDump() {
-		dd, ok := m.db.(dirDumper)
-		if !ok {
-			dbErr = errors.New("the backup's dump is a folder, which this database cannot restore")
-		} else {
-			progress(fmt.Sprintf("database: pg_restore -j %d into a fresh database, then swapped in for %s", m.opts.Jobs, m.db.name()))
-			rctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
-			dbErr = dd.restoreDir(rctx, filepath.Join(dir, partDatabaseDir), m.opts.Jobs)
-			cancel()
-		}
-		wg.Wait()
-	} else {
-		progress(fmt.Sprintf("database: restoring %s into %s (all or nothing)", humanBytes(partSize(man, partDatabase)), m.db.name()))
-		dbErr = m.restorePart(ctx, dir, partDatabase, "database", progress, m.db.restore)
-		wg.Wait()
-	}
-	switch {
-	case dbErr != nil:
-		if stErr == nil {
-			st.drop()
-		}
-		log.Error().Err(dbErr).Msg("database restore failed")
-		return fmt.Errorf("restore %s: %w (the database was not changed; storage untouched)", id, dbErr)
-	case stErr != nil && man.liveCopy() != "":
-		log.Error().Err(stErr).Msg("storage restore failed")
-		return fmt.Errorf("restore %s: storage: %w (nothing was changed)", id, stErr)
-	case stErr != nil:
-		log.Error().Err(stErr).Msg("storage restore failed")
-		return fmt.Errorf("restore %s: database restored, but storage (untouched): %w", id, stErr)
-	}
-	progress("database: restored; storage: swapping in")
-	if err := st.swap(ctx); err != nil {
-		log.Error().Err(err).Msg("storage swap failed")
-		return fmt.Errorf("restore %s: database restored, but storage: %w", id, err)
-	}
-	progress("storage: restored")
-	took := time.Since(start).Round(100 * time.Millisecond)
-	log.Info().Dur("took", took).Msg("restore done")
-	progress(fmt.Sprintf("restore %s done in %s", id, took))
 	return nil
 }
 
