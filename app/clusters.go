@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/rs/zerolog"
 
@@ -105,6 +106,8 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret
 		Cluster: cc.Name, Dest: cc.Backup.Destination,
 		DBContainer: cc.Backup.Database.Container, DBName: cc.Backup.Database.Name, DBUser: cc.Backup.Database.User, DBPassword: dbPw,
 		DBURL: dbURL, PgBin: cc.Backup.Database.PgBin,
+		Dialect: cc.Backup.Database.Dialect, MySQLBin: cc.Backup.Database.MySQLBin,
+		DialectFrom:      func(ctx context.Context) (string, error) { return nodesDialect(ctx, nodes) },
 		StorageContainer: cc.Backup.Storage.Container, StoragePath: cc.Backup.Storage.Path, StorageHostPath: cc.Backup.Storage.HostPath,
 		KeepLast: cc.Backup.KeepLast, MaxAge: cc.Backup.MaxAge.D(),
 		Protect: func(ctx context.Context) (map[string]bool, error) { return procedures.BackupsInUse(ctx, st) },
@@ -121,4 +124,26 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret
 		OnTimeout: procedures.TimeoutPolicy(cc.Timeouts.OnCheckpoint), StepTimeout: cc.Timeouts.Step.D(),
 		StartParallelism: cc.Nodes.Parallelism,
 	}, nodes.Close, nil
+}
+
+// nodesDialect is DB_DIALECT in the first node's configured environment
+// ("" when it is not set).
+func nodesDialect(ctx context.Context, nodes *docker.Cluster) (string, error) {
+	list, err := nodes.List(ctx)
+	if err != nil {
+		return "", err
+	}
+	if len(list) == 0 {
+		return "", fmt.Errorf("no app node to read DB_DIALECT from (set backup.database.dialect)")
+	}
+	env, err := nodes.Engine().Env(ctx, list[0].ID)
+	if err != nil {
+		return "", err
+	}
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "DB_DIALECT="); ok {
+			return v, nil
+		}
+	}
+	return "", nil
 }

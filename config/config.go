@@ -184,6 +184,9 @@ type Backup struct {
 
 // BackupDatabase is the NocoBase database.
 type BackupDatabase struct {
+	// Dialect is the database engine: postgres, mysql or mariadb. Empty:
+	// the url_env URL's scheme, else the nodes' DB_DIALECT.
+	Dialect     string `yaml:"dialect"`
 	Container   string `yaml:"container"` // run pg_dump inside this container (default way)
 	Name        string `yaml:"name"`
 	User        string `yaml:"user"`
@@ -192,6 +195,9 @@ type BackupDatabase struct {
 	// pg_dump (managed databases), instead of Container.
 	URLEnv string `yaml:"url_env"`
 	PgBin  string `yaml:"pg_bin"` // folder of local pg_dump/pg_restore
+	// MySQLBin is the folder of a local mariadb-dump/mariadb (or
+	// mysqldump/mysql) for the mysql and mariadb dialects.
+	MySQLBin string `yaml:"mysql_bin"`
 }
 
 // BackupStorage is NocoBase's storage folder.
@@ -466,6 +472,11 @@ func (cl *Cluster) validate(f string) error {
 		return fieldError(f+".backup.database", "set either container or url_env, not both")
 	case b.Database.Container != "" && b.Database.Name == "":
 		return fieldError(f+".backup.database.name", "required: the NocoBase database name (DB_DATABASE)")
+	}
+	switch b.Database.Dialect {
+	case "", "postgres", "mysql", "mariadb":
+	default:
+		return fieldError(f+".backup.database.dialect", "%q: expected postgres, mysql or mariadb (or leave it to the nodes' DB_DIALECT)", b.Database.Dialect)
 	}
 	if err := checkEnv(f+".backup.database.password_env", b.Database.PasswordEnv, false); err != nil {
 		return err

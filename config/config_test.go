@@ -40,6 +40,16 @@ func TestMinimalGetsDefaults(t *testing.T) {
 	}
 }
 
+func TestBackupDialect(t *testing.T) {
+	c, err := Parse(strings.NewReader(strings.Replace(minimal, "container: db,", "container: db, dialect: mariadb, mysql_bin: /opt/mariadb/bin,", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := c.Clusters[0].Backup.Database; d.Dialect != "mariadb" || d.MySQLBin != "/opt/mariadb/bin" {
+		t.Fatalf("database = %+v", d)
+	}
+}
+
 func TestInvalidNamesFieldAndExpectation(t *testing.T) {
 	tests := []struct {
 		name, edit, want string
@@ -62,6 +72,7 @@ func TestInvalidNamesFieldAndExpectation(t *testing.T) {
 		{"bad pull policy", minimal + "    image: {pull: sometimes}\n", `clusters[0] (prod).image.pull: "sometimes": expected always, missing or never`},
 		{"slack api url", "slack: {api_url: 'ftp://slack.example/api'}\n" + minimal, `slack.api_url: "ftp://slack.example/api": expected an http(s) URL`},
 		{"slack api url with token", "slack: {api_url: 'https://xoxb:hunter2@slack.example/api/'}\n" + minimal, "slack.api_url: holds credentials"},
+		{"bad dialect", strings.Replace(minimal, "container: db,", "container: db, dialect: oracle,", 1), `backup.database.dialect: "oracle": expected postgres, mysql or mariadb`},
 		{"duplicate", minimal + strings.TrimPrefix(minimal, "\nclusters:\n"), "a cluster of that name comes earlier"},
 	}
 	for _, tt := range tests {

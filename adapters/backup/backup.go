@@ -67,9 +67,14 @@ type Options struct {
 	// Dest is the folder holding one subfolder per backup.
 	Dest string
 
-	// Dialect is the database engine: "postgres" (the default and, for
-	// now, the only one).
+	// Dialect is the database engine: "postgres", "mysql" or "mariadb"
+	// (mysql.go). Empty: the scheme of DBURL, else what DialectFrom
+	// answers on first use, else postgres.
 	Dialect string
+	// DialectFrom, for the container mode without a Dialect, returns the
+	// nodes' DB_DIALECT (wiring reads it from the first node's
+	// configuration).
+	DialectFrom func(ctx context.Context) (string, error)
 	// DBContainer is the database container for the exec mode.
 	DBContainer string
 	// DBName and DBUser say which database to dump (exec mode).
@@ -96,6 +101,10 @@ type Options struct {
 	// mode (default: PATH). They must be the server's major version or
 	// newer.
 	PgBin string
+	// MySQLBin is the folder of mariadb-dump and mariadb (or mysqldump
+	// and mysql) for the local mode of the mysql and mariadb dialects
+	// (default: PATH).
+	MySQLBin string
 
 	// StorageContainer is a node container whose storage folder is copied
 	// out (it may be stopped) and restored into.

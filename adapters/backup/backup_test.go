@@ -456,14 +456,16 @@ func TestContainerStorageRestoreIsExactOnStoppedNode(t *testing.T) {
 
 func TestNewValidates(t *testing.T) {
 	for name, o := range map[string]Options{
-		"bad cluster":  {Cluster: "a/b", Dest: "/x", DBURL: "postgres://u@h/db", StorageHostPath: "/s"},
-		"no db":        {Cluster: "a", Dest: "/x", StorageHostPath: "/s"},
-		"both db":      {Cluster: "a", Dest: "/x", DBURL: "postgres://u@h/db", DBContainer: "db", StorageHostPath: "/s"},
-		"no storage":   {Cluster: "a", Dest: "/x", DBURL: "postgres://u@h/db"},
-		"bad url":      {Cluster: "a", Dest: "/x", DBURL: "mysql://u:secret@h/db", StorageHostPath: "/s"},
-		"bad exclude":  {Cluster: "a", Dest: "/x", DBURL: "postgres://u@h/db", StorageHostPath: "/s", Excludes: []string{"../etc"}},
-		"no container": {Cluster: "a", Dest: "/x", DBContainer: "db", DBName: "x", StorageHostPath: "/s"},
-		"bad dialect":  {Cluster: "a", Dest: "/x", Dialect: "oracle", DBURL: "postgres://u@h/db", StorageHostPath: "/s"},
+		"bad cluster":    {Cluster: "a/b", Dest: "/x", DBURL: "postgres://u@h/db", StorageHostPath: "/s"},
+		"no db":          {Cluster: "a", Dest: "/x", StorageHostPath: "/s"},
+		"both db":        {Cluster: "a", Dest: "/x", DBURL: "postgres://u@h/db", DBContainer: "db", StorageHostPath: "/s"},
+		"no storage":     {Cluster: "a", Dest: "/x", DBURL: "postgres://u@h/db"},
+		"bad url":        {Cluster: "a", Dest: "/x", DBURL: "ftp://u:secret@h/db", StorageHostPath: "/s"},
+		"mysql no db":    {Cluster: "a", Dest: "/x", DBURL: "mysql://u:secret@h/", StorageHostPath: "/s"},
+		"dialect vs url": {Cluster: "a", Dest: "/x", Dialect: "postgres", DBURL: "mysql://u:secret@h/db", StorageHostPath: "/s"},
+		"bad exclude":    {Cluster: "a", Dest: "/x", DBURL: "postgres://u@h/db", StorageHostPath: "/s", Excludes: []string{"../etc"}},
+		"no container":   {Cluster: "a", Dest: "/x", DBContainer: "db", DBName: "x", StorageHostPath: "/s"},
+		"bad dialect":    {Cluster: "a", Dest: "/x", Dialect: "oracle", DBURL: "postgres://u@h/db", StorageHostPath: "/s"},
 	} {
 		if _, err := New(o, nil, testLog(t)); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -28,6 +28,10 @@ func (m *Manager) Check(ctx context.Context) error {
 	_, dbSize, err := m.db.serverInfo(ctx)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("database unreachable: %w", err))
+	} else if rc, ok := m.db.(restoreChecker); ok {
+		if err := rc.checkRestore(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if m.opts.StorageHostPath != "" {
 		if fi, err := os.Stat(m.opts.StorageHostPath); err != nil || !fi.IsDir() {

@@ -61,10 +61,21 @@ type copier interface {
 
 // newDatabase returns the database the options name.
 func newDatabase(opts Options, containers Containers) (database, error) {
+	if opts.Dialect == "" && opts.DBURL != "" {
+		opts.Dialect = urlDialect(opts.DBURL)
+	}
+	if opts.Dialect == "" && opts.DBContainer != "" && opts.DBURL == "" && opts.DialectFrom != nil {
+		if containers == nil || opts.DBName == "" {
+			return nil, errors.New("the database container mode needs the Docker adapter and a database name")
+		}
+		return &dialectDatabase{opts: opts, containers: containers}, nil
+	}
 	switch opts.Dialect {
 	case "", "postgres":
+	case "mysql", "mariadb":
+		return newMySQL(opts, containers)
 	default:
-		return nil, fmt.Errorf("database dialect %q is not supported (postgres)", opts.Dialect)
+		return nil, fmt.Errorf("database dialect %q is not supported (postgres, mysql, mariadb)", opts.Dialect)
 	}
 	if err := checkSchemas(opts.ExcludeSchemas); err != nil {
 		return nil, err

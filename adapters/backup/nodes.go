@@ -19,6 +19,11 @@ type NodeLister interface {
 // cluster's first node, and New contacts nothing. Every method that
 // touches storage calls it first.
 func (m *Manager) resolveStorage(ctx context.Context) error {
+	if a, ok := m.db.(*dialectDatabase); ok {
+		if err := a.resolve(ctx); err != nil {
+			return err
+		}
+	}
 	m.resolveMu.Lock()
 	defer m.resolveMu.Unlock()
 	if m.opts.StorageContainer != "" || m.opts.StorageHostPath != "" {

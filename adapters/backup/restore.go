@@ -44,27 +44,8 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	if d := man.Database.Dialect; d != "" && d != m.db.dialect() {
-		return fmt.Errorf("restore %s refused: it holds a %s database, this cluster's is %s", id, d, m.db.dialect())
-	}
-	for _, x := range m.db.excluded() {
-		if !slices.Contains(man.Database.ExcludedSchemas, x) {
-			return fmt.Errorf("restore %s refused, nothing was changed: the backup holds schema %s (it was taken before the schema was excluded), and restoring it would rewind nocobot's own records", id, x)
-		}
-	}
-	var mismatch []string
-	if man.Cluster != m.opts.Cluster {
-		mismatch = append(mismatch, fmt.Sprintf("cluster %q (this is %q)", man.Cluster, m.opts.Cluster))
-	}
-	if man.Database.Name != m.db.name() {
-		mismatch = append(mismatch, fmt.Sprintf("database %q (this is %q)", man.Database.Name, m.db.name()))
-	}
-	if len(mismatch) > 0 {
-		if !ro.Force {
-			return fmt.Errorf("restore %s refused: the backup belongs to %s; force it to restore anyway", id, strings.Join(mismatch, " and "))
-		}
-		m.log.Warn().Str("backup", id).Strs("mismatch", mismatch).Msg("forced restore into another cluster or database")
-		progress("restore: forced although the backup belongs to " + strings.Join(mismatch, " and "))
+	if err := m.refuse(id, man, ro, progress); err != nil {
+		return err
 	}
 	if c := man.liveCopy(); c != "" {
 		cp, ok := m.db.(copier)
@@ -141,7 +122,7 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 		fresh, dbErr = dd.restoreDirFresh(rctx, filepath.Join(dir, partDatabaseDir), m.opts.Jobs)
 		cancel()
 	default:
-		progress(fmt.Sprintf("database: restoring %s into %s (one transaction)", humanBytes(partSize(man, partDatabase)), m.db.name()))
+		progress(fmt.Sprintf("database: restoring %s into %s (all or nothing)", humanBytes(partSize(man, partDatabase)), m.db.name()))
 		dbErr = m.restorePart(ctx, dir, partDatabase, "database", progress, m.db.restore)
 	}
 	wg.Wait()
@@ -193,6 +174,35 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 	took := time.Since(start).Round(100 * time.Millisecond)
 	log.Info().Dur("took", took).Msg("restore done")
 	progress(fmt.Sprintf("restore %s done in %s", id, took))
+	return nil
+}
+
+// refuse fails for a backup that must not be restored here: another
+// engine, one that would rewind nocobot's own schema, or (unless forced)
+// another cluster's or database's.
+func (m *Manager) refuse(id string, man *Manifest, ro RestoreOptions, progress procedures.Progress) error {
+	if d := man.Database.Dialect; d != "" && d != m.db.dialect() {
+		return fmt.Errorf("restore %s refused: it holds a %s database, this cluster's is %s", id, d, m.db.dialect())
+	}
+	for _, x := range m.db.excluded() {
+		if !slices.Contains(man.Database.ExcludedSchemas, x) {
+			return fmt.Errorf("restore %s refused, nothing was changed: the backup holds schema %s (it was taken before the schema was excluded), and restoring it would rewind nocobot's own records", id, x)
+		}
+	}
+	var mismatch []string
+	if man.Cluster != m.opts.Cluster {
+		mismatch = append(mismatch, fmt.Sprintf("cluster %q (this is %q)", man.Cluster, m.opts.Cluster))
+	}
+	if man.Database.Name != m.db.name() {
+		mismatch = append(mismatch, fmt.Sprintf("database %q (this is %q)", man.Database.Name, m.db.name()))
+	}
+	if len(mismatch) > 0 {
+		if !ro.Force {
+			return fmt.Errorf("restore %s refused: the backup belongs to %s; force it to restore anyway", id, strings.Join(mismatch, " and "))
+		}
+		m.log.Warn().Str("backup", id).Strs("mismatch", mismatch).Msg("forced restore into another cluster or database")
+		progress("restore: forced although the backup belongs to " + strings.Join(mismatch, " and "))
+	}
 	return nil
 }
 

@@ -165,6 +165,21 @@ func (e *Engine) Ping(ctx context.Context) (string, error) {
 	return e.cli.ClientVersion(), nil
 }
 
+// Env returns a container's configured environment ("KEY=value" pairs),
+// e.g. for a node's DB_DIALECT.
+func (e *Engine) Env(ctx context.Context, container string) ([]string, error) {
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	res, err := e.cli.ContainerInspect(cctx, container, client.ContainerInspectOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("inspect %s: %w", container, err)
+	}
+	if res.Container.Config == nil {
+		return nil, nil
+	}
+	return res.Container.Config.Env, nil
+}
+
 // call returns a context bounded by the per-call timeout.
 func (e *Engine) call(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, e.callTimeout)
