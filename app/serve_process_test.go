@@ -64,6 +64,7 @@ func TestServeWithoutSlackRunsAWindow(t *testing.T) {
 	body := fmt.Sprintf(`
 store: {path: %[1]s/n.db}
 slack: {mode: off}
+access: {trust_terminal: true}
 http: {listen: %[2]q}
 clusters:
   - name: prod

@@ -46,13 +46,13 @@ func TestDemoAuto(t *testing.T) {
 	}
 	for _, want := range []string{
 		"SIMULATED",
-		"? prod runs 2.2.16 on one node. Check it works",      // the upgrade's checkpoint
-		"Upgrade of prod from 2.2.15 to 2.2.16 succeeded",     // … continued
-		"Roll back: restore the database and storage",         // the roll back
-		"Upgrade of prod from 2.2.16 to 2.3.0 rolled back",    // … ended rolled back
-		"POST /api/pm:enable?filterByTk=@nocobase/plugin-map", // the plugin action
-		"plugin @nocobase/plugin-map enabled",                 // … done
-		"window: Maintenance window weekly-backup",            // the window announced
+		"prod runs 2.2.16 on one node (nocobase/nocobase:2.2.16). Check it works", // the upgrade's checkpoint
+		"Upgrade of prod from 2.2.15 to 2.2.16 succeeded",                         // … continued
+		"Roll back: restore the database and storage",                             // the roll back
+		"Upgrade of prod from 2.2.16 to 2.3.0 rolled back",                        // … ended rolled back
+		"POST /api/pm:enable?filterByTk=@nocobase/plugin-map",                     // the plugin action
+		"plugin @nocobase/plugin-map enabled",                                     // … done
+		"window: Maintenance window weekly-backup",                                // the window announced
 		"opened at Sat",                                         // … and opened
 		"Maintenance of prod: backup succeeded",                 // its run
 		"✔ maintain backup                              window", // the summary

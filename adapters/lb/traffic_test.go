@@ -252,10 +252,11 @@ func TestTrafficUsersNeverSeeANodeError(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 			tc.run(w)
 			// The run is over and every node healthy: users get the app,
-			// not a maintenance page left standing.
+			// not a maintenance page left standing. (The bound allows for
+			// a loaded machine; a page left standing never clears.)
 			ended := time.Now()
 			for s := get(t, w.nginxIs.URL+"/admin"); s.status != 200; s = get(t, w.nginxIs.URL+"/admin") {
-				if time.Since(ended) > time.Second {
+				if time.Since(ended) > 5*time.Second {
 					t.Errorf("%s after the run ended users still get %d %.60q", time.Since(ended).Round(time.Millisecond), s.status, s.body)
 					break
 				}
