@@ -117,8 +117,16 @@ func TestInServerCopyBackupAndSwapRestore(t *testing.T) {
 	t.Logf("restore by swap took %s", time.Since(start))
 	assertSame(t, "database", dbBefore, dbSnapshot(t, f.dbURL))
 	assertSame(t, "storage", filesBefore, fileSnapshot(t, f.storage, DefaultExcludes))
+	// The replaced database is kept through the downtime and dropped by
+	// retention afterwards.
+	if got := databases(t, dbName+`\_nbcopy\_%`); len(got) != 1 || !strings.HasPrefix(got[0], replacedPrefix(dbName)) {
+		t.Errorf("databases after the swap: %v", got)
+	}
+	if _, err := m.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if got := databases(t, dbName+`\_nbcopy\_%`); len(got) != 0 {
-		t.Errorf("databases left: %v", got)
+		t.Errorf("databases left after retention: %v", got)
 	}
 
 	// Second backup, exported after "traffic is back": a dump from the

@@ -52,8 +52,10 @@ type copier interface {
 	// verifyCopy checks that the copy exists and matches its signature.
 	verifyCopy(ctx context.Context, name, signature string) error
 	// swapIn makes the copy the database, in a moment; the replaced
-	// database is dropped.
+	// database is kept until dropReplaced.
 	swapIn(ctx context.Context, name string) error
+	// dropReplaced drops the databases that swaps replaced.
+	dropReplaced(ctx context.Context) ([]string, error)
 	dropCopy(ctx context.Context, name string) error
 	// copyAsDatabase is the copy as a database, to dump it.
 	copyAsDatabase(name string) database

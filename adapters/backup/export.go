@@ -25,6 +25,7 @@ func (m *Manager) Export(ctx context.Context, id string, progress procedures.Pro
 	if err != nil {
 		return procedures.BackupInfo{}, fmt.Errorf("export: %w", err)
 	}
+	m.dropReplaced(ctx) // traffic is back: their drop costs no downtime
 	if man.hasDatabaseDump() {
 		return man.info(), nil
 	}

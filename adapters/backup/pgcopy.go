@@ -108,20 +108,50 @@ func (d *postgres) verifyCopy(ctx context.Context, name, sig string) error {
 }
 
 // swapIn makes the copy the database: both renames in one transaction,
-// then the replaced database is dropped. It refuses while any session is
-// connected to the database (it terminates none).
+// a moment whatever the size. It refuses while any session is connected
+// to the database (it terminates none). The replaced database is kept
+// under a "…_nbcopy_old_…" name and dropped by dropReplaced after the
+// downtime (Export, retention), unless its name would not fit.
 func (d *postgres) swapIn(ctx context.Context, name string) error {
-	old := copyName(d.dbname, "old-"+strconv.FormatInt(time.Now().Unix(), 36))
+	old := replacedPrefix(d.dbname) + strconv.FormatInt(time.Now().UnixNano(), 36)
+	dropNow := len(old) > 63
+	if dropNow {
+		old = copyName(d.dbname, "old-"+strconv.FormatInt(time.Now().Unix(), 36))
+	}
 	admin := d.on(adminDB)
 	_, err := admin.query(ctx, fmt.Sprintf("ALTER DATABASE %s RENAME TO %s; ALTER DATABASE %s RENAME TO %s",
 		sqlIdent(d.dbname), sqlIdent(old), sqlIdent(name), sqlIdent(d.dbname)))
 	if err != nil {
 		return fmt.Errorf("swap the in-server copy in (nothing was changed): %w", err)
 	}
-	if err := d.dropCopy(ctx, old); err != nil {
-		return fmt.Errorf("the copy is in place, but the replaced database %s is left: %w", old, err)
+	if dropNow {
+		if err := d.dropCopy(ctx, old); err != nil {
+			return fmt.Errorf("the copy is in place, but the replaced database %s is left: %w", old, err)
+		}
 	}
 	return nil
+}
+
+// replacedPrefix starts the names of databases replaced by a swap.
+func replacedPrefix(db string) string { return db + "_nbcopy_old_" }
+
+// dropReplaced drops the databases that swaps replaced.
+func (d *postgres) dropReplaced(ctx context.Context) ([]string, error) {
+	pat := strings.NewReplacer(`\`, `\\`, `_`, `\_`, `%`, `\%`).Replace(replacedPrefix(d.dbname)) + "%"
+	out, err := d.on(adminDB).query(ctx, "SELECT datname FROM pg_database WHERE datname LIKE "+sqlLiteral(pat))
+	if err != nil {
+		return nil, err
+	}
+	var dropped []string
+	var errs []error
+	for _, name := range strings.Fields(out) {
+		if err := d.dropCopy(ctx, name); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		dropped = append(dropped, name)
+	}
+	return dropped, errors.Join(errs...)
 }
 
 // dropCopy drops an in-server copy; one that is gone already is fine.

@@ -71,7 +71,25 @@ func (m *Manager) scan() ([]*Manifest, []string, error) {
 func (m *Manager) Prune(ctx context.Context) ([]string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.dropReplaced(ctx)
 	return m.prune(ctx, "")
+}
+
+// dropReplaced drops the databases that restores by swap replaced (they
+// are kept through the downtime, where dropping them would cost time).
+// Failures are logged: the next call tries again.
+func (m *Manager) dropReplaced(ctx context.Context) {
+	c, ok := m.db.(copier)
+	if !ok {
+		return
+	}
+	dropped, err := c.dropReplaced(ctx)
+	if err != nil {
+		m.log.Warn().Err(err).Msg("retention: could not drop a database replaced by a restore")
+	}
+	for _, d := range dropped {
+		m.log.Info().Str("database", d).Msg("retention: database replaced by a restore dropped")
+	}
 }
 
 // staleAfter is when a folder without a manifest (a crash in the middle of
