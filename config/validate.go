@@ -1,5 +1,8 @@
 package config
 
+// Validation: every field of the file checked, each error naming the
+// field and what is expected.
+
 import (
 	"fmt"
 	"net/url"
