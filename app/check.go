@@ -121,7 +121,7 @@ func connectChecks(ctx context.Context, cfg *config.Config, opts CheckOptions) [
 	log := zerolog.Nop()
 	for i := range cfg.Clusters {
 		cc := &cfg.Clusters[i]
-		c, closeCluster, err := buildCluster(cc, nil, log, config.Secret)
+		c, closeCluster, err := buildCluster(cc, nil, log, config.Secret, ownSchemas(cfg))
 		if err != nil {
 			out = append(out, checkResult{what: "cluster " + cc.Name, err: err})
 			continue

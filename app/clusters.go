@@ -31,7 +31,7 @@ func buildClusters(cfg *config.Config, st store.Store, measure measureBackups, l
 	}
 	for i := range cfg.Clusters {
 		cc := &cfg.Clusters[i]
-		c, closer, err := buildCluster(cc, st, log.With().Str("cluster", cc.Name).Logger(), secret)
+		c, closer, err := buildCluster(cc, st, log.With().Str("cluster", cc.Name).Logger(), secret, ownSchemas(cfg))
 		if err != nil {
 			closeAll()
 			return nil, nil, fmt.Errorf("cluster %s: %w", cc.Name, err)
@@ -51,7 +51,17 @@ type secretFunc func(field, env string) (string, error)
 // noSecrets stands in for config.Secret where nothing secret is used (a plan).
 func noSecrets(string, string) (string, error) { return "", nil }
 
-func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret secretFunc) (*procedures.Cluster, func() error, error) {
+// ownSchemas are the schemas nocobot's own records live in when its store
+// is PostgreSQL: backups leave them out and restores never touch them, so
+// a restore of a database the store shares never rewinds nocobot itself.
+func ownSchemas(cfg *config.Config) []string {
+	if cfg.Store.URL == "" {
+		return nil
+	}
+	return []string{cfg.Store.Schema}
+}
+
+func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret secretFunc, own []string) (*procedures.Cluster, func() error, error) {
 	f := "clusters (" + cc.Name + ")"
 	regPw, err := secret(f+".docker.registry.password_env", cc.Docker.Registry.PasswordEnv)
 	if err != nil {
@@ -109,7 +119,7 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret
 		Dialect: cc.Backup.Database.Dialect, MySQLBin: cc.Backup.Database.MySQLBin,
 		DialectFrom:      func(ctx context.Context) (string, error) { return nodesDialect(ctx, nodes) },
 		StorageContainer: cc.Backup.Storage.Container, StoragePath: cc.Backup.Storage.Path, StorageHostPath: cc.Backup.Storage.HostPath,
-		KeepLast: cc.Backup.KeepLast, MaxAge: cc.Backup.MaxAge.D(),
+		KeepLast: cc.Backup.KeepLast, MaxAge: cc.Backup.MaxAge.D(), ExcludeSchemas: own,
 		Protect: func(ctx context.Context) (map[string]bool, error) { return procedures.BackupsInUse(ctx, st) },
 		Nodes:   nodes,
 	}

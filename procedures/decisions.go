@@ -180,6 +180,16 @@ func (x *runner) onDeadline(ctx context.Context, cp *store.Checkpoint) (deadline
 			x.e.log.Warn().Err(err).Str("run", x.run.ID).Msg("could not record the timeout decision")
 			return deadlineFailed, nil
 		}
+		if err == nil {
+			// The engine's own decisions are in the audit log like a person's.
+			c, cancel := context.WithTimeout(ctx, 10*time.Second)
+			aerr := x.e.store.AppendAudit(c, store.AuditEntry{At: d.At, User: "timeout", Via: "engine",
+				Action: fmt.Sprintf("%s: no answer by %s", cp.ID, cp.Deadline.UTC().Format(time.RFC3339)), RunID: x.run.ID, Outcome: "ok: " + string(action)})
+			cancel()
+			if aerr != nil {
+				x.e.log.Warn().Err(aerr).Str("run", x.run.ID).Msg("could not audit the timeout decision")
+			}
+		}
 		return deadlineDecided, nil
 	}
 	cp.Reminded++

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+
+	"github.com/nocobot/nocobot/format"
 )
 
 // Check fails if a backup could not be taken now.
@@ -41,7 +43,7 @@ func (m *Manager) Check(ctx context.Context) error {
 	if len(errs) == 0 {
 		if need, free, ok := m.room(ctx, dbSize); ok && free < need {
 			errs = append(errs, fmt.Errorf("backup destination %s has %s free, a backup needs about %s",
-				m.opts.Dest, humanBytes(free), humanBytes(need)))
+				m.opts.Dest, format.Bytes(free), format.Bytes(need)))
 		}
 	}
 	return errors.Join(errs...)

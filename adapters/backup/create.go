@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/procedures"
 )
 
@@ -115,11 +116,11 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 	}
 	if err := errors.Join(dbErr, stErr); err != nil {
 		if errors.Is(err, errNoSpace) {
-			needs := "about " + humanBytes(need)
+			needs := "about " + format.Bytes(need)
 			if need <= free {
-				needs = "more than " + humanBytes(free) // the estimate was short
+				needs = "more than " + format.Bytes(free) // the estimate was short
 			}
-			err = fmt.Errorf("no space left on %s (needs %s, has %s)", m.opts.Dest, needs, humanBytes(free))
+			err = fmt.Errorf("no space left on %s (needs %s, has %s)", m.opts.Dest, needs, format.Bytes(free))
 		}
 		return fail(err)
 	}
@@ -143,13 +144,13 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 		return fail(err)
 	}
 	log.Info().Int64("size", man.Size()).Float64("seconds", man.Seconds).Msg("backup verified")
-	dbDesc := humanBytes(dumped)
+	dbDesc := format.Bytes(dumped)
 	if man.Kind == KindCopy {
 		dbDesc = "in-server copy " + man.Database.Copy + ", " + man.Database.CopySignature
 	}
 	progress(fmt.Sprintf("backup %s (%s) verified: %s in %s (database %s, storage %s, %d files)", id, man.Kind,
-		humanBytes(man.Size()), time.Duration(man.Seconds*float64(time.Second)).Round(100*time.Millisecond),
-		dbDesc, humanBytes(stPart.Size), files))
+		format.Bytes(man.Size()), time.Duration(man.Seconds*float64(time.Second)).Round(100*time.Millisecond),
+		dbDesc, format.Bytes(stPart.Size), files))
 
 	if deleted, err := m.prune(ctx, id); err != nil {
 		// Retention is housekeeping: the backup itself is good.
@@ -217,7 +218,7 @@ func (m *Manager) backupDatabase(ctx context.Context, dir string, db database, p
 	if err != nil {
 		return Part{}, fmt.Errorf("database: %w", err)
 	}
-	progress(fmt.Sprintf("database: %s dumped and read back whole", humanBytes(part.Size)))
+	progress(fmt.Sprintf("database: %s dumped and read back whole", format.Bytes(part.Size)))
 	return part, nil
 }
 
@@ -273,6 +274,6 @@ func (m *Manager) backupStorage(ctx context.Context, dir string, progress proced
 	if err != nil {
 		return Part{}, 0, fmt.Errorf("storage: %w", err)
 	}
-	progress(fmt.Sprintf("storage: %s, %d files", humanBytes(part.Size), st.files))
+	progress(fmt.Sprintf("storage: %s, %d files", format.Bytes(part.Size), st.files))
 	return part, st.files, nil
 }

@@ -201,6 +201,21 @@ func (a *dialectDatabase) dropCopy(ctx context.Context, name string) error {
 	return c.dropCopy(ctx, name)
 }
 
+func (a *dialectDatabase) dropReplaced(ctx context.Context) ([]string, error) {
+	c, err := a.copier(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.dropReplaced(ctx)
+}
+
+// The wrapper has every ability a database may have, so a Manager asks it
+// as it would the database itself.
+var (
+	_ copier    = (*dialectDatabase)(nil)
+	_ dirDumper = (*dialectDatabase)(nil)
+)
+
 func (a *dialectDatabase) copyAsDatabase(name string) database {
 	if c, ok := a.get().(copier); ok {
 		return c.copyAsDatabase(name)

@@ -17,6 +17,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/procedures"
 )
 
@@ -86,7 +87,7 @@ func (m *Manager) backupDatabaseDir(ctx context.Context, dir string, db database
 	for _, p := range parts {
 		size += p.Size
 	}
-	progress(fmt.Sprintf("database: %s in %d files dumped and read back whole", humanBytes(size), len(parts)))
+	progress(fmt.Sprintf("database: %s in %d files dumped and read back whole", format.Bytes(size), len(parts)))
 	return parts, nil
 }
 

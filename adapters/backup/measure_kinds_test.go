@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/internal/testenv"
 	"github.com/nocobot/nocobot/procedures"
 )
@@ -52,7 +53,7 @@ func TestMeasureKinds(t *testing.T) {
 	c.QueryRow(ctx, "SELECT pg_database_size(current_database())").Scan(&dbSize)
 	dbName := c.Config().Database
 	c.Close(ctx)
-	t.Logf("database %s on disk (filled in %s), storage %d MiB", humanBytes(dbSize), time.Since(start).Round(time.Second), stMB)
+	t.Logf("database %s on disk (filled in %s), storage %d MiB", format.Bytes(dbSize), time.Since(start).Round(time.Second), stMB)
 	t.Cleanup(func() {
 		admin := connect(t, testenv.PostgresURL(t))
 		execSQL(t, admin, `DO $$ DECLARE d text; BEGIN
@@ -147,7 +148,7 @@ func TestMeasureKinds(t *testing.T) {
 		}
 		rows = nil
 	}
-	t.Logf("RESULT bot peak RSS over all steps: %s", humanBytes(peak))
+	t.Logf("RESULT bot peak RSS over all steps: %s", format.Bytes(peak))
 }
 
 func envInt(name string, def int) int {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/internal/testenv"
 	"github.com/nocobot/nocobot/procedures"
 )
@@ -39,7 +40,7 @@ func TestMeasureMySQL(t *testing.T) {
 	f := newMySQLFixture(t, mysqlShape{Small: 300, SmallRows: 3, Big: tables, BigRows: mb * 730 / tables, TextBytes: 1024})
 	size := testenv.MySQLExec(t, "", "SELECT SUM(data_length + index_length) FROM information_schema.tables WHERE table_schema = '"+f.db+"'")
 	dbSize, _ := strconv.ParseInt(size, 10, 64)
-	t.Logf("database: %s on disk (data and indexes) in %d tables, filled in %s", humanBytes(dbSize), 300+tables+9, time.Since(start).Round(time.Second))
+	t.Logf("database: %s on disk (data and indexes) in %d tables, filled in %s", format.Bytes(dbSize), 300+tables+9, time.Since(start).Round(time.Second))
 
 	dir := testenv.TempDir(t)
 	byHandFile := filepath.Join(dir, "by-hand.sql")
@@ -108,14 +109,14 @@ func TestMeasureMySQL(t *testing.T) {
 		man := readManifest(t, opts.Dest, info.ID)
 		dumpSize = partSize(&man, partDatabase)
 		t.Logf("round %d: mariadb-dump by hand %s, bot backup %s (dump %s, with storage and the check), bot peak RSS %s",
-			i+1, hd.Round(10*time.Millisecond), bd.Round(10*time.Millisecond), humanBytes(dumpSize), humanBytes(peakRSS()))
+			i+1, hd.Round(10*time.Millisecond), bd.Round(10*time.Millisecond), format.Bytes(dumpSize), format.Bytes(peakRSS()))
 		if id != "" {
 			os.RemoveAll(filepath.Join(opts.Dest, id))
 		}
 		id = info.ID
 	}
 	t.Logf("RESULT backup: db %s, dump %s: mariadb-dump by hand median %s, bot median %s, ratio bot/hand %.2f; bot peak RSS %s",
-		humanBytes(dbSize), humanBytes(dumpSize), median(hand), median(bot), median(bot).Seconds()/median(hand).Seconds(), humanBytes(botPeak))
+		format.Bytes(dbSize), format.Bytes(dumpSize), median(hand), median(bot), median(bot).Seconds()/median(hand).Seconds(), format.Bytes(botPeak))
 	measureMariaBackup(t, f.db, sock, dir, rounds)
 
 	var handR, botR []time.Duration
@@ -136,7 +137,7 @@ func TestMeasureMySQL(t *testing.T) {
 			i+1, hr.Round(10*time.Millisecond), br.Round(10*time.Millisecond))
 	}
 	t.Logf("RESULT restore: by hand median %s, bot median %s, ratio bot/hand %.2f; bot peak RSS %s",
-		median(handR), median(botR), median(botR).Seconds()/median(handR).Seconds(), humanBytes(restorePeak))
+		median(handR), median(botR), median(botR).Seconds()/median(handR).Seconds(), format.Bytes(restorePeak))
 }
 
 func median(d []time.Duration) time.Duration {
@@ -178,5 +179,5 @@ func measureMariaBackup(t *testing.T, db, sock, dir string, rounds int) {
 		out.Close()
 		os.Remove(out.Name())
 	}
-	t.Logf("RESULT mariadb-backup --parallel=2 (stream %s): median %s", humanBytes(size), median(times))
+	t.Logf("RESULT mariadb-backup --parallel=2 (stream %s): median %s", format.Bytes(size), median(times))
 }

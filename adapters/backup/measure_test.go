@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/internal/testenv"
 	"github.com/nocobot/nocobot/procedures"
 )
@@ -48,7 +49,7 @@ func TestMeasure(t *testing.T) {
 	sc := connect(t, dbURL)
 	sc.QueryRow(ctx, "SELECT pg_database_size(current_database())").Scan(&dbSize)
 	sc.Close(ctx)
-	t.Logf("database: %s on disk, filled in %s", humanBytes(dbSize), time.Since(start).Round(time.Second))
+	t.Logf("database: %s on disk, filled in %s", format.Bytes(dbSize), time.Since(start).Round(time.Second))
 
 	opts := Options{Cluster: "bench", Dest: filepath.Join(dir, "backups"), DBURL: dbURL, PgBin: pgBin, StorageHostPath: storage,
 		NoCopy: true, DumpFormat: FormatStream} // the same format as by hand
@@ -121,14 +122,14 @@ func TestMeasure(t *testing.T) {
 		}
 		botPeak = max(botPeak, peak)
 		t.Logf("round %d: pg_dump by hand %s (%s), bot backup %s (%s, incl. storage and read-back), bot peak RSS %s, peak Go heap %s",
-			i+1, d.Round(10*time.Millisecond), humanBytes(size), bd.Round(10*time.Millisecond), humanBytes(info.Size), humanBytes(peak), humanBytes(heap))
+			i+1, d.Round(10*time.Millisecond), format.Bytes(size), bd.Round(10*time.Millisecond), format.Bytes(info.Size), format.Bytes(peak), format.Bytes(heap))
 		if id != "" {
 			os.RemoveAll(filepath.Join(opts.Dest, id))
 		}
 		id = info.ID
 	}
 	t.Logf("RESULT mode=%s db=%s dump=%s: throughput ratio (pg_dump by hand time / bot time, best of %d) = %.3f; bot peak RSS %s",
-		nonEmptyMode(mode), humanBytes(dbSize), humanBytes(handSize), rounds, handBest.Seconds()/botBest.Seconds(), humanBytes(botPeak))
+		nonEmptyMode(mode), format.Bytes(dbSize), format.Bytes(handSize), rounds, handBest.Seconds()/botBest.Seconds(), format.Bytes(botPeak))
 
 	resetPeakRSS()
 	s := time.Now()
@@ -136,7 +137,7 @@ func TestMeasure(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("RESULT restore of %s (checksums, database in one transaction, storage) took %s; bot peak RSS %s",
-		humanBytes(dbSize), time.Since(s).Round(100*time.Millisecond), humanBytes(peakRSS()))
+		format.Bytes(dbSize), time.Since(s).Round(100*time.Millisecond), format.Bytes(peakRSS()))
 }
 
 func nonEmptyMode(m string) string {

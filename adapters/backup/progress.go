@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/procedures"
 )
 
@@ -25,27 +26,11 @@ func (m *Manager) reportSize(label string, n *countingWriter, progress procedure
 				return
 			case <-t.C:
 				b := n.n.Load()
-				progress(fmt.Sprintf("%s: %s so far (%s/s)", label, humanBytes(b), humanBytes(int64(float64(b)/time.Since(start).Seconds()))))
+				progress(fmt.Sprintf("%s: %s so far (%s/s)", label, format.Bytes(b), format.Bytes(int64(float64(b)/time.Since(start).Seconds()))))
 			}
 		}
 	}()
 	return func() { close(done); wg.Wait() }
-}
-
-// backupDatabase streams pg_dump into the part file and, at the same time,
-// into pg_restore, which reads the dump back whole: verification costs no
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for x := n / unit; x >= unit; x /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // countingWriter counts bytes written through it; the count is read by

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/procedures"
 )
 
@@ -66,7 +67,7 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 	// checked while the storage is unpacked and the database restored;
 	// a restore in place waits for them.
 	inPlace := man.liveCopy() == "" && !man.hasDirDump()
-	progress(fmt.Sprintf("restore %s: checking checksums (%s)", id, humanBytes(man.Size())))
+	progress(fmt.Sprintf("restore %s: checking checksums (%s)", id, format.Bytes(man.Size())))
 	verify := func() error {
 		if err := verifyParts(ctx, dir, man); err != nil {
 			return fmt.Errorf("restore %s refused, nothing was changed: the backup failed verification: %w", id, err)
@@ -85,7 +86,7 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 	log := m.log.With().Str("backup", id).Logger()
 	log.Info().Msg("restore started")
 
-	progress(fmt.Sprintf("storage: unpacking %s for %s", humanBytes(partSize(man, partStorage)), m.storageSource()))
+	progress(fmt.Sprintf("storage: unpacking %s for %s", format.Bytes(partSize(man, partStorage)), m.storageSource()))
 	var (
 		wg            sync.WaitGroup
 		st            staged
@@ -122,7 +123,7 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 		fresh, dbErr = dd.restoreDirFresh(rctx, filepath.Join(dir, partDatabaseDir), m.opts.Jobs)
 		cancel()
 	default:
-		progress(fmt.Sprintf("database: restoring %s into %s (all or nothing)", humanBytes(partSize(man, partDatabase)), m.db.name()))
+		progress(fmt.Sprintf("database: restoring %s into %s (all or nothing)", format.Bytes(partSize(man, partDatabase)), m.db.name()))
 		dbErr = m.restorePart(ctx, dir, partDatabase, "database", progress, m.db.restore)
 	}
 	wg.Wait()
