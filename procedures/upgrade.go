@@ -148,6 +148,7 @@ func upgradeSteps() []stepDef {
 			}},
 		{name: "lb-normal", title: "Load balancer back to the app nodes", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, LBNormal) }},
+		exportStepDef(),
 	}
 }
 

@@ -55,6 +55,7 @@ type World struct {
 	dbVersion string
 	migrating string
 	backups   []backup
+	kinds     backupKinds
 	fails     map[string][]error
 	blocks    map[string]*Block
 	// Violations lists broken safety rules, in order.
@@ -493,7 +494,7 @@ func (w *World) Create(ctx context.Context, req procedures.BackupRequest, progre
 		}
 	}
 	info := procedures.BackupInfo{ID: fmt.Sprintf("b%d", len(w.backups)+1), Cluster: req.Cluster, Version: req.Version,
-		Image: req.Image, Created: time.Now(), Size: 1 << 20, Verified: true, RunID: req.RunID, Kind: "dump"}
+		Image: req.Image, Created: time.Now(), Size: 1 << 20, Verified: true, RunID: req.RunID, Kind: w.kinds.create()}
 	w.backups = append(w.backups, backup{info: info, dbVersion: w.dbVersion})
 	w.actions = append(w.actions, "backup-verified "+info.ID)
 	progress("dump 1.0 MiB")
