@@ -92,6 +92,9 @@ type App interface {
 	Version(ctx context.Context, node Node) (string, error)
 	// Probe asks a node's health check once.
 	Probe(ctx context.Context, baseURL string) (AppStatus, error)
+	// CheckKey asks a running node whether it accepts the API key that
+	// plugin actions send; a refusal names where the key comes from.
+	CheckKey(ctx context.Context, node Node) error
 	// Plugin runs a plugin action ("enable", "disable", "add") on one node
 	// and waits until the node is healthy again.
 	Plugin(ctx context.Context, node Node, action, pkg string, progress Progress) error

@@ -25,9 +25,15 @@ func (m *Manager) Check(ctx context.Context) error {
 	if err := m.db.checkTools(); err != nil {
 		errs = append(errs, fmt.Errorf("backup: %w", err))
 	}
-	_, dbSize, err := m.db.serverInfo(ctx)
+	server, dbSize, err := m.db.serverInfo(ctx)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("database unreachable: %w", err))
+	} else if v, ok := m.db.(interface {
+		checkDumpVersion(ctx context.Context, server string) error
+	}); ok {
+		if err := v.checkDumpVersion(ctx, server); err != nil {
+			errs = append(errs, fmt.Errorf("backup: %w", err))
+		}
 	}
 	if m.opts.StorageHostPath != "" {
 		if fi, err := os.Stat(m.opts.StorageHostPath); err != nil || !fi.IsDir() {

@@ -33,6 +33,9 @@ type Options struct {
 	// environment variable the configuration names; it never appears in
 	// logs or errors.
 	APIKey string
+	// APIKeyEnv names the environment variable APIKey came from, for
+	// errors that must say which key was refused.
+	APIKeyEnv string
 	// Role, if set, is sent as X-Role with plugin actions.
 	Role string
 	// PollInterval is the time between two health probes while waiting
