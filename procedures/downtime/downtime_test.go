@@ -70,7 +70,7 @@ func TestMeasureDowntime(t *testing.T) {
 		}
 		waitAllHealthy(t, host, names)
 		bot := runUpgrade(t, host, label, kind, dbURL, storage, filepath.Join(dir, kind))
-		limit := byHand(t, host, names, kind, dbURL)
+		limit := byHand(t, host, names, kind, dbURL, storage)
 		rows = append(rows, row{kind: kind, bot: bot, limit: limit})
 		testenv.RemoveLabelled(host, "nocobot.bench="+label)
 	}
@@ -189,6 +189,8 @@ func runUpgrade(t *testing.T, host, label, kind, dbURL, storage, dest string) me
 				t.Fatalf("run stopped: %s", ev.Run.Checkpoint.Question)
 			case ev.Kind == procedures.EventRunFinished:
 				end = ev.Run
+			case ev.Kind == procedures.EventStepProgress && (strings.Contains(ev.Message, "backup kind") || strings.Contains(ev.Message, "in-server copy failed")):
+				t.Logf("%s round: %s", kind, ev.Message)
 			}
 		case <-ctx.Done():
 			t.Fatal("the upgrade did not finish")
@@ -229,9 +231,10 @@ func runUpgrade(t *testing.T, host, label, kind, dbURL, storage, dest string) me
 
 // byHand measures the physical limit's parts on the same nodes, now on
 // 2.0.0: stop every node at once, the backup as an operator would take it
-// (CREATE DATABASE … TEMPLATE, or pg_dump -Fd -j 2 -Z 1), the first node's
+// (CREATE DATABASE … TEMPLATE, or pg_dump -Fd -j 2 -Z 1; tar of the
+// storage at the same time), the first node's
 // start until healthy, then the others together until the slowest is.
-func byHand(t *testing.T, host string, names []string, kind, dbURL string) map[string]time.Duration {
+func byHand(t *testing.T, host string, names []string, kind, dbURL, storage string) map[string]time.Duration {
 	t.Helper()
 	limit := map[string]time.Duration{}
 	t0 := time.Now()
@@ -240,6 +243,16 @@ func byHand(t *testing.T, host string, names []string, kind, dbURL string) map[s
 
 	ctx := context.Background()
 	t0 = time.Now()
+	// The storage archive is taken at the same time as the database.
+	tarDone := make(chan time.Duration, 1)
+	go func() {
+		t1 := time.Now()
+		cmd := exec.Command("tar", "-C", storage, "-cf", filepath.Join(testenv.TempDir(t), "storage.tar"), ".")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("tar by hand: %v %s", err, b)
+		}
+		tarDone <- time.Since(t1)
+	}()
 	if kind == backup.KindCopy {
 		name := dbName(dbURL)
 		admin := connect(t, testenv.PostgresURL(t))
@@ -256,6 +269,8 @@ func byHand(t *testing.T, host string, names []string, kind, dbURL string) map[s
 		limit["backup"] = time.Since(t0)
 		os.RemoveAll(out)
 	}
+
+	limit["backup"] = max(limit["backup"], <-tarDone)
 
 	t0 = time.Now()
 	testenv.Docker(t, host, "start", names[0])
@@ -289,7 +304,10 @@ func waitAllHealthy(t *testing.T, host string, names []string) {
 	wg.Wait()
 }
 
-func dbName(u string) string { return u[strings.LastIndex(u, "/")+1:] }
+func dbName(u string) string {
+	name, _, _ := strings.Cut(u[strings.LastIndex(u, "/")+1:], "?")
+	return name
+}
 
 func connect(t *testing.T, u string) *pgx.Conn {
 	t.Helper()
