@@ -27,10 +27,13 @@ func (d *postgres) copyPlan(ctx context.Context) (ok bool, why string) {
 	if len(d.exclude) > 0 {
 		return false, "nocobot's own schema lives in the database (a copy swapped in would rewind it)"
 	}
+	// Autovacuum workers do not count: CREATE DATABASE and ALTER DATABASE
+	// RENAME end them themselves, and after a large write one is often
+	// on the database.
 	admin := d.on(adminDB)
 	out, err := admin.query(ctx, fmt.Sprintf(`SELECT current_setting('server_version_num')
   || '|' || (SELECT CASE WHEN rolcreatedb OR rolsuper THEN 'y' ELSE 'n' END FROM pg_roles WHERE rolname = current_user)
-  || '|' || (SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid())
+  || '|' || (SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type <> 'autovacuum worker')
   || '|' || (SELECT count(*) FROM pg_database WHERE datname = %s)`, sqlLiteral(d.dbname), sqlLiteral(d.dbname)))
 	if err != nil {
 		return false, "the server's maintenance database cannot be queried: " + err.Error()
