@@ -80,7 +80,7 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret
 	if err != nil {
 		return nil, nil, err
 	}
-	app := nocobase.New(nocobase.Options{APIKey: apiKey, Role: cc.NocoBase.Role, PollInterval: cc.NocoBase.PollInterval.D()}, log)
+	app := nocobase.New(nocobase.Options{APIKey: apiKey, APIKeyEnv: cc.NocoBase.APIKeyEnv, Role: cc.NocoBase.Role, PollInterval: cc.NocoBase.PollInterval.D()}, log)
 
 	probe := lb.ProbeOptions{URL: cc.LB.ProbeURL}
 	var bal procedures.Balancer

@@ -325,7 +325,7 @@ func (c *Config) defaults() {
 			cl.Nodes.StopTimeout = Duration(30 * time.Second)
 		}
 		if cl.NocoBase.PollInterval == 0 {
-			cl.NocoBase.PollInterval = Duration(time.Second)
+			cl.NocoBase.PollInterval = Duration(200 * time.Millisecond)
 		}
 		if cl.Backup.Storage.Path == "" {
 			cl.Backup.Storage.Path = "/app/nocobase/storage"

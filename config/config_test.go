@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestExampleIsValid(t *testing.T) {
@@ -37,6 +38,9 @@ func TestMinimalGetsDefaults(t *testing.T) {
 	if c.Store.Path != "nocobot.db" || c.Slack.Mode != "socket" || cl.Backup.Storage.Path != "/app/nocobase/storage" ||
 		cl.Timeouts.OnCheckpoint != "remind" || cl.Nodes.Parallelism != 0 {
 		t.Fatalf("defaults not applied: %+v", c)
+	}
+	if d := cl.NocoBase.PollInterval.D(); d != 200*time.Millisecond {
+		t.Errorf("nocobase.poll_interval defaults to %s, want 200ms (a healthy node noticed within 250 ms)", d)
 	}
 }
 

@@ -44,7 +44,7 @@ func (b backups) Create(ctx context.Context, req procedures.BackupRequest, progr
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	info := procedures.BackupInfo{ID: fmt.Sprintf("%s-%s-%d", req.Cluster, now.UTC().Format("20060102-150405"), len(c.backups)+1),
-		Cluster: req.Cluster, Version: req.Version, Image: req.Image, Created: now, Size: 265 << 20, Verified: true, RunID: req.RunID}
+		Cluster: req.Cluster, Version: req.Version, Image: req.Image, Created: now, Size: 265 << 20, Verified: true, RunID: req.RunID, Kind: procedures.BackupDump}
 	c.backups = append(c.backups, info)
 	c.backupDB[info.ID] = db
 	return info, nil
@@ -86,6 +86,17 @@ func (b backups) Restore(ctx context.Context, id string, progress procedures.Pro
 	defer c.mu.Unlock()
 	c.dbVersion = c.backupDB[id]
 	return nil
+}
+
+// PlanKind implements procedures.Backups: the simulated server takes
+// dumps (a real PostgreSQL with every node stopped copies in place).
+func (b backups) PlanKind(ctx context.Context, nodesStopped bool) (kind, reason string) {
+	return procedures.BackupDump, "the simulated database is dumped"
+}
+
+// Export implements procedures.Backups: a dump is portable already.
+func (b backups) Export(ctx context.Context, id string, progress procedures.Progress) (procedures.BackupInfo, error) {
+	return b.Verify(ctx, id)
 }
 
 // List implements procedures.Backups, newest first.

@@ -357,6 +357,21 @@ func (c *Cluster) Probe(ctx context.Context, baseURL string) (procedures.AppStat
 	return procedures.AppStatus{}, fmt.Errorf("no node at %s", baseURL)
 }
 
+// CheckKey implements procedures.App: the simulated nodes accept the
+// demo's API key once they run.
+func (c *Cluster) CheckKey(ctx context.Context, node procedures.Node) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.find(node.Name)
+	if err != nil {
+		return err
+	}
+	if !n.running {
+		return fmt.Errorf("%s is not running", node.Name)
+	}
+	return ctx.Err()
+}
+
 // Version implements procedures.App (GET /api/app:getInfo).
 func (c *Cluster) Version(ctx context.Context, node procedures.Node) (string, error) {
 	if err := ctx.Err(); err != nil {

@@ -34,8 +34,11 @@ func backupStep(ctx context.Context, env *stepEnv) (string, error) {
 	if taken.IsZero() {
 		taken = env.now()
 	}
-	env.record(func(w factWriter) { w.setBackup(info.ID, taken) })
-	return fmt.Sprintf("backup %s verified (%s)", info.ID, format.Bytes(info.Size)), nil
+	env.record(func(w factWriter) {
+		w.setBackup(info.ID, taken)
+		w.setBackupKind(info.Kind)
+	})
+	return fmt.Sprintf("backup %s verified (%s)%s", info.ID, format.Bytes(info.Size), kindNote(info.Kind)), nil
 }
 
 func restoreStep(ctx context.Context, env *stepEnv) (string, error) {

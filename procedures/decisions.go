@@ -34,6 +34,9 @@ func (x *runner) canRollback() bool {
 	if x.run.State == store.StateRollingBack || len(rollbackSteps(&x.run)) == 0 {
 		return false
 	}
+	if x.run.Current < len(x.run.Steps) && x.def(x.run.Current).afterService {
+		return false
+	}
 	for _, s := range x.run.Steps {
 		if s.Rollback {
 			return false

@@ -527,7 +527,7 @@ func TestMaintainPluginActions(t *testing.T) {
 	h.decide(h.waitCheckpoint("verify"), store.ActionContinue, "U2")
 	end := h.waitFinished()
 	equalActions(t, h.world.Actions(), []string{
-		"version app-1", "backup-check",
+		"version app-1", "key-check app-1", "backup-check",
 		"stop app-2", "stop app-3", "start app-1", "healthy app-1", "version app-1",
 		"backup", "backup-verified b1",
 		"lb maintenance", "plugin enable @nocobase/plugin-map on app-1", "lb normal",

@@ -18,6 +18,8 @@ const (
 	factFromVersion   = "from_version"
 	factBackup        = "backup"
 	factBackupTaken   = "backup_taken"
+	factBackupKind    = "backup_kind"   // BackupCopy or BackupDump
+	factExported      = "backup_export" // the portable dump's backup id, once exported
 	factDowntimeStart = "downtime_start"
 	factDowntimeEnd   = "downtime_end"
 	factFinalState    = "final_state"
@@ -73,6 +75,12 @@ func (f Facts) FromVersion() string { return f.m[factFromVersion] }
 
 // BackupID is the backup the run took, "" before it took one.
 func (f Facts) BackupID() string { return f.m[factBackup] }
+
+// BackupKind is the kind of the run's backup, "" if unknown.
+func (f Facts) BackupKind() string { return f.m[factBackupKind] }
+
+// Exported says the run's in-server copy was exported to a dump.
+func (f Facts) Exported() bool { return f.m[factExported] != "" }
 
 // BackupTaken is when the run's backup was taken.
 func (f Facts) BackupTaken() (time.Time, bool) { return f.time(factBackupTaken) }
@@ -139,7 +147,9 @@ func (w factWriter) setBackup(id string, taken time.Time) {
 	w.r.SetFact(factBackup, id)
 	w.r.SetFact(factBackupTaken, taken.UTC().Format(time.RFC3339Nano))
 }
-func (w factWriter) setFinalState(s string) { w.r.SetFact(factFinalState, s) }
+func (w factWriter) setBackupKind(kind string) { w.r.SetFact(factBackupKind, kind) }
+func (w factWriter) setExported(id string)     { w.r.SetFact(factExported, id) }
+func (w factWriter) setFinalState(s string)    { w.r.SetFact(factFinalState, s) }
 
 // markDowntimeStart keeps the first switch to the maintenance page.
 func (w factWriter) markDowntimeStart(t time.Time) {

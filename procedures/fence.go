@@ -101,6 +101,13 @@ func (f fencedApp) Plugin(ctx context.Context, node Node, action, pkg string, pr
 	return f.in.Plugin(ctx, node, action, pkg, progress)
 }
 
+func (f fencedApp) CheckKey(ctx context.Context, node Node) error {
+	if err := f.l.check(); err != nil {
+		return err
+	}
+	return f.in.CheckKey(ctx, node)
+}
+
 type fencedBackups struct {
 	in Backups
 	l  *lease
@@ -144,6 +151,18 @@ func (f fencedBackups) RestoreFor(ctx context.Context, req RestoreRequest, progr
 		return rr.RestoreFor(ctx, req, progress)
 	}
 	return f.in.Restore(ctx, req.ID, progress)
+}
+
+// PlanKind only reads; it is not an action the fence guards.
+func (f fencedBackups) PlanKind(ctx context.Context, nodesStopped bool) (kind, reason string) {
+	return f.in.PlanKind(ctx, nodesStopped)
+}
+
+func (f fencedBackups) Export(ctx context.Context, id string, progress Progress) (BackupInfo, error) {
+	if err := f.l.check(); err != nil {
+		return BackupInfo{}, err
+	}
+	return f.in.Export(ctx, id, progress)
 }
 
 func (f fencedBackups) List(ctx context.Context) ([]BackupInfo, error) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-	"time"
 
 	"github.com/nocobot/nocobot/store"
 )
@@ -282,12 +281,15 @@ func maintainPreflight(ctx context.Context, env *stepEnv) (string, error) {
 			return "", fmt.Errorf("backup %s holds NocoBase %s, newer than the %s the nodes run: restoring it would need a downgrade; upgrade to %s first", a.Arg, info.Version, from, info.Version)
 		}
 	}
-	bctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	if err := env.c.Backups.Check(bctx); err != nil {
-		return "", fmt.Errorf("a backup could not be taken: %w", err)
+	key, err := preflightKey(ctx, env, nodes)
+	if err != nil {
+		return "", err
 	}
-	return fmt.Sprintf("%d nodes; version %s; backup destination ready", len(nodes), env.facts().FromVersion()), nil
+	backup, err := preflightBackup(ctx, env, false)
+	if err != nil {
+		return "", err
+	}
+	return joinNonEmpty(fmt.Sprintf("%d nodes; version %s", len(nodes), env.facts().FromVersion()), key, backup), nil
 }
 
 // scaleDown leaves exactly the first node running and healthy.

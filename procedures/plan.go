@@ -39,6 +39,11 @@ func (e *Engine) Plan(ctx context.Context, req Request) (string, error) {
 		if p, _ := lookup(req.Procedure); p.plan != nil {
 			p.plan(ctx, &b, c, nodes, req)
 		}
+		if stopped, ok := backupTakenStopped(forwardSteps(&r)); ok {
+			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			fmt.Fprintf(&b, "Backup: %s\n", backupPlan(pctx, c, stopped))
+			cancel()
+		}
 	}
 	for i, d := range forwardSteps(&r) {
 		line := d.title
@@ -54,4 +59,18 @@ func (e *Engine) Plan(ctx context.Context, req Request) (string, error) {
 		}
 	}
 	return strings.TrimRight(b.String(), "\n"), nil
+}
+
+// backupTakenStopped: whether the steps take a backup, and whether every
+// node is stopped by then.
+func backupTakenStopped(steps []stepDef) (stopped, ok bool) {
+	for _, d := range steps {
+		switch d.name {
+		case "stop-nodes":
+			stopped = true
+		case "backup":
+			return stopped, true
+		}
+	}
+	return false, false
 }

@@ -92,6 +92,9 @@ type App interface {
 	Version(ctx context.Context, node Node) (string, error)
 	// Probe asks a node's health check once.
 	Probe(ctx context.Context, baseURL string) (AppStatus, error)
+	// CheckKey asks a running node whether it accepts the API key that
+	// plugin actions send; a refusal names where the key comes from.
+	CheckKey(ctx context.Context, node Node) error
 	// Plugin runs a plugin action ("enable", "disable", "add") on one node
 	// and waits until the node is healthy again.
 	Plugin(ctx context.Context, node Node, action, pkg string, progress Progress) error
@@ -151,7 +154,24 @@ type Backups interface {
 	Restore(ctx context.Context, id string, progress Progress) error
 	// List returns the cluster's backups, newest first.
 	List(ctx context.Context) ([]BackupInfo, error)
+	// PlanKind says which kind of backup Create would take (BackupCopy
+	// or BackupDump) and why, for the plan and preflight: now, or once
+	// every node is stopped when nodesStopped is set.
+	PlanKind(ctx context.Context, nodesStopped bool) (kind, reason string)
+	// Export makes a BackupCopy backup portable once traffic is back (a
+	// verified dump taken from the in-server copy); a dump is returned
+	// as it is.
+	Export(ctx context.Context, id string, progress Progress) (BackupInfo, error)
 }
+
+// Backup kinds (BackupInfo.Kind).
+const (
+	// BackupCopy is an in-server copy of the database: seconds inside
+	// the downtime, a rollback by renames, exported to a dump afterwards.
+	BackupCopy = "copy"
+	// BackupDump is a dump that leaves the server.
+	BackupDump = "dump"
+)
 
 // LBMode is where the load balancer sends traffic.
 type LBMode string

@@ -23,6 +23,10 @@ type stepDef struct {
 	do         func(ctx context.Context, env *stepEnv) (detail string, err error)
 	// skip, for roll-back steps, says the step has nothing to undo.
 	skip func(r *store.Run) bool
+	// afterService: the procedure's work is done and users write again;
+	// a failure here offers no roll back, which would throw their writes
+	// away.
+	afterService bool
 }
 
 // cancelRequest returns an abort decision recorded outside a checkpoint.

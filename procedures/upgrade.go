@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/nocobot/nocobot/store"
 )
@@ -148,6 +147,7 @@ func upgradeSteps() []stepDef {
 			}},
 		{name: "lb-normal", title: "Load balancer back to the app nodes", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, LBNormal) }},
+		exportStepDef(),
 	}
 }
 
@@ -259,15 +259,14 @@ func upgradePreflight(ctx context.Context, env *stepEnv) (string, error) {
 	if target != "" && target == from && env.param("same_version") == "" {
 		return "", &errNothingToDo{fmt.Sprintf("%s already runs %s; %s holds the same version: to move to it anyway, ask again with --same-version", env.clusterName(), from, image)}
 	}
-	bctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	if err := env.c.Backups.Check(bctx); err != nil {
-		return "", fmt.Errorf("a backup could not be taken: %w", err)
+	backup, err := preflightBackup(ctx, env, true)
+	if err != nil {
+		return "", err
 	}
 	if target == "" {
 		target = "a version known once it starts"
 	}
-	return fmt.Sprintf("%d nodes; %s → %s; %s pulled (%s); backup destination ready", len(nodes), from, target, image, shortDigest(info.Digest)), nil
+	return fmt.Sprintf("%d nodes; %s → %s; %s pulled (%s); %s", len(nodes), from, target, image, shortDigest(info.Digest), backup), nil
 }
 
 // upgradeTarget is what a node started on the target image must run.

@@ -27,12 +27,21 @@ func (m *Manager) Check(ctx context.Context) error {
 	if err := m.db.checkTools(); err != nil {
 		errs = append(errs, fmt.Errorf("backup: %w", err))
 	}
-	_, dbSize, err := m.db.serverInfo(ctx)
+	server, dbSize, err := m.db.serverInfo(ctx)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("database unreachable: %w", err))
-	} else if rc, ok := m.db.(restoreChecker); ok {
-		if err := rc.checkRestore(ctx); err != nil {
-			errs = append(errs, err)
+	} else {
+		if rc, ok := m.db.(restoreChecker); ok {
+			if err := rc.checkRestore(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if v, ok := m.db.(interface {
+			checkDumpVersion(ctx context.Context, server string) error
+		}); ok {
+			if err := v.checkDumpVersion(ctx, server); err != nil {
+				errs = append(errs, fmt.Errorf("backup: %w", err))
+			}
 		}
 	}
 	if m.opts.StorageHostPath != "" {

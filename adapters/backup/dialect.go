@@ -209,6 +209,18 @@ func (a *dialectDatabase) dropReplaced(ctx context.Context) ([]string, error) {
 	return c.dropReplaced(ctx)
 }
 
+func (a *dialectDatabase) checkDumpVersion(ctx context.Context, server string) error {
+	if err := a.resolve(ctx); err != nil {
+		return err
+	}
+	if v, ok := a.get().(interface {
+		checkDumpVersion(ctx context.Context, server string) error
+	}); ok {
+		return v.checkDumpVersion(ctx, server)
+	}
+	return nil
+}
+
 // The wrapper has every ability a database may have, so a Manager asks it
 // as it would the database itself.
 var (

@@ -27,10 +27,13 @@ func (d *postgres) copyPlan(ctx context.Context) (ok bool, why string) {
 	if len(d.exclude) > 0 {
 		return false, "nocobot's own schema lives in the database (a copy swapped in would rewind it)"
 	}
+	// Autovacuum workers do not count: CREATE DATABASE and ALTER DATABASE
+	// RENAME end them themselves, and after a large write one is often
+	// on the database.
 	admin := d.on(adminDB)
 	out, err := admin.query(ctx, fmt.Sprintf(`SELECT current_setting('server_version_num')
   || '|' || (SELECT CASE WHEN rolcreatedb OR rolsuper THEN 'y' ELSE 'n' END FROM pg_roles WHERE rolname = current_user)
-  || '|' || (SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid())
+  || '|' || (SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type <> 'autovacuum worker')
   || '|' || (SELECT count(*) FROM pg_database WHERE datname = %s)`, sqlLiteral(d.dbname), sqlLiteral(d.dbname)))
 	if err != nil {
 		return false, "the server's maintenance database cannot be queried: " + err.Error()
@@ -44,14 +47,20 @@ func (d *postgres) copyPlan(ctx context.Context) (ok bool, why string) {
 		return false, "database " + d.dbname + " not found"
 	case f[1] != "y":
 		return false, "the backup's database user may not create databases (no CREATEDB)"
-	case f[2] != "0":
-		return false, fmt.Sprintf("%s other session(s) are connected to the database (nodes still running?)", f[2])
 	}
 	if v, _ := strconv.Atoi(f[0]); v < 150000 {
 		return false, "the server is older than PostgreSQL 15 (no STRATEGY FILE_COPY)"
 	}
+	// Last: sessions are the one reason that stopping the nodes removes.
+	if f[2] != "0" {
+		return false, fmt.Sprintf("%s %s", f[2], whySessions)
+	}
 	return true, "no session on the database, and the server can copy it in place"
 }
+
+// whySessions ends the reason given when sessions on the database are
+// all that prevents a copy.
+const whySessions = "other session(s) are connected to the database (nodes still running?)"
 
 // copyName is the in-server copy's database name for a backup, within
 // PostgreSQL's 63 bytes.

@@ -275,3 +275,11 @@ func (b backupsOf) Restore(ctx context.Context, id string, progress procedures.P
 }
 
 func (b backupsOf) List(ctx context.Context) ([]procedures.BackupInfo, error) { return nil, nil }
+
+func (b backupsOf) PlanKind(ctx context.Context, nodesStopped bool) (kind, reason string) {
+	return procedures.BackupDump, "stand-in"
+}
+
+func (b backupsOf) Export(ctx context.Context, id string, progress procedures.Progress) (procedures.BackupInfo, error) {
+	return b.Verify(ctx, id)
+}

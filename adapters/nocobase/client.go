@@ -33,10 +33,14 @@ type Options struct {
 	// environment variable the configuration names; it never appears in
 	// logs or errors.
 	APIKey string
+	// APIKeyEnv names the environment variable APIKey came from, for
+	// errors that must say which key was refused.
+	APIKeyEnv string
 	// Role, if set, is sent as X-Role with plugin actions.
 	Role string
 	// PollInterval is the time between two health probes while waiting
-	// (default 1s).
+	// (default 200ms: a node that turns healthy is noticed within 250 ms,
+	// each probe bounded by RequestTimeout).
 	PollInterval time.Duration
 	// RequestTimeout bounds one probe or one quick request (default 5s,
 	// like NocoBase's own CLI).
@@ -60,6 +64,10 @@ type Options struct {
 	HTTPClient *http.Client
 }
 
+// DefaultPollInterval is the time between two health probes unless
+// configured otherwise.
+const DefaultPollInterval = 200 * time.Millisecond
+
 // Client implements procedures.App over NocoBase's HTTP API.
 type Client struct {
 	opts Options
@@ -71,7 +79,7 @@ type Client struct {
 // New returns a Client.
 func New(opts Options, log zerolog.Logger) *Client {
 	if opts.PollInterval <= 0 {
-		opts.PollInterval = time.Second
+		opts.PollInterval = DefaultPollInterval
 	}
 	if opts.RequestTimeout <= 0 {
 		opts.RequestTimeout = 5 * time.Second

@@ -25,7 +25,7 @@ func (a actor) Create(ctx context.Context, req procedures.BackupRequest, progres
 		}
 	}
 	info := procedures.BackupInfo{ID: fmt.Sprintf("b%d", len(w.backups)+1), Cluster: req.Cluster, Version: req.Version,
-		Image: req.Image, Created: time.Now(), Size: 1 << 20, Verified: true, RunID: req.RunID, Kind: "dump"}
+		Image: req.Image, Created: time.Now(), Size: 1 << 20, Verified: true, RunID: req.RunID, Kind: w.kinds.create()}
 	w.backups = append(w.backups, backup{info: info, dbVersion: w.dbVersion})
 	w.actions = append(w.actions, "backup-verified "+info.ID)
 	progress("dump 1.0 MiB")

@@ -62,6 +62,7 @@ type World struct {
 	dbVersion string
 	migrating string
 	backups   []backup
+	kinds     backupKinds
 	fails     map[string][]error
 	blocks    map[string]*Block
 	// Violations lists broken safety rules, in order.

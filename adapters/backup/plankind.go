@@ -1,0 +1,17 @@
+package backup
+
+import (
+	"context"
+	"strings"
+)
+
+// PlanKind implements procedures.Backups: Plan as the engine reads it.
+// Asked for the time when every node is stopped, sessions on the
+// database no longer count against a copy: they are the nodes'.
+func (m *Manager) PlanKind(ctx context.Context, nodesStopped bool) (kind, reason string) {
+	p := m.Plan(ctx)
+	if nodesStopped && p.Kind == KindDump && strings.HasSuffix(p.Reason, whySessions) {
+		return KindCopy, "the server can copy the database in place once the nodes are stopped"
+	}
+	return p.Kind, p.Reason
+}
