@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -76,7 +77,9 @@ func (d *Dispatcher) decide(ctx context.Context, who Caller, a Answer) Reply {
 		r.Options = run.Checkpoint.Options
 		return r
 	}
-	if a.Action == store.ActionContinue && d.fourEyesRefuses(who, run.Cluster, run.Requester) {
+	// Four-eyes is about approving the result: a verify checkpoint. The
+	// person who opened a manual window closes it with Done themselves.
+	if a.Action == store.ActionContinue && run.Checkpoint.Kind == "verify" && d.fourEyesRefuses(who, run.Cluster, procedures.Responsible(run)) {
 		return refused(T("Four-eyes rule: you requested this run, so someone else must approve it. You may still roll back or abort."), nil)
 	}
 	// Two quick decisions: the second waits for nothing and is told so;

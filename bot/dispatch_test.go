@@ -146,8 +146,11 @@ func TestStartAndBusyAreAuditedWithTheRun(t *testing.T) {
 func TestFourEyesOnDecisions(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	started := f.disp.Command(ctx, slackUser(uRequest), "maintain")
+	started := f.disp.Command(ctx, slackUser(uRequest), "upgrade 1.7.14")
 	run := f.waitCheckpoint(started.RunID)
+	if run.Checkpoint.Kind != "verify" {
+		t.Fatalf("checkpoint %+v, want the verify checkpoint", run.Checkpoint)
+	}
 	said := "button continue run " + run.ID + " checkpoint " + run.Checkpoint.ID
 	answer := bot.Answer{RunID: run.ID, Checkpoint: run.Checkpoint.ID, Action: store.ActionContinue, Said: said}
 
@@ -177,6 +180,55 @@ func TestFourEyesOnDecisions(t *testing.T) {
 	again := f.disp.Decide(ctx, slackUser(uApprover), answer)
 	if again.Outcome.Kind != bot.Refused || !errors.Is(again.Err, store.ErrAlreadyDecided) {
 		t.Fatalf("second decision: %+v", again)
+	}
+}
+
+// Four-eyes is about approving the result: the requester of a manual
+// maintenance window closes it with Done; the verify checkpoint after it
+// is someone else's.
+func TestFourEyesLetsTheRequesterCloseAManualWindow(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	started := f.disp.Command(ctx, slackUser(uRequest), "maintain")
+	run := f.waitCheckpoint(started.RunID)
+	if run.Checkpoint.Kind != "manual" {
+		t.Fatalf("checkpoint %+v, want the manual window", run.Checkpoint)
+	}
+	done := f.disp.Decide(ctx, slackUser(uRequest), bot.Answer{RunID: run.ID, Checkpoint: run.Checkpoint.ID, Action: store.ActionContinue})
+	if done.Outcome.Kind != bot.OK {
+		t.Fatalf("the requester's Done: %+v", done)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for run.Checkpoint == nil || run.Checkpoint.Kind != "verify" {
+		if time.Now().After(deadline) {
+			t.Fatalf("no verify checkpoint after Done: %+v", run)
+		}
+		time.Sleep(10 * time.Millisecond)
+		run, _ = f.store.GetRun(ctx, run.ID)
+	}
+	own := f.disp.Decide(ctx, slackUser(uRequest), bot.Answer{RunID: run.ID, Checkpoint: run.Checkpoint.ID, Action: store.ActionContinue})
+	if own.Outcome.Kind != bot.Refused || !strings.HasPrefix(own.Plain(), "Four-eyes rule") {
+		t.Fatalf("the requester approved the result: %+v", own)
+	}
+}
+
+// A run a window starts is on behalf of whoever approved (or scheduled)
+// the window: under four-eyes that person may not approve it.
+func TestFourEyesOnAWindowsRun(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	run, err := f.eng.Start(ctx, procedures.Request{Cluster: "prod", Procedure: procedures.ProcUpgrade, Version: "1.7.14",
+		Requester: "scheduler:nightly", Via: "scheduler", OnBehalfOf: uApprover})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run = f.waitCheckpoint(run.ID)
+	answer := bot.Answer{RunID: run.ID, Checkpoint: run.Checkpoint.ID, Action: store.ActionContinue}
+	if r := f.disp.Decide(ctx, slackUser(uApprover), answer); r.Outcome.Kind != bot.Refused || !strings.HasPrefix(r.Plain(), "Four-eyes rule") {
+		t.Fatalf("the window's approver approved its run: %+v", r)
+	}
+	if r := f.disp.Decide(ctx, slackUser(uRequest), answer); r.Outcome.Kind != bot.OK {
+		t.Fatalf("someone else's approval: %+v", r)
 	}
 }
 

@@ -77,6 +77,7 @@ func TestInvalidNamesFieldAndExpectation(t *testing.T) {
 		{"slack api url", "slack: {api_url: 'ftp://slack.example/api'}\n" + minimal, `slack.api_url: "ftp://slack.example/api": expected an http(s) URL`},
 		{"slack api url with token", "slack: {api_url: 'https://xoxb:hunter2@slack.example/api/'}\n" + minimal, "slack.api_url: holds credentials"},
 		{"bad dialect", strings.Replace(minimal, "container: db,", "container: db, dialect: oracle,", 1), `backup.database.dialect: "oracle": expected postgres, mysql or mariadb`},
+		{"store in public", "store: {url: 'postgres://nocobot@db/nocobase', schema: public}\n" + minimal, `store.schema: "public" is where NocoBase's tables live`},
 		{"duplicate", minimal + strings.TrimPrefix(minimal, "\nclusters:\n"), "a cluster of that name comes earlier"},
 	}
 	for _, tt := range tests {

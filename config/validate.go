@@ -40,6 +40,12 @@ func (c *Config) validate() error {
 		if c.Store.Path != "" {
 			return fieldError("store", "set either path (embedded) or url (PostgreSQL), not both")
 		}
+		// The store may share NocoBase's database: in its own schema a
+		// backup leaves it out and a restore never rewinds it; in public
+		// it would be restored with NocoBase's tables.
+		if strings.EqualFold(c.Store.Schema, "public") {
+			return fieldError("store.schema", "%q is where NocoBase's tables live: a restore would rewind nocobot's own records; use a schema of its own (default nocobot)", c.Store.Schema)
+		}
 	}
 	if err := checkEnv("store.password_env", c.Store.PasswordEnv, false); err != nil {
 		return err

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/nocobot/nocobot/store"
 )
 
 // Request asks for a run of a procedure on a cluster.
@@ -17,7 +19,10 @@ type Request struct {
 	SameVersion bool
 	Actions     []MaintAction // maintain: automated actions; none means a manual window
 	Requester   string        // Slack user id, "terminal:<user>", "scheduler:<window>"
-	Via         string        // "slack", "terminal", "scheduler"
+	// OnBehalfOf is, for a run a window starts, the person who approved
+	// or scheduled it: the four-eyes rule treats them as its requester.
+	OnBehalfOf string
+	Via        string // "slack", "terminal", "scheduler"
 	// DryRun asks for the plan only: Plan shows it, Start refuses it.
 	DryRun bool
 }
@@ -56,7 +61,20 @@ func (r Request) params() map[string]string {
 		}
 		p["actions"] = strings.Join(s, ";")
 	}
+	if r.OnBehalfOf != "" {
+		p["on_behalf_of"] = r.OnBehalfOf
+	}
 	return p
+}
+
+// Responsible is the person who asked for a run, for the four-eyes rule:
+// its requester, or for a run a window started the person who approved
+// or scheduled the window.
+func Responsible(r store.Run) string {
+	if p := r.Params["on_behalf_of"]; p != "" {
+		return p
+	}
+	return r.Requester
 }
 
 // Describe says what a request does in a few words, e.g. "upgrade prod to 1.7.14".

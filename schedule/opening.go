@@ -169,7 +169,7 @@ func (s *Scheduler) dueApproval(ctx context.Context, w store.Window, p parsedSpe
 // who approved it, or how late it is). w must already be advanced past it
 // (this replica won the start).
 func (s *Scheduler) start(ctx context.Context, w store.Window, ev procedures.WindowEvent, now time.Time) error {
-	run, err := s.startWindowRun(ctx, w)
+	run, err := s.startWindowRun(ctx, w, ev.By)
 	var busy *procedures.BusyError
 	switch {
 	case errors.As(err, &busy):
@@ -194,8 +194,10 @@ func (s *Scheduler) start(ctx context.Context, w store.Window, ev procedures.Win
 }
 
 // startWindowRun reads the window's command and starts its run on the
-// window's cluster (unless the command names another), as the scheduler.
-func (s *Scheduler) startWindowRun(ctx context.Context, w store.Window) (store.Run, error) {
+// window's cluster (unless the command names another), as the scheduler,
+// on behalf of whoever approved the start (approver) or else scheduled
+// the window: under four-eyes someone else must approve the run.
+func (s *Scheduler) startWindowRun(ctx context.Context, w store.Window, approver string) (store.Run, error) {
 	req, err := s.parse(w.Command)
 	if err != nil {
 		return store.Run{}, fmt.Errorf("command %q: %w", w.Command, err)
@@ -204,6 +206,10 @@ func (s *Scheduler) startWindowRun(ctx context.Context, w store.Window) (store.R
 		req.Cluster = w.Cluster
 	}
 	req.Requester, req.Via = "scheduler:"+w.ID, "scheduler"
+	req.OnBehalfOf = approver
+	if req.OnBehalfOf == "" && !w.FromConfig {
+		req.OnBehalfOf = w.CreatedBy
+	}
 	ctx, cancel := context.WithTimeout(ctx, startRunTimeout)
 	defer cancel()
 	return s.startF(ctx, req)

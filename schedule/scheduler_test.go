@@ -274,6 +274,12 @@ func TestSchedulerApproval(t *testing.T) {
 	if s := h.expect(procedures.EventWindowStarted, 1, "approved")[0]; !strings.Contains(s.msg, "approved by U2") || s.ev.By != "U2" {
 		t.Errorf("started: %q", s.msg)
 	}
+	// The run is on U2's behalf: under four-eyes U2 may not approve it.
+	h.mu.Lock()
+	if req := h.requests[len(h.requests)-1]; req.OnBehalfOf != "U2" {
+		t.Errorf("the approved window's run is on behalf of %q, want U2", req.OnBehalfOf)
+	}
+	h.mu.Unlock()
 	h.finishRuns()
 
 	// The next day nobody approves: skipped when the window closes.
