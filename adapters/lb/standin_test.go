@@ -122,6 +122,9 @@ func (c *standinCluster) serve(n *standinNode, w http.ResponseWriter, r *http.Re
 		io.WriteString(w, "ok")
 	case r.URL.Path == "/api/app:getInfo":
 		_ = json.NewEncoder(w).Encode(map[string]any{"data": map[string]string{"version": versionOfImage(image)}})
+	case r.URL.Path == "/api/pm:list":
+		// A read (the preflight's API key check): no reload.
+		io.WriteString(w, `{"data":[]}`)
 	case strings.HasPrefix(r.URL.Path, "/api/pm:"):
 		n.mu.Lock()
 		n.state = stateReloading
