@@ -7,7 +7,10 @@
 // connected), exported to a dump later, or a dump: pg_dump -Fd -j N into a
 // folder where the tools run on this host, else one pg_dump -Fc stream.
 // Everything that depends on the database engine sits behind the database
-// interface (database.go); PostgreSQL is pg.go, pgcopy.go and pgdir.go.
+// interface (database.go); PostgreSQL is pg.go, pgcopy.go and pgdir.go,
+// MySQL and MariaDB are mysql.go, mysql_check.go and mysql_restore.go
+// (mysqldump/mariadb-dump, restored into a fresh database and swapped in),
+// and dialect.go picks one from the nodes' DB_DIALECT when none is set.
 //
 // Layout: Dest/<id>/{database.dump or database/…, storage.tar,
 // manifest.json}, one folder per backup, id "<cluster>-<UTC time>" so that
