@@ -1,0 +1,138 @@
+package backup
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/procedures/proctest"
+	"github.com/nocobot/nocobot/store"
+	pgstore "github.com/nocobot/nocobot/store/postgres"
+)
+
+// pgMigratingApp is proctest's app, except that the first node to become
+// healthy on the new image runs "the migrations" on the real database.
+type pgMigratingApp struct {
+	*proctest.World
+	t        *testing.T
+	url      string
+	mu       sync.Mutex
+	migrated bool
+}
+
+func (a *pgMigratingApp) WaitHealthy(ctx context.Context, n procedures.Node, progress procedures.Progress) error {
+	if err := a.World.WaitHealthy(ctx, n, progress); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.migrated && a.World.NodeState(n.Name) == "running "+procNewImage {
+		a.migrated = true
+		migrateAndChange(a.t, a.url)
+	}
+	return nil
+}
+
+// nocobot's PostgreSQL store in the NocoBase database itself, in its own
+// schema: an upgrade rolled back restores NocoBase's tables, and the run,
+// its decisions and the audit log live on, as a replica would read them.
+func TestRollbackKeepsTheStoreInNocoBasesDatabase(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 3, 50)
+	st, err := pgstore.Open(ctx, f.dbURL, "nocobot", zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	o := f.localOptions(t)
+	o.NoCopy = false // as in production: the bot chooses, and the store's schema rules a copy out
+	o.ExcludeSchemas = []string{"nocobot"}
+	m, err := New(o, nil, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := proctest.NewWorld(procOldImage, true, "app-1", "app-2")
+	c := w.Cluster("prod")
+	c.App = &pgMigratingApp{World: w, t: t, url: f.dbURL}
+	c.Backups = m
+	eng, err := procedures.New(procedures.Options{Store: st, Clusters: []*procedures.Cluster{c}, Log: zerolog.Nop(),
+		PollEvery: 20 * time.Millisecond, LeaseTTL: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := eng.Subscribe()
+	defer sub.Close()
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = eng.Run(runCtx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	_, nocobaseBefore := dbSnapshot(t, f.dbURL).split("nocobot")
+	run, err := eng.Start(ctx, procedures.Request{Cluster: "prod", Procedure: procedures.ProcUpgrade,
+		Version: strings.TrimPrefix(procNewImage, "nocobase/nocobase:"), Requester: "U1", Via: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait := func(kind string) store.Run {
+		t.Helper()
+		timeout := time.After(3 * time.Minute)
+		for {
+			select {
+			case ev := <-sub.C:
+				if ev.Run.ID != run.ID {
+					continue
+				}
+				if kind == "" && ev.Kind == procedures.EventRunFinished {
+					return ev.Run
+				}
+				if kind != "" && ev.Kind == procedures.EventCheckpoint && ev.Run.Checkpoint != nil && ev.Run.Checkpoint.Kind == kind {
+					return ev.Run
+				}
+				if ev.Kind == procedures.EventRunFinished {
+					t.Fatalf("the run ended (%s: %s) before checkpoint %s; actions %q", ev.Run.State, ev.Run.Error, kind, w.Actions())
+				}
+			case <-timeout:
+				t.Fatalf("no %q within 3 minutes; actions %q", kind, w.Actions())
+			}
+		}
+	}
+	verify := wait("verify")
+	if err := eng.AppendAudit(ctx, store.AuditEntry{At: time.Now(), User: "U2", Via: "test", Action: "button rollback", RunID: run.ID, Outcome: "ok: rollback"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Decide(ctx, store.Decision{RunID: run.ID, Checkpoint: verify.Checkpoint.ID, Action: store.ActionRollback, By: "U2", Via: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if end := wait(""); end.State != store.StateRolledBack {
+		t.Fatalf("run ended %s (%s); actions %q", end.State, end.Error, w.Actions())
+	}
+
+	// NocoBase's tables are back as they were; nocobot's records are not
+	// rewound: a fresh read of the store sees the run rolled back, its
+	// decision and the audit entry made after the backup.
+	_, nocobaseNow := dbSnapshot(t, f.dbURL).split("nocobot")
+	assertSame(t, "NocoBase's tables", nocobaseBefore, nocobaseNow)
+	again, err := pgstore.Open(ctx, f.dbURL, "nocobot", zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	got, err := again.GetRun(ctx, run.ID)
+	if err != nil || got.State != store.StateRolledBack {
+		t.Fatalf("the run as the store has it: %s, %v", got.State, err)
+	}
+	if ds, err := again.Decisions(ctx, run.ID); err != nil || len(ds) != 1 || ds[0].Action != store.ActionRollback {
+		t.Fatalf("decisions: %+v, %v", ds, err)
+	}
+	if es, err := again.Audit(ctx, store.AuditQuery{RunID: run.ID}); err != nil || len(es) == 0 || es[len(es)-1].Action != "button rollback" {
+		t.Fatalf("audit: %+v, %v", es, err)
+	}
+	if kind := procedures.FactsOf(got).BackupKind(); kind != "" && kind != procedures.BackupDump {
+		t.Errorf("backup kind %q: the store's schema in the database rules an in-server copy out", kind)
+	}
+}
