@@ -29,12 +29,11 @@ const (
 )
 
 // migratingApp is proctest's app, except that the first node to become
-// healthy on the new image runs "the migrations" on the real database,
-// as NocoBase does at start.
+// healthy on the new image runs "the migrations" (migrate) on the real
+// database, as NocoBase does at start.
 type migratingApp struct {
 	*proctest.World
-	t        *testing.T
-	db       string
+	migrate  func()
 	mu       sync.Mutex
 	migrated bool
 }
@@ -47,7 +46,7 @@ func (a *migratingApp) WaitHealthy(ctx context.Context, n procedures.Node, progr
 	defer a.mu.Unlock()
 	if !a.migrated && a.World.NodeState(n.Name) == "running "+procNewImage {
 		a.migrated = true
-		mysqlMigrateAndChange(a.t, a.db)
+		a.migrate()
 	}
 	return nil
 }
@@ -69,7 +68,7 @@ func newProcRig(t *testing.T, image string, running bool) *procRig {
 	}
 	w := proctest.NewWorld(image, running, "app-1", "app-2", "app-3")
 	c := w.Cluster("prod")
-	c.App = &migratingApp{World: w, t: t, db: f.db}
+	c.App = &migratingApp{World: w, migrate: func() { mysqlMigrateAndChange(t, f.db) }}
 	c.Backups = m
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "nocobot.db"), zerolog.Nop())
 	if err != nil {

@@ -3,7 +3,6 @@ package backup
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,29 +13,6 @@ import (
 	"github.com/nocobot/nocobot/store"
 	pgstore "github.com/nocobot/nocobot/store/postgres"
 )
-
-// pgMigratingApp is proctest's app, except that the first node to become
-// healthy on the new image runs "the migrations" on the real database.
-type pgMigratingApp struct {
-	*proctest.World
-	t        *testing.T
-	url      string
-	mu       sync.Mutex
-	migrated bool
-}
-
-func (a *pgMigratingApp) WaitHealthy(ctx context.Context, n procedures.Node, progress procedures.Progress) error {
-	if err := a.World.WaitHealthy(ctx, n, progress); err != nil {
-		return err
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if !a.migrated && a.World.NodeState(n.Name) == "running "+procNewImage {
-		a.migrated = true
-		migrateAndChange(a.t, a.url)
-	}
-	return nil
-}
 
 // nocobot's PostgreSQL store in the NocoBase database itself, in its own
 // schema: an upgrade rolled back restores NocoBase's tables, and the run,
@@ -58,7 +34,7 @@ func TestRollbackKeepsTheStoreInNocoBasesDatabase(t *testing.T) {
 	}
 	w := proctest.NewWorld(procOldImage, true, "app-1", "app-2")
 	c := w.Cluster("prod")
-	c.App = &pgMigratingApp{World: w, t: t, url: f.dbURL}
+	c.App = &migratingApp{World: w, migrate: func() { migrateAndChange(t, f.dbURL) }}
 	c.Backups = m
 	eng, err := procedures.New(procedures.Options{Store: st, Clusters: []*procedures.Cluster{c}, Log: zerolog.Nop(),
 		PollEvery: 20 * time.Millisecond, LeaseTTL: 5 * time.Second})
