@@ -23,7 +23,7 @@ func backupStep(ctx context.Context, env *stepEnv) (string, error) {
 	if img == "" {
 		img = nodes[0].Image
 	}
-	info, err := env.c.Backups.Create(ctx, BackupRequest{Cluster: env.clusterName(), Version: version, Image: img, RunID: env.runID(), Attempt: env.attempt()}, env.progress)
+	info, err := env.c.Backups.Create(ctx, BackupRequest{Cluster: env.clusterName(), Version: version, Image: img, RunID: env.runID()}, env.progress)
 	if err != nil {
 		return "", fmt.Errorf("backup: %w", err)
 	}
@@ -52,16 +52,11 @@ func restoreStep(ctx context.Context, env *stepEnv) (string, error) {
 	return "restored backup " + id, nil
 }
 
-// restoreBackup restores backup id for the running step, naming the run
-// and attempt to an adapter that keeps their staging apart.
+// restoreBackup restores backup id for the running step. Each restore
+// stages in a folder of its own (the adapter names it afresh per call), so
+// a repeated step never shares one with an earlier attempt.
 func restoreBackup(ctx context.Context, env *stepEnv, id string) error {
-	var err error
-	if rr, ok := env.c.Backups.(RunRestorer); ok {
-		err = rr.RestoreFor(ctx, RestoreRequest{ID: id, RunID: env.runID(), Attempt: env.attempt()}, env.progress)
-	} else {
-		err = env.c.Backups.Restore(ctx, id, env.progress)
-	}
-	if err != nil {
+	if err := env.c.Backups.Restore(ctx, id, env.progress); err != nil {
 		return fmt.Errorf("restore %s: %w", id, err)
 	}
 	return nil

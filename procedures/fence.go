@@ -141,18 +141,6 @@ func (f fencedBackups) Restore(ctx context.Context, id string, progress Progress
 	return f.in.Restore(ctx, id, progress)
 }
 
-// RestoreFor passes on to an adapter that keeps restores apart by run
-// and attempt; without one it restores as Restore does.
-func (f fencedBackups) RestoreFor(ctx context.Context, req RestoreRequest, progress Progress) error {
-	if err := f.l.check(); err != nil {
-		return err
-	}
-	if rr, ok := f.in.(RunRestorer); ok {
-		return rr.RestoreFor(ctx, req, progress)
-	}
-	return f.in.Restore(ctx, req.ID, progress)
-}
-
 // PlanKind only reads; it is not an action the fence guards.
 func (f fencedBackups) PlanKind(ctx context.Context, nodesStopped bool) (kind, reason string) {
 	return f.in.PlanKind(ctx, nodesStopped)
@@ -193,9 +181,8 @@ func (f fencedBalancer) Mode(ctx context.Context) (LBMode, error) {
 
 // compile-time checks that the fenced adapters are what they wrap.
 var (
-	_ Nodes       = fencedNodes{}
-	_ App         = fencedApp{}
-	_ Backups     = fencedBackups{}
-	_ RunRestorer = fencedBackups{}
-	_ Balancer    = fencedBalancer{}
+	_ Nodes    = fencedNodes{}
+	_ App      = fencedApp{}
+	_ Backups  = fencedBackups{}
+	_ Balancer = fencedBalancer{}
 )

@@ -119,24 +119,6 @@ type BackupRequest struct {
 	Version string
 	Image   string
 	RunID   string
-	// Attempt is the attempt of the run's step that takes the backup: an
-	// adapter names its staging by run and attempt, so a repeated step
-	// (on another replica, after a lost lease) never shares one.
-	Attempt int
-}
-
-// RestoreRequest is a restore as one run's step asks for it.
-type RestoreRequest struct {
-	ID      string // the backup
-	RunID   string
-	Attempt int // the step's attempt, as in BackupRequest
-}
-
-// RunRestorer is what a Backups adapter implements to keep the staging of
-// each run's restore, and each attempt of it, apart. Without it the engine
-// calls Restore.
-type RunRestorer interface {
-	RestoreFor(ctx context.Context, req RestoreRequest, progress Progress) error
 }
 
 // Backups takes, verifies and restores complete backups of a cluster.

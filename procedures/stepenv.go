@@ -33,13 +33,6 @@ func (s *stepEnv) clusterName() string { return s.rn.run.Cluster }
 
 func (s *stepEnv) runID() string { return s.rn.run.ID }
 
-// attempt is the running step's attempt, 1 the first time.
-func (s *stepEnv) attempt() int {
-	s.rn.mu.Lock()
-	defer s.rn.mu.Unlock()
-	return s.rn.run.Steps[s.step].Attempt
-}
-
 func (s *stepEnv) now() time.Time { return s.rn.e.clock.Now() }
 
 // save records facts learned mid-step before the step's next outside action.

@@ -42,11 +42,9 @@ import (
 	"io"
 	"net/url"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -422,33 +420,18 @@ type mysqlLocalRunner struct {
 func (l mysqlLocalRunner) where() string { return "this host" }
 
 func (l mysqlLocalRunner) run(ctx context.Context, script string, args []string, stdin io.Reader, stdout io.Writer) error {
-	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", script, "nocobot"}, args...)...)
 	path := "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 	if l.bin != "" {
 		path = l.bin + string(os.PathListSeparator) + path
 	}
 	// No HOME: a ~/.my.cnf of the bot's user must not change the
 	// connection.
-	cmd.Env = []string{"PATH=" + path, "LC_ALL=C.UTF-8", "TMPDIR=" + os.TempDir()}
-	cmd.Stdin, cmd.Stdout = stdin, stdout
-	if stdout == nil {
-		cmd.Stdout = io.Discard
+	env := []string{"PATH=" + path, "LC_ALL=C.UTF-8", "TMPDIR=" + os.TempDir()}
+	stderr, err := runShell(ctx, env, script, args, stdin, stdout)
+	if err == nil || ctx.Err() != nil {
+		return err
 	}
-	stderr := &tailBuffer{max: 4 << 10}
-	cmd.Stderr = stderr
-	// The tool is a child of sh: kill the whole group, or a cancelled dump
-	// would keep running and keep our pipes open.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	err := cmd.Run()
-	if err == nil {
-		return nil
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	if msg := strings.TrimSpace(stderr.String()); msg != "" {
+	if msg := strings.TrimSpace(stderr); msg != "" {
 		return fmt.Errorf("%w: %s", err, msg)
 	}
 	return err

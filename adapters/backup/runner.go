@@ -32,30 +32,37 @@ type localRunner struct {
 func (l localRunner) where() string { return "this host" }
 
 func (l localRunner) run(ctx context.Context, script string, args []string, stdin io.Reader, stdout io.Writer) error {
+	stderr, err := runShell(ctx, toolEnv(os.Environ(), l.pgBin), script, args, stdin, stdout)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	if msg := errorLine(stderr); msg != "" {
+		return &toolError{msg: err.Error() + ": " + msg, err: err}
+	}
+	return err
+}
+
+// runShell runs script with sh on this host, in env, and returns the tail
+// of its stderr with its error (ctx's error when ctx ended it).
+func runShell(ctx context.Context, env []string, script string, args []string, stdin io.Reader, stdout io.Writer) (string, error) {
 	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", script, "nocobot"}, args...)...)
-	cmd.Env = toolEnv(os.Environ(), l.pgBin)
+	cmd.Env = env
 	cmd.Stdin, cmd.Stdout = stdin, stdout
 	if stdout == nil {
 		cmd.Stdout = io.Discard
 	}
 	stderr := &tailBuffer{max: 4 << 10}
 	cmd.Stderr = stderr
-	// pg_dump and pg_restore are children of sh: kill the whole group, or
-	// a cancelled dump would keep running and keep our pipes open.
+	// The tools are children of sh: kill the whole group, or a cancelled
+	// dump would keep running and keep our pipes open.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	err := cmd.Run()
-	if err == nil {
-		return nil
+	if err != nil && ctx.Err() != nil {
+		return stderr.String(), ctx.Err()
 	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	if msg := errorLine(stderr.String()); msg != "" {
-		return &toolError{msg: err.Error() + ": " + msg, err: err}
-	}
-	return err
+	return stderr.String(), err
 }
 
 // toolEnvKeep are the variables of nocobot's environment that the tools
