@@ -1,6 +1,13 @@
 package docker
 
 import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -145,4 +152,73 @@ func TestPullResolveAndPinWithARegistry(t *testing.T) {
 	if _, body := get(tc.nodes[0].URL + "/api/app:getInfo"); !strings.Contains(body, `"version":"2.0.0"`) {
 		t.Errorf("app:getInfo: %s", body)
 	}
+}
+
+// TestResolveRefusesAnotherPlatform loads an image built for another CPU
+// architecture than the engine's (as a `docker load` of the wrong file
+// would) and checks that Resolve, which preflight calls before the
+// downtime, refuses it and names both platforms.
+func TestResolveRefusesAnotherPlatform(t *testing.T) {
+	t.Parallel()
+	host := testenv.DockerHost(t)
+	engineArch := strings.TrimSpace(testenv.Docker(t, host, "version", "--format", "{{.Server.Arch}}"))
+	foreign := "arm64"
+	if engineArch == "arm64" {
+		foreign = "amd64"
+	}
+	ref := fmt.Sprintf("nocobot-test/foreign:%s-%d", foreign, os.Getpid())
+	testenv.Docker(t, host, "load", "-i", foreignImage(t, ref, foreign))
+	t.Cleanup(func() { testenv.RemoveImages(host, ref) })
+	if got := strings.TrimSpace(testenv.Docker(t, host, "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", ref)); got != "linux/"+foreign {
+		t.Fatalf("the imported image is %s, want linux/%s", got, foreign)
+	}
+	native := testenv.NodeImage(t, host, "1.0.0")
+	tc := newTestCluster(t, 1, "1.0.0", nil, nil)
+	ctx := ctxT(t)
+	if _, err := tc.Resolve(ctx, native); err != nil {
+		t.Fatalf("Resolve(%s) on its own platform: %v", native, err)
+	}
+	_, err := tc.Resolve(ctx, ref)
+	if err == nil {
+		t.Fatalf("Resolve(%s) accepted an image for linux/%s on a linux/%s engine", ref, foreign, engineArch)
+	}
+	for _, want := range []string{ref, "built for linux/" + foreign, "engine runs linux/" + engineArch, "exec format error"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+}
+
+// foreignImage writes an image archive as `docker save` makes it: one
+// tiny layer, and a config that says linux/arch.
+func foreignImage(t *testing.T, ref, arch string) string {
+	t.Helper()
+	var layer bytes.Buffer
+	lw := tar.NewWriter(&layer)
+	lw.WriteHeader(&tar.Header{Name: "hello", Mode: 0o644, Size: 2, Typeflag: tar.TypeReg})
+	lw.Write([]byte("hi"))
+	lw.Close()
+	diffID := fmt.Sprintf("sha256:%x", sha256.Sum256(layer.Bytes()))
+	config, _ := json.Marshal(map[string]any{
+		"architecture": arch, "os": "linux", "created": "2026-11-30T00:00:00Z",
+		"config": map[string]any{"Cmd": []string{"/hello"}},
+		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{diffID}},
+	})
+	configName := fmt.Sprintf("%x.json", sha256.Sum256(config))
+	manifest, _ := json.Marshal([]map[string]any{{"Config": configName, "RepoTags": []string{ref}, "Layers": []string{"layer/layer.tar"}}})
+	var archive bytes.Buffer
+	aw := tar.NewWriter(&archive)
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{configName, config}, {"layer/layer.tar", layer.Bytes()}, {"manifest.json", manifest}} {
+		aw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), Typeflag: tar.TypeReg})
+		aw.Write(f.data)
+	}
+	aw.Close()
+	p := filepath.Join(t.TempDir(), "image.tar")
+	if err := os.WriteFile(p, archive.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
