@@ -132,9 +132,16 @@ type Options struct {
 	// Jobs is how many parallel workers a dump and a restore use where the
 	// format allows (default: the CPUs, at most 4).
 	Jobs int
-	// CompressLevel is the dump's compression level, 1 (fast, the
+	// CompressLevel is the kept dump's compression level, 1 (fast, the
 	// default) to 9.
 	CompressLevel int
+	// Compress says when a folder dump is compressed: CompressAfter (the
+	// default: a dump taken by Create is written uncompressed, which on
+	// few cores is much faster to write and to check, and Export
+	// compresses it once traffic is back; without room for the
+	// uncompressed dump it is compressed while written), CompressWhile
+	// (always while written) or CompressNever.
+	Compress string
 	// NoCopy turns in-server copies off: every backup is a dump.
 	NoCopy bool
 	// KeepCopy keeps a KindCopy backup's in-server copy after Export
@@ -245,6 +252,13 @@ func New(opts Options, containers Containers, log zerolog.Logger) (*Manager, err
 	}
 	if opts.CompressLevel < 0 || opts.CompressLevel > 9 {
 		return nil, errors.New("backup: compression level: want 1 to 9")
+	}
+	switch opts.Compress {
+	case "":
+		opts.Compress = CompressAfter
+	case CompressAfter, CompressWhile, CompressNever:
+	default:
+		return nil, fmt.Errorf("backup: compress %q: want %s, %s or %s", opts.Compress, CompressAfter, CompressWhile, CompressNever)
 	}
 	if opts.RestoreTimeout <= 0 {
 		opts.RestoreTimeout = 2 * opts.Timeout

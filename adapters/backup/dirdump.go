@@ -41,6 +41,13 @@ const (
 	FormatStream = "stream"
 )
 
+// When a folder dump is compressed (Options.Compress).
+const (
+	CompressAfter = "after"
+	CompressWhile = "while"
+	CompressNever = "never"
+)
+
 // dumpsToDir says whether db's dumps go into a folder.
 func (m *Manager) dumpsToDir(db database) (dirDumper, bool) {
 	d, ok := db.(dirDumper)
