@@ -195,6 +195,7 @@ var (
 		"start app-2", "healthy app-2", "version app-2",
 		"start app-3", "healthy app-3", "version app-3",
 		"lb normal",
+		"export b1", // the dump is finished once traffic is back
 	}
 	upgradeAfterRollback = []string{
 		"lb maintenance",

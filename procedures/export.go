@@ -14,7 +14,9 @@ import (
 // includes it.
 
 // exportStepDef is the step after the load balancer is back: it exports
-// a copy-kind backup to a verified dump and reports it in the thread.
+// a copy-kind backup to a verified dump and reports it in the thread; a
+// dump is finished there (one taken uncompressed to keep the downtime
+// short is compressed).
 func exportStepDef() stepDef {
 	return stepDef{name: "export", title: "Export the backup (portable dump) outside the downtime", idempotent: true, afterService: true, do: exportStep}
 }
@@ -26,7 +28,11 @@ func exportStep(ctx context.Context, env *stepEnv) (string, error) {
 	case id == "":
 		return "no backup was taken in this run: nothing to export", nil
 	case f.BackupKind() != BackupCopy:
-		return fmt.Sprintf("backup %s is a dump already: nothing to export", id), nil
+		info, err := env.c.Backups.Export(ctx, id, env.progress)
+		if err != nil {
+			return "", fmt.Errorf("finishing backup %s: %w (traffic is back on the app; the backup is whole as it is: retry, or abort to keep it so)", id, err)
+		}
+		return fmt.Sprintf("backup %s is a dump already: nothing to export; kept as %s", id, format.Bytes(info.Size)), nil
 	}
 	info, err := env.c.Backups.Export(ctx, id, env.progress)
 	if err != nil {

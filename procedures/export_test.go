@@ -44,7 +44,7 @@ func TestCopyBackupExportedAfterTrafficIsBack(t *testing.T) {
 	blk.Release()
 	end := h.waitFinished()
 	checkSafe(t, w)
-	want := append(slices.Clone(upgradeAfterContinue), "export b1")
+	want := upgradeAfterContinue // ends with "export b1"
 	got := w.Actions()
 	if !slices.Equal(got[len(got)-len(want):], want) {
 		t.Fatalf("actions end with %q, want %q", got[len(got)-len(want):], want)
@@ -66,14 +66,20 @@ func TestCopyBackupExportedAfterTrafficIsBack(t *testing.T) {
 	}
 }
 
-// A dump is portable already: nothing is exported.
-func TestDumpBackupIsNotExported(t *testing.T) {
+// A dump is portable already: it is only finished (compressed, where it
+// was written uncompressed) once traffic is back.
+func TestDumpBackupIsFinishedAfterTrafficIsBack(t *testing.T) {
 	h := newHarness(t, cluster3())
 	h.startRun(upgrade())
 	h.decide(h.waitCheckpoint("verify"), store.ActionContinue, "U2")
 	end := h.waitFinished()
-	if slices.ContainsFunc(h.world.Actions(), func(a string) bool { return strings.HasPrefix(a, "export") }) {
-		t.Fatalf("a dump was exported: %q", h.world.Actions())
+	acts := h.world.Actions()
+	ex := slices.IndexFunc(acts, func(a string) bool { return strings.HasPrefix(a, "export") })
+	if ex < 0 || ex < slices.Index(acts, "lb normal") {
+		t.Fatalf("the dump was not finished after traffic was back: %q", acts)
+	}
+	if v := h.world.Violations(); len(v) > 0 {
+		t.Fatal(v)
 	}
 	if s := stepOf(t, end, "export"); s.Status != store.StepDone || !strings.Contains(s.Detail, "a dump already") {
 		t.Errorf("export step %s: %q", s.Status, s.Detail)

@@ -218,7 +218,7 @@ func largestDataFile(t *testing.T, dir string) string {
 	}
 	best, size := "", int64(-1)
 	for _, e := range entries {
-		if fi, _ := e.Info(); strings.HasSuffix(e.Name(), ".dat.gz") && fi.Size() > size {
+		if fi, _ := e.Info(); isTableData(strings.TrimSuffix(e.Name(), ".gz")) && fi.Size() > size {
 			best, size = filepath.Join(dir, partDatabaseDir, e.Name()), fi.Size()
 		}
 	}

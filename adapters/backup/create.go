@@ -99,7 +99,11 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 			log.Warn().Err(err).Msg("in-server copy failed; dumping instead")
 			progress("database: the in-server copy failed (" + err.Error() + "); dumping instead")
 		}
-		dbParts, dbErr = m.dumpDatabase(ctx, dir, m.db, progress)
+		level := m.dumpLevel(dbSize, free)
+		if _, ok := m.dumpsToDir(m.db); ok && level == 0 && m.opts.Compress == CompressAfter {
+			progress("database: dumped uncompressed, the fastest to write and check; compressed once traffic is back")
+		}
+		dbParts, dbErr = m.dumpDatabase(ctx, dir, m.db, level, progress)
 	}()
 	go func() {
 		defer wg.Done()
@@ -223,10 +227,10 @@ func (m *Manager) backupDatabase(ctx context.Context, dir string, db database, p
 }
 
 // dumpDatabase dumps db into the backup folder: in parallel into a folder
-// where it can, else as one stream.
-func (m *Manager) dumpDatabase(ctx context.Context, dir string, db database, progress procedures.Progress) ([]Part, error) {
+// (at level; 0 is uncompressed) where it can, else as one stream.
+func (m *Manager) dumpDatabase(ctx context.Context, dir string, db database, level int, progress procedures.Progress) ([]Part, error) {
 	if dd, ok := m.dumpsToDir(db); ok {
-		return m.backupDatabaseDir(ctx, dir, db, dd, progress)
+		return m.backupDatabaseDir(ctx, dir, db, dd, level, progress)
 	}
 	p, err := m.backupDatabase(ctx, dir, db, progress)
 	if err != nil {

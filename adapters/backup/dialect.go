@@ -259,10 +259,10 @@ func (a *dialectDatabase) dumpDir(ctx context.Context, dir string, jobs, level i
 	return d.dumpDir(ctx, dir, jobs, level)
 }
 
-func (a *dialectDatabase) checkDir(ctx context.Context, dir string) error {
+func (a *dialectDatabase) checkDir(ctx context.Context, dir string) (string, error) {
 	d, err := a.dirDumper(ctx)
 	if err != nil {
-		return err
+		return "", err
 	}
 	return d.checkDir(ctx, dir)
 }

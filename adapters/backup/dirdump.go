@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -25,7 +26,9 @@ import (
 type dirDumper interface {
 	canDumpDir() bool
 	dumpDir(ctx context.Context, dir string, jobs, level int) error
-	checkDir(ctx context.Context, dir string) error
+	// checkDir reads the table of contents back (pg_restore -l) and
+	// returns it.
+	checkDir(ctx context.Context, dir string) (string, error)
 	// restoreDirFresh restores into a fresh database and returns its
 	// name, to be swapped in (copier.swapIn) or dropped.
 	restoreDirFresh(ctx context.Context, dir string, jobs int) (string, error)
@@ -54,25 +57,27 @@ func (m *Manager) dumpsToDir(db database) (dirDumper, bool) {
 	return d, ok && m.opts.DumpFormat != FormatStream && d.canDumpDir()
 }
 
-// backupDatabaseDir dumps db into the backup's database folder. Each file
-// is hashed as soon as the dump closes it (inotify), while the dump goes
-// on, and compressed files are decompressed whole on the way, so a
-// truncated or damaged file fails here; at the end pg_restore reads the
-// table of contents. Nothing is held in memory.
-func (m *Manager) backupDatabaseDir(ctx context.Context, dir string, db database, dd dirDumper, progress procedures.Progress) ([]Part, error) {
+// backupDatabaseDir dumps db into the backup's database folder at level
+// (0: uncompressed). Each file is hashed as soon as the dump closes it
+// (inotify), while the dump goes on, and checked whole on the way: a
+// compressed file is decompressed, a table's uncompressed data must end
+// with COPY's end marker, so a truncated or damaged file fails here. At
+// the end pg_restore reads the table of contents, and every table's data
+// must be there. Nothing is held in memory.
+func (m *Manager) backupDatabaseDir(ctx context.Context, dir string, db database, dd dirDumper, level int, progress procedures.Progress) ([]Part, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
 	defer cancel()
 	target := filepath.Join(dir, partDatabaseDir)
 	if err := os.Mkdir(target, 0o700); err != nil {
 		return nil, err
 	}
-	progress(fmt.Sprintf("database: pg_dump -Fd -j %d -Z %d of %s", m.opts.Jobs, m.opts.CompressLevel, db.name()))
+	progress(fmt.Sprintf("database: pg_dump -Fd -j %d -Z %d of %s", m.opts.Jobs, level, db.name()))
 	h := newDirHasher(target, m.opts.Jobs)
 	if err := h.watch(); err != nil {
 		return nil, err
 	}
 	stop := m.reportSize("database", &h.n, progress)
-	err := dd.dumpDir(ctx, target, m.opts.Jobs, m.opts.CompressLevel)
+	err := dd.dumpDir(ctx, target, m.opts.Jobs, level)
 	h.close()
 	stop()
 	if err != nil {
@@ -87,15 +92,47 @@ func (m *Manager) backupDatabaseDir(ctx context.Context, dir string, db database
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}
-	if err := dd.checkDir(ctx, target); err != nil {
+	entries, err := dd.checkDir(ctx, target)
+	if err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	if err := allDataThere(entries, parts); err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}
 	var size int64
 	for _, p := range parts {
 		size += p.Size
 	}
-	progress(fmt.Sprintf("database: %s in %d files dumped and read back whole", format.Bytes(size), len(parts)))
+	how := ""
+	if level == 0 {
+		how = " (uncompressed)"
+	}
+	progress(fmt.Sprintf("database: %s in %d files dumped and read back whole%s", format.Bytes(size), len(parts), how))
 	return parts, nil
+}
+
+// allDataThere checks that each table data entry of the table of contents
+// (pg_restore -l: "3456; 0 16390 TABLE DATA public t owner") has its file
+// in parts, compressed or not.
+func allDataThere(toc string, parts []Part) error {
+	have := map[string]bool{}
+	for _, p := range parts {
+		have[strings.TrimSuffix(strings.TrimPrefix(p.Name, partDatabaseDir+"/"), ".gz")] = true
+	}
+	var missing []string
+	for line := range strings.Lines(toc) {
+		id, rest, ok := strings.Cut(line, ";")
+		if !ok || strings.HasPrefix(line, ";") || !strings.Contains(rest, " TABLE DATA ") {
+			continue
+		}
+		if !have[strings.TrimSpace(id)+".dat"] {
+			missing = append(missing, strings.TrimSpace(line))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("the dump has no data file for %d table(s) its table of contents lists: %s", len(missing), strings.Join(missing[:min(len(missing), 3)], "; "))
+	}
+	return nil
 }
 
 // dirHasher hashes the files of a folder as they are closed after writing.
@@ -173,7 +210,9 @@ func (h *dirHasher) close() {
 }
 
 // hash reads one file whole: SHA-256, size and, for gzip files, a full
-// decompression (its CRC and length trailer prove the file complete). A
+// decompression (its CRC and length trailer prove the file complete); an
+// uncompressed table data file must end with COPY's end marker, which
+// pg_dump writes after a table's last row. A
 // file that is hashed already with the same size and time is skipped (the
 // dump closes each file twice). While the dump runs, a failure only means
 // the file is not finished: finish hashes it again and then fails.
@@ -212,7 +251,8 @@ func hashFile(path string, n io.Writer) (hashedFile, error) {
 		return hashedFile{}, err
 	}
 	sum := sha256.New()
-	r := io.TeeReader(io.TeeReader(f, sum), n)
+	tail := &tailWriter{}
+	r := io.TeeReader(io.TeeReader(io.TeeReader(f, sum), n), tail)
 	if strings.HasSuffix(path, ".gz") {
 		gz, err := gzip.NewReader(r)
 		if err != nil {
@@ -225,6 +265,9 @@ func hashFile(path string, n io.Writer) (hashedFile, error) {
 	if _, err := io.Copy(io.Discard, r); err != nil {
 		return hashedFile{}, err
 	}
+	if isTableData(filepath.Base(path)) && !bytes.HasSuffix(tail.b, copyEnd) {
+		return hashedFile{}, errors.New("does not end with the end of a table's data (truncated)")
+	}
 	fi2, err := f.Stat()
 	if err != nil {
 		return hashedFile{}, err
@@ -233,6 +276,25 @@ func hashFile(path string, n io.Writer) (hashedFile, error) {
 		return hashedFile{}, errors.New("changed while being read")
 	}
 	return hashedFile{part: Part{Size: fi.Size(), SHA256: hex.EncodeToString(sum.Sum(nil))}, mtime: fi.ModTime()}, nil
+}
+
+// copyEnd ends every table's data in a dump (pg_dump's dumpTableData_copy).
+var copyEnd = []byte("\\.\n\n\n")
+
+// isTableData: "3456.dat", a table's uncompressed data in a folder dump
+// (not toc.dat, not large objects' blob_N.dat).
+func isTableData(name string) bool {
+	id, ok := strings.CutSuffix(name, ".dat")
+	return ok && id != "" && strings.Trim(id, "0123456789") == ""
+}
+
+// tailWriter keeps the last bytes written through it.
+type tailWriter struct{ b []byte }
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	t.b = append(t.b, p[max(0, len(p)-len(copyEnd)):]...)
+	t.b = t.b[max(0, len(t.b)-len(copyEnd)):]
+	return len(p), nil
 }
 
 // finish hashes what the watch missed or what changed after its hash, and
@@ -260,4 +322,23 @@ func (h *dirHasher) finish(ctx context.Context) ([]Part, error) {
 	}
 	slices.SortFunc(parts, func(a, b Part) int { return strings.Compare(a.Name, b.Name) })
 	return parts, nil
+}
+
+// keptLevel is the compression level of a dump as it is kept.
+func (m *Manager) keptLevel() int {
+	if m.opts.Compress == CompressNever {
+		return 0
+	}
+	return m.opts.CompressLevel
+}
+
+// dumpLevel is the compression level of a dump taken by Create, inside
+// the downtime: uncompressed where the dump is compressed later and the
+// destination has room for it uncompressed (about the database's size on
+// the server; free is what the destination has), else the kept level.
+func (m *Manager) dumpLevel(dbSize, free int64) int {
+	if m.opts.Compress == CompressAfter && free > 0 && dbSize+dbSize/4 <= free {
+		return 0
+	}
+	return m.keptLevel()
 }

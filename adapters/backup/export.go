@@ -11,10 +11,11 @@ import (
 	"github.com/nocobot/nocobot/procedures"
 )
 
-// Export makes a KindCopy backup portable once traffic is back: the copy
-// is dumped into the backup folder and read back while written, like any
-// dump, and then dropped unless KeepCopy is set. A backup that has its
-// dump already is returned as it is.
+// Export finishes a backup once traffic is back. A KindCopy backup is made
+// portable: the copy is dumped into the backup folder and read back while
+// written, like any dump, and then dropped unless KeepCopy is set. A
+// folder dump written uncompressed inside the downtime is compressed
+// (compact.go). Any other backup is returned as it is.
 func (m *Manager) Export(ctx context.Context, id string, progress procedures.Progress) (procedures.BackupInfo, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -27,6 +28,9 @@ func (m *Manager) Export(ctx context.Context, id string, progress procedures.Pro
 	}
 	m.dropReplaced(ctx) // traffic is back: their drop costs no downtime
 	if man.hasDatabaseDump() {
+		if _, err := m.compact(ctx, dir, man, progress); err != nil {
+			return procedures.BackupInfo{}, fmt.Errorf("export %s: %w", id, err)
+		}
 		return man.info(), nil
 	}
 	name := man.liveCopy()
@@ -41,7 +45,7 @@ func (m *Manager) Export(ctx context.Context, id string, progress procedures.Pro
 	removeDump := func() error {
 		return errors.Join(os.RemoveAll(filepath.Join(dir, partDatabase)), os.RemoveAll(filepath.Join(dir, partDatabaseDir)))
 	}
-	parts, err := m.dumpDatabase(ctx, dir, c.copyAsDatabase(name), progress)
+	parts, err := m.dumpDatabase(ctx, dir, c.copyAsDatabase(name), m.keptLevel(), progress)
 	if err != nil {
 		removeDump()
 		return procedures.BackupInfo{}, fmt.Errorf("export %s: %w (the in-server copy is kept)", id, err)

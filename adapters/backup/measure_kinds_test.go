@@ -21,8 +21,9 @@ import (
 // TestMeasureKinds puts each kind of backup and restore side by side with
 // the same work done by hand on the same data, in one run: the in-server
 // copy against CREATE DATABASE … TEMPLATE, the folder dump against
-// pg_dump -Fd -j N -Z 1, the restore against pg_restore -j N into a fresh
-// database, and the rollback by swap. The bot's steps include the storage
+// pg_dump -Fd -j N -Z 1, the restores (from the dump as taken, and once
+// compressed) against pg_restore -j N into a fresh database, and the
+// rollback by swap. The bot's steps include the storage
 // archive (taken at the same time) and their checks. Skipped unless
 // NOCOBOT_MEASURE_KINDS_MB gives the database size, e.g.:
 //
@@ -56,10 +57,22 @@ func TestMeasureKinds(t *testing.T) {
 	t.Logf("database %s on disk (filled in %s), storage %d MiB", format.Bytes(dbSize), time.Since(start).Round(time.Second), stMB)
 	t.Cleanup(func() {
 		admin := connect(t, testenv.PostgresURL(t))
-		execSQL(t, admin, `DO $$ DECLARE d text; BEGIN
-  FOR d IN SELECT datname FROM pg_database WHERE datname LIKE '`+dbName+`\_%' LOOP
-    EXECUTE format('DROP DATABASE %I WITH (FORCE)', d);
-  END LOOP; END $$`)
+		defer admin.Close(ctx)
+		rows, err := admin.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE $1`, dbName+`\_%`)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		var left []string
+		for rows.Next() {
+			var d string
+			rows.Scan(&d)
+			left = append(left, d)
+		}
+		rows.Close()
+		for _, d := range left {
+			execSQL(t, admin, "DROP DATABASE "+sqlIdent(d)+" WITH (FORCE)")
+		}
 	})
 
 	psql := func(sql string) time.Duration {
@@ -134,14 +147,20 @@ func TestMeasureKinds(t *testing.T) {
 		hd := run("pg_dump", "-Fd", "-j", strconv.Itoa(jobs), "-Z", "1", "-f", handDir, "-d", dbURL)
 		bd, p := bot("dump backup", func() (err error) { info, err = dumper.Create(ctx, req, nil); return err })
 		peak = max(peak, p)
-		rows = append(rows, row{fmt.Sprintf("dump backup -Fd -j %d -Z 1 (bot: + storage, hashes, read-back)", jobs), bd.String(), fmt.Sprintf("pg_dump -Fd -j %d -Z 1: %s", jobs, hd)})
+		rows = append(rows, row{fmt.Sprintf("dump backup -Fd -j %d, uncompressed inside the downtime (bot: + storage, hashes, read-back)", jobs), bd.String(), fmt.Sprintf("pg_dump -Fd -j %d -Z 1: %s", jobs, hd)})
 		fresh := dbName + "_fresh"
 		psql("CREATE DATABASE " + sqlIdent(fresh) + " TEMPLATE template0")
 		hr := run("pg_restore", "-j", strconv.Itoa(jobs), "-d", strings.Replace(dbURL, "/"+dbName, "/"+fresh, 1), handDir)
 		psql("DROP DATABASE " + sqlIdent(fresh))
 		br, p := bot("restore from dump", func() error { return dumper.Restore(ctx, info.ID, nil) })
 		peak = max(peak, p)
-		rows = append(rows, row{fmt.Sprintf("restore from the dump (bot: pg_restore -j %d into a fresh db + swap, storage at the same time)", jobs), br.String(), fmt.Sprintf("pg_restore -j %d into a fresh db: %s", jobs, hr)})
+		rows = append(rows, row{fmt.Sprintf("restore from the dump as taken in the downtime, as a rollback does (bot: pg_restore -j %d into a fresh db + swap, storage at the same time)", jobs), br.String(), fmt.Sprintf("pg_restore -j %d into a fresh db: %s", jobs, hr)})
+		bz, p := bot("compress after traffic is back", func() (err error) { _, err = dumper.Export(ctx, info.ID, nil); return err })
+		peak = max(peak, p)
+		rows = append(rows, row{"compression of that dump once traffic is back (Export)", bz.String(), "-"})
+		bc3, p := bot("restore from compressed dump", func() error { return dumper.Restore(ctx, info.ID, nil) })
+		peak = max(peak, p)
+		rows = append(rows, row{fmt.Sprintf("restore from the compressed dump, as a later restore does (bot: pg_restore -j %d + swap, storage)", jobs), bc3.String(), fmt.Sprintf("pg_restore -j %d into a fresh db: %s", jobs, hr)})
 		os.RemoveAll(filepath.Join(o.Dest, info.ID))
 		for _, rw := range rows {
 			t.Logf("RESULT round %d | %s | bot %s | by hand %s", r, rw.what, rw.bot, rw.hand)

@@ -34,11 +34,12 @@ func (d *postgres) dumpDir(ctx context.Context, dir string, jobs, level int) err
 
 // checkDir reads a directory dump's table of contents with pg_restore
 // (the data files are checked while they are hashed).
-func (d *postgres) checkDir(ctx context.Context, dir string) error {
-	if err := d.r.run(ctx, `exec pg_restore -l "$1"`, []string{dir}, nil, nil); err != nil {
-		return fmt.Errorf("the dump's table of contents does not read back with pg_restore: %w", err)
+func (d *postgres) checkDir(ctx context.Context, dir string) (string, error) {
+	var toc strings.Builder
+	if err := d.r.run(ctx, `exec pg_restore -l "$1"`, []string{dir}, nil, &toc); err != nil {
+		return "", fmt.Errorf("the dump's table of contents does not read back with pg_restore: %w", err)
 	}
-	return nil
+	return toc.String(), nil
 }
 
 // restoreDirFresh restores a directory dump with pg_restore -j into a

@@ -48,8 +48,8 @@ func (b backups) PlanKind(ctx context.Context, nodesStopped bool) (kind, reason 
 	return procedures.BackupCopy, w.kinds.why
 }
 
-// Export implements procedures.Backups: a copy gets its dump, recorded
-// as the action "export <id>"; a dump is returned as it is.
+// Export implements procedures.Backups, recorded as the action "export
+// <id>": a copy gets its dump; a dump is returned as it is.
 func (b backups) Export(ctx context.Context, id string, progress procedures.Progress) (procedures.BackupInfo, error) {
 	w := b.w
 	if err := b.act(ctx, "export "+id); err != nil {
@@ -62,8 +62,10 @@ func (b backups) Export(ctx context.Context, id string, progress procedures.Prog
 			if w.lb != procedures.LBNormal {
 				w.violations = append(w.violations, "backup "+id+" exported while traffic is on the maintenance page")
 			}
-			w.backups[i].info.Size += 1 << 20
-			progress("export " + id + ": dumped and read back")
+			if w.backups[i].info.Kind == procedures.BackupCopy {
+				w.backups[i].info.Size += 1 << 20
+				progress("export " + id + ": dumped and read back")
+			}
 			return w.backups[i].info, nil
 		}
 	}

@@ -1,0 +1,225 @@
+package backup
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// dataFiles lists a backup folder's table data files by suffix.
+func dataFiles(t *testing.T, dir string) (plain, gz []string) {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(dir, partDatabaseDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		switch {
+		case isTableData(e.Name()):
+			plain = append(plain, e.Name())
+		case strings.HasSuffix(e.Name(), ".gz") && isTableData(strings.TrimSuffix(e.Name(), ".gz")):
+			gz = append(gz, e.Name())
+		case e.Name() != "toc.dat":
+			t.Errorf("unexpected file %s in the dump folder", e.Name())
+		}
+	}
+	return plain, gz
+}
+
+// A dump taken inside the downtime is written uncompressed and checked
+// whole; once traffic is back, Export compresses it, the manifest names
+// the compressed files, the plain ones are gone, and it restores the
+// rows exactly.
+func TestDumpCompressedAfterTrafficIsBack(t *testing.T) {
+	f := newFixture(t, 5, 2000)
+	m, err := New(f.localOptions(t), nil, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	progress := &lines{}
+	info := create(t, m, progress)
+	dir := filepath.Join(f.dest, info.ID)
+	plain, gz := dataFiles(t, dir)
+	tables := len(plain)
+	if tables < 5 || len(gz) != 0 {
+		t.Fatalf("inside the downtime: plain %v, compressed %v; want every table's file uncompressed", plain, gz)
+	}
+	if !strings.Contains(progress.String(), "-Z 0") || !strings.Contains(progress.String(), "compressed once traffic is back") {
+		t.Errorf("progress does not say the dump is uncompressed for now: %s", progress)
+	}
+	before := dbSnapshot(t, f.dbURL)
+
+	progress = &lines{}
+	ctx := context.Background()
+	out, err := m.Export(ctx, info.ID, progress.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Size >= info.Size {
+		t.Errorf("size after compression %d, before %d", out.Size, info.Size)
+	}
+	if !strings.Contains(progress.String(), "compressed at level 1") {
+		t.Errorf("progress = %s", progress)
+	}
+	plain, gz = dataFiles(t, dir)
+	if len(plain) != 0 || len(gz) != tables {
+		t.Fatalf("after Export: plain %v, compressed %v", plain, gz)
+	}
+	man := readManifest(t, f.dest, info.ID)
+	for _, p := range man.Parts {
+		if strings.HasSuffix(p.Name, ".dat") && p.Name != partDatabaseDir+"/toc.dat" {
+			t.Errorf("the manifest still names %s", p.Name)
+		}
+	}
+	if _, err := m.Verify(ctx, info.ID); err != nil {
+		t.Fatal(err)
+	}
+	// A second Export has nothing left to do.
+	progress = &lines{}
+	if _, err := m.Export(ctx, info.ID, progress.add); err != nil || progress.String() != "" {
+		t.Errorf("second Export: %v, progress %q", err, progress.String())
+	}
+
+	migrateAndChange(t, f.dbURL)
+	if err := m.Restore(ctx, info.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	assertSame(t, "database restored from the compressed dump", before, dbSnapshot(t, f.dbURL))
+}
+
+// A crash after the manifest named the compressed files but before the
+// plain ones were removed leaves a folder that restores; the next Export
+// removes the leftovers. A plain file changed since the dump is refused,
+// and the backup stays as it was.
+func TestCompressionCrashAndDamage(t *testing.T) {
+	f := newFixture(t, 3, 500)
+	m, err := New(f.localOptions(t), nil, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	info := create(t, m, nil)
+	dir := filepath.Join(f.dest, info.ID)
+	before := dbSnapshot(t, f.dbURL)
+
+	// Keep copies of the plain files, compress, and put them back as a
+	// crash before their removal would have left them.
+	plain, _ := dataFiles(t, dir)
+	tables := len(plain)
+	saved := map[string][]byte{}
+	for _, p := range plain {
+		b, err := os.ReadFile(filepath.Join(dir, partDatabaseDir, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		saved[p] = b
+	}
+	if _, err := m.Export(ctx, info.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	for p, b := range saved {
+		if err := os.WriteFile(filepath.Join(dir, partDatabaseDir, p), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	migrateAndChange(t, f.dbURL)
+	if err := m.Restore(ctx, info.ID, nil); err != nil {
+		t.Fatalf("restore with both plain and compressed files: %v", err)
+	}
+	assertSame(t, "database restored", before, dbSnapshot(t, f.dbURL))
+	if _, err := m.Export(ctx, info.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if plain, gz := dataFiles(t, dir); len(plain) != 0 || len(gz) != tables {
+		t.Errorf("leftovers not removed: plain %v, compressed %v", plain, gz)
+	}
+
+	// Damage: a plain file that no longer has its checksum.
+	info2 := create(t, m, nil)
+	dir2 := filepath.Join(f.dest, info2.ID)
+	plain, _ = dataFiles(t, dir2)
+	p := filepath.Join(dir2, partDatabaseDir, plain[0])
+	b, _ := os.ReadFile(p)
+	b[0] ^= 0xff
+	os.WriteFile(p, b, 0o600)
+	manBefore := readManifest(t, f.dest, info2.ID)
+	_, err = m.Export(ctx, info2.ID, nil)
+	if err == nil || !strings.Contains(err.Error(), "changed since it was taken") {
+		t.Fatalf("Export of a damaged dump: %v", err)
+	}
+	if after := readManifest(t, f.dest, info2.ID); len(after.Parts) != len(manBefore.Parts) || after.Parts[0] != manBefore.Parts[0] {
+		t.Errorf("the manifest changed after a failed compression")
+	}
+	if plain, gz := dataFiles(t, dir2); len(plain) != tables || len(gz) != 0 {
+		t.Errorf("after a failed compression: plain %v, compressed %v", plain, gz)
+	}
+}
+
+// "while" compresses inside the downtime; "never" keeps the dump plain.
+func TestCompressWhileAndNever(t *testing.T) {
+	f := newFixture(t, 2, 200)
+	ctx := context.Background()
+	for _, mode := range []string{CompressWhile, CompressNever} {
+		o := f.localOptions(t)
+		o.Compress = mode
+		o.Dest = filepath.Join(f.dest, mode)
+		m, err := New(o, nil, testLog(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		info := create(t, m, nil)
+		if _, err := m.Export(ctx, info.ID, nil); err != nil {
+			t.Fatal(err)
+		}
+		plain, gz := dataFiles(t, filepath.Join(o.Dest, info.ID))
+		if mode == CompressWhile && (len(plain) != 0 || len(gz) < 2) || mode == CompressNever && (len(plain) < 2 || len(gz) != 0) {
+			t.Errorf("%s: plain %v, compressed %v", mode, plain, gz)
+		}
+	}
+	if _, err := New(Options{Cluster: "c", Dest: t.TempDir(), DBURL: f.dbURL, StorageHostPath: f.storage, Compress: "later"}, nil, testLog(t)); err == nil ||
+		!strings.Contains(err.Error(), `compress "later"`) {
+		t.Errorf("bad compress: %v", err)
+	}
+}
+
+// Without room for the uncompressed dump, it is compressed while written.
+func TestDumpLevelByRoom(t *testing.T) {
+	m := &Manager{opts: Options{Compress: CompressAfter, CompressLevel: 3}}
+	if l := m.dumpLevel(1000, 2000); l != 0 {
+		t.Errorf("with room: level %d", l)
+	}
+	if l := m.dumpLevel(1000, 1100); l != 3 {
+		t.Errorf("without room: level %d", l)
+	}
+	m.opts.Compress = CompressNever
+	if l := m.dumpLevel(1000, 100); l != 0 {
+		t.Errorf("never: level %d", l)
+	}
+}
+
+// An uncompressed table file without COPY's end marker is a truncated
+// dump; a table of contents whose data file is missing is an incomplete
+// one.
+func TestPlainDumpChecks(t *testing.T) {
+	dir := t.TempDir()
+	whole := filepath.Join(dir, "3456.dat")
+	os.WriteFile(whole, []byte("1\ta\n2\tb\n\\.\n\n\n"), 0o600)
+	cut := filepath.Join(dir, "3457.dat")
+	os.WriteFile(cut, []byte("1\ta\n2\tb\n"), 0o600)
+	var n countingWriter
+	if _, err := hashFile(whole, &n); err != nil {
+		t.Errorf("whole file: %v", err)
+	}
+	if _, err := hashFile(cut, &n); err == nil || !strings.Contains(err.Error(), "truncated") {
+		t.Errorf("truncated file: %v", err)
+	}
+	toc := ";\n; Archive created at …\n3456; 0 16390 TABLE DATA public a owner\n3457; 0 16391 TABLE DATA public b owner\n3300; 1259 16385 TABLE public a owner\n"
+	if err := allDataThere(toc, []Part{{Name: "database/3456.dat"}, {Name: "database/3457.dat.gz"}}); err != nil {
+		t.Error(err)
+	}
+	if err := allDataThere(toc, []Part{{Name: "database/3456.dat"}}); err == nil || !strings.Contains(err.Error(), "TABLE DATA public b") {
+		t.Errorf("missing file: %v", err)
+	}
+}
