@@ -289,3 +289,38 @@ func createAndExport(t *testing.T, bk procedures.Backups, dest string, p *progre
 	}
 	return info, filepath.Join(dest, info.ID)
 }
+
+// config check refuses a bad backup key with one line naming it, and
+// creates nothing.
+func TestConfigCheckNamesABadBackupKey(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct{ keys, want string }{
+		{"compress_level: 12", "clusters[0] (prod).backup.compress_level: 12: expected 1 (fastest) to 9 (smallest)"},
+		{"compress: gzip", `clusters[0] (prod).backup.compress: "gzip": expected after, while or never`},
+		{"dump_format: tar", `clusters[0] (prod).backup.dump_format: "tar": expected folder or stream`},
+		{"jobs: -2", "clusters[0] (prod).backup.jobs: -2: expected 0 (the CPUs, at most 4) or more"},
+		{"in_server_copy: false, keep_copy: true", "clusters[0] (prod).backup.keep_copy: true, but in_server_copy is false"},
+	} {
+		conf := filepath.Join(dir, "nocobot.yaml")
+		body := fmt.Sprintf(`
+store: {path: %q}
+slack: {mode: "off"}
+clusters:
+  - name: prod
+    nodes: {labels: {app: nocobase}}
+    load_balancer: {type: none}
+    backup: {destination: %q, database: {container: db, name: nocobase}, %s}
+`, filepath.Join(dir, "n.db"), filepath.Join(dir, "b"), tt.keys)
+		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var out, errOut strings.Builder
+		err := CheckConfig(context.Background(), conf, CheckOptions{}, &out, &errOut)
+		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") || out.Len() != 0 || errOut.Len() != 0 {
+			t.Errorf("%s: error %v, stdout %q, stderr %q\nwant one line containing %q", tt.keys, err, out.String(), errOut.String(), tt.want)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+			t.Fatalf("config check left files behind: %v", entries)
+		}
+	}
+}
