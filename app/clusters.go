@@ -120,8 +120,13 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret
 		DialectFrom:      func(ctx context.Context) (string, error) { return nodesDialect(ctx, nodes) },
 		StorageContainer: cc.Backup.Storage.Container, StoragePath: cc.Backup.Storage.Path, StorageHostPath: cc.Backup.Storage.HostPath,
 		KeepLast: cc.Backup.KeepLast, MaxAge: cc.Backup.MaxAge.D(), ExcludeSchemas: own,
+		DumpFormat: cc.Backup.DumpFormat, Jobs: cc.Backup.Jobs, Compress: cc.Backup.Compress,
+		NoCopy: !cc.Backup.CopyInServer(), KeepCopy: cc.Backup.KeepCopy,
 		Protect: func(ctx context.Context) (map[string]bool, error) { return procedures.BackupsInUse(ctx, st) },
 		Nodes:   nodes,
+	}
+	if l := cc.Backup.CompressLevel; l != nil {
+		opts.CompressLevel = *l
 	}
 	bk, err := backup.New(opts, nodes, log)
 	if err != nil {

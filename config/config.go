@@ -177,7 +177,27 @@ type Backup struct {
 	Storage     BackupStorage  `yaml:"storage"`
 	KeepLast    int            `yaml:"keep_last"`
 	MaxAge      Duration       `yaml:"max_age"`
+
+	// Jobs is how many workers a folder dump and its restore run in
+	// parallel; 0: the CPUs, at most 4.
+	Jobs int `yaml:"jobs"`
+	// Compress says when a folder dump is compressed: after (default),
+	// while or never.
+	Compress string `yaml:"compress"`
+	// CompressLevel is the kept dump's compression level, 1 (default) to
+	// 9. A pointer, because 0 would mean "no compression" to pg_dump: it
+	// is refused rather than read as the default.
+	CompressLevel *int   `yaml:"compress_level"`
+	DumpFormat    string `yaml:"dump_format"` // folder (default) or stream
+	// InServerCopy: absent or true, a backup inside downtime is an
+	// in-server copy where the server allows one; false, always a dump.
+	InServerCopy *bool `yaml:"in_server_copy"`
+	KeepCopy     bool  `yaml:"keep_copy"` // keep the in-server copy after its dump is exported
 }
+
+// CopyInServer reports whether backups may be in-server copies
+// (in_server_copy, default true).
+func (b *Backup) CopyInServer() bool { return b.InServerCopy == nil || *b.InServerCopy }
 
 // BackupDatabase is the NocoBase database.
 type BackupDatabase struct {

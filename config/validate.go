@@ -210,6 +210,9 @@ func (cl *Cluster) validate(f string) error {
 	if b.KeepLast < 0 {
 		return fieldError(f+".backup.keep_last", "expected 0 (keep all) or more")
 	}
+	if err := b.validateTuning(f + ".backup"); err != nil {
+		return err
+	}
 	switch cl.Timeouts.OnCheckpoint {
 	case "", "remind", "rollback", "abort":
 	default:
@@ -247,6 +250,37 @@ func (cl *Cluster) validate(f string) error {
 		default:
 			return fieldError(wf+".approval", "%q: expected required or none", w.Approval)
 		}
+	}
+	return nil
+}
+
+// validateTuning checks how backups are taken: dump format, workers,
+// compression and the in-server copy.
+func (b *Backup) validateTuning(f string) error {
+	if b.Jobs < 0 {
+		return fieldError(f+".jobs", "%d: expected 0 (the CPUs, at most 4) or more", b.Jobs)
+	}
+	if l := b.CompressLevel; l != nil && (*l < 1 || *l > 9) {
+		if *l == 0 {
+			return fieldError(f+".compress_level", "0: expected 1 (fastest) to 9 (smallest); for no compression set compress: never")
+		}
+		return fieldError(f+".compress_level", "%d: expected 1 (fastest) to 9 (smallest)", *l)
+	}
+	switch b.DumpFormat {
+	case "", "folder", "stream":
+	default:
+		return fieldError(f+".dump_format", "%q: expected folder or stream", b.DumpFormat)
+	}
+	switch b.Compress {
+	case "", "after", "while", "never":
+	default:
+		return fieldError(f+".compress", "%q: expected after, while or never", b.Compress)
+	}
+	if b.DumpFormat == "stream" && b.Compress != "" && b.Compress != "while" {
+		return fieldError(f+".compress", "%q: a stream dump (dump_format: stream) is always compressed while written; set while or leave it out", b.Compress)
+	}
+	if b.KeepCopy && !b.CopyInServer() {
+		return fieldError(f+".keep_copy", "true, but in_server_copy is false: there is no in-server copy to keep")
 	}
 	return nil
 }
