@@ -77,6 +77,15 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 		Storage:  StorageInfo{Source: m.storageSource(), Excludes: m.opts.Excludes},
 	}
 	plan := m.Plan(ctx)
+	// Sessions of nodes that just stopped end a moment after their
+	// clients: give them that moment before settling for a dump.
+	for wait := 0; plan.Kind == KindDump && strings.HasSuffix(plan.Reason, whySessions) && wait < 10; wait++ {
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+			plan = m.Plan(ctx)
+		}
+	}
 	progress(fmt.Sprintf("backup kind: %s (%s)", plan.Kind, plan.Reason))
 	// The two parts come from different places (database server, storage
 	// volume): taking them together shortens the downtime.

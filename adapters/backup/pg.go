@@ -179,7 +179,13 @@ func (d *postgres) queryWithin(ctx context.Context, sql string, limit time.Durat
 
 // serverInfo returns the server version and the database size in bytes.
 func (d *postgres) serverInfo(ctx context.Context) (version string, size int64, err error) {
-	out, err := d.query(ctx, "SELECT current_setting('server_version') || '|' || pg_database_size(current_database())")
+	// Asked from the maintenance database where it can be: a session on
+	// the database itself outlives its client for a moment, and the copy
+	// plan that follows would count it as a node still connected.
+	out, err := d.on(adminDB).query(ctx, fmt.Sprintf("SELECT current_setting('server_version') || '|' || pg_database_size(%s)", sqlLiteral(d.dbname)))
+	if err != nil {
+		out, err = d.query(ctx, "SELECT current_setting('server_version') || '|' || pg_database_size(current_database())")
+	}
 	if err != nil {
 		return "", 0, err
 	}
