@@ -3,9 +3,12 @@ package backup
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nocobot/nocobot/internal/testenv"
 )
 
 // dataFiles lists a backup folder's table data files by suffix.
@@ -222,4 +225,43 @@ func TestPlainDumpChecks(t *testing.T) {
 	if err := allDataThere(toc, []Part{{Name: "database/3456.dat"}}); err == nil || !strings.Contains(err.Error(), "TABLE DATA public b") {
 		t.Errorf("missing file: %v", err)
 	}
+}
+
+// Values that TOAST compresses make a dump far larger than the database:
+// when the uncompressed dump does not fit after all, it is taken again,
+// compressed, and the backup succeeds.
+func TestUncompressedDumpThatDoesNotFit(t *testing.T) {
+	f := newFixture(t, 2, 100)
+	c := connect(t, f.dbURL)
+	execSQL(t, c, `CREATE TABLE big_notes (id int PRIMARY KEY, body text);
+INSERT INTO big_notes SELECT i, repeat('nocobase ', 200000) FROM generate_series(1, 40) i`)
+	c.Close(context.Background())
+	dest := filepath.Join(testenv.TempDir(t), "small")
+	if err := os.Mkdir(dest, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", dest).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a small tmpfs here: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dest).Run() })
+	o := f.localOptions(t)
+	o.Dest = dest
+	m, err := New(o, nil, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	progress := &lines{}
+	info := create(t, m, progress)
+	if !strings.Contains(progress.String(), "no room for the uncompressed dump; dumping again, compressed") {
+		t.Errorf("progress = %s", progress)
+	}
+	if plain, gz := dataFiles(t, filepath.Join(dest, info.ID)); len(plain) != 0 || len(gz) == 0 {
+		t.Errorf("plain %v, compressed %v", plain, gz)
+	}
+	before := dbSnapshot(t, f.dbURL)
+	migrateAndChange(t, f.dbURL)
+	if err := m.Restore(context.Background(), info.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	assertSame(t, "database restored", before, dbSnapshot(t, f.dbURL))
 }

@@ -108,11 +108,20 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 			log.Warn().Err(err).Msg("in-server copy failed; dumping instead")
 			progress("database: the in-server copy failed (" + err.Error() + "); dumping instead")
 		}
-		level := m.dumpLevel(dbSize, free)
-		if _, ok := m.dumpsToDir(m.db); ok && level == 0 && m.opts.Compress == CompressAfter {
+		// Room for the uncompressed dump beside a backup of the usual size
+		// (the storage archive is written at the same time).
+		level := m.dumpLevel(dbSize+need, free)
+		_, toDir := m.dumpsToDir(m.db)
+		if toDir && level == 0 && m.opts.Compress == CompressAfter {
 			progress("database: dumped uncompressed, the fastest to write and check; compressed once traffic is back")
 		}
 		dbParts, dbErr = m.dumpDatabase(ctx, dir, m.db, level, progress)
+		if toDir && level == 0 && m.opts.Compress == CompressAfter && errors.Is(dbErr, errNoSpace) {
+			progress("database: no room for the uncompressed dump; dumping again, compressed")
+			if dbErr = os.RemoveAll(filepath.Join(dir, partDatabaseDir)); dbErr == nil {
+				dbParts, dbErr = m.dumpDatabase(ctx, dir, m.db, m.keptLevel(), progress)
+			}
+		}
 	}()
 	go func() {
 		defer wg.Done()

@@ -334,10 +334,11 @@ func (m *Manager) keptLevel() int {
 
 // dumpLevel is the compression level of a dump taken by Create, inside
 // the downtime: uncompressed where the dump is compressed later and the
-// destination has room for it uncompressed (about the database's size on
-// the server; free is what the destination has), else the kept level.
-func (m *Manager) dumpLevel(dbSize, free int64) int {
-	if m.opts.Compress == CompressAfter && free > 0 && dbSize+dbSize/4 <= free {
+// destination has room for need (an uncompressed dump is about the
+// database's size on the server) with a quarter to spare; free is what
+// the destination has. Else the kept level.
+func (m *Manager) dumpLevel(need, free int64) int {
+	if m.opts.Compress == CompressAfter && free > 0 && need+need/4 <= free {
 		return 0
 	}
 	return m.keptLevel()
