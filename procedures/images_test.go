@@ -173,3 +173,25 @@ func TestParseUpgradeWords(t *testing.T) {
 		}
 	}
 }
+
+// An image built for another platform than the engine's stops the
+// upgrade at preflight, before the 503 page and before any node stops,
+// with a question that names both platforms.
+func TestUpgradeToAnotherPlatformStopsAtPreflight(t *testing.T) {
+	h := newHarness(t, cluster3())
+	h.world.BuiltFor("nocobase/nocobase:1.7.14", "linux/arm64")
+	h.startRun(upgrade())
+	cp := h.waitCheckpoint("failure")
+	if q := cp.Checkpoint.Question; !strings.Contains(q, "built for linux/arm64") || !strings.Contains(q, "engine runs linux/amd64") ||
+		cp.Steps[cp.Current].Name != "preflight" {
+		t.Fatalf("step %s, question %q", cp.Steps[cp.Current].Name, q)
+	}
+	for _, a := range h.world.Actions() {
+		if strings.HasPrefix(a, "lb") || strings.HasPrefix(a, "stop") || strings.HasPrefix(a, "set-image") {
+			t.Fatalf("downtime began: %q", h.world.Actions())
+		}
+	}
+	if got := h.world.NodeState("app-1"); !strings.HasPrefix(got, "running") {
+		t.Errorf("app-1 %s", got)
+	}
+}

@@ -57,8 +57,9 @@ type World struct {
 	actions   []string
 	nodes     []*node
 	lb        procedures.LBMode
-	local     map[string]image // the engine's images by reference
-	registry  map[string]image // what a pull of a reference gets
+	local     map[string]image  // the engine's images by reference
+	registry  map[string]image  // what a pull of a reference gets
+	foreign   map[string]string // references built for another platform: which
 	dbVersion string
 	migrating string
 	backups   []backup
@@ -82,7 +83,7 @@ func NewWorld(ref string, running bool, names ...string) *World {
 // (a floating tag such as latest).
 func NewWorldOf(ref, version string, running bool, names ...string) *World {
 	w := &World{lb: procedures.LBNormal, fails: map[string][]error{}, blocks: map[string]*Block{},
-		local: map[string]image{}, registry: map[string]image{}}
+		local: map[string]image{}, registry: map[string]image{}, foreign: map[string]string{}}
 	w.actor = actor{w: w}
 	img := newImage(ref, version, true)
 	w.local[ref], w.registry[ref] = img, img
@@ -100,6 +101,14 @@ func (w *World) Publish(ref, version string, labelled bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.registry[ref] = newImage(ref+"#"+fmt.Sprint(len(w.registry)), version, labelled)
+}
+
+// BuiltFor makes the image ref one built for platform (say
+// "linux/arm64"), which the engine's Resolve refuses.
+func (w *World) BuiltFor(ref, platform string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.foreign[ref] = platform
 }
 
 // Digest is the digest of the image node runs.
@@ -423,6 +432,10 @@ func (a actor) Resolve(ctx context.Context, ref string) (procedures.ImageInfo, e
 	img, ok := w.resolve(ref)
 	if !ok {
 		return procedures.ImageInfo{}, fmt.Errorf("no such image: %s", ref)
+	}
+	if p := w.foreign[ref]; p != "" {
+		// As the Docker adapter refuses it.
+		return procedures.ImageInfo{}, fmt.Errorf("engine: resolve %s: image %s is built for %s, but the engine runs linux/amd64: its nodes would not start (exec format error)", ref, ref, p)
 	}
 	info := procedures.ImageInfo{Ref: ref, ID: img.id, Digest: img.digest, Pinned: img.id}
 	if img.labelled {
