@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -186,4 +187,59 @@ func TestSetImageConcurrently(t *testing.T) {
 		back[name] = ref
 	}
 	change("rollback", back, "1.0.0")
+}
+
+// BenchmarkSetImageThreeNodes times changing the image of three stopped
+// nodes (back and forth between two versions): one after another, as the
+// set-image step did, and all at once, as it does now.
+//
+//	scripts/test -run '^$' -bench SetImageThreeNodes -benchtime 10x ./adapters/docker/
+func BenchmarkSetImageThreeNodes(b *testing.B) {
+	host := testenv.DockerHost(b)
+	imgs := []string{testenv.NodeImage(b, host, "1.0.0"), testenv.NodeImage(b, host, "2.0.0")}
+	for _, mode := range []string{"one-by-one", "together"} {
+		b.Run(mode, func(b *testing.B) {
+			label := fmt.Sprintf("bench-%d-%d", os.Getpid(), clusterSeq.Add(1))
+			var names []string
+			for i := range 3 {
+				n := testenv.RunNode(b, host, testenv.NodeSpec{Name: fmt.Sprintf("%s-app-%d", label, i+1), Image: imgs[0], Created: true,
+					Labels: map[string]string{"nocobot.bench": label}, Env: []string{"APP_KEY=x", "DB_HOST=db"}, Args: []string{"--restart", "always"}})
+				names = append(names, n.Name)
+			}
+			b.Cleanup(func() {
+				for _, n := range names {
+					_, _ = exec.Command("docker", "-H", host, "volume", "rm", "-f", holdVolume(n)).CombinedOutput()
+				}
+			})
+			c, err := New(Options{EngineOptions: EngineOptions{Host: host}, Labels: map[string]string{"nocobot.bench": label}}, zerolog.Nop())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			ctx := ctxT(b)
+			b.ResetTimer()
+			for i := range b.N {
+				next := imgs[(i+1)%2]
+				if mode == "together" {
+					refs := map[string]string{}
+					for _, n := range names {
+						refs[n] = next
+					}
+					for n, err := range setImagesAtOnce(ctx, c, refs) {
+						if err != nil {
+							b.Fatalf("%s: %v", n, err)
+						}
+					}
+					continue
+				}
+				for _, n := range names {
+					if err := c.SetImage(ctx, n, next); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/3-nodes")
+		})
+	}
 }
