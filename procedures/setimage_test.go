@@ -245,3 +245,52 @@ func TestSetImageProgressLines(t *testing.T) {
 		t.Errorf("step detail %q", d)
 	}
 }
+
+// A crash while the nodes change together leaves some changed and one
+// not: the new engine asks before repeating the step, and the retry
+// changes only the node that was left, without a safety rule broken.
+func TestSetImageCrashMidway(t *testing.T) {
+	h := newHarness(t, cluster3())
+	h.parallel = 0
+	h.restart(nil)
+	blk := h.world.BlockOn("set-image app-2")
+	h.startRun(upgrade())
+	reached(t, h.world, blk, "app-2's image change")
+	for _, n := range []string{"app-1", "app-3"} {
+		deadline := time.Now().Add(10 * time.Second)
+		for h.world.NodeState(n) != "stopped "+newImage {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never changed: %s", n, h.world.NodeState(n))
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	h.stop() // the crash: app-2's change never happens
+	if got := h.world.NodeState("app-2"); got != "stopped "+oldImage {
+		t.Fatalf("app-2 after the crash: %s", got)
+	}
+	n := len(h.world.Actions())
+	h.start(nil)
+	end, kinds := h.drive()
+	if len(kinds) == 0 || kinds[0] != "interrupted" {
+		t.Fatalf("questions %v, want interrupted first", kinds)
+	}
+	if end.State != store.StateSucceeded {
+		t.Fatalf("state %s: %s", end.State, end.Error)
+	}
+	var changed []string
+	for _, a := range h.world.Actions()[n:] {
+		if strings.HasPrefix(a, "set-image ") {
+			changed = append(changed, a)
+		}
+	}
+	if !slices.Equal(changed, []string{"set-image app-2 " + newImage}) {
+		t.Errorf("image changes after the crash: %q", changed)
+	}
+	for _, node := range []string{"app-1", "app-2", "app-3"} {
+		if got := h.world.NodeState(node); got != "running "+newImage {
+			t.Errorf("%s at the end: %s", node, got)
+		}
+	}
+	checkSafe(t, h.world)
+}
