@@ -53,7 +53,14 @@ func changeImages(ctx context.Context, env *stepEnv, changes []imageChange) erro
 		names[i] = ch.node
 	}
 	if len(changes) > 1 {
-		env.progress(fmt.Sprintf("changing the image of %s together", strings.Join(names, ", ")))
+		how := "together"
+		switch p := env.c.StartParallelism; {
+		case p == 1:
+			how = "one by one"
+		case p > 1 && p < len(changes):
+			how = fmt.Sprintf("%d at a time", p)
+		}
+		env.progress(fmt.Sprintf("changing the image of %s %s", strings.Join(names, ", "), how))
 	}
 	return together(ctx, env.c.StartParallelism, names, func(i int) error {
 		ch := changes[i]
