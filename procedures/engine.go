@@ -52,8 +52,8 @@ type Cluster struct {
 	CheckpointTimeout time.Duration // verify checkpoint; default 1 h
 	OnTimeout         TimeoutPolicy // default remind
 	StepTimeout       time.Duration // any other step; default 2 h
-	// StartParallelism is how many nodes start at once after the first:
-	// 0 all of them, 1 one by one.
+	// StartParallelism is how many nodes start at once after the first,
+	// and how many change image at once: 0 all of them, 1 one by one.
 	StartParallelism int
 }
 

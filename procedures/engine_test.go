@@ -181,33 +181,71 @@ func checkSafe(t *testing.T, w *proctest.World) {
 	}
 }
 
-// Before the checkpoint, after it: the exact outside actions.
+// Before the checkpoint, after it: the exact outside actions, in phases.
+// A phase's nodes act together when StartParallelism allows (each node's
+// own actions keep their order); one at a time, they go in name order.
 var (
-	upgradeToCheckpoint = []string{
-		"version app-1", "pull " + newImage, "backup-check",
-		"lb maintenance",
-		"stop app-1", "stop app-2", "stop app-3",
-		"backup", "backup-verified b1",
-		"set-image app-1 " + newImage, "set-image app-2 " + newImage, "set-image app-3 " + newImage,
-		"start app-1", "healthy app-1", "version app-1",
+	upgradeToCheckpointP = []phase{
+		inTurn("version app-1", "pull "+newImage, "backup-check",
+			"lb maintenance",
+			"stop app-1", "stop app-2", "stop app-3",
+			"backup", "backup-verified b1"),
+		perNode(all3, func(n string) []string { return []string{"set-image " + n + " " + newImage} }),
+		inTurn("start app-1", "healthy app-1", "version app-1"),
 	}
-	upgradeAfterContinue = []string{
-		"start app-2", "healthy app-2", "version app-2",
-		"start app-3", "healthy app-3", "version app-3",
-		"lb normal",
-		"export b1", // the dump is finished once traffic is back
+	upgradeAfterContinueP = []phase{
+		perNode(rest2, startActions),
+		inTurn("lb normal"),
+		inTurn("export b1"), // the dump is finished once traffic is back
 	}
-	upgradeAfterRollback = []string{
-		"lb maintenance",
-		"stop app-1", "stop app-2", "stop app-3",
-		"restore b1",
-		"set-image app-1 " + oldImage, "set-image app-2 " + oldImage, "set-image app-3 " + oldImage,
-		"start app-1", "healthy app-1", "version app-1",
-		"start app-2", "healthy app-2", "version app-2",
-		"start app-3", "healthy app-3", "version app-3",
-		"lb normal",
+	upgradeAfterRollbackP = []phase{
+		inTurn("lb maintenance",
+			"stop app-1", "stop app-2", "stop app-3",
+			"restore b1"),
+		perNode(all3, func(n string) []string { return []string{"set-image " + n + " " + oldImage} }),
+		inTurn(startActions("app-1")...),
+		perNode(rest2, startActions),
+		inTurn("lb normal"),
 	}
+	upgradeAfterContinue = inOrder(upgradeAfterContinueP)
 )
+
+var (
+	all3  = []string{"app-1", "app-2", "app-3"}
+	rest2 = []string{"app-2", "app-3"}
+)
+
+func startActions(n string) []string { return []string{"start " + n, "healthy " + n, "version " + n} }
+
+// phase is outside actions that happen together: sequences that may
+// interleave, each in its own order.
+type phase [][]string
+
+// inTurn is a phase of actions one after another.
+func inTurn(actions ...string) phase { return phase{actions} }
+
+// perNode is a phase of the nodes' sequences, which may run together.
+func perNode(nodes []string, seq func(node string) []string) phase {
+	p := make(phase, len(nodes))
+	for i, n := range nodes {
+		p[i] = seq(n)
+	}
+	return p
+}
+
+// inOrder is what the phases do one at a time: each phase's sequences
+// one after another.
+func inOrder(phases ...[]phase) []string {
+	var out []string
+	for _, ps := range phases {
+		for _, p := range ps {
+			for _, seq := range p {
+				out = append(out, seq...)
+			}
+		}
+	}
+	return out
+}
 
 func equalActions(t *testing.T, got, want []string) {
 	t.Helper()
@@ -216,11 +254,63 @@ func equalActions(t *testing.T, got, want []string) {
 	}
 }
 
+// equalPhases checks got phase by phase: exactly each phase's actions,
+// each sequence in its order, whatever the interleaving within a phase.
+func equalPhases(t *testing.T, got []string, phases ...[]phase) {
+	t.Helper()
+	pos := 0
+	for _, ps := range phases {
+		for _, p := range ps {
+			n := len(inOrder([]phase{p}))
+			if pos+n > len(got) {
+				t.Fatalf("outside actions end early at %d\n got: %q\nwant next: %q", pos, got, p)
+			}
+			seg := got[pos : pos+n]
+			matched := 0
+			for _, seq := range p {
+				sub := slices.DeleteFunc(slices.Clone(seg), func(a string) bool { return !slices.Contains(seq, a) })
+				if !slices.Equal(sub, seq) {
+					t.Fatalf("outside actions differ at %d\n got: %q\nwant (interleaved): %q", pos, seg, p)
+				}
+				matched += len(sub)
+			}
+			if matched != n {
+				t.Fatalf("outside actions differ at %d\n got: %q\nwant (interleaved): %q", pos, seg, p)
+			}
+			pos += n
+		}
+	}
+	if pos != len(got) {
+		t.Fatalf("unexpected outside actions after the expected ones: %q", got[pos:])
+	}
+}
+
+// checkActions compares exactly with one node at a time (par 1), and
+// phase by phase when nodes act together.
+func checkActions(t *testing.T, par int, got []string, phases ...[]phase) {
+	t.Helper()
+	if par == 1 {
+		equalActions(t, got, inOrder(phases...))
+		return
+	}
+	equalPhases(t, got, phases...)
+}
+
+// The upgrade with the nodes one at a time (StartParallelism 1) and all
+// together (0): the same actions, each node's in its order.
 func TestUpgradeHappyPath(t *testing.T) {
+	for _, par := range []int{1, 0} {
+		t.Run(fmt.Sprintf("parallelism %d", par), func(t *testing.T) { upgradeHappyPath(t, par) })
+	}
+}
+
+func upgradeHappyPath(t *testing.T, par int) {
 	h := newHarness(t, cluster3())
+	h.parallel = par
+	h.restart(nil)
 	r := h.startRun(upgrade())
 	cp := h.waitCheckpoint("verify")
-	equalActions(t, h.world.Actions(), upgradeToCheckpoint)
+	checkActions(t, par, h.world.Actions(), upgradeToCheckpointP)
 	if cp.State != store.StateWaiting || cp.Checkpoint.URL != "http://app-1:13000" || !strings.Contains(cp.Checkpoint.Question, "restores backup b1") {
 		t.Fatalf("checkpoint = %+v", cp.Checkpoint)
 	}
@@ -229,7 +319,7 @@ func TestUpgradeHappyPath(t *testing.T) {
 	}
 	h.decide(cp, store.ActionContinue, "U2")
 	end := h.waitFinished()
-	equalActions(t, h.world.Actions(), append(slices.Clone(upgradeToCheckpoint), upgradeAfterContinue...))
+	checkActions(t, par, h.world.Actions(), upgradeToCheckpointP, upgradeAfterContinueP)
 	checkSafe(t, h.world)
 	if end.State != store.StateSucceeded || end.ID != r.ID {
 		t.Fatalf("end state %s", end.State)
@@ -255,11 +345,19 @@ func TestUpgradeHappyPath(t *testing.T) {
 }
 
 func TestUpgradeRollbackAtCheckpoint(t *testing.T) {
+	for _, par := range []int{1, 0} {
+		t.Run(fmt.Sprintf("parallelism %d", par), func(t *testing.T) { upgradeRollbackAtCheckpoint(t, par) })
+	}
+}
+
+func upgradeRollbackAtCheckpoint(t *testing.T, par int) {
 	h := newHarness(t, cluster3())
+	h.parallel = par
+	h.restart(nil)
 	h.startRun(upgrade())
 	h.decide(h.waitCheckpoint("verify"), store.ActionRollback, "U2")
 	end := h.waitFinished()
-	equalActions(t, h.world.Actions(), append(slices.Clone(upgradeToCheckpoint), upgradeAfterRollback...))
+	checkActions(t, par, h.world.Actions(), upgradeToCheckpointP, upgradeAfterRollbackP)
 	checkSafe(t, h.world)
 	if end.State != store.StateRolledBack || h.world.DBVersion() != "1.7.13" || h.world.NodeState("app-2") != "running "+oldImage {
 		t.Fatalf("after roll back: state %s db %s app-2 %s", end.State, h.world.DBVersion(), h.world.NodeState("app-2"))

@@ -222,30 +222,13 @@ func startRest(ctx context.Context, env *stepEnv, exp expectation) (string, erro
 	if len(rest) == 0 {
 		return "no other nodes", nil
 	}
-	par := env.c.StartParallelism
-	if par <= 0 || par > len(rest) {
-		par = len(rest)
-	}
 	results := make([]started, len(rest))
-	errs := make([]error, len(rest))
-	sem := make(chan struct{}, par)
-	var wg sync.WaitGroup
-	for i, name := range rest {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			errs[i] = ctx.Err()
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			results[i], errs[i] = startAndWait(ctx, env, name, exp)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	err = together(ctx, env.c.StartParallelism, rest, func(i int) error {
+		var err error
+		results[i], err = startAndWait(ctx, env, rest[i], exp)
+		return err
+	})
+	if err != nil {
 		return "", err
 	}
 	done := make([]string, len(results))
@@ -253,6 +236,34 @@ func startRest(ctx context.Context, env *stepEnv, exp expectation) (string, erro
 		done[i] = r.String()
 	}
 	return strings.Join(done, "; "), nil
+}
+
+// together runs fn for each of names (fn gets the index), at most par at
+// a time (0 or less: all at once), and returns every failure joined, in
+// name order. A name not begun because ctx ended fails with ctx's error.
+func together(ctx context.Context, par int, names []string, fn func(i int) error) error {
+	if par <= 0 || par > len(names) {
+		par = len(names)
+	}
+	errs := make([]error, len(names))
+	sem := make(chan struct{}, par)
+	var wg sync.WaitGroup
+	for i, name := range names {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			errs[i] = fmt.Errorf("%s: not begun: %w", name, ctx.Err())
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			errs[i] = fn(i)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func setBalancer(ctx context.Context, env *stepEnv, mode LBMode) (string, error) {

@@ -32,7 +32,9 @@ func (n Node) Running() bool { return n.State == "running" }
 //
 // Every method is idempotent: stopping a stopped node or starting a
 // running one succeeds. Nodes are addressed by Name; List returns them in
-// a stable order (by name). Errors name the node and the action.
+// a stable order (by name). Errors name the node and the action. Calls
+// for different nodes may come at once (nodes started or changed
+// together, StartParallelism at a time).
 type Nodes interface {
 	List(ctx context.Context) ([]Node, error)
 	// Stop stops a node gracefully, killing it after the configured

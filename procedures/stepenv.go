@@ -38,12 +38,15 @@ func (s *stepEnv) now() time.Time { return s.rn.e.clock.Now() }
 // save records facts learned mid-step before the step's next outside action.
 func (s *stepEnv) save(ctx context.Context) error { return s.rn.persist(ctx) }
 
-// progress publishes a progress line for the running step.
+// progress publishes a progress line for the running step. Several
+// goroutines of one step may report at once (nodes changed or started
+// together): the line is set and published under the run's lock, so the
+// events come out in the order the lines were set and the last event
+// shows the step's progress as recorded. Publishing never blocks.
 func (s *stepEnv) progress(msg string) {
 	x := s.rn
 	x.mu.Lock()
+	defer x.mu.Unlock()
 	x.run.Steps[s.step].Progress = msg
-	snap := cloneRun(x.run)
-	x.mu.Unlock()
-	x.e.publish(EventStepProgress, snap, s.step, msg, nil)
+	x.e.publish(EventStepProgress, x.run, s.step, msg, nil)
 }

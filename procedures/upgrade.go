@@ -300,66 +300,6 @@ func upgradeStartFirst(ctx context.Context, env *stepEnv) (string, error) {
 	return s.String(), nil
 }
 
-func upgradeSetImage(ctx context.Context, env *stepEnv) (string, error) {
-	nodes, err := runNodes(ctx, env)
-	if err != nil {
-		return "", err
-	}
-	f := env.facts()
-	target := f.TargetImage()
-	for i, n := range nodes {
-		if n.Running() {
-			return "", fmt.Errorf("%s is running: refusing to change images while a node runs", n.Name)
-		}
-		if n.Image == target && (f.TargetDigest() == "" || n.Digest == f.TargetDigest()) {
-			continue
-		}
-		env.progress(fmt.Sprintf("%s → %s (%d/%d)", n.Name, target, i+1, len(nodes)))
-		if err := env.c.Nodes.SetImage(ctx, n.Name, target); err != nil {
-			return "", err
-		}
-	}
-	return fmt.Sprintf("%d nodes on %s", len(nodes), target), nil
-}
-
-// rollbackSetImage puts every node back on the image it ran, pinned by
-// the digest recorded at preflight: a tag may have moved since.
-func rollbackSetImage(ctx context.Context, env *stepEnv) (string, error) {
-	nodes, err := runNodes(ctx, env)
-	if err != nil {
-		return "", err
-	}
-	f := env.facts()
-	for _, n := range nodes {
-		prev, digest := f.PrevImage(n.Name), f.PrevDigest(n.Name)
-		if prev == "" || (n.Image == prev && (digest == "" || n.Digest == digest)) {
-			continue
-		}
-		ref := prev
-		if digest != "" {
-			ref = pinnedRef(ctx, env, prev, digest)
-		}
-		env.progress(fmt.Sprintf("%s → %s", n.Name, ref))
-		if err := env.c.Nodes.SetImage(ctx, n.Name, ref); err != nil {
-			return "", err
-		}
-	}
-	return "every node on its previous image", nil
-}
-
-// pinnedRef names exactly the image with digest: its tag while the tag
-// still names it, else repo@digest for a registry digest or the id
-// itself for an image that is only local.
-func pinnedRef(ctx context.Context, env *stepEnv, image, digest string) string {
-	if info, err := imageInfo(ctx, env.c, image); err == nil && info.Digest == digest {
-		return image
-	}
-	if info, err := imageInfo(ctx, env.c, digest); err == nil && info.ID == digest {
-		return digest
-	}
-	return imageRepo(image) + "@" + digest
-}
-
 func shortDigest(d string) string {
 	if len(d) > 19 {
 		return d[:19]

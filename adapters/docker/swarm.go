@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -40,6 +41,10 @@ import (
 // or its address).
 type Swarm struct {
 	base
+	// imageMu makes concurrent SetImage calls (the nodes changed
+	// together) one service update: the first makes it, the others find
+	// it done, instead of racing on the service's version.
+	imageMu sync.Mutex
 }
 
 var _ procedures.Nodes = (*Swarm)(nil)
@@ -355,13 +360,16 @@ func (c *Swarm) converge(ctx context.Context, svcID string, want int, action str
 }
 
 // SetImage changes the service's image, once for all nodes (a call for
-// another node finds it done). It is one service update, so a kill cannot
-// leave it half made. The service must be at 0 replicas.
+// another node finds it done, also when the calls come at once). It is
+// one service update, so a kill cannot leave it half made. The service
+// must be at 0 replicas.
 func (c *Swarm) SetImage(ctx context.Context, name, image string) error {
 	action := "set image"
 	if _, err := c.position(name, action); err != nil {
 		return err
 	}
+	c.imageMu.Lock()
+	defer c.imageMu.Unlock()
 	svc, err := c.service(ctx, action)
 	if err != nil {
 		return err

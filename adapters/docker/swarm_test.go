@@ -156,11 +156,15 @@ func swarmService(t *testing.T, host string) {
 			t.Errorf("slot %d still answers", k)
 		}
 	}
-	if err := c.SetImage(ctx, node(1), v2); err != nil {
-		t.Fatal(err)
+	// The set-image step calls SetImage for every node at once: one
+	// service update, the other calls find it done.
+	for name, err := range setImagesAtOnce(ctx, c, map[string]string{node(1): v2, node(2): v2, node(3): v2}) {
+		if err != nil {
+			t.Fatalf("SetImage %s at the same time as the others: %v", name, err)
+		}
 	}
-	if err := c.SetImage(ctx, node(2), v2); err != nil {
-		t.Errorf("SetImage for the second slot: %v", err)
+	if img, _, _, err := c.Previous(ctx, node(2)); err != nil || img != v1 {
+		t.Errorf("after the image change the previous image is %q (%v), want %s: more than one update", img, err, v1)
 	}
 	if err := c.Start(ctx, node(1)); err != nil {
 		t.Fatal(err)
