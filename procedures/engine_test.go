@@ -632,6 +632,7 @@ func TestMaintainPluginActions(t *testing.T) {
 		"lb maintenance", "plugin enable @nocobase/plugin-map on app-1", "lb normal",
 		"lb maintenance", "plugin disable graph on app-1", "lb normal",
 		"start app-2", "healthy app-2", "version app-2", "start app-3", "healthy app-3", "version app-3",
+		"export b1", // the backup is finished once every node serves again
 	})
 	if end.State != store.StateSucceeded {
 		t.Fatalf("state %s", end.State)

@@ -193,6 +193,7 @@ func maintainSteps(r *store.Run) []stepDef {
 		}},
 		stepDef{name: "start-rest", title: "Start the other nodes together, each waited healthy", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) { return startRest(ctx, env, expectation{}) }},
+		exportStepDef(),
 	)
 }
 
