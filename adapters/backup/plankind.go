@@ -13,5 +13,13 @@ func (m *Manager) PlanKind(ctx context.Context, nodesStopped bool) (kind, reason
 	if nodesStopped && p.Kind == KindDump && strings.HasSuffix(p.Reason, whySessions) {
 		return KindCopy, "the server can copy the database in place once the nodes are stopped"
 	}
+	if _, toDir := m.dumpsToDir(m.db); p.Kind == KindDump && toDir {
+		switch m.opts.Compress {
+		case CompressAfter:
+			p.Reason += "; written uncompressed where there is room, the fastest to write and check, and compressed once traffic is back"
+		case CompressNever:
+			p.Reason += "; kept uncompressed"
+		}
+	}
 	return p.Kind, p.Reason
 }
