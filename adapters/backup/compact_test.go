@@ -3,12 +3,9 @@ package backup
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/nocobot/nocobot/internal/testenv"
 )
 
 // dataFiles lists a backup folder's table data files by suffix.
@@ -236,14 +233,7 @@ func TestUncompressedDumpThatDoesNotFit(t *testing.T) {
 	execSQL(t, c, `CREATE TABLE big_notes (id int PRIMARY KEY, body text);
 INSERT INTO big_notes SELECT i, repeat('nocobase ', 200000) FROM generate_series(1, 40) i`)
 	c.Close(context.Background())
-	dest := filepath.Join(testenv.TempDir(t), "small")
-	if err := os.Mkdir(dest, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", dest).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a small tmpfs here: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", dest).Run() })
+	dest := smallDest(t, "48m")
 	o := f.localOptions(t)
 	o.Dest = dest
 	m, err := New(o, nil, testLog(t))

@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,14 +17,7 @@ import (
 // broken pipe it causes in pg_dump; nothing is left behind.
 func TestFullDestinationIsReported(t *testing.T) {
 	f := newFixture(t, 3, 300)
-	dest := filepath.Join(testenv.TempDir(t), "small")
-	if err := os.Mkdir(dest, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", dest).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a small tmpfs here: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", dest).Run() })
+	dest := smallDest(t, "96k")
 	o := f.localOptions(t)
 	o.Dest = dest
 	m, err := New(o, nil, testLog(t))

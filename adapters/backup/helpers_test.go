@@ -19,6 +19,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
+
+	"github.com/nocobot/nocobot/internal/testenv"
 )
 
 func testLog(t *testing.T) zerolog.Logger { return zerolog.New(zerolog.NewTestWriter(t)) }
@@ -429,4 +431,20 @@ func (l *localContainers) CopyTo(ctx context.Context, container, dir string, tar
 		return fmt.Errorf("%w: %s", err, out)
 	}
 	return nil
+}
+
+// smallDest is a backup destination of size ("96k", "48m"): a tmpfs of
+// its own, so that a test can fill it. It skips where mounting is not
+// allowed.
+func smallDest(t *testing.T, size string) string {
+	t.Helper()
+	dest := filepath.Join(testenv.TempDir(t), "small")
+	if err := os.Mkdir(dest, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dest).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a small tmpfs here: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dest).Run() })
+	return dest
 }

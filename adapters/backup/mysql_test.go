@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -280,14 +279,7 @@ func TestMySQLFaults(t *testing.T) {
 	})
 
 	t.Run("full destination", func(t *testing.T) {
-		if os.Getuid() != 0 {
-			t.Skip("mounting a small tmpfs needs root")
-		}
-		dest := testenv.TempDir(t)
-		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dest).CombinedOutput(); err != nil {
-			t.Skipf("mount tmpfs: %v: %s", err, out)
-		}
-		t.Cleanup(func() { _ = exec.Command("umount", "-l", dest).Run() })
+		dest := smallDest(t, "1m")
 		big := newMySQLFixture(t, mysqlShape{Big: 1, BigRows: 2000, TextBytes: 1024})
 		opts := big.localOptions(t, "", "")
 		opts.Dest = dest
