@@ -57,7 +57,16 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 	if err := os.MkdirAll(m.opts.Dest, 0o700); err != nil {
 		return procedures.BackupInfo{}, fmt.Errorf("backup destination: %w", err)
 	}
+	// Which kind to take is asked at the same time: this is inside the
+	// downtime.
+	var plan Plan
+	planned := make(chan struct{})
+	go func() {
+		defer close(planned)
+		plan = m.Plan(ctx)
+	}()
 	serverVersion, dbSize, err := m.db.serverInfo(ctx)
+	<-planned
 	if err != nil {
 		return procedures.BackupInfo{}, fmt.Errorf("backup: %w", err)
 	}
@@ -76,7 +85,6 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 		Database: DatabaseInfo{Dialect: m.db.dialect(), Name: m.db.name(), ServerVersion: serverVersion, Source: m.db.source(), ExcludedSchemas: m.db.excluded()},
 		Storage:  StorageInfo{Source: m.storageSource(), Excludes: m.opts.Excludes},
 	}
-	plan := m.Plan(ctx)
 	// Sessions of nodes that just stopped end a moment after their
 	// clients: give them that moment before settling for a dump.
 	for wait := 0; plan.Kind == KindDump && strings.HasSuffix(plan.Reason, whySessions) && wait < 10; wait++ {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -81,12 +82,20 @@ func (d *postgres) copyTo(ctx context.Context, name string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("in-server copy: %w", err)
 	}
-	want, err := d.signature(ctx)
-	if err == nil {
-		var got string
-		if got, err = d.on(name).signature(ctx); err == nil && got != want {
-			err = fmt.Errorf("the copy's relations differ from the database's (%s, want %s)", got, want)
-		}
+	// Both signatures at once: this is inside the downtime.
+	var want, got string
+	var werr, gerr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		got, gerr = d.on(name).signature(ctx)
+	}()
+	want, werr = d.signature(ctx)
+	wg.Wait()
+	err = errors.Join(werr, gerr)
+	if err == nil && got != want {
+		err = fmt.Errorf("the copy's relations differ from the database's (%s, want %s)", got, want)
 	}
 	if err != nil {
 		return "", errors.Join(fmt.Errorf("verify in-server copy: %w", err), d.dropCopy(context.WithoutCancel(ctx), name))
