@@ -145,12 +145,24 @@ func waitOut(t *testing.T, out interface{ String() string }, want string, within
 
 var runIDRe = regexp.MustCompile(`Run (r\d{4}-[a-z0-9]+):`)
 
-func runID(t *testing.T, out interface{ String() string }) string {
+func runID(t *testing.T, p *proc) string {
 	t.Helper()
-	s := waitOut(t, out, "Run r", 30*time.Second)
-	m := runIDRe.FindStringSubmatch(s)
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(p.out.String(), "Run r") {
+		exited := false
+		select {
+		case <-p.done:
+			exited = true
+		default:
+		}
+		if exited || time.Now().After(deadline) {
+			t.Fatalf("%v showed no run (exited: %v, code %d)\nstdout:\n%s\nstderr:\n%s", p.cmd.Args[1:], exited, p.code, p.out, p.err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	m := runIDRe.FindStringSubmatch(p.out.String())
 	if m == nil {
-		t.Fatalf("no run id in:\n%s", s)
+		t.Fatalf("no run id in:\n%s", p.out)
 	}
 	return m[1]
 }
@@ -187,7 +199,7 @@ func TestProcessesShareAStore(t *testing.T) {
 	conf := processConfig(t, trusted, "prod", "staging")
 	p1 := start(t, nil, "run", "maintain", "prod", "--config", conf)
 	p2 := start(t, nil, "--config", conf, "run", "maintain", "staging")
-	id1, id2 := runID(t, p1.out), runID(t, p2.out)
+	id1, id2 := runID(t, p1), runID(t, p2)
 	waitOut(t, p1.out, "Choices: 1) retry  2) abort", 30*time.Second)
 	waitOut(t, p2.out, "Choices: 1) retry  2) abort", 30*time.Second)
 
@@ -254,7 +266,7 @@ func TestProcessesShareAStore(t *testing.T) {
 func TestAttachTakesOverAKilledRun(t *testing.T) {
 	conf := processConfig(t, trusted, "prod")
 	p1 := start(t, nil, "run", "maintain", "--config", conf)
-	id := runID(t, p1.out)
+	id := runID(t, p1)
 	waitOut(t, p1.out, "Choices:", 30*time.Second)
 	p1.cmd.Process.Signal(syscall.SIGKILL)
 	p1.exit(t, 10*time.Second)
@@ -340,7 +352,7 @@ func (p *ptyProc) typeIn(s string) { p.master.Write([]byte(s)) }
 func TestInterruptsAtATerminal(t *testing.T) {
 	conf := processConfig(t, trusted, "prod")
 	p := startPTY(t, "run", "maintain", "--config", conf)
-	id := runID(t, p.out)
+	id := runID(t, p.proc)
 	waitOut(t, p.out, "Choices:", 30*time.Second)
 	p.typeIn("\x03")
 	waitOut(t, p.out, "Interrupted. Run "+id+" is stopped", 10*time.Second)
@@ -412,7 +424,7 @@ func TestServeAndTerminalTogether(t *testing.T) {
 	}
 
 	r := start(t, nil, "run", "maintain", "--config", conf)
-	id := runID(t, r.out)
+	id := runID(t, r)
 	waitOut(t, r.out, "Choices:", 30*time.Second)
 	for _, c := range []struct {
 		args []string

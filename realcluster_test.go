@@ -41,7 +41,7 @@ clusters:
 	}
 
 	p := startPTY(t, "run", "start", "--config", conf)
-	id := runID(t, p.out)
+	id := runID(t, p.proc)
 	waitOut(t, p.out, "/5 Start one node", 60*time.Second)
 	p.typeIn("\x03")
 	waitOut(t, p.out, "Choose a, l or k", 10*time.Second)
