@@ -111,6 +111,8 @@ type Front struct {
 	botNameV atomicString
 	// subscribed is closed once Run listens to the engine (tests wait on it).
 	subscribed chan struct{}
+	// socket is the Socket Mode connection's state; nil in HTTP mode.
+	socket *socketState
 
 	mu      sync.Mutex
 	threads map[string]*thread // run id → thread being rendered
@@ -196,6 +198,10 @@ func New(opts Options, disp *bot.Dispatcher, eng Engine, log zerolog.Logger) (*F
 	}
 	if f.command == "" {
 		f.command = "/nocobase"
+	}
+	if mode != "http" {
+		f.socket = &socketState{}
+		f.socket.set(false, "not connected yet", time.Now())
 	}
 	f.calls = &caller{log: log, timeout: opts.CallTimeout, maxBackoff: opts.MaxBackoff}
 	f.groups = newGroups(f.calls, api, opts.GroupTTL, log)
