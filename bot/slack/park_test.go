@@ -35,6 +35,16 @@ func TestParkedThreadBacksOffThenGivesUp(t *testing.T) {
 	h.fs.mu.Unlock()
 
 	h.command(uRequest, chProd, "upgrade 1.7.14")
+	// The command is answered (through response_url: the channel refuses
+	// the bot) once it bound the run to its channel, which wakes the thread.
+	h.fs.waitFor("the command's answer", func(cs []apiCall) bool {
+		for _, c := range cs {
+			if c.Method == "response_url" && strings.Contains(c.Text(), "Started run") {
+				return true
+			}
+		}
+		return false
+	})
 	run := h.waitState(h.onlyRun().ID, store.StateWaiting)
 	var away apiCall
 	h.fs.waitFor("the checkpoint in the operators' channel", func(cs []apiCall) bool {
