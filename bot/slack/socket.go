@@ -52,7 +52,7 @@ func (f *Front) socketEvents(ctx context.Context, sm *socketmode.Client, done <-
 		case ev := <-sm.Events:
 			switch ev.Type {
 			case socketmode.EventTypeConnecting:
-				f.socket.set(false, "connecting", time.Now())
+				f.socket.connecting(time.Now())
 			case socketmode.EventTypeConnected:
 				f.socket.set(true, "", time.Now())
 				f.log.Info().Msg("slack: socket mode connected")

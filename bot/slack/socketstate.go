@@ -28,6 +28,16 @@ func (s *socketState) set(up bool, why string, now time.Time) {
 	s.up, s.why = up, why
 }
 
+// connecting records a connection attempt: down, unless it already is,
+// when the reason it went down stays the more useful one.
+func (s *socketState) connecting(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.up || s.since.IsZero() {
+		s.up, s.since, s.why = false, now, "connecting"
+	}
+}
+
 func (s *socketState) down() (since time.Time, why string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
