@@ -7,6 +7,7 @@ package app
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -31,6 +32,9 @@ type App struct {
 	Metrics *metrics.Metrics
 	// SlackAPIURL overrides Slack's Web API URL (tests: a local server).
 	SlackAPIURL string
+	// SocketGrace is how long Socket Mode may be down before /readyz
+	// fails; default 30 s (tests: shorter).
+	SocketGrace time.Duration
 
 	closeClusters func()
 }

@@ -22,6 +22,9 @@ const (
 	// slackReadyEvery: Slack is asked at most this often; /readyz is
 	// polled every few seconds and Slack's rate limits are per method.
 	slackReadyEvery = 30 * time.Second
+	// socketGrace is how long a Socket Mode connection may be down before
+	// /readyz says not ready: Slack asks clients to reconnect now and then.
+	socketGrace = 30 * time.Second
 )
 
 // opsServer serves /healthz, /readyz and /metrics.
@@ -67,8 +70,8 @@ type notePinger interface {
 }
 
 // readyHandler answers 200 when the store answers and, where Slack is
-// on, Slack accepts the bot token; 503 otherwise. The body has one line
-// per check.
+// on, Slack accepts the bot token and (Socket Mode) the socket is
+// connected; 503 otherwise. The body has one line per check.
 func readyHandler(st notePinger, slackReady func(context.Context) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
@@ -101,13 +104,45 @@ func readyHandler(st notePinger, slackReady func(context.Context) error) http.Ha
 	})
 }
 
-// slackCheck asks Slack whether the bot token works (auth.test), at most
-// every slackReadyEvery; between asks it answers the last result.
-func (a *App) slackCheck() func(context.Context) error {
+// slackCheck fails while the Socket Mode connection has been down for
+// longer than the grace (socketDown: since when and why; zero when up),
+// and asks Slack whether the bot token works (auth.test), at most every
+// slackReadyEvery; between asks it answers the last result.
+func (a *App) slackCheck(socketDown func() (time.Time, string)) func(context.Context) error {
+	grace := a.SocketGrace
+	if grace <= 0 {
+		grace = socketGrace
+	}
 	token, _ := config.Secret("slack.bot_token_env", a.Config.Slack.BotTokenEnv)
+	auth := authCheck(token, a.SlackAPIURL)
+	return func(ctx context.Context) error {
+		if err := socketCheck(socketDown, grace, time.Now()); err != nil {
+			return err
+		}
+		return auth(ctx)
+	}
+}
+
+// socketCheck is the socket's part of readiness at now.
+func socketCheck(socketDown func() (time.Time, string), grace time.Duration, now time.Time) error {
+	if socketDown == nil {
+		return nil
+	}
+	since, why := socketDown()
+	if since.IsZero() {
+		return nil
+	}
+	if d := now.Sub(since); d >= grace {
+		return fmt.Errorf("socket mode down for %s: %s", d.Round(time.Second), why)
+	}
+	return nil
+}
+
+// authCheck asks auth.test at most every slackReadyEvery.
+func authCheck(token, apiURL string) func(context.Context) error {
 	var opts []slack.Option
-	if a.SlackAPIURL != "" {
-		opts = append(opts, slack.OptionAPIURL(a.SlackAPIURL))
+	if apiURL != "" {
+		opts = append(opts, slack.OptionAPIURL(apiURL))
 	}
 	api := slack.New(token, opts...)
 	var (

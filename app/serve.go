@@ -39,7 +39,7 @@ func (a *App) Serve(ctx context.Context, version string) error {
 		}
 		front.ObserveAPIErrors(a.Metrics.SlackAPIError)
 		parts = append(parts, front.Run)
-		slackReady = a.slackCheck()
+		slackReady = a.slackCheck(front.SocketDown)
 	} else {
 		a.Log.Info().Msg("serving without Slack (slack.mode: off): people use the terminal commands on this store")
 	}

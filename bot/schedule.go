@@ -3,9 +3,7 @@ package bot
 import (
 	"context"
 	"fmt"
-	"strings"
 
-	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -55,11 +53,14 @@ func (d *Dispatcher) schedule(ctx context.Context, who Caller, cmd Command, clus
 		if err != nil {
 			return refused(T(fmt.Sprintf("Could not add the window: %v\nUsage: %s", err, Usage(who.Prefix, "schedule"))), err)
 		}
-		starts := make([]string, len(next))
+		r.Announce = T(Person(who.User), " scheduled window ", saved.ID, ": ", WindowLine(saved), ". Next: ")
 		for i, t := range next {
-			starts[i] = format.When(t, saved.TZ)
+			if i > 0 {
+				r.Announce = T(r.Announce, ", ")
+			}
+			r.Announce = T(r.Announce, Local{t, saved.TZ})
 		}
-		r.Announce = T(Person(who.User), " scheduled window ", saved.ID, ": ", WindowLine(saved), ". Next: ", strings.Join(starts, ", "), ".")
+		r.Announce = T(r.Announce, ".")
 	case "remove":
 		if err := d.sched.Remove(ctx, s.ID); err != nil {
 			return failed("Could not remove", err)
@@ -82,7 +83,7 @@ func (d *Dispatcher) schedule(ctx context.Context, who Caller, cmd Command, clus
 		if err := d.sched.Skip(ctx, s.ID, w.NextStart, who.User); err != nil {
 			return refused(T(fmt.Sprintf("Could not skip window %s: %v", s.ID, err)), err)
 		}
-		r.Announce = T(Person(who.User), " skipped the start of window ", s.ID, " at ", format.When(w.NextStart, w.TZ), ".")
+		r.Announce = T(Person(who.User), " skipped the start of window ", s.ID, " at ", Local{w.NextStart, w.TZ}, ".")
 	}
 	return r
 }

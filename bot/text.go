@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/nocobot/nocobot/format"
 )
 
 // Text is a line (or a few) for people, in spans that each transport
@@ -39,7 +41,14 @@ type (
 	At time.Time
 )
 
-// T builds a Text from strings, Person, Code, Strong, At, Text and anything
+// Local is a moment shown as plain text in a time zone (a window's
+// own); Slack still shows it in each reader's.
+type Local struct {
+	At time.Time
+	TZ string
+}
+
+// T builds a Text from strings, Person, Code, Strong, At, Local, Text and anything
 // fmt can print.
 func T(parts ...any) Text {
 	var t Text
@@ -56,6 +65,8 @@ func T(parts ...any) Text {
 		case At:
 			tm := time.Time(v)
 			t = append(t, Span{Kind: SpanTime, S: tm.UTC().Format("15:04:05 UTC"), At: tm})
+		case Local:
+			t = append(t, Span{Kind: SpanTime, S: format.When(v.At, v.TZ), At: v.At})
 		case string:
 			t = append(t, Span{Kind: SpanPlain, S: v})
 		default:

@@ -186,7 +186,7 @@ func WindowLine(w store.Window) Text {
 	case w.Paused:
 		t = T(t, " — paused")
 	case !w.NextStart.IsZero():
-		t = T(t, " — next ", format.When(w.NextStart, w.TZ))
+		t = T(t, " — next ", Local{w.NextStart, w.TZ})
 		if w.Skip.Equal(w.NextStart) {
 			t = T(t, " (skipped)")
 		}

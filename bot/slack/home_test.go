@@ -3,10 +3,12 @@ package slack
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -38,8 +40,15 @@ func (h *harness) homeView(user string, after int) string {
 func TestAppHome(t *testing.T) {
 	h := newHarness(t, "http")
 	next := time.Date(2026, 12, 5, 2, 0, 0, 0, time.UTC)
-	if err := h.store.PutWindow(context.Background(), store.Window{ID: "w7", Cluster: "prod", Spec: "0 2 * * 6", TZ: "UTC", Command: "upgrade 1.7.15", NextStart: next, Created: time.Now()}); err != nil {
+	w7 := store.Window{ID: "w7", Cluster: "prod", Spec: "0 3 * * 6", TZ: "Europe/Berlin", Command: "upgrade 1.7.15", NextStart: next, Created: time.Now()}
+	if err := h.store.PutWindow(context.Background(), w7); err != nil {
 		t.Fatal(err)
+	}
+	// Each reader sees the window in their own time zone; UTC where a
+	// client cannot. A terminal keeps the window's own zone.
+	nextLine := fmt.Sprintf("w7: `0 3 * * 6` Europe/Berlin, upgrade 1.7.15 on prod — next <!date^%d^{date_short_pretty} {time}|Sat 5 Dec 02:00 UTC>", next.Unix())
+	if got, want := bot.WindowLine(w7).Plain(), "— next Sat 5 Dec 03:00 CET"; !strings.HasSuffix(got, want) {
+		t.Fatalf("at a terminal the window reads %q, want it to end %q", got, want)
 	}
 	h.command(uRequest, chProd, "upgrade 1.7.14")
 	root := h.rootOf(chProd, "Upgrade of prod")
@@ -54,7 +63,7 @@ func TestAppHome(t *testing.T) {
 		"app-1: running", "Load balancer: maintenance page (503)",
 		"Running: " + run.ID + " — upgrade of prod from 1.7.13 to 1.7.14 (<@" + uRequest + ">), waiting for a decision",
 		"<https://nocobot-test.slack.com/archives/" + chProd + "/p" + strings.ReplaceAll(root.TS, ".", "") + "|Thread of run " + run.ID + ">",
-		"w7: `0 2 * * 6` UTC, upgrade 1.7.15 on prod — next Sat 5 Dec 02:00 UTC",
+		nextLine,
 		"s-1: running",
 	} {
 		if !strings.Contains(home, want) {
@@ -65,6 +74,9 @@ func TestAppHome(t *testing.T) {
 	if es := h.audit(); len(es) != 1 {
 		t.Fatalf("audit: %+v", es)
 	}
+	// The status reply shows the window the same way.
+	h.command(uStranger, chProd, "status")
+	h.fs.ephemeralTo(uStranger, nextLine)
 }
 
 // Socket Mode delivers the same event as an envelope.

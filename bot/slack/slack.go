@@ -62,10 +62,18 @@ type Options struct {
 	GroupTTL time.Duration
 	// MaxBackoff caps the wait between retries of a failed call; default 30 s.
 	MaxBackoff time.Duration
-	// ParkRetry is how often a thread whose channel refuses the bot
-	// (not_in_channel) is tried again, besides at once when the bot is
-	// invited; default 1 min.
-	ParkRetry time.Duration
+	// ParkRetry is the first wait before a thread whose channel refuses
+	// the bot (not_in_channel) is tried again; each further wait doubles,
+	// up to ParkMaxRetry (default 1 h). After ParkGiveUp (default 24 h)
+	// it is no longer tried, and says so in access.channels. An
+	// invitation of the bot posts it at once whatever the wait; default
+	// 1 min.
+	ParkRetry    time.Duration
+	ParkMaxRetry time.Duration
+	ParkGiveUp   time.Duration
+	// Clock times the retries of parked threads (tests: a fake clock);
+	// default the wall clock.
+	Clock procedures.Clock
 	// Replay remembers the requests already served, for every process
 	// on the store (the store does): a replay is refused even by another
 	// replica or after a restart. Required.
@@ -103,6 +111,8 @@ type Front struct {
 	botNameV atomicString
 	// subscribed is closed once Run listens to the engine (tests wait on it).
 	subscribed chan struct{}
+	// socket is the Socket Mode connection's state; nil in HTTP mode.
+	socket *socketState
 
 	mu      sync.Mutex
 	threads map[string]*thread // run id → thread being rendered
@@ -152,6 +162,15 @@ func New(opts Options, disp *bot.Dispatcher, eng Engine, log zerolog.Logger) (*F
 	if opts.ParkRetry <= 0 {
 		opts.ParkRetry = time.Minute
 	}
+	if opts.ParkMaxRetry <= 0 {
+		opts.ParkMaxRetry = time.Hour
+	}
+	if opts.ParkGiveUp <= 0 {
+		opts.ParkGiveUp = 24 * time.Hour
+	}
+	if opts.Clock == nil {
+		opts.Clock = procedures.SystemClock()
+	}
 	if opts.Replay == nil {
 		return nil, errors.New("slack: no replay guard (the store)")
 	}
@@ -179,6 +198,10 @@ func New(opts Options, disp *bot.Dispatcher, eng Engine, log zerolog.Logger) (*F
 	}
 	if f.command == "" {
 		f.command = "/nocobase"
+	}
+	if mode != "http" {
+		f.socket = &socketState{}
+		f.socket.set(false, "not connected yet", time.Now())
 	}
 	f.calls = &caller{log: log, timeout: opts.CallTimeout, maxBackoff: opts.MaxBackoff}
 	f.groups = newGroups(f.calls, api, opts.GroupTTL, log)

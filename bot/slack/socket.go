@@ -27,6 +27,7 @@ func (f *Front) runSocket(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		f.socket.set(false, "connection ended: "+oneLine(err), time.Now())
 		if fatal := f.socketFatal(err); fatal != nil {
 			return fatal
 		}
@@ -50,17 +51,25 @@ func (f *Front) socketEvents(ctx context.Context, sm *socketmode.Client, done <-
 			return err
 		case ev := <-sm.Events:
 			switch ev.Type {
+			case socketmode.EventTypeConnecting:
+				f.socket.connecting(time.Now())
 			case socketmode.EventTypeConnected:
+				f.socket.set(true, "", time.Now())
 				f.log.Info().Msg("slack: socket mode connected")
+			case socketmode.EventTypeDisconnect:
+				f.socket.set(false, "Slack asked to reconnect", time.Now())
 			case socketmode.EventTypeInvalidAuth:
 				return errInvalidAuth
 			case socketmode.EventTypeConnectionError:
+				why := "cannot connect"
 				if ce, ok := ev.Data.(*slack.ConnectionErrorEvent); ok && ce.ErrorObj != nil {
 					if certificateError(ce.ErrorObj) {
 						return ce.ErrorObj
 					}
+					why += ": " + oneLine(ce.ErrorObj)
 					f.log.Warn().Err(ce.ErrorObj).Msg("slack: socket mode cannot connect; the client retries")
 				}
+				f.socket.set(false, why, time.Now())
 			case socketmode.EventTypeIncomingError:
 				f.log.Warn().Str("event", string(ev.Type)).Msg("slack: socket mode trouble; the client reconnects")
 			case socketmode.EventTypeSlashCommand:

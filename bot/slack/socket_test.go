@@ -2,6 +2,7 @@ package slack
 
 import (
 	"encoding/json"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -100,4 +101,60 @@ func TestSocketMode(t *testing.T) {
 	}
 	// Unknown envelopes the bot does not subscribe to are acked too.
 	s.send("events_api", map[string]any{"type": "event_callback", "event": map[string]any{"type": "app_mention"}})
+}
+
+// The front knows when its Socket Mode connection is down, and why, for
+// /readyz: a dropped connection that cannot be opened again is down
+// since the drop; a reconnect brings it back.
+func TestSocketDownWhileDisconnected(t *testing.T) {
+	h := newHarness(t, "socket")
+	s := h.socket()
+	waitSocket := func(what string, cond func(since time.Time, why string) bool) (time.Time, string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			since, why := h.front.SocketDown()
+			if cond(since, why) {
+				return since, why
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("socket never %s (down since %v: %q)", what, since, why)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	up := func(since time.Time, _ string) bool { return since.IsZero() }
+	waitSocket("up", up)
+
+	h.fs.mu.Lock()
+	h.fs.refuse = func(method string, _ url.Values) string {
+		if method == "apps.connections.open" {
+			return "internal_error"
+		}
+		return ""
+	}
+	h.fs.mu.Unlock()
+	dropped := time.Now()
+	_ = s.conn.Close()
+	since, why := waitSocket("down after the drop", func(since time.Time, why string) bool {
+		return !since.IsZero() && strings.Contains(why, "internal_error")
+	})
+	if since.Before(dropped) {
+		t.Fatalf("down since %v, before the drop at %v", since, dropped)
+	}
+	if why != "cannot connect: internal_error" {
+		t.Fatalf("why: %q", why)
+	}
+	// Failing again does not move the moment it went down.
+	time.Sleep(300 * time.Millisecond)
+	if again, _ := h.front.SocketDown(); !again.Equal(since) {
+		t.Fatalf("down since %v, then %v", since, again)
+	}
+
+	h.fs.mu.Lock()
+	h.fs.refuse = nil
+	h.fs.mu.Unlock()
+	s = h.socket()
+	waitSocket("up again", up)
+	s.send("slash_commands", slashPayload(uRequest, chProd, "help"))
 }

@@ -60,9 +60,13 @@ type thread struct {
 	finished  bool
 	resolving time.Time // when channel resolution began
 	// parked says why the channel refuses the thread (not_in_channel…);
-	// the thread is tried again on an invitation or every ParkRetry.
-	parked   string
-	parkedAt time.Time
+	// the thread is tried again on an invitation or after a wait that
+	// grows (park.go).
+	parked      string
+	parkedAt    time.Time // last refusal; zero: try now (invited)
+	parkedSince time.Time // first refusal since the last post
+	parkTries   int
+	parkGaveUp  bool
 	// rebuilt says why the thread was posted again under a new root.
 	rebuilt  string
 	rebuilds int
@@ -237,11 +241,11 @@ func (t *thread) loop(ctx context.Context) {
 		case <-time.After(f.opts.FlushDelay):
 		}
 		for {
-			wait, done := t.flush(ctx)
+			timer, done := t.flush(ctx)
 			if done || ctx.Err() != nil {
 				return
 			}
-			if wait <= 0 {
+			if timer == nil {
 				break
 			}
 			select {
@@ -252,37 +256,32 @@ func (t *thread) loop(ctx context.Context) {
 				select {
 				case <-ctx.Done():
 					return
-				case <-time.After(min(wait, f.opts.FlushDelay)):
+				case <-time.After(f.opts.FlushDelay):
 				}
-			case <-time.After(wait):
+			case <-timer:
 			}
 		}
 	}
 }
 
-// flush sends what is due. It returns how long until a deferred edit or
-// a retry of a parked thread is due (0: nothing deferred) and whether
-// the thread is complete.
-func (t *thread) flush(ctx context.Context) (time.Duration, bool) {
+// flush sends what is due. It returns a timer for a deferred edit or a
+// retry of a parked thread (nil: nothing deferred) and whether the
+// thread is complete.
+func (t *thread) flush(ctx context.Context) (<-chan time.Time, bool) {
 	f := t.f
 	if !t.resolve(ctx) {
 		t.mu.Lock()
 		nowhere, finished := t.channel == "-", t.finished
 		t.mu.Unlock()
 		if nowhere {
-			return 0, finished // nothing to show; end with the run
+			return nil, finished // nothing to show; end with the run
 		}
-		return time.Second, false
+		return time.After(time.Second), false
+	}
+	if t.stillParked() {
+		return t.parkedWait(ctx), false
 	}
 	t.mu.Lock()
-	if t.parked != "" {
-		if due := t.parkedAt.Add(f.opts.ParkRetry); time.Now().Before(due) {
-			t.mu.Unlock()
-			t.showAway(ctx)
-			return time.Until(due), false
-		}
-		t.parked = ""
-	}
 	slots := slices.Clone(t.slots)
 	channel := t.channel
 	root := t.byKey["root"]
@@ -311,22 +310,21 @@ func (t *thread) flush(ctx context.Context) (time.Duration, bool) {
 		}
 		switch t.send(ctx, channel, s, root) {
 		case sendStop:
-			return 0, false
+			return nil, false
 		case sendParked:
-			t.showAway(ctx)
-			t.mu.Lock()
-			w := time.Until(t.parkedAt.Add(f.opts.ParkRetry))
-			t.mu.Unlock()
-			return max(w, time.Millisecond), false
+			return t.parkedWait(ctx), false
 		case sendRebuilt:
-			return time.Millisecond, false
+			return time.After(time.Millisecond), false
 		}
 	}
 	t.showAway(ctx)
 	t.mu.Lock()
 	done := t.finished && wait == 0 && t.allSent()
 	t.mu.Unlock()
-	return wait, done
+	if wait > 0 {
+		return time.After(wait), done
+	}
+	return nil, done
 }
 
 // allSent: every slot shows its latest content; the caller holds mu.

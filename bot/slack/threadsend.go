@@ -76,6 +76,7 @@ func (t *thread) send(ctx context.Context, channel string, s, root *slot) sendRe
 			fresh := s.ts == ""
 			t.mu.Lock()
 			s.ts, s.sent, s.lastEdit = ts, content, time.Now()
+			t.parkedSince, t.parkTries, t.parkGaveUp = time.Time{}, 0, false
 			t.mu.Unlock()
 			if fresh {
 				t.save(ctx)
@@ -120,26 +121,6 @@ func (t *thread) send(ctx context.Context, channel string, s, root *slot) sendRe
 		s.dropped = true
 		t.mu.Unlock()
 		return sendDone
-	}
-}
-
-// park holds the thread until the bot may post in its channel.
-func (t *thread) park(reason string) {
-	t.mu.Lock()
-	t.parked, t.parkedAt = reason, time.Now()
-	t.mu.Unlock()
-}
-
-// unpark tries a parked thread again now (the bot was invited).
-func (t *thread) unpark(channel string) {
-	t.mu.Lock()
-	hit := t.parked != "" && (channel == "" || t.channel == channel)
-	if hit {
-		t.parkedAt = time.Time{}
-	}
-	t.mu.Unlock()
-	if hit {
-		t.poke()
 	}
 }
 
