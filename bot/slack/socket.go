@@ -31,7 +31,7 @@ func (f *Front) runSocket(ctx context.Context) error {
 		if fatal := f.socketFatal(err); fatal != nil {
 			return fatal
 		}
-		f.log.Error().Err(err).Dur("retry_in", backoff).Msg("slack: socket mode connection ended")
+		f.log.Error().Str("error", oneLine(err)).Dur("retry_in", backoff).Msg("slack: socket mode connection ended")
 		select {
 		case <-ctx.Done():
 			return nil
@@ -67,7 +67,8 @@ func (f *Front) socketEvents(ctx context.Context, sm *socketmode.Client, done <-
 						return ce.ErrorObj
 					}
 					why += ": " + oneLine(ce.ErrorObj)
-					f.log.Warn().Err(ce.ErrorObj).Msg("slack: socket mode cannot connect; the client retries")
+					// oneLine: the socket URL's ticket stays out of the log.
+					f.log.Warn().Str("error", oneLine(ce.ErrorObj)).Msg("slack: socket mode cannot connect; the client retries")
 				}
 				f.socket.set(false, why, time.Now())
 			case socketmode.EventTypeIncomingError:
