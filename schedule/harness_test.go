@@ -32,7 +32,7 @@ type published struct {
 // restart is a new Scheduler on the same store.
 type schedHarness struct {
 	t      *testing.T
-	st     *sqlite.Store
+	st     store.Store
 	clock  *proctest.Clock
 	config []store.Window
 	grace  time.Duration
@@ -53,16 +53,26 @@ var t0 = time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC) // a Monday
 
 func newSchedHarness(t *testing.T, start time.Time) *schedHarness {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "nocobot.db"), zerolog.Nop())
+	return newSchedHarnessOn(t, openSQLite(t, filepath.Join(t.TempDir(), "nocobot.db")), start)
+}
+
+// newSchedHarnessOn is a harness on a store the test opened (and closes).
+func newSchedHarnessOn(t *testing.T, st store.Store, start time.Time) *schedHarness {
+	h := &schedHarness{t: t, st: st, clock: proctest.NewClock(start)}
+	t.Cleanup(h.stop)
+	return h
+}
+
+// openSQLite opens the SQLite file at path, closed at the end of the test;
+// each call is a handle of its own, as another process's would be.
+func openSQLite(t *testing.T, path string) *sqlite.Store {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), path, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &schedHarness{t: t, st: st, clock: proctest.NewClock(start)}
-	t.Cleanup(func() {
-		h.stop()
-		st.Close()
-	})
-	return h
+	t.Cleanup(func() { _ = st.Close() })
+	return st
 }
 
 func (h *schedHarness) publish(kind procedures.EventKind, ev procedures.WindowEvent, run *store.Run, msg string) {

@@ -100,20 +100,29 @@ func (s *Scheduler) restoreTracked(ctx context.Context) {
 }
 
 // checkOverrun reports a window's run that is still going when the window
-// closes. It is reported once; the note is cleared first so a restart
-// does not report it again.
+// closes. It is reported once: every replica that started or restored the
+// run watches it, so they race for the report with a claim, taken before
+// posting; the note is cleared too, so a restart does not watch it again.
 func (s *Scheduler) checkOverrun(ctx context.Context, id string, tr trackedRun, now time.Time) {
 	r, err := s.runState(ctx, tr.RunID)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		s.log.Warn().Err(err).Str("run", tr.RunID).Msg("scheduler: could not read the window's run; trying again")
 		return
 	}
+	report := err == nil && !r.State.Finished()
+	if report {
+		first, err := s.claimNotice(ctx, "schedule/overrun/"+tr.RunID, tr.End, now)
+		if err != nil {
+			s.log.Warn().Err(err).Str("run", tr.RunID).Msg("scheduler: could not claim the overrun report; trying again")
+			return
+		}
+		report = first
+	}
 	delete(s.tracked, id)
 	if perr := s.store.PutNote(ctx, noteWindowRun, id, ""); perr != nil {
 		s.log.Warn().Err(perr).Str("window", id).Msg("scheduler: could not clear the window's run note")
 	}
-	if err != nil || r.State.Finished() {
-		return
+	if report {
+		s.publish(procedures.EventWindowOverrun, procedures.WindowEvent{Window: tr.Window, Start: tr.Start, End: tr.End}, &r)
 	}
-	s.publish(procedures.EventWindowOverrun, procedures.WindowEvent{Window: tr.Window, Start: tr.Start, End: tr.End}, &r)
 }

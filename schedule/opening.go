@@ -44,7 +44,8 @@ func (s *Scheduler) window(ctx context.Context, w store.Window, now time.Time) (
 }
 
 // announce posts the announcement of the next start once its lead time has
-// come. It records the announcement before posting: after a crash in
+// come. Replicas that all read the start as not yet announced race for it
+// with a claim; the claim is taken before posting: after a crash in
 // between the announcement is lost rather than posted twice.
 func (s *Scheduler) announce(ctx context.Context, w store.Window, now time.Time) (time.Time, bool) {
 	start := w.NextStart
@@ -55,10 +56,19 @@ func (s *Scheduler) announce(ctx context.Context, w store.Window, now time.Time)
 	if now.Before(at) {
 		return at, false
 	}
+	first, err := s.claimNotice(ctx, windowNotice("announced", w, start), start, now)
+	if err != nil {
+		s.log.Warn().Err(err).Str("window", w.ID).Msg("scheduler: could not claim the announcement; trying again")
+		return time.Time{}, true
+	}
+	if !first {
+		return start, false // another replica announced it
+	}
 	w.Announced = start
 	if err := s.store.PutWindow(ctx, w); err != nil {
-		s.log.Warn().Err(err).Str("window", w.ID).Msg("scheduler: could not record the announcement; trying again")
-		return time.Time{}, true
+		// The claim alone keeps it from being posted twice; the record
+		// only spares the next reads a claim.
+		s.log.Warn().Err(err).Str("window", w.ID).Msg("scheduler: could not record the announcement")
 	}
 	s.publish(procedures.EventWindowAnnounced, procedures.WindowEvent{Window: w, Start: start}, nil)
 	return start, false
@@ -145,12 +155,22 @@ func (s *Scheduler) dueApproval(ctx context.Context, w store.Window, p parsedSpe
 	case asked:
 		return end, false
 	case late <= max(onTimeSlack, s.grace):
+		// Replicas that all read no request race for it, as for the
+		// announcement.
+		first, err := s.claimNotice(ctx, windowNotice("approval", w, start), end, now)
+		if err != nil {
+			s.log.Warn().Err(err).Str("window", w.ID).Msg("scheduler: could not claim the approval request; trying again")
+			return time.Time{}, true
+		}
+		if !first {
+			return end, false // another replica asked
+		}
 		if late > onTimeSlack {
 			s.publish(procedures.EventWindowMissed, procedures.WindowEvent{Window: w, Start: start, Late: late, Reason: procedures.WindowLateApproval}, nil)
 		}
 		if err := s.store.PutNote(ctx, noteWindowApproval, w.ID, start.Format(time.RFC3339Nano)); err != nil {
-			s.log.Warn().Err(err).Str("window", w.ID).Msg("scheduler: could not record the approval request; trying again")
-			return time.Time{}, true
+			// Only the report when the window closes unapproved reads it.
+			s.log.Warn().Err(err).Str("window", w.ID).Msg("scheduler: could not record the approval request")
 		}
 		s.publish(procedures.EventWindowApproval, procedures.WindowEvent{Window: w, Start: start}, nil)
 		return end, false
