@@ -54,10 +54,14 @@ func renderConf(t *testing.T, port int, apps []string, maintDir string) string {
 	// The test's servers keep the deploy file's parameters.
 	serverOpts := ""
 	for _, line := range strings.Split(conf, "\n") {
-		if f := strings.Fields(line); len(f) > 2 && f[0] == "server" && strings.HasPrefix(f[1], "app-") {
+		if f := strings.Fields(line); len(f) > 2 && f[0] == "server" && strings.HasPrefix(f[1], "prod-app-") {
 			serverOpts = " " + strings.TrimSuffix(strings.Join(f[2:], " "), ";")
 			break
 		}
+	}
+	if !strings.Contains(serverOpts, "max_fails=0") {
+		// Without it nginx marks a restarted node down for fail_timeout.
+		t.Fatalf("the deploy file's upstream servers lost max_fails=0 (%q)", serverOpts)
 	}
 	var servers []string
 	for _, a := range apps {

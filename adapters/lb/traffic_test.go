@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -134,6 +135,7 @@ type trafficWorld struct {
 	eng     *procedures.Engine
 	poll    *poller
 	nginxIs nginxServer
+	lastRun string
 }
 
 func newTrafficWorld(t *testing.T, flaky bool) *trafficWorld {
@@ -179,7 +181,30 @@ func (w *trafficWorld) start(line string) store.Run {
 	if err != nil {
 		w.t.Fatal(err)
 	}
+	w.lastRun = r.ID
 	return r
+}
+
+// explain says what a user stuck on the maintenance page would ask: is
+// the flag up, what do the nodes do, what did the run's steps say.
+func (w *trafficWorld) explain() string {
+	var b strings.Builder
+	_, err := os.Stat(w.nginxIs.Flag)
+	fmt.Fprintf(&b, "flag up: %v; nodes:", err == nil)
+	for _, n := range w.nodes.nodes {
+		n.mu.Lock()
+		fmt.Fprintf(&b, " %s=%d", n.name, n.state)
+		n.mu.Unlock()
+	}
+	if log, err := os.ReadFile(filepath.Join(filepath.Dir(w.nginxIs.MaintDir), "error.log")); err == nil {
+		fmt.Fprintf(&b, "\nnginx error.log (end):\n%s", log[max(0, len(log)-1500):])
+	}
+	if r, err := w.store.GetRun(context.Background(), w.lastRun); err == nil {
+		for _, st := range r.Steps {
+			fmt.Fprintf(&b, "\n  %s %s: %s", st.Name, st.Status, st.Detail)
+		}
+	}
+	return b.String()
 }
 
 // waitFor polls the run until it waits at a checkpoint of kind ("" any
@@ -257,7 +282,7 @@ func TestTrafficUsersNeverSeeANodeError(t *testing.T) {
 			ended := time.Now()
 			for s := get(t, w.nginxIs.URL+"/admin"); s.status != 200; s = get(t, w.nginxIs.URL+"/admin") {
 				if time.Since(ended) > 5*time.Second {
-					t.Errorf("%s after the run ended users still get %d %.60q", time.Since(ended).Round(time.Millisecond), s.status, s.body)
+					t.Errorf("%s after the run ended users still get %d %.60q\n%s", time.Since(ended).Round(time.Millisecond), s.status, s.body, w.explain())
 					break
 				}
 				time.Sleep(20 * time.Millisecond)
