@@ -64,6 +64,14 @@ func (s *Scheduler) announce(ctx context.Context, w store.Window, now time.Time)
 	if !first {
 		return start, false // another replica announced it
 	}
+	// Record it on the window as it is now, not as this pass read it:
+	// another replica may have saved a Skip or a pause since.
+	if cur, err := s.store.GetWindow(ctx, w.ID); err == nil {
+		if !cur.NextStart.Equal(start) || cur.Skip.Equal(start) || cur.Paused {
+			return time.Time{}, true // changed meanwhile: read it again
+		}
+		w = cur
+	}
 	w.Announced = start
 	if err := s.store.PutWindow(ctx, w); err != nil {
 		// The claim alone keeps it from being posted twice; the record

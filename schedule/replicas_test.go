@@ -155,3 +155,32 @@ func (h *schedHarness) expectOne(kind procedures.EventKind, id string, start tim
 		h.t.Errorf("%d %s events (reason %q) about the start of %s at %s, want 1", n, kind, reason, id, start.Format(time.TimeOnly))
 	}
 }
+
+// A Skip saved by another replica after this one read the window is not
+// undone by the announcement this one records, and the skipped start is
+// not announced.
+func TestAnnouncementKeepsASkipSavedMeanwhile(t *testing.T) {
+	h := newSchedHarness(t, t0)
+	h.start()
+	w := h.add(store.Window{ID: "nightly", Spec: "0 2 * * *", Announce: 30 * time.Minute})
+	h.stop()
+	stale := h.window(w.ID) // what this replica read
+	other, err := New(h.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Skip(context.Background(), w.ID, stale.NextStart, "U2"); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(h.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.announce(context.Background(), stale, stale.NextStart.Add(-10*time.Minute))
+	if got := h.window(w.ID); !got.Skip.Equal(stale.NextStart) {
+		t.Errorf("the skip was undone: %+v", got)
+	}
+	if n := len(h.of(procedures.EventWindowAnnounced)); n != 0 {
+		t.Errorf("a skipped start was announced %d times", n)
+	}
+}
