@@ -79,12 +79,7 @@ store: {path: %[1]s/n.db}
 slack: {mode: off}
 http: {listen: "`+addr+`"}
 clusters:
-  - name: prod
-    docker: {host: "unix:///nonexistent/docker.sock"}
-    nodes: {labels: {com.docker.compose.service: app}}
-    load_balancer: {type: none}
-    backup: {destination: %[1]s/backups, database: {container: db, name: nocobase}}
-`)
+`+unreachableProd)
 	a, err := app.New(context.Background(), cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -128,13 +123,7 @@ store: {path: %[1]s/n.db}
 slack: {mode: http, bot_token_env: NOCOBOT_OPSTEST_BOT, signing_secret_env: NOCOBOT_OPSTEST_SIGNING, listen: "`+slackAddr+`"}
 http: {listen: "`+addr+`"}
 clusters:
-  - name: prod
-    channel: CPROD
-    docker: {host: "unix:///nonexistent/docker.sock"}
-    nodes: {labels: {com.docker.compose.service: app}}
-    load_balancer: {type: none}
-    backup: {destination: %[1]s/backups, database: {container: db, name: nocobase}}
-`)
+`+unreachableProd)
 	a, err := app.New(context.Background(), cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -154,12 +143,7 @@ func TestServeNamesEveryMissingSecret(t *testing.T) {
 store: {path: %[1]s/n.db}
 slack: {mode: socket, bot_token_env: NOCOBOT_OPSTEST_NOBOT, app_token_env: NOCOBOT_OPSTEST_NOAPP}
 clusters:
-  - name: prod
-    docker: {host: "unix:///nonexistent/docker.sock"}
-    nodes: {labels: {com.docker.compose.service: app}}
-    load_balancer: {type: none}
-    backup: {destination: %[1]s/backups, database: {container: db, name: nocobase}}
-`)
+`+unreachableProd)
 	a, err := app.New(context.Background(), cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -170,3 +154,14 @@ clusters:
 		t.Fatalf("Serve: %v", err)
 	}
 }
+
+// unreachableProd is the cluster of these tests' configurations: its
+// Docker engine is not there, so the app starts and a run's preflight
+// fails, which is all they need of a cluster.
+const unreachableProd = `  - name: prod
+    channel: CPROD
+    docker: {host: "unix:///nonexistent/docker.sock"}
+    nodes: {labels: {com.docker.compose.service: app}}
+    load_balancer: {type: none}
+    backup: {destination: %[1]s/backups, database: {container: db, name: nocobase}}
+`

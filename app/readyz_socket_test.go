@@ -96,13 +96,7 @@ store: {path: %[1]s/n.db}
 slack: {mode: socket, bot_token_env: NOCOBOT_OPSTEST_BOT, app_token_env: NOCOBOT_OPSTEST_APP}
 http: {listen: "`+addr+`"}
 clusters:
-  - name: prod
-    channel: CPROD
-    docker: {host: "unix:///nonexistent/docker.sock"}
-    nodes: {labels: {com.docker.compose.service: app}}
-    load_balancer: {type: none}
-    backup: {destination: %[1]s/backups, database: {container: db, name: nocobase}}
-`)
+`+unreachableProd)
 	a, err := app.New(context.Background(), cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
