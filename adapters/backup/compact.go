@@ -30,11 +30,10 @@ import (
 // the manifest names files that are there, and a later Export finishes.
 
 // compact compresses the uncompressed table data of man's folder dump in
-// dir and records it in the manifest. It reports whether there was
-// anything to do.
-func (m *Manager) compact(ctx context.Context, dir string, man *Manifest, progress procedures.Progress) (bool, error) {
+// dir, if any, and records it in the manifest.
+func (m *Manager) compact(ctx context.Context, dir string, man *Manifest, progress procedures.Progress) error {
 	if m.opts.Compress == CompressNever {
-		return false, nil
+		return nil
 	}
 	removeReplaced(dir, man)
 	var plain []int
@@ -44,18 +43,18 @@ func (m *Manager) compact(ctx context.Context, dir string, man *Manifest, progre
 		}
 	}
 	if len(plain) == 0 {
-		return false, nil
+		return nil
 	}
 	start := time.Now()
 	var before, after int64
 	parts := append([]Part(nil), man.Parts...)
 	for _, i := range plain {
 		if err := ctx.Err(); err != nil {
-			return false, err
+			return err
 		}
 		gz, err := m.compressFile(ctx, dir, man.Parts[i])
 		if err != nil {
-			return false, fmt.Errorf("compress %s: %w (the backup is whole, uncompressed)", man.Parts[i].Name, err)
+			return fmt.Errorf("compress %s: %w (the backup is whole, uncompressed)", man.Parts[i].Name, err)
 		}
 		before += man.Parts[i].Size
 		after += gz.Size
@@ -63,12 +62,12 @@ func (m *Manager) compact(ctx context.Context, dir string, man *Manifest, progre
 	}
 	man.Parts = parts
 	if err := writeManifest(dir, man); err != nil {
-		return false, err
+		return err
 	}
 	removeReplaced(dir, man)
 	progress(fmt.Sprintf("database dump compressed at level %d once traffic was back: %s → %s in %s", m.opts.CompressLevel,
 		format.Bytes(before), format.Bytes(after), time.Since(start).Round(100*time.Millisecond)))
-	return true, nil
+	return nil
 }
 
 // compressFile writes p's file compressed beside it, checking on the way

@@ -87,7 +87,7 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 	}
 	// Sessions of nodes that just stopped end a moment after their
 	// clients: give them that moment before settling for a dump.
-	for wait := 0; plan.Kind == KindDump && strings.HasSuffix(plan.Reason, whySessions) && wait < 10; wait++ {
+	for wait := 0; plan.Kind == KindDump && strings.HasSuffix(plan.Reason, whySessions) && wait < 10 && ctx.Err() == nil; wait++ {
 		select {
 		case <-ctx.Done():
 		case <-time.After(200 * time.Millisecond):
@@ -120,11 +120,12 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 		// (the storage archive is written at the same time).
 		level := m.dumpLevel(dbSize+need, free)
 		_, toDir := m.dumpsToDir(m.db)
-		if toDir && level == 0 && m.opts.Compress == CompressAfter {
+		forNow := toDir && level == 0 && m.opts.Compress == CompressAfter // compressed once traffic is back
+		if forNow {
 			progress("database: dumped uncompressed, the fastest to write and check; compressed once traffic is back")
 		}
 		dbParts, dbErr = m.dumpDatabase(ctx, dir, m.db, level, progress)
-		if toDir && level == 0 && m.opts.Compress == CompressAfter && errors.Is(dbErr, errNoSpace) {
+		if forNow && errors.Is(dbErr, errNoSpace) {
 			progress("database: no room for the uncompressed dump; dumping again, compressed")
 			if dbErr = os.RemoveAll(filepath.Join(dir, partDatabaseDir)); dbErr == nil {
 				dbParts, dbErr = m.dumpDatabase(ctx, dir, m.db, m.keptLevel(), progress)

@@ -28,7 +28,7 @@ func (m *Manager) Export(ctx context.Context, id string, progress procedures.Pro
 	}
 	m.dropReplaced(ctx) // traffic is back: their drop costs no downtime
 	if man.hasDatabaseDump() {
-		if _, err := m.compact(ctx, dir, man, progress); err != nil {
+		if err := m.compact(ctx, dir, man, progress); err != nil {
 			return procedures.BackupInfo{}, fmt.Errorf("export %s: %w", id, err)
 		}
 		return man.info(), nil

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -147,6 +148,14 @@ func TestDatabaseOutageDuringRun(t *testing.T) {
 	down := a.waitFor("store.unavailable", 10*time.Second, isKind(procedures.EventStoreDown))
 	if !strings.Contains(down.Message, "the step was stopped") {
 		t.Fatalf("store down event says %q", down.Message)
+	}
+	// The event goes out just before the step's context ends: the blocked
+	// backup must return by itself, without the release.
+	for deadline := time.Now().Add(5 * time.Second); !slices.ContainsFunc(w.Log(), func(e proctest.Entry) bool { return e.Action == "returned: backup" }); {
+		if time.Now().After(deadline) {
+			t.Fatal("the backup step was not stopped within 5 s of the store down event")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	block.Release()
 	time.Sleep(time.Second) // the run stays stopped: nothing more happens on the cluster
