@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/nocobot/nocobot/internal/testenv"
 	"github.com/nocobot/nocobot/store"
 	"github.com/nocobot/nocobot/store/sqlite"
 )
@@ -393,19 +394,10 @@ func TestInterruptsAtATerminal(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // serve (HTTP mode, nothing calls it) and the terminal commands share
 // the store: reads, a run, a decision, the shell, traffic, schedules.
 func TestServeAndTerminalTogether(t *testing.T) {
-	addr := freePort(t)
+	addr := testenv.FreeAddr(t)
 	extra := trusted + fmt.Sprintf("\nslack: {mode: http, bot_token_env: NOCOBOT_PTEST_BOT, signing_secret_env: NOCOBOT_PTEST_SIGN, listen: %q}", addr)
 	conf := processConfig(t, extra, "prod")
 	env := []string{"NOCOBOT_PTEST_BOT=xoxb-process-test", "NOCOBOT_PTEST_SIGN=process-test-secret"}

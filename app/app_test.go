@@ -20,21 +20,12 @@ import (
 
 	"github.com/nocobot/nocobot/app"
 	"github.com/nocobot/nocobot/config"
+	"github.com/nocobot/nocobot/internal/testenv"
 	"github.com/nocobot/nocobot/store"
 	"github.com/nocobot/nocobot/store/sqlite"
 )
 
 const signingSecret = "app-test-signing-secret"
-
-// freeAddr is a loopback address nobody listens on now.
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // testConfig writes a configuration whose cluster's Docker engine is
 // unreachable: nothing in these tests may need it.
@@ -124,7 +115,7 @@ func slashCommand(t *testing.T, addr, user, channel, text string) {
 func TestServeLifecycle(t *testing.T) {
 	t.Setenv("NOCOBOT_APPTEST_BOT", "xoxb-app-test")
 	t.Setenv("NOCOBOT_APPTEST_SIGNING", signingSecret)
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	cfg, dbPath := testConfig(t, addr)
 
 	// An entry older than the retention, written before the bot starts.
@@ -176,7 +167,7 @@ func TestServeLifecycle(t *testing.T) {
 }
 
 func TestServeNeedsTheBotToken(t *testing.T) {
-	cfg, _ := testConfig(t, freeAddr(t))
+	cfg, _ := testConfig(t, testenv.FreeAddr(t))
 	a, err := app.New(context.Background(), cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -193,7 +184,7 @@ func TestServeNeedsTheBotToken(t *testing.T) {
 func TestServeStopsOnARefusedToken(t *testing.T) {
 	t.Setenv("NOCOBOT_APPTEST_BOT", "xoxb-revoked")
 	t.Setenv("NOCOBOT_APPTEST_SIGNING", signingSecret)
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	cfg, _ := testConfig(t, addr)
 	a, err := app.New(context.Background(), cfg, zerolog.Nop())
 	if err != nil {
@@ -222,7 +213,7 @@ func TestServeStopsOnARefusedToken(t *testing.T) {
 // New builds every part from the configuration without contacting the
 // clusters; the engine knows them and the dispatcher resolves them.
 func TestNewBuildsWithoutContactingClusters(t *testing.T) {
-	cfg, _ := testConfig(t, freeAddr(t))
+	cfg, _ := testConfig(t, testenv.FreeAddr(t))
 	a, err := app.New(context.Background(), cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)

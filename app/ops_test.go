@@ -17,6 +17,7 @@ import (
 
 	"github.com/nocobot/nocobot/app"
 	"github.com/nocobot/nocobot/config"
+	"github.com/nocobot/nocobot/internal/testenv"
 )
 
 // loadConfig writes body (with %[1]s the temp folder) and loads it.
@@ -73,7 +74,7 @@ func serve(t *testing.T, a *app.App) (stop func()) {
 // With slack.mode off serve needs no token and no channel: the engine
 // and the windows run, the operations endpoint answers, and it stops.
 func TestServeWithoutSlack(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	cfg := loadConfig(t, `
 store: {path: %[1]s/n.db}
 slack: {mode: off}
@@ -117,7 +118,7 @@ func TestReadyzAsksSlack(t *testing.T) {
 	defer slackAPI.Stop()
 	t.Setenv("NOCOBOT_OPSTEST_BOT", "xoxb-ops-test")
 	t.Setenv("NOCOBOT_OPSTEST_SIGNING", signingSecret)
-	addr, slackAddr := freeAddr(t), freeAddr(t)
+	addr, slackAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	cfg := loadConfig(t, `
 store: {path: %[1]s/n.db}
 slack: {mode: http, bot_token_env: NOCOBOT_OPSTEST_BOT, signing_secret_env: NOCOBOT_OPSTEST_SIGNING, listen: "`+slackAddr+`"}

@@ -14,6 +14,7 @@ import (
 	"github.com/slack-go/slack/slacktest"
 
 	"github.com/nocobot/nocobot/app"
+	"github.com/nocobot/nocobot/internal/testenv"
 )
 
 // socketSlack is a local Slack API that speaks Socket Mode: auth.test,
@@ -90,7 +91,7 @@ func TestReadyzFollowsTheSocket(t *testing.T) {
 	fake := newSocketSlack(t)
 	t.Setenv("NOCOBOT_OPSTEST_BOT", "xoxb-ops-test")
 	t.Setenv("NOCOBOT_OPSTEST_APP", "xapp-ops-test")
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	cfg := loadConfig(t, `
 store: {path: %[1]s/n.db}
 slack: {mode: socket, bot_token_env: NOCOBOT_OPSTEST_BOT, app_token_env: NOCOBOT_OPSTEST_APP}

@@ -59,7 +59,7 @@ func TestServeWithoutSlackRunsAWindow(t *testing.T) {
 	}
 	bin := buildNocobot(t)
 	dir := testenv.TempDir(t)
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	conf := filepath.Join(dir, "nocobot.yaml")
 	body := fmt.Sprintf(`
 store: {path: %[1]s/n.db}

@@ -21,16 +21,6 @@ import (
 	"github.com/nocobot/nocobot/procedures"
 )
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // renderConf turns deploy/nginx/nocobase.conf into a config for a test
 // nginx: loopback port, the test's app servers, and a test folder in place
 // of /etc/nginx/maintenance. Each replacement must hit, so the test breaks
@@ -112,7 +102,7 @@ func startNginx(t *testing.T, apps []string) nginxServer {
 	if err := os.WriteFile(filepath.Join(maint, "maintenance.html"), page, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	user := ""
 	if os.Getuid() == 0 {
 		user = "user root root;\n"

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocobot/nocobot/internal/testenv"
 	"github.com/nocobot/nocobot/procedures"
 )
 
@@ -56,7 +57,7 @@ func newStandinCluster(t *testing.T, image string, names ...string) *standinClus
 	c := &standinCluster{t: t, boot: 1500 * time.Millisecond, reload: 1500 * time.Millisecond, restore: 500 * time.Millisecond,
 		backups: map[string]procedures.BackupInfo{}}
 	for _, n := range names {
-		nd := &standinNode{name: n, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), image: image}
+		nd := &standinNode{name: n, addr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), image: image}
 		c.nodes = append(c.nodes, nd)
 		if err := c.listen(nd); err != nil {
 			t.Fatal(err)

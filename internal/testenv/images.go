@@ -18,7 +18,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -194,18 +193,6 @@ func NodeImage(t testing.TB, host, version string) string {
 		t.Fatalf("import %s: %v", ref, err)
 	}
 	return ref
-}
-
-// FreePort returns a loopback TCP port that was free a moment ago. With
-// host networking every test node needs its own.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // NodeSpec describes a stand-in node for RunNode. Only Image is required.
