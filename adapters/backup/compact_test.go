@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -87,6 +88,59 @@ func TestDumpCompressedAfterTrafficIsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertSame(t, "database restored from the compressed dump", before, dbSnapshot(t, f.dbURL))
+}
+
+// A real uncompressed dump: its table files all end with COPY's marker
+// and pass; without any marker (as from a pg_dump that writes none) the
+// dump passes too; one file without it among the others is refused,
+// named.
+func TestEndMarkersAcrossARealDump(t *testing.T) {
+	f := newFixture(t, 4, 500)
+	m, err := New(f.localOptions(t), nil, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := create(t, m, &lines{})
+	src := filepath.Join(f.dest, info.ID, partDatabaseDir)
+	plain, _ := dataFiles(t, filepath.Join(f.dest, info.ID))
+	if len(plain) < 4 {
+		t.Fatalf("table files %v", plain)
+	}
+	check := func(strip func(name string) bool) error {
+		dir := t.TempDir()
+		entries, err := os.ReadDir(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			b, err := os.ReadFile(filepath.Join(src, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if isTableData(e.Name()) && strip(e.Name()) {
+				cut, ok := bytes.CutSuffix(b, copyEnd)
+				if !ok {
+					t.Fatalf("%s from pg_dump does not end with the marker", e.Name())
+				}
+				b = cut
+			}
+			if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h := newDirHasher(dir, 1)
+		_, err = h.finish(context.Background())
+		return err
+	}
+	if err := check(func(string) bool { return false }); err != nil {
+		t.Errorf("the dump as written: %v", err)
+	}
+	if err := check(func(string) bool { return true }); err != nil {
+		t.Errorf("no table file with a marker: %v", err)
+	}
+	if err := check(func(n string) bool { return n == plain[1] }); err == nil || !strings.Contains(err.Error(), plain[1]+": does not end") {
+		t.Errorf("one file cut short: %v", err)
+	}
 }
 
 // A crash after the manifest named the compressed files but before the
@@ -199,9 +253,10 @@ func TestDumpLevelByRoom(t *testing.T) {
 	}
 }
 
-// An uncompressed table file without COPY's end marker is a truncated
-// dump; a table of contents whose data file is missing is an incomplete
-// one.
+// An uncompressed table file without COPY's end marker, in a dump whose
+// other tables have it, is a truncated dump; a dump from a pg_dump that
+// writes no marker at all is whole; a table of contents whose data file
+// is missing is an incomplete one.
 func TestPlainDumpChecks(t *testing.T) {
 	dir := t.TempDir()
 	whole := filepath.Join(dir, "3456.dat")
@@ -209,11 +264,24 @@ func TestPlainDumpChecks(t *testing.T) {
 	cut := filepath.Join(dir, "3457.dat")
 	os.WriteFile(cut, []byte("1\ta\n2\tb\n"), 0o600)
 	var n countingWriter
-	if _, err := hashFile(whole, &n); err != nil {
-		t.Errorf("whole file: %v", err)
+	files := map[string]hashedFile{}
+	for _, p := range []string{whole, cut} {
+		f, err := hashFile(p, &n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[filepath.Base(p)] = f
 	}
-	if _, err := hashFile(cut, &n); err == nil || !strings.Contains(err.Error(), "truncated") {
-		t.Errorf("truncated file: %v", err)
+	if !files["3456.dat"].ended || files["3457.dat"].ended {
+		t.Errorf("end markers seen: %+v", files)
+	}
+	if err := allEnded(files); err == nil || !strings.Contains(err.Error(), "3457.dat") || !strings.Contains(err.Error(), "truncated") {
+		t.Errorf("a cut file among whole ones: %v", err)
+	}
+	delete(files, "3456.dat")
+	files["toc.dat"] = hashedFile{}
+	if err := allEnded(files); err != nil {
+		t.Errorf("no file with a marker (a pg_dump that writes none): %v", err)
 	}
 	toc := ";\n; Archive created at …\n3456; 0 16390 TABLE DATA public a owner\n3457; 0 16391 TABLE DATA public b owner\n3300; 1259 16385 TABLE public a owner\n"
 	if err := allDataThere(toc, []Part{{Name: "database/3456.dat"}, {Name: "database/3457.dat.gz"}}); err != nil {

@@ -152,6 +152,8 @@ type dirHasher struct {
 type hashedFile struct {
 	part  Part
 	mtime time.Time
+	// ended: a table's data file ends with COPY's end marker.
+	ended bool
 }
 
 func newDirHasher(dir string, jobs int) *dirHasher {
@@ -209,11 +211,10 @@ func (h *dirHasher) close() {
 	h.wg.Wait()
 }
 
-// hash reads one file whole: SHA-256, size and, for gzip files, a full
-// decompression (its CRC and length trailer prove the file complete); an
-// uncompressed table data file must end with COPY's end marker, which
-// pg_dump writes after a table's last row. A
-// file that is hashed already with the same size and time is skipped (the
+// hash reads one file whole: SHA-256, size, for gzip files a full
+// decompression (its CRC and length trailer prove the file complete), and
+// for an uncompressed table's data whether it ends with COPY's end marker
+// (finish checks the markers across the dump). A file that is hashed already with the same size and time is skipped (the
 // dump closes each file twice). While the dump runs, a failure only means
 // the file is not finished: finish hashes it again and then fails.
 func (h *dirHasher) hash(name string, final bool) error {
@@ -265,9 +266,6 @@ func hashFile(path string, n io.Writer) (hashedFile, error) {
 	if _, err := io.Copy(io.Discard, r); err != nil {
 		return hashedFile{}, err
 	}
-	if isTableData(filepath.Base(path)) && !bytes.HasSuffix(tail.b, copyEnd) {
-		return hashedFile{}, errors.New("does not end with the end of a table's data (truncated)")
-	}
 	fi2, err := f.Stat()
 	if err != nil {
 		return hashedFile{}, err
@@ -275,11 +273,41 @@ func hashFile(path string, n io.Writer) (hashedFile, error) {
 	if fi2.Size() != fi.Size() || !fi2.ModTime().Equal(fi.ModTime()) {
 		return hashedFile{}, errors.New("changed while being read")
 	}
-	return hashedFile{part: Part{Size: fi.Size(), SHA256: hex.EncodeToString(sum.Sum(nil))}, mtime: fi.ModTime()}, nil
+	return hashedFile{
+		part:  Part{Size: fi.Size(), SHA256: hex.EncodeToString(sum.Sum(nil))},
+		mtime: fi.ModTime(),
+		ended: isTableData(filepath.Base(path)) && bytes.HasSuffix(tail.b, copyEnd),
+	}, nil
 }
 
 // copyEnd ends every table's data in a dump (pg_dump's dumpTableData_copy).
 var copyEnd = []byte("\\.\n\n\n")
+
+// allEnded checks COPY's end marker across a dump's uncompressed table
+// data files: where pg_dump writes it, a file without it was cut short.
+// The marker is not part of pg_dump's documented format, so a dump in
+// which no file has it is taken to come from a pg_dump that writes none
+// (its exit status and the table of contents vouch for it then). COPY's
+// text format escapes a backslash in a value, so no row can end a file
+// with the marker by chance.
+func allEnded(files map[string]hashedFile) error {
+	var with int
+	var without []string
+	for name, f := range files {
+		switch {
+		case !isTableData(name):
+		case f.ended:
+			with++
+		default:
+			without = append(without, name)
+		}
+	}
+	if with == 0 || len(without) == 0 {
+		return nil
+	}
+	slices.Sort(without)
+	return fmt.Errorf("%s: does not end with the end of a table's data, as the dump's other %d tables do (truncated)", without[0], with)
+}
 
 // isTableData: "3456.dat", a table's uncompressed data in a folder dump
 // (not toc.dat, not large objects' blob_N.dat).
@@ -319,6 +347,9 @@ func (h *dirHasher) finish(ctx context.Context) ([]Part, error) {
 	}
 	if len(parts) == 0 {
 		return nil, errors.New("the dump folder is empty")
+	}
+	if err := allEnded(h.hashed); err != nil {
+		return nil, err
 	}
 	slices.SortFunc(parts, func(a, b Part) int { return strings.Compare(a.Name, b.Name) })
 	return parts, nil
