@@ -58,7 +58,8 @@ func TestBackupTuningKeys(t *testing.T) {
 func TestBackupTuningInvalid(t *testing.T) {
 	const f = "clusters[0] (prod).backup."
 	tests := []struct{ keys, want string }{
-		{"jobs: -1", f + "jobs: -1: expected 0 (the CPUs, at most 4) or more"},
+		{"jobs: -1", f + "jobs: -1: expected 0 (the CPUs, at most 4) up to 32 (each worker holds a database connection)"},
+		{"jobs: 33", f + "jobs: 33: expected 0 (the CPUs, at most 4) up to 32"},
 		{"jobs: many", `cannot unmarshal !!str ` + "`many`"},
 		{"compress_level: 12", f + "compress_level: 12: expected 1 (fastest) to 9 (smallest)"},
 		{"compress_level: -3", f + "compress_level: -3: expected 1 (fastest) to 9 (smallest)"},

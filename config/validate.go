@@ -254,11 +254,15 @@ func (cl *Cluster) validate(f string) error {
 	return nil
 }
 
+// maxBackupJobs bounds a dump's workers: each holds a connection, and
+// PostgreSQL allows 100 by default, shared with the nodes.
+const maxBackupJobs = 32
+
 // validateTuning checks how backups are taken: dump format, workers,
 // compression and the in-server copy.
 func (b *Backup) validateTuning(f string) error {
-	if b.Jobs < 0 {
-		return fieldError(f+".jobs", "%d: expected 0 (the CPUs, at most 4) or more", b.Jobs)
+	if b.Jobs < 0 || b.Jobs > maxBackupJobs {
+		return fieldError(f+".jobs", "%d: expected 0 (the CPUs, at most 4) up to %d (each worker holds a database connection)", b.Jobs, maxBackupJobs)
 	}
 	if l := b.CompressLevel; l != nil && (*l < 1 || *l > 9) {
 		if *l == 0 {
