@@ -298,7 +298,7 @@ func TestConfigCheckNamesABadBackupKey(t *testing.T) {
 		{"compress_level: 12", "clusters[0] (prod).backup.compress_level: 12: expected 1 (fastest) to 9 (smallest)"},
 		{"compress: gzip", `clusters[0] (prod).backup.compress: "gzip": expected after, while or never`},
 		{"dump_format: tar", `clusters[0] (prod).backup.dump_format: "tar": expected folder or stream`},
-		{"jobs: -2", "clusters[0] (prod).backup.jobs: -2: expected 0 (the CPUs, at most 4) or more"},
+		{"jobs: -2", "clusters[0] (prod).backup.jobs: -2: expected 0 (the CPUs, at most 4) up to 32"},
 		{"in_server_copy: false, keep_copy: true", "clusters[0] (prod).backup.keep_copy: true, but in_server_copy is false"},
 	} {
 		conf := filepath.Join(dir, "nocobot.yaml")
