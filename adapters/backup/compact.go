@@ -36,12 +36,7 @@ func (m *Manager) compact(ctx context.Context, dir string, man *Manifest, progre
 		return nil
 	}
 	removeReplaced(dir, man)
-	var plain []int
-	for i, p := range man.Parts {
-		if name, ok := strings.CutPrefix(p.Name, partDatabaseDir+"/"); ok && isTableData(name) {
-			plain = append(plain, i)
-		}
-	}
+	plain := man.plainTableData()
 	if len(plain) == 0 {
 		return nil
 	}

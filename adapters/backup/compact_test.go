@@ -143,6 +143,52 @@ func TestEndMarkersAcrossARealDump(t *testing.T) {
 	}
 }
 
+// A dump a rolled-back or aborted run left uncompressed (it never reached
+// its Export step) is compressed by the next run's Export, once traffic is
+// back, and still restores the rows exactly; a backup an unfinished run
+// needs is left as it is.
+func TestExportCompressesDumpsLeftUncompressed(t *testing.T) {
+	f := newFixture(t, 3, 500)
+	opts := f.localOptions(t)
+	protected := map[string]bool{}
+	opts.Protect = func(context.Context) (map[string]bool, error) { return protected, nil }
+	m, err := New(opts, nil, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	left := create(t, m, nil)   // its run was rolled back: never exported
+	needed := create(t, m, nil) // an unfinished run's
+	protected[needed.ID] = true
+	before := dbSnapshot(t, f.dbURL)
+	current := create(t, m, nil)
+
+	progress := &lines{}
+	if _, err := m.Export(ctx, current.ID, progress.add); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(progress.String(), "backup "+left.ID+" was left uncompressed by an earlier run") {
+		t.Errorf("progress does not name the leftover: %s", progress)
+	}
+	for _, c := range []struct {
+		id         string
+		compressed bool
+	}{{left.ID, true}, {current.ID, true}, {needed.ID, false}} {
+		plain, gz := dataFiles(t, filepath.Join(f.dest, c.id))
+		if c.compressed && (len(plain) != 0 || len(gz) < 3) || !c.compressed && (len(plain) < 3 || len(gz) != 0) {
+			t.Errorf("%s: plain %v, compressed %v; want compressed %v", c.id, plain, gz, c.compressed)
+		}
+	}
+	if _, err := m.Verify(ctx, left.ID); err != nil {
+		t.Fatal(err)
+	}
+	migrateAndChange(t, f.dbURL)
+	if err := m.Restore(ctx, left.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	assertSame(t, "database restored from the leftover, compressed later", before, dbSnapshot(t, f.dbURL))
+}
+
 // A crash after the manifest named the compressed files but before the
 // plain ones were removed leaves a folder that restores; the next Export
 // removes the leftovers. A plain file changed since the dump is refused,

@@ -15,13 +15,22 @@ import (
 // portable: the copy is dumped into the backup folder and read back while
 // written, like any dump, and then dropped unless KeepCopy is set. A
 // folder dump written uncompressed inside the downtime is compressed
-// (compact.go). Any other backup is returned as it is.
+// (compact.go), and so are dumps earlier runs left uncompressed
+// (leftovers.go). Any other backup is returned as it is.
 func (m *Manager) Export(ctx context.Context, id string, progress procedures.Progress) (procedures.BackupInfo, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if progress == nil {
 		progress = func(string) {}
 	}
+	info, err := m.export(ctx, id, progress)
+	if err == nil {
+		m.compactLeftovers(ctx, id, progress)
+	}
+	return info, err
+}
+
+func (m *Manager) export(ctx context.Context, id string, progress procedures.Progress) (procedures.BackupInfo, error) {
 	man, dir, err := m.load(id)
 	if err != nil {
 		return procedures.BackupInfo{}, fmt.Errorf("export: %w", err)

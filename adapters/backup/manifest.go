@@ -74,6 +74,18 @@ func (m *Manifest) hasDatabaseDump() bool {
 	return m.hasPart(partDatabase) || m.hasDirDump()
 }
 
+// plainTableData are the indexes in Parts of a folder dump's uncompressed
+// table data files (written so inside the downtime, compressed later).
+func (m *Manifest) plainTableData() []int {
+	var plain []int
+	for i, p := range m.Parts {
+		if name, ok := strings.CutPrefix(p.Name, partDatabaseDir+"/"); ok && isTableData(name) {
+			plain = append(plain, i)
+		}
+	}
+	return plain
+}
+
 func (m *Manifest) hasDirDump() bool {
 	return slices.ContainsFunc(m.Parts, func(p Part) bool { return strings.HasPrefix(p.Name, partDatabaseDir+"/") })
 }
