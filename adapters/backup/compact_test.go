@@ -323,3 +323,43 @@ INSERT INTO big_notes SELECT i, repeat('nocobase ', 200000) FROM generate_series
 	}
 	assertSame(t, "database restored", before, dbSnapshot(t, f.dbURL))
 }
+
+// An empty large object is a zero-byte file in an uncompressed folder
+// dump (blob_N.dat): the backup verifies and restores before and after
+// Export compresses it, with the large objects as they were.
+func TestUncompressedDumpWithEmptyLargeObject(t *testing.T) {
+	f := newFixture(t, 2, 100)
+	c := connect(t, f.dbURL)
+	execSQL(t, c, `SELECT lo_create(0); SELECT lo_from_bytea(0, 'nocobase')`)
+	c.Close(context.Background())
+	m, err := New(f.localOptions(t), nil, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	info := create(t, m, nil)
+	if _, err := m.Verify(ctx, info.ID); err != nil {
+		t.Fatalf("verify the uncompressed dump: %v", err)
+	}
+	if _, err := m.Export(ctx, info.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Verify(ctx, info.ID); err != nil {
+		t.Fatalf("verify after Export: %v", err)
+	}
+	c = connect(t, f.dbURL)
+	execSQL(t, c, `SELECT lo_unlink(oid) FROM pg_largeobject_metadata`)
+	c.Close(context.Background())
+	if err := m.Restore(ctx, info.ID, nil); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	c = connect(t, f.dbURL)
+	var n int
+	var data string
+	if err := c.QueryRow(ctx, `SELECT count(*), string_agg(convert_from(lo_get(oid), 'UTF8'), ',') FROM pg_largeobject_metadata`).Scan(&n, &data); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 || data != ",nocobase" && data != "nocobase," {
+		t.Errorf("large objects after restore: %d, %q; want the empty one and \"nocobase\"", n, data)
+	}
+}
