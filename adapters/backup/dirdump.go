@@ -74,7 +74,10 @@ func (m *Manager) backupDatabaseDir(ctx context.Context, dir string, db database
 	progress(fmt.Sprintf("database: pg_dump -Fd -j %d -Z %d of %s", m.opts.Jobs, level, db.name()))
 	h := newDirHasher(target, m.opts.Jobs)
 	if err := h.watch(); err != nil {
-		return nil, err
+		// The watch only reads files while the dump goes on; without one
+		// (inotify's per-user limits reached) finish reads them all.
+		m.log.Warn().Err(err).Msg("backup: no inotify watch on the dump folder; its files are read back once the dump ends")
+		progress("database: files read back once the dump ends (" + err.Error() + ")")
 	}
 	stop := m.reportSize("database", &h.n, progress)
 	err := dd.dumpDir(ctx, target, m.opts.Jobs, level)
