@@ -3,10 +3,15 @@ package backup
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // dataFiles lists a backup folder's table data files by suffix.
@@ -363,4 +368,90 @@ func TestUncompressedDumpWithEmptyLargeObject(t *testing.T) {
 	if n != 2 || data != ",nocobase" && data != "nocobase," {
 		t.Errorf("large objects after restore: %d, %q; want the empty one and \"nocobase\"", n, data)
 	}
+}
+
+// fullDiskStorage archives the storage slowly the first time, as docker
+// cp from a busy engine does: after the first MiB it waits until the
+// destination is full, so that the storage archive is still being
+// written when the uncompressed dump fills the disk.
+type fullDiskStorage struct {
+	*localContainers
+	dest   string
+	copies atomic.Int32
+}
+
+func (s *fullDiskStorage) CopyFrom(ctx context.Context, container, path string) (io.ReadCloser, error) {
+	rc, err := s.localContainers.CopyFrom(ctx, container, path)
+	if err != nil || s.copies.Add(1) > 1 {
+		return rc, err
+	}
+	return readCloser{Reader: &waitFull{r: rc, dest: s.dest}, close: rc.Close}, nil
+}
+
+type waitFull struct {
+	r      io.Reader
+	dest   string
+	n      int
+	waited bool
+}
+
+func (w *waitFull) Read(p []byte) (int, error) {
+	if w.n >= 1<<20 && !w.waited {
+		w.waited = true
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			var st syscall.Statfs_t
+			if syscall.Statfs(w.dest, &st) == nil && int64(st.Bavail)*int64(st.Bsize) < 1<<20 {
+				break
+			}
+		}
+	}
+	n, err := w.r.Read(p)
+	w.n += n
+	return n, err
+}
+
+// The uncompressed dump that fills the disk also cuts short the storage
+// archive written beside it: both are taken again, the dump compressed,
+// and the backup succeeds and restores.
+func TestUncompressedDumpFillsTheDiskUnderTheStorage(t *testing.T) {
+	f := newFixture(t, 2, 100)
+	c := connect(t, f.dbURL)
+	execSQL(t, c, `CREATE TABLE big_notes (id int PRIMARY KEY, body text);
+INSERT INTO big_notes SELECT i, repeat('nocobase ', 200000) FROM generate_series(1, 40) i`)
+	c.Close(context.Background())
+	blob := make([]byte, 12<<20)
+	if _, err := rand.Read(blob); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(f.storage, "uploads", "video.bin"), blob, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dest := smallDest(t, "48m")
+	lc := &localContainers{folders: map[string]string{"app-1:/app/nocobase/storage": f.storage}}
+	o := f.localOptions(t)
+	o.Dest = dest
+	o.StorageHostPath, o.StorageContainer = "", "app-1"
+	m, err := New(o, &fullDiskStorage{localContainers: lc, dest: dest}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	progress := &lines{}
+	info := create(t, m, progress)
+	if !strings.Contains(progress.String(), "no room for the uncompressed dump") ||
+		!strings.Contains(progress.String(), "taking both again, the dump compressed") {
+		t.Errorf("progress = %s", progress)
+	}
+	ctx := context.Background()
+	if _, err := m.Verify(ctx, info.ID); err != nil {
+		t.Fatal(err)
+	}
+	before := dbSnapshot(t, f.dbURL)
+	files := fileSnapshot(t, f.storage, DefaultExcludes)
+	migrateAndChange(t, f.dbURL)
+	changeStorage(t, f.storage)
+	if err := m.Restore(ctx, info.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	assertSame(t, "database restored", before, dbSnapshot(t, f.dbURL))
+	assertSame(t, "storage restored", files, fileSnapshot(t, f.storage, DefaultExcludes))
 }
