@@ -296,6 +296,11 @@ func TestPlainDumpChecks(t *testing.T) {
 	if err := allDataThere(toc, []Part{{Name: "database/3456.dat"}}); err == nil || !strings.Contains(err.Error(), "TABLE DATA public b") {
 		t.Errorf("missing file: %v", err)
 	}
+	// Only the entry's type counts, not a name that holds the words.
+	named := toc + "216; 1259 16399 TABLE public x TABLE DATA y owner\n3358; 0 0 COMMENT public TABLE \"x TABLE DATA y\" owner\n3348; 0 16399 TABLE DATA public x TABLE DATA y owner\n"
+	if err := allDataThere(named, []Part{{Name: "database/3456.dat"}, {Name: "database/3457.dat.gz"}, {Name: "database/3348.dat"}}); err != nil {
+		t.Errorf("a table named \"x TABLE DATA y\": %v", err)
+	}
 }
 
 // Values that TOAST compresses make a dump far larger than the database:

@@ -124,8 +124,10 @@ func allDataThere(toc string, parts []Part) error {
 	}
 	var missing []string
 	for line := range strings.Lines(toc) {
+		// "<id>; <catalog oid> <oid> <type> <schema> <name> <owner>": the
+		// type after the two oids, as a name may hold the same words.
 		id, rest, ok := strings.Cut(line, ";")
-		if !ok || strings.HasPrefix(line, ";") || !strings.Contains(rest, " TABLE DATA ") {
+		if f := strings.SplitN(strings.TrimSpace(rest), " ", 3); !ok || strings.HasPrefix(line, ";") || len(f) < 3 || !strings.HasPrefix(f[2], "TABLE DATA ") {
 			continue
 		}
 		if !have[strings.TrimSpace(id)+".dat"] {
