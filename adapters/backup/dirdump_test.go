@@ -25,9 +25,14 @@ func TestFolderDumpWithoutInotify(t *testing.T) {
 			UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
 			GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
 		}
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "--- PASS: TestFolderDumpWithoutInotify") {
-			t.Fatalf("in a user namespace without inotify: %v\n%s", err, out)
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Skipf("no user namespace here: %v", err)
+		}
+		err := cmd.Wait()
+		if err != nil || !strings.Contains(out.String(), "--- PASS: TestFolderDumpWithoutInotify") {
+			t.Fatalf("in a user namespace without inotify: %v\n%s", err, out.String())
 		}
 		return
 	}
