@@ -30,7 +30,7 @@ func exportStep(ctx context.Context, env *stepEnv) (string, error) {
 	case f.BackupKind() != BackupCopy:
 		info, err := env.c.Backups.Export(ctx, id, env.progress)
 		if err != nil {
-			return "", fmt.Errorf("finishing backup %s: %w (traffic is back on the app; the backup is whole as it is: retry, or abort to keep it so)", id, err)
+			return "", fmt.Errorf("finishing backup %s: %w (traffic is back on the app; the backup stays as it was: retry, or abort to keep it so)", id, err)
 		}
 		return fmt.Sprintf("backup %s is a dump already, portable as it is: kept as %s (compressed now where it was written uncompressed)", id, format.Bytes(info.Size)), nil
 	}

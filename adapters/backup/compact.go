@@ -48,6 +48,9 @@ func (m *Manager) compact(ctx context.Context, dir string, man *Manifest, progre
 			return err
 		}
 		gz, err := m.compressFile(ctx, dir, man.Parts[i])
+		if errors.Is(err, errDumpChanged) {
+			return fmt.Errorf("compress %s: %w: the backup no longer verifies", man.Parts[i].Name, err)
+		}
 		if err != nil {
 			return fmt.Errorf("compress %s: %w (the backup is whole, uncompressed)", man.Parts[i].Name, err)
 		}
@@ -98,7 +101,7 @@ func (m *Manager) compressFile(ctx context.Context, dir string, p Part) (Part, e
 		return Part{}, err
 	}
 	if got := hex.EncodeToString(plainSum.Sum(nil)); got != p.SHA256 {
-		return Part{}, errors.New("checksum mismatch: the dump changed since it was taken")
+		return Part{}, errDumpChanged
 	}
 	if err := errors.Join(dst.Sync(), dst.Close()); err != nil {
 		return Part{}, errors.Join(noSpace(err), err)
@@ -108,6 +111,10 @@ func (m *Manager) compressFile(ctx context.Context, dir string, p Part) (Part, e
 	}
 	return Part{Name: name, Size: n.n.Load(), SHA256: hex.EncodeToString(gzSum.Sum(nil))}, nil
 }
+
+// errDumpChanged: a plain file no longer has the checksum it was taken
+// with.
+var errDumpChanged = errors.New("checksum mismatch: the dump changed since it was taken")
 
 // removeReplaced removes plain data files whose compressed file the
 // manifest names (left by a crash between the manifest and the removal).

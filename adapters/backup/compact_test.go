@@ -3,10 +3,15 @@ package backup
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // dataFiles lists a backup folder's table data files by suffix.
@@ -246,8 +251,9 @@ func TestCompressionCrashAndDamage(t *testing.T) {
 	os.WriteFile(p, b, 0o600)
 	manBefore := readManifest(t, f.dest, info2.ID)
 	_, err = m.Export(ctx, info2.ID, nil)
-	if err == nil || !strings.Contains(err.Error(), "changed since it was taken") {
-		t.Fatalf("Export of a damaged dump: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "changed since it was taken") ||
+		strings.Contains(err.Error(), "whole") || !strings.Contains(err.Error(), "no longer verifies") {
+		t.Fatalf("Export of a damaged dump: %v; want it said that the backup no longer verifies", err)
 	}
 	if after := readManifest(t, f.dest, info2.ID); len(after.Parts) != len(manBefore.Parts) || after.Parts[0] != manBefore.Parts[0] {
 		t.Errorf("the manifest changed after a failed compression")
@@ -336,6 +342,11 @@ func TestPlainDumpChecks(t *testing.T) {
 	if err := allDataThere(toc, []Part{{Name: "database/3456.dat"}}); err == nil || !strings.Contains(err.Error(), "TABLE DATA public b") {
 		t.Errorf("missing file: %v", err)
 	}
+	// Only the entry's type counts, not a name that holds the words.
+	named := toc + "216; 1259 16399 TABLE public x TABLE DATA y owner\n3358; 0 0 COMMENT public TABLE \"x TABLE DATA y\" owner\n3348; 0 16399 TABLE DATA public x TABLE DATA y owner\n"
+	if err := allDataThere(named, []Part{{Name: "database/3456.dat"}, {Name: "database/3457.dat.gz"}, {Name: "database/3348.dat"}}); err != nil {
+		t.Errorf("a table named \"x TABLE DATA y\": %v", err)
+	}
 }
 
 // Values that TOAST compresses make a dump far larger than the database:
@@ -368,4 +379,130 @@ INSERT INTO big_notes SELECT i, repeat('nocobase ', 200000) FROM generate_series
 		t.Fatal(err)
 	}
 	assertSame(t, "database restored", before, dbSnapshot(t, f.dbURL))
+}
+
+// An empty large object is a zero-byte file in an uncompressed folder
+// dump (blob_N.dat): the backup verifies and restores before and after
+// Export compresses it, with the large objects as they were.
+func TestUncompressedDumpWithEmptyLargeObject(t *testing.T) {
+	f := newFixture(t, 2, 100)
+	c := connect(t, f.dbURL)
+	execSQL(t, c, `SELECT lo_create(0); SELECT lo_from_bytea(0, 'nocobase')`)
+	c.Close(context.Background())
+	m, err := New(f.localOptions(t), nil, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	info := create(t, m, nil)
+	if _, err := m.Verify(ctx, info.ID); err != nil {
+		t.Fatalf("verify the uncompressed dump: %v", err)
+	}
+	if _, err := m.Export(ctx, info.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Verify(ctx, info.ID); err != nil {
+		t.Fatalf("verify after Export: %v", err)
+	}
+	c = connect(t, f.dbURL)
+	execSQL(t, c, `SELECT lo_unlink(oid) FROM pg_largeobject_metadata`)
+	c.Close(context.Background())
+	if err := m.Restore(ctx, info.ID, nil); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	c = connect(t, f.dbURL)
+	var n int
+	var data string
+	if err := c.QueryRow(ctx, `SELECT count(*), string_agg(convert_from(lo_get(oid), 'UTF8'), ',') FROM pg_largeobject_metadata`).Scan(&n, &data); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 || data != ",nocobase" && data != "nocobase," {
+		t.Errorf("large objects after restore: %d, %q; want the empty one and \"nocobase\"", n, data)
+	}
+}
+
+// fullDiskStorage archives the storage slowly the first time, as docker
+// cp from a busy engine does: after the first MiB it waits until the
+// destination is full, so that the storage archive is still being
+// written when the uncompressed dump fills the disk.
+type fullDiskStorage struct {
+	*localContainers
+	dest   string
+	copies atomic.Int32
+}
+
+func (s *fullDiskStorage) CopyFrom(ctx context.Context, container, path string) (io.ReadCloser, error) {
+	rc, err := s.localContainers.CopyFrom(ctx, container, path)
+	if err != nil || s.copies.Add(1) > 1 {
+		return rc, err
+	}
+	return readCloser{Reader: &waitFull{r: rc, dest: s.dest}, close: rc.Close}, nil
+}
+
+type waitFull struct {
+	r      io.Reader
+	dest   string
+	n      int
+	waited bool
+}
+
+func (w *waitFull) Read(p []byte) (int, error) {
+	if w.n >= 1<<20 && !w.waited {
+		w.waited = true
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			var st syscall.Statfs_t
+			if syscall.Statfs(w.dest, &st) == nil && int64(st.Bavail)*int64(st.Bsize) < 1<<20 {
+				break
+			}
+		}
+	}
+	n, err := w.r.Read(p)
+	w.n += n
+	return n, err
+}
+
+// The uncompressed dump that fills the disk also cuts short the storage
+// archive written beside it: both are taken again, the dump compressed,
+// and the backup succeeds and restores.
+func TestUncompressedDumpFillsTheDiskUnderTheStorage(t *testing.T) {
+	f := newFixture(t, 2, 100)
+	c := connect(t, f.dbURL)
+	execSQL(t, c, `CREATE TABLE big_notes (id int PRIMARY KEY, body text);
+INSERT INTO big_notes SELECT i, repeat('nocobase ', 200000) FROM generate_series(1, 40) i`)
+	c.Close(context.Background())
+	blob := make([]byte, 12<<20)
+	if _, err := rand.Read(blob); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(f.storage, "uploads", "video.bin"), blob, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dest := smallDest(t, "48m")
+	lc := &localContainers{folders: map[string]string{"app-1:/app/nocobase/storage": f.storage}}
+	o := f.localOptions(t)
+	o.Dest = dest
+	o.StorageHostPath, o.StorageContainer = "", "app-1"
+	m, err := New(o, &fullDiskStorage{localContainers: lc, dest: dest}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	progress := &lines{}
+	info := create(t, m, progress)
+	if !strings.Contains(progress.String(), "no room for the uncompressed dump") ||
+		!strings.Contains(progress.String(), "taking both again, the dump compressed") {
+		t.Errorf("progress = %s", progress)
+	}
+	ctx := context.Background()
+	if _, err := m.Verify(ctx, info.ID); err != nil {
+		t.Fatal(err)
+	}
+	before := dbSnapshot(t, f.dbURL)
+	files := fileSnapshot(t, f.storage, DefaultExcludes)
+	migrateAndChange(t, f.dbURL)
+	changeStorage(t, f.storage)
+	if err := m.Restore(ctx, info.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	assertSame(t, "database restored", before, dbSnapshot(t, f.dbURL))
+	assertSame(t, "storage restored", files, fileSnapshot(t, f.storage, DefaultExcludes))
 }

@@ -103,6 +103,9 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 		stPart       Part
 		dbErr, stErr error
 		files        int64
+		// plainTried: the dump was begun uncompressed; plainKept: the
+		// dump taken is uncompressed.
+		plainTried, plainKept bool
 	)
 	wg.Add(2)
 	go func() {
@@ -125,6 +128,7 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 			progress("database: dumped uncompressed, the fastest to write and check; compressed once traffic is back")
 		}
 		dbParts, dbErr = m.dumpDatabase(ctx, dir, m.db, level, progress)
+		plainTried, plainKept = forNow, forNow && dbErr == nil
 		if forNow && errors.Is(dbErr, errNoSpace) {
 			progress("database: no room for the uncompressed dump; dumping again, compressed")
 			if dbErr = os.RemoveAll(filepath.Join(dir, partDatabaseDir)); dbErr == nil {
@@ -137,6 +141,23 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 		stPart, files, stErr = m.backupStorage(ctx, dir, progress)
 	}()
 	wg.Wait()
+	// The uncompressed dump and the storage archive fill the same disk at
+	// once: where the archive found it full, both are taken again, the
+	// dump compressed, one after the other.
+	if plainTried && errors.Is(stErr, errNoSpace) && (dbErr == nil || errors.Is(dbErr, errNoSpace)) {
+		progress("storage: no room beside the uncompressed database dump; taking both again, the dump compressed")
+		if stErr = os.Remove(filepath.Join(dir, partStorage)); errors.Is(stErr, fs.ErrNotExist) {
+			stErr = nil
+		}
+		if stErr == nil && (dbErr != nil || plainKept) {
+			if dbErr = os.RemoveAll(filepath.Join(dir, partDatabaseDir)); dbErr == nil {
+				dbParts, dbErr = m.dumpDatabase(ctx, dir, m.db, m.keptLevel(), progress)
+			}
+		}
+		if stErr == nil && dbErr == nil {
+			stPart, files, stErr = m.backupStorage(ctx, dir, progress)
+		}
+	}
 	fail := func(err error) (procedures.BackupInfo, error) {
 		os.RemoveAll(dir)
 		if man.Database.Copy != "" {

@@ -74,7 +74,10 @@ func (m *Manager) backupDatabaseDir(ctx context.Context, dir string, db database
 	progress(fmt.Sprintf("database: pg_dump -Fd -j %d -Z %d of %s", m.opts.Jobs, level, db.name()))
 	h := newDirHasher(target, m.opts.Jobs)
 	if err := h.watch(); err != nil {
-		return nil, err
+		// The watch only reads files while the dump goes on; without one
+		// (inotify's per-user limits reached) finish reads them all.
+		m.log.Warn().Err(err).Msg("backup: no inotify watch on the dump folder; its files are read back once the dump ends")
+		progress("database: files read back once the dump ends (" + err.Error() + ")")
 	}
 	stop := m.reportSize("database", &h.n, progress)
 	err := dd.dumpDir(ctx, target, m.opts.Jobs, level)
@@ -121,8 +124,10 @@ func allDataThere(toc string, parts []Part) error {
 	}
 	var missing []string
 	for line := range strings.Lines(toc) {
+		// "<id>; <catalog oid> <oid> <type> <schema> <name> <owner>": the
+		// type after the two oids, as a name may hold the same words.
 		id, rest, ok := strings.Cut(line, ";")
-		if !ok || strings.HasPrefix(line, ";") || !strings.Contains(rest, " TABLE DATA ") {
+		if f := strings.SplitN(strings.TrimSpace(rest), " ", 3); !ok || strings.HasPrefix(line, ";") || len(f) < 3 || !strings.HasPrefix(f[2], "TABLE DATA ") {
 			continue
 		}
 		if !have[strings.TrimSpace(id)+".dat"] {
