@@ -54,8 +54,11 @@ func runShell(ctx context.Context, env []string, script string, args []string, s
 	stderr := &tailBuffer{max: 4 << 10}
 	cmd.Stderr = stderr
 	// The tools are children of sh: kill the whole group, or a cancelled
-	// dump would keep running and keep our pipes open.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// dump would keep running and keep our pipes open. If nocobot itself
+	// is killed, the kernel kills the tool (sh execs it, which keeps the
+	// signal): an orphaned dump would hold sessions on the database and
+	// fill the disk beside the retry of the resumed run.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	err := cmd.Run()
