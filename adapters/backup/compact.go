@@ -58,6 +58,11 @@ func (m *Manager) compact(ctx context.Context, dir string, man *Manifest, progre
 		after += gz.Size
 		parts[i] = gz
 	}
+	// The compressed files' names must be on disk before the manifest
+	// names them: after a power loss it could name files that are not.
+	if err := syncDir(filepath.Join(dir, partDatabaseDir)); err != nil {
+		return fmt.Errorf("compress: %w (the backup is whole, uncompressed)", err)
+	}
 	man.Parts = parts
 	if err := writeManifest(dir, man); err != nil {
 		return err

@@ -142,11 +142,17 @@ func writeManifest(dir string, man *Manifest) error {
 	if err := os.Rename(tmp, filepath.Join(dir, manifestName)); err != nil {
 		return fmt.Errorf("write manifest: %w", err)
 	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // make the rename durable
-		d.Close()
-	}
+	_ = syncDir(dir) // make the rename durable
 	return nil
+}
+
+// syncDir makes the renames and new names in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
 }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
