@@ -11,6 +11,10 @@ import (
 	"github.com/nocobot/nocobot/store"
 )
 
+// errChangedMeanwhile: the window a change was meant for has been
+// changed by someone else since it was read; it is read again.
+var errChangedMeanwhile = errors.New("window changed meanwhile")
+
 // window does what is due for one window, as just read from the store, and
 // returns when it next needs attention (zero: not while it stays as it
 // is). retry: something failed or another replica moved the window first;
@@ -64,19 +68,26 @@ func (s *Scheduler) announce(ctx context.Context, w store.Window, now time.Time)
 	if !first {
 		return start, false // another replica announced it
 	}
-	// Record it on the window as it is now, not as this pass read it:
-	// another replica may have saved a Skip or a pause since.
-	if cur, err := s.store.GetWindow(ctx, w.ID); err == nil {
+	// Record it on the window as it is now, not as this pass read it,
+	// in one step of the store: another replica may save a Skip or a
+	// pause meanwhile, and neither may be undone.
+	saved, err := s.store.UpdateWindow(ctx, w.ID, func(cur *store.Window) error {
 		if !cur.NextStart.Equal(start) || cur.Skip.Equal(start) || cur.Paused {
-			return time.Time{}, true // changed meanwhile: read it again
+			return errChangedMeanwhile
 		}
-		w = cur
-	}
-	w.Announced = start
-	if err := s.store.PutWindow(ctx, w); err != nil {
+		cur.Announced = start
+		return nil
+	})
+	switch {
+	case errors.Is(err, errChangedMeanwhile), errors.Is(err, store.ErrNotFound):
+		return time.Time{}, true // changed or removed meanwhile: read it again
+	case err != nil:
 		// The claim alone keeps it from being posted twice; the record
 		// only spares the next reads a claim.
 		s.log.Warn().Err(err).Str("window", w.ID).Msg("scheduler: could not record the announcement")
+		w.Announced = start
+	default:
+		w = saved
 	}
 	s.publish(procedures.EventWindowAnnounced, procedures.WindowEvent{Window: w, Start: start}, nil)
 	return start, false
@@ -247,7 +258,7 @@ func (s *Scheduler) startWindowRun(ctx context.Context, w store.Window, approver
 // start-up with thousands of windows would otherwise load the same zone
 // files over and over). mu must be held.
 func (s *Scheduler) parsed(w store.Window) (parsedSpec, error) {
-	key := w.Spec + "\x00" + w.TZ
+	key := specKey(w)
 	if p, ok := s.scheds[key]; ok {
 		return p, nil
 	}
@@ -259,6 +270,9 @@ func (s *Scheduler) parsed(w store.Window) (parsedSpec, error) {
 	s.scheds[key] = p
 	return p, nil
 }
+
+// specKey names a window's schedule in the parsed cache.
+func specKey(w store.Window) string { return w.Spec + "\x00" + w.TZ }
 
 // requesterWindow is the window id of a run the scheduler started.
 func requesterWindow(requester string) (string, bool) {

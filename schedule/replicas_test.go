@@ -24,17 +24,21 @@ func TestReplicasPostEachNoticeOnceSQLite(t *testing.T) {
 // Two replicas on one PostgreSQL database: each has its own pool.
 func TestReplicasPostEachNoticeOncePostgres(t *testing.T) {
 	db := testenv.NewDatabase(t)
-	open := func() store.Store {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		st, err := postgres.Open(ctx, db, "", zerolog.Nop())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = st.Close() })
-		return st
+	testReplicasPostEachNoticeOnce(t, openPostgres(t, db), openPostgres(t, db))
+}
+
+// openPostgres opens a store on the database at db, closed at the end of
+// the test; each call has a pool of its own, as another replica would.
+func openPostgres(t *testing.T, db string) store.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := postgres.Open(ctx, db, "", zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
 	}
-	testReplicasPostEachNoticeOnce(t, open(), open())
+	t.Cleanup(func() { _ = st.Close() })
+	return st
 }
 
 const replicaRounds = 50

@@ -132,10 +132,58 @@ func (s *Scheduler) List(ctx context.Context) ([]store.Window, error) {
 
 func (s *Scheduler) getWindow(ctx context.Context, id string) (store.Window, error) {
 	w, err := s.store.GetWindow(ctx, id)
+	return w, notFound(id, err)
+}
+
+// notFound words a missing window for the person who named it.
+func notFound(id string, err error) error {
 	if errors.Is(err, store.ErrNotFound) {
-		return w, fmt.Errorf("no maintenance window %q (see schedule list): %w", id, store.ErrNotFound)
+		return fmt.Errorf("no maintenance window %q (see schedule list): %w", id, store.ErrNotFound)
 	}
-	return w, err
+	return err
+}
+
+// maxUnparsed bounds how often update parses a schedule that changed
+// under it; more than once is already another process editing it.
+const maxUnparsed = 5
+
+// unparsedError: a change needs a schedule this process has not parsed
+// yet. Parsing may read a zone file, which must not happen while the
+// store holds the window locked, so update parses it outside and tries
+// again.
+type unparsedError struct{ w store.Window }
+
+func (e *unparsedError) Error() string {
+	return fmt.Sprintf("window %s: schedule %q in %s not parsed yet", e.w.ID, e.w.Spec, e.w.TZ)
+}
+
+// cachedSpec is parsed for use inside a change given to update: it only
+// looks in what is parsed already. mu must be held.
+func (s *Scheduler) cachedSpec(w store.Window) (parsedSpec, error) {
+	if p, ok := s.scheds[specKey(w)]; ok {
+		return p, nil
+	}
+	return parsedSpec{}, &unparsedError{w: w}
+}
+
+// update changes a stored window in one step of the store (UpdateWindow),
+// so a change another replica or process saved meanwhile (a Skip, a
+// pause, an announcement) is kept. change runs while the store holds the
+// window locked: no I/O in it, and the schedule it needs comes from
+// cachedSpec. A missing window is worded as getWindow words it. mu must
+// be held.
+func (s *Scheduler) update(ctx context.Context, id string, change func(*store.Window) error) (store.Window, error) {
+	for range maxUnparsed {
+		w, err := s.store.UpdateWindow(ctx, id, change)
+		var unparsed *unparsedError
+		if !errors.As(err, &unparsed) {
+			return w, notFound(id, err)
+		}
+		if _, err := s.parsed(unparsed.w); err != nil {
+			return store.Window{}, err
+		}
+	}
+	return store.Window{}, fmt.Errorf("window %s: its schedule keeps changing; try again", id)
 }
 
 // Remove deletes a window. Windows from the config file are removed there
@@ -165,24 +213,26 @@ func (s *Scheduler) Remove(ctx context.Context, id string) error {
 func (s *Scheduler) SetPaused(ctx context.Context, id string, paused bool) (store.Window, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	w, err := s.getWindow(ctx, id)
-	if err != nil {
-		return w, err
-	}
-	if w.Paused == paused {
-		return w, nil
-	}
-	w.Paused = paused
 	now := s.clock.Now()
-	if !paused {
-		p, err := s.parsed(w)
-		if err != nil {
-			return w, err
+	changed := false
+	w, err := s.update(ctx, id, func(w *store.Window) error {
+		changed = false
+		if w.Paused == paused {
+			return nil
 		}
-		w.NextStart = p.sched.Next(now)
-	}
-	if err := s.store.PutWindow(ctx, w); err != nil {
-		return w, fmt.Errorf("save window %s: %w", id, err)
+		w.Paused = paused
+		if !paused {
+			p, err := s.cachedSpec(*w)
+			if err != nil {
+				return err
+			}
+			w.NextStart = p.sched.Next(now)
+		}
+		changed = true
+		return nil
+	})
+	if err != nil || !changed {
+		return w, err
 	}
 	s.log.Info().Str("window", id).Bool("paused", paused).Time("next", w.NextStart).Msg("window paused or resumed")
 	s.touch(id, s.attention(w, now))
@@ -194,25 +244,27 @@ func (s *Scheduler) SetPaused(ctx context.Context, id string, paused bool) (stor
 func (s *Scheduler) Skip(ctx context.Context, id string, start time.Time, by string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	w, err := s.getWindow(ctx, id)
-	if err != nil {
+	again := false
+	w, err := s.update(ctx, id, func(w *store.Window) error {
+		again = false
+		p, err := s.cachedSpec(*w)
+		if err != nil {
+			return err
+		}
+		switch {
+		case start.Before(w.NextStart):
+			return fmt.Errorf("window %s of %s has already passed (next start: %s)", id, fmtWhen(start, p.loc), fmtWhen(w.NextStart, p.loc))
+		case !start.Equal(w.NextStart) && !p.sched.Next(start.Add(-time.Second)).Equal(start):
+			return fmt.Errorf("%s is not a start of window %s (next start: %s)", fmtWhen(start, p.loc), id, fmtWhen(w.NextStart, p.loc))
+		case w.Skip.Equal(start):
+			again = true // a second click on the same button
+			return nil
+		}
+		w.Skip = start
+		return nil
+	})
+	if err != nil || again {
 		return err
-	}
-	p, err := s.parsed(w)
-	if err != nil {
-		return err
-	}
-	switch {
-	case start.Before(w.NextStart):
-		return fmt.Errorf("window %s of %s has already passed (next start: %s)", id, fmtWhen(start, p.loc), fmtWhen(w.NextStart, p.loc))
-	case !start.Equal(w.NextStart) && !p.sched.Next(start.Add(-time.Second)).Equal(start):
-		return fmt.Errorf("%s is not a start of window %s (next start: %s)", fmtWhen(start, p.loc), id, fmtWhen(w.NextStart, p.loc))
-	case w.Skip.Equal(start):
-		return nil // a second click on the same button
-	}
-	w.Skip = start
-	if err := s.store.PutWindow(ctx, w); err != nil {
-		return fmt.Errorf("save window %s: %w", id, err)
 	}
 	s.log.Info().Str("window", id).Time("start", start).Str("by", by).Msg("window start skipped")
 	s.publish(procedures.EventWindowSkipped, procedures.WindowEvent{Window: w, Start: start, By: by, Reason: procedures.WindowAsked}, nil)

@@ -7,7 +7,9 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -233,6 +235,16 @@ type Store interface {
 	// AdvanceWindow moves a window's NextStart from from to to only if it
 	// is still from: of several replicas, exactly one wins a start.
 	AdvanceWindow(ctx context.Context, id string, from, to time.Time) (bool, error)
+	// UpdateWindow changes one window atomically: it reads the window,
+	// calls change on it once and saves what change left, while no other
+	// writer (process or replica) can change that window, so a change made
+	// elsewhere meanwhile (a Skip, a pause) is never undone. It returns the
+	// window as saved. When change returns an error nothing is written and
+	// that error is returned as it is; a missing window gives ErrNotFound
+	// and change is not called. change must not alter the window's id.
+	// change runs while the window (PostgreSQL: its row; SQLite: the whole
+	// file) is locked: it must do no I/O and return at once.
+	UpdateWindow(ctx context.Context, id string, change func(*Window) error) (Window, error)
 
 	// PutNote and GetNote keep small values for the fronts (scope such as
 	// "slack-thread", key a run id). GetNote returns ErrNotFound.
@@ -255,4 +267,27 @@ func CheckSeenOnce(key string, ttl time.Duration) error {
 		return fmt.Errorf("seen once: need a key and a positive time to keep it (got %q, %s)", key, ttl)
 	}
 	return nil
+}
+
+// ChangeWindow is the part of UpdateWindow that every implementation
+// shares: it calls change on w, refuses a change of id, and returns w's
+// new record and whether it differs from the old one (an unchanged window
+// need not be written). An error from change is returned as it is.
+func ChangeWindow(w *Window, change func(*Window) error) (data []byte, changed bool, err error) {
+	before, err := json.Marshal(w)
+	if err != nil {
+		return nil, false, fmt.Errorf("window %s: %w", w.ID, err)
+	}
+	id := w.ID
+	if err := change(w); err != nil {
+		return nil, false, err
+	}
+	if w.ID != id {
+		return nil, false, fmt.Errorf("window %s: a change cannot rename it (to %q)", id, w.ID)
+	}
+	data, err = json.Marshal(w)
+	if err != nil {
+		return nil, false, fmt.Errorf("window %s: %w", id, err)
+	}
+	return data, !bytes.Equal(before, data), nil
 }

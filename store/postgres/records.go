@@ -164,6 +164,43 @@ func (s *Store) AdvanceWindow(ctx context.Context, id string, from, to time.Time
 	return won, nil
 }
 
+// UpdateWindow implements store.Store. SELECT … FOR UPDATE holds the
+// row until the transaction ends, so no other replica writes the window
+// between the read and the write.
+func (s *Store) UpdateWindow(ctx context.Context, id string, change func(*store.Window) error) (store.Window, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	var saved store.Window
+	var changeErr error
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		w, err := scanWindow(tx.QueryRow(ctx, s.q("SELECT data FROM {schema}.windows WHERE id = $1 FOR UPDATE"), id))
+		if err != nil {
+			return err
+		}
+		data, changed, err := store.ChangeWindow(&w, change)
+		if err != nil {
+			changeErr = err
+			return err
+		}
+		if changed {
+			if _, err := tx.Exec(ctx, s.q("UPDATE {schema}.windows SET cluster = $2, data = $3 WHERE id = $1"), id, w.Cluster, data); err != nil {
+				return err
+			}
+		}
+		saved = w
+		return nil
+	})
+	switch {
+	case changeErr != nil:
+		return store.Window{}, changeErr
+	case errors.Is(err, store.ErrNotFound):
+		return store.Window{}, fmt.Errorf("window %s: %w", id, err)
+	case err != nil:
+		return store.Window{}, fmt.Errorf("update window %s: %w", id, err)
+	}
+	return saved, nil
+}
+
 // PutNote implements store.Store.
 func (s *Store) PutNote(ctx context.Context, scope, key, value string) error {
 	ctx, cancel := s.op(ctx)

@@ -188,6 +188,41 @@ func (s *Store) AdvanceWindow(ctx context.Context, id string, from, to time.Time
 	return won, nil
 }
 
+// UpdateWindow implements store.Store. The transaction takes the write
+// lock before it reads, so no other process writes between the read and
+// the write.
+func (s *Store) UpdateWindow(ctx context.Context, id string, change func(*store.Window) error) (store.Window, error) {
+	var saved store.Window
+	var changeErr error
+	err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+		w, err := scanWindow(tx.QueryRowContext(ctx, "SELECT data FROM windows WHERE id = ?", id))
+		if err != nil {
+			return err
+		}
+		data, changed, err := store.ChangeWindow(&w, change)
+		if err != nil {
+			changeErr = err
+			return err
+		}
+		if changed {
+			if _, err := tx.ExecContext(ctx, "UPDATE windows SET cluster = ?, data = ? WHERE id = ?", w.Cluster, string(data), id); err != nil {
+				return err
+			}
+		}
+		saved = w
+		return nil
+	})
+	switch {
+	case changeErr != nil:
+		return store.Window{}, changeErr
+	case errors.Is(err, store.ErrNotFound):
+		return store.Window{}, fmt.Errorf("window %s: %w", id, err)
+	case err != nil:
+		return store.Window{}, fmt.Errorf("update window %s: %w", id, err)
+	}
+	return saved, nil
+}
+
 // PutNote implements store.Store.
 func (s *Store) PutNote(ctx context.Context, scope, key, value string) error {
 	err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {

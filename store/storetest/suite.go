@@ -36,6 +36,8 @@ func Run(t *testing.T, open Open) {
 		{"AuditByRun", testAuditByRun},
 		{"SeenOnce", testSeenOnce},
 		{"Windows", testWindows},
+		{"UpdateWindow", testUpdateWindow},
+		{"UpdateWindowConcurrent", testUpdateWindowConcurrent},
 		{"Notes", testNotes},
 	}
 	for _, tt := range tests {
@@ -360,58 +362,6 @@ func testAudit(t *testing.T, s store.Store) {
 	left, _ := s.Audit(ctx(t), store.AuditQuery{})
 	if len(left) != 3 {
 		t.Fatalf("after prune %d entries, want 3", len(left))
-	}
-}
-
-func testWindows(t *testing.T, s store.Store) {
-	w := store.Window{ID: "w1", Cluster: "prod", Spec: "0 2 * * 6", TZ: "Europe/Berlin", Command: "upgrade 1.7.14",
-		Duration: 2 * time.Hour, Announce: 30 * time.Minute, Approval: true, CreatedBy: "U1", Created: t0,
-		NextStart: t0.Add(24 * time.Hour)}
-	if err := s.PutWindow(ctx(t), w); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.GetWindow(ctx(t), "w1")
-	if err != nil || got.Spec != w.Spec || got.TZ != w.TZ || got.Duration != w.Duration || !got.NextStart.Equal(w.NextStart) || !got.Approval {
-		t.Fatalf("GetWindow = %+v, %v", got, err)
-	}
-	var wins atomic.Int32
-	var wg sync.WaitGroup
-	for range 10 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ok, err := s.AdvanceWindow(context.Background(), "w1", w.NextStart, w.NextStart.Add(7*24*time.Hour))
-			if err != nil {
-				t.Error(err)
-			}
-			if ok {
-				wins.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	if wins.Load() != 1 {
-		t.Fatalf("10 replicas advancing one start: %d won, want 1", wins.Load())
-	}
-	got, _ = s.GetWindow(ctx(t), "w1")
-	if !got.NextStart.Equal(w.NextStart.Add(7 * 24 * time.Hour)) {
-		t.Fatalf("NextStart = %v after advance", got.NextStart)
-	}
-	if err := s.PutWindow(ctx(t), store.Window{ID: "w2", Cluster: "staging", Spec: "@weekly", TZ: "UTC", Command: "start"}); err != nil {
-		t.Fatal(err)
-	}
-	list, _ := s.ListWindows(ctx(t))
-	if len(list) != 2 {
-		t.Fatalf("ListWindows = %d windows, want 2", len(list))
-	}
-	if err := s.DeleteWindow(ctx(t), "w1"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.DeleteWindow(ctx(t), "w1"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("second delete = %v, want ErrNotFound", err)
-	}
-	if _, err := s.GetWindow(ctx(t), "w1"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("GetWindow after delete = %v, want ErrNotFound", err)
 	}
 }
 
