@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -193,4 +194,114 @@ func testAnnouncementRacesSkipAndPause(t *testing.T, a, b store.Store) {
 		}
 	}
 	t.Logf("%d of %d starts were announced before they were skipped or paused", announced, changeRounds)
+}
+
+// interposed runs before once, just before the first window write of the
+// scheduler that uses it: another replica's change lands between this
+// scheduler's read of the window and its write.
+type interposed struct {
+	store.Store
+	once   sync.Once
+	before func()
+}
+
+func (s *interposed) UpdateWindow(ctx context.Context, id string, change func(*store.Window) error) (store.Window, error) {
+	s.once.Do(s.before)
+	return s.Store.UpdateWindow(ctx, id, change)
+}
+
+func (s *interposed) AdvanceWindow(ctx context.Context, id string, from, to time.Time) (bool, error) {
+	s.once.Do(s.before)
+	return s.Store.AdvanceWindow(ctx, id, from, to)
+}
+
+// A Skip or a pause saved by another replica after the scheduler read a
+// window whose start has come, but before it took the start, is seen:
+// nothing runs. A Skip that comes after the start was taken is refused
+// as passed, so no click is ever shown as done while the run starts.
+func TestStartSeesASkipSavedMeanwhile(t *testing.T) {
+	for _, pause := range []bool{false, true} {
+		t.Run(map[bool]string{false: "skip", true: "pause"}[pause], func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "nocobot.db")
+			h := newSchedHarnessOn(t, openSQLite(t, path), t0)
+			other := h.racer(openSQLite(t, path))
+			ctx := context.Background()
+			h.start()
+			w := h.add(store.Window{Spec: "0 * * * *", Duration: 10 * time.Minute})
+			h.stop()
+			start := w.NextStart
+			h.setClock(start)
+			read := h.window(w.ID) // the scheduler's pass read it here
+			sa := h.racer(&interposed{Store: h.st, before: func() {
+				var err error
+				if pause {
+					_, err = other.SetPaused(ctx, w.ID, true)
+				} else {
+					err = other.Skip(ctx, w.ID, start, "U2")
+				}
+				if err != nil {
+					t.Errorf("the other replica's change: %v", err)
+				}
+			}})
+			sa.mu.Lock()
+			sa.window(ctx, read, start)
+			sa.mu.Unlock()
+			h.expectStarts(0, "after a start skipped or paused meanwhile")
+			got := h.window(w.ID)
+			if pause && !got.Paused || !pause && !got.Skip.Equal(start) {
+				t.Errorf("the other replica's change was undone: %+v", got)
+			}
+		})
+	}
+	// After the start was taken, a Skip of it is refused.
+	path := filepath.Join(t.TempDir(), "nocobot.db")
+	h := newSchedHarnessOn(t, openSQLite(t, path), t0)
+	h.start()
+	w := h.add(store.Window{Spec: "0 * * * *", Duration: 10 * time.Minute})
+	h.stop()
+	h.setClock(w.NextStart)
+	s := h.racer(h.st)
+	s.mu.Lock()
+	s.window(context.Background(), h.window(w.ID), w.NextStart)
+	s.mu.Unlock()
+	h.expectStarts(1, "at the start")
+	if err := h.racer(openSQLite(t, path)).Skip(context.Background(), w.ID, w.NextStart, "U2"); err == nil || !strings.Contains(err.Error(), "already passed") {
+		t.Errorf("a Skip after the start: %v", err)
+	}
+}
+
+// A pause saved while a replica was about to announce a start, and
+// resumed before that start, leaves the start to be announced once.
+func TestAnnouncementAfterAPauseAndResumeMeanwhile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nocobot.db")
+	h := newSchedHarnessOn(t, openSQLite(t, path), t0)
+	other := h.racer(openSQLite(t, path))
+	ctx := context.Background()
+	h.start()
+	w := h.add(store.Window{Spec: "0 2 * * *", Announce: 30 * time.Minute})
+	h.stop()
+	now := w.NextStart.Add(-10 * time.Minute)
+	h.setClock(now)
+	read := h.window(w.ID)
+	sa := h.racer(&interposed{Store: h.st, before: func() {
+		if _, err := other.SetPaused(ctx, w.ID, true); err != nil {
+			t.Error(err)
+		}
+	}})
+	sa.mu.Lock()
+	sa.announce(ctx, read, now)
+	sa.mu.Unlock()
+	h.expect(procedures.EventWindowAnnounced, 0, "while paused")
+	if _, err := other.SetPaused(ctx, w.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	resumed := h.window(w.ID)
+	if !resumed.NextStart.Equal(w.NextStart) {
+		t.Fatalf("resumed to %s, want %s", resumed.NextStart, w.NextStart)
+	}
+	sa.mu.Lock()
+	sa.announce(ctx, resumed, now)
+	sa.announce(ctx, h.window(w.ID), now)
+	sa.mu.Unlock()
+	h.expect(procedures.EventWindowAnnounced, 1, "after the resume")
 }

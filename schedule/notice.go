@@ -15,8 +15,8 @@ const noticeKeep = 24 * time.Hour
 
 // claimNotice decides which of several replicas (or processes on one
 // SQLite file) posts a notice that each of them may find due, such as the
-// announcement of a start that all of them read as not yet announced: the
-// first claim of key wins. The claim is made before the post, so after a
+// approval request of a start that none of them has asked yet: the first
+// claim of key wins. The claim is made before the post, so after a
 // crash in between the notice is lost rather than posted twice. due is
 // when the notice stops being due; the claim is kept until well after it.
 // An error leaves it unknown whether the claim was taken: claiming again

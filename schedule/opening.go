@@ -13,7 +13,10 @@ import (
 
 // errChangedMeanwhile: the window a change was meant for has been
 // changed by someone else since it was read; it is read again.
-var errChangedMeanwhile = errors.New("window changed meanwhile")
+var (
+	errChangedMeanwhile = errors.New("window changed meanwhile")
+	errAnnouncedAlready = errors.New("start announced already")
+)
 
 // window does what is due for one window, as just read from the store, and
 // returns when it next needs attention (zero: not while it stays as it
@@ -48,9 +51,12 @@ func (s *Scheduler) window(ctx context.Context, w store.Window, now time.Time) (
 }
 
 // announce posts the announcement of the next start once its lead time has
-// come. Replicas that all read the start as not yet announced race for it
-// with a claim; the claim is taken before posting: after a crash in
-// between the announcement is lost rather than posted twice.
+// come. Replicas that all read the start as not yet announced race for it:
+// the one whose record of it on the window (one step of the store, on the
+// window as it is then) finds it unrecorded posts it. The record is made
+// before posting: after a crash in between the announcement is lost
+// rather than posted twice. A Skip or pause saved meanwhile is seen there
+// and kept.
 func (s *Scheduler) announce(ctx context.Context, w store.Window, now time.Time) (time.Time, bool) {
 	start := w.NextStart
 	if start.IsZero() || w.Announce <= 0 || w.Announced.Equal(start) || w.Skip.Equal(start) {
@@ -60,51 +66,51 @@ func (s *Scheduler) announce(ctx context.Context, w store.Window, now time.Time)
 	if now.Before(at) {
 		return at, false
 	}
-	first, err := s.claimNotice(ctx, windowNotice("announced", w, start), start, now)
-	if err != nil {
-		s.log.Warn().Err(err).Str("window", w.ID).Msg("scheduler: could not claim the announcement; trying again")
-		return time.Time{}, true
-	}
-	if !first {
-		return start, false // another replica announced it
-	}
-	// Record it on the window as it is now, not as this pass read it,
-	// in one step of the store: another replica may save a Skip or a
-	// pause meanwhile, and neither may be undone.
 	saved, err := s.store.UpdateWindow(ctx, w.ID, func(cur *store.Window) error {
-		if !cur.NextStart.Equal(start) || cur.Skip.Equal(start) || cur.Paused {
+		switch {
+		case !cur.NextStart.Equal(start) || cur.Skip.Equal(start) || cur.Paused:
 			return errChangedMeanwhile
+		case cur.Announced.Equal(start):
+			return errAnnouncedAlready
 		}
 		cur.Announced = start
 		return nil
 	})
 	switch {
+	case errors.Is(err, errAnnouncedAlready):
+		return start, false // another replica announced it
 	case errors.Is(err, errChangedMeanwhile), errors.Is(err, store.ErrNotFound):
 		return time.Time{}, true // changed or removed meanwhile: read it again
 	case err != nil:
-		// The claim alone keeps it from being posted twice; the record
-		// only spares the next reads a claim.
-		s.log.Warn().Err(err).Str("window", w.ID).Msg("scheduler: could not record the announcement")
-		w.Announced = start
-	default:
-		w = saved
+		s.log.Warn().Err(err).Str("window", w.ID).Msg("scheduler: could not record the announcement; trying again")
+		return time.Time{}, true
 	}
-	s.publish(procedures.EventWindowAnnounced, procedures.WindowEvent{Window: w, Start: start}, nil)
+	s.publish(procedures.EventWindowAnnounced, procedures.WindowEvent{Window: saved, Start: start}, nil)
 	return start, false
 }
 
 // due handles a window without approval whose NextStart has come.
 func (s *Scheduler) due(ctx context.Context, w store.Window, p parsedSpec, now time.Time) (time.Time, bool) {
 	d := startsUntil(p.sched, w.NextStart, now)
-	won, err := s.store.AdvanceWindow(ctx, w.ID, w.NextStart, d.next)
-	if err != nil {
+	// The start is taken in one step of the store, on the window as it is
+	// then: a Skip or pause saved by another replica after this pass read
+	// the window is seen here, and a Skip after it finds the start passed.
+	from := w.NextStart
+	saved, err := s.store.UpdateWindow(ctx, w.ID, func(cur *store.Window) error {
+		if !cur.NextStart.Equal(from) || cur.Paused {
+			return errChangedMeanwhile
+		}
+		cur.NextStart = d.next
+		return nil
+	})
+	switch {
+	case errors.Is(err, errChangedMeanwhile), errors.Is(err, store.ErrNotFound):
+		return time.Time{}, true // another replica (or a click) changed it: read it again
+	case err != nil:
 		s.log.Warn().Err(err).Str("window", w.ID).Msg("scheduler: could not advance window; trying again")
 		return time.Time{}, true
 	}
-	if !won {
-		return time.Time{}, true // another replica (or a click) moved it: read it again
-	}
-	w.NextStart = d.next
+	w = saved
 	s.reportMissed(w, d, now)
 	start := d.latest
 	late := now.Sub(start)

@@ -4,9 +4,10 @@
 // window closes, and reports the starts it missed while the bot was down.
 //
 // The store is the truth. A window's NextStart says when it opens next;
-// the scheduler moves it on with Store.AdvanceWindow, a compare-and-set, so
-// of several replicas (or a bot restarted mid-pass) exactly one starts a
-// given window. In memory the scheduler keeps an index of when each window
+// the scheduler moves it on only if it still holds the start it read (one
+// step of the store: Store.UpdateWindow or AdvanceWindow), so of several
+// replicas (or a bot restarted mid-pass) exactly one starts a given
+// window, and a Skip or pause saved meanwhile is seen. In memory the scheduler keeps an index of when each window
 // next needs attention, kept current by its own changes and rebuilt from
 // the store periodically, so changes made by another replica are seen.
 package schedule
