@@ -106,7 +106,7 @@ func Open(ctx context.Context, path string, log zerolog.Logger, opt ...Option) (
 	w.SetConnMaxLifetime(0)
 	mctx, cancel := context.WithTimeout(ctx, max(o.queryTimeout, time.Minute))
 	defer cancel()
-	from, to, err := migrate(mctx, w, migrations, log)
+	from, to, err := migrateWhenFree(mctx, w, log)
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("sqlite store %s: %w", path, err)
@@ -123,6 +123,37 @@ func Open(ctx context.Context, path string, log zerolog.Logger, opt ...Option) (
 	log.Debug().Str("path", abs).Int("schema_version", to).Int("was", from).Msg("sqlite store ready")
 	return s, nil
 }
+
+// migrateWhenFree migrates, trying again while another process holds the
+// file: SQLite answers SQLITE_BUSY at once, without waiting busy_timeout,
+// to a connection that opens a file another one is switching to WAL or
+// recovering, as processes that open a new file together do.
+func migrateWhenFree(ctx context.Context, w *sql.DB, log zerolog.Logger) (from, to int, err error) {
+	err = whenFree(ctx, func() error {
+		from, to, err = migrate(ctx, w, migrations, log)
+		return err
+	})
+	return from, to, err
+}
+
+// whenFree calls try until it does not fail with SQLITE_BUSY or ctx ends.
+func whenFree(ctx context.Context, try func() error) error {
+	for wait := 10 * time.Millisecond; ; wait = min(wait*2, 500*time.Millisecond) {
+		err := try()
+		var coded interface{ Code() int }
+		if err == nil || !errors.As(err, &coded) || coded.Code()&0xff != sqliteBusy {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+}
+
+// sqliteBusy is SQLITE_BUSY, the primary code of every busy error.
+const sqliteBusy = 5
 
 // prepareFile creates the folder and an empty file readable by its owner
 // only (SQLite gives its WAL and shared-memory files the same mode).
@@ -182,7 +213,11 @@ func (s *Store) op(ctx context.Context) (context.Context, context.CancelFunc) {
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx, now time.Time) error) error {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	tx, err := s.w.BeginTx(ctx, nil)
+	var tx *sql.Tx
+	err := whenFree(ctx, func() (err error) {
+		tx, err = s.w.BeginTx(ctx, nil)
+		return err
+	})
 	if err != nil {
 		return err
 	}
