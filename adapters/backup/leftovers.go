@@ -24,12 +24,10 @@ func (m *Manager) compactLeftovers(ctx context.Context, keep string, progress pr
 		m.log.Warn().Err(err).Msg("export: could not look for dumps left uncompressed")
 		return
 	}
-	protected := map[string]bool{}
-	if m.opts.Protect != nil {
-		if protected, err = m.opts.Protect(ctx); err != nil {
-			m.log.Warn().Err(err).Msg("export: dumps left uncompressed are kept so: cannot tell which backups unfinished runs need")
-			return
-		}
+	protected, err := m.protected(ctx)
+	if err != nil {
+		m.log.Warn().Err(err).Msg("export: dumps left uncompressed are kept so")
+		return
 	}
 	for _, man := range mans {
 		if man.ID == keep || protected[man.ID] || len(man.plainTableData()) == 0 {

@@ -92,6 +92,18 @@ func (m *Manager) dropReplaced(ctx context.Context) {
 	}
 }
 
+// protected are the backups that unfinished runs need (Options.Protect).
+func (m *Manager) protected(ctx context.Context) (map[string]bool, error) {
+	if m.opts.Protect == nil {
+		return map[string]bool{}, nil
+	}
+	p, err := m.opts.Protect(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cannot tell which backups unfinished runs need: %w", err)
+	}
+	return p, nil
+}
+
 // staleAfter is when a folder without a manifest (a crash in the middle of
 // a backup) is removed, unless its run protects it.
 const staleAfter = 24 * time.Hour
@@ -104,11 +116,9 @@ func (m *Manager) prune(ctx context.Context, keep string) ([]string, error) {
 	if m.opts.KeepLast == 0 && m.opts.MaxAge == 0 && len(incomplete) == 0 {
 		return nil, nil
 	}
-	protected := map[string]bool{}
-	if m.opts.Protect != nil {
-		if protected, err = m.opts.Protect(ctx); err != nil {
-			return nil, fmt.Errorf("retention skipped: cannot tell which backups unfinished runs need: %w", err)
-		}
+	protected, err := m.protected(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("retention skipped: %w", err)
 	}
 	now := m.opts.Now()
 	var doomed []string
