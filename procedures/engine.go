@@ -55,6 +55,16 @@ type Cluster struct {
 	// StartParallelism is how many nodes start at once after the first,
 	// and how many change image at once: 0 all of them, 1 one by one.
 	StartParallelism int
+	// NodeEnv, when each node has its own environment (plain containers),
+	// lets preflight compare the nodes' environments and the nodes after
+	// the first start with NocoBase's upgrade skipped; nil otherwise.
+	NodeEnv NodeEnv
+	// Migrations says how the nodes after the first start
+	// (MigrationsAuto, MigrationsSkipSameVersion, MigrationsOneAtATime).
+	Migrations string
+	// PerNodeEnv names variables that may differ from node to node, on
+	// top of those that always may (perNodeVars).
+	PerNodeEnv []string
 }
 
 // Options configure an engine.

@@ -36,6 +36,9 @@ func firstStartSteps() []stepDef {
 				return "", err
 			}
 			recordNodes(env, nodes)
+			if _, err := preflightEnv(ctx, env, nodes); err != nil {
+				return "", err
+			}
 			env.record(func(w factWriter) { w.setFirstNode(nodes[0]) })
 			return fmt.Sprintf("%d nodes; %s starts first", len(nodes), nodes[0].Name), nil
 		}},

@@ -264,6 +264,9 @@ func maintainPreflight(ctx context.Context, env *stepEnv) (string, error) {
 	if nodes, err = runNodes(ctx, env); err != nil {
 		return "", err
 	}
+	if _, err := preflightEnv(ctx, env, nodes); err != nil {
+		return "", err
+	}
 	env.record(func(w factWriter) { w.setFirstNode(nodes[0]) })
 	if env.facts().FromVersion() == "" {
 		v := currentVersion(ctx, env, nodes)

@@ -137,13 +137,34 @@ func (s started) String() string {
 	return fmt.Sprintf("%s healthy on %s after %s", s.node, s.version, format.Duration(s.took))
 }
 
-// startAndWait starts one node and waits until NocoBase on it is healthy
-// and runs what exp expects. A node that is running but stuck in
-// APP_ERROR (a failed start, docs/nocobase.md) is restarted first.
+// startAndWait starts one node as the first, alone: without
+// SKIP_SAME_VERSION_UPGRADE, so that it installs or runs NocoBase's
+// upgrade (docs/nocobase.md), and waits until NocoBase on it is healthy
+// and runs what exp expects.
 func startAndWait(ctx context.Context, env *stepEnv, name string, exp expectation) (started, error) {
+	return startNode(ctx, env, name, exp, false)
+}
+
+// startNode starts one node, if stopped with the upgrade skipped or not
+// (skipUpgrade), and waits until NocoBase on it is healthy and runs what
+// exp expects. A node that is running but stuck in APP_ERROR (a failed
+// start, docs/nocobase.md) is restarted first. The switch is left alone
+// where the configuration says one at a time.
+func startNode(ctx context.Context, env *stepEnv, name string, exp expectation, skipUpgrade bool) (started, error) {
 	began := time.Now()
 	if err := restartIfBroken(ctx, env, name); err != nil {
 		return started{}, err
+	}
+	if env.c.Migrations != MigrationsOneAtATime {
+		node, err := findNode(ctx, env, name)
+		if err != nil {
+			return started{}, err
+		}
+		if !node.Running() {
+			if err := setSkipUpgrade(ctx, env, name, skipUpgrade); err != nil {
+				return started{}, err
+			}
+		}
 	}
 	env.progress(fmt.Sprintf("starting %s", name))
 	if err := env.c.Nodes.Start(ctx, name); err != nil {
@@ -204,10 +225,10 @@ func restartIfBroken(ctx context.Context, env *stepEnv, name string) error {
 	return env.c.Nodes.Stop(ctx, name)
 }
 
-// startRest starts the nodes other than the first, each waited healthy.
-// Once the first node has migrated the database the others migrate
-// nothing, so they start together, StartParallelism at a time
-// (docs/nocobase.md).
+// startRest starts the nodes other than the first, each waited healthy,
+// so that no two of them run NocoBase's upgrade at once: together with
+// the upgrade skipped, or one at a time (chooseRestOrder; the detail says
+// which and why).
 func startRest(ctx context.Context, env *stepEnv, exp expectation) (string, error) {
 	first, nodes, err := firstNode(ctx, env)
 	if err != nil {
@@ -222,20 +243,33 @@ func startRest(ctx context.Context, env *stepEnv, exp expectation) (string, erro
 	if len(rest) == 0 {
 		return "no other nodes", nil
 	}
+	order := chooseRestOrder(ctx, env, first)
+	env.progress("the other nodes start " + order.why)
+	var done []string
+	if order.settle {
+		s, err := startNode(ctx, env, rest[0], exp, false)
+		if err != nil {
+			return "", err
+		}
+		done, rest = append(done, s.String()), rest[1:]
+	}
+	par := 1
+	if order.skip {
+		par = env.c.StartParallelism
+	}
 	results := make([]started, len(rest))
-	err = together(ctx, env.c.StartParallelism, rest, func(i int) error {
+	err = together(ctx, par, rest, func(i int) error {
 		var err error
-		results[i], err = startAndWait(ctx, env, rest[i], exp)
+		results[i], err = startNode(ctx, env, rest[i], exp, order.skip)
 		return err
 	})
 	if err != nil {
 		return "", err
 	}
-	done := make([]string, len(results))
-	for i, r := range results {
-		done[i] = r.String()
+	for _, r := range results {
+		done = append(done, r.String())
 	}
-	return strings.Join(done, "; "), nil
+	return strings.Join(done, "; ") + " (started " + order.why + ")", nil
 }
 
 // together runs fn for each of names (fn gets the index), at most par at

@@ -58,6 +58,20 @@ type Nodes interface {
 	Cleanup(ctx context.Context) ([]string, error)
 }
 
+// NodeEnv reads and changes one node's own environment: the variables
+// set on its container, the image's defaults left out. Plain Docker
+// containers each have one; the nodes of a Swarm service share the
+// service's, so such a cluster has no NodeEnv.
+type NodeEnv interface {
+	// EnvHashes returns each variable set on the node with a hash of its
+	// value: values never leave the adapter.
+	EnvHashes(ctx context.Context, name string) (map[string]string, error)
+	// SetEnv re-creates a stopped node with key=value in its environment,
+	// or without key when value is "", keeping everything else; a node
+	// that already is so is left alone. The node stays stopped.
+	SetEnv(ctx context.Context, name, key, value string) error
+}
+
 // ImageInfo is what the engine knows of an image reference.
 type ImageInfo struct {
 	Ref    string // as given: a tag, "registry/team/name:tag", "repo@sha256:…" or an image id

@@ -3,6 +3,8 @@ package procedures
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -66,4 +68,95 @@ func joinNonEmpty(parts ...string) string {
 		}
 	}
 	return strings.Join(out, "; ")
+}
+
+// perNodeVars may differ from node to node: what makes a node its own
+// (its host name, port and process files) and the switch nocobot sets
+// on the nodes after the first (migrations.go).
+var perNodeVars = []string{"HOSTNAME", "APP_PORT", "PM2_HOME", "SOCKET_PATH", skipUpgradeVar}
+
+// maxWorkerIDNodes: the Redis worker-id allocator (REDIS_URL) hands out
+// ids 0–31, one a node (docs/nocobase.md).
+const maxWorkerIDNodes = 32
+
+// preflightEnv refuses nodes whose environments differ on anything not
+// per node: NocoBase's cluster mode wants every node configured alike,
+// and a node with another APP_KEY or database would serve other data or
+// refuse the others' tokens. Values are compared by hash and never shown.
+// With the worker-id allocator, more than 32 nodes is refused.
+func preflightEnv(ctx context.Context, env *stepEnv, nodes []Node) (string, error) {
+	if env.c.NodeEnv == nil {
+		return "", nil // one environment for every node
+	}
+	own := map[string]bool{}
+	for _, k := range append(slices.Clone(perNodeVars), env.c.PerNodeEnv...) {
+		own[k] = true
+	}
+	hashes := make([]map[string]string, len(nodes))
+	keys := map[string]bool{}
+	for i, n := range nodes {
+		ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		h, err := env.c.NodeEnv.EnvHashes(ectx, n.Name)
+		cancel()
+		if err != nil {
+			return "", fmt.Errorf("read the environment of %s: %w", n.Name, err)
+		}
+		hashes[i] = h
+		for k := range h {
+			keys[k] = true
+		}
+	}
+	var diffs []string
+	workerIDs := false
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		if k == "REDIS_URL" {
+			workerIDs = true
+		}
+		if own[k] {
+			continue
+		}
+		if d := envDifference(k, nodes, hashes); d != "" {
+			diffs = append(diffs, d)
+		}
+	}
+	if len(diffs) > 0 {
+		return "", fmt.Errorf("the nodes' environments differ (values not shown): %s; NocoBase's cluster mode needs the same on every node: fix the nodes, or list a variable that is each node's own in nodes.per_node_env",
+			strings.Join(diffs, "; "))
+	}
+	if workerIDs && len(nodes) > maxWorkerIDNodes {
+		return "", fmt.Errorf("%d nodes, but the worker-id allocator (REDIS_URL) gives ids to at most %d: remove nodes down to %d", len(nodes), maxWorkerIDNodes, maxWorkerIDNodes)
+	}
+	return fmt.Sprintf("environments alike on %d nodes", len(nodes)), nil
+}
+
+// envDifference says how the nodes differ on variable k, "" if they do
+// not: the groups of nodes that share a value, never the values.
+func envDifference(k string, nodes []Node, hashes []map[string]string) string {
+	var order []string
+	groups := map[string][]string{}
+	unset := "\x00unset"
+	for i, n := range nodes {
+		h, ok := hashes[i][k]
+		if !ok {
+			h = unset
+		}
+		if _, seen := groups[h]; !seen {
+			order = append(order, h)
+		}
+		groups[h] = append(groups[h], n.Name)
+	}
+	if len(order) < 2 {
+		return ""
+	}
+	parts := make([]string, len(order))
+	value := 0
+	for i, h := range order {
+		if h == unset {
+			parts[i] = "not set on " + strings.Join(groups[h], ", ")
+			continue
+		}
+		value++
+		parts[i] = fmt.Sprintf("value %d on %s", value, strings.Join(groups[h], ", "))
+	}
+	return k + ": " + strings.Join(parts, ", ")
 }

@@ -221,6 +221,9 @@ func upgradePreflight(ctx context.Context, env *stepEnv) (string, error) {
 	if nodes, err = runNodes(ctx, env); err != nil {
 		return "", err
 	}
+	if _, err := preflightEnv(ctx, env, nodes); err != nil {
+		return "", err
+	}
 	image := targetImage(env.c, nodes, env.param("version"), env.param("image"))
 	env.record(func(w factWriter) {
 		// Where every node comes from, for the roll-back.

@@ -1,0 +1,118 @@
+package procedures
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Every NocoBase start on an installed app runs its upgrade (the
+// migrations), with no lock between nodes; two nodes upgrading at once
+// can break one on the migrations table's unique key. So once the first
+// node has started, the others never upgrade together: they start with
+// the upgrade skipped, or one at a time (docs/nocobase.md, "Migrations").
+
+// How the nodes after the first start (Cluster.Migrations).
+const (
+	// MigrationsAuto (also ""): with SKIP_SAME_VERSION_UPGRADE when the
+	// nodes have their own environments and the first node reports a
+	// NocoBase that knows the switch; one at a time otherwise.
+	MigrationsAuto = "auto"
+	// MigrationsSkipSameVersion sets the switch without asking the
+	// version (a build whose version does not compare); still one at a
+	// time where the nodes share one environment.
+	MigrationsSkipSameVersion = "skip-same-version"
+	// MigrationsOneAtATime starts them one at a time, each waited healthy.
+	MigrationsOneAtATime = "one-at-a-time"
+)
+
+const (
+	// skipUpgradeVar makes a node skip NocoBase's upgrade when the
+	// database is at the node's own version (application.ts, upgrade()).
+	skipUpgradeVar = "SKIP_SAME_VERSION_UPGRADE"
+	// skipUpgradeSince is the first NocoBase release that reads it.
+	skipUpgradeSince = "2.0.0-alpha.21"
+)
+
+// hasSkipSwitch reports whether NocoBase version v reads
+// SKIP_SAME_VERSION_UPGRADE; unknown versions do not.
+func hasSkipSwitch(v string) bool {
+	if _, ok := parseVersion(v); !ok {
+		return false
+	}
+	return !newerVersion(skipUpgradeSince, v)
+}
+
+// restOrder is how the nodes after the first start.
+type restOrder struct {
+	// skip: they start with the upgrade skipped, StartParallelism at a
+	// time; otherwise one at a time.
+	skip bool
+	// settle: one of them first starts alone, without the switch: after
+	// an install the migrations install does not record are still to
+	// run, and it runs them while nothing else does.
+	settle bool
+	why    string
+}
+
+// chooseRestOrder decides how the nodes after first start. first runs and
+// is healthy; it tells the version.
+func chooseRestOrder(ctx context.Context, env *stepEnv, first Node) restOrder {
+	switch {
+	case env.c.Migrations == MigrationsOneAtATime:
+		return restOrder{why: "one at a time, as configured (nodes.migrations)"}
+	case env.c.NodeEnv == nil:
+		return restOrder{why: "one at a time: the nodes share one environment (a Swarm service), so none can start with the upgrade skipped"}
+	}
+	o := restOrder{skip: true, settle: env.rn.run.Procedure == ProcStart}
+	if env.c.Migrations == MigrationsSkipSameVersion {
+		o.why = "with " + skipUpgradeVar + "=true, as configured (nodes.migrations)"
+	} else {
+		vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		v, err := env.c.App.Version(vctx, first)
+		cancel()
+		switch {
+		case err != nil:
+			return restOrder{why: fmt.Sprintf("one at a time: the version of %s is unknown (%v)", first.Name, err)}
+		case !hasSkipSwitch(v):
+			return restOrder{why: fmt.Sprintf("one at a time: NocoBase %s has no %s (%s and later)", v, skipUpgradeVar, skipUpgradeSince)}
+		}
+		o.why = fmt.Sprintf("with %s=true: %s runs NocoBase %s, which skips the upgrade when the database is at its version", skipUpgradeVar, first.Name, v)
+	}
+	if o.settle {
+		o.why += "; after a first start one node runs alone first, without it, for the migrations an install leaves"
+	}
+	return o
+}
+
+// setSkipUpgrade sets or clears SKIP_SAME_VERSION_UPGRADE on a stopped
+// node before it starts; nothing where the nodes share one environment.
+func setSkipUpgrade(ctx context.Context, env *stepEnv, name string, on bool) error {
+	if env.c.NodeEnv == nil {
+		return nil
+	}
+	value := ""
+	if on {
+		value = "true"
+	}
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := env.c.NodeEnv.SetEnv(sctx, name, skipUpgradeVar, value); err != nil {
+		return fmt.Errorf("%s: set %s=%s: %w", name, skipUpgradeVar, value, err)
+	}
+	return nil
+}
+
+// migrationsPlan is the plan's line on how the nodes after the first
+// start, as far as it is known before the run.
+func migrationsPlan(c *Cluster) string {
+	switch {
+	case c.Migrations == MigrationsOneAtATime:
+		return "the first node starts alone; the others one at a time, each waited healthy (configured)"
+	case c.NodeEnv == nil:
+		return "the first node starts alone; the others one at a time, each waited healthy (the nodes share one environment)"
+	case c.Migrations == MigrationsSkipSameVersion:
+		return "the first node starts alone; the others with " + skipUpgradeVar + "=true (configured)"
+	}
+	return fmt.Sprintf("the first node starts alone; the others with %s=true if it reports NocoBase %s or later, else one at a time", skipUpgradeVar, skipUpgradeSince)
+}
