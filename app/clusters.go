@@ -138,6 +138,7 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret
 		HealthTimeout: cc.Timeouts.Health.D(), CheckpointTimeout: cc.Timeouts.Checkpoint.D(),
 		OnTimeout: procedures.TimeoutPolicy(cc.Timeouts.OnCheckpoint), StepTimeout: cc.Timeouts.Step.D(),
 		StartParallelism: cc.Nodes.Parallelism,
+		NodeEnv:          nodes.NodeEnv(), Migrations: cc.Nodes.Migrations, PerNodeEnv: cc.Nodes.PerNodeEnv,
 	}, nodes.Close, nil
 }
 

@@ -142,6 +142,13 @@ type Nodes struct {
 	Port         int               `yaml:"port"`          // NocoBase port on the node; default 13000
 	StopTimeout  Duration          `yaml:"stop_timeout"`  // graceful stop before kill; default 30s
 	Parallelism  int               `yaml:"start_parallelism"`
+	// Migrations: how the nodes after the first start so that no two run
+	// NocoBase's upgrade at once: auto (default), skip-same-version or
+	// one-at-a-time.
+	Migrations string `yaml:"migrations"`
+	// PerNodeEnv names variables that may differ between nodes, besides
+	// HOSTNAME, APP_PORT, PM2_HOME, SOCKET_PATH and SKIP_SAME_VERSION_UPGRADE.
+	PerNodeEnv []string `yaml:"per_node_env"`
 }
 
 // Image is the NocoBase image the nodes run.

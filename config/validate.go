@@ -149,6 +149,20 @@ func (cl *Cluster) validate(f string) error {
 	if cl.Nodes.Parallelism < 0 {
 		return fieldError(f+".nodes.start_parallelism", "expected 0 (all together) or more")
 	}
+	switch cl.Nodes.Migrations {
+	case "", "auto", "one-at-a-time":
+	case "skip-same-version":
+		if cl.Nodes.SwarmService != "" {
+			return fieldError(f+".nodes.migrations", "skip-same-version needs an environment per node, which a Swarm service's nodes do not have: use auto or one-at-a-time")
+		}
+	default:
+		return fieldError(f+".nodes.migrations", "%q: expected auto, skip-same-version or one-at-a-time", cl.Nodes.Migrations)
+	}
+	for _, v := range cl.Nodes.PerNodeEnv {
+		if !envRE.MatchString(v) {
+			return fieldError(f+".nodes.per_node_env", "%q is not an environment variable name (expected e.g. APP_PORT)", v)
+		}
+	}
 	if strings.Contains(cl.Image.Repository, ":") && !strings.Contains(cl.Image.Repository[strings.LastIndex(cl.Image.Repository, ":"):], "/") {
 		return fieldError(f+".image.repository", "%q: expected a repository without tag, e.g. nocobase/nocobase", cl.Image.Repository)
 	}

@@ -92,13 +92,22 @@ func (c *Containers) SetImage(ctx context.Context, name, image string) error {
 			return nil
 		}
 	}
-	return c.recreate(ctx, name, image, old)
+	return c.recreate(ctx, name, image, old, nil)
 }
+
+// envChange is one variable to set ("" value: to remove) on a node that
+// is re-created with the image it has.
+type envChange struct{ key, value string }
 
 // recreate makes the node's new container from old (already renamed to
 // the leftover's name) and then removes old. A failure puts old back.
-func (c *Containers) recreate(ctx context.Context, name, image string, old container.InspectResponse) error {
-	const action = "set image"
+// Without env it changes the image and records the previous one; with
+// env it keeps the image and the records and changes that variable.
+func (c *Containers) recreate(ctx context.Context, name, image string, old container.InspectResponse, env *envChange) error {
+	action := "set image"
+	if env != nil {
+		action = "set environment"
+	}
 	cctx, cancel := c.call(ctx)
 	defer cancel()
 	var oldImgCfg *dockerspec.DockerOCIImageConfig
@@ -109,10 +118,13 @@ func (c *Containers) recreate(ctx context.Context, name, image string, old conta
 		// user's settings: keep everything, which is safe but copies them.
 		c.log.Warn().Err(err).Str("node", name).Msg("old image not found; copying its defaults into the new container")
 	}
-	prevDigest := c.digest(cctx, old.Image, old.Config.Image)
 	cfg, hostCfg, primary, extra := recreateSpec(old, oldImgCfg, image)
-	cfg.Labels[LabelPreviousImage] = old.Config.Image
-	cfg.Labels[LabelPreviousDigest] = prevDigest
+	if env == nil {
+		cfg.Labels[LabelPreviousImage] = old.Config.Image
+		cfg.Labels[LabelPreviousDigest] = c.digest(cctx, old.Image, old.Config.Image)
+	} else {
+		cfg.Env = withEnv(cfg.Env, env.key, env.value)
+	}
 
 	backup := name + oldSuffix
 	// Any failure (not a kill) puts the old container back under its name.
@@ -154,6 +166,11 @@ func (c *Containers) recreate(ctx context.Context, name, image string, old conta
 		// The new node is complete, but the leftover must not outlive the
 		// change: say so (a retry of SetImage, or Cleanup, removes it).
 		return c.wrap(name, action+": remove the old container "+backup, err)
+	}
+	if env != nil {
+		// The variable's name only: a value may be a secret.
+		c.log.Info().Str("node", name).Str("variable", env.key).Bool("set", env.value != "").Str("id", created.ID).Msg("node re-created with its environment changed")
+		return nil
 	}
 	c.log.Info().Str("node", name).Str("image", image).Str("previous", old.Config.Image).Str("id", created.ID).Msg("node re-created")
 	return nil

@@ -20,6 +20,8 @@
 //	-boot-time   NOCOBASE_BOOT_TIME    time answering 503 APP_COMMANDING (default 1s)
 //	-storage     NOCOBASE_STORAGE      if set, a folder where each start appends a line to starts.log
 //	-fail-code   NOCOBASE_FAIL_CODE    if set (e.g. APP_ERROR), stay at 503 with that code after booting
+//	-db          NOCOBASE_DB           if set, a folder standing for the database: see migrations.go
+//	-migrate-time NOCOBASE_MIGRATE_TIME time an upgrade takes to run its migrations (default 1s)
 package main
 
 import (
@@ -62,17 +64,28 @@ func main() {
 	bootTime := flag.Duration("boot-time", envDuration("NOCOBASE_BOOT_TIME", time.Second), "time answering 503 APP_COMMANDING")
 	storage := flag.String("storage", env("NOCOBASE_STORAGE", ""), "folder to record starts in")
 	failCode := flag.String("fail-code", env("NOCOBASE_FAIL_CODE", ""), "error code to keep answering after boot")
+	dbDir := flag.String("db", env("NOCOBASE_DB", ""), "folder standing for the database")
+	migrateTime := flag.Duration("migrate-time", envDuration("NOCOBASE_MIGRATE_TIME", time.Second), "time an upgrade takes")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := run(ctx, *listen, *version, *startDelay, *bootTime, *storage, *failCode); err != nil {
+	var db *database
+	if *dbDir != "" {
+		db = &database{dir: *dbDir, node: *listen, version: *version, migrateTime: *migrateTime,
+			skipSame: os.Getenv("SKIP_SAME_VERSION_UPGRADE") == "true"}
+	}
+	if db != nil {
+		// A node stopped in the middle of its upgrade runs it no longer.
+		defer os.Remove(db.path("running", nodeFile(db.node)))
+	}
+	if err := run(ctx, *listen, *version, *startDelay, *bootTime, *storage, *failCode, db); err != nil {
 		fmt.Fprintln(os.Stderr, "fakenocobase:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, listen, version string, startDelay, bootTime time.Duration, storage, failCode string) error {
+func run(ctx context.Context, listen, version string, startDelay, bootTime time.Duration, storage, failCode string, db *database) error {
 	fmt.Printf("fakenocobase %s: starting (listen %s, delay %s, boot %s)\n", version, listen, startDelay, bootTime)
 	if storage != "" {
 		if err := recordStart(storage, version); err != nil {
@@ -90,7 +103,13 @@ func run(ctx context.Context, listen, version string, startDelay, bootTime time.
 		return err
 	}
 	ready := time.Now().Add(bootTime)
-	srv := &http.Server{Handler: handler(version, ready, bootTime, failCode), ReadHeaderTimeout: 5 * time.Second}
+	st := &startState{}
+	if db != nil {
+		// As NocoBase's quickstart: install or upgrade, then serve.
+		st.begin()
+		go func() { st.end(db.start()) }()
+	}
+	srv := &http.Server{Handler: handler(version, ready, bootTime, failCode, st), ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	fmt.Printf("fakenocobase %s: listening on %s\n", version, ln.Addr())
@@ -120,15 +139,24 @@ func recordStart(storage, version string) error {
 	return errors.Join(err, f.Close())
 }
 
-func handler(version string, ready time.Time, bootTime time.Duration, failCode string) http.Handler {
+func handler(version string, ready time.Time, bootTime time.Duration, failCode string, st *startState) http.Handler {
 	const plugins = 10
 	commanding := func(w http.ResponseWriter) bool {
 		left := time.Until(ready)
-		if left <= 0 && failCode == "" {
+		busy, failed := st.now()
+		if left <= 0 && failCode == "" && !busy && failed == nil {
 			return false
 		}
 		body := map[string]any{"status": 503, "maintaining": true}
-		if left > 0 {
+		switch {
+		case failed != nil:
+			body["code"] = "APP_ERROR"
+			body["message"] = failed.Error()
+		case busy:
+			body["code"] = "APP_COMMANDING"
+			body["command"] = map[string]string{"name": "start"}
+			body["message"] = "upgrading..."
+		case left > 0:
 			done := plugins
 			if bootTime > 0 {
 				done = int(float64(plugins) * (1 - float64(left)/float64(bootTime)))
@@ -136,7 +164,7 @@ func handler(version string, ready time.Time, bootTime time.Duration, failCode s
 			body["code"] = "APP_COMMANDING"
 			body["command"] = map[string]string{"name": "start"}
 			body["message"] = fmt.Sprintf("load plugin [p%d], %d/%d", done+1, done, plugins)
-		} else {
+		default:
 			body["code"] = failCode
 			body["message"] = "fakenocobase: told to fail with " + failCode
 		}

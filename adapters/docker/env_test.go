@@ -1,0 +1,93 @@
+package docker
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	cerrdefs "github.com/containerd/errdefs"
+
+	"github.com/nocobot/nocobot/internal/testenv"
+)
+
+// A node's own environment is read as hashes, the image's defaults left
+// out; a stopped node is re-created with one variable set or removed,
+// keeping everything else, and starts as before.
+func TestNodeEnvReadAndSet(t *testing.T) {
+	t.Parallel()
+	tc := newTestCluster(t, 2, "2.0.0", func(i int, s *testenv.NodeSpec) {
+		key := []string{"APP_KEY=first-secret", "APP_KEY=second-secret"}[i]
+		s.Env = append(s.Env, key, "DB_HOST=db")
+		s.Args = []string{"--restart=always"}
+	}, nil)
+	ctx := ctxT(t)
+	a, b := tc.names[0], tc.names[1]
+	ha, err := tc.EnvHashes(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb, err := tc.EnvHashes(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ha["APP_KEY"] == "" || ha["APP_KEY"] == hb["APP_KEY"] || ha["DB_HOST"] != hb["DB_HOST"] {
+		t.Fatalf("hashes: %v / %v", ha, hb)
+	}
+	if _, ok := ha["NOCOBASE_VERSION"]; ok {
+		t.Fatalf("the image's own variable is listed: %v", ha)
+	}
+	for k, v := range ha {
+		if strings.Contains(v, "secret") || v == "db" {
+			t.Fatalf("%s: a value left the adapter: %q", k, v)
+		}
+	}
+
+	if err := tc.SetEnv(ctx, a, "SKIP_SAME_VERSION_UPGRADE", "true"); !errors.Is(err, cerrdefs.ErrConflict) || !strings.Contains(errString(err), "stop it first") {
+		t.Fatalf("set on a running node: %v", err)
+	}
+	oldID := tc.inspect(t, a).ID
+	if err := tc.Stop(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := tc.SetEnv(ctx, a, "SKIP_SAME_VERSION_UPGRADE", "true"); err != nil {
+		t.Fatal(err)
+	}
+	ci := tc.inspect(t, a)
+	if ci.ID == oldID || !slices.Contains(ci.Config.Env, "SKIP_SAME_VERSION_UPGRADE=true") || !slices.Contains(ci.Config.Env, "APP_KEY=first-secret") {
+		t.Fatalf("re-created node: id %s (was %s), env %q", ci.ID, oldID, ci.Config.Env)
+	}
+	if ci.Config.Labels[LabelPreviousImage] != "" || ci.Config.Labels["com.docker.compose.service"] != "app" || ci.State.Running {
+		t.Fatalf("labels %v, running %v", ci.Config.Labels, ci.State.Running)
+	}
+	// Already so: nothing is re-created.
+	if err := tc.SetEnv(ctx, a, "SKIP_SAME_VERSION_UPGRADE", "true"); err != nil || tc.inspect(t, a).ID != ci.ID {
+		t.Fatalf("a second identical set re-created the node: %v", err)
+	}
+	if err := tc.Start(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	waitHealthy(t, tc.nodes[0].URL)
+	if pol := tc.inspect(t, a).HostConfig.RestartPolicy.Name; pol != "always" {
+		t.Fatalf("restart policy after start: %q", pol)
+	}
+	if err := tc.Stop(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := tc.SetEnv(ctx, a, "SKIP_SAME_VERSION_UPGRADE", ""); err != nil {
+		t.Fatal(err)
+	}
+	if env := tc.inspect(t, a).Config.Env; slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "SKIP_SAME_VERSION_UPGRADE=") }) {
+		t.Fatalf("variable still set: %q", env)
+	}
+	if h, _ := tc.EnvHashes(ctx, a); h["APP_KEY"] != ha["APP_KEY"] {
+		t.Fatal("APP_KEY changed with the re-creation")
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
