@@ -21,6 +21,7 @@
 //	-storage     NOCOBASE_STORAGE      if set, a folder where each start appends a line to starts.log
 //	-fail-code   NOCOBASE_FAIL_CODE    if set (e.g. APP_ERROR), stay at 503 with that code after booting
 //	-db          NOCOBASE_DB           if set, a folder standing for the database: see migrations.go
+//	             NOCOBASE_DB_LOG       where the database's logs go (default: that folder)
 //	-migrate-time NOCOBASE_MIGRATE_TIME time an upgrade takes to run its migrations (default 1s)
 package main
 
@@ -72,7 +73,7 @@ func main() {
 	defer stop()
 	var db *database
 	if *dbDir != "" {
-		db = &database{dir: *dbDir, node: *listen, version: *version, migrateTime: *migrateTime,
+		db = &database{dir: *dbDir, logDir: env("NOCOBASE_DB_LOG", *dbDir), node: *listen, version: *version, migrateTime: *migrateTime,
 			skipSame: os.Getenv("SKIP_SAME_VERSION_UPGRADE") == "true"}
 	}
 	if db != nil {

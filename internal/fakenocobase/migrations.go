@@ -22,11 +22,15 @@ import (
 //	version           the application version (absent: not installed)
 //	migrations/<name> one file a recorded migration, made with O_EXCL:
 //	                  the migrations table's unique key
+//	running/<node>    while a node installs or upgrades
+//
+// and, in NOCOBASE_DB_LOG (default: the same folder; elsewhere, a restore
+// of the folder keeps them):
+//
 //	ran.log           "<migration> <node>", each time a node runs one
 //	upgrades.log      "<node> install|upgrade|skip <version>"
 //	overlaps.log      "<node> <other>": an upgrade or install began while
 //	                  another node's was running
-//	running/<node>    while a node installs or upgrades
 //
 // As in NocoBase, an install records no migration, so the next upgrade
 // runs them all; an upgrade reads what is pending, runs it (taking
@@ -34,9 +38,10 @@ import (
 // migration recorded meanwhile by another fails on the unique key and
 // stays in APP_ERROR until restarted.
 type database struct {
-	dir, node, version string
-	migrateTime        time.Duration
-	skipSame           bool
+	dir, logDir, node string
+	version           string
+	migrateTime       time.Duration
+	skipSame          bool
 }
 
 // migrationsOf are the migrations a version's code holds.
@@ -61,7 +66,10 @@ func (d *database) path(parts ...string) string {
 }
 
 func (d *database) log(file, line string) error {
-	f, err := os.OpenFile(d.path(file), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err := os.MkdirAll(d.logDir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(d.logDir, file), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
 	}
