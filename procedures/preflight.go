@@ -148,15 +148,21 @@ func envDifference(k string, nodes []Node, hashes []map[string]string) string {
 	if len(order) < 2 {
 		return ""
 	}
+	names := []string{"one value", "another", "a third", "a fourth"}
 	parts := make([]string, len(order))
 	value := 0
 	for i, h := range order {
+		nodes := strings.Join(groups[h], ", ")
 		if h == unset {
-			parts[i] = "not set on " + strings.Join(groups[h], ", ")
+			parts[i] = "not set on " + nodes
 			continue
 		}
+		name := fmt.Sprintf("value %d", value+1)
+		if value < len(names) {
+			name = names[value]
+		}
 		value++
-		parts[i] = fmt.Sprintf("value %d on %s", value, strings.Join(groups[h], ", "))
+		parts[i] = name + " on " + nodes
 	}
-	return k + ": " + strings.Join(parts, ", ")
+	return k + " (" + strings.Join(parts, "; ") + ")"
 }
