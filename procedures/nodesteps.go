@@ -253,14 +253,22 @@ func startRest(ctx context.Context, env *stepEnv, exp expectation) (string, erro
 		}
 		done, rest = append(done, s.String()), rest[1:]
 	}
-	par := 1
-	if order.skip {
-		par = env.c.StartParallelism
+	if !order.skip {
+		// A node that did not come up may still be upgrading: the next
+		// waits for a retry.
+		for _, name := range rest {
+			s, err := startNode(ctx, env, name, exp, false)
+			if err != nil {
+				return "", err
+			}
+			done = append(done, s.String())
+		}
+		return strings.Join(done, "; ") + " (started " + order.why + ")", nil
 	}
 	results := make([]started, len(rest))
-	err = together(ctx, par, rest, func(i int) error {
+	err = together(ctx, env.c.StartParallelism, rest, func(i int) error {
 		var err error
-		results[i], err = startNode(ctx, env, rest[i], exp, order.skip)
+		results[i], err = startNode(ctx, env, rest[i], exp, true)
 		return err
 	})
 	if err != nil {

@@ -34,11 +34,16 @@ func startedWhileBlocked(t *testing.T, h *harness, blk *proctest.Block) []string
 }
 
 // After the first node, the rest start together (StartParallelism 0 =
-// all), each waited healthy; 1 keeps them one by one. The same in the
-// upgrade, its roll-back and the first start.
+// all) with NocoBase's upgrade skipped, each waited healthy; 1 keeps them
+// one by one. The same in the upgrade, its roll-back and the first start.
 func TestRestStartTogether(t *testing.T) {
 	four := func(running bool) *proctest.World {
 		return proctest.NewWorld(oldImage, running, "app-1", "app-2", "app-3", "app-4")
+	}
+	newHarness := func(t *testing.T, w *proctest.World) *harness {
+		return newHarnessWith(t, w, func(c *procedures.Cluster) {
+			c.NodeEnv, c.Migrations = w, procedures.MigrationsSkipSameVersion
+		})
 	}
 	for _, par := range []int{0, 1} {
 		want := []string{"start app-3", "start app-4"}
@@ -82,7 +87,8 @@ func TestRestStartTogether(t *testing.T) {
 			h.restart(nil)
 			blk := h.world.BlockOn("healthy app-2")
 			h.startRun(procedures.Request{Procedure: procedures.ProcStart})
-			if got := startedWhileBlocked(t, h, blk); !slices.Equal(got, want) {
+			// After an install app-2 first runs the migrations it left, alone.
+			if got := startedWhileBlocked(t, h, blk); len(got) > 0 {
 				t.Fatalf("started while app-2 was starting: %q, want %q", got, want)
 			}
 			end := h.waitFinished()

@@ -26,6 +26,8 @@ type node struct {
 	broken      bool // started but stuck in APP_ERROR until restarted
 	healthy     bool // answered ok since it last started
 	reloading   bool // inside a plugin action
+	env         map[string]string
+	upgrading   bool // runs NocoBase's upgrade: started, not yet healthy
 }
 
 // serving: the node answers users now.
@@ -340,6 +342,7 @@ func (a actor) Stop(ctx context.Context, name string) error {
 	n.running = false
 	n.broken = false
 	n.healthy = false
+	n.upgrading = false
 	if w.migrating == name {
 		w.migrating = ""
 	}
@@ -365,6 +368,17 @@ func (a actor) Start(ctx context.Context, name string) error {
 			w.violations = append(w.violations, fmt.Sprintf("%s started on %s while %s was still migrating the database", name, n.image, w.migrating))
 		}
 		w.migrating = name
+	}
+	if !n.running && !(n.env["SKIP_SAME_VERSION_UPGRADE"] == "true" && n.img.version == w.dbVersion) {
+		// Every start runs NocoBase's upgrade unless told to skip it at
+		// the database's version; two at once can break one.
+		for _, o := range w.nodes {
+			if o != n && o.upgrading {
+				w.violations = append(w.violations, fmt.Sprintf("%s began NocoBase's upgrade while %s was still running it", name, o.name))
+				break
+			}
+		}
+		n.upgrading = true
 	}
 	if !n.running {
 		n.healthy = false
@@ -494,6 +508,7 @@ func (a actor) WaitHealthy(ctx context.Context, n procedures.Node, progress proc
 		w.migrating = ""
 	}
 	nd.healthy = true
+	nd.upgrading = false
 	w.checkTraffic("")
 	return nil
 }
