@@ -241,8 +241,7 @@ func RunNode(t testing.TB, host string, spec NodeSpec) RunningNode {
 	}
 	args = append([]string{verb}, args...)
 	args = append(args, "--name", spec.Name, "--network", "host",
-		"--label", "nocobot.url="+url, "--label", "nocobot.test="+tag,
-		"-e", fmt.Sprintf("NOCOBASE_LISTEN=127.0.0.1:%d", spec.Port))
+		"--label", "nocobot.url="+url, "--label", "nocobot.test="+tag)
 	keys := make([]string, 0, len(spec.Labels))
 	for k := range spec.Labels {
 		keys = append(keys, k)
@@ -259,6 +258,9 @@ func RunNode(t testing.TB, host string, spec NodeSpec) RunningNode {
 	}
 	args = append(args, spec.Args...)
 	args = append(args, spec.Image)
+	// The port as an argument, not a variable: the nodes' environments
+	// stay alike, as a cluster's must (preflight compares them).
+	args = append(args, "-listen", fmt.Sprintf("127.0.0.1:%d", spec.Port))
 	args = append(args, spec.Cmd...)
 	t.Cleanup(func() { RemoveLabelled(host, "nocobot.test="+tag) })
 	id := Docker(t, host, args...)

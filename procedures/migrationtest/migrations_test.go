@@ -58,7 +58,7 @@ func newCluster(t *testing.T, n int, image string, perNode func(i int) []string,
 	for i := range n {
 		env := []string{"NOCOBASE_BOOT_TIME=200ms", "NOCOBASE_MIGRATE_TIME=1s",
 			"NOCOBASE_DB=/app/nocobase/storage/db", "NOCOBASE_DB_LOG=/logs",
-			"APP_KEY=the-same-secret", fmt.Sprintf("APP_PORT=%d", 13000+i)}
+			"APP_KEY=the-same-secret", fmt.Sprintf("APP_PORT=%d", 13000+i), fmt.Sprintf("NODE_LABEL=n%d", i)}
 		if perNode != nil {
 			env = append(env, perNode(i)...)
 		}
@@ -85,7 +85,7 @@ func newCluster(t *testing.T, n int, image string, perNode func(i int) []string,
 		t.Fatal(err)
 	}
 	pc := &procedures.Cluster{Name: "mig", Nodes: nodes, App: nocobase.New(nocobase.Options{PollInterval: 100 * time.Millisecond}, log),
-		Backups: bk, Balancer: bal, NodeEnv: nodes.NodeEnv(), Migrations: migrations, PerNodeEnv: []string{"NOCOBASE_LISTEN"},
+		Backups: bk, Balancer: bal, NodeEnv: nodes.NodeEnv(), Migrations: migrations, PerNodeEnv: []string{"NODE_LABEL"},
 		HealthTimeout: time.Minute}
 	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "nocobot.db"), log)
 	if err != nil {
@@ -223,8 +223,8 @@ func (c *cluster) seed(version string) {
 // In a first start, an upgrade continued, one rolled back and a
 // maintenance, once the first node has started no two nodes run the
 // upgrade at once, every migration runs once and no node is left in
-// APP_ERROR. The nodes' APP_PORT and NOCOBASE_LISTEN differ (per node)
-// and preflight lets them.
+// APP_ERROR. The nodes' APP_PORT (per node for NocoBase) and NODE_LABEL
+// (configured per node) differ, and preflight lets them.
 func TestMigrationsOneNodeAtATime(t *testing.T) {
 	host := testenv.DockerHost(t)
 	v1 := testenv.NodeImage(t, host, "2.1.0")
@@ -311,7 +311,7 @@ func TestPreflightRefusesNodesThatDiffer(t *testing.T) {
 			t.Errorf("refusal %q lacks %q", end, want)
 		}
 	}
-	for _, leak := range []string{"the-same-secret", "another-secret", "APP_PORT", "NOCOBASE_LISTEN"} {
+	for _, leak := range []string{"the-same-secret", "another-secret", "APP_PORT", "NODE_LABEL"} {
 		if strings.Contains(end, leak) {
 			t.Errorf("refusal %q mentions %q", end, leak)
 		}
