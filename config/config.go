@@ -147,7 +147,8 @@ type Nodes struct {
 	// one-at-a-time.
 	Migrations string `yaml:"migrations"`
 	// PerNodeEnv names variables that may differ between nodes, besides
-	// HOSTNAME, APP_PORT, PM2_HOME, SOCKET_PATH and SKIP_SAME_VERSION_UPGRADE.
+	// HOSTNAME, APP_PORT, PM2_HOME, SOCKET_PATH, WORKER_MODE and
+	// SKIP_SAME_VERSION_UPGRADE.
 	PerNodeEnv []string `yaml:"per_node_env"`
 }
 

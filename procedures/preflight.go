@@ -71,9 +71,10 @@ func joinNonEmpty(parts ...string) string {
 }
 
 // perNodeVars may differ from node to node: what makes a node its own
-// (its host name, port and process files) and the switch nocobot sets
-// on the nodes after the first (migrations.go).
-var perNodeVars = []string{"HOSTNAME", "APP_PORT", "PM2_HOME", "SOCKET_PATH", skipUpgradeVar}
+// (its host name, port and process files), the services it runs when
+// they are split (WORKER_MODE, docs/nocobase.md) and the switch nocobot
+// sets on the nodes after the first (migrations.go).
+var perNodeVars = []string{"HOSTNAME", "APP_PORT", "PM2_HOME", "SOCKET_PATH", "WORKER_MODE", skipUpgradeVar}
 
 // maxWorkerIDNodes: the Redis worker-id allocator (REDIS_URL) hands out
 // ids 0–31, one a node (docs/nocobase.md).
