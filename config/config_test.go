@@ -79,6 +79,12 @@ func TestInvalidNamesFieldAndExpectation(t *testing.T) {
 		{"bad dialect", strings.Replace(minimal, "container: db,", "container: db, dialect: oracle,", 1), `backup.database.dialect: "oracle": expected postgres, mysql or mariadb`},
 		{"store in public", "store: {url: 'postgres://nocobot@db/nocobase', schema: public}\n" + minimal, `store.schema: "public" is where NocoBase's tables live`},
 		{"duplicate", minimal + strings.TrimPrefix(minimal, "\nclusters:\n"), "a cluster of that name comes earlier"},
+		{"bad migrations", strings.Replace(minimal, "nodes: {labels: {app: nocobase}}", "nodes: {labels: {app: nocobase}, migrations: together}", 1),
+			`nodes.migrations: "together": expected auto, skip-same-version or one-at-a-time`},
+		{"switch on swarm", strings.Replace(minimal, "nodes: {labels: {app: nocobase}}", "nodes: {swarm_service: app, migrations: skip-same-version}", 1),
+			"skip-same-version needs an environment per node"},
+		{"per node env name", strings.Replace(minimal, "nodes: {labels: {app: nocobase}}", "nodes: {labels: {app: nocobase}, per_node_env: ['APP PORT']}", 1),
+			`nodes.per_node_env: "APP PORT" is not an environment variable name`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/rs/zerolog"
 
 	"github.com/nocobot/nocobot/internal/testenv"
 )
@@ -90,4 +91,25 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// Plain containers have an environment each; a Swarm service's nodes
+// share one, so its cluster has none to set.
+func TestNodeEnvOnlyForContainers(t *testing.T) {
+	c, err := New(Options{Labels: map[string]string{"app": "x"}}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.NodeEnv() == nil {
+		t.Error("containers: no NodeEnv")
+	}
+	s, err := New(Options{SwarmService: "app"}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.NodeEnv() != nil {
+		t.Error("swarm: a NodeEnv")
+	}
 }
