@@ -113,3 +113,33 @@ func TestNodeEnvOnlyForContainers(t *testing.T) {
 		t.Error("swarm: a NodeEnv")
 	}
 }
+
+// A change interrupted after the node was set aside (only its
+// <name>-nocobot-old container left) is finished by the next SetEnv: the
+// node is back under its name, with the variable, and nothing is left over.
+func TestSetEnvAfterAnInterruptedChange(t *testing.T) {
+	t.Parallel()
+	tc := newTestCluster(t, 1, "2.0.0", func(i int, s *testenv.NodeSpec) {
+		s.Env = append(s.Env, "APP_KEY=k1")
+	}, nil)
+	ctx := ctxT(t)
+	name := tc.names[0]
+	if err := tc.Stop(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Docker(t, tc.host, "rename", name, name+oldSuffix)
+	if err := tc.SetEnv(ctx, name, "SKIP_SAME_VERSION_UPGRADE", "true"); err != nil {
+		t.Fatal(err)
+	}
+	ci := tc.inspect(t, name)
+	if !slices.Contains(ci.Config.Env, "SKIP_SAME_VERSION_UPGRADE=true") || !slices.Contains(ci.Config.Env, "APP_KEY=k1") {
+		t.Fatalf("env %q", ci.Config.Env)
+	}
+	if out := testenv.Docker(t, tc.host, "ps", "-a", "--filter", "name="+name+oldSuffix, "--format", "{{.Names}}"); out != "" {
+		t.Fatalf("left over: %s", out)
+	}
+	if err := tc.Start(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	waitHealthy(t, tc.nodes[0].URL)
+}
