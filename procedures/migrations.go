@@ -104,15 +104,30 @@ func setSkipUpgrade(ctx context.Context, env *stepEnv, name string, on bool) err
 }
 
 // migrationsPlan is the plan's line on how the nodes after the first
-// start, as far as it is known before the run.
-func migrationsPlan(c *Cluster) string {
+// start, as far as it is known before the run: the version is read from
+// the image tags (the target's in an upgrade), not asked of a node.
+func migrationsPlan(c *Cluster, nodes []Node, req Request) string {
+	const first = "the first node starts alone; the others "
 	switch {
 	case c.Migrations == MigrationsOneAtATime:
-		return "the first node starts alone; the others one at a time, each waited healthy (configured)"
+		return first + "one at a time, each waited healthy (configured)"
 	case c.NodeEnv == nil:
-		return "the first node starts alone; the others one at a time, each waited healthy (the nodes share one environment)"
+		return first + "one at a time, each waited healthy (the nodes share one environment)"
 	case c.Migrations == MigrationsSkipSameVersion:
-		return "the first node starts alone; the others with " + skipUpgradeVar + "=true (configured)"
+		return first + "with " + skipUpgradeVar + "=true (configured)"
 	}
-	return fmt.Sprintf("the first node starts alone; the others with %s=true if it reports NocoBase %s or later, else one at a time", skipUpgradeVar, skipUpgradeSince)
+	v := versionPart(imageTag(nodes[0].Image))
+	if req.Procedure == ProcUpgrade {
+		v = versionPart(req.Version)
+		if req.Image != "" {
+			v = versionPart(imageTag(req.Image))
+		}
+	}
+	switch {
+	case v == "":
+		return fmt.Sprintf("%swith %s=true if it reports NocoBase %s or later, else one at a time", first, skipUpgradeVar, skipUpgradeSince)
+	case hasSkipSwitch(v):
+		return fmt.Sprintf("%swith %s=true (NocoBase %s reads it; confirmed with the first node's version)", first, skipUpgradeVar, v)
+	}
+	return fmt.Sprintf("%sone at a time, each waited healthy (NocoBase %s has no %s)", first, v, skipUpgradeVar)
 }

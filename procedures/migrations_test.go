@@ -1,6 +1,7 @@
 package procedures_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -219,4 +220,23 @@ func TestPreflightComparesEnvironments(t *testing.T) {
 			t.Errorf("refusal %q", q)
 		}
 	})
+}
+
+// The plan says how the other nodes will start, from the version the
+// run moves to.
+func TestPlanSaysTheStartOrder(t *testing.T) {
+	for _, tc := range []struct{ version, want string }{
+		{"2.2.15", "the others with SKIP_SAME_VERSION_UPGRADE=true (NocoBase 2.2.15 reads it"},
+		{"1.7.14", "the others one at a time, each waited healthy (NocoBase 1.7.14 has no SKIP_SAME_VERSION_UPGRADE)"},
+	} {
+		w := proctest.NewWorld(oldImage, true, "app-1", "app-2")
+		h := newHarnessWith(t, w, ownEnv(w, ""))
+		p, err := h.eng.Plan(context.Background(), procedures.Request{Cluster: "prod", Procedure: procedures.ProcUpgrade, Version: tc.version, Requester: "U1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(p, "Migrations: the first node starts alone; "+tc.want) {
+			t.Errorf("plan lacks %q:\n%s", tc.want, p)
+		}
+	}
 }

@@ -36,7 +36,7 @@ func (e *Engine) Plan(ctx context.Context, req Request) (string, error) {
 		for _, n := range nodes {
 			fmt.Fprintf(&b, "  - %s: %s, %s\n", n.Name, n.State, n.Image)
 		}
-		fmt.Fprintf(&b, "Migrations: %s\n", migrationsPlan(c))
+		fmt.Fprintf(&b, "Migrations: %s\n", migrationsPlan(c, nodes, req))
 		if p, _ := lookup(req.Procedure); p.plan != nil {
 			p.plan(ctx, &b, c, nodes, req)
 		}
