@@ -262,6 +262,15 @@ func (c *Config) Cluster(name string) (*Cluster, bool) {
 	return nil, false
 }
 
+// ClusterNames are the clusters' names, in the file's order.
+func (c *Config) ClusterNames() []string {
+	names := make([]string, len(c.Clusters))
+	for i, cl := range c.Clusters {
+		names[i] = cl.Name
+	}
+	return names
+}
+
 // Load reads and validates a file.
 func Load(path string) (*Config, error) {
 	f, err := os.Open(path)
