@@ -46,6 +46,7 @@ type Config struct {
 	Audit    Audit     `yaml:"audit"`
 	HTTP     HTTP      `yaml:"http"`
 	Clusters []Cluster `yaml:"clusters"`
+	Webhooks []Webhook `yaml:"webhooks"`
 }
 
 // Store selects the embedded file (path) or PostgreSQL (url).
