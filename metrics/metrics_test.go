@@ -31,13 +31,19 @@ type engine struct {
 	stop func()
 }
 
+// startEngine's lease is short, so that a second engine takes a run over
+// quickly.
 func startEngine(t *testing.T, st store.Store, w *proctest.World) *engine {
+	return startEngineLease(t, st, w, 300*time.Millisecond)
+}
+
+func startEngineLease(t *testing.T, st store.Store, w *proctest.World, leaseTTL time.Duration) *engine {
 	m := metrics.New("prod")
 	m.WatchStore(st)
 	c := w.Cluster("prod")
 	c.Backups = m.Backups("prod", c.Backups)
 	eng, err := procedures.New(procedures.Options{Store: st, Clusters: []*procedures.Cluster{c}, Log: zerolog.Nop(),
-		PollEvery: 20 * time.Millisecond, LeaseTTL: 300 * time.Millisecond})
+		PollEvery: 20 * time.Millisecond, LeaseTTL: leaseTTL})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,8 @@ func TestWaitingRunsReadFromTheStore(t *testing.T) {
 	}
 	defer st.Close()
 	w := proctest.NewWorld("nocobase/nocobase:1.7.13", true, "app-1", "app-2")
-	a := startEngine(t, st, w)
+	// No takeover here: a lease that a loaded machine cannot lapse.
+	a := startEngineLease(t, st, w, 15*time.Second)
 	other := observer(t, path)
 
 	const (
