@@ -154,9 +154,9 @@ func New(opts Options) (*Notifier, error) {
 	return n, nil
 }
 
-// Watch delivers the subscription's events until ctx ends, then tries
-// what is still queued once each for a few seconds, and closes the
-// subscription. Subscribe before the engine starts so no run is missed.
+// Watch delivers the subscription's events until ctx ends, then takes
+// the events still coming for a moment and tries what is queued once
+// each for a few seconds, and closes the subscription. Subscribe before the engine starts so no run is missed.
 func (n *Notifier) Watch(ctx context.Context, sub *procedures.Subscription) {
 	defer sub.Close()
 	var wg sync.WaitGroup
@@ -176,18 +176,48 @@ func (n *Notifier) Watch(ctx context.Context, sub *procedures.Subscription) {
 	for {
 		select {
 		case <-ctx.Done():
+			n.drain(sub)
 			return
 		case ev, ok := <-sub.C:
 			if !ok {
 				return
 			}
-			if ev.Kind == procedures.EventMissed {
-				n.opts.Log.Warn().Str("missed", ev.Message).Msg("webhooks: events were lost before they could be queued")
-				continue
-			}
-			n.Enqueue(ev)
+			n.handle(ev)
 		}
 	}
+}
+
+// drainQuiet: a stopping notifier still takes the events published until
+// none has come for this long (a run.finished just before the stop).
+const drainQuiet = 100 * time.Millisecond
+
+func (n *Notifier) drain(sub *procedures.Subscription) {
+	deadline := time.NewTimer(flushGrace)
+	defer deadline.Stop()
+	quiet := time.NewTimer(drainQuiet)
+	defer quiet.Stop()
+	for {
+		select {
+		case ev, ok := <-sub.C:
+			if !ok {
+				return
+			}
+			n.handle(ev)
+			quiet.Reset(drainQuiet)
+		case <-quiet.C:
+			return
+		case <-deadline.C:
+			return
+		}
+	}
+}
+
+func (n *Notifier) handle(ev procedures.Event) {
+	if ev.Kind == procedures.EventMissed {
+		n.opts.Log.Warn().Str("missed", ev.Message).Msg("webhooks: events were lost before they could be queued")
+		return
+	}
+	n.Enqueue(ev)
 }
 
 // Enqueue queues an event's deliveries without waiting: a full queue
