@@ -29,5 +29,5 @@ func (a *App) notifier(version string) (*notify.Notifier, error) {
 		names = append(names, w.Name)
 	}
 	a.Metrics.Webhooks(names...)
-	return notify.New(notify.Options{Webhooks: hooks, Log: a.Log, Observe: a.Metrics.WebhookDelivery, UserAgent: "nocobot/" + version})
+	return notify.New(notify.Options{Webhooks: hooks, Log: a.Log, Observe: a.Metrics.WebhookDelivery, UserAgent: "nocobot/" + version, Store: a.Store})
 }

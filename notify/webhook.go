@@ -8,8 +8,10 @@
 // engine), queues each delivery per webhook without waiting, and sends
 // them from one goroutine per webhook, in order, each attempt bounded by
 // a timeout and retried with exponential back-off a bounded number of
-// times. Queued and retrying deliveries live in this process only: a
-// restart loses them (the waiting series in /metrics does not).
+// times. Queued and retrying deliveries live in this process only; of
+// them, run.waiting alone is made good after a restart: each delivered
+// one is noted in the store, and the next start resends the questions of
+// runs still waiting that no note says were delivered.
 package notify
 
 import (
@@ -46,11 +48,12 @@ const (
 
 // Defaults of a Webhook's zero fields and of Options.
 const (
-	DefaultTimeout    = 10 * time.Second
-	DefaultAttempts   = 6
-	DefaultBackoff    = 2 * time.Second
-	DefaultMaxBackoff = 2 * time.Minute
-	DefaultQueue      = 1000
+	DefaultTimeout     = 10 * time.Second
+	DefaultAttempts    = 6
+	DefaultBackoff     = 2 * time.Second
+	DefaultMaxBackoff  = 2 * time.Minute
+	DefaultQueue       = 1000
+	DefaultResendAfter = 30 * time.Second
 	// flushGrace is how long a stopping notifier still tries what is
 	// queued (one attempt each), so that a run.finished sent just before
 	// a shutdown is not lost.
@@ -94,6 +97,11 @@ type Options struct {
 	Queue               int          // deliveries waiting per webhook; 0: DefaultQueue
 	Client              *http.Client // nil: one that follows no redirect
 	UserAgent           string       // e.g. "nocobot/v1.2.0"
+	// Store, when set, notes each delivered run.waiting and, ResendAfter
+	// (0: DefaultResendAfter) after Watch starts, resends those not
+	// delivered before a restart.
+	Store       Store
+	ResendAfter time.Duration
 }
 
 // Notifier delivers the engine's events to webhooks.
@@ -119,6 +127,9 @@ func New(opts Options) (*Notifier, error) {
 	}
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = DefaultMaxBackoff
+	}
+	if opts.ResendAfter <= 0 {
+		opts.ResendAfter = DefaultResendAfter
 	}
 	if opts.Queue <= 0 {
 		opts.Queue = DefaultQueue
@@ -167,7 +178,13 @@ func (n *Notifier) Watch(ctx context.Context, sub *procedures.Subscription) {
 			n.send(ctx, h)
 		}()
 	}
+	resent := make(chan struct{})
+	go func() {
+		defer close(resent)
+		n.resendWaiting(ctx)
+	}()
 	defer func() {
+		<-resent
 		for _, h := range n.hooks {
 			close(h.queue)
 		}
@@ -227,25 +244,25 @@ func (n *Notifier) Enqueue(ev procedures.Event) {
 	if !ok {
 		return
 	}
-	var body []byte
 	for _, h := range n.hooks {
-		if !h.wants(p) {
-			continue
+		if h.wants(p) {
+			n.enqueue(h, p)
 		}
-		if body == nil {
-			var err error
-			if body, err = json.Marshal(p); err != nil {
-				n.opts.Log.Error().Err(err).Str("event", p.Event).Msg("webhooks: cannot encode the body")
-				return
-			}
-		}
-		select {
-		case h.queue <- delivery{p: p, body: body}:
-		default:
-			n.opts.Observe(h.Name, "dropped")
-			n.opts.Log.Error().Str("webhook", h.Name).Str("event", p.Event).Str("id", p.ID).
-				Msg("webhook queue full (the receiver is down or slow): delivery dropped")
-		}
+	}
+}
+
+func (n *Notifier) enqueue(h *hook, p Payload) {
+	body, err := json.Marshal(p)
+	if err != nil {
+		n.opts.Log.Error().Err(err).Str("event", p.Event).Msg("webhooks: cannot encode the body")
+		return
+	}
+	select {
+	case h.queue <- delivery{p: p, body: body}:
+	default:
+		n.opts.Observe(h.Name, "dropped")
+		n.opts.Log.Error().Str("webhook", h.Name).Str("event", p.Event).Str("id", p.ID).
+			Msg("webhook queue full (the receiver is down or slow): delivery dropped")
 	}
 }
 
@@ -276,6 +293,10 @@ func (n *Notifier) send(ctx context.Context, h *hook) {
 // retries; flush ending stops the attempts too.
 func (n *Notifier) deliver(ctx, flush context.Context, h *hook, d delivery) {
 	log := n.opts.Log.With().Str("webhook", h.Name).Str("event", d.p.Event).Str("id", d.p.ID).Logger()
+	if n.delivered(h, d.p) {
+		log.Debug().Msg("webhook delivered already")
+		return
+	}
 	wait := n.opts.Backoff
 	for attempt := 1; ; attempt++ {
 		if flush.Err() != nil {
@@ -285,6 +306,7 @@ func (n *Notifier) deliver(ctx, flush context.Context, h *hook, d delivery) {
 		}
 		retry, after, err := n.attempt(flush, h, d)
 		if err == nil {
+			n.noteDelivered(h, d.p)
 			n.opts.Observe(h.Name, "delivered")
 			log.Debug().Int("attempt", attempt).Msg("webhook delivered")
 			return

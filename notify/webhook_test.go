@@ -155,7 +155,13 @@ func (s *syncBuffer) String() string {
 }
 
 func newRig(t *testing.T, opts notify.Options) *rig {
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "nocobot.db"), zerolog.Nop())
+	return newRigAt(t, filepath.Join(t.TempDir(), "nocobot.db"), opts)
+}
+
+// newRigAt is a rig on the store file at path: a restart is a new rig on
+// the same file.
+func newRigAt(t *testing.T, path string, opts notify.Options) *rig {
+	st, err := sqlite.Open(context.Background(), path, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,6 +174,7 @@ func newRig(t *testing.T, opts notify.Options) *rig {
 	rg := &rig{eng: eng, logs: &syncBuffer{}, out: &outcomes{}}
 	opts.Log = zerolog.New(rg.logs).Level(zerolog.DebugLevel)
 	opts.Observe = rg.out.observe
+	opts.Store = st
 	n, err := notify.New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -208,11 +215,10 @@ func (rg *rig) waitFor(t *testing.T, desc string, within time.Duration, match fu
 	}
 }
 
-// upgradeThrough starts an upgrade, continues it at its checkpoint and
-// waits until it has succeeded; it returns how long that took.
-func (rg *rig) upgradeThrough(t *testing.T) (store.Run, time.Duration) {
+// upgradeToCheckpoint starts an upgrade and returns it waiting at its
+// verify checkpoint.
+func (rg *rig) upgradeToCheckpoint(t *testing.T) store.Run {
 	t.Helper()
-	start := time.Now()
 	req, err := procedures.ParseCommand("upgrade 1.7.14")
 	if err != nil {
 		t.Fatal(err)
@@ -221,9 +227,17 @@ func (rg *rig) upgradeThrough(t *testing.T) (store.Run, time.Duration) {
 	if _, err := rg.eng.Start(context.Background(), req); err != nil {
 		t.Fatal(err)
 	}
-	r := rg.waitFor(t, "checkpoint", 15*time.Second, func(ev procedures.Event) bool {
+	return rg.waitFor(t, "checkpoint", 15*time.Second, func(ev procedures.Event) bool {
 		return ev.Kind == procedures.EventCheckpoint && ev.Run.Checkpoint != nil
 	}).Run
+}
+
+// upgradeThrough starts an upgrade, continues it at its checkpoint and
+// waits until it has succeeded; it returns how long that took.
+func (rg *rig) upgradeThrough(t *testing.T) (store.Run, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	r := rg.upgradeToCheckpoint(t)
 	if _, err := rg.eng.Decide(context.Background(), store.Decision{RunID: r.ID, Checkpoint: r.Checkpoint.ID, Action: store.ActionContinue, By: "ULEAD", Via: "terminal"}); err != nil {
 		t.Fatal(err)
 	}
@@ -445,6 +459,46 @@ func TestStoppingFlushesQueuedDeliveries(t *testing.T) {
 	rg.stop()
 	if n := len(rc.requests()); n != 1 {
 		t.Fatalf("receiver got %d deliveries after the stop, want the run.finished one", n)
+	}
+}
+
+// A question whose delivery failed (the receiver was down, then nocobot
+// restarted) is sent by the next nocobot on the store, once: a further
+// restart finds it noted as delivered.
+func TestRestartResendsAnUndeliveredQuestion(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nocobot.db")
+	down := newReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	})
+	hook := func(url string) notify.Options {
+		return notify.Options{ResendAfter: 200 * time.Millisecond, Webhooks: []notify.Webhook{
+			{Name: "oncall", URL: url, Secret: []byte(secret), Attempts: 1, Events: []string{notify.RunWaiting}}}}
+	}
+	a := newRigAt(t, path, hook(down.srv.URL))
+	r := a.upgradeToCheckpoint(t)
+	down.waitN(t, 1, 5*time.Second)
+	a.out.settle(t, map[string]int{"oncall failed": 1})
+	a.stop()
+
+	up := newReceiver(t, nil)
+	b := newRigAt(t, path, hook(up.srv.URL))
+	got := up.waitN(t, 1, 10*time.Second)
+	var p notify.Payload
+	if err := json.Unmarshal(got[0].body, &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Event != notify.RunWaiting || p.Run == nil || p.Run.ID != r.ID || p.Checkpoint == nil || p.Checkpoint.ID != r.Checkpoint.ID ||
+		got[0].header.Get(notify.HeaderSignature) != hmacOf(secret, got[0].header.Get(notify.HeaderTimestamp), got[0].body) {
+		t.Fatalf("resent question: %s", got[0].body)
+	}
+	b.out.settle(t, map[string]int{"oncall delivered": 1})
+	b.stop()
+
+	c := newRigAt(t, path, hook(up.srv.URL))
+	time.Sleep(time.Second)
+	c.stop()
+	if n := len(up.requests()); n != 1 {
+		t.Errorf("the question was delivered %d times, want once", n)
 	}
 }
 
