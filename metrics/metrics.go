@@ -1,8 +1,10 @@
 // Package metrics is nocobot's Prometheus instrumentation: what its runs,
-// steps, checkpoints, backups, windows and Slack calls did, read from the
-// engine's events where the events say it, and from thin wrappers where
-// they do not (backup sizes, Slack API errors). Each Metrics has its own
-// registry: nothing is registered globally.
+// steps, checkpoints, backups, windows, webhooks and Slack calls did, read
+// from the engine's events where the events say it, and from thin
+// wrappers where they do not (backup sizes, Slack API errors); and what
+// is true now (runs waiting for a decision, the newest verified backup),
+// read at each scrape from the store and the backups. Each Metrics has
+// its own registry: nothing is registered globally.
 package metrics
 
 import (

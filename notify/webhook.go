@@ -166,8 +166,9 @@ func New(opts Options) (*Notifier, error) {
 }
 
 // Watch delivers the subscription's events until ctx ends, then takes
-// the events still coming for a moment and tries what is queued once
-// each for a few seconds, and closes the subscription. Subscribe before the engine starts so no run is missed.
+// the events still coming for a moment, tries what is queued once each
+// for a few seconds, and closes the subscription. Subscribe before the
+// engine starts so that no run is missed.
 func (n *Notifier) Watch(ctx context.Context, sub *procedures.Subscription) {
 	defer sub.Close()
 	var wg sync.WaitGroup
