@@ -32,9 +32,11 @@ type engine struct {
 }
 
 // startEngine's lease is short, so that a second engine takes a run over
-// quickly.
+// quickly, but not so short that a loaded machine (-race, the test
+// servers, other suites) misses a renewal: the engine would then take
+// its own run over as interrupted, and never reach the checkpoint.
 func startEngine(t *testing.T, st store.Store, w *proctest.World) *engine {
-	return startEngineLease(t, st, w, 300*time.Millisecond)
+	return startEngineLease(t, st, w, 2*time.Second)
 }
 
 func startEngineLease(t *testing.T, st store.Store, w *proctest.World, leaseTTL time.Duration) *engine {
