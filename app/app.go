@@ -47,7 +47,8 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*App, err
 	if err != nil {
 		return nil, err
 	}
-	m := metrics.New()
+	m := metrics.New(cfg.ClusterNames()...)
+	m.WatchStore(st)
 	clusters, closeClusters, err := buildClusters(cfg, st, m.Backups, log, config.Secret)
 	if err != nil {
 		return nil, errors.Join(err, st.Close())

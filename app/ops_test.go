@@ -94,7 +94,7 @@ clusters:
 		t.Fatalf("/readyz: %d %q", code, body)
 	}
 	code, body := get(t, "http://"+addr+"/metrics")
-	for _, want := range []string{`nocobot_runs_total{outcome="succeeded",procedure="upgrade"} 0`, "nocobot_window_start_lateness_seconds_count 0", "go_goroutines "} {
+	for _, want := range []string{`nocobot_runs_total{cluster="prod",outcome="succeeded",procedure="upgrade"} 0`, "nocobot_window_start_lateness_seconds_count 0", "go_goroutines "} {
 		if code != 200 || !strings.Contains(body, want) {
 			t.Fatalf("/metrics: %d, lacks %q:\n%.2000s", code, want, body)
 		}

@@ -17,6 +17,10 @@ func (a *App) Serve(ctx context.Context, version string) error {
 	if err := a.Config.CheckSecrets(); err != nil {
 		return err
 	}
+	hooks, err := a.notifier(version)
+	if err != nil {
+		return err
+	}
 	// A cluster without a channel still runs; its runs show at the terminal.
 	if err := a.Config.CheckChannels(); err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
@@ -50,12 +54,17 @@ func (a *App) Serve(ctx context.Context, version string) error {
 		}
 		parts = append(parts, ops.run)
 	}
-	// Subscribed before the engine starts, so no run goes uncounted.
-	sub := a.Engine.Subscribe()
-	watched := make(chan struct{})
+	// Subscribed before the engine starts, so no run goes uncounted or
+	// untold.
+	sub, hsub := a.Engine.Subscribe(), a.Engine.Subscribe()
+	watched, told := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(watched)
 		a.Metrics.Watch(ctx, sub)
+	}()
+	go func() {
+		defer close(told)
+		hooks.Watch(ctx, hsub)
 	}()
 	parts = append(parts, a.Engine.Run, a.Scheduler.Run)
 	a.Log.Info().Str("version", version).Str("mode", a.Config.Slack.Mode).Str("http", a.Config.HTTP.Listen).
@@ -79,6 +88,7 @@ func (a *App) Serve(ctx context.Context, version string) error {
 	cancel()
 	<-pruned
 	<-watched
+	<-told
 	return first
 }
 

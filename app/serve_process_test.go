@@ -139,10 +139,10 @@ clusters:
 	}
 	_, metricsText := get(t, "http://"+addr+"/metrics")
 	for _, want := range []string{
-		`nocobot_runs_total{outcome="succeeded",procedure="start"} 1`, // the window's; the terminal's ran elsewhere
+		`nocobot_runs_total{cluster="prod",outcome="succeeded",procedure="start"} 1`, // the window's; the terminal's ran elsewhere
 		`nocobot_window_events_total{kind="started"} 1`,
 		"nocobot_window_start_lateness_seconds_count 1",
-		`nocobot_step_duration_seconds_count{outcome="done",procedure="start",step="start-first"} 1`,
+		`nocobot_step_duration_seconds_count{cluster="prod",outcome="done",procedure="start",step="start-first"} 1`,
 	} {
 		if !strings.Contains(metricsText, want) {
 			t.Errorf("/metrics lacks %s", want)

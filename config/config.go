@@ -46,6 +46,7 @@ type Config struct {
 	Audit    Audit     `yaml:"audit"`
 	HTTP     HTTP      `yaml:"http"`
 	Clusters []Cluster `yaml:"clusters"`
+	Webhooks []Webhook `yaml:"webhooks"`
 }
 
 // Store selects the embedded file (path) or PostgreSQL (url).
@@ -268,6 +269,15 @@ func (c *Config) Cluster(name string) (*Cluster, bool) {
 		}
 	}
 	return nil, false
+}
+
+// ClusterNames are the clusters' names, in the file's order.
+func (c *Config) ClusterNames() []string {
+	names := make([]string, len(c.Clusters))
+	for i, cl := range c.Clusters {
+		names[i] = cl.Name
+	}
+	return names
 }
 
 // Load reads and validates a file.

@@ -38,6 +38,14 @@ func (c *Config) secretFields() []secretField {
 			secretField{field: f + ".backup.database.url_env", env: cl.Backup.Database.URLEnv},
 		)
 	}
+	for _, w := range c.Webhooks {
+		f := "webhooks (" + w.Name + ")"
+		fs = append(fs,
+			secretField{field: f + ".url_env", env: w.URLEnv},
+			secretField{field: f + ".secret_env", env: w.SecretEnv},
+			secretField{field: f + ".authorization_env", env: w.AuthorizationEnv},
+		)
+	}
 	return fs
 }
 

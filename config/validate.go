@@ -100,7 +100,7 @@ func (c *Config) validate() error {
 			return err
 		}
 	}
-	return nil
+	return c.validateWebhooks()
 }
 
 func (a *Access) validate(f string) error {

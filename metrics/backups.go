@@ -9,7 +9,10 @@ import (
 
 // Backups wraps a cluster's backup adapter so every backup and restore
 // is measured: the engine's events carry a step's time but not the size.
+// The adapter is also listed at each scrape for the newest verified
+// backup's time.
 func (m *Metrics) Backups(cluster string, b procedures.Backups) procedures.Backups {
+	m.backups.add(cluster, b)
 	return &measuredBackups{Backups: b, m: m, cluster: cluster}
 }
 

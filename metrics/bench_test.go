@@ -11,7 +11,7 @@ import (
 
 // What counting one step event costs the metrics goroutine.
 func BenchmarkObserveStepDone(b *testing.B) {
-	m := metrics.New()
+	m := metrics.New("prod")
 	t0 := time.Now()
 	ev := procedures.Event{Kind: procedures.EventStepDone, Step: 1, Run: store.Run{Procedure: "upgrade",
 		Steps: []store.Step{{Name: "preflight"}, {Name: "backup", Started: t0, Ended: t0.Add(42 * time.Second)}}}}

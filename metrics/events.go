@@ -31,7 +31,7 @@ func (m *Metrics) Observe(ev procedures.Event) {
 	r := ev.Run
 	switch ev.Kind {
 	case procedures.EventRunStarted:
-		m.runsStarted.WithLabelValues(r.Procedure).Inc()
+		m.runsStarted.WithLabelValues(r.Cluster, r.Procedure).Inc()
 	case procedures.EventRunResumed:
 		m.runsResumed.WithLabelValues(r.Cluster).Inc()
 	case procedures.EventStepDone, procedures.EventStepFailed:
@@ -46,21 +46,21 @@ func (m *Metrics) Observe(ev procedures.Event) {
 		if ev.Kind == procedures.EventStepFailed {
 			outcome = "failed"
 		}
-		m.stepSeconds.WithLabelValues(r.Procedure, st.Name, outcome).Observe(st.Ended.Sub(st.Started).Seconds())
+		m.stepSeconds.WithLabelValues(r.Cluster, r.Procedure, st.Name, outcome).Observe(st.Ended.Sub(st.Started).Seconds())
 	case procedures.EventDecided:
 		cp, d := r.Checkpoint, ev.Decision
 		if cp == nil || d == nil || d.At.Before(cp.Opened) {
 			return
 		}
-		m.checkpointWait.WithLabelValues(r.Procedure, cp.Kind).Observe(d.At.Sub(cp.Opened).Seconds())
+		m.checkpointWait.WithLabelValues(r.Cluster, r.Procedure, cp.Kind).Observe(d.At.Sub(cp.Opened).Seconds())
 	case procedures.EventRunFinished:
-		m.runsFinished.WithLabelValues(r.Procedure, outcome(r.State)).Inc()
+		m.runsFinished.WithLabelValues(r.Cluster, r.Procedure, outcome(r.State)).Inc()
 		if d, ok := procedures.Downtime(r); ok && d >= 0 {
-			m.maintenanceSecs.WithLabelValues(r.Procedure).Observe(d.Seconds())
+			m.maintenanceSecs.WithLabelValues(r.Cluster, r.Procedure).Observe(d.Seconds())
 		}
 	case procedures.EventWindowAnnounced, procedures.EventWindowApproval, procedures.EventWindowStarted,
 		procedures.EventWindowSkipped, procedures.EventWindowMissed, procedures.EventWindowOverrun:
-		m.windowEvents.WithLabelValues(strings.TrimPrefix(string(ev.Kind), "window.")).Inc()
+		m.windowEvents.WithLabelValues(windowKind(ev.Kind)).Inc()
 		if ev.Kind == procedures.EventWindowStarted && ev.Window != nil && !ev.Window.Start.IsZero() {
 			m.windowLateness.Observe(max(ev.At.Sub(ev.Window.Start), 0).Seconds())
 		}
@@ -68,6 +68,13 @@ func (m *Metrics) Observe(ev procedures.Event) {
 		m.eventsMissed.Inc()
 	}
 }
+
+// windowKinds are the window events counted, each by windowKind.
+var windowKinds = []procedures.EventKind{procedures.EventWindowAnnounced, procedures.EventWindowApproval, procedures.EventWindowStarted,
+	procedures.EventWindowSkipped, procedures.EventWindowMissed, procedures.EventWindowOverrun}
+
+// windowKind is a window event's kind as a label value ("announced").
+func windowKind(k procedures.EventKind) string { return strings.TrimPrefix(string(k), "window.") }
 
 // outcome is a run state as a label value.
 func outcome(s store.RunState) string {

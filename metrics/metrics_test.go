@@ -31,12 +31,21 @@ type engine struct {
 	stop func()
 }
 
+// startEngine's lease is short, so that a second engine takes a run over
+// quickly, but not so short that a loaded machine (-race, the test
+// servers, other suites) misses a renewal: the engine would then take
+// its own run over as interrupted, and never reach the checkpoint.
 func startEngine(t *testing.T, st store.Store, w *proctest.World) *engine {
-	m := metrics.New()
+	return startEngineLease(t, st, w, 2*time.Second)
+}
+
+func startEngineLease(t *testing.T, st store.Store, w *proctest.World, leaseTTL time.Duration) *engine {
+	m := metrics.New("prod")
+	m.WatchStore(st)
 	c := w.Cluster("prod")
 	c.Backups = m.Backups("prod", c.Backups)
 	eng, err := procedures.New(procedures.Options{Store: st, Clusters: []*procedures.Cluster{c}, Log: zerolog.Nop(),
-		PollEvery: 20 * time.Millisecond, LeaseTTL: 300 * time.Millisecond})
+		PollEvery: 20 * time.Millisecond, LeaseTTL: leaseTTL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,15 +184,15 @@ func TestMetricsMoveDuringRuns(t *testing.T) {
 	a := startEngine(t, st, w)
 
 	const (
-		started  = `nocobot_runs_started_total{procedure="upgrade"}`
-		rolled   = `nocobot_runs_total{outcome="rolled_back",procedure="upgrade"}`
-		done     = `nocobot_runs_total{outcome="succeeded",procedure="upgrade"}`
-		preStep  = `nocobot_step_duration_seconds_count{outcome="done",procedure="upgrade",step="preflight"}`
+		started  = `nocobot_runs_started_total{cluster="prod",procedure="upgrade"}`
+		rolled   = `nocobot_runs_total{cluster="prod",outcome="rolled_back",procedure="upgrade"}`
+		done     = `nocobot_runs_total{cluster="prod",outcome="succeeded",procedure="upgrade"}`
+		preStep  = `nocobot_step_duration_seconds_count{cluster="prod",outcome="done",procedure="upgrade",step="preflight"}`
 		backups  = `nocobot_backup_bytes_count{cluster="prod",operation="backup"}`
 		restores = `nocobot_backup_bytes_count{cluster="prod",operation="restore"}`
-		page     = `nocobot_maintenance_page_seconds_count{procedure="upgrade"}`
-		pageSum  = `nocobot_maintenance_page_seconds_sum{procedure="upgrade"}`
-		wait     = `nocobot_checkpoint_wait_seconds_count{kind="verify",procedure="upgrade"}`
+		page     = `nocobot_maintenance_page_seconds_count{cluster="prod",procedure="upgrade"}`
+		pageSum  = `nocobot_maintenance_page_seconds_sum{cluster="prod",procedure="upgrade"}`
+		wait     = `nocobot_checkpoint_wait_seconds_count{cluster="prod",kind="verify",procedure="upgrade"}`
 		takeover = `nocobot_lease_takeovers_total{cluster="prod"}`
 	)
 	before := a.scrape()
@@ -203,8 +212,8 @@ func TestMetricsMoveDuringRuns(t *testing.T) {
 		return ev.Kind == procedures.EventRunFinished && ev.Run.State == store.StateRolledBack
 	})
 	got = a.settled(map[string]float64{rolled: 1, restores: 1, page: 1, wait: 1})
-	if got[pageSum] <= 0 || got[`nocobot_checkpoint_wait_seconds_sum{kind="verify",procedure="upgrade"}`] < 0.03 {
-		t.Errorf("503 period %v s, checkpoint wait %v s: want both measured", got[pageSum], got[`nocobot_checkpoint_wait_seconds_sum{kind="verify",procedure="upgrade"}`])
+	if got[pageSum] <= 0 || got[`nocobot_checkpoint_wait_seconds_sum{cluster="prod",kind="verify",procedure="upgrade"}`] < 0.03 {
+		t.Errorf("503 period %v s, checkpoint wait %v s: want both measured", got[pageSum], got[`nocobot_checkpoint_wait_seconds_sum{cluster="prod",kind="verify",procedure="upgrade"}`])
 	}
 
 	// A second run stops at its checkpoint; its engine goes away and
@@ -225,14 +234,14 @@ func TestMetricsMoveDuringRuns(t *testing.T) {
 		return ev.Kind == procedures.EventRunFinished && ev.Run.State == store.StateSucceeded
 	})
 	got = b.settled(map[string]float64{done: 1, page: 1, wait: 1, rolled: 0})
-	if got[`nocobot_step_duration_seconds_count{outcome="done",procedure="upgrade",step="start-rest"}`] != 1 {
+	if got[`nocobot_step_duration_seconds_count{cluster="prod",outcome="done",procedure="upgrade",step="start-rest"}`] != 1 {
 		t.Errorf("the steps after the checkpoint are not counted on the engine that ran them")
 	}
 }
 
 // The Slack front's hook counts errors by method and code.
 func TestSlackAPIErrors(t *testing.T) {
-	m := metrics.New()
+	m := metrics.New("prod")
 	m.SlackAPIError("chat.update", "ratelimited")
 	m.SlackAPIError("chat.update", "ratelimited")
 	m.SlackAPIError("chat.postMessage", "channel_not_found")
