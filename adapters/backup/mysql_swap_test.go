@@ -178,6 +178,8 @@ func TestMySQLRestoreKilledInSwap(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitFor(t, "the child's RENAME TABLE", 2*time.Minute, func() bool { return swapStatements(t, f.db) != "" })
+			waiting := time.Now()
+			orphan := strings.Fields(swapStatements(t, f.db))[0]
 			// The drops ran: the live database has no routines now (the
 			// server cannot list triggers while the RENAME waits).
 			if n := testenv.MySQLExec(t, "", "SELECT COUNT(*) FROM information_schema.routines WHERE routine_schema = '"+f.db+"'"); n != "0" {
@@ -207,14 +209,23 @@ func TestMySQLRestoreKilledInSwap(t *testing.T) {
 			}
 			_ = child.Wait()
 			t.Logf("child's output:\n%s", out.String())
-			if !renamed {
-				// The server ends a RENAME waiting for a lock once its
-				// client is gone (its client died with nocobot).
-				waitFor(t, "the server to end the RENAME TABLE", 30*time.Second, func() bool { return swapStatements(t, f.db) == "" })
-				release()
-			}
 			if left := helperDatabases(t, f.db); !strings.Contains(left, "_nocobot_old") {
 				t.Fatalf("the killed restore left no old copy (%q): the test did not stop it where meant", left)
+			}
+			gone := make(chan time.Duration, 1)
+			if !renamed {
+				// nocobot's client outlives it (its own process group) and
+				// keeps the RENAME waiting on the server: the Retry must
+				// stop it before it looks. The lock goes once it is gone,
+				// before the Retry's own RENAME.
+				t.Logf("after the kill: %q", swapStatements(t, f.db))
+				go func() {
+					for strings.HasPrefix(swapStatements(t, f.db), orphan+"\t") {
+						time.Sleep(100 * time.Millisecond)
+					}
+					gone <- time.Since(waiting)
+					release()
+				}()
 			}
 
 			// The Retry.
@@ -227,6 +238,13 @@ func TestMySQLRestoreKilledInSwap(t *testing.T) {
 			defer cancel()
 			if err := m2.Restore(rctx, info.ID, progress.add); err != nil {
 				t.Fatalf("retry: %v\nprogress:\n%s", err, progress)
+			}
+			if !renamed {
+				// Within the server's lock_wait_timeout (30 s) the Retry,
+				// not the timeout, ended it.
+				if d := <-gone; d > 25*time.Second {
+					t.Errorf("the orphaned RENAME TABLE waited %s", d)
+				}
 			}
 			assertSame(t, "database", before, mysqlSnapshot(t, f.db))
 			if left := helperDatabases(t, f.db); left != "" {
