@@ -295,6 +295,11 @@ func (o objects) dropDefinitions(db string, all bool) string {
 	return b.String()
 }
 
+// swapSession starts the statements that drop definitions and rename
+// tables: a lock held by a forgotten session must not keep them waiting
+// for the server's default of a day.
+const swapSession = "SET SESSION lock_wait_timeout = 30;\nSET FOREIGN_KEY_CHECKS = 0;\n"
+
 // renameAll is one RENAME TABLE moving every pair at once.
 func renameAll(pairs [][2]string) string {
 	if len(pairs) == 0 {
@@ -335,9 +340,7 @@ func (d *mysql) swap(ctx context.Context, target, fresh, old string, h dumpHeade
 		d.dropQuietly(ctx, fresh)
 		return fmt.Errorf("write the definitions to disk before the swap (%s): %w; nothing was changed", d.swapDir, err)
 	}
-	// A lock held by a forgotten session must not keep the RENAME
-	// waiting for the server's default of a day.
-	swapSQL := "SET SESSION lock_wait_timeout = 30;\nSET FOREIGN_KEY_CHECKS = 0;\n" + restored.dropDefinitions(fresh, false) + cur.dropDefinitions(target, true) +
+	swapSQL := swapSession + restored.dropDefinitions(fresh, false) + cur.dropDefinitions(target, true) +
 		"CREATE DATABASE " + myIdent(old) + ";\n" +
 		renameAll(append(moves(cur.tables, target, old), moves(restored.tables, fresh, target)...))
 	if _, err := d.query(ctx, "", swapSQL); err != nil {
@@ -383,7 +386,7 @@ func (d *mysql) undo(ctx context.Context, target, fresh, old string, cur objects
 		return failed("undoing it failed too, the original tables may be in database "+old, err)
 	}
 	var sql strings.Builder
-	sql.WriteString("SET FOREIGN_KEY_CHECKS = 0;\n")
+	sql.WriteString(swapSession)
 	if len(moved) > 0 {
 		now, err := d.listObjects(ctx, target)
 		if err != nil {

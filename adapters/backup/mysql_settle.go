@@ -105,7 +105,7 @@ func (d *mysql) redefine(ctx context.Context, db string, side swapSide, script [
 	if err != nil {
 		return err
 	}
-	if _, err := d.query(ctx, "", "SET FOREIGN_KEY_CHECKS = 0;\n"+now.dropDefinitions(db, true)); err != nil {
+	if _, err := d.query(ctx, "", swapSession+now.dropDefinitions(db, true)); err != nil {
 		return fmt.Errorf("drop the definitions in %s: %w", db, err)
 	}
 	if err := d.setCharset(ctx, db, side.Charset, side.Collation); err != nil {
@@ -223,7 +223,9 @@ func (d *mysql) checkDefiners(ctx context.Context, db string) error {
 		objects[who] = append(objects[who], what)
 	}
 	probe := helperName(db, "check")
-	defer d.dropQuietly(ctx, probe)
+	if len(definers) > 0 {
+		defer d.dropQuietly(ctx, probe)
+	}
 	for _, who := range definers {
 		_, err := d.query(ctx, "", "CREATE DATABASE IF NOT EXISTS "+myIdent(probe)+"; CREATE OR REPLACE DEFINER = "+definerClause(who)+
 			" VIEW "+myIdent(probe)+".`nocobot_definer_check` AS SELECT 1")
