@@ -13,8 +13,8 @@ package backup
 //     triggers, events and views of both databases are first dumped
 //     (definitions only, small) and written to disk with what each
 //     database holds (mysql_swap_record.go), then dropped; one RENAME
-//     TABLE statement
-//     (atomic in MySQL and MariaDB) moves the current tables to
+//     TABLE statement (atomic in MySQL and MariaDB) moves the current
+//     tables to
 //     <db>_nocobot_old and the restored ones into <db>; the restored
 //     definitions are loaded into <db>; the character set and collation
 //     are set. If any of this fails, the steps are undone: the tables go
@@ -140,9 +140,12 @@ func (d *mysql) checkRestore(ctx context.Context) error {
 		return fmt.Errorf("restore check (%s): read the record an interrupted restore left (%s): %w", d.src, d.swapDir, err)
 	}
 	if rec == nil {
-		if _, err := d.leftoverOld(ctx, old); err != nil {
-			return fmt.Errorf("restore check (%s): %w", d.src, err)
-		}
+		_, err = d.leftoverOld(ctx, old)
+	} else {
+		_, err = d.swapState(ctx, rec, d.dbname, helperName(d.dbname, "restore"), old)
+	}
+	if err != nil {
+		return fmt.Errorf("restore check (%s): %w", d.src, err)
 	}
 	if _, err := d.query(ctx, "", "CREATE DATABASE IF NOT EXISTS "+myIdent(probe)+"; DROP DATABASE "+myIdent(probe)); err != nil {
 		return fmt.Errorf("restore check (%s): a restore could not create its working database (GRANT ALL ON `%s`.* to the user): %w",

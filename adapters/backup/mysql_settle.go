@@ -40,8 +40,8 @@ func (d *mysql) settle(ctx context.Context, target, fresh, old string) error {
 		return fmt.Errorf("read the record an interrupted restore left (%s): %w; move it away only after checking database %s by hand", d.swapDir, err, target)
 	}
 	if rec == nil {
-		empty, err := d.leftoverOld(ctx, old)
-		if err != nil || !empty {
+		drop, err := d.leftoverOld(ctx, old)
+		if err != nil || !drop {
 			return err
 		}
 		if _, err := d.query(ctx, "", "DROP DATABASE IF EXISTS "+myIdent(old)); err != nil {
@@ -49,21 +49,14 @@ func (d *mysql) settle(ctx context.Context, target, fresh, old string) error {
 		}
 		return nil
 	}
-	var tables [3][]string
-	for i, db := range []string{target, fresh, old} {
-		if tables[i], err = d.tableNames(ctx, db, "BASE TABLE"); err != nil {
-			return err
-		}
+	renamed, err := d.swapState(ctx, rec, target, fresh, old)
+	if err != nil {
+		return err
 	}
-	t, f, o := tables[0], tables[1], tables[2]
-	switch {
-	case sameNames(t, rec.Live.Tables) && len(o) == 0 && (len(rec.Restored.Tables) == 0 || sameNames(f, rec.Restored.Tables)):
-		err = d.redefine(ctx, target, rec.Live, rec.liveScript)
-	case sameNames(t, rec.Restored.Tables) && len(f) == 0:
+	if renamed {
 		err = d.redefine(ctx, target, rec.Restored, rec.restoredScript)
-	default:
-		return fmt.Errorf("an earlier restore was interrupted in its swap, and databases %s (%d tables), %s (%d) and %s (%d) match neither side of it as recorded in %s: check them by hand, then remove that folder",
-			target, len(t), fresh, len(f), old, len(o), d.swapDir)
+	} else {
+		err = d.redefine(ctx, target, rec.Live, rec.liveScript)
 	}
 	if err != nil {
 		return fmt.Errorf("settle the swap an interrupted restore left (record in %s): %w", d.swapDir, err)
@@ -77,15 +70,37 @@ func (d *mysql) settle(ctx context.Context, target, fresh, old string) error {
 	return nil
 }
 
-// leftoverOld reports whether old is absent or empty, and fails, saying
-// what to do, when it holds anything while no record explains it.
-func (d *mysql) leftoverOld(ctx context.Context, old string) (empty bool, err error) {
+// swapState tells, from where the tables are, on which side of its RENAME
+// TABLE the swap that rec records stopped, and fails when the databases
+// match neither side.
+func (d *mysql) swapState(ctx context.Context, rec *swapRecord, target, fresh, old string) (renamed bool, err error) {
+	var tables [3][]string
+	for i, db := range []string{target, fresh, old} {
+		if tables[i], err = d.tableNames(ctx, db, "BASE TABLE"); err != nil {
+			return false, err
+		}
+	}
+	t, f, o := tables[0], tables[1], tables[2]
+	switch {
+	case sameNames(t, rec.Live.Tables) && len(o) == 0 && (len(rec.Restored.Tables) == 0 || sameNames(f, rec.Restored.Tables)):
+		return false, nil
+	case sameNames(t, rec.Restored.Tables) && len(f) == 0:
+		return true, nil
+	}
+	return false, fmt.Errorf("an earlier restore was interrupted in its swap, and databases %s (%d tables), %s (%d) and %s (%d) match neither side of it as recorded in %s: check them by hand, then remove that folder",
+		target, len(t), fresh, len(f), old, len(o), d.swapDir)
+}
+
+// leftoverOld reports whether old is there and empty (to be dropped), and
+// fails, saying what to do, when it holds anything while no record
+// explains it.
+func (d *mysql) leftoverOld(ctx context.Context, old string) (drop bool, err error) {
 	rows, err := d.query(ctx, "", "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = "+myString(old))
 	if err != nil {
 		return false, err
 	}
 	if len(rows) != 1 || rows[0][0] == "0" {
-		return true, nil
+		return false, nil
 	}
 	o, err := d.listObjects(ctx, old)
 	if err != nil {
