@@ -338,8 +338,18 @@ var dumpArgs = []string{
 	"--no-tablespaces", "--add-drop-table", "--max-allowed-packet=1G", "--skip-dump-date",
 }
 
-// dump streams the header and the dump tool's output to w.
+// dump streams the header and the dump tool's output to w. A swap that an
+// interrupted restore left is settled first: dumped as it is, the database
+// would lack the views, triggers, routines and events the swap dropped.
 func (d *mysql) dump(ctx context.Context, w io.Writer) error {
+	if rec, err := readSwapRecord(d.swapDir); err != nil || rec != nil {
+		if err == nil {
+			err = d.settle(ctx, d.dbname, helperName(d.dbname, "restore"), helperName(d.dbname, "old"))
+		}
+		if err != nil {
+			return fmt.Errorf("dump (%s): %w", d.src, err)
+		}
+	}
 	h, err := d.header(ctx)
 	if err != nil {
 		return fmt.Errorf("dump (%s): %w", d.src, err)

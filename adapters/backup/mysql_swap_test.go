@@ -150,10 +150,16 @@ func TestMySQLRestoreChild(t *testing.T) {
 // left and restores: the database ends as the backup was, with every
 // object, and no helper database or record is left. Once the server
 // aborted the RENAME (the rename never happened), once it finished it
-// after nocobot died (the old copy holds the live tables).
+// after nocobot died (the old copy holds the live tables). A backup taken
+// instead of the Retry settles the swap first too: it dumps the database
+// whole, not one without the dropped objects.
 func TestMySQLRestoreKilledInSwap(t *testing.T) {
-	for _, renamed := range []bool{false, true} {
-		t.Run(fmt.Sprintf("renamed=%v", renamed), func(t *testing.T) {
+	for _, c := range []struct {
+		renamed bool
+		next    string
+	}{{false, "restore"}, {true, "restore"}, {true, "backup"}} {
+		renamed := c.renamed
+		t.Run(fmt.Sprintf("renamed=%v,then=%s", renamed, c.next), func(t *testing.T) {
 			ctx := context.Background()
 			f := newMySQLFixture(t, mysqlShape{Small: 5, SmallRows: 3})
 			opts := f.localOptions(t, "", "")
@@ -228,12 +234,23 @@ func TestMySQLRestoreKilledInSwap(t *testing.T) {
 				}()
 			}
 
-			// The Retry.
-			progress := &lines{}
 			m2, err := New(opts, nil, testLog(t))
 			if err != nil {
 				t.Fatal(err)
 			}
+			if c.next == "backup" {
+				if _, err := mysqlCreate(t, m2, nil); err != nil {
+					t.Fatalf("backup: %v", err)
+				}
+				assertSame(t, "database", before, mysqlSnapshot(t, f.db))
+				if left := helperDatabases(t, f.db); left != "" {
+					t.Errorf("left behind: %s", left)
+				}
+				return
+			}
+
+			// The Retry.
+			progress := &lines{}
 			// Preflight sees that the swap can be settled (with no
 			// statement of it left running, which preflight leaves alone).
 			if renamed {
