@@ -7,8 +7,8 @@ package backup
 // Settling. A restore killed in its swap leaves its record on disk
 // (mysql_swap_record.go) and the databases somewhere between the two sides
 // of its one RENAME TABLE, which is atomic. The next restore first stops
-// any statement of that swap still running on the server (a killed client
-// does not stop it), then reads where the tables are:
+// any statement of that swap still running on the server (see
+// stopSwapStatements), then reads where the tables are:
 //   - the live tables still in <db> and the restored ones in
 //     <db>_nocobot_restore: the RENAME did not happen; the live definitions
 //     are loaded again from the record;
@@ -164,10 +164,12 @@ func (d *mysql) dropHelpers(ctx context.Context, old, fresh string) error {
 }
 
 // stopSwapStatements kills this user's sessions still running a statement
-// of a swap into old (its CREATE DATABASE or RENAME TABLE): the server
-// keeps running a statement whose client was killed, and a RENAME waiting
-// for a lock would move the tables long after the restore gave up. It
-// returns the killed sessions' ids.
+// of a swap into old (its CREATE DATABASE or RENAME TABLE). Their clients
+// can outlive the restore that started them: a docker exec given up on
+// leaves its process running in the container, and a client started on
+// this host is not killed with nocobot (it is not the process the shell
+// execs). A RENAME waiting for a lock would then move the tables long after
+// the restore gave up. It returns the killed sessions' ids.
 func (d *mysql) stopSwapStatements(ctx context.Context, old string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
