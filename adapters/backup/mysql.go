@@ -56,6 +56,7 @@ type mysql struct {
 	src     string // for the manifest and messages: no secrets
 	bin     string // local tools' folder (local mode)
 	options string // the client option file, password included: never logged
+	swapDir string // where a restore's swap keeps its record (mysql_swap_record.go)
 
 	mu     sync.Mutex
 	tables []string // base tables when the last dump started, for its check
@@ -337,8 +338,18 @@ var dumpArgs = []string{
 	"--no-tablespaces", "--add-drop-table", "--max-allowed-packet=1G", "--skip-dump-date",
 }
 
-// dump streams the header and the dump tool's output to w.
+// dump streams the header and the dump tool's output to w. A swap that an
+// interrupted restore left is settled first: dumped as it is, the database
+// would lack the views, triggers, routines and events the swap dropped.
 func (d *mysql) dump(ctx context.Context, w io.Writer) error {
+	if rec, err := readSwapRecord(d.swapDir); err != nil || rec != nil {
+		if err == nil {
+			err = d.settle(ctx, d.dbname, helperName(d.dbname, "restore"), helperName(d.dbname, "old"))
+		}
+		if err != nil {
+			return fmt.Errorf("dump (%s): %w", d.src, err)
+		}
+	}
 	h, err := d.header(ctx)
 	if err != nil {
 		return fmt.Errorf("dump (%s): %w", d.src, err)
@@ -439,6 +450,15 @@ func (l mysqlLocalRunner) run(ctx context.Context, script string, args []string,
 
 // newMySQL returns the MySQL or MariaDB database the options name.
 func newMySQL(opts Options, containers Containers) (database, error) {
+	d, err := newMySQLIn(opts, containers)
+	if err != nil {
+		return nil, err
+	}
+	d.swapDir = mysqlSwapDir(opts.Dest, d.dbname, d.src)
+	return d, nil
+}
+
+func newMySQLIn(opts Options, containers Containers) (*mysql, error) {
 	switch {
 	case opts.DBContainer != "" && opts.DBURL != "":
 		return nil, errors.New("set either a database container or a database URL, not both")

@@ -11,13 +11,20 @@ package backup
 //  2. The swap: triggers cannot cross databases in a RENAME TABLE and
 //     views cannot be renamed across them at all, so the routines,
 //     triggers, events and views of both databases are first dumped
-//     (definitions only, small), then dropped; one RENAME TABLE statement
-//     (atomic in MySQL and MariaDB) moves the current tables to
+//     (definitions only, small) and written to disk with what each
+//     database holds (mysql_swap_record.go), then dropped; one RENAME
+//     TABLE statement (atomic in MySQL and MariaDB) moves the current
+//     tables to
 //     <db>_nocobot_old and the restored ones into <db>; the restored
 //     definitions are loaded into <db>; the character set and collation
 //     are set. If any of this fails, the steps are undone: the tables go
-//     back and the old definitions are loaded again.
-//  3. Both helper databases are dropped.
+//     back and the old definitions are loaded again. A RENAME TABLE still
+//     running on the server when its client gave up is killed first.
+//  3. Both helper databases are dropped, then the record.
+//
+// Before step 1 a restore settles what an interrupted one left (from its
+// record) and refuses if the database holds a view, trigger, routine or
+// event whose DEFINER this user could not set again (mysql_settle.go).
 //
 // Tables keep their AUTO_INCREMENT counters (in CREATE TABLE), routines,
 // triggers and events keep the sql_mode, time zone and character sets they
@@ -63,6 +70,12 @@ func (d *mysql) restore(ctx context.Context, r io.Reader) error {
 	}
 	target := d.dbname
 	fresh, old := helperName(target, "restore"), helperName(target, "old")
+	if err := d.settle(ctx, target, fresh, old); err != nil {
+		return fmt.Errorf("restore database (%s): %w", d.src, err)
+	}
+	if err := d.checkDefiners(ctx, target); err != nil {
+		return fmt.Errorf("restore database (%s) refused: %w", d.src, err)
+	}
 	if err := d.prepareHelpers(ctx, target, fresh, old, h); err != nil {
 		return fmt.Errorf("restore database (%s): %w; nothing was changed", d.src, err)
 	}
@@ -73,14 +86,18 @@ func (d *mysql) restore(ctx context.Context, r io.Reader) error {
 	if err := d.swap(ctx, target, fresh, old, h); err != nil {
 		return fmt.Errorf("restore database (%s): %w", d.src, err)
 	}
-	d.dropQuietly(ctx, old)
-	d.dropQuietly(ctx, fresh)
+	if err := d.dropHelpers(ctx, old, fresh); err != nil {
+		return fmt.Errorf("restore database (%s): restored, but %w; the next restore drops them", d.src, err)
+	}
+	if err := removeSwapRecord(d.swapDir); err != nil {
+		return fmt.Errorf("restore database (%s): restored, but its swap's record %s could not be removed (%w): remove it", d.src, d.swapDir, err)
+	}
 	return nil
 }
 
-// prepareHelpers refuses when an earlier restore left the old copy (it may
-// be someone's only copy of that data), drops a stale restored copy, and
-// creates the fresh database.
+// prepareHelpers refuses when the old copy is still there (settle dropped
+// or refused it already), drops a stale restored copy, and creates the
+// fresh database.
 func (d *mysql) prepareHelpers(ctx context.Context, target, fresh, old string, h dumpHeader) error {
 	rows, err := d.query(ctx, "", "SELECT schema_name FROM information_schema.schemata WHERE schema_name IN ("+
 		myString(target)+", "+myString(old)+")")
@@ -113,20 +130,31 @@ func (d *mysql) prepareHelpers(ctx context.Context, target, fresh, old string, h
 }
 
 // checkRestore fails now, before any downtime, if a restore could not
-// run later: the user may not create the helper databases, or an earlier
-// restore left its old copy.
+// run later: the user may not create the helper databases or set the
+// DEFINER of an object it would drop, or an earlier restore left an old
+// copy that no record explains. It changes nothing.
 func (d *mysql) checkRestore(ctx context.Context) error {
 	probe, old := helperName(d.dbname, "check"), helperName(d.dbname, "old")
-	rows, err := d.query(ctx, "", "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = "+myString(old))
+	rec, err := readSwapRecord(d.swapDir)
+	if err != nil {
+		return fmt.Errorf("restore check (%s): read the record an interrupted restore left (%s): %w", d.src, d.swapDir, err)
+	}
+	if rec == nil {
+		_, err = d.leftoverOld(ctx, old)
+	} else {
+		_, err = d.swapState(ctx, rec, d.dbname, helperName(d.dbname, "restore"), old)
+	}
 	if err != nil {
 		return fmt.Errorf("restore check (%s): %w", d.src, err)
-	}
-	if len(rows) == 1 && rows[0][0] != "0" {
-		return fmt.Errorf("restore check (%s): database %s exists, left by an earlier restore that did not finish: check it and drop it", d.src, old)
 	}
 	if _, err := d.query(ctx, "", "CREATE DATABASE IF NOT EXISTS "+myIdent(probe)+"; DROP DATABASE "+myIdent(probe)); err != nil {
 		return fmt.Errorf("restore check (%s): a restore could not create its working database (GRANT ALL ON `%s`.* to the user): %w",
 			d.src, strings.ReplaceAll(d.dbname, "_", `\_`)+`\_nocobot\_%`, err)
+	}
+	if rec == nil {
+		if err := d.checkDefiners(ctx, d.dbname); err != nil {
+			return fmt.Errorf("restore check (%s): %w", d.src, err)
+		}
 	}
 	return nil
 }
@@ -186,6 +214,30 @@ type objects struct {
 }
 
 func (d *mysql) objects(ctx context.Context, db string) (objects, error) {
+	o, err := d.listObjects(ctx, db)
+	if err != nil {
+		return o, err
+	}
+	var script bytes.Buffer
+	w := &limitedWriter{w: &script, n: 64 << 20}
+	if len(o.triggers)+len(o.routines)+len(o.events) > 0 {
+		args := []string{"--no-data", "--no-create-info", "--routines", "--triggers", "--events", "--skip-dump-date", "--", db}
+		if err := d.run(ctx, d.dumpTools(), args, nil, w); err != nil {
+			return o, fmt.Errorf("dump the definitions of %s: %w", db, mysqlError(err))
+		}
+	}
+	if len(o.views) > 0 {
+		args := append([]string{"--no-data", "--skip-triggers", "--skip-dump-date", "--", db}, o.views...)
+		if err := d.run(ctx, d.dumpTools(), args, nil, w); err != nil {
+			return o, fmt.Errorf("dump the views of %s: %w", db, mysqlError(err))
+		}
+	}
+	o.script = script.Bytes()
+	return o, nil
+}
+
+// listObjects is objects without the script.
+func (d *mysql) listObjects(ctx context.Context, db string) (objects, error) {
 	var o objects
 	var err error
 	if o.tables, err = d.tableNames(ctx, db, "BASE TABLE"); err != nil {
@@ -221,21 +273,6 @@ func (d *mysql) objects(ctx context.Context, db string) (objects, error) {
 	for _, r := range rows {
 		o.events = append(o.events, unescapeBatch(r[0]))
 	}
-	var script bytes.Buffer
-	w := &limitedWriter{w: &script, n: 64 << 20}
-	if len(o.triggers)+len(o.routines)+len(o.events) > 0 {
-		args := []string{"--no-data", "--no-create-info", "--routines", "--triggers", "--events", "--skip-dump-date", "--", db}
-		if err := d.run(ctx, d.dumpTools(), args, nil, w); err != nil {
-			return o, fmt.Errorf("dump the definitions of %s: %w", db, mysqlError(err))
-		}
-	}
-	if len(o.views) > 0 {
-		args := append([]string{"--no-data", "--skip-triggers", "--skip-dump-date", "--", db}, o.views...)
-		if err := d.run(ctx, d.dumpTools(), args, nil, w); err != nil {
-			return o, fmt.Errorf("dump the views of %s: %w", db, mysqlError(err))
-		}
-	}
-	o.script = script.Bytes()
 	return o, nil
 }
 
@@ -260,6 +297,11 @@ func (o objects) dropDefinitions(db string, all bool) string {
 	}
 	return b.String()
 }
+
+// swapSession starts the statements that drop definitions and rename
+// tables: a lock held by a forgotten session must not keep them waiting
+// for the server's default of a day.
+const swapSession = "SET SESSION lock_wait_timeout = 30;\nSET FOREIGN_KEY_CHECKS = 0;\n"
 
 // renameAll is one RENAME TABLE moving every pair at once.
 func renameAll(pairs [][2]string) string {
@@ -294,23 +336,34 @@ func (d *mysql) swap(ctx context.Context, target, fresh, old string, h dumpHeade
 		d.dropQuietly(ctx, fresh)
 		return fmt.Errorf("%w; nothing was changed", err)
 	}
-	swapSQL := "SET FOREIGN_KEY_CHECKS = 0;\n" + restored.dropDefinitions(fresh, false) + cur.dropDefinitions(target, true) +
+	rec := swapRecord{Format: 1, Source: d.src, Target: target, Fresh: fresh, Old: old, Live: cur.side(), Restored: restored.side(),
+		liveScript: cur.script, restoredScript: restored.script}
+	rec.Restored.Charset, rec.Restored.Collation = h.Charset, h.Collation
+	if err := writeSwapRecord(d.swapDir, rec); err != nil {
+		d.dropQuietly(ctx, fresh)
+		return fmt.Errorf("write the definitions to disk before the swap (%s): %w; nothing was changed", d.swapDir, err)
+	}
+	swapSQL := swapSession + restored.dropDefinitions(fresh, false) + cur.dropDefinitions(target, true) +
 		"CREATE DATABASE " + myIdent(old) + ";\n" +
 		renameAll(append(moves(cur.tables, target, old), moves(restored.tables, fresh, target)...))
 	if _, err := d.query(ctx, "", swapSQL); err != nil {
-		return d.undo(ctx, target, fresh, old, cur, fmt.Errorf("swap the restored tables in: %w", err))
+		err = fmt.Errorf("swap the restored tables in: %w", err)
+		killed, kerr := d.stopSwapStatements(ctx, old)
+		if kerr != nil {
+			return fmt.Errorf("%w; %w; the next restore settles it from the record in %s", err, kerr, d.swapDir)
+		}
+		if len(killed) > 0 {
+			err = fmt.Errorf("%w (its RENAME TABLE, still running on the server, was killed)", err)
+		}
+		return d.undo(ctx, target, fresh, old, cur, err)
 	}
 	// Routines and triggers record the database's collation when they
 	// are created: set it first.
 	if err := d.setCharset(ctx, target, h.Charset, h.Collation); err != nil {
 		return d.undo(ctx, target, fresh, old, cur, fmt.Errorf("set the database's character set: %w", err))
 	}
-	if len(restored.script) > 0 {
-		var out bytes.Buffer
-		if err := d.run(ctx, d.clientTools(), []string{"--binary-mode", "--", target}, bytes.NewReader(restored.script),
-			&limitedWriter{w: &out, n: 64 << 10}); err != nil {
-			return d.undo(ctx, target, fresh, old, cur, fmt.Errorf("create the restored routines, triggers, events and views: %w", mysqlError(err)))
-		}
+	if err := d.loadScript(ctx, target, restored.script); err != nil {
+		return d.undo(ctx, target, fresh, old, cur, fmt.Errorf("create the restored routines, triggers, events and views: %w", err))
 	}
 	return nil
 }
@@ -324,19 +377,23 @@ func (d *mysql) setCharset(ctx context.Context, db, charset, collation string) e
 }
 
 // undo puts the target back as cur describes it after a failed swap: the
-// tables that moved out come back, the definitions are loaded again.
+// tables that moved out come back, the definitions are loaded again. When
+// undoing fails too, the swap's record stays for the next restore.
 func (d *mysql) undo(ctx context.Context, target, fresh, old string, cur objects, cause error) error {
 	ctx = context.WithoutCancel(ctx)
+	failed := func(what string, err error) error {
+		return fmt.Errorf("%w; %s (%v): the next restore settles it from the record in %s", cause, what, err, d.swapDir)
+	}
 	moved, err := d.tableNames(ctx, old, "BASE TABLE")
 	if err != nil {
-		return fmt.Errorf("%w; undoing it failed too (%v): the original tables may be in database %s", cause, err, old)
+		return failed("undoing it failed too, the original tables may be in database "+old, err)
 	}
 	var sql strings.Builder
-	sql.WriteString("SET FOREIGN_KEY_CHECKS = 0;\n")
+	sql.WriteString(swapSession)
 	if len(moved) > 0 {
-		now, err := d.objects(ctx, target)
+		now, err := d.listObjects(ctx, target)
 		if err != nil {
-			return fmt.Errorf("%w; undoing it failed too (%v): the original tables are in database %s", cause, err, old)
+			return failed("undoing it failed too, the original tables are in database "+old, err)
 		}
 		sql.WriteString(now.dropDefinitions(target, true))
 		sql.WriteString(renameAll(append(moves(now.tables, target, fresh), moves(moved, old, target)...)))
@@ -344,19 +401,19 @@ func (d *mysql) undo(ctx context.Context, target, fresh, old string, cur objects
 		sql.WriteString(cur.dropDefinitions(target, true))
 	}
 	if _, err := d.query(ctx, "", sql.String()); err != nil {
-		return fmt.Errorf("%w; undoing it failed too (%v): the original tables are in database %s", cause, mysqlError(err), old)
+		return failed("undoing it failed too, the original tables are in database "+old, err)
 	}
 	if err := d.setCharset(ctx, target, cur.charset, cur.collation); err != nil {
-		return fmt.Errorf("%w; the tables were put back, but not the database's character set: %v", cause, mysqlError(err))
+		return failed("the tables were put back, but not the database's character set", mysqlError(err))
 	}
-	if len(cur.script) > 0 {
-		var out bytes.Buffer
-		if err := d.run(ctx, d.clientTools(), []string{"--binary-mode", "--", target}, bytes.NewReader(cur.script),
-			&limitedWriter{w: &out, n: 64 << 10}); err != nil {
-			return fmt.Errorf("%w; the tables were put back, but not all of their routines, triggers, events and views: %v", cause, mysqlError(err))
-		}
+	if err := d.loadScript(ctx, target, cur.script); err != nil {
+		return failed("the tables were put back, but not all of their routines, triggers, events and views", err)
 	}
-	d.dropQuietly(ctx, old)
-	d.dropQuietly(ctx, fresh)
+	if err := d.dropHelpers(ctx, old, fresh); err != nil {
+		return failed("undone, but the helper databases are left", err)
+	}
+	if err := removeSwapRecord(d.swapDir); err != nil {
+		return fmt.Errorf("%w; undone, but the record %s could not be removed (%v): remove it", cause, d.swapDir, err)
+	}
 	return fmt.Errorf("%w; undone, nothing was changed", cause)
 }

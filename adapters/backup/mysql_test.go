@@ -249,12 +249,13 @@ func TestMySQLFaults(t *testing.T) {
 		if err := m.Check(ctx); err == nil || !strings.Contains(err.Error(), "could not create its working database (GRANT ALL ON") {
 			t.Errorf("check: %v", err)
 		}
-		// An earlier restore's leftover old copy stops the next one.
+		// An earlier restore's leftover old copy that holds tables and no
+		// record explains stops the next one.
 		root, err := New(f.localOptions(t, "", ""), nil, testLog(t))
 		if err != nil {
 			t.Fatal(err)
 		}
-		testenv.MySQLExec(t, "", "CREATE DATABASE `"+f.db+"_nocobot_old`")
+		testenv.MySQLExec(t, "", "CREATE DATABASE `"+f.db+"_nocobot_old`; CREATE TABLE `"+f.db+"_nocobot_old`.users (id int)")
 		defer testenv.MySQLExec(t, "", "DROP DATABASE `"+f.db+"_nocobot_old`")
 		if err := root.Check(ctx); err == nil || !strings.Contains(err.Error(), "left by an earlier restore") {
 			t.Errorf("check: %v", err)

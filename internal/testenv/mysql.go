@@ -133,11 +133,13 @@ func StartMySQLServer(t testing.TB) *MySQLServer {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	data := filepath.Join(dir, "data")
-	if out, err := exec.Command("sh", "-c", `mkdir -p "$1" && chown -R mysql:mysql "$2"`, "sh", data, dir).CombinedOutput(); err != nil {
+	data, tmp := filepath.Join(dir, "data"), filepath.Join(dir, "tmp")
+	// A temporary folder of its own: sharing /tmp with the servers of other
+	// test runs on the machine, its temporary tables went missing.
+	if out, err := exec.Command("sh", "-c", `mkdir -p "$1" "$2" && chown -R mysql:mysql "$3"`, "sh", data, tmp, dir).CombinedOutput(); err != nil {
 		t.Fatalf("prepare %s: %v: %s", dir, err, out)
 	}
-	install := exec.Command("mariadb-install-db", "--no-defaults", "--datadir="+data, "--user=mysql",
+	install := exec.Command("mariadb-install-db", "--no-defaults", "--datadir="+data, "--user=mysql", "--tmpdir="+tmp,
 		"--auth-root-authentication-method=normal", "--skip-test-db")
 	if out, err := install.CombinedOutput(); err != nil {
 		t.Fatalf("mariadb-install-db: %v: %s", err, out)
@@ -145,7 +147,7 @@ func StartMySQLServer(t testing.TB) *MySQLServer {
 	s := &MySQLServer{Port: FreePort(t), Socket: filepath.Join(dir, "mysql.sock")}
 	s.cmd = exec.Command("mariadbd", "--no-defaults", "--datadir="+data, "--user=mysql", "--bind-address=127.0.0.1",
 		fmt.Sprintf("--port=%d", s.Port), "--socket="+s.Socket, "--pid-file="+filepath.Join(dir, "mysql.pid"),
-		"--log-error="+filepath.Join(dir, "server.log"), "--skip-name-resolve", "--skip-log-bin",
+		"--log-error="+filepath.Join(dir, "server.log"), "--tmpdir="+tmp, "--skip-name-resolve", "--skip-log-bin",
 		"--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0", "--innodb-buffer-pool-size=64M")
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("mariadbd: %v", err)
