@@ -267,7 +267,7 @@ func (w *follower) finish() {
 	r := w.last
 	sum := procedures.Summary(r)
 	fmt.Fprintf(w.f.out, "\n%s\n", Clean(sum))
-	if r.State != store.StateSucceeded && !strings.Contains(sum, "Traffic: to the app nodes") {
+	if r.State != store.StateSucceeded && !strings.Contains(sum, "Traffic: to the app nodes") && !procedures.ChangedNothing(r) {
 		p := w.f.opts.Prefix
 		fmt.Fprintf(w.f.out, "To bring traffic back: %s traffic on %s (once the nodes serve), or %s run start %s (starts the nodes, then switches traffic on).\n", p, r.Cluster, p, r.Cluster)
 	}
