@@ -58,7 +58,31 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 }
 
 func cmdCancel(ctx context.Context, e *env, args []string) error {
-	return word(ctx, e, "cancel", "<run>", "Aborts a run: the current step ends safely, then the run stops.", args)
+	fs, g := newFlags(e, "cancel", "<run>", "Aborts a run: the current step ends safely, then the run stops. When no\nprocess drives the run, this one takes it and drives the abort to its end.")
+	pos, err := parseArgs(fs, args, false)
+	if err != nil {
+		return err
+	}
+	a, err := setup(ctx, g, e)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	who := operator(a.Config)
+	words := append([]string{"cancel"}, pos...)
+	said := "nocobot " + strings.Join(words, " ")
+	cmd, perr := bot.ParseWords(who.Prefix, words)
+	if perr != nil {
+		r := a.Dispatcher.Refuse(ctx, who, said, perr.Error())
+		r.Err = perr
+		return replyErr(r)
+	}
+	rep := a.Dispatcher.Do(ctx, who, cmd, said)
+	if rep.Outcome.Kind != bot.OK {
+		return replyErr(rep)
+	}
+	fmt.Fprintln(e.stdout, cleanReply(rep))
+	return driveAbort(ctx, e, a, cmd.RunID)
 }
 
 func cmdTraffic(ctx context.Context, e *env, args []string) error {

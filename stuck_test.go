@@ -1,0 +1,92 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// silentDocker is a Docker host that does not answer: a unix socket
+// bound with nothing listening on it (connections are refused).
+func silentDocker(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "nocobot-dead-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "docker.sock")
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: path}); err != nil {
+		t.Fatal(err)
+	}
+	return "unix://" + path
+}
+
+// silentConfig is processConfig with one cluster, prod, on host.
+func silentConfig(t *testing.T, host, extra string) string {
+	t.Helper()
+	dir := t.TempDir()
+	body := fmt.Sprintf(`store: {path: %s}
+%s
+clusters:
+  - name: prod
+    channel: CPROD
+    docker: {host: %q}
+    nodes: {labels: {com.docker.compose.service: app}}
+    load_balancer: {type: none}
+    backup: {destination: %s, database: {container: db, name: nocobase}}
+`, filepath.Join(dir, "state", "n.db"), extra, host, filepath.Join(dir, "backups"))
+	p := filepath.Join(dir, "nocobot.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// With the Docker engine silent, an upgrade fails its preflight and is
+// left; nocobot cancel then takes the run (nobody drives it) and ends
+// it at once, and the cluster is free for the next run. A run whose
+// process was killed is taken once its lease lapses.
+func TestCancelEndsAnUndrivenRun(t *testing.T) {
+	conf := silentConfig(t, silentDocker(t), trusted)
+	code, out, errs := nocobotx(t, nil, "run", "upgrade", "1.7.14", "--config", conf)
+	m := runIDRe.FindStringSubmatch(out)
+	if code != 5 || m == nil {
+		t.Fatalf("run: exit %d\n%s%s", code, out, errs)
+	}
+	id := m[1]
+	began := time.Now()
+	code, out, errs = nocobotx(t, nil, "cancel", id, "--config", conf)
+	if code != 0 || !strings.Contains(out, "No other process drives run "+id+": this one takes it and drives the abort.") ||
+		!strings.Contains(out, "aborted") || !strings.Contains(out, "Nothing was changed") {
+		t.Fatalf("cancel: exit %d\n%s%s", code, out, errs)
+	}
+	t.Logf("cancel ended the undriven run in %s", time.Since(began).Round(time.Millisecond))
+	code, out, errs = nocobotx(t, nil, "run", "upgrade", "1.7.14", "--on-interrupt", "abort", "--config", conf)
+	if code != 4 || strings.Contains(out+errs, "busy") || !strings.Contains(out, "Nothing was changed") {
+		t.Fatalf("the next run: exit %d\n%s%s", code, out, errs)
+	}
+
+	p := start(t, nil, "run", "maintain", "--config", conf)
+	id = runID(t, p)
+	waitOut(t, p.out, "Choices:", 30*time.Second)
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	p.exit(t, 10*time.Second)
+	code, out, errs = nocobotx(t, nil, "cancel", id, "--config", conf)
+	if code != 0 || !strings.Contains(out, "this one takes it and drives the abort") || !strings.Contains(out, "aborted") {
+		t.Fatalf("cancel of a killed run: exit %d\n%s%s", code, out, errs)
+	}
+	_, out, _ = nocobotx(t, nil, "audit", "--run", id, "--config", conf)
+	if !strings.Contains(out, "nocobot cancel "+id) {
+		t.Fatalf("cancel not audited:\n%s", out)
+	}
+}
