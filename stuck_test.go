@@ -90,3 +90,45 @@ func TestCancelEndsAnUndrivenRun(t *testing.T) {
 		t.Fatalf("cancel not audited:\n%s", out)
 	}
 }
+
+// leftRun starts a maintenance that fails its preflight (the Docker
+// engine is silent) and leaves it; it returns the run's id.
+func leftRun(t *testing.T, conf string) string {
+	t.Helper()
+	code, out, errs := nocobotx(t, nil, "run", "maintain", "--config", conf)
+	m := runIDRe.FindStringSubmatch(out)
+	if code != 5 || m == nil {
+		t.Fatalf("run: exit %d\n%s%s", code, out, errs)
+	}
+	return m[1]
+}
+
+// nocobot attach applies a decision recorded while no process drove the
+// run before it reads any input, and with its input at an end it does
+// what the decision asks instead of leaving: a retry runs the step again
+// (then, asked again, the end of input leaves); an abort ends the run,
+// at a terminal too, without asking about the end of input.
+func TestAttachAppliesARecordedDecision(t *testing.T) {
+	conf := silentConfig(t, silentDocker(t), trusted)
+	id := leftRun(t, conf)
+	if code, out, errs := nocobotx(t, nil, "decide", id, "retry", "--config", conf); code != 0 || !strings.Contains(out, "Recorded: Retry on run "+id) {
+		t.Fatalf("decide: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs := nocobotx(t, nil, "attach", id, "--config", conf)
+	if code != 5 || !strings.Contains(out, "Already answered: Retry, chosen by terminal:") || !strings.Contains(out, "(attempt 2)") ||
+		!strings.Contains(out, "The input ended: run "+id+" leaves") {
+		t.Fatalf("attach after a recorded retry: exit %d\n%s%s", code, out, errs)
+	}
+
+	if code, out, errs := nocobotx(t, nil, "decide", id, "abort", "--config", conf); code != 0 {
+		t.Fatalf("decide: exit %d\n%s%s", code, out, errs)
+	}
+	a := startPTY(t, "attach", id, "--config", conf)
+	a.typeIn("\x04")
+	if c := a.exit(t, 30*time.Second); c != 4 {
+		t.Fatalf("attach after a recorded abort: exit %d\n%s", c, a.out)
+	}
+	if s := a.out.String(); !strings.Contains(s, "Already answered: Abort") || !strings.Contains(s, "aborted") || strings.Contains(s, "Choose a, l or k") {
+		t.Fatalf("attach output:\n%s", s)
+	}
+}
