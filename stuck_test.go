@@ -132,3 +132,22 @@ func TestAttachAppliesARecordedDecision(t *testing.T) {
 		t.Fatalf("attach output:\n%s", s)
 	}
 }
+
+// nocobot plan needs no secrets, the database URL included: a cluster
+// whose database is given by backup.database.url_env plans with that
+// variable unset.
+func TestPlanWithADatabaseURL(t *testing.T) {
+	conf := silentConfig(t, silentDocker(t), trusted)
+	body, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body = []byte(strings.Replace(string(body), "database: {container: db, name: nocobase}", "database: {url_env: NOCOBOT_PLAN_TEST_DB_URL}", 1))
+	if err := os.WriteFile(conf, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := nocobotx(t, nil, "plan", "upgrade", "1.7.14", "--config", conf)
+	if code != 0 || !strings.Contains(out, "Plan for the upgrade of prod") || !strings.Contains(out, "Back up database and storage") {
+		t.Fatalf("plan: exit %d\n%s%s", code, out, errs)
+	}
+}
