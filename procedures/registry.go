@@ -157,6 +157,9 @@ func forwardSteps(r *store.Run) []stepDef {
 	if p, ok := lookup(r.Procedure); ok {
 		return p.forward(r)
 	}
+	if r.Procedure == procTraffic {
+		return []stepDef{trafficStep}
+	}
 	return nil
 }
 
