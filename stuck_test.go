@@ -151,3 +151,57 @@ func TestPlanWithADatabaseURL(t *testing.T) {
 		t.Fatalf("plan: exit %d\n%s%s", code, out, errs)
 	}
 }
+
+// One Docker engine that does not answer is said once in each message:
+// the failed step's line says what failed, why and what to do; the
+// question after it does not repeat it; status and traffic say it once;
+// no internal shell command shows.
+func TestOneFailureSaidOnce(t *testing.T) {
+	host := silentDocker(t)
+	sock := strings.TrimPrefix(host, "unix://")
+	conf := silentConfig(t, host, trusted)
+	body, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body = []byte(strings.Replace(string(body), "load_balancer: {type: none}", "load_balancer: {type: nginx, container: lb, flag_path: /etc/nginx/maintenance.on}", 1))
+	if err := os.WriteFile(conf, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := []string{"cluster: list nodes", "list nodes: list nodes", "sh -c", "failed to connect", "Cannot connect", "exec "}
+	check := func(what, text string, times int) {
+		t.Helper()
+		if n := strings.Count(text, sock); n != times {
+			t.Errorf("%s names the Docker host %d times, want %d:\n%s", what, n, times, text)
+		}
+		for _, b := range bad {
+			if strings.Contains(text, b) {
+				t.Errorf("%s shows %q:\n%s", what, b, text)
+			}
+		}
+	}
+	code, out, errs := nocobotx(t, nil, "run", "upgrade", "1.7.14", "--on-interrupt", "abort", "--config", conf)
+	if code != 4 {
+		t.Fatalf("run: exit %d\n%s%s", code, out, errs)
+	}
+	check("the run's output", out, 1)
+	var question string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "? Run ") {
+			question = l
+		}
+	}
+	if !strings.Contains(question, "Nodes: unknown (for the same reason). Traffic: unknown (for the same reason).") {
+		t.Errorf("question: %q", question)
+	}
+	if !strings.Contains(out, "does not answer") || !strings.Contains(out, "correct the cluster's docker.host") {
+		t.Errorf("the failure does not say why and what to do:\n%s", out)
+	}
+	_, out, errs = nocobotx(t, nil, "status", "--config", conf)
+	check("status", out+errs, 1)
+	code, out, errs = nocobotx(t, nil, "traffic", "off", "--config", conf)
+	if code != 1 || strings.Count(strings.TrimSpace(errs), "\n") > 0 {
+		t.Fatalf("traffic off: exit %d\n%s%s", code, out, errs)
+	}
+	check("traffic off", errs, 1)
+}

@@ -369,7 +369,7 @@ func (x *runner) failLastStep(ctx context.Context, err error) error {
 	st := &x.run.Steps[i]
 	st.Status, st.Detail = store.StepFailed, err.Error()
 	x.run.State = store.StateFailed
-	x.openDecision("failure", fmt.Sprintf("%s: %s. %s", st.Title, err, x.describeCluster(ctx)), true)
+	x.openDecision("failure", fmt.Sprintf("%s: %s. %s", st.Title, err, x.describeFailure(ctx, err)), true)
 	if perr := x.persist(ctx); perr != nil {
 		return perr
 	}

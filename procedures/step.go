@@ -127,13 +127,15 @@ func (x *runner) step(ctx context.Context) error {
 		err = fmt.Errorf("%w (the step took longer than %s)", err, x.c.StepTimeout)
 	}
 	st.Status, st.Detail = store.StepFailed, err.Error()
-	x.e.log.Error().Err(err).Str("run", x.run.ID).Str("step", st.Name).Msg("step failed")
+	// Warn, not error: the run itself reports the failure to people (a
+	// terminal shows errors from the log besides the run's own lines).
+	x.e.log.Warn().Err(err).Str("run", x.run.ID).Str("step", st.Name).Msg("step failed")
 	x.run.State = store.StateFailed
 	var nothing *errNothingToDo
 	if x.run.Via == viaScheduler && ChangedNothing(x.run) {
 		return x.endWindowRun(ctx, i, err)
 	}
-	x.openDecision("failure", fmt.Sprintf("%s failed: %s. %s", st.Title, err, x.describeCluster(ctx)), !errors.As(err, &nothing))
+	x.openDecision("failure", fmt.Sprintf("%s failed: %s. %s", st.Title, err, x.describeFailure(ctx, err)), !errors.As(err, &nothing))
 	if perr := x.persist(ctx); perr != nil {
 		return perr
 	}

@@ -237,7 +237,7 @@ func (w *follower) closed(ctx context.Context, cp store.Checkpoint) {
 func (w *follower) ask(cp store.Checkpoint) {
 	out := w.f.out
 	w.prog.flush(w.f.now())
-	fmt.Fprintf(out, "\n? Run %s asks: %s\n", w.id, Clean(cp.Question))
+	fmt.Fprintf(out, "\n? Run %s asks: %s\n", w.id, Clean(w.besidesStepLine(cp)))
 	if cp.URL != "" {
 		fmt.Fprintf(out, "  Check: %s\n", Clean(cp.URL))
 	}
@@ -323,4 +323,20 @@ func (w *follower) leave() {
 		fmt.Fprintf(w.f.out, " (or answer it: %s decide %s %s)", p, r.ID, strings.Join(opts, "|"))
 	}
 	fmt.Fprintf(w.f.out, ".\nA nocobot serve on this store also takes it over.\n")
+}
+
+// besidesStepLine is a failure's question without the failure, which the
+// step's line just above says already.
+func (w *follower) besidesStepLine(cp store.Checkpoint) string {
+	if cp.Step < 0 || cp.Step >= len(w.last.Steps) {
+		return cp.Question
+	}
+	st := w.last.Steps[cp.Step]
+	if st.Status != store.StepFailed || st.Detail == "" {
+		return cp.Question
+	}
+	if rest, ok := strings.CutPrefix(cp.Question, st.Title+" failed: "+st.Detail+". "); ok {
+		return st.Title + " failed (see above). " + rest
+	}
+	return cp.Question
 }
