@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,6 +75,19 @@ func TestCancelEndsAnUndrivenRun(t *testing.T) {
 	code, out, errs = nocobotx(t, nil, "run", "upgrade", "1.7.14", "--on-interrupt", "abort", "--config", conf)
 	if code != 4 || strings.Contains(out+errs, "busy") || !strings.Contains(out, "Nothing was changed") {
 		t.Fatalf("the next run: exit %d\n%s%s", code, out, errs)
+	}
+
+	// An abort asked for earlier where nothing drove the run (the shell
+	// records it) is driven by the next cancel.
+	id = leftRun(t, conf)
+	sh := start(t, nil, "shell", "--config", conf)
+	io.WriteString(sh.stdin, "cancel "+id+"\nexit\n")
+	if c := sh.exit(t, 30*time.Second); c != 0 || !strings.Contains(sh.out.String(), "Abort requested for run "+id) {
+		t.Fatalf("shell: exit %d\n%s%s", c, sh.out, sh.err)
+	}
+	code, out, errs = nocobotx(t, nil, "cancel", id, "--config", conf)
+	if code != 0 || !strings.Contains(out, "An abort of run "+id+" was requested already.") || !strings.Contains(out, "aborted") {
+		t.Fatalf("cancel after an earlier request: exit %d\n%s%s", code, out, errs)
 	}
 
 	p := start(t, nil, "run", "maintain", "--config", conf)

@@ -2,11 +2,13 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/bot/terminal"
+	"github.com/nocobot/nocobot/store"
 )
 
 func cleanReply(r bot.Reply) string { return terminal.Clean(r.Plain()) }
@@ -78,10 +80,15 @@ func cmdCancel(ctx context.Context, e *env, args []string) error {
 		return replyErr(r)
 	}
 	rep := a.Dispatcher.Do(ctx, who, cmd, said)
-	if rep.Outcome.Kind != bot.OK {
+	switch {
+	case rep.Outcome.Kind == bot.OK:
+		fmt.Fprintln(e.stdout, cleanReply(rep))
+	case errors.Is(rep.Err, store.ErrAlreadyDecided):
+		// Asked before, maybe when nothing drove the run: make it happen.
+		fmt.Fprintf(e.stdout, "An abort of run %s was requested already.\n", cmd.RunID)
+	default:
 		return replyErr(rep)
 	}
-	fmt.Fprintln(e.stdout, cleanReply(rep))
 	return driveAbort(ctx, e, a, cmd.RunID)
 }
 
