@@ -651,7 +651,7 @@ func TestExecStreamsWithFlatMemory(t *testing.T) {
 	if err == nil {
 		t.Fatal("failing command succeeded")
 	}
-	for _, want := range []string{name, "exec", "exit code 3", "pg_dump: error: connection refused"} {
+	for _, want := range []string{name, "run a shell command", "exit code 3", "pg_dump: error: connection refused"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
