@@ -349,7 +349,7 @@ func (p *ptyProc) typeIn(s string) { p.master.Write([]byte(s)) }
 
 // Ctrl-C and the end of input at a terminal ask; leave says the run id
 // and the command that continues it, attach continues it, abort ends it
-// saying how traffic comes back.
+// (saying nothing was changed: the run stopped at its preflight).
 func TestInterruptsAtATerminal(t *testing.T) {
 	conf := processConfig(t, trusted, "prod")
 	p := startPTY(t, "run", "maintain", "--config", conf)
@@ -377,7 +377,8 @@ func TestInterruptsAtATerminal(t *testing.T) {
 	if c := a.exit(t, 20*time.Second); c != 4 {
 		t.Fatalf("attach exit %d\n%s", c, a.out)
 	}
-	for _, want := range []string{"Aborting run " + id, "aborted", "To bring traffic back: nocobot traffic on prod", "nocobot run start prod"} {
+	// The run stopped at its preflight: nothing to bring back.
+	for _, want := range []string{"Aborting run " + id, "aborted", "Nothing was changed: the run stopped before its first change."} {
 		if !strings.Contains(a.out.String(), want) {
 			t.Fatalf("attach output lacks %q:\n%s", want, a.out)
 		}
@@ -511,13 +512,14 @@ func TestAuditEscapesAndCuts(t *testing.T) {
 }
 
 // Without a terminal the end of input follows --on-interrupt once the
-// run needs an answer: abort ends it and says how traffic comes back;
+// run needs an answer: abort ends it (saying that nothing was changed, as
+// the run stopped at its preflight);
 // leave (the default) names the run and the command that continues it.
 func TestEndOfInputFollowsTheFlag(t *testing.T) {
 	conf := processConfig(t, trusted, "prod")
 	code, out, errs := nocobotx(t, nil, "run", "maintain", "--on-interrupt", "abort", "--config", conf)
 	if code != 4 || !strings.Contains(out, "The input ended: run r") || !strings.Contains(out, "aborted") ||
-		!strings.Contains(out, "To bring traffic back: nocobot traffic on prod") {
+		!strings.Contains(out, "Nothing was changed") || strings.Contains(out, "To bring traffic back") {
 		t.Fatalf("abort: exit %d\n%s%s", code, out, errs)
 	}
 	code, out, errs = nocobotx(t, nil, "run", "maintain", "--config", conf)

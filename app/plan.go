@@ -33,9 +33,14 @@ func NewPlanner(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*P
 		return nil, errors.Join(err, os.RemoveAll(dir))
 	}
 	closeStore := func() error { return errors.Join(st.Close(), os.RemoveAll(dir)) }
-	clusters, closeClusters, err := buildClusters(cfg, st, nil, log, noSecrets)
+	clusters, closeClusters, err := buildClusters(cfg, st, nil, log, planSecrets(cfg))
 	if err != nil {
 		return nil, errors.Join(err, closeStore())
+	}
+	for i, c := range clusters {
+		if cfg.Clusters[i].Backup.Database.URLEnv != "" {
+			c.Backups = unreadURL{c.Backups}
+		}
 	}
 	eng, err := procedures.New(procedures.Options{Store: st, Clusters: clusters, Log: log})
 	if err != nil {
@@ -47,3 +52,30 @@ func NewPlanner(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*P
 
 // Close releases the planner.
 func (p *Planner) Close() error { return p.close() }
+
+// planSecrets reads no secret. A database URL is one too (it may hold a
+// password): a cluster given one gets a stand-in of its dialect, which a
+// plan never connects to (see unreadURL).
+func planSecrets(cfg *config.Config) secretFunc {
+	return func(field, env string) (string, error) {
+		for _, cc := range cfg.Clusters {
+			if env == "" || field != "clusters ("+cc.Name+").backup.database.url_env" {
+				continue
+			}
+			scheme := "postgres"
+			if d := cc.Backup.Database.Dialect; d == "mysql" || d == "mariadb" {
+				scheme = d
+			}
+			return scheme + "://nocobot-plan@nocobot-plan.invalid/nocobase", nil
+		}
+		return "", nil
+	}
+}
+
+// unreadURL is the backups of a cluster whose database URL a plan does
+// not read: which kind of backup a run takes is decided when it runs.
+type unreadURL struct{ procedures.Backups }
+
+func (unreadURL) PlanKind(context.Context, bool) (kind, reason string) {
+	return "decided when the run starts", "a plan does not read the database URL: backup.database.url_env is a secret"
+}

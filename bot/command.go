@@ -143,7 +143,7 @@ func ParseWords(prefix string, words []string) (Command, error) {
 	}
 	s := spec(name)
 	if s == nil {
-		return Command{}, &UsageError{Msg: fmt.Sprintf("unknown command %q. Try %s help", words[0], prefix)}
+		return Command{}, &UsageError{Msg: fmt.Sprintf("unknown command %s. Try %s help", procedures.TypedQ(words[0]), prefix)}
 	}
 	c := Command{Name: s.name}
 	if err := s.parse(&c, words[1:]); err != nil {
@@ -167,7 +167,7 @@ func parseClusterOnly(c *Command, args []string) error {
 	case 1:
 		c.Cluster = args[0]
 	default:
-		return fmt.Errorf("too many arguments: %s", strings.Join(args[1:], " "))
+		return fmt.Errorf("too many arguments: %s", procedures.Typed(strings.Join(args[1:], " ")))
 	}
 	return nil
 }
@@ -180,12 +180,12 @@ func parseHistory(c *Command, args []string) error {
 	case 1:
 		n, err := strconv.Atoi(args[0])
 		if err != nil || n < 1 || n > 100 {
-			return fmt.Errorf("%q: expected a number from 1 to 100", args[0])
+			return fmt.Errorf("%s: expected a number from 1 to 100", procedures.TypedQ(args[0]))
 		}
 		c.N = n
 		return nil
 	}
-	return fmt.Errorf("too many arguments: %s", strings.Join(args[1:], " "))
+	return fmt.Errorf("too many arguments: %s", procedures.Typed(strings.Join(args[1:], " ")))
 }
 
 func parseCancel(c *Command, args []string) error {
@@ -206,18 +206,18 @@ func parseSchedule(c *Command, args []string) error {
 	switch sc.Sub {
 	case "list":
 		if len(rest) > 0 {
-			return fmt.Errorf("too many arguments: %s", strings.Join(rest, " "))
+			return fmt.Errorf("too many arguments: %s", procedures.Typed(strings.Join(rest, " ")))
 		}
 		return nil
 	case "remove", "pause", "resume", "skip":
 		if len(rest) != 1 {
-			return fmt.Errorf("schedule %s needs a window id (see schedule list)", sc.Sub)
+			return fmt.Errorf("schedule %s needs a window id (see schedule list)", procedures.Typed(sc.Sub))
 		}
 		sc.ID = rest[0]
 		return nil
 	case "add":
 	default:
-		return fmt.Errorf("schedule %s: expected add, list, remove, pause, resume or skip", args[0])
+		return fmt.Errorf("schedule %s: expected add, list, remove, pause, resume or skip", procedures.Typed(args[0]))
 	}
 	if len(rest) < 2 {
 		return errors.New(`schedule add needs a cron expression in quotes and a procedure, e.g. schedule add "0 2 * * 6" upgrade 1.7.15`)
@@ -231,7 +231,7 @@ func parseSchedule(c *Command, args []string) error {
 			continue
 		}
 		if i+1 >= len(rest) {
-			return fmt.Errorf("%s needs a value", a)
+			return fmt.Errorf("%s needs a value", procedures.Typed(a))
 		}
 		v := rest[i+1]
 		i++
@@ -239,7 +239,7 @@ func parseSchedule(c *Command, args []string) error {
 		switch a {
 		case "--tz":
 			if _, lerr := time.LoadLocation(v); lerr != nil {
-				return fmt.Errorf("--tz %s: not a time zone (expected e.g. Europe/Berlin)", v)
+				return fmt.Errorf("--tz %s: not a time zone (expected e.g. Europe/Berlin)", procedures.Typed(v))
 			}
 			sc.TZ = v
 		case "--duration":
@@ -252,7 +252,7 @@ func parseSchedule(c *Command, args []string) error {
 				sc.Approval = true
 			case "none":
 			default:
-				return fmt.Errorf("--approval %s: expected required or none", v)
+				return fmt.Errorf("--approval %s: expected required or none", procedures.Typed(v))
 			}
 		}
 		if err != nil {
@@ -264,7 +264,7 @@ func parseSchedule(c *Command, args []string) error {
 	}
 	name := strings.ToLower(proc[0])
 	if !procedures.IsProcedure(name) {
-		return fmt.Errorf("a window runs %s, not %q", procedures.ProcedureNames(), proc[0])
+		return fmt.Errorf("a window runs %s, not %s", procedures.ProcedureNames(), procedures.TypedQ(proc[0]))
 	}
 	run, err := procedureCommand(proc)
 	if err != nil {
@@ -292,7 +292,7 @@ func windowOption(w string) bool {
 func positiveDuration(flag, v string) (time.Duration, error) {
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("%s %s: expected a duration such as 30m or 2h", flag, v)
+		return 0, fmt.Errorf("%s %s: expected a duration such as 30m or 2h", flag, procedures.Typed(v))
 	}
 	return d, nil
 }
@@ -307,7 +307,7 @@ func parseTraffic(c *Command, args []string) error {
 	case "off":
 		c.Traffic = procedures.LBMaintenance
 	default:
-		return fmt.Errorf("traffic %s: expected on (to the app nodes) or off (the maintenance page)", args[0])
+		return fmt.Errorf("traffic %s: expected on (to the app nodes) or off (the maintenance page)", procedures.Typed(args[0]))
 	}
 	if len(args) == 2 {
 		c.Cluster = args[1]

@@ -51,7 +51,7 @@ func (d *Dispatcher) decide(ctx context.Context, who Caller, a Answer) Reply {
 	}
 	run, err := d.eng.RunByID(ctx, a.RunID)
 	if errors.Is(err, store.ErrNotFound) {
-		return refused(T(fmt.Sprintf("There is no run %s.", a.RunID)), err)
+		return refused(T(fmt.Sprintf("There is no run %s.", procedures.Typed(a.RunID))), err)
 	}
 	if err != nil {
 		return failed("Could not read the run; try again in a moment", err)
@@ -153,7 +153,7 @@ func (d *Dispatcher) decideWindow(ctx context.Context, who Caller, a WindowAnswe
 	}
 	w, err := d.eng.Window(ctx, a.ID)
 	if err != nil {
-		return refused(T(fmt.Sprintf("There is no window %s any more.", a.ID)), err)
+		return refused(T(fmt.Sprintf("There is no window %s any more.", procedures.Typed(a.ID))), err)
 	}
 	if !d.allowed(ctx, who, w.Cluster, permRun) {
 		return refused(d.denied(who, fmt.Sprintf("Sorry, you are not allowed to run procedures on %s.", w.Cluster)), nil)

@@ -197,7 +197,7 @@ func (d *Dispatcher) ResolveCluster(named, channel string) (string, error) {
 	names := d.eng.ClusterNames()
 	if named != "" {
 		if !slices.Contains(names, named) {
-			return "", fmt.Errorf("unknown cluster %q (known: %s)", named, strings.Join(names, ", "))
+			return "", fmt.Errorf("unknown cluster %s (known: %s)", procedures.TypedQ(named), strings.Join(names, ", "))
 		}
 		return named, nil
 	}
@@ -251,7 +251,7 @@ func (d *Dispatcher) cancel(ctx context.Context, who Caller, id string) Reply {
 func (d *Dispatcher) cancelRun(ctx context.Context, who Caller, id string) Reply {
 	run, err := d.eng.RunByID(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return refused(T("There is no run ", id, ". See ", Code(who.Prefix+" history"), "."), err)
+		return refused(T("There is no run ", procedures.Typed(id), ". See ", Code(who.Prefix+" history"), "."), err)
 	}
 	if err != nil {
 		return failed("Could not read the run", err)

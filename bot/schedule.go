@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -32,7 +33,7 @@ func (d *Dispatcher) schedule(ctx context.Context, who Caller, cmd Command, clus
 	if s.Sub != "add" {
 		w, err := d.eng.Window(ctx, s.ID)
 		if err != nil {
-			return refused(T("There is no window ", s.ID, ". See ", Code(who.Prefix+" schedule list"), "."), err)
+			return refused(T("There is no window ", procedures.Typed(s.ID), ". See ", Code(who.Prefix+" schedule list"), "."), err)
 		}
 		cluster = w.Cluster
 	}

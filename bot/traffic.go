@@ -11,7 +11,7 @@ import (
 // trafficSwitcher is the engine's switch of a load balancer by hand
 // (*procedures.Engine); an engine without it cannot.
 type trafficSwitcher interface {
-	SetTraffic(ctx context.Context, cluster string, mode procedures.LBMode) (procedures.LBMode, error)
+	SetTraffic(ctx context.Context, cluster string, mode procedures.LBMode, by, via string) (procedures.TrafficSwitch, error)
 }
 
 // traffic answers "traffic on|off": the run permission on the cluster,
@@ -24,7 +24,8 @@ func (d *Dispatcher) traffic(ctx context.Context, who Caller, cluster string, mo
 	if !d.allowed(ctx, who, cluster, permRun) {
 		return refused(d.denied(who, fmt.Sprintf("You are not allowed to switch traffic on %s.", cluster)), nil)
 	}
-	got, err := sw.SetTraffic(ctx, cluster, mode)
+	sw2, err := sw.SetTraffic(ctx, cluster, mode, who.User, who.Via)
+	got := sw2.Mode
 	var busy *procedures.TrafficBusyError
 	if errors.As(err, &busy) {
 		b := busy.Run
@@ -33,17 +34,20 @@ func (d *Dispatcher) traffic(ctx context.Context, who Caller, cluster string, mo
 		r.RunID = b.ID
 		return r
 	}
-	if err != nil {
-		return failed("Could not switch traffic on "+cluster, err)
-	}
 	word := "on"
 	if mode == procedures.LBMaintenance {
 		word = "off"
+	}
+	if err != nil {
+		r := failed("Could not switch traffic "+word+" on "+cluster, err)
+		r.RunID = sw2.RunID
+		return r
 	}
 	text := T("Traffic on ", cluster, ": ", TrafficText(got), " (checked after the switch).")
 	if got != mode {
 		text = T("Asked the load balancer of ", cluster, " to switch traffic ", word, ", but it reports ", TrafficText(got), " (none configured, or it cannot tell).")
 	}
-	return Reply{Outcome: ok(word), Cluster: cluster, Text: text,
+	// The audit entry says what the balancer reports, not only what was asked.
+	return Reply{Outcome: ok(word + "; load balancer reports: " + TrafficText(got)), Cluster: cluster, Text: text, RunID: sw2.RunID,
 		Announce: T(Person(who.User), " switched traffic on ", cluster, " by hand: ", TrafficText(got), ".")}
 }

@@ -49,11 +49,20 @@ func TestTrafficByHand(t *testing.T) {
 		}
 	}
 	r = f.disp.Command(ctx, slackUser(uRequest), "traffic on prod")
-	if r.Outcome.String() != "ok: on" || !strings.Contains(r.Plain(), "Traffic on prod: to the app nodes (checked after the switch).") || r.Announce.Empty() {
+	if r.Outcome.String() != "ok: on; load balancer reports: to the app nodes" || !strings.Contains(r.Plain(), "Traffic on prod: to the app nodes (checked after the switch).") || r.Announce.Empty() {
 		t.Fatalf("traffic on: %+v", r)
 	}
 	if f.world.LB() != procedures.LBNormal {
 		t.Fatalf("balancer: %s", f.world.LB())
+	}
+	// Audited with what the balancer reports, and the switch's own record.
+	if a := f.lastAudit(); a.Outcome != "ok: on; load balancer reports: to the app nodes" || a.RunID == "" || a.RunID == started.RunID {
+		t.Fatalf("audit of the switch: %+v", a)
+	}
+	f.world.Fail("lb maintenance", 1)
+	r = f.disp.Command(ctx, slackUser(uRequest), "traffic off")
+	if a := f.lastAudit(); r.Outcome.Kind != bot.Failed || !strings.HasPrefix(a.Outcome, "failed: injected failure") || a.RunID == "" {
+		t.Fatalf("a failed switch: %+v, audit %+v", r, a)
 	}
 	if r := f.disp.Command(ctx, slackUser(uRequest), "traffic sideways"); r.Outcome.Kind != bot.Refused || !strings.Contains(r.Plain(), "expected on") {
 		t.Fatalf("bad word: %+v", r)

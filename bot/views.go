@@ -40,7 +40,10 @@ func (d *Dispatcher) status(ctx context.Context, cluster string) Reply {
 	}
 	r.Fields = append(r.Fields, nodes)
 	lb := T(TrafficText(s.Traffic))
-	if s.TrafficErr != nil {
+	switch {
+	case procedures.SameCause(s.NodesErr, s.TrafficErr):
+		lb = T("unknown (for the same reason)")
+	case s.TrafficErr != nil:
 		lb = T(fmt.Sprintf("unknown (%v)", s.TrafficErr))
 	}
 	r.Fields = append(r.Fields, Field{Label: "Load balancer", Text: lb})

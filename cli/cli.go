@@ -29,7 +29,7 @@ Commands:
   shell                       an interactive prompt for the words of /nocobase, with line editing
   status [cluster]            nodes, load balancer, the running run, backups, windows
   decide <run> continue|rollback|abort|retry|done   answer a run's open question
-  cancel <run>                abort a run (the current step ends safely)
+  cancel <run>                abort a run (the current step ends safely); drives the abort if no process does
   traffic on|off [cluster]    switch the load balancer by hand (not while a run holds the cluster)
   schedule add|list|remove|pause|resume|skip …       maintenance windows
   history [n]                 past runs with outcome and duration

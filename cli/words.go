@@ -2,11 +2,13 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/bot/terminal"
+	"github.com/nocobot/nocobot/store"
 )
 
 func cleanReply(r bot.Reply) string { return terminal.Clean(r.Plain()) }
@@ -58,7 +60,36 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 }
 
 func cmdCancel(ctx context.Context, e *env, args []string) error {
-	return word(ctx, e, "cancel", "<run>", "Aborts a run: the current step ends safely, then the run stops.", args)
+	fs, g := newFlags(e, "cancel", "<run>", "Aborts a run: the current step ends safely, then the run stops. When no\nprocess drives the run, this one takes it and drives the abort to its end.")
+	pos, err := parseArgs(fs, args, false)
+	if err != nil {
+		return err
+	}
+	a, err := setup(ctx, g, e)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	who := operator(a.Config)
+	words := append([]string{"cancel"}, pos...)
+	said := "nocobot " + strings.Join(words, " ")
+	cmd, perr := bot.ParseWords(who.Prefix, words)
+	if perr != nil {
+		r := a.Dispatcher.Refuse(ctx, who, said, perr.Error())
+		r.Err = perr
+		return replyErr(r)
+	}
+	rep := a.Dispatcher.Do(ctx, who, cmd, said)
+	switch {
+	case rep.Outcome.Kind == bot.OK:
+		fmt.Fprintln(e.stdout, cleanReply(rep))
+	case errors.Is(rep.Err, store.ErrAlreadyDecided):
+		// Asked before, maybe when nothing drove the run: make it happen.
+		fmt.Fprintf(e.stdout, "An abort of run %s was requested already.\n", cmd.RunID)
+	default:
+		return replyErr(rep)
+	}
+	return driveAbort(ctx, e, a, cmd.RunID)
 }
 
 func cmdTraffic(ctx context.Context, e *env, args []string) error {

@@ -273,6 +273,7 @@ func (x *runner) startRollback(ctx context.Context, d store.Decision) error {
 
 func (x *runner) abort(ctx context.Context, d store.Decision) error {
 	now := x.e.clock.Now()
+	untouched := ChangedNothing(x.run)
 	for i := range x.run.Steps {
 		st := &x.run.Steps[i]
 		switch st.Status {
@@ -286,10 +287,16 @@ func (x *runner) abort(ctx context.Context, d store.Decision) error {
 	x.run.State = store.StateAborted
 	x.run.Ended = now
 	x.run.Error = "aborted by " + decider(d)
-	if err := x.settleImages(ctx); err != nil {
-		x.e.log.Warn().Err(err).Str("run", x.run.ID).Msg("abort: image changes left unsettled")
+	if untouched {
+		// Nothing to settle or describe: the run ends and frees the
+		// cluster at once, whatever outside system is unreachable.
+		factWriter{r: &x.run}.setFinalState(nothingChanged)
+	} else {
+		if err := x.settleImages(ctx); err != nil {
+			x.e.log.Warn().Err(err).Str("run", x.run.ID).Msg("abort: image changes left unsettled")
+		}
+		factWriter{r: &x.run}.setFinalState(x.describeCluster(ctx))
 	}
-	factWriter{r: &x.run}.setFinalState(x.describeCluster(ctx))
 	if err := x.persist(ctx); err != nil {
 		return err
 	}
@@ -362,7 +369,7 @@ func (x *runner) failLastStep(ctx context.Context, err error) error {
 	st := &x.run.Steps[i]
 	st.Status, st.Detail = store.StepFailed, err.Error()
 	x.run.State = store.StateFailed
-	x.openDecision("failure", fmt.Sprintf("%s: %s. %s", st.Title, err, x.describeCluster(ctx)), true)
+	x.openDecision("failure", fmt.Sprintf("%s: %s. %s", st.Title, err, x.describeFailure(ctx, err)), true)
 	if perr := x.persist(ctx); perr != nil {
 		return perr
 	}
@@ -384,4 +391,26 @@ func (x *runner) rollbackNote() string {
 		at = "at " + t.UTC().Format("2006-01-02 15:04 UTC")
 	}
 	return fmt.Sprintf(" Rolling back restores backup %s, taken %s: every write made since then is lost.", f.BackupID(), at)
+}
+
+// nothingChanged is the final state of a run aborted before its first change.
+const nothingChanged = "Nothing was changed: the run stopped before its first change."
+
+// ChangedNothing reports whether a run has not begun any step that
+// changes the cluster: only its preflight (which reads) ran, if anything.
+func ChangedNothing(r store.Run) bool {
+	for _, s := range r.Steps {
+		if s.Rollback {
+			return false
+		}
+		if s.Name == "preflight" {
+			continue
+		}
+		// A question waiting before a step (a resumed run asking to start)
+		// has not begun it.
+		if s.Attempt > 0 || (s.Status != store.StepPending && s.Status != store.StepSkipped && s.Status != store.StepWaiting) {
+			return false
+		}
+	}
+	return true
 }

@@ -395,7 +395,7 @@ func (e *Engine) Decide(ctx context.Context, d store.Decision) (store.Decision, 
 func (e *Engine) Cancel(ctx context.Context, runID, by, via string) error {
 	_, err := e.Decide(ctx, store.Decision{RunID: runID, Action: store.ActionAbort, By: by, Via: via})
 	if errors.Is(err, store.ErrAlreadyDecided) {
-		return fmt.Errorf("run %s is already being aborted", runID)
+		return fmt.Errorf("run %s is already being aborted (%w)", runID, err)
 	}
 	return err
 }

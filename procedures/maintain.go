@@ -84,7 +84,7 @@ func parseMaintain(req *Request, args []string) error {
 	i := 0
 	if i < len(args) && !isMaintKeyword(args[i]) {
 		if strings.HasPrefix(args[i], "-") {
-			return fmt.Errorf("unknown option %s", args[i])
+			return fmt.Errorf("unknown option %s", Typed(args[i]))
 		}
 		req.Cluster = args[i]
 		i++
@@ -97,7 +97,7 @@ func parseMaintain(req *Request, args []string) error {
 			}
 			act := strings.ToLower(args[i+1])
 			if act != "enable" && act != "disable" && act != "add" {
-				return fmt.Errorf("plugin %s: expected enable, disable or add", args[i+1])
+				return fmt.Errorf("plugin %s: expected enable, disable or add", Typed(args[i+1]))
 			}
 			req.Actions = append(req.Actions, MaintAction{Kind: act, Arg: args[i+2]})
 			i += 3
@@ -111,7 +111,7 @@ func parseMaintain(req *Request, args []string) error {
 			req.Actions = append(req.Actions, MaintAction{Kind: "restore", Arg: args[i+1]})
 			i += 2
 		default:
-			return fmt.Errorf("unexpected %q", args[i])
+			return fmt.Errorf("unexpected %s", TypedQ(args[i]))
 		}
 	}
 	return nil
@@ -146,18 +146,18 @@ func (a MaintAction) validate() error {
 	switch a.Kind {
 	case "enable", "disable", "add":
 		if !pluginRE.MatchString(a.Arg) {
-			return fmt.Errorf("plugin %s: %q is not a plugin name (expected e.g. @nocobase/plugin-map or map)", a.Kind, a.Arg)
+			return fmt.Errorf("plugin %s: %s is not a plugin name (expected e.g. @nocobase/plugin-map or map)", a.Kind, TypedQ(a.Arg))
 		}
 	case "restore":
 		if !backupIDRE.MatchString(a.Arg) {
-			return fmt.Errorf("restore: %q is not a backup id (see the list of backups)", a.Arg)
+			return fmt.Errorf("restore: %s is not a backup id (see the list of backups)", TypedQ(a.Arg))
 		}
 	case "backup":
 		if a.Arg != "" {
 			return errors.New("backup takes no argument")
 		}
 	default:
-		return fmt.Errorf("unknown maintenance action %q (expected plugin enable|disable|add, backup, restore)", a.Kind)
+		return fmt.Errorf("unknown maintenance action %s (expected plugin enable|disable|add, backup, restore)", TypedQ(a.Kind))
 	}
 	return nil
 }

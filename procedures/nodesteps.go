@@ -20,6 +20,9 @@ func listNodes(ctx context.Context, env *stepEnv) ([]Node, error) {
 	defer cancel()
 	nodes, err := env.c.Nodes.List(c)
 	if err != nil {
+		if strings.HasPrefix(err.Error(), "list nodes") {
+			return nil, err // the adapter said what failed already
+		}
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
 	if len(nodes) == 0 {

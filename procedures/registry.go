@@ -107,7 +107,7 @@ func ParseRequest(words []string) (Request, error) {
 	name := strings.ToLower(words[0])
 	p, ok := lookup(name)
 	if !ok {
-		return Request{}, fmt.Errorf("unknown procedure %q (expected %s)", words[0], ProcedureNames())
+		return Request{}, fmt.Errorf("unknown procedure %s (expected %s)", TypedQ(words[0]), ProcedureNames())
 	}
 	req := Request{Procedure: name}
 	var rest []string
@@ -143,11 +143,11 @@ func clusterOnly(req *Request, words []string) error {
 	case 0:
 	case 1:
 		if strings.HasPrefix(words[0], "-") {
-			return fmt.Errorf("unknown option %s", words[0])
+			return fmt.Errorf("unknown option %s", Typed(words[0]))
 		}
 		req.Cluster = words[0]
 	default:
-		return fmt.Errorf("too many arguments: %s", strings.Join(words[1:], " "))
+		return fmt.Errorf("too many arguments: %s", Typed(strings.Join(words[1:], " ")))
 	}
 	return nil
 }
@@ -156,6 +156,9 @@ func clusterOnly(req *Request, words []string) error {
 func forwardSteps(r *store.Run) []stepDef {
 	if p, ok := lookup(r.Procedure); ok {
 		return p.forward(r)
+	}
+	if r.Procedure == procTraffic {
+		return []stepDef{trafficStep}
 	}
 	return nil
 }

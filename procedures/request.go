@@ -31,7 +31,7 @@ type Request struct {
 func (r Request) Validate() error {
 	p, ok := lookup(r.Procedure)
 	if !ok {
-		return fmt.Errorf("unknown procedure %q (expected %s)", r.Procedure, ProcedureNames())
+		return fmt.Errorf("unknown procedure %s (expected %s)", TypedQ(r.Procedure), ProcedureNames())
 	}
 	if err := p.validate(r); err != nil {
 		return err

@@ -127,14 +127,57 @@ func (x *runner) step(ctx context.Context) error {
 		err = fmt.Errorf("%w (the step took longer than %s)", err, x.c.StepTimeout)
 	}
 	st.Status, st.Detail = store.StepFailed, err.Error()
-	x.e.log.Error().Err(err).Str("run", x.run.ID).Str("step", st.Name).Msg("step failed")
+	// Warn, not error: the run itself reports the failure to people (a
+	// terminal shows errors from the log besides the run's own lines).
+	x.e.log.Warn().Err(err).Str("run", x.run.ID).Str("step", st.Name).Msg("step failed")
 	x.run.State = store.StateFailed
 	var nothing *errNothingToDo
-	x.openDecision("failure", fmt.Sprintf("%s failed: %s. %s", st.Title, err, x.describeCluster(ctx)), !errors.As(err, &nothing))
+	if x.run.Via == viaScheduler && ChangedNothing(x.run) {
+		return x.endWindowRun(ctx, i, err)
+	}
+	x.openDecision("failure", fmt.Sprintf("%s failed: %s. %s", st.Title, err, x.describeFailure(ctx, err)), !errors.As(err, &nothing))
 	if perr := x.persist(ctx); perr != nil {
 		return perr
 	}
 	x.e.publish(EventStepFailed, x.snapshot(), i, err.Error(), nil)
 	x.e.publish(EventCheckpoint, x.snapshot(), i, x.run.Checkpoint.Question, nil)
 	return nil
+}
+
+// viaScheduler is the Via of a run a maintenance window started.
+const viaScheduler = "scheduler"
+
+// endWindowRun ends a window's run whose preflight failed before it
+// changed anything: nobody may be watching, and a question held open
+// would keep the cluster busy until someone answers. The engine records
+// the abort itself (audited), the run's summary says what failed, and the
+// window's next start tries again.
+func (x *runner) endWindowRun(ctx context.Context, i int, err error) error {
+	st := &x.run.Steps[i]
+	x.openDecision("failure", fmt.Sprintf("%s failed: %s. Nothing was changed; the window's next start tries again.", st.Title, err), false)
+	if perr := x.persist(ctx); perr != nil {
+		return perr
+	}
+	x.e.publish(EventStepFailed, x.snapshot(), i, err.Error(), nil)
+	cp := x.run.Checkpoint
+	d := store.Decision{RunID: x.run.ID, Checkpoint: cp.ID, Action: store.ActionAbort, By: "scheduler", Via: "engine", At: x.e.clock.Now()}
+	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, derr := x.e.store.Decide(c, d)
+	cancel()
+	if derr != nil && !errors.Is(derr, store.ErrAlreadyDecided) {
+		// The question stays open for a person, as for any other run.
+		x.e.log.Warn().Err(derr).Str("run", x.run.ID).Msg("could not record the abort of a window's run whose preflight failed")
+		x.e.publish(EventCheckpoint, x.snapshot(), i, cp.Question, nil)
+		return nil
+	}
+	if derr == nil {
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		aerr := x.e.store.AppendAudit(c, store.AuditEntry{At: d.At, User: "scheduler", Via: "engine",
+			Action: fmt.Sprintf("%s: %s failed before any change", cp.ID, st.Title), RunID: x.run.ID, Outcome: "ok: abort; the window's next start tries again"})
+		cancel()
+		if aerr != nil {
+			x.e.log.Warn().Err(aerr).Str("run", x.run.ID).Msg("could not audit the abort of a window's run")
+		}
+	}
+	return nil // the run's loop applies the decision next
 }

@@ -14,6 +14,9 @@ func Title(r store.Run) string {
 	if p, ok := lookup(r.Procedure); ok {
 		return p.title(r)
 	}
+	if r.Procedure == procTraffic {
+		return fmt.Sprintf("switch of traffic %s on %s by hand", trafficWord(LBMode(r.Params["mode"])), r.Cluster)
+	}
 	return r.Procedure + " of " + r.Cluster
 }
 
@@ -60,4 +63,11 @@ func Summary(r store.Run) string {
 		b.WriteString(" " + s)
 	}
 	return b.String()
+}
+
+func trafficWord(m LBMode) string {
+	if m == LBMaintenance {
+		return "off"
+	}
+	return "on"
 }

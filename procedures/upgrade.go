@@ -74,7 +74,7 @@ func parseUpgrade(req *Request, words []string) error {
 			req.Image = words[i+1]
 			i++
 		case strings.HasPrefix(a, "-"):
-			return fmt.Errorf("unknown option %s", a)
+			return fmt.Errorf("unknown option %s", Typed(a))
 		default:
 			pos = append(pos, a)
 		}
@@ -87,7 +87,7 @@ func parseUpgrade(req *Request, words []string) error {
 	case 1:
 		req.Cluster = pos[0]
 	default:
-		return fmt.Errorf("too many arguments: %s", strings.Join(pos[1:], " "))
+		return fmt.Errorf("too many arguments: %s", Typed(strings.Join(pos[1:], " ")))
 	}
 	if req.Version == "" && req.Image == "" {
 		return errors.New("which version? e.g. upgrade 1.7.14, upgrade latest or upgrade --image <reference>")
@@ -111,12 +111,12 @@ func validateUpgrade(r Request) error {
 		return errors.New("give a version or --image, not both")
 	case r.Image != "":
 		if len(r.Image) > 255 || !imageRefRE.MatchString(r.Image) {
-			return fmt.Errorf("%q is not an image reference (expected e.g. registry.example.com/team/nocobase:2026-11-30)", r.Image)
+			return fmt.Errorf("%s is not an image reference (expected e.g. registry.example.com/team/nocobase:2026-11-30)", TypedQ(r.Image))
 		}
 	case r.Version == "":
 		return errors.New("a version is needed, e.g. 1.7.14")
 	case len(r.Version) > 128 || !(versionRE.MatchString(r.Version) || floatingRE.MatchString(r.Version)):
-		return fmt.Errorf("%q is not a NocoBase version or tag (expected e.g. 1.7.14, 1.7.14-full, 2.0.0-beta.12 or latest; other images with --image)", r.Version)
+		return fmt.Errorf("%s is not a NocoBase version or tag (expected e.g. 1.7.14, 1.7.14-full, 2.0.0-beta.12 or latest; other images with --image)", TypedQ(r.Version))
 	}
 	if len(r.Actions) > 0 {
 		return errors.New("upgrade takes no maintenance actions")

@@ -50,3 +50,18 @@ func SplitWords(text string) ([]string, error) {
 	}
 	return words, nil
 }
+
+// typedMax is how much of one piece of typed text a message quotes.
+const typedMax = 40
+
+// Typed is typed text as a message quotes it: at most a short prefix, so
+// a long command gets a short answer.
+func Typed(s string) string {
+	if n := []rune(s); len(n) > typedMax {
+		return string(n[:typedMax]) + "…"
+	}
+	return s
+}
+
+// TypedQ is Typed in double quotes.
+func TypedQ(s string) string { return `"` + Typed(s) + `"` }

@@ -300,7 +300,7 @@ func TestErrorsNameNodeAndAction(t *testing.T) {
 		{"no such node", func() error { return tc.Stop(ctx, "nope-"+tc.label) }, []string{"nope-" + tc.label, "stop", "no such container"}},
 		{"not a member", func() error { return tc.Start(ctx, outsider.Name) }, []string{outsider.Name, "start", "not a node of this cluster"}},
 		{"running node", func() error { return tc.SetImage(ctx, tc.names[0], testenv.NodeImageRepo+":1.0.0x") }, []string{tc.names[0], "set image", "stop it first"}},
-		{"exec in missing container", func() error { return tc.Exec(ctx, "nope-"+tc.label, []string{"true"}, nil, nil) }, []string{"nope-" + tc.label, "exec", "not found"}},
+		{"exec in missing container", func() error { return tc.Exec(ctx, "nope-"+tc.label, []string{"true"}, nil, nil) }, []string{"nope-" + tc.label, `run "true"`, "not found"}},
 		{"copy from missing path", func() error { _, err := tc.CopyFrom(ctx, tc.names[0], "/no/such/dir"); return err }, []string{tc.names[0], "copy from /no/such/dir", "not found"}},
 	}
 	for _, tt := range tests {
@@ -323,7 +323,7 @@ func TestErrorsNameNodeAndAction(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = gone.Stop(ctx, "app-1")
-	if err == nil || !strings.Contains(err.Error(), "app-1: stop: Docker engine unreachable") {
+	if err == nil || !strings.Contains(err.Error(), "app-1: stop: the Docker engine at ") {
 		t.Errorf("engine gone: %v", err)
 	}
 }
@@ -651,7 +651,7 @@ func TestExecStreamsWithFlatMemory(t *testing.T) {
 	if err == nil {
 		t.Fatal("failing command succeeded")
 	}
-	for _, want := range []string{name, "exec", "exit code 3", "pg_dump: error: connection refused"} {
+	for _, want := range []string{name, "run a shell command", "exit code 3", "pg_dump: error: connection refused"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}

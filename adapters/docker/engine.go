@@ -191,7 +191,7 @@ func (e *Engine) call(ctx context.Context) (context.Context, context.CancelFunc)
 // exit code is an error that names the container and command and carries
 // the tail of stderr.
 func (e *Engine) Exec(ctx context.Context, container string, cmd []string, stdin io.Reader, stdout io.Writer) error {
-	action := "exec " + quoteCmd(cmd)
+	action := execAction(cmd)
 	if len(cmd) == 0 {
 		return fmt.Errorf("%s: exec: no command given", container)
 	}

@@ -2,8 +2,11 @@ package slack
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -115,10 +118,11 @@ func (f *Front) verified(w http.ResponseWriter, r *http.Request) ([]byte, *repla
 	if err != nil {
 		return reject(err)
 	}
-	// A signature is valid for five minutes; one seen already, here or
-	// by another replica, is a replay (Slack does not resend commands
-	// or clicks).
-	rc := f.checkReplay("slack-signature:" + r.Header.Get("X-Slack-Signature"))
+	// A signature is valid for five minutes; a request seen already, here
+	// or by another replica, is a replay (Slack does not resend commands
+	// or clicks). It is known by what Slack signs, not by the signature's
+	// text: hex ignores case, so one signature has many spellings.
+	rc := f.checkReplay(replayKey(r.Header.Get("X-Slack-Request-Timestamp"), body))
 	select {
 	case <-rc.done:
 		if rc.err != nil {
@@ -265,4 +269,13 @@ func (f *Front) httpEvents(w http.ResponseWriter, r *http.Request) {
 			f.handleEvent(ctx, ev)
 		}
 	})
+}
+
+// replayKey names a verified request by what its signature covers:
+// "v0:" + timestamp + ":" + body, hashed.
+func replayKey(stamp string, body []byte) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "v0:%s:", stamp)
+	h.Write(body)
+	return "slack-request:" + hex.EncodeToString(h.Sum(nil))
 }

@@ -31,6 +31,10 @@ type follower struct {
 	driving bool
 	// inputEnded: no more answers can come (the input ended without a person).
 	inputEnded bool
+	// decided: the open question has an answer recorded already (given
+	// before this process attached): the run applies it, and no input is
+	// read, nor its end acted on, until the question closes.
+	decided bool
 }
 
 func (f *Front) follow(ctx context.Context, sub *procedures.Subscription, id string, driving bool) (*follower, End, error) {
@@ -51,6 +55,10 @@ func (w *follower) run(ctx context.Context, sub *procedures.Subscription) (End, 
 	events, lines := sub.C, f.lines
 	for !w.last.State.Finished() {
 		choice := Keep
+		in := lines
+		if w.decided {
+			in = nil
+		}
 		select {
 		case <-ctx.Done():
 			w.leave()
@@ -75,7 +83,7 @@ func (w *follower) run(ctx context.Context, sub *procedures.Subscription) (End, 
 			}
 			w.prog.due(f.now())
 			w.takeOver(ctx)
-		case l, ok := <-lines:
+		case l, ok := <-in:
 			switch {
 			case !ok || (l.EOF && !f.opts.Interactive):
 				// Without a person, the end of input matters once a
@@ -90,7 +98,7 @@ func (w *follower) run(ctx context.Context, sub *procedures.Subscription) (End, 
 		case <-f.opts.Interrupts:
 			choice = w.interrupted(ctx, "Interrupted", lines)
 		}
-		if choice == Keep && w.inputEnded && w.asked != nil && !w.aborting {
+		if choice == Keep && w.inputEnded && w.asked != nil && !w.aborting && !w.decided {
 			choice = w.interrupted(ctx, "The input ended", nil)
 		}
 		switch choice {
@@ -136,7 +144,7 @@ func (w *follower) update(ctx context.Context, r store.Run) {
 	}
 	if w.asked != nil && (r.Checkpoint == nil || r.Checkpoint.ID != w.asked.ID) {
 		w.closed(ctx, *w.asked)
-		w.asked = nil
+		w.asked, w.decided = nil, false
 	}
 	for i, s := range r.Steps {
 		var prev store.Step
@@ -155,8 +163,37 @@ func (w *follower) update(ctx context.Context, r store.Run) {
 	if r.Checkpoint != nil && w.asked == nil && !r.State.Finished() {
 		cp := *r.Checkpoint
 		w.asked = &cp
+		if d, ok := w.recorded(ctx, cp); ok {
+			w.decided = true
+			w.prog.flush(f.now())
+			fmt.Fprintf(f.out, "\n? Run %s asks: %s\n  Already answered: %s, chosen by %s (%s) at %s; the run goes on with it.\n",
+				w.id, Clean(cp.Question), bot.ActionLabel(d.Action), Clean(deciderName(d)), d.Via, d.At.Local().Format("15:04:05"))
+			return
+		}
 		w.ask(cp)
 	}
+}
+
+// recorded is the decision already recorded for question cp, as the run
+// applies it: an answer to cp, or an abort outside any question.
+func (w *follower) recorded(ctx context.Context, cp store.Checkpoint) (store.Decision, bool) {
+	ds, err := w.f.eng.Decisions(ctx, w.id)
+	if err != nil {
+		return store.Decision{}, false
+	}
+	for _, d := range ds {
+		if d.Checkpoint == cp.ID || (d.Checkpoint == "" && d.Action == store.ActionAbort) {
+			return d, true
+		}
+	}
+	return store.Decision{}, false
+}
+
+func deciderName(d store.Decision) string {
+	if d.ByName != "" {
+		return d.ByName
+	}
+	return d.By
 }
 
 func (w *follower) printStep(i, n int, s store.Step) {
@@ -200,7 +237,7 @@ func (w *follower) closed(ctx context.Context, cp store.Checkpoint) {
 func (w *follower) ask(cp store.Checkpoint) {
 	out := w.f.out
 	w.prog.flush(w.f.now())
-	fmt.Fprintf(out, "\n? Run %s asks: %s\n", w.id, Clean(cp.Question))
+	fmt.Fprintf(out, "\n? Run %s asks: %s\n", w.id, Clean(w.besidesStepLine(cp)))
 	if cp.URL != "" {
 		fmt.Fprintf(out, "  Check: %s\n", Clean(cp.URL))
 	}
@@ -267,7 +304,7 @@ func (w *follower) finish() {
 	r := w.last
 	sum := procedures.Summary(r)
 	fmt.Fprintf(w.f.out, "\n%s\n", Clean(sum))
-	if r.State != store.StateSucceeded && !strings.Contains(sum, "Traffic: to the app nodes") {
+	if r.State != store.StateSucceeded && !strings.Contains(sum, "Traffic: to the app nodes") && !procedures.ChangedNothing(r) {
 		p := w.f.opts.Prefix
 		fmt.Fprintf(w.f.out, "To bring traffic back: %s traffic on %s (once the nodes serve), or %s run start %s (starts the nodes, then switches traffic on).\n", p, r.Cluster, p, r.Cluster)
 	}
@@ -286,4 +323,20 @@ func (w *follower) leave() {
 		fmt.Fprintf(w.f.out, " (or answer it: %s decide %s %s)", p, r.ID, strings.Join(opts, "|"))
 	}
 	fmt.Fprintf(w.f.out, ".\nA nocobot serve on this store also takes it over.\n")
+}
+
+// besidesStepLine is a failure's question without the failure, which the
+// step's line just above says already.
+func (w *follower) besidesStepLine(cp store.Checkpoint) string {
+	if cp.Step < 0 || cp.Step >= len(w.last.Steps) {
+		return cp.Question
+	}
+	st := w.last.Steps[cp.Step]
+	if st.Status != store.StepFailed || st.Detail == "" {
+		return cp.Question
+	}
+	if rest, ok := strings.CutPrefix(cp.Question, st.Title+" failed: "+st.Detail+". "); ok {
+		return st.Title + " failed (see above). " + rest
+	}
+	return cp.Question
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/nocobot/nocobot/bot"
+	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -28,7 +29,7 @@ func Decide(ctx context.Context, d Dispatcher, who bot.Caller, args []string) bo
 		action = store.ActionRollback
 	case store.ActionContinue, store.ActionRollback, store.ActionAbort, store.ActionRetry:
 	default:
-		return usage(ctx, d, who, said, fmt.Sprintf("%q: expected continue, rollback, abort, retry or done", args[1]))
+		return usage(ctx, d, who, said, fmt.Sprintf("%s: expected continue, rollback, abort, retry or done", procedures.TypedQ(args[1])))
 	}
 	r := d.Decide(ctx, who, bot.Answer{RunID: args[0], Action: action, Said: said})
 	if r.Outcome.Kind == bot.OK && r.Decision != nil {
