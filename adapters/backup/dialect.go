@@ -185,12 +185,27 @@ func (a *dialectDatabase) verifyCopy(ctx context.Context, name, signature string
 	return c.verifyCopy(ctx, name, signature)
 }
 
-func (a *dialectDatabase) swapIn(ctx context.Context, name string) error {
+func (a *dialectDatabase) swapIn(ctx context.Context, name, old string) error {
 	c, err := a.copier(ctx)
 	if err != nil {
 		return err
 	}
-	return c.swapIn(ctx, name)
+	return c.swapIn(ctx, name, old)
+}
+
+func (a *dialectDatabase) replacedName() (string, bool) {
+	if c, ok := a.get().(copier); ok {
+		return c.replacedName()
+	}
+	return "", false
+}
+
+func (a *dialectDatabase) databasesExist(ctx context.Context, names ...string) (map[string]bool, error) {
+	c, err := a.copier(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.databasesExist(ctx, names...)
 }
 
 func (a *dialectDatabase) dropCopy(ctx context.Context, name string) error {

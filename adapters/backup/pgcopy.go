@@ -125,29 +125,49 @@ func (d *postgres) verifyCopy(ctx context.Context, name, sig string) error {
 	return nil
 }
 
-// swapIn makes the copy the database: both renames in one transaction,
-// a moment whatever the size. It refuses while any session is connected
-// to the database (it terminates none). The replaced database is kept
+// replacedName is a fresh name for the database a swap replaces: kept
 // under a "…_nbcopy_old_…" name and dropped by dropReplaced after the
-// downtime (Export, retention), unless its name would not fit.
-func (d *postgres) swapIn(ctx context.Context, name string) error {
+// downtime (Export, retention). Where that name would not fit, it is
+// another one, which the caller drops at once (dropNow).
+func (d *postgres) replacedName() (name string, dropNow bool) {
 	old := replacedPrefix(d.dbname) + strconv.FormatInt(time.Now().UnixNano(), 36)
-	dropNow := len(old) > 63
-	if dropNow {
-		old = copyName(d.dbname, "old-"+strconv.FormatInt(time.Now().Unix(), 36))
+	if len(old) > 63 {
+		return copyName(d.dbname, "old-"+strconv.FormatInt(time.Now().Unix(), 36)), true
 	}
+	return old, false
+}
+
+// swapIn makes the copy the database: both renames in one transaction,
+// a moment whatever the size, the replaced database renamed to old
+// (replacedName). It refuses while any session is connected to the
+// database (it terminates none). An error means nothing was changed.
+func (d *postgres) swapIn(ctx context.Context, name, old string) error {
 	admin := d.on(adminDB)
 	_, err := admin.query(ctx, fmt.Sprintf("ALTER DATABASE %s RENAME TO %s; ALTER DATABASE %s RENAME TO %s",
 		sqlIdent(d.dbname), sqlIdent(old), sqlIdent(name), sqlIdent(d.dbname)))
 	if err != nil {
-		return fmt.Errorf("swap the in-server copy in (nothing was changed): %w", err)
-	}
-	if dropNow {
-		if err := d.dropCopy(ctx, old); err != nil {
-			return fmt.Errorf("the copy is in place, but the replaced database %s is left: %w", old, err)
-		}
+		return fmt.Errorf("swap the in-server copy in: %w", err)
 	}
 	return nil
+}
+
+// databasesExist says which of names exist on the server.
+func (d *postgres) databasesExist(ctx context.Context, names ...string) (map[string]bool, error) {
+	lits := make([]string, len(names))
+	for i, n := range names {
+		lits[i] = sqlLiteral(n)
+	}
+	out, err := d.on(adminDB).query(ctx, "SELECT datname FROM pg_database WHERE datname IN ("+strings.Join(lits, ", ")+")")
+	if err != nil {
+		return nil, err
+	}
+	found := map[string]bool{}
+	for _, l := range strings.Split(out, "\n") {
+		if l != "" {
+			found[l] = true
+		}
+	}
+	return found, nil
 }
 
 // replacedPrefix starts the names of databases replaced by a swap.
