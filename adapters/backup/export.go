@@ -60,15 +60,21 @@ func (m *Manager) export(ctx context.Context, id string, progress procedures.Pro
 		return procedures.BackupInfo{}, fmt.Errorf("export %s: %w (the in-server copy is kept)", id, err)
 	}
 	man.Parts = append(man.Parts, parts...)
+	// The manifest naming the verified dump goes to disk before the copy
+	// goes: until then the copy is the backup's only database.
+	if err := writeManifest(dir, man); err != nil {
+		return procedures.BackupInfo{}, errors.Join(fmt.Errorf("export %s: %w (the in-server copy is kept and stays the backup: retry)", id, err), removeDump())
+	}
 	if !m.opts.KeepCopy {
 		if err := c.dropCopy(ctx, name); err != nil {
 			m.log.Warn().Err(err).Str("copy", name).Msg("export: could not drop the in-server copy")
 		} else {
 			man.Database.CopyGone = true
+			if err := writeManifest(dir, man); err != nil {
+				// A restore finds the copy gone and restores the dump.
+				m.log.Warn().Err(err).Str("copy", name).Msg("export: could not record that the in-server copy was dropped")
+			}
 		}
-	}
-	if err := writeManifest(dir, man); err != nil {
-		return procedures.BackupInfo{}, errors.Join(fmt.Errorf("export %s: %w", id, err), removeDump())
 	}
 	progress(fmt.Sprintf("export %s: database dumped from the in-server copy and read back whole in %s", id,
 		time.Since(start).Round(100*time.Millisecond)))

@@ -158,3 +158,52 @@ func TestRestoreFinishesAfterAKillBetweenRenameAndManifest(t *testing.T) {
 	}
 	assertSame(t, "database from the second backup", dbBefore, dbSnapshot(t, f.dbURL))
 }
+
+// Export keeps the in-server copy until the manifest naming the new dump
+// is on disk: a manifest that cannot be written leaves the copy as the
+// backup, and a retry exports it.
+func TestExportKeepsTheCopyUntilTheManifestNamesTheDump(t *testing.T) {
+	f := copyFixture(t, 3, 100)
+	m := copyManager(t, f)
+	ctx := context.Background()
+	dbBefore := dbSnapshot(t, f.dbURL)
+	info := create(t, m, nil)
+	man := readManifest(t, f.dest, info.ID)
+	dir := filepath.Join(f.dest, info.ID)
+	// The manifest's temporary file cannot be created: a folder is there.
+	block := filepath.Join(dir, manifestName+".tmp")
+	if err := os.Mkdir(block, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, err := m.Export(ctx, info.ID, nil)
+	if err == nil {
+		t.Fatal("export without a manifest succeeded")
+	}
+	t.Log(err)
+	if !strings.Contains(err.Error(), "copy is kept") {
+		t.Errorf("err = %v", err)
+	}
+	if got := databases(t, man.Database.Copy); len(got) != 1 {
+		t.Fatalf("the in-server copy is gone after a failed export: %v", got)
+	}
+	if got := readManifest(t, f.dest, info.ID); got.hasDatabaseDump() || got.liveCopy() == "" {
+		t.Errorf("manifest after a failed export: %+v", got)
+	}
+	if _, err := m.Verify(ctx, info.ID); err != nil {
+		t.Errorf("the backup does not verify after a failed export: %v", err)
+	}
+	if err := os.Remove(block); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Export(ctx, info.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := databases(t, man.Database.Copy); len(got) != 0 {
+		t.Errorf("copy not dropped by the retried export: %v", got)
+	}
+	migrateAndChange(t, f.dbURL)
+	if err := m.Restore(ctx, info.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	assertSame(t, "database restored from the exported dump", dbBefore, dbSnapshot(t, f.dbURL))
+}
