@@ -207,3 +207,50 @@ func TestExportKeepsTheCopyUntilTheManifestNamesTheDump(t *testing.T) {
 	}
 	assertSame(t, "database restored from the exported dump", dbBefore, dbSnapshot(t, f.dbURL))
 }
+
+// A host-path storage swap that cannot clear the folder, nor put the old
+// content back, keeps that content in the folder its message names.
+func TestHostStorageSwapKeepsTheFolderItsMessageNames(t *testing.T) {
+	f := newFixture(t, 1, 10)
+	m, err := New(f.localOptions(t), nil, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	info := create(t, m, nil)
+	changeStorage(t, f.storage)
+	changed := fileSnapshot(t, f.storage, DefaultExcludes)
+	// Clearing fails at uploads (after apps went aside); putting apps
+	// back fails too.
+	m.rename = func(from, to string) error {
+		switch {
+		case filepath.Base(from) == "uploads" && strings.Contains(to, ".old"):
+			return &os.LinkError{Op: "rename", Old: from, New: to, Err: os.ErrPermission}
+		case filepath.Base(from) == "apps" && strings.Contains(from, ".old"):
+			return &os.LinkError{Op: "rename", Old: from, New: to, Err: os.ErrPermission}
+		}
+		return os.Rename(from, to)
+	}
+	err = m.Restore(ctx, info.ID, nil)
+	if err == nil {
+		t.Fatal("restore succeeded")
+	}
+	t.Log(err)
+	i := strings.Index(err.Error(), "it is in ")
+	if i < 0 {
+		t.Fatalf("the message names no folder: %v", err)
+	}
+	kept, _, _ := strings.Cut(err.Error()[i+len("it is in "):], ")")
+	if _, err := os.Stat(filepath.Join(kept, "apps", "main", "jwt_secret.dat")); err != nil {
+		t.Errorf("the folder the message names does not hold the content: %v", err)
+	}
+	// The person follows the message: moving it back gives the storage
+	// as it was before the restore.
+	if err := os.Rename(filepath.Join(kept, "apps"), filepath.Join(f.storage, "apps")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(kept); err != nil {
+		t.Fatal(err)
+	}
+	assertSame(t, "storage after putting it back by hand", changed, fileSnapshot(t, f.storage, DefaultExcludes))
+}
