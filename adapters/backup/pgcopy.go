@@ -35,12 +35,14 @@ func (d *postgres) copyPlan(ctx context.Context) (ok bool, why string) {
 	out, err := admin.query(ctx, fmt.Sprintf(`SELECT current_setting('server_version_num')
   || '|' || (SELECT CASE WHEN rolcreatedb OR rolsuper THEN 'y' ELSE 'n' END FROM pg_roles WHERE rolname = current_user)
   || '|' || (SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type <> 'autovacuum worker')
-  || '|' || (SELECT count(*) FROM pg_database WHERE datname = %s)`, sqlLiteral(d.dbname), sqlLiteral(d.dbname)))
+  || '|' || (SELECT count(*) FROM pg_database WHERE datname = %s)
+  || '|' || coalesce((SELECT CASE WHEN pg_has_role(current_user, datdba, 'MEMBER') THEN 'y' ELSE 'n' END FROM pg_database WHERE datname = %s), 'n')`,
+		sqlLiteral(d.dbname), sqlLiteral(d.dbname), sqlLiteral(d.dbname)))
 	if err != nil {
 		return false, "the server's maintenance database cannot be queried: " + err.Error()
 	}
 	f := strings.Split(out, "|")
-	if len(f) != 4 {
+	if len(f) != 5 {
 		return false, "unexpected answer from the server"
 	}
 	switch {
@@ -48,6 +50,8 @@ func (d *postgres) copyPlan(ctx context.Context) (ok bool, why string) {
 		return false, "database " + d.dbname + " not found"
 	case f[1] != "y":
 		return false, "the backup's database user may not create databases (no CREATEDB)"
+	case f[4] != "y":
+		return false, "the backup's database user is not a member of the database's owner, so a copy swapped in could not be given its owner"
 	}
 	if v, _ := strconv.Atoi(f[0]); v < 150000 {
 		return false, "the server is older than PostgreSQL 15 (no STRATEGY FILE_COPY)"
@@ -142,14 +146,69 @@ func (d *postgres) replacedName() (name string, dropNow bool) {
 // (replacedName). It refuses while any session is connected to the
 // database (it terminates none). An error means nothing was changed.
 func (d *postgres) swapIn(ctx context.Context, name, old string) error {
-	admin := d.on(adminDB)
-	_, err := admin.query(ctx, fmt.Sprintf("ALTER DATABASE %s RENAME TO %s; ALTER DATABASE %s RENAME TO %s",
-		sqlIdent(d.dbname), sqlIdent(old), sqlIdent(name), sqlIdent(d.dbname)))
-	if err != nil {
+	sql := strings.NewReplacer("{live}", sqlLiteral(d.dbname), "{copy}", sqlLiteral(name), "{old}", sqlLiteral(old)).Replace(swapSQL)
+	if _, err := d.on(adminDB).query(ctx, sql); err != nil {
 		return fmt.Errorf("swap the in-server copy in: %w", err)
 	}
 	return nil
 }
+
+// swapSQL renames the live database away and the copy into its place,
+// and gives the copy what belongs to the database rather than to its
+// content, as the live one has it: owner, access list, connection limit,
+// whether it accepts connections, comment, and the ALTER DATABASE … SET
+// and ALTER ROLE … IN DATABASE … SET settings. All in one transaction:
+// what cannot be given back fails the swap, and nothing changes.
+// Settings whose value is a list (search_path …) are stored in SQL list
+// syntax already, every other one is quoted as a literal.
+const swapSQL = `SET client_min_messages = warning;
+DO $nocobot$
+DECLARE
+  live name := {live};
+  cp name := {copy};
+  old name := {old};
+  d record;
+  a record;
+  s record;
+  k text;
+  v text;
+BEGIN
+  SELECT oid, datdba::regrole::text AS owner, datconnlimit, datallowconn, datacl,
+      shobj_description(oid, 'pg_database') AS comment
+    INTO d FROM pg_database WHERE datname = live;
+  IF d.oid IS NULL THEN
+    RAISE EXCEPTION 'database % not found', live;
+  END IF;
+  EXECUTE format('ALTER DATABASE %I RENAME TO %I', live, old);
+  EXECUTE format('ALTER DATABASE %I RENAME TO %I', cp, live);
+  EXECUTE format('ALTER DATABASE %I OWNER TO %s', live, d.owner);
+  EXECUTE format('ALTER DATABASE %I WITH ALLOW_CONNECTIONS %s CONNECTION LIMIT %s', live, d.datallowconn::text, d.datconnlimit);
+  EXECUTE format('COMMENT ON DATABASE %I IS %L', live, d.comment);
+  IF d.datacl IS NOT NULL THEN
+    EXECUTE format('REVOKE ALL ON DATABASE %I FROM PUBLIC', live);
+    EXECUTE format('REVOKE ALL ON DATABASE %I FROM %s', live, d.owner);
+    FOR a IN SELECT grantee, privilege_type, is_grantable FROM aclexplode(d.datacl) LOOP
+      EXECUTE format('GRANT %s ON DATABASE %I TO %s%s', a.privilege_type, live,
+        CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
+        CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+  END IF;
+  FOR s IN SELECT r.setrole, c.kv FROM pg_db_role_setting r, unnest(r.setconfig) c(kv) WHERE r.setdatabase = d.oid LOOP
+    k := split_part(s.kv, '=', 1);
+    v := substr(s.kv, length(k) + 2);
+    IF lower(k) NOT IN ('search_path', 'temp_tablespaces', 'session_preload_libraries',
+        'shared_preload_libraries', 'local_preload_libraries', 'unix_socket_directories') THEN
+      v := quote_literal(v);
+    END IF;
+    k := (SELECT string_agg(quote_ident(p), '.') FROM unnest(string_to_array(k, '.')) p);
+    IF s.setrole = 0 THEN
+      EXECUTE format('ALTER DATABASE %I SET %s TO %s', live, k, v);
+    ELSE
+      EXECUTE format('ALTER ROLE %s IN DATABASE %I SET %s TO %s', s.setrole::regrole::text, live, k, v);
+    END IF;
+  END LOOP;
+END
+$nocobot$;`
 
 // databasesExist says which of names exist on the server.
 func (d *postgres) databasesExist(ctx context.Context, names ...string) (map[string]bool, error) {
