@@ -49,8 +49,11 @@ type copier interface {
 	// copyTo copies the database into a new one named name, verifies it
 	// and returns its signature.
 	copyTo(ctx context.Context, name string) (signature string, err error)
-	// verifyCopy checks that the copy exists and matches its signature.
-	verifyCopy(ctx context.Context, name, signature string) error
+	// verifyCopy checks that the copy exists and cannot have changed;
+	// opened: nocobot opened it to connections (Export).
+	verifyCopy(ctx context.Context, name, signature string, opened bool) error
+	// openCopy opens the copy to connections, or closes it.
+	openCopy(ctx context.Context, name string, open bool) error
 	// replacedName names the database a swap replaces; dropNow: drop it
 	// after the swap, dropReplaced would not find it.
 	replacedName() (name string, dropNow bool)

@@ -177,12 +177,20 @@ func (a *dialectDatabase) copyTo(ctx context.Context, name string) (string, erro
 	return c.copyTo(ctx, name)
 }
 
-func (a *dialectDatabase) verifyCopy(ctx context.Context, name, signature string) error {
+func (a *dialectDatabase) verifyCopy(ctx context.Context, name, signature string, opened bool) error {
 	c, err := a.copier(ctx)
 	if err != nil {
 		return err
 	}
-	return c.verifyCopy(ctx, name, signature)
+	return c.verifyCopy(ctx, name, signature, opened)
+}
+
+func (a *dialectDatabase) openCopy(ctx context.Context, name string, open bool) error {
+	c, err := a.copier(ctx)
+	if err != nil {
+		return err
+	}
+	return c.openCopy(ctx, name, open)
 }
 
 func (a *dialectDatabase) swapIn(ctx context.Context, name, old string) error {

@@ -57,11 +57,14 @@ type DatabaseInfo struct {
 	// ExcludedSchemas were left out of the dump (nocobot's own).
 	ExcludedSchemas []string `json:"excluded_schemas,omitempty"`
 	// Copy is the in-server copy's database name (KindCopy), with its
-	// signature (relations, sizes, row estimates). CopyGone is set once it
-	// was dropped or swapped in.
+	// signature (relations and columns; older backups: sizes and row
+	// estimates). CopyGone is set once it was dropped or swapped in.
 	Copy          string `json:"copy,omitempty"`
 	CopySignature string `json:"copy_signature,omitempty"`
 	CopyGone      bool   `json:"copy_gone,omitempty"`
+	// CopyOpened: Export opened the copy to connections to dump it (a
+	// copy is kept closed, so that no session can change it).
+	CopyOpened bool `json:"copy_opened,omitempty"`
 	// SwapPending is the name a restore is renaming the database to while
 	// it swaps the copy in: written before the renames, so that a restore
 	// killed around them can tell afterwards whether they happened.

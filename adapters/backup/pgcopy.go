@@ -77,9 +77,11 @@ func copyName(db, id string) string {
 	return db + suffix
 }
 
-// copyTo copies the database into a new database named name and verifies
-// it: the same relations with the same sizes and row estimates. It returns
-// that signature for the manifest.
+// copyTo copies the database into a new database named name, checks that
+// the copy has the same relations and columns, and closes it to
+// connections: from then on no session can change it (a superuser would
+// have to open it again, which verifyCopy sees). It returns the
+// signature for the manifest.
 func (d *postgres) copyTo(ctx context.Context, name string) (string, error) {
 	admin := d.on(adminDB)
 	_, err := admin.queryWithin(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s STRATEGY FILE_COPY", sqlIdent(name), sqlIdent(d.dbname)), 0)
@@ -101,15 +103,38 @@ func (d *postgres) copyTo(ctx context.Context, name string) (string, error) {
 	if err == nil && got != want {
 		err = fmt.Errorf("the copy's relations differ from the database's (%s, want %s)", got, want)
 	}
+	if err == nil {
+		err = d.openCopy(ctx, name, false)
+	}
 	if err != nil {
 		return "", errors.Join(fmt.Errorf("verify in-server copy: %w", err), d.dropCopy(context.WithoutCancel(ctx), name))
 	}
 	return want, nil
 }
 
-// signature sums up the database's relations: names, kinds, sizes and
-// row estimates. A file copy has the same catalog, so the same signature.
+// signatureVersion starts the signatures of copies closed to
+// connections; older ones summed up sizes and row estimates.
+const signatureVersion = "v2 "
+
+// signature sums up the database's relations and columns: names, kinds,
+// types. Sizes and statistics are left out: VACUUM, ANALYZE, REINDEX and
+// anti-wraparound vacuums change them without changing the data.
 func (d *postgres) signature(ctx context.Context) (string, error) {
+	out, err := d.query(ctx, `SELECT count(DISTINCT c.oid) || ' relations, md5 ' || md5(string_agg(n.nspname || '.' || c.relname || ':' || c.relkind::text
+    || coalesce(':' || a.attnum || '=' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END, ''),
+  ',' ORDER BY n.nspname, c.relname, a.attnum))
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+WHERE c.relkind IN ('r', 'i', 'S', 'm', 'p', 'v', 'f', 'I') AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'`)
+	if err != nil {
+		return "", err
+	}
+	return signatureVersion + out, nil
+}
+
+// legacySignature is the signature of copies taken before they were
+// closed to connections: relations, sizes and row estimates.
+func (d *postgres) legacySignature(ctx context.Context) (string, error) {
 	return d.query(ctx, `SELECT count(*) || ' relations, ' || pg_size_pretty(sum(pg_relation_size(c.oid))) || ', md5 '
   || md5(string_agg(n.nspname || '.' || c.relname || ':' || c.relkind::text || ':' || pg_relation_size(c.oid) || ':' || c.reltuples::bigint,
      ',' ORDER BY n.nspname, c.relname))
@@ -117,8 +142,46 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'i', 'S', 'm', 'p', 't') AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'`)
 }
 
-// verifyCopy checks that the copy still exists and matches its signature.
-func (d *postgres) verifyCopy(ctx context.Context, name, sig string) error {
+// openCopy opens the copy to connections (Export dumps it) or closes it
+// again (no session, no connection limit beyond 0).
+func (d *postgres) openCopy(ctx context.Context, name string, open bool) error {
+	q := "ALTER DATABASE %s WITH ALLOW_CONNECTIONS false CONNECTION LIMIT 0"
+	if open {
+		q = "ALTER DATABASE %s WITH ALLOW_CONNECTIONS true CONNECTION LIMIT -1"
+	}
+	if _, err := d.on(adminDB).query(ctx, fmt.Sprintf(q, sqlIdent(name))); err != nil {
+		return fmt.Errorf("in-server copy %s: %w", name, err)
+	}
+	return nil
+}
+
+// verifyCopy checks that the copy still exists and cannot have changed:
+// it is still closed to connections, or (opened by nocobot for an
+// export, opened) still has its relations and columns. A copy someone
+// opened is refused: its data may have changed, which nothing cheap
+// can tell.
+func (d *postgres) verifyCopy(ctx context.Context, name, sig string, opened bool) error {
+	out, err := d.on(adminDB).query(ctx, "SELECT datallowconn FROM pg_database WHERE datname = "+sqlLiteral(name))
+	if err != nil {
+		return fmt.Errorf("in-server copy %s: %w", name, err)
+	}
+	switch {
+	case out == "":
+		return fmt.Errorf("in-server copy %s is gone", name)
+	case !strings.HasPrefix(sig, signatureVersion):
+		got, err := d.on(name).legacySignature(ctx)
+		if err != nil {
+			return fmt.Errorf("in-server copy %s: %w", name, err)
+		}
+		if got != sig {
+			return fmt.Errorf("in-server copy %s changed since the backup (%s, recorded %s)", name, got, sig)
+		}
+		return nil
+	case out == "f":
+		return nil
+	case !opened:
+		return fmt.Errorf("in-server copy %s accepts connections again (ALLOW_CONNECTIONS was turned back on), so its data may have changed since the backup", name)
+	}
 	got, err := d.on(name).signature(ctx)
 	if err != nil {
 		return fmt.Errorf("in-server copy %s: %w", name, err)

@@ -61,7 +61,7 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 		cp, ok := m.db.(copier)
 		err := errors.New("this database cannot check in-server copies")
 		if ok {
-			err = cp.verifyCopy(ctx, c, man.Database.CopySignature)
+			err = cp.verifyCopy(ctx, c, man.Database.CopySignature, man.Database.CopyOpened)
 		}
 		if err != nil && !man.hasDatabaseDump() {
 			return fmt.Errorf("restore %s refused, nothing was changed: %w", id, err)
