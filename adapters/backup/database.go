@@ -65,6 +65,8 @@ type copier interface {
 	// dropReplaced drops the databases that swaps replaced.
 	dropReplaced(ctx context.Context) ([]string, error)
 	dropCopy(ctx context.Context, name string) error
+	// copies lists the databases named like in-server copies of backups.
+	copies(ctx context.Context) ([]string, error)
 	// copyAsDatabase is the copy as a database, to dump it.
 	copyAsDatabase(name string) database
 }

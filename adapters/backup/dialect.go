@@ -224,6 +224,14 @@ func (a *dialectDatabase) dropCopy(ctx context.Context, name string) error {
 	return c.dropCopy(ctx, name)
 }
 
+func (a *dialectDatabase) copies(ctx context.Context) ([]string, error) {
+	c, err := a.copier(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.copies(ctx)
+}
+
 func (a *dialectDatabase) dropReplaced(ctx context.Context) ([]string, error) {
 	c, err := a.copier(ctx)
 	if err != nil {

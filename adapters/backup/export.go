@@ -25,6 +25,7 @@ func (m *Manager) Export(ctx context.Context, id string, progress procedures.Pro
 	}
 	info, err := m.export(ctx, id, progress)
 	if err == nil {
+		m.settleLeftovers(ctx, id, progress)
 		m.compactLeftovers(ctx, id, progress)
 	}
 	return info, err

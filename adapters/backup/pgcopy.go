@@ -84,7 +84,16 @@ func copyName(db, id string) string {
 // signature for the manifest.
 func (d *postgres) copyTo(ctx context.Context, name string) (string, error) {
 	admin := d.on(adminDB)
-	_, err := admin.queryWithin(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s STRATEGY FILE_COPY", sqlIdent(name), sqlIdent(d.dbname)), 0)
+	create := fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s STRATEGY FILE_COPY", sqlIdent(name), sqlIdent(d.dbname))
+	_, err := admin.queryWithin(ctx, create, 0)
+	if err != nil && ctx.Err() != nil {
+		// The server goes on copying after its client stopped, and would
+		// commit a copy no backup holds: cancel it there.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_, cerr := admin.query(cctx, "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query = "+sqlLiteral(create))
+		err = errors.Join(err, cerr)
+	}
 	if err != nil {
 		return "", fmt.Errorf("in-server copy: %w", err)
 	}
@@ -312,6 +321,20 @@ func (d *postgres) dropReplaced(ctx context.Context) ([]string, error) {
 		dropped = append(dropped, name)
 	}
 	return dropped, errors.Join(errs...)
+}
+
+// copies lists the databases named like backups' in-server copies (not
+// those replaced by a swap or made fresh for a restore).
+func (d *postgres) copies(ctx context.Context) ([]string, error) {
+	esc := strings.NewReplacer(`\`, `\\`, `_`, `\_`, `%`, `\%`).Replace
+	prefix := copyName(d.dbname, "0123456789abcdef") // ids end in 16 characters
+	prefix = prefix[:len(prefix)-16]
+	out, err := d.on(adminDB).query(ctx, fmt.Sprintf("SELECT datname FROM pg_database WHERE datname LIKE %s AND datname NOT LIKE %s AND datname NOT LIKE %s",
+		sqlLiteral(esc(prefix)+"%"), sqlLiteral(esc(prefix+"old_")+"%"), sqlLiteral(esc(prefix+"new_")+"%")))
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(out), nil
 }
 
 // dropCopy drops an in-server copy; one that is gone already is fine.

@@ -328,3 +328,49 @@ func TestCopyMaintenanceDoesNotRefuseARollback(t *testing.T) {
 	t.Log(err)
 	assertSame(t, "database after a refused restore", changed, dbSnapshot(t, f.dbURL))
 }
+
+// What stopped runs leave in the database server is settled by the next
+// run's Export: a copy whose CREATE DATABASE committed after its folder
+// was removed is dropped, and a copy backup that no run recorded is
+// exported (and its copy dropped); a backup an unfinished run needs is
+// left alone.
+func TestExportSettlesCopiesStoppedRunsLeft(t *testing.T) {
+	f := copyFixture(t, 2, 50)
+	protected := map[string]bool{}
+	o := f.localOptions(t)
+	o.NoCopy = false
+	o.Protect = func(context.Context) (map[string]bool, error) { return protected, nil }
+	m, err := New(o, nil, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	name := dbNameOf(t, f.dbURL)
+	admin := connect(t, testenv.PostgresURL(t))
+	orphan := copyName(name, "prod-20200101T000000Z")
+	execSQL(t, admin, "CREATE DATABASE "+sqlIdent(orphan)+" TEMPLATE "+sqlIdent(name))
+
+	unrecorded := create(t, m, nil)
+	needed := create(t, m, nil)
+	protected[needed.ID] = true
+	current := create(t, m, nil)
+	progress := &lines{}
+	if _, err := m.Export(ctx, current.ID, progress.add); err != nil {
+		t.Fatal(err)
+	}
+	t.Log(progress)
+	if got := databases(t, orphan); len(got) != 0 {
+		t.Errorf("copy without a backup left: %v", got)
+	}
+	u := readManifest(t, f.dest, unrecorded.ID)
+	if !u.hasDatabaseDump() || u.liveCopy() != "" || len(databases(t, u.Database.Copy)) != 0 {
+		t.Errorf("unrecorded copy backup not exported: %+v", u.Database)
+	}
+	n := readManifest(t, f.dest, needed.ID)
+	if n.hasDatabaseDump() || len(databases(t, n.Database.Copy)) != 1 {
+		t.Errorf("the backup an unfinished run needs was touched: %+v", n.Database)
+	}
+	if _, err := m.Verify(ctx, unrecorded.ID); err != nil {
+		t.Error(err)
+	}
+}
