@@ -145,6 +145,10 @@ type Options struct {
 	Compress string
 	// NoCopy turns in-server copies off: every backup is a dump.
 	NoCopy bool
+	// CopyWhenSpaceUnknown takes in-server copies even where the database
+	// server's free space cannot be seen (serverroom.go); otherwise such a
+	// server gets dumps.
+	CopyWhenSpaceUnknown bool
 	// KeepCopy keeps a KindCopy backup's in-server copy after Export
 	// (retention drops it with the backup).
 	KeepCopy bool

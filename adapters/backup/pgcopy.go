@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/nocobot/nocobot/format"
 )
 
 // PostgreSQL can copy a database inside the server (CREATE DATABASE …
@@ -56,11 +58,25 @@ func (d *postgres) copyPlan(ctx context.Context) (ok bool, why string) {
 	if v, _ := strconv.Atoi(f[0]); v < 150000 {
 		return false, "the server is older than PostgreSQL 15 (no STRATEGY FILE_COPY)"
 	}
+	spaceNote := ""
+	r, err := d.serverRoom(ctx)
+	switch {
+	case errors.Is(err, errRoomUnknown) && d.copyUnknownSpace:
+		spaceNote = "; " + err.Error() + ", copied anyway (copy_when_space_unknown)"
+	case errors.Is(err, errRoomUnknown):
+		return false, err.Error() + "; set backup.copy_when_space_unknown to copy anyway"
+	case err != nil:
+		return false, "the server's free space cannot be read: " + err.Error()
+	case !r.enough():
+		return false, "no room on the database server: " + r.String()
+	default:
+		spaceNote = fmt.Sprintf("; %s free on the server, the copy takes about %s", format.Bytes(r.free), format.Bytes(r.dbSize))
+	}
 	// Last: sessions are the one reason that stopping the nodes removes.
 	if f[2] != "0" {
 		return false, fmt.Sprintf("%s %s", f[2], whySessions)
 	}
-	return true, "no session on the database, and the server can copy it in place"
+	return true, "no session on the database, and the server can copy it in place" + spaceNote
 }
 
 // whySessions ends the reason given when sessions on the database are
