@@ -7,10 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/jackc/pgx/v5"
-
-	"github.com/nocobot/nocobot/internal/testenv"
 )
 
 // copyManager is a Manager that takes in-server copies of the fixture.
@@ -163,60 +159,6 @@ func TestRestoreFinishesAfterAKillBetweenRenameAndManifest(t *testing.T) {
 	assertSame(t, "database from the second backup", dbBefore, dbSnapshot(t, f.dbURL))
 }
 
-// Export keeps the in-server copy until the manifest naming the new dump
-// is on disk: a manifest that cannot be written leaves the copy as the
-// backup, and a retry exports it.
-func TestExportKeepsTheCopyUntilTheManifestNamesTheDump(t *testing.T) {
-	f := copyFixture(t, 3, 100)
-	m := copyManager(t, f)
-	ctx := context.Background()
-	dbBefore := dbSnapshot(t, f.dbURL)
-	info := create(t, m, nil)
-	man := readManifest(t, f.dest, info.ID)
-	dir := filepath.Join(f.dest, info.ID)
-	// Once the dump is read back, the manifest's temporary file cannot be
-	// created: a folder is there.
-	block := filepath.Join(dir, manifestName+".tmp")
-	blockOnce := func(line string) {
-		if strings.Contains(line, "dumped and read back") {
-			if err := os.Mkdir(block, 0o700); err != nil {
-				t.Error(err)
-			}
-		}
-	}
-	_, err := m.Export(ctx, info.ID, blockOnce)
-	if err == nil {
-		t.Fatal("export without a manifest succeeded")
-	}
-	t.Log(err)
-	if !strings.Contains(err.Error(), "copy is kept") {
-		t.Errorf("err = %v", err)
-	}
-	if got := databases(t, man.Database.Copy); len(got) != 1 {
-		t.Fatalf("the in-server copy is gone after a failed export: %v", got)
-	}
-	if got := readManifest(t, f.dest, info.ID); got.hasDatabaseDump() || got.liveCopy() == "" {
-		t.Errorf("manifest after a failed export: %+v", got)
-	}
-	if _, err := m.Verify(ctx, info.ID); err != nil {
-		t.Errorf("the backup does not verify after a failed export: %v", err)
-	}
-	if err := os.Remove(block); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Export(ctx, info.ID, nil); err != nil {
-		t.Fatal(err)
-	}
-	if got := databases(t, man.Database.Copy); len(got) != 0 {
-		t.Errorf("copy not dropped by the retried export: %v", got)
-	}
-	migrateAndChange(t, f.dbURL)
-	if err := m.Restore(ctx, info.ID, nil); err != nil {
-		t.Fatal(err)
-	}
-	assertSame(t, "database restored from the exported dump", dbBefore, dbSnapshot(t, f.dbURL))
-}
-
 // A host-path storage swap that cannot clear the folder, nor put the old
 // content back, keeps that content in the folder its message names.
 func TestHostStorageSwapKeepsTheFolderItsMessageNames(t *testing.T) {
@@ -262,115 +204,4 @@ func TestHostStorageSwapKeepsTheFolderItsMessageNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertSame(t, "storage after putting it back by hand", changed, fileSnapshot(t, f.storage, DefaultExcludes))
-}
-
-// Maintenance on the in-server copy (VACUUM FULL, FREEZE, ANALYZE,
-// REINDEX, as a DBA or an anti-wraparound vacuum does it) does not make
-// a rollback refuse the copy; a change of its data cannot happen (the
-// copy accepts no connection), and a copy someone opened again is
-// refused.
-func TestCopyMaintenanceDoesNotRefuseARollback(t *testing.T) {
-	f := copyFixture(t, 4, 300)
-	m := copyManager(t, f)
-	ctx := context.Background()
-	dbBefore := dbSnapshot(t, f.dbURL)
-	info := create(t, m, nil)
-	man := readManifest(t, f.dest, info.ID)
-	admin := connect(t, testenv.PostgresURL(t))
-	copyURL := strings.Replace(f.dbURL, "/"+dbNameOf(t, f.dbURL), "/"+man.Database.Copy, 1)
-
-	// A change of the copy's data: no session gets in, not even a
-	// superuser's.
-	if c, err := pgx.Connect(ctx, copyURL); err == nil {
-		_, err = c.Exec(ctx, `UPDATE users SET nickname = 'changed in the copy'`)
-		c.Close(ctx)
-		t.Errorf("a session could connect to the in-server copy (update: %v)", err)
-	} else {
-		t.Log(err)
-	}
-
-	// A DBA's maintenance: open it if it is closed, maintain, close it.
-	var allow bool
-	if err := admin.QueryRow(ctx, `SELECT datallowconn FROM pg_database WHERE datname = $1`, man.Database.Copy).Scan(&allow); err != nil {
-		t.Fatal(err)
-	}
-	if !allow {
-		execSQL(t, admin, "ALTER DATABASE "+sqlIdent(man.Database.Copy)+" WITH ALLOW_CONNECTIONS true")
-	}
-	c := connect(t, copyURL)
-	execSQL(t, c, `VACUUM (FULL, FREEZE, ANALYZE)`)
-	execSQL(t, c, `REINDEX DATABASE `+sqlIdent(man.Database.Copy))
-	execSQL(t, c, `ANALYZE`)
-	c.Close(ctx)
-	if !allow {
-		execSQL(t, admin, "ALTER DATABASE "+sqlIdent(man.Database.Copy)+" WITH ALLOW_CONNECTIONS false")
-	}
-	if _, err := m.Verify(ctx, info.ID); err != nil {
-		t.Errorf("verify after maintenance: %v", err)
-	}
-	migrateAndChange(t, f.dbURL)
-	if err := m.Restore(ctx, info.ID, nil); err != nil {
-		t.Fatalf("restore after maintenance on the copy: %v", err)
-	}
-	assertSame(t, "database", dbBefore, dbSnapshot(t, f.dbURL))
-
-	// A copy someone opened and left open may have changed: refused, and
-	// nothing is changed.
-	info2 := create(t, m, nil)
-	man2 := readManifest(t, f.dest, info2.ID)
-	execSQL(t, admin, "ALTER DATABASE "+sqlIdent(man2.Database.Copy)+" WITH ALLOW_CONNECTIONS true CONNECTION LIMIT -1")
-	migrateAndChange(t, f.dbURL)
-	changed := dbSnapshot(t, f.dbURL)
-	err := m.Restore(ctx, info2.ID, nil)
-	if err == nil || !strings.Contains(err.Error(), "nothing was changed") || !strings.Contains(err.Error(), "accepts connections") {
-		t.Errorf("restore of a copy left open: %v", err)
-	}
-	t.Log(err)
-	assertSame(t, "database after a refused restore", changed, dbSnapshot(t, f.dbURL))
-}
-
-// What stopped runs leave in the database server is settled by the next
-// run's Export: a copy whose CREATE DATABASE committed after its folder
-// was removed is dropped, and a copy backup that no run recorded is
-// exported (and its copy dropped); a backup an unfinished run needs is
-// left alone.
-func TestExportSettlesCopiesStoppedRunsLeft(t *testing.T) {
-	f := copyFixture(t, 2, 50)
-	protected := map[string]bool{}
-	o := f.localOptions(t)
-	o.NoCopy = false
-	o.Protect = func(context.Context) (map[string]bool, error) { return protected, nil }
-	m, err := New(o, nil, testLog(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	name := dbNameOf(t, f.dbURL)
-	admin := connect(t, testenv.PostgresURL(t))
-	orphan := copyName(name, "prod-20200101T000000Z")
-	execSQL(t, admin, "CREATE DATABASE "+sqlIdent(orphan)+" TEMPLATE "+sqlIdent(name))
-
-	unrecorded := create(t, m, nil)
-	needed := create(t, m, nil)
-	protected[needed.ID] = true
-	current := create(t, m, nil)
-	progress := &lines{}
-	if _, err := m.Export(ctx, current.ID, progress.add); err != nil {
-		t.Fatal(err)
-	}
-	t.Log(progress)
-	if got := databases(t, orphan); len(got) != 0 {
-		t.Errorf("copy without a backup left: %v", got)
-	}
-	u := readManifest(t, f.dest, unrecorded.ID)
-	if !u.hasDatabaseDump() || u.liveCopy() != "" || len(databases(t, u.Database.Copy)) != 0 {
-		t.Errorf("unrecorded copy backup not exported: %+v", u.Database)
-	}
-	n := readManifest(t, f.dest, needed.ID)
-	if n.hasDatabaseDump() || len(databases(t, n.Database.Copy)) != 1 {
-		t.Errorf("the backup an unfinished run needs was touched: %+v", n.Database)
-	}
-	if _, err := m.Verify(ctx, unrecorded.ID); err != nil {
-		t.Error(err)
-	}
 }

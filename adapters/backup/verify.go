@@ -24,7 +24,7 @@ func (m *Manager) Verify(ctx context.Context, id string) (procedures.BackupInfo,
 		return procedures.BackupInfo{}, err
 	}
 	if h := man.holds(); h != "" {
-		return procedures.BackupInfo{}, fmt.Errorf("backup %s cannot be restored whole: it holds %s", id, h)
+		return procedures.BackupInfo{}, fmt.Errorf("backup %s holds %s", id, h)
 	}
 	if err := verifyParts(ctx, dir, man); err != nil {
 		return procedures.BackupInfo{}, fmt.Errorf("backup %s failed verification: %w", id, err)
