@@ -108,3 +108,32 @@ func TestRestoreKeepsDatabaseProperties(t *testing.T) {
 		})
 	}
 }
+
+// A copy is planned only where the backup's user can give a swapped-in
+// copy the database's settings: a superuser-only setting on the database
+// makes a non-superuser's plan a dump, so that no rollback fails at the
+// swap.
+func TestCopyPlanNeedsSettingsTheUserCanSetAgain(t *testing.T) {
+	f := copyFixture(t, 1, 10)
+	name := dbNameOf(t, f.dbURL)
+	role := name + "_nb"
+	admin := connect(t, testenv.PostgresURL(t))
+	execSQL(t, admin, "CREATE ROLE "+role+" LOGIN CREATEDB; ALTER DATABASE "+name+" OWNER TO "+role)
+	u, _ := url.Parse(f.dbURL)
+	u.User = url.User(role)
+	o := f.localOptions(t)
+	o.NoCopy, o.DBURL, o.CopyWhenSpaceUnknown = false, u.String(), true
+	m, err := New(o, nil, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := m.Plan(context.Background()); p.Kind != KindCopy {
+		t.Fatalf("plan before the setting = %+v", p)
+	}
+	execSQL(t, admin, "ALTER DATABASE "+name+" SET log_min_duration_statement = 250")
+	p := m.Plan(context.Background())
+	t.Log(p.Reason)
+	if p.Kind != KindDump || !strings.Contains(p.Reason, "superuser-only") {
+		t.Errorf("plan with a superuser-only setting = %+v", p)
+	}
+}

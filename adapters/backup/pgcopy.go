@@ -58,6 +58,20 @@ func (d *postgres) copyPlan(ctx context.Context) (ok bool, why string) {
 	if v, _ := strconv.Atoi(f[0]); v < 150000 {
 		return false, "the server is older than PostgreSQL 15 (no STRATEGY FILE_COPY)"
 	}
+	// The swap gives the copy the live database's settings (swapSQL): one
+	// the user may not set again would fail the rollback's swap.
+	n, err := admin.query(ctx, fmt.Sprintf(`SELECT count(*) FROM pg_db_role_setting s CROSS JOIN unnest(s.setconfig) c(kv), pg_roles u
+WHERE u.rolname = current_user AND NOT u.rolsuper
+  AND s.setdatabase = (SELECT oid FROM pg_database WHERE datname = %s)
+  AND ((s.setrole <> 0 AND s.setrole <> u.oid AND NOT u.rolcreaterole)
+    OR EXISTS (SELECT 1 FROM pg_settings p WHERE p.name = lower(split_part(c.kv, '=', 1)) AND p.context = 'superuser'
+      AND NOT has_parameter_privilege(p.name, 'SET')))`, sqlLiteral(d.dbname)))
+	switch {
+	case err != nil:
+		return false, "the database's settings cannot be read: " + err.Error()
+	case n != "0":
+		return false, "the database has settings (ALTER DATABASE/ROLE … SET) that the backup's database user may not set again on a copy swapped in: superuser-only ones or another role's"
+	}
 	spaceNote := ""
 	r, err := d.serverRoom(ctx)
 	switch {
