@@ -219,7 +219,7 @@ func (d *postgres) verifyCopy(ctx context.Context, name, sig string, opened bool
 	case out == "f":
 		return nil
 	case !opened:
-		return fmt.Errorf("in-server copy %s accepts connections again (ALLOW_CONNECTIONS was turned back on), so its data may have changed since the backup", name)
+		return fmt.Errorf("in-server copy %s accepts connections again (ALLOW_CONNECTIONS was turned back on), so its data may have changed since the backup; if nobody changed it, close it (ALTER DATABASE %s WITH ALLOW_CONNECTIONS false) and retry", name, sqlIdent(name))
 	}
 	got, err := d.on(name).signature(ctx)
 	if err != nil {
