@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nocobot/nocobot/internal/testenv"
 )
 
 // copyManager is a Manager that takes in-server copies of the fixture.
@@ -204,4 +207,55 @@ func TestHostStorageSwapKeepsTheFolderItsMessageNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertSame(t, "storage after putting it back by hand", changed, fileSnapshot(t, f.storage, DefaultExcludes))
+}
+
+// The same in the default deployment's storage: the helper container
+// that swaps a node's storage folder fails (an entry it cannot move: a
+// mount point) after the copy was swapped in; restoring again through a
+// node whose storage it can change finishes the rollback.
+func TestRestoreFinishesAfterTheHelperContainerFailed(t *testing.T) {
+	e, host := engine(t)
+	f := copyFixture(t, 2, 50)
+	f.mtimePrec = time.Second // docker cp's tar streams carry whole seconds
+	img := testenv.NodeImage(t, host, "2.2.15")
+	node := testenv.RunNode(t, host, testenv.NodeSpec{Image: img, Mounts: []string{f.storage + ":" + DefaultStoragePath}, Created: true})
+	o := f.localOptions(t)
+	o.NoCopy, o.StorageHostPath, o.StorageContainer = false, "", node.Name
+	m, err := New(o, e, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	dbBefore := dbSnapshot(t, f.dbURL)
+	filesBefore := fileSnapshotAt(t, f.storage, DefaultExcludes, f.mtimePrec)
+	info := create(t, m, nil)
+	if info.Kind != KindCopy {
+		t.Fatalf("kind %s", info.Kind)
+	}
+	migrateAndChange(t, f.dbURL)
+	changeStorage(t, f.storage)
+
+	// A node whose storage holds a mount point: the helper cannot move it.
+	nested := testenv.TempDir(t)
+	blocked := testenv.RunNode(t, host, testenv.NodeSpec{Image: img, Created: true,
+		Mounts: []string{f.storage + ":" + DefaultStoragePath, nested + ":" + DefaultStoragePath + "/mounted"}})
+	ob := o
+	ob.StorageContainer = blocked.Name
+	mb, err := New(ob, e, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = mb.Restore(ctx, info.ID, nil)
+	if err == nil || strings.Contains(err.Error(), "nothing was changed") || !strings.Contains(err.Error(), "database restored, but storage") {
+		t.Fatalf("restore through the blocked helper: %v", err)
+	}
+	t.Log(err)
+	assertSame(t, "database after the helper failed", dbBefore, dbSnapshot(t, f.dbURL))
+
+	progress := &lines{}
+	if err := m.Restore(ctx, info.ID, progress.add); err != nil {
+		t.Fatalf("retry: %v\n%s", err, progress)
+	}
+	assertSame(t, "database", dbBefore, dbSnapshot(t, f.dbURL))
+	assertSame(t, "storage", filesBefore, fileSnapshotAt(t, f.storage, DefaultExcludes, f.mtimePrec))
 }
