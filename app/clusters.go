@@ -122,8 +122,9 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret
 		KeepLast: cc.Backup.KeepLast, MaxAge: cc.Backup.MaxAge.D(), ExcludeSchemas: own,
 		DumpFormat: cc.Backup.DumpFormat, Jobs: cc.Backup.Jobs, Compress: cc.Backup.Compress,
 		NoCopy: !cc.Backup.CopyInServer(), KeepCopy: cc.Backup.KeepCopy,
-		Protect: func(ctx context.Context) (map[string]bool, error) { return procedures.BackupsInUse(ctx, st) },
-		Nodes:   nodes,
+		CopyWhenSpaceUnknown: cc.Backup.CopyWhenSpaceUnknown,
+		Protect:              func(ctx context.Context) (map[string]bool, error) { return procedures.BackupsInUse(ctx, st) },
+		Nodes:                nodes,
 	}
 	if l := cc.Backup.CompressLevel; l != nil {
 		opts.CompressLevel = *l

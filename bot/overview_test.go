@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nocobot/nocobot/bot"
+	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -49,5 +50,29 @@ func TestAtSpan(t *testing.T) {
 	txt := bot.T("decided at ", bot.At(at))
 	if txt.Plain() != "decided at 12:04:05 UTC" || txt[1].Kind != bot.SpanTime || !txt[1].At.Equal(at) {
 		t.Fatalf("text: %+v", txt)
+	}
+}
+
+// The backups listing says what a backup still holds when that is not
+// all of it (its in-server copy was swapped in by a rollback).
+func TestBackupsListingSaysWhatABackupHolds(t *testing.T) {
+	f := newFixture(t)
+	const holds = "storage only: its in-server copy was swapped in by a restore (it is the database now) and never exported"
+	f.world.AddBackupInfo(procedures.BackupInfo{ID: "prod-20261207T101010Z", Cluster: "prod", Version: "1.7.13", Verified: true,
+		Created: time.Now().Add(-time.Hour), Kind: "copy", Holds: holds})
+	f.world.AddBackupInfo(procedures.BackupInfo{ID: "prod-20261207T111111Z", Cluster: "prod", Version: "1.7.13", Verified: true,
+		Created: time.Now(), Kind: "dump"})
+	r := f.disp.Command(context.Background(), slackUser(uRequest), "backups prod")
+	text := r.Plain()
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, "prod-20261207T101010Z") && !strings.Contains(l, holds) {
+			t.Errorf("the swapped-in backup's line does not say what it holds: %q", l)
+		}
+		if strings.Contains(l, "prod-20261207T111111Z") && strings.Contains(l, "only") {
+			t.Errorf("a whole backup's line: %q", l)
+		}
+	}
+	if !strings.Contains(text, "prod-20261207T101010Z") {
+		t.Errorf("listing: %s", text)
 	}
 }

@@ -145,6 +145,9 @@ func backupLine(bi procedures.BackupInfo, now time.Time) Text {
 	if bi.Verified {
 		v = "verified"
 	}
+	if bi.Holds != "" {
+		v += ", " + bi.Holds
+	}
 	return T(bi.ID, " — ", format.Age(now.Sub(bi.Created)), " ago, ", format.Bytes(bi.Size), ", version ", bi.Version, ", ", v)
 }
 

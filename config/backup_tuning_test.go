@@ -40,6 +40,7 @@ func TestBackupTuningKeys(t *testing.T) {
 		{"in_server_copy: false", func(b Backup) bool { return !b.CopyInServer() }},
 		{"in_server_copy: true", func(b Backup) bool { return b.CopyInServer() }},
 		{"keep_copy: true", func(b Backup) bool { return b.KeepCopy && b.CopyInServer() }},
+		{"copy_when_space_unknown: true", func(b Backup) bool { return b.CopyWhenSpaceUnknown && b.CopyInServer() }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.keys, func(t *testing.T) {
@@ -70,6 +71,8 @@ func TestBackupTuningInvalid(t *testing.T) {
 		{"dump_format: stream, compress: after", f + `compress: "after": a stream dump`},
 		{"in_server_copy: false, keep_copy: true", f + "keep_copy: true, but in_server_copy is false: there is no in-server copy to keep"},
 		{"in_server_copy: sometimes", "cannot unmarshal !!str `sometimes` into bool"},
+		{"in_server_copy: false, copy_when_space_unknown: true", f + "copy_when_space_unknown: true, but in_server_copy is false: no in-server copy is ever taken"},
+		{"copy_when_space_unknown: maybe", "cannot unmarshal !!str `maybe` into bool"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.keys, func(t *testing.T) {

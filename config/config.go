@@ -202,6 +202,9 @@ type Backup struct {
 	// in-server copy where the server allows one; false, always a dump.
 	InServerCopy *bool `yaml:"in_server_copy"`
 	KeepCopy     bool  `yaml:"keep_copy"` // keep the in-server copy after its dump is exported
+	// CopyWhenSpaceUnknown: take in-server copies even where the database
+	// server's free space cannot be seen (else such a server gets dumps).
+	CopyWhenSpaceUnknown bool `yaml:"copy_when_space_unknown"`
 }
 
 // CopyInServer reports whether backups may be in-server copies

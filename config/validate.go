@@ -300,5 +300,8 @@ func (b *Backup) validateTuning(f string) error {
 	if b.KeepCopy && !b.CopyInServer() {
 		return fieldError(f+".keep_copy", "true, but in_server_copy is false: there is no in-server copy to keep")
 	}
+	if b.CopyWhenSpaceUnknown && !b.CopyInServer() {
+		return fieldError(f+".copy_when_space_unknown", "true, but in_server_copy is false: no in-server copy is ever taken")
+	}
 	return nil
 }

@@ -127,6 +127,9 @@ type BackupInfo struct {
 	Verified bool
 	RunID    string // the run that took it, if any
 	Kind     string // "copy" (in-server database copy) or "dump"; "" if unknown
+	// Holds says what the backup still holds when that is not all of it
+	// (its in-server copy was swapped in by a restore): "" when whole.
+	Holds string
 }
 
 // BackupRequest says what a new backup belongs to.

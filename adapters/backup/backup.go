@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -144,6 +145,10 @@ type Options struct {
 	Compress string
 	// NoCopy turns in-server copies off: every backup is a dump.
 	NoCopy bool
+	// CopyWhenSpaceUnknown takes in-server copies even where the database
+	// server's free space cannot be seen (serverroom.go); otherwise such a
+	// server gets dumps.
+	CopyWhenSpaceUnknown bool
 	// KeepCopy keeps a KindCopy backup's in-server copy after Export
 	// (retention drops it with the backup).
 	KeepCopy bool
@@ -183,6 +188,10 @@ type Manager struct {
 	mu         sync.Mutex // one Create, Restore or Prune at a time
 
 	resolveMu sync.Mutex // guards the lazy choice of opts.StorageContainer
+
+	// rename moves entries of a host storage folder (os.Rename; tests
+	// make one fail).
+	rename func(from, to string) error
 }
 
 var clusterName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
@@ -201,7 +210,7 @@ func New(opts Options, containers Containers, log zerolog.Logger) (*Manager, err
 		return nil, fmt.Errorf("backup: destination: %w", err)
 	}
 	opts.Dest = dest
-	m := &Manager{containers: containers, helper: helperFor(containers), log: log.With().Str("adapter", "backup").Str("cluster", opts.Cluster).Logger()}
+	m := &Manager{containers: containers, helper: helperFor(containers), rename: os.Rename, log: log.With().Str("adapter", "backup").Str("cluster", opts.Cluster).Logger()}
 	if m.db, err = newDatabase(opts, containers); err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}

@@ -23,13 +23,12 @@ func copyFixture(t *testing.T, tables, rows int) fixture {
 	nocobaseLikeSchema(t, c, tables, rows)
 	c.Close(context.Background())
 	nocobaseLikeStorage(t, f.storage)
-	name := strings.TrimPrefix(f.dbURL[strings.LastIndex(f.dbURL, "/"):], "/")
+	name := dbNameOf(t, f.dbURL)
 	t.Cleanup(func() {
 		admin := connect(t, testenv.PostgresURL(t))
-		execSQL(t, admin, `DO $$ DECLARE d text; BEGIN
-  FOR d IN SELECT datname FROM pg_database WHERE datname LIKE '`+name+`\_nbcopy\_%' LOOP
-    EXECUTE format('DROP DATABASE %I WITH (FORCE)', d);
-  END LOOP; END $$`)
+		for _, d := range databases(t, name+`\_nbcopy\_%`) {
+			execSQL(t, admin, "DROP DATABASE "+sqlIdent(d)+" WITH (FORCE)")
+		}
 	})
 	return f
 }

@@ -49,14 +49,24 @@ type copier interface {
 	// copyTo copies the database into a new one named name, verifies it
 	// and returns its signature.
 	copyTo(ctx context.Context, name string) (signature string, err error)
-	// verifyCopy checks that the copy exists and matches its signature.
-	verifyCopy(ctx context.Context, name, signature string) error
-	// swapIn makes the copy the database, in a moment; the replaced
-	// database is kept until dropReplaced.
-	swapIn(ctx context.Context, name string) error
+	// verifyCopy checks that the copy exists and cannot have changed;
+	// opened: nocobot opened it to connections (Export).
+	verifyCopy(ctx context.Context, name, signature string, opened bool) error
+	// openCopy opens the copy to connections, or closes it.
+	openCopy(ctx context.Context, name string, open bool) error
+	// replacedName names the database a swap replaces; dropNow: drop it
+	// after the swap, dropReplaced would not find it.
+	replacedName() (name string, dropNow bool)
+	// swapIn makes the copy the database, in a moment, renaming the
+	// replaced database to old; an error means nothing was changed.
+	swapIn(ctx context.Context, name, old string) error
+	// databasesExist says which of names exist on the server.
+	databasesExist(ctx context.Context, names ...string) (map[string]bool, error)
 	// dropReplaced drops the databases that swaps replaced.
 	dropReplaced(ctx context.Context) ([]string, error)
 	dropCopy(ctx context.Context, name string) error
+	// copies lists the databases named like in-server copies of backups.
+	copies(ctx context.Context) ([]string, error)
 	// copyAsDatabase is the copy as a database, to dump it.
 	copyAsDatabase(name string) database
 }

@@ -177,20 +177,43 @@ func (a *dialectDatabase) copyTo(ctx context.Context, name string) (string, erro
 	return c.copyTo(ctx, name)
 }
 
-func (a *dialectDatabase) verifyCopy(ctx context.Context, name, signature string) error {
+func (a *dialectDatabase) verifyCopy(ctx context.Context, name, signature string, opened bool) error {
 	c, err := a.copier(ctx)
 	if err != nil {
 		return err
 	}
-	return c.verifyCopy(ctx, name, signature)
+	return c.verifyCopy(ctx, name, signature, opened)
 }
 
-func (a *dialectDatabase) swapIn(ctx context.Context, name string) error {
+func (a *dialectDatabase) openCopy(ctx context.Context, name string, open bool) error {
 	c, err := a.copier(ctx)
 	if err != nil {
 		return err
 	}
-	return c.swapIn(ctx, name)
+	return c.openCopy(ctx, name, open)
+}
+
+func (a *dialectDatabase) swapIn(ctx context.Context, name, old string) error {
+	c, err := a.copier(ctx)
+	if err != nil {
+		return err
+	}
+	return c.swapIn(ctx, name, old)
+}
+
+func (a *dialectDatabase) replacedName() (string, bool) {
+	if c, ok := a.get().(copier); ok {
+		return c.replacedName()
+	}
+	return "", false
+}
+
+func (a *dialectDatabase) databasesExist(ctx context.Context, names ...string) (map[string]bool, error) {
+	c, err := a.copier(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.databasesExist(ctx, names...)
 }
 
 func (a *dialectDatabase) dropCopy(ctx context.Context, name string) error {
@@ -199,6 +222,14 @@ func (a *dialectDatabase) dropCopy(ctx context.Context, name string) error {
 		return err
 	}
 	return c.dropCopy(ctx, name)
+}
+
+func (a *dialectDatabase) copies(ctx context.Context) ([]string, error) {
+	c, err := a.copier(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.copies(ctx)
 }
 
 func (a *dialectDatabase) dropReplaced(ctx context.Context) ([]string, error) {

@@ -25,6 +25,7 @@ func (m *Manager) Export(ctx context.Context, id string, progress procedures.Pro
 	}
 	info, err := m.export(ctx, id, progress)
 	if err == nil {
+		m.settleLeftovers(ctx, id, progress)
 		m.compactLeftovers(ctx, id, progress)
 	}
 	return info, err
@@ -47,8 +48,26 @@ func (m *Manager) export(ctx context.Context, id string, progress procedures.Pro
 	if name == "" || !ok {
 		return procedures.BackupInfo{}, fmt.Errorf("export %s: it has no dump and no in-server copy to take one from", id)
 	}
-	if err := c.verifyCopy(ctx, name, man.Database.CopySignature); err != nil {
+	if err := c.verifyCopy(ctx, name, man.Database.CopySignature, man.Database.CopyOpened); err != nil {
 		return procedures.BackupInfo{}, fmt.Errorf("export %s: %w", id, err)
+	}
+	// The copy is closed to connections: opened for the dump, recorded
+	// first so that a copy found open later is known to be ours.
+	if !man.Database.CopyOpened {
+		man.Database.CopyOpened = true
+		if err := writeManifest(dir, man); err != nil {
+			return procedures.BackupInfo{}, fmt.Errorf("export %s: %w (the in-server copy stays the backup: retry)", id, err)
+		}
+	}
+	if err := c.openCopy(ctx, name, true); err != nil {
+		return procedures.BackupInfo{}, fmt.Errorf("export %s: %w (the in-server copy stays the backup: retry)", id, err)
+	}
+	closeCopy := func() {
+		if err := c.openCopy(context.WithoutCancel(ctx), name, false); err != nil {
+			m.log.Warn().Err(err).Str("copy", name).Msg("export: could not close the in-server copy to connections again")
+			return
+		}
+		man.Database.CopyOpened = false
 	}
 	start := time.Now()
 	removeDump := func() error {
@@ -57,18 +76,29 @@ func (m *Manager) export(ctx context.Context, id string, progress procedures.Pro
 	parts, err := m.dumpDatabase(ctx, dir, c.copyAsDatabase(name), m.keptLevel(), progress)
 	if err != nil {
 		removeDump()
+		closeCopy()
+		_ = writeManifest(dir, man)
 		return procedures.BackupInfo{}, fmt.Errorf("export %s: %w (the in-server copy is kept)", id, err)
 	}
 	man.Parts = append(man.Parts, parts...)
+	if m.opts.KeepCopy {
+		closeCopy()
+	}
+	// The manifest naming the verified dump goes to disk before the copy
+	// goes: until then the copy is the backup's only database.
+	if err := writeManifest(dir, man); err != nil {
+		return procedures.BackupInfo{}, errors.Join(fmt.Errorf("export %s: %w (the in-server copy is kept and stays the backup: retry)", id, err), removeDump())
+	}
 	if !m.opts.KeepCopy {
 		if err := c.dropCopy(ctx, name); err != nil {
 			m.log.Warn().Err(err).Str("copy", name).Msg("export: could not drop the in-server copy")
 		} else {
 			man.Database.CopyGone = true
+			if err := writeManifest(dir, man); err != nil {
+				// A restore finds the copy gone and restores the dump.
+				m.log.Warn().Err(err).Str("copy", name).Msg("export: could not record that the in-server copy was dropped")
+			}
 		}
-	}
-	if err := writeManifest(dir, man); err != nil {
-		return procedures.BackupInfo{}, errors.Join(fmt.Errorf("export %s: %w", id, err), removeDump())
 	}
 	progress(fmt.Sprintf("export %s: database dumped from the in-server copy and read back whole in %s", id,
 		time.Since(start).Round(100*time.Millisecond)))

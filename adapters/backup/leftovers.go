@@ -43,3 +43,71 @@ func (m *Manager) compactLeftovers(ctx context.Context, keep string, progress pr
 		}
 	}
 }
+
+// settleLeftovers finishes what killed or crashed runs left in the
+// database server, once traffic is back (Export, Prune):
+//   - copies without a backup folder: a CREATE DATABASE that outlived a
+//     killed or cancelled nocobot commits after its folder was removed;
+//   - copy backups no unfinished run needs that were never exported (a
+//     run that crashed before recording its backup takes another one
+//     when it resumes): they are exported like any copy backup.
+//
+// Failures are housekeeping: logged and reported, the next run tries
+// again.
+func (m *Manager) settleLeftovers(ctx context.Context, keep string, progress procedures.Progress) {
+	if _, ok := m.db.(copier); !ok {
+		return
+	}
+	mans, incomplete, err := m.scan()
+	if err != nil {
+		m.log.Warn().Err(err).Msg("leftovers: could not list the backups")
+		return
+	}
+	m.dropOrphanCopies(ctx, mans, incomplete, progress)
+	protected, err := m.protected(ctx)
+	if err != nil {
+		m.log.Warn().Err(err).Msg("leftovers: copy backups left unexported are kept so")
+		return
+	}
+	for _, man := range mans {
+		if man.ID == keep || protected[man.ID] || man.liveCopy() == "" || man.hasDatabaseDump() || ctx.Err() != nil {
+			continue
+		}
+		progress(fmt.Sprintf("backup %s is an in-server copy that no run exported (its run stopped before recording it): exporting it now", man.ID))
+		if _, err := m.export(ctx, man.ID, progress); err != nil {
+			m.log.Warn().Err(err).Str("backup", man.ID).Msg("leftovers: could not export a copy backup")
+			progress(fmt.Sprintf("backup %s stays an in-server copy for now: %v", man.ID, err))
+		}
+	}
+}
+
+// dropOrphanCopies drops the in-server copies that belong to no backup
+// folder. A copy is created after its folder and dropped before it is
+// removed, so a copy without a folder was made by a CREATE DATABASE that
+// its nocobot no longer waited for.
+func (m *Manager) dropOrphanCopies(ctx context.Context, mans []*Manifest, incomplete []string, progress procedures.Progress) {
+	c := m.db.(copier)
+	names, err := c.copies(ctx)
+	if err != nil {
+		m.log.Warn().Err(err).Msg("leftovers: could not list the in-server copies")
+		return
+	}
+	owned := map[string]bool{}
+	for _, man := range mans {
+		owned[copyName(m.db.name(), man.ID)] = true
+	}
+	for _, id := range incomplete {
+		owned[copyName(m.db.name(), id)] = true
+	}
+	for _, name := range names {
+		if owned[name] || ctx.Err() != nil {
+			continue
+		}
+		if err := c.dropCopy(ctx, name); err != nil {
+			m.log.Warn().Err(err).Str("copy", name).Msg("leftovers: could not drop an in-server copy without a backup")
+			continue
+		}
+		m.log.Info().Str("copy", name).Msg("leftovers: in-server copy without a backup dropped")
+		progress("dropped in-server copy " + name + ": no backup holds it (a run was stopped while it was being made)")
+	}
+}

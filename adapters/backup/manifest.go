@@ -42,6 +42,10 @@ type Manifest struct {
 	// Kind is KindCopy or KindDump ("" in backups of older versions: a
 	// dump).
 	Kind string `json:"kind,omitempty"`
+	// StoragePending: a restore swapped the in-server copy in and has not
+	// yet put the storage back; restoring the backup again finishes that
+	// restore (storage only).
+	StoragePending bool `json:"storage_pending,omitempty"`
 }
 
 // DatabaseInfo says where the dump comes from.
@@ -53,11 +57,21 @@ type DatabaseInfo struct {
 	// ExcludedSchemas were left out of the dump (nocobot's own).
 	ExcludedSchemas []string `json:"excluded_schemas,omitempty"`
 	// Copy is the in-server copy's database name (KindCopy), with its
-	// signature (relations, sizes, row estimates). CopyGone is set once it
-	// was dropped or swapped in.
+	// signature (relations and columns; older backups: sizes and row
+	// estimates). CopyGone is set once it was dropped or swapped in.
 	Copy          string `json:"copy,omitempty"`
 	CopySignature string `json:"copy_signature,omitempty"`
 	CopyGone      bool   `json:"copy_gone,omitempty"`
+	// CopyOpened: Export opened the copy to connections to dump it (a
+	// copy is kept closed, so that no session can change it).
+	CopyOpened bool `json:"copy_opened,omitempty"`
+	// SwapPending is the name a restore is renaming the database to while
+	// it swaps the copy in: written before the renames, so that a restore
+	// killed around them can tell afterwards whether they happened.
+	SwapPending string `json:"swap_pending,omitempty"`
+	// SwappedIn is set once a restore made the copy the database: the
+	// backup then holds no database any more (unless it was exported).
+	SwappedIn bool `json:"swapped_in,omitempty"`
 }
 
 // liveCopy is the backup's in-server copy, if it still exists.
@@ -121,7 +135,26 @@ func (m *Manifest) info() procedures.BackupInfo {
 	return procedures.BackupInfo{
 		ID: m.ID, Cluster: m.Cluster, Version: m.NocoBaseVersion, Image: m.Image,
 		Created: m.Created, Size: m.Size(), Verified: m.Verified, RunID: m.RunID, Kind: cmp.Or(m.Kind, KindDump),
+		Holds: m.holds(),
 	}
+}
+
+// holds says what a backup still holds when it is not all of it ("" when
+// it is): a swapped-in copy is the database now.
+func (m *Manifest) holds() string {
+	if m.hasDatabaseDump() || m.liveCopy() != "" {
+		return ""
+	}
+	if m.StoragePending {
+		return "storage only, and a restore of it is unfinished: its in-server copy is the database now; restore it again to put the storage back"
+	}
+	if m.Database.SwappedIn {
+		return "storage only: its in-server copy was swapped in by a restore (it is the database now) and never exported"
+	}
+	if m.Database.Copy != "" {
+		return "storage only: its in-server copy is gone and it was never exported"
+	}
+	return ""
 }
 
 func writeManifest(dir string, man *Manifest) error {
@@ -132,7 +165,7 @@ func writeManifest(dir string, man *Manifest) error {
 	tmp := filepath.Join(dir, manifestName+".tmp")
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return err
+		return fmt.Errorf("write manifest: %w", err)
 	}
 	_, err = f.Write(append(b, '\n'))
 	err = errors.Join(err, f.Sync(), f.Close())

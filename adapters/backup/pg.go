@@ -41,6 +41,9 @@ type postgres struct {
 	src      string   // for the manifest and messages: no secrets
 	exclude  []string // schemas left out of dumps and never touched by restores
 	level    int      // compression level of dumps
+	// copyUnknownSpace: copy even where the server's free space cannot
+	// be seen (Options.CopyWhenSpaceUnknown).
+	copyUnknownSpace bool
 }
 
 var _ database = (*postgres)(nil)
@@ -115,6 +118,8 @@ func postgresFromURL(opts Options) (*postgres, error) {
 		src:      "url " + u.Host + "/" + name,
 		exclude:  opts.ExcludeSchemas,
 		level:    opts.CompressLevel,
+
+		copyUnknownSpace: opts.CopyWhenSpaceUnknown,
 	}, nil
 }
 
@@ -146,6 +151,8 @@ func postgresInContainer(c Containers, opts Options) *postgres {
 		src:      "container " + opts.DBContainer + " database " + opts.DBName,
 		exclude:  opts.ExcludeSchemas,
 		level:    opts.CompressLevel,
+
+		copyUnknownSpace: opts.CopyWhenSpaceUnknown,
 	}
 }
 

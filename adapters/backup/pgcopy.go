@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/nocobot/nocobot/format"
 )
 
 // PostgreSQL can copy a database inside the server (CREATE DATABASE …
@@ -35,12 +37,14 @@ func (d *postgres) copyPlan(ctx context.Context) (ok bool, why string) {
 	out, err := admin.query(ctx, fmt.Sprintf(`SELECT current_setting('server_version_num')
   || '|' || (SELECT CASE WHEN rolcreatedb OR rolsuper THEN 'y' ELSE 'n' END FROM pg_roles WHERE rolname = current_user)
   || '|' || (SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type <> 'autovacuum worker')
-  || '|' || (SELECT count(*) FROM pg_database WHERE datname = %s)`, sqlLiteral(d.dbname), sqlLiteral(d.dbname)))
+  || '|' || (SELECT count(*) FROM pg_database WHERE datname = %s)
+  || '|' || coalesce((SELECT CASE WHEN pg_has_role(current_user, datdba, 'MEMBER') THEN 'y' ELSE 'n' END FROM pg_database WHERE datname = %s), 'n')`,
+		sqlLiteral(d.dbname), sqlLiteral(d.dbname), sqlLiteral(d.dbname)))
 	if err != nil {
 		return false, "the server's maintenance database cannot be queried: " + err.Error()
 	}
 	f := strings.Split(out, "|")
-	if len(f) != 4 {
+	if len(f) != 5 {
 		return false, "unexpected answer from the server"
 	}
 	switch {
@@ -48,15 +52,45 @@ func (d *postgres) copyPlan(ctx context.Context) (ok bool, why string) {
 		return false, "database " + d.dbname + " not found"
 	case f[1] != "y":
 		return false, "the backup's database user may not create databases (no CREATEDB)"
+	case f[4] != "y":
+		return false, "the backup's database user is not a member of the database's owner, so a copy swapped in could not be given its owner"
 	}
 	if v, _ := strconv.Atoi(f[0]); v < 150000 {
 		return false, "the server is older than PostgreSQL 15 (no STRATEGY FILE_COPY)"
+	}
+	// The swap gives the copy the live database's settings (swapSQL): one
+	// the user may not set again would fail the rollback's swap.
+	n, err := admin.query(ctx, fmt.Sprintf(`SELECT count(*) FROM pg_db_role_setting s CROSS JOIN unnest(s.setconfig) c(kv), pg_roles u
+WHERE u.rolname = current_user AND NOT u.rolsuper
+  AND s.setdatabase = (SELECT oid FROM pg_database WHERE datname = %s)
+  AND ((s.setrole <> 0 AND s.setrole <> u.oid AND NOT u.rolcreaterole)
+    OR EXISTS (SELECT 1 FROM pg_settings p WHERE p.name = lower(split_part(c.kv, '=', 1)) AND p.context = 'superuser'
+      AND NOT has_parameter_privilege(p.name, 'SET')))`, sqlLiteral(d.dbname)))
+	switch {
+	case err != nil:
+		return false, "the database's settings cannot be read: " + err.Error()
+	case n != "0":
+		return false, "the database has settings (ALTER DATABASE/ROLE … SET) that the backup's database user may not set again on a copy swapped in: superuser-only ones or another role's"
+	}
+	spaceNote := ""
+	r, err := d.serverRoom(ctx)
+	switch {
+	case errors.Is(err, errRoomUnknown) && d.copyUnknownSpace:
+		spaceNote = "; " + err.Error() + ", copied anyway (copy_when_space_unknown)"
+	case errors.Is(err, errRoomUnknown):
+		return false, err.Error() + "; set backup.copy_when_space_unknown to copy anyway"
+	case err != nil:
+		return false, "the server's free space cannot be read: " + err.Error()
+	case !r.enough():
+		return false, "no room on the database server: " + r.String()
+	default:
+		spaceNote = fmt.Sprintf("; %s free on the server, the copy takes about %s", format.Bytes(r.free), format.Bytes(r.dbSize))
 	}
 	// Last: sessions are the one reason that stopping the nodes removes.
 	if f[2] != "0" {
 		return false, fmt.Sprintf("%s %s", f[2], whySessions)
 	}
-	return true, "no session on the database, and the server can copy it in place"
+	return true, "no session on the database, and the server can copy it in place" + spaceNote
 }
 
 // whySessions ends the reason given when sessions on the database are
@@ -73,12 +107,23 @@ func copyName(db, id string) string {
 	return db + suffix
 }
 
-// copyTo copies the database into a new database named name and verifies
-// it: the same relations with the same sizes and row estimates. It returns
-// that signature for the manifest.
+// copyTo copies the database into a new database named name, checks that
+// the copy has the same relations and columns, and closes it to
+// connections: from then on no session can change it (a superuser would
+// have to open it again, which verifyCopy sees). It returns the
+// signature for the manifest.
 func (d *postgres) copyTo(ctx context.Context, name string) (string, error) {
 	admin := d.on(adminDB)
-	_, err := admin.queryWithin(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s STRATEGY FILE_COPY", sqlIdent(name), sqlIdent(d.dbname)), 0)
+	create := fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s STRATEGY FILE_COPY", sqlIdent(name), sqlIdent(d.dbname))
+	_, err := admin.queryWithin(ctx, create, 0)
+	if err != nil && ctx.Err() != nil {
+		// The server goes on copying after its client stopped, and would
+		// commit a copy no backup holds: cancel it there.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_, cerr := admin.query(cctx, "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query = "+sqlLiteral(create))
+		err = errors.Join(err, cerr)
+	}
 	if err != nil {
 		return "", fmt.Errorf("in-server copy: %w", err)
 	}
@@ -97,15 +142,38 @@ func (d *postgres) copyTo(ctx context.Context, name string) (string, error) {
 	if err == nil && got != want {
 		err = fmt.Errorf("the copy's relations differ from the database's (%s, want %s)", got, want)
 	}
+	if err == nil {
+		err = d.openCopy(ctx, name, false)
+	}
 	if err != nil {
 		return "", errors.Join(fmt.Errorf("verify in-server copy: %w", err), d.dropCopy(context.WithoutCancel(ctx), name))
 	}
 	return want, nil
 }
 
-// signature sums up the database's relations: names, kinds, sizes and
-// row estimates. A file copy has the same catalog, so the same signature.
+// signatureVersion starts the signatures of copies closed to
+// connections; older ones summed up sizes and row estimates.
+const signatureVersion = "v2 "
+
+// signature sums up the database's relations and columns: names, kinds,
+// types. Sizes and statistics are left out: VACUUM, ANALYZE, REINDEX and
+// anti-wraparound vacuums change them without changing the data.
 func (d *postgres) signature(ctx context.Context) (string, error) {
+	out, err := d.query(ctx, `SELECT count(DISTINCT c.oid) || ' relations, md5 ' || md5(string_agg(n.nspname || '.' || c.relname || ':' || c.relkind::text
+    || coalesce(':' || a.attnum || '=' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END, ''),
+  ',' ORDER BY n.nspname, c.relname, a.attnum))
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+WHERE c.relkind IN ('r', 'i', 'S', 'm', 'p', 'v', 'f', 'I') AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'`)
+	if err != nil {
+		return "", err
+	}
+	return signatureVersion + out, nil
+}
+
+// legacySignature is the signature of copies taken before they were
+// closed to connections: relations, sizes and row estimates.
+func (d *postgres) legacySignature(ctx context.Context) (string, error) {
 	return d.query(ctx, `SELECT count(*) || ' relations, ' || pg_size_pretty(sum(pg_relation_size(c.oid))) || ', md5 '
   || md5(string_agg(n.nspname || '.' || c.relname || ':' || c.relkind::text || ':' || pg_relation_size(c.oid) || ':' || c.reltuples::bigint,
      ',' ORDER BY n.nspname, c.relname))
@@ -113,8 +181,46 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'i', 'S', 'm', 'p', 't') AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'`)
 }
 
-// verifyCopy checks that the copy still exists and matches its signature.
-func (d *postgres) verifyCopy(ctx context.Context, name, sig string) error {
+// openCopy opens the copy to connections (Export dumps it) or closes it
+// again (no session, no connection limit beyond 0).
+func (d *postgres) openCopy(ctx context.Context, name string, open bool) error {
+	q := "ALTER DATABASE %s WITH ALLOW_CONNECTIONS false CONNECTION LIMIT 0"
+	if open {
+		q = "ALTER DATABASE %s WITH ALLOW_CONNECTIONS true CONNECTION LIMIT -1"
+	}
+	if _, err := d.on(adminDB).query(ctx, fmt.Sprintf(q, sqlIdent(name))); err != nil {
+		return fmt.Errorf("in-server copy %s: %w", name, err)
+	}
+	return nil
+}
+
+// verifyCopy checks that the copy still exists and cannot have changed:
+// it is still closed to connections, or (opened by nocobot for an
+// export, opened) still has its relations and columns. A copy someone
+// opened is refused: its data may have changed, which nothing cheap
+// can tell.
+func (d *postgres) verifyCopy(ctx context.Context, name, sig string, opened bool) error {
+	out, err := d.on(adminDB).query(ctx, "SELECT datallowconn FROM pg_database WHERE datname = "+sqlLiteral(name))
+	if err != nil {
+		return fmt.Errorf("in-server copy %s: %w", name, err)
+	}
+	switch {
+	case out == "":
+		return fmt.Errorf("in-server copy %s is gone", name)
+	case !strings.HasPrefix(sig, signatureVersion):
+		got, err := d.on(name).legacySignature(ctx)
+		if err != nil {
+			return fmt.Errorf("in-server copy %s: %w", name, err)
+		}
+		if got != sig {
+			return fmt.Errorf("in-server copy %s changed since the backup (%s, recorded %s)", name, got, sig)
+		}
+		return nil
+	case out == "f":
+		return nil
+	case !opened:
+		return fmt.Errorf("in-server copy %s accepts connections again (ALLOW_CONNECTIONS was turned back on), so its data may have changed since the backup; if nobody changed it, close it (ALTER DATABASE %s WITH ALLOW_CONNECTIONS false) and retry", name, sqlIdent(name))
+	}
 	got, err := d.on(name).signature(ctx)
 	if err != nil {
 		return fmt.Errorf("in-server copy %s: %w", name, err)
@@ -125,29 +231,104 @@ func (d *postgres) verifyCopy(ctx context.Context, name, sig string) error {
 	return nil
 }
 
-// swapIn makes the copy the database: both renames in one transaction,
-// a moment whatever the size. It refuses while any session is connected
-// to the database (it terminates none). The replaced database is kept
+// replacedName is a fresh name for the database a swap replaces: kept
 // under a "…_nbcopy_old_…" name and dropped by dropReplaced after the
-// downtime (Export, retention), unless its name would not fit.
-func (d *postgres) swapIn(ctx context.Context, name string) error {
+// downtime (Export, retention). Where that name would not fit, it is
+// another one, which the caller drops at once (dropNow).
+func (d *postgres) replacedName() (name string, dropNow bool) {
 	old := replacedPrefix(d.dbname) + strconv.FormatInt(time.Now().UnixNano(), 36)
-	dropNow := len(old) > 63
-	if dropNow {
-		old = copyName(d.dbname, "old-"+strconv.FormatInt(time.Now().Unix(), 36))
+	if len(old) > 63 {
+		return copyName(d.dbname, "old-"+strconv.FormatInt(time.Now().Unix(), 36)), true
 	}
-	admin := d.on(adminDB)
-	_, err := admin.query(ctx, fmt.Sprintf("ALTER DATABASE %s RENAME TO %s; ALTER DATABASE %s RENAME TO %s",
-		sqlIdent(d.dbname), sqlIdent(old), sqlIdent(name), sqlIdent(d.dbname)))
-	if err != nil {
-		return fmt.Errorf("swap the in-server copy in (nothing was changed): %w", err)
-	}
-	if dropNow {
-		if err := d.dropCopy(ctx, old); err != nil {
-			return fmt.Errorf("the copy is in place, but the replaced database %s is left: %w", old, err)
-		}
+	return old, false
+}
+
+// swapIn makes the copy the database: both renames in one transaction,
+// a moment whatever the size, the replaced database renamed to old
+// (replacedName). It refuses while any session is connected to the
+// database (it terminates none). An error means nothing was changed.
+func (d *postgres) swapIn(ctx context.Context, name, old string) error {
+	sql := strings.NewReplacer("{live}", sqlLiteral(d.dbname), "{copy}", sqlLiteral(name), "{old}", sqlLiteral(old)).Replace(swapSQL)
+	if _, err := d.on(adminDB).query(ctx, sql); err != nil {
+		return fmt.Errorf("swap the in-server copy in: %w", err)
 	}
 	return nil
+}
+
+// swapSQL renames the live database away and the copy into its place,
+// and gives the copy what belongs to the database rather than to its
+// content, as the live one has it: owner, access list, connection limit,
+// whether it accepts connections, comment, and the ALTER DATABASE … SET
+// and ALTER ROLE … IN DATABASE … SET settings. All in one transaction:
+// what cannot be given back fails the swap, and nothing changes.
+// Settings whose value is a list (search_path …) are stored in SQL list
+// syntax already, every other one is quoted as a literal.
+const swapSQL = `SET client_min_messages = warning;
+DO $nocobot$
+DECLARE
+  live name := {live};
+  cp name := {copy};
+  old name := {old};
+  d record;
+  a record;
+  s record;
+  k text;
+  v text;
+BEGIN
+  SELECT oid, datdba::regrole::text AS owner, datconnlimit, datallowconn, datacl,
+      shobj_description(oid, 'pg_database') AS comment
+    INTO d FROM pg_database WHERE datname = live;
+  IF d.oid IS NULL THEN
+    RAISE EXCEPTION 'database % not found', live;
+  END IF;
+  EXECUTE format('ALTER DATABASE %I RENAME TO %I', live, old);
+  EXECUTE format('ALTER DATABASE %I RENAME TO %I', cp, live);
+  EXECUTE format('ALTER DATABASE %I OWNER TO %s', live, d.owner);
+  EXECUTE format('ALTER DATABASE %I WITH ALLOW_CONNECTIONS %s CONNECTION LIMIT %s', live, d.datallowconn::text, d.datconnlimit);
+  EXECUTE format('COMMENT ON DATABASE %I IS %L', live, d.comment);
+  IF d.datacl IS NOT NULL THEN
+    EXECUTE format('REVOKE ALL ON DATABASE %I FROM PUBLIC', live);
+    EXECUTE format('REVOKE ALL ON DATABASE %I FROM %s', live, d.owner);
+    FOR a IN SELECT grantee, privilege_type, is_grantable FROM aclexplode(d.datacl) LOOP
+      EXECUTE format('GRANT %s ON DATABASE %I TO %s%s', a.privilege_type, live,
+        CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
+        CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+  END IF;
+  FOR s IN SELECT r.setrole, c.kv FROM pg_db_role_setting r, unnest(r.setconfig) c(kv) WHERE r.setdatabase = d.oid LOOP
+    k := split_part(s.kv, '=', 1);
+    v := substr(s.kv, length(k) + 2);
+    IF lower(k) NOT IN ('search_path', 'temp_tablespaces', 'session_preload_libraries',
+        'shared_preload_libraries', 'local_preload_libraries', 'unix_socket_directories') THEN
+      v := quote_literal(v);
+    END IF;
+    k := (SELECT string_agg(quote_ident(p), '.') FROM unnest(string_to_array(k, '.')) p);
+    IF s.setrole = 0 THEN
+      EXECUTE format('ALTER DATABASE %I SET %s TO %s', live, k, v);
+    ELSE
+      EXECUTE format('ALTER ROLE %s IN DATABASE %I SET %s TO %s', s.setrole::regrole::text, live, k, v);
+    END IF;
+  END LOOP;
+END
+$nocobot$;`
+
+// databasesExist says which of names exist on the server.
+func (d *postgres) databasesExist(ctx context.Context, names ...string) (map[string]bool, error) {
+	lits := make([]string, len(names))
+	for i, n := range names {
+		lits[i] = sqlLiteral(n)
+	}
+	out, err := d.on(adminDB).query(ctx, "SELECT datname FROM pg_database WHERE datname IN ("+strings.Join(lits, ", ")+")")
+	if err != nil {
+		return nil, err
+	}
+	found := map[string]bool{}
+	for _, l := range strings.Split(out, "\n") {
+		if l != "" {
+			found[l] = true
+		}
+	}
+	return found, nil
 }
 
 // replacedPrefix starts the names of databases replaced by a swap.
@@ -170,6 +351,20 @@ func (d *postgres) dropReplaced(ctx context.Context) ([]string, error) {
 		dropped = append(dropped, name)
 	}
 	return dropped, errors.Join(errs...)
+}
+
+// copies lists the databases named like backups' in-server copies (not
+// those replaced by a swap or made fresh for a restore).
+func (d *postgres) copies(ctx context.Context) ([]string, error) {
+	esc := strings.NewReplacer(`\`, `\\`, `_`, `\_`, `%`, `\%`).Replace
+	prefix := copyName(d.dbname, "0123456789abcdef") // ids end in 16 characters
+	prefix = prefix[:len(prefix)-16]
+	out, err := d.on(adminDB).query(ctx, fmt.Sprintf("SELECT datname FROM pg_database WHERE datname LIKE %s AND datname NOT LIKE %s AND datname NOT LIKE %s",
+		sqlLiteral(esc(prefix)+"%"), sqlLiteral(esc(prefix+"old_")+"%"), sqlLiteral(esc(prefix+"new_")+"%")))
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(out), nil
 }
 
 // dropCopy drops an in-server copy; one that is gone already is fine.

@@ -48,11 +48,20 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 	if err := m.refuse(id, man, ro, progress); err != nil {
 		return err
 	}
+	if err := m.settleSwap(ctx, id, man, dir); err != nil {
+		return err
+	}
+	if man.StoragePending {
+		return m.finishStorage(ctx, id, man, dir, progress)
+	}
+	if man.liveCopy() == "" && !man.hasDatabaseDump() && man.Database.Copy != "" {
+		return fmt.Errorf("restore %s refused, nothing was changed: %s; restore a backup that holds a dump", id, man.holds())
+	}
 	if c := man.liveCopy(); c != "" {
 		cp, ok := m.db.(copier)
 		err := errors.New("this database cannot check in-server copies")
 		if ok {
-			err = cp.verifyCopy(ctx, c, man.Database.CopySignature)
+			err = cp.verifyCopy(ctx, c, man.Database.CopySignature, man.Database.CopyOpened)
 		}
 		if err != nil && !man.hasDatabaseDump() {
 			return fmt.Errorf("restore %s refused, nothing was changed: %w", id, err)
@@ -157,19 +166,31 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 		dbErr = m.swapInCopy(ctx, man, dir)
 	case fresh != "":
 		progress("database: swapping in the restored database")
-		if dbErr = m.db.(copier).swapIn(ctx, fresh); dbErr == nil {
+		c := m.db.(copier)
+		old, dropNow := c.replacedName()
+		if dbErr = c.swapIn(ctx, fresh, old); dbErr == nil {
 			fresh = ""
+			m.dropAtOnce(ctx, old, dropNow)
 		}
 	}
 	if dbErr != nil {
 		undo()
 		log.Error().Err(dbErr).Msg("database swap failed")
+		if errors.Is(dbErr, errSwapUnsettled) {
+			return fmt.Errorf("restore %s: %w", id, dbErr)
+		}
 		return fmt.Errorf("restore %s: %w (nothing was changed)", id, dbErr)
 	}
 	progress("database: restored; storage: swapping in")
 	if err := st.swap(ctx); err != nil {
 		log.Error().Err(err).Msg("storage swap failed")
-		return fmt.Errorf("restore %s: database restored, but storage: %w", id, err)
+		return fmt.Errorf("restore %s: database restored, but storage: %w; restore again to put the storage back (the database stays restored)", id, err)
+	}
+	if man.StoragePending {
+		man.StoragePending = false
+		if err := writeManifest(dir, man); err != nil {
+			return fmt.Errorf("restore %s: database and storage restored, but recording that in the backup failed: %w; restore again to record it", id, err)
+		}
 	}
 	progress("storage: restored")
 	took := time.Since(start).Round(100 * time.Millisecond)
@@ -246,21 +267,140 @@ func (m *Manager) restorePart(ctx context.Context, dir, name, label string, prog
 	return restore(ctx, io.TeeReader(f, &n))
 }
 
+// errSwapUnsettled: a swap whose outcome is unknown (the database server
+// stopped answering around it); the next restore finds it out.
+var errSwapUnsettled = errors.New("cannot tell whether the in-server copy was swapped in")
+
 // swapInCopy swaps the backup's in-server copy in and records that the
-// copy is gone (it is the database now).
+// copy is the database now. The name the replaced database gets is
+// recorded first: a restore killed around the renames leaves the manifest
+// saying which names to look for (settleSwap).
 func (m *Manager) swapInCopy(ctx context.Context, man *Manifest, dir string) error {
 	c, ok := m.db.(copier)
 	if !ok {
 		return errors.New("the backup's database is an in-server copy, which this database cannot swap in")
 	}
 	start := time.Now()
-	if err := c.swapIn(ctx, man.Database.Copy); err != nil {
-		return err
+	old, dropNow := c.replacedName()
+	man.Database.SwapPending = old
+	if err := writeManifest(dir, man); err != nil {
+		man.Database.SwapPending = ""
+		return fmt.Errorf("record the swap about to be made in the backup: %w", err)
+	}
+	if err := c.swapIn(ctx, man.Database.Copy, old); err != nil {
+		// A client stopped after sending the renames does not stop the
+		// server from committing them: the server says what happened.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if serr := m.settleSwapOn(sctx, c, man, dir); serr != nil {
+			return fmt.Errorf("%w: %w; %w; restore again once the database server answers", errSwapUnsettled, err, serr)
+		}
+		if !man.Database.SwappedIn {
+			return err
+		}
+	} else {
+		man.Database.SwapPending = ""
+		man.Database.CopyGone, man.Database.SwappedIn, man.StoragePending = true, true, true
+		if err := writeManifest(dir, man); err != nil {
+			// The pending swap recorded above lets the next restore find
+			// out from the server.
+			m.log.Warn().Err(err).Msg("record that the copy was swapped in")
+		}
 	}
 	m.log.Info().Dur("took", time.Since(start)).Str("copy", man.Database.Copy).Msg("in-server copy swapped in")
-	man.Database.CopyGone = true
-	if err := writeManifest(dir, man); err != nil {
-		m.log.Warn().Err(err).Msg("record that the copy was swapped in")
+	m.dropAtOnce(ctx, old, dropNow)
+	return nil
+}
+
+// dropAtOnce drops the database a swap replaced when its name would not
+// be found by dropReplaced later.
+func (m *Manager) dropAtOnce(ctx context.Context, old string, dropNow bool) {
+	if !dropNow {
+		return
 	}
+	if err := m.db.(copier).dropCopy(ctx, old); err != nil {
+		m.log.Warn().Err(err).Str("database", old).Msg("restore: the database replaced by the swap is left; drop it by hand")
+	}
+}
+
+// settleSwap finds out how a restore that was swapping the backup's copy
+// in ended (it was killed, or the server stopped answering): the copy
+// still there means the renames did not happen; the copy gone and the
+// replaced database there means they did, and only the storage is left
+// to restore.
+func (m *Manager) settleSwap(ctx context.Context, id string, man *Manifest, dir string) error {
+	if man.Database.SwapPending == "" || man.Database.CopyGone {
+		return nil
+	}
+	c, ok := m.db.(copier)
+	if !ok {
+		return fmt.Errorf("restore %s refused, nothing was changed: an earlier restore was swapping its in-server copy in, which this database cannot check", id)
+	}
+	if err := m.settleSwapOn(ctx, c, man, dir); err != nil {
+		return fmt.Errorf("restore %s refused, nothing was changed: %w", id, err)
+	}
+	return nil
+}
+
+func (m *Manager) settleSwapOn(ctx context.Context, c copier, man *Manifest, dir string) error {
+	cp, old := man.Database.Copy, man.Database.SwapPending
+	found, err := c.databasesExist(ctx, cp, old)
+	if err != nil {
+		return fmt.Errorf("cannot tell whether an earlier restore swapped the in-server copy %s in: %w", cp, err)
+	}
+	switch {
+	case found[cp]:
+		man.Database.SwapPending = ""
+	case found[old]:
+		man.Database.SwapPending = ""
+		man.Database.CopyGone, man.Database.SwappedIn, man.StoragePending = true, true, true
+		m.log.Warn().Str("copy", cp).Msg("restore: an earlier restore had swapped the in-server copy in without recording it")
+	default:
+		return fmt.Errorf("the in-server copy %s and the database %s a swap would have replaced are both gone, so whether the database was restored is unknown: check it by hand", cp, old)
+	}
+	if err := writeManifest(dir, man); err != nil {
+		return fmt.Errorf("record how the earlier swap ended: %w", err)
+	}
+	return nil
+}
+
+// finishStorage finishes a restore that swapped the copy in and then
+// failed or stopped before the storage was put back: the database is the
+// backup's already; the storage part is checked and swapped in.
+func (m *Manager) finishStorage(ctx context.Context, id string, man *Manifest, dir string, progress procedures.Progress) error {
+	progress(fmt.Sprintf("restore %s: the database was restored by an earlier attempt (its in-server copy is the database now); putting the storage back", id))
+	var sp *Part
+	for i := range man.Parts {
+		if man.Parts[i].Name == partStorage {
+			sp = &man.Parts[i]
+		}
+	}
+	if sp == nil {
+		return fmt.Errorf("restore %s: the database is restored, but the backup lists no %s: the storage cannot be put back", id, partStorage)
+	}
+	if err := verifyPart(ctx, dir, *sp); err != nil {
+		return fmt.Errorf("restore %s: the database is restored, but the storage part failed verification (%s: %w): the storage cannot be put back from this backup", id, partStorage, err)
+	}
+	if err := m.canChangeStorage(ctx); err != nil {
+		return fmt.Errorf("restore %s: the database is restored, but the storage is not yet: %w; restore again", id, err)
+	}
+	var st staged
+	err := m.restorePart(ctx, dir, partStorage, "storage", progress, func(ctx context.Context, r io.Reader) error {
+		var err error
+		st, err = m.stageStorage(ctx, r, id)
+		return err
+	})
+	if err == nil {
+		progress("storage: swapping in")
+		err = st.swap(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("restore %s: the database is restored, but storage: %w; restore again to put the storage back", id, err)
+	}
+	man.StoragePending = false
+	if err := writeManifest(dir, man); err != nil {
+		return fmt.Errorf("restore %s: database and storage restored, but recording that in the backup failed: %w; restore again to record it", id, err)
+	}
+	progress(fmt.Sprintf("restore %s done: storage restored; the database was restored before", id))
 	return nil
 }

@@ -72,6 +72,7 @@ func (m *Manager) Prune(ctx context.Context) ([]string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.dropReplaced(ctx)
+	m.settleLeftovers(ctx, "", func(string) {})
 	return m.prune(ctx, "")
 }
 

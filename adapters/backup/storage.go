@@ -339,7 +339,7 @@ func lutimes(p string, t time.Time) error {
 // point). Its swap makes root hold exactly the archive's tree, leaving
 // excluded paths alone: the old content is moved aside, the new moved in,
 // the old deleted; if moving aside fails, the old content is put back.
-func stageHostFolder(ctx context.Context, root string, r io.Reader, excludes []string, staging string) (staged, error) {
+func stageHostFolder(ctx context.Context, root string, r io.Reader, excludes []string, staging string, rename func(from, to string) error) (staged, error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return staged{}, err
 	}
@@ -358,16 +358,20 @@ func stageHostFolder(ctx context.Context, root string, r io.Reader, excludes []s
 		if err := os.Mkdir(old, 0o700); err != nil {
 			return err
 		}
-		defer os.RemoveAll(old)
-		if err := moveAside(root, "", excludes, old); err != nil {
-			if uerr := moveInto(old, root, ""); uerr != nil {
+		// old is removed once nothing in it is needed: after the swap, or
+		// after the old content went back; on the other paths the message
+		// names it.
+		if err := moveAside(root, "", excludes, old, rename); err != nil {
+			if uerr := moveInto(old, root, "", rename); uerr != nil {
 				return fmt.Errorf("clear storage folder: %w; putting the old content back: %w (it is in %s)", err, uerr, old)
 			}
+			os.RemoveAll(old)
 			return fmt.Errorf("clear storage folder: %w", err)
 		}
-		if err := moveInto(tmp, root, ""); err != nil {
-			return fmt.Errorf("move restored storage into place: %w", err)
+		if err := moveInto(tmp, root, "", rename); err != nil {
+			return fmt.Errorf("move restored storage into place: %w; the storage folder is half restored (the content it replaced is in %s)", err, old)
 		}
+		os.RemoveAll(old)
 		// Renames changed the times of the folders that received entries.
 		for _, d := range dirs {
 			if err := os.Chtimes(filepath.Join(root, d.name), d.mtime, d.mtime); err != nil {
@@ -382,7 +386,7 @@ func stageHostFolder(ctx context.Context, root string, r io.Reader, excludes []s
 // moveAside moves everything below root/rel into old/rel, except excluded
 // paths (and the folders leading to them, which are created in old) and
 // staging folders.
-func moveAside(root, rel string, excludes []string, old string) error {
+func moveAside(root, rel string, excludes []string, old string, rename func(from, to string) error) error {
 	entries, err := os.ReadDir(filepath.Join(root, rel))
 	if err != nil {
 		return err
@@ -396,12 +400,12 @@ func moveAside(root, rel string, excludes []string, old string) error {
 			if err := os.MkdirAll(filepath.Join(old, r), 0o700); err != nil {
 				return err
 			}
-			if err := moveAside(root, r, excludes, old); err != nil {
+			if err := moveAside(root, r, excludes, old, rename); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := os.Rename(filepath.Join(root, r), filepath.Join(old, r)); err != nil {
+		if err := rename(filepath.Join(root, r), filepath.Join(old, r)); err != nil {
 			return err
 		}
 	}
@@ -419,7 +423,7 @@ func holdsExcluded(dir string, excludes []string) bool {
 
 // moveInto moves src/rel's entries into dst/rel; a folder that still
 // exists in dst (it holds excluded paths) is merged.
-func moveInto(src, dst, rel string) error {
+func moveInto(src, dst, rel string, rename func(from, to string) error) error {
 	entries, err := os.ReadDir(filepath.Join(src, rel))
 	if err != nil {
 		return err
@@ -428,12 +432,12 @@ func moveInto(src, dst, rel string) error {
 		r := filepath.Join(rel, e.Name())
 		to := filepath.Join(dst, r)
 		if fi, err := os.Lstat(to); err == nil && fi.IsDir() && e.IsDir() {
-			if err := moveInto(src, dst, r); err != nil {
+			if err := moveInto(src, dst, r, rename); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := os.Rename(filepath.Join(src, r), to); err != nil {
+		if err := rename(filepath.Join(src, r), to); err != nil {
 			return err
 		}
 	}

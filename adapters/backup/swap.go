@@ -80,7 +80,7 @@ type staged struct {
 func (m *Manager) stageStorage(ctx context.Context, r io.Reader, id string) (staged, error) {
 	staging := stagingName(id)
 	if m.opts.StorageHostPath != "" {
-		return stageHostFolder(ctx, m.opts.StorageHostPath, r, m.opts.Excludes, staging)
+		return stageHostFolder(ctx, m.opts.StorageHostPath, r, m.opts.Excludes, staging, m.rename)
 	}
 	drop := func() {
 		if err := m.runOnStorage(context.WithoutCancel(ctx), removeScript, staging); err != nil {

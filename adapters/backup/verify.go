@@ -23,6 +23,9 @@ func (m *Manager) Verify(ctx context.Context, id string) (procedures.BackupInfo,
 	if err != nil {
 		return procedures.BackupInfo{}, err
 	}
+	if h := man.holds(); h != "" {
+		return procedures.BackupInfo{}, fmt.Errorf("backup %s holds %s", id, h)
+	}
 	if err := verifyParts(ctx, dir, man); err != nil {
 		return procedures.BackupInfo{}, fmt.Errorf("backup %s failed verification: %w", id, err)
 	}
@@ -31,7 +34,7 @@ func (m *Manager) Verify(ctx context.Context, id string) (procedures.BackupInfo,
 		if !ok {
 			return procedures.BackupInfo{}, fmt.Errorf("backup %s: its database is an in-server copy, which this database cannot check", id)
 		}
-		if err := cp.verifyCopy(ctx, c, man.Database.CopySignature); err != nil {
+		if err := cp.verifyCopy(ctx, c, man.Database.CopySignature, man.Database.CopyOpened); err != nil {
 			return procedures.BackupInfo{}, fmt.Errorf("backup %s failed verification: %w", id, err)
 		}
 	}

@@ -80,6 +80,13 @@ func (w *World) AddBackup(id, version string) {
 	w.backups = append(w.backups, backup{info: procedures.BackupInfo{ID: id, Version: version, Verified: true}, dbVersion: version})
 }
 
+// AddBackupInfo records a backup taken earlier, as the adapter lists it.
+func (w *World) AddBackupInfo(info procedures.BackupInfo) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.backups = append(w.backups, backup{info: info, dbVersion: info.Version})
+}
+
 // backups is the World seen as procedures.Backups: its List lists
 // backups, where the World's own List lists nodes.
 type backups struct{ actor }
