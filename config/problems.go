@@ -23,6 +23,9 @@ type Problem struct {
 	Line, Column int    // 0: not tied to a place in the file
 	Path         string // the key, e.g. clusters[0] (prod).nodes.port
 	Msg          string
+	// KeyRefused: the key is not allowed in this place, whatever its
+	// value (unknown, set twice, top level only…).
+	KeyRefused bool
 }
 
 func (p Problem) String() string {
@@ -62,13 +65,21 @@ func (ps *Problems) Lines() []string {
 func (ps *Problems) Error() string { return strings.Join(ps.Lines(), "\n") }
 
 // fieldErr is a validation error of one key.
-type fieldErr struct{ field, msg string }
+type fieldErr struct {
+	field, msg string
+	key        bool // the key itself is refused here
+}
 
 func (e *fieldErr) Error() string { return e.field + ": " + e.msg }
 
 // fieldError names the field and what is expected.
 func fieldError(field, format string, a ...any) error {
-	return &fieldErr{field, fmt.Sprintf(format, a...)}
+	return &fieldErr{field: field, msg: fmt.Sprintf(format, a...)}
+}
+
+// keyRefused says a key is not allowed where it is, whatever its value.
+func keyRefused(field, format string, a ...any) error {
+	return &fieldErr{field: field, msg: fmt.Sprintf(format, a...), key: true}
 }
 
 // pos is where a key or list item starts.
@@ -117,7 +128,7 @@ func (p *problems) list() []Problem {
 	for _, err := range p.errs {
 		if fe, ok := errors.AsType[*fieldErr](err); ok {
 			at := p.place(fe.field)
-			out = append(out, Problem{Line: at.line, Column: at.col, Path: fe.field, Msg: fe.msg})
+			out = append(out, Problem{Line: at.line, Column: at.col, Path: fe.field, Msg: fe.msg, KeyRefused: fe.key})
 			continue
 		}
 		out = append(out, Problem{Msg: err.Error()})
@@ -133,6 +144,11 @@ type walker struct {
 
 func (w *walker) problem(n *yaml.Node, path, format string, a ...any) {
 	w.found = append(w.found, Problem{Line: n.Line, Column: n.Column, Path: path, Msg: fmt.Sprintf(format, a...)})
+}
+
+func (w *walker) refuse(k *yaml.Node, path, format string, a ...any) {
+	w.problem(k, path, format, a...)
+	w.found[len(w.found)-1].KeyRefused = true
 }
 
 var (
@@ -192,10 +208,10 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, key, shown string) bool {
 			idx, known := fields[name]
 			switch {
 			case !known:
-				w.problem(k, subShown, "unknown key (expected one of: %s)", keysOf(t))
+				w.refuse(k, subShown, "unknown key (expected one of: %s)", keysOf(t))
 				continue
 			case seen[name]:
-				w.problem(k, subShown, "set twice in the same place")
+				w.refuse(k, subShown, "set twice in the same place")
 				continue
 			}
 			seen[name] = true

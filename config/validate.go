@@ -47,7 +47,7 @@ func (c *Config) validate(p *problems) {
 		// mistake the user should hear of (a url left out?).
 		for _, k := range []string{"schema", "password_env"} {
 			if p.has("store." + k) {
-				p.add(fieldError("store."+k, "only with store.url (PostgreSQL): the embedded store (store.path) has none"))
+				p.add(keyRefused("store."+k, "only with store.url (PostgreSQL): the embedded store (store.path) has none"))
 			}
 		}
 	}
@@ -226,6 +226,14 @@ func (cl *Cluster) validate(p *problems, f string) {
 	}
 	if cl.Access != nil {
 		cl.Access.validate(p, f+".access")
+		// Only the top level's terminal settings are read: a cluster's
+		// would be ignored, letting a terminal operator through where
+		// the file seems to say otherwise, or the reverse.
+		for _, k := range []string{"terminal_users", "trust_terminal"} {
+			if p.has(clusterName.ReplaceAllString(f, "") + ".access." + k) {
+				p.add(keyRefused(f+".access."+k, "top level only: whom a terminal's operator counts as is the same for every cluster; move it to the top-level access"))
+			}
+		}
 	}
 	ids := map[string]bool{}
 	for j, w := range cl.Windows {
