@@ -151,16 +151,10 @@ func (w *walker) refuse(k *yaml.Node, path, format string, a ...any) {
 	w.found[len(w.found)-1].KeyRefused = true
 }
 
-var (
-	durationType = reflect.TypeFor[Duration]()
-	fieldsCache  = map[reflect.Type]map[string]int{}
-)
+var durationType = reflect.TypeFor[Duration]()
 
 // yamlFields maps a struct's YAML keys to its field indexes.
 func yamlFields(t reflect.Type) map[string]int {
-	if m, ok := fieldsCache[t]; ok {
-		return m
-	}
 	m := map[string]int{}
 	for i := range t.NumField() {
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
@@ -168,7 +162,6 @@ func yamlFields(t reflect.Type) map[string]int {
 			m[name] = i
 		}
 	}
-	fieldsCache[t] = m
 	return m
 }
 
