@@ -15,6 +15,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -334,7 +335,13 @@ func parse(r io.Reader) (*Config, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("the file is empty: at least one cluster is expected under clusters")
 		}
-		return nil, cleanYAMLError(err)
+		// Not YAML: nothing further can be read, but the line is known.
+		msg := cleanYAMLError(err).Error()
+		if m := yamlLine.FindStringSubmatch(msg); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			return nil, &Problems{List: []Problem{{Line: line, Msg: "not YAML: " + m[2]}}}
+		}
+		return nil, errors.New(msg)
 	}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
@@ -364,11 +371,16 @@ func parse(r io.Reader) (*Config, error) {
 			}
 			return cmp.Or(cmp.Compare(la, lb), cmp.Compare(a.Column, b.Column))
 		})
+		// Defaults too, for config check's further checks.
+		c.defaults()
 		return &c, &Problems{List: all}
 	}
 	c.defaults()
 	return &c, nil
 }
+
+// yamlLine is how the YAML library places a syntax error.
+var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
 
 func cleanYAMLError(err error) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")

@@ -33,8 +33,11 @@ func (p Problem) String() string {
 	if p.Path == "" {
 		s = p.Msg
 	}
-	if p.Line > 0 {
+	switch {
+	case p.Line > 0 && p.Column > 0:
 		return fmt.Sprintf("%d:%d: %s", p.Line, p.Column, s)
+	case p.Line > 0:
+		return fmt.Sprintf("%d: %s", p.Line, s)
 	}
 	return s
 }
@@ -200,6 +203,14 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, key, shown string) bool {
 			sub, subShown := join(key, name), join(shown, name)
 			idx, known := fields[name]
 			switch {
+			case k.Tag == "!!merge":
+				// <<: *defaults merges an anchored mapping (or a list
+				// of them) into this one: its keys are checked here.
+				for _, m := range mergeSources(v) {
+					w.walk(m, t, key, shown)
+				}
+				kept = append(kept, k, v)
+				continue
 			case !known:
 				w.refuse(k, subShown, "unknown key (expected one of: %s)", keysOf(t))
 				continue
@@ -243,6 +254,14 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, key, shown string) bool {
 		return false
 	}
 	return true
+}
+
+// mergeSources are the mappings a merge key's value names.
+func mergeSources(v *yaml.Node) []*yaml.Node {
+	if v.Kind == yaml.SequenceNode {
+		return v.Content
+	}
+	return []*yaml.Node{v}
 }
 
 func join(path, name string) string {
