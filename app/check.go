@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -26,30 +27,37 @@ type CheckOptions struct {
 // CheckConfig is `nocobot config check`: it loads the file, checks the
 // windows' commands, every secret and, while Slack is on, every
 // cluster's channel, and with Connect whether each outside system
-// answers (one line each on out: ok, or failed and why). A single
-// problem is the error; several are printed to errOut, one a line, and
-// the error counts them.
+// answers (one line each on out: ok, or failed and why). Every problem
+// of the file is found in one pass, those of its keys first, by line: a
+// single problem is the error; several are printed to errOut, one a
+// line, and the error counts them.
 func CheckConfig(ctx context.Context, path string, opts CheckOptions, out, errOut io.Writer) error {
-	cfg, err := config.Load(path)
-	if err != nil {
+	cfg, err := config.Read(path)
+	var problems []string
+	if ps, ok := errors.AsType[*config.Problems](err); ok {
+		problems = ps.Lines()
+	} else if err != nil {
 		return err
 	}
-	var problems []string
-	if err := CheckWindows(cfg); err != nil {
-		problems = append(problems, err.Error())
-	}
-	for _, err := range []error{cfg.CheckSecrets(), cfg.CheckChannels()} {
-		if err != nil {
-			problems = append(problems, strings.Split(err.Error(), "\n")...)
+	if cfg != nil {
+		if err := CheckWindows(cfg); err != nil {
+			problems = append(problems, path+": "+err.Error())
+		}
+		for _, err := range []error{cfg.CheckSecrets(), cfg.CheckChannels()} {
+			if err != nil {
+				for _, line := range strings.Split(err.Error(), "\n") {
+					problems = append(problems, path+": "+line)
+				}
+			}
 		}
 	}
 	switch len(problems) {
 	case 0:
 	case 1:
-		return fmt.Errorf("%s: %s", path, problems[0])
+		return errors.New(problems[0])
 	default:
 		for _, p := range problems {
-			fmt.Fprintf(errOut, "%s: %s\n", path, p)
+			fmt.Fprintln(errOut, p)
 		}
 		return fmt.Errorf("%s: %d problems (each on a line above)", path, len(problems))
 	}

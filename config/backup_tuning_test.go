@@ -61,7 +61,7 @@ func TestBackupTuningInvalid(t *testing.T) {
 	tests := []struct{ keys, want string }{
 		{"jobs: -1", f + "jobs: -1: expected 0 (the CPUs, at most 4) up to 32 (each worker holds a database connection)"},
 		{"jobs: 33", f + "jobs: 33: expected 0 (the CPUs, at most 4) up to 32"},
-		{"jobs: many", `cannot unmarshal !!str ` + "`many`"},
+		{"jobs: many", f + `jobs: expected a whole number, got "many"`},
 		{"compress_level: 12", f + "compress_level: 12: expected 1 (fastest) to 9 (smallest)"},
 		{"compress_level: -3", f + "compress_level: -3: expected 1 (fastest) to 9 (smallest)"},
 		{"compress_level: 0", f + "compress_level: 0: expected 1 (fastest) to 9 (smallest); for no compression set compress: never"},
@@ -70,9 +70,9 @@ func TestBackupTuningInvalid(t *testing.T) {
 		{"dump_format: stream, compress: never", f + `compress: "never": a stream dump (dump_format: stream) is always compressed while written`},
 		{"dump_format: stream, compress: after", f + `compress: "after": a stream dump`},
 		{"in_server_copy: false, keep_copy: true", f + "keep_copy: true, but in_server_copy is false: there is no in-server copy to keep"},
-		{"in_server_copy: sometimes", "cannot unmarshal !!str `sometimes` into bool"},
+		{"in_server_copy: sometimes", f + `in_server_copy: expected true or false, got "sometimes"`},
 		{"in_server_copy: false, copy_when_space_unknown: true", f + "copy_when_space_unknown: true, but in_server_copy is false: no in-server copy is ever taken"},
-		{"copy_when_space_unknown: maybe", "cannot unmarshal !!str `maybe` into bool"},
+		{"copy_when_space_unknown: maybe", f + `copy_when_space_unknown: expected true or false, got "maybe"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.keys, func(t *testing.T) {

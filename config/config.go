@@ -6,11 +6,16 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"reflect"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,12 +28,12 @@ type Duration time.Duration
 // UnmarshalYAML reads a Go duration string.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	var s string
-	if err := n.Decode(&s); err != nil {
-		return fmt.Errorf("line %d: expected a duration such as 90s, 10m or 2h", n.Line)
+	if n.Kind != yaml.ScalarNode || n.Decode(&s) != nil {
+		return errors.New("expected a duration such as 90s, 10m or 2h")
 	}
-	v, err := time.ParseDuration(s)
-	if err != nil || v < 0 {
-		return fmt.Errorf("line %d: %q is not a duration (expected e.g. 90s, 10m, 2h)", n.Line, s)
+	v, err := parseDuration(s)
+	if err != nil {
+		return err
 	}
 	*d = Duration(v)
 	return nil
@@ -283,41 +288,102 @@ func (c *Config) ClusterNames() []string {
 	return names
 }
 
-// Load reads and validates a file.
+// Load reads and validates a file. A file with problems gives a
+// *Problems naming the file and every problem.
 func Load(path string) (*Config, error) {
+	c, err := Read(path)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Read is Load that also returns, beside the problems, the configuration
+// as far as it could be read (nil when not even the YAML could be): what
+// config check goes on checking.
+func Read(path string) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
-	c, err := Parse(f)
+	c, err := parse(f)
+	if ps, ok := errors.AsType[*Problems](err); ok {
+		ps.File = path
+		return c, ps
+	}
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	return c, nil
 }
 
-// Parse reads and validates a configuration, filling in defaults.
+// Parse reads and validates a configuration, filling in defaults. A
+// configuration with problems gives a *Problems, every one by line.
 func Parse(r io.Reader) (*Config, error) {
+	c, err := parse(r)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func parse(r io.Reader) (*Config, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return nil, err
 	}
-	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
+	var doc yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("the file is empty: at least one cluster is expected under clusters")
 		}
-		return nil, cleanYAMLError(err)
+		// Not YAML: nothing further can be read, but the line is known.
+		msg := cleanYAMLError(err).Error()
+		if m := yamlLine.FindStringSubmatch(msg); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			return nil, &Problems{List: []Problem{{Line: line, Msg: "not YAML: " + m[2]}}}
+		}
+		return nil, errors.New(msg)
 	}
-	if err := c.validate(); err != nil {
-		return nil, err
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	w := walker{at: map[string]pos{}}
+	var c Config
+	if w.walk(root, reflect.TypeFor[Config](), "", "") {
+		// What the walk let through decodes; should it not, say so
+		// rather than go on with a half-read file.
+		if err := root.Decode(&c); err != nil {
+			w.found = append(w.found, Problem{Msg: cleanYAMLError(err).Error()})
+		}
+	}
+	p := problems{at: w.at}
+	c.validate(&p)
+	all := append(w.found, p.list()...)
+	if len(all) > 0 {
+		// Problems without a place (none expected) come last.
+		slices.SortStableFunc(all, func(a, b Problem) int {
+			la, lb := a.Line, b.Line
+			if la == 0 {
+				la = math.MaxInt
+			}
+			if lb == 0 {
+				lb = math.MaxInt
+			}
+			return cmp.Or(cmp.Compare(la, lb), cmp.Compare(a.Column, b.Column))
+		})
+		// Defaults too, for config check's further checks.
+		c.defaults()
+		return &c, &Problems{List: all}
 	}
 	c.defaults()
 	return &c, nil
 }
+
+// yamlLine is how the YAML library places a syntax error.
+var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
 
 func cleanYAMLError(err error) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")

@@ -63,7 +63,7 @@ func TestInvalidNamesFieldAndExpectation(t *testing.T) {
 		{"no nodes", strings.Replace(minimal, "nodes: {labels: {app: nocobase}}", "nodes: {}", 1), "clusters[0] (prod).nodes: expected labels"},
 		{"bad lb", strings.Replace(minimal, "type: none", "type: haproxy", 1), `load_balancer.type: "haproxy": expected nginx, webhook or none`},
 		{"no destination", strings.Replace(minimal, "destination: /b, ", "", 1), "backup.destination: required"},
-		{"unknown field", minimal + "    colour: blue\n", "field colour not found"},
+		{"unknown field", minimal + "    colour: blue\n", "clusters[0] (prod).colour: unknown key (expected one of: access, backup"},
 		{"bad duration", minimal + "    timeouts: {health: soon}\n", `"soon" is not a duration`},
 		{"bad policy", minimal + "    timeouts: {on_checkpoint_timeout: pray}\n", `on_checkpoint_timeout: "pray": expected remind, rollback or abort`},
 		{"secret in url", "store: {url: 'postgres://u:hunter2@h/db'}\n" + minimal, "store.url: holds a password"},

@@ -11,11 +11,6 @@ import (
 	"github.com/nocobot/nocobot/schedule"
 )
 
-// fieldError names the field and what is expected.
-func fieldError(field, format string, a ...any) error {
-	return fmt.Errorf("%s: %s", field, fmt.Sprintf(format, a...))
-}
-
 func checkEnv(field, v string, required bool) error {
 	if v == "" {
 		if required {
@@ -29,222 +24,225 @@ func checkEnv(field, v string, required bool) error {
 	return nil
 }
 
-func (c *Config) validate() error {
+func (c *Config) validate(p *problems) {
 	if c.Store.URL != "" {
 		if !strings.HasPrefix(c.Store.URL, "postgres://") && !strings.HasPrefix(c.Store.URL, "postgresql://") {
-			return fieldError("store.url", "expected a postgres:// URL")
+			p.add(fieldError("store.url", "expected a postgres:// URL"))
 		}
 		if strings.Contains(strings.SplitN(strings.TrimPrefix(strings.TrimPrefix(c.Store.URL, "postgresql://"), "postgres://"), "@", 2)[0], ":") {
-			return fieldError("store.url", "holds a password: put it in an environment variable and name it in store.password_env")
+			p.add(fieldError("store.url", "holds a password: put it in an environment variable and name it in store.password_env"))
 		}
 		if c.Store.Path != "" {
-			return fieldError("store", "set either path (embedded) or url (PostgreSQL), not both")
+			p.add(fieldError("store", "set either path (embedded) or url (PostgreSQL), not both"))
 		}
 		// The store may share NocoBase's database: in its own schema a
 		// backup leaves it out and a restore never rewinds it; in public
 		// it would be restored with NocoBase's tables.
 		if strings.EqualFold(c.Store.Schema, "public") {
-			return fieldError("store.schema", "%q is where NocoBase's tables live: a restore would rewind nocobot's own records; use a schema of its own (default nocobot)", c.Store.Schema)
+			p.add(fieldError("store.schema", "%q is where NocoBase's tables live: a restore would rewind nocobot's own records; use a schema of its own (default nocobot)", c.Store.Schema))
 		}
 	}
-	if err := checkEnv("store.password_env", c.Store.PasswordEnv, false); err != nil {
-		return err
+	if c.Store.URL == "" {
+		// The embedded store has neither: a key read nowhere is a
+		// mistake the user should hear of (a url left out?).
+		for _, k := range []string{"schema", "password_env"} {
+			if p.has("store." + k) {
+				p.add(keyRefused("store."+k, "only with store.url (PostgreSQL): the embedded store (store.path) has none"))
+			}
+		}
 	}
+	p.add(checkEnv("store.password_env", c.Store.PasswordEnv, false))
 	switch c.Slack.Mode {
 	case "", "socket", "http", SlackOff:
 	default:
-		return fieldError("slack.mode", "%q: expected socket, http or off", c.Slack.Mode)
+		p.add(fieldError("slack.mode", "%q: expected socket, http or off", c.Slack.Mode))
 	}
-	if err := c.HTTP.validate(c.Slack); err != nil {
-		return err
-	}
+	p.add(c.HTTP.validate(c.Slack))
 	for f, v := range map[string]string{"slack.bot_token_env": c.Slack.BotTokenEnv, "slack.app_token_env": c.Slack.AppTokenEnv, "slack.signing_secret_env": c.Slack.SigningSecretEnv} {
-		if err := checkEnv(f, v, false); err != nil {
-			return err
-		}
+		p.add(checkEnv(f, v, false))
 	}
 	if u := c.Slack.APIURL; u != "" {
-		p, err := url.Parse(u)
+		pu, err := url.Parse(u)
 		switch {
-		case err == nil && p.User != nil:
-			return fieldError("slack.api_url", "holds credentials: a token goes in slack.bot_token_env, never in the URL")
-		case err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "":
-			return fieldError("slack.api_url", "%q: expected an http(s) URL such as https://slack.com/api/", u)
+		case err == nil && pu.User != nil:
+			p.add(fieldError("slack.api_url", "holds credentials: a token goes in slack.bot_token_env, never in the URL"))
+		case err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "":
+			p.add(fieldError("slack.api_url", "%q: expected an http(s) URL such as https://slack.com/api/", u))
 		}
 		if !strings.HasSuffix(u, "/") {
 			c.Slack.APIURL = u + "/"
 		}
 	}
 	if c.Slack.Command != "" && !strings.HasPrefix(c.Slack.Command, "/") {
-		return fieldError("slack.command", "%q: expected a slash command such as /nocobase", c.Slack.Command)
+		p.add(fieldError("slack.command", "%q: expected a slash command such as /nocobase", c.Slack.Command))
 	}
-	if err := c.Access.validate("access"); err != nil {
-		return err
-	}
+	c.Access.validate(p, "access")
+	c.Access.validateTerminal(p)
 	if len(c.Clusters) == 0 {
-		return fieldError("clusters", "at least one cluster is expected")
+		p.add(fieldError("clusters", "at least one cluster is expected"))
 	}
 	seen := map[string]bool{}
 	for i := range c.Clusters {
 		cl := &c.Clusters[i]
 		f := fmt.Sprintf("clusters[%d]", i)
 		if !nameRE.MatchString(cl.Name) {
-			return fieldError(f+".name", "%q: expected a short name of lower-case letters, digits, - and _", cl.Name)
+			p.add(fieldError(f+".name", "%q: expected a short name of lower-case letters, digits, - and _", cl.Name))
 		}
 		f = fmt.Sprintf("clusters[%d] (%s)", i, cl.Name)
 		if seen[cl.Name] {
-			return fieldError(f+".name", "a cluster of that name comes earlier in the file")
+			p.add(fieldError(f+".name", "a cluster of that name comes earlier in the file"))
 		}
 		seen[cl.Name] = true
-		if err := cl.validate(f); err != nil {
-			return err
-		}
+		cl.validate(p, f)
 	}
-	return c.validateWebhooks()
+	c.validateWebhooks(p)
 }
 
-func (a *Access) validate(f string) error {
-	for _, p := range []struct {
+func (a *Access) validate(p *problems, f string) {
+	for _, r := range []struct {
 		f string
 		p Principals
 	}{{f + ".run", a.Run}, {f + ".decide", a.Decide}} {
-		for _, u := range p.p.Users {
+		for _, u := range r.p.Users {
 			if !userRE.MatchString(u) {
-				return fieldError(p.f+".users", "%q is not a Slack user id (expected e.g. U0123ABCD)", u)
+				p.add(fieldError(r.f+".users", "%q is not a Slack user id (expected e.g. U0123ABCD)", u))
 			}
 		}
-		for _, g := range p.p.Groups {
+		for _, g := range r.p.Groups {
 			if !groupRE.MatchString(g) {
-				return fieldError(p.f+".groups", "%q is not a Slack user group id (expected e.g. S0123ABCD)", g)
+				p.add(fieldError(r.f+".groups", "%q is not a Slack user group id (expected e.g. S0123ABCD)", g))
 			}
 		}
 	}
 	for _, ch := range a.Channels {
 		if !chanRE.MatchString(ch) {
-			return fieldError(f+".channels", "%q is not a Slack channel id (expected e.g. C0123ABCD)", ch)
+			p.add(fieldError(f+".channels", "%q is not a Slack channel id (expected e.g. C0123ABCD)", ch))
 		}
 	}
-	return nil
 }
 
-func (cl *Cluster) validate(f string) error {
+// validateTerminal checks the top level's terminal mapping: each OS user
+// maps to a Slack user id the rules can name.
+func (a *Access) validateTerminal(p *problems) {
+	for name, id := range a.TerminalUsers {
+		if !userRE.MatchString(id) {
+			p.add(fieldError("access.terminal_users."+name, "%q is not a Slack user id (expected e.g. U0123ABCD: the id the access rules name)", id))
+		}
+	}
+}
+
+func (cl *Cluster) validate(p *problems, f string) {
 	if cl.Channel != "" && !chanRE.MatchString(cl.Channel) {
-		return fieldError(f+".channel", "%q is not a Slack channel id (expected e.g. C0123ABCD; the id, not the #name)", cl.Channel)
+		p.add(fieldError(f+".channel", "%q is not a Slack channel id (expected e.g. C0123ABCD; the id, not the #name)", cl.Channel))
 	}
 	if h := cl.Docker.Host; h != "" && !strings.HasPrefix(h, "unix://") && !strings.HasPrefix(h, "tcp://") && !strings.HasPrefix(h, "npipe://") {
-		return fieldError(f+".docker.host", "%q: expected unix:///path/docker.sock or tcp://host:port", h)
+		p.add(fieldError(f+".docker.host", "%q: expected unix:///path/docker.sock or tcp://host:port", h))
 	}
-	if err := checkEnv(f+".docker.registry.password_env", cl.Docker.Registry.PasswordEnv, cl.Docker.Registry.Username != ""); err != nil {
-		return err
-	}
+	p.add(checkEnv(f+".docker.registry.password_env", cl.Docker.Registry.PasswordEnv, cl.Docker.Registry.Username != ""))
 	switch {
 	case len(cl.Nodes.Labels) == 0 && cl.Nodes.SwarmService == "":
-		return fieldError(f+".nodes", "expected labels (e.g. com.docker.compose.service: app) or swarm_service")
+		p.add(fieldError(f+".nodes", "expected labels (e.g. com.docker.compose.service: app) or swarm_service"))
 	case len(cl.Nodes.Labels) > 0 && cl.Nodes.SwarmService != "":
-		return fieldError(f+".nodes", "set either labels or swarm_service, not both")
+		p.add(fieldError(f+".nodes", "set either labels or swarm_service, not both"))
 	}
 	if cl.Nodes.Port < 0 || cl.Nodes.Port > 65535 {
-		return fieldError(f+".nodes.port", "%d is not a port", cl.Nodes.Port)
+		p.add(fieldError(f+".nodes.port", "%d is not a port", cl.Nodes.Port))
 	}
 	if cl.Nodes.Parallelism < 0 {
-		return fieldError(f+".nodes.start_parallelism", "expected 0 (all together) or more")
+		p.add(fieldError(f+".nodes.start_parallelism", "expected 0 (all together) or more"))
 	}
 	switch cl.Nodes.Migrations {
 	case "", "auto", "one-at-a-time":
 	case "skip-same-version":
 		if cl.Nodes.SwarmService != "" {
-			return fieldError(f+".nodes.migrations", "skip-same-version needs an environment per node, which a Swarm service's nodes do not have: use auto or one-at-a-time")
+			p.add(fieldError(f+".nodes.migrations", "skip-same-version needs an environment per node, which a Swarm service's nodes do not have: use auto or one-at-a-time"))
 		}
 	default:
-		return fieldError(f+".nodes.migrations", "%q: expected auto, skip-same-version or one-at-a-time", cl.Nodes.Migrations)
+		p.add(fieldError(f+".nodes.migrations", "%q: expected auto, skip-same-version or one-at-a-time", cl.Nodes.Migrations))
 	}
 	for _, v := range cl.Nodes.PerNodeEnv {
 		if !envRE.MatchString(v) {
-			return fieldError(f+".nodes.per_node_env", "%q is not an environment variable name (expected e.g. APP_PORT)", v)
+			p.add(fieldError(f+".nodes.per_node_env", "%q is not an environment variable name (expected e.g. APP_PORT)", v))
 		}
 	}
 	if strings.Contains(cl.Image.Repository, ":") && !strings.Contains(cl.Image.Repository[strings.LastIndex(cl.Image.Repository, ":"):], "/") {
-		return fieldError(f+".image.repository", "%q: expected a repository without tag, e.g. nocobase/nocobase", cl.Image.Repository)
+		p.add(fieldError(f+".image.repository", "%q: expected a repository without tag, e.g. nocobase/nocobase", cl.Image.Repository))
 	}
 	switch cl.Image.Pull {
 	case "", "always", "missing", "never":
 	default:
-		return fieldError(f+".image.pull", "%q: expected always, missing or never", cl.Image.Pull)
+		p.add(fieldError(f+".image.pull", "%q: expected always, missing or never", cl.Image.Pull))
 	}
-	if err := checkEnv(f+".nocobase.api_key_env", cl.NocoBase.APIKeyEnv, false); err != nil {
-		return err
-	}
+	p.add(checkEnv(f+".nocobase.api_key_env", cl.NocoBase.APIKeyEnv, false))
 	switch cl.LB.Type {
 	case "nginx":
 		if cl.LB.FlagPath == "" {
-			return fieldError(f+".load_balancer.flag_path", "required for nginx: the file whose presence switches to the 503 page")
+			p.add(fieldError(f+".load_balancer.flag_path", "required for nginx: the file whose presence switches to the 503 page"))
 		}
 	case "webhook":
 		if !strings.HasPrefix(cl.LB.URL, "http://") && !strings.HasPrefix(cl.LB.URL, "https://") {
-			return fieldError(f+".load_balancer.url", "required for webhook: an http(s) URL")
+			p.add(fieldError(f+".load_balancer.url", "required for webhook: an http(s) URL"))
 		}
 	case "none":
 	case "":
-		return fieldError(f+".load_balancer.type", "required: nginx, webhook or none")
+		p.add(fieldError(f+".load_balancer.type", "required: nginx, webhook or none"))
 	default:
-		return fieldError(f+".load_balancer.type", "%q: expected nginx, webhook or none", cl.LB.Type)
+		p.add(fieldError(f+".load_balancer.type", "%q: expected nginx, webhook or none", cl.LB.Type))
 	}
-	if err := checkEnv(f+".load_balancer.secret_env", cl.LB.SecretEnv, false); err != nil {
-		return err
-	}
-	if p := cl.LB.ProbeURL; p != "" && !strings.HasPrefix(p, "http://") && !strings.HasPrefix(p, "https://") {
-		return fieldError(f+".load_balancer.probe_url", "%q: expected an http(s) URL", p)
+	p.add(checkEnv(f+".load_balancer.secret_env", cl.LB.SecretEnv, false))
+	if u := cl.LB.ProbeURL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		p.add(fieldError(f+".load_balancer.probe_url", "%q: expected an http(s) URL", u))
 	}
 	b := cl.Backup
 	if b.Destination == "" {
-		return fieldError(f+".backup.destination", "required: the folder where backups are written")
+		p.add(fieldError(f+".backup.destination", "required: the folder where backups are written"))
 	}
 	switch {
 	case b.Database.Container == "" && b.Database.URLEnv == "":
-		return fieldError(f+".backup.database", "expected container (pg_dump runs inside the database container) or url_env")
+		p.add(fieldError(f+".backup.database", "expected container (pg_dump runs inside the database container) or url_env"))
 	case b.Database.Container != "" && b.Database.URLEnv != "":
-		return fieldError(f+".backup.database", "set either container or url_env, not both")
+		p.add(fieldError(f+".backup.database", "set either container or url_env, not both"))
 	case b.Database.Container != "" && b.Database.Name == "":
-		return fieldError(f+".backup.database.name", "required: the NocoBase database name (DB_DATABASE)")
+		p.add(fieldError(f+".backup.database.name", "required: the NocoBase database name (DB_DATABASE)"))
 	}
 	switch b.Database.Dialect {
 	case "", "postgres", "mysql", "mariadb":
 	default:
-		return fieldError(f+".backup.database.dialect", "%q: expected postgres, mysql or mariadb (or leave it to the nodes' DB_DIALECT)", b.Database.Dialect)
+		p.add(fieldError(f+".backup.database.dialect", "%q: expected postgres, mysql or mariadb (or leave it to the nodes' DB_DIALECT)", b.Database.Dialect))
 	}
-	if err := checkEnv(f+".backup.database.password_env", b.Database.PasswordEnv, false); err != nil {
-		return err
-	}
-	if err := checkEnv(f+".backup.database.url_env", b.Database.URLEnv, false); err != nil {
-		return err
-	}
+	p.add(checkEnv(f+".backup.database.password_env", b.Database.PasswordEnv, false))
+	p.add(checkEnv(f+".backup.database.url_env", b.Database.URLEnv, false))
 	if b.Storage.HostPath != "" && b.Storage.Container != "" {
-		return fieldError(f+".backup.storage", "set either container or host_path, not both")
+		p.add(fieldError(f+".backup.storage", "set either container or host_path, not both"))
 	}
 	if b.KeepLast < 0 {
-		return fieldError(f+".backup.keep_last", "expected 0 (keep all) or more")
+		p.add(fieldError(f+".backup.keep_last", "expected 0 (keep all) or more"))
 	}
-	if err := b.validateTuning(f + ".backup"); err != nil {
-		return err
-	}
+	b.validateTuning(p, f+".backup")
 	switch cl.Timeouts.OnCheckpoint {
 	case "", "remind", "rollback", "abort":
 	default:
-		return fieldError(f+".timeouts.on_checkpoint_timeout", "%q: expected remind, rollback or abort", cl.Timeouts.OnCheckpoint)
+		p.add(fieldError(f+".timeouts.on_checkpoint_timeout", "%q: expected remind, rollback or abort", cl.Timeouts.OnCheckpoint))
 	}
 	if cl.Access != nil {
-		if err := cl.Access.validate(f + ".access"); err != nil {
-			return err
+		cl.Access.validate(p, f+".access")
+		// Only the top level's terminal settings are read: a cluster's
+		// would be ignored, letting a terminal operator through where
+		// the file seems to say otherwise, or the reverse.
+		for _, k := range []string{"terminal_users", "trust_terminal"} {
+			if p.has(clusterName.ReplaceAllString(f, "") + ".access." + k) {
+				p.add(keyRefused(f+".access."+k, "top level only: whom a terminal's operator counts as is the same for every cluster; move it to the top-level access"))
+			}
 		}
 	}
 	ids := map[string]bool{}
 	for j, w := range cl.Windows {
 		wf := fmt.Sprintf("%s.windows[%d]", f, j)
 		if !windowRE.MatchString(w.ID) {
-			return fieldError(wf+".id", "%q: expected a short id of lower-case letters, digits, - and _", w.ID)
+			p.add(fieldError(wf+".id", "%q: expected a short id of lower-case letters, digits, - and _", w.ID))
 		}
 		if ids[w.ID] {
-			return fieldError(wf+".id", "%q is used twice", w.ID)
+			p.add(fieldError(wf+".id", "%q is used twice", w.ID))
 		}
 		ids[w.ID] = true
 		tz := w.TZ
@@ -254,18 +252,17 @@ func (cl *Cluster) validate(f string) error {
 		// The scheduler's own parser: the same rules, and no panic on odd
 		// input (robfig's ParseStandard panics on "TZ=UTC").
 		if _, _, err := schedule.ParseWindowSpec(w.Cron, tz); err != nil {
-			return fieldError(wf, "%v", err)
+			p.add(fieldError(wf, "%v", err))
 		}
 		if w.Command == "" {
-			return fieldError(wf+".command", "required: the procedure and its arguments, e.g. upgrade 1.7.15")
+			p.add(fieldError(wf+".command", "required: the procedure and its arguments, e.g. upgrade 1.7.15"))
 		}
 		switch w.Approval {
 		case "", "none", "required":
 		default:
-			return fieldError(wf+".approval", "%q: expected required or none", w.Approval)
+			p.add(fieldError(wf+".approval", "%q: expected required or none", w.Approval))
 		}
 	}
-	return nil
 }
 
 // maxBackupJobs bounds a dump's workers: each holds a connection, and
@@ -274,34 +271,34 @@ const maxBackupJobs = 32
 
 // validateTuning checks how backups are taken: dump format, workers,
 // compression and the in-server copy.
-func (b *Backup) validateTuning(f string) error {
+func (b *Backup) validateTuning(p *problems, f string) {
 	if b.Jobs < 0 || b.Jobs > maxBackupJobs {
-		return fieldError(f+".jobs", "%d: expected 0 (the CPUs, at most 4) up to %d (each worker holds a database connection)", b.Jobs, maxBackupJobs)
+		p.add(fieldError(f+".jobs", "%d: expected 0 (the CPUs, at most 4) up to %d (each worker holds a database connection)", b.Jobs, maxBackupJobs))
 	}
 	if l := b.CompressLevel; l != nil && (*l < 1 || *l > 9) {
 		if *l == 0 {
-			return fieldError(f+".compress_level", "0: expected 1 (fastest) to 9 (smallest); for no compression set compress: never")
+			p.add(fieldError(f+".compress_level", "0: expected 1 (fastest) to 9 (smallest); for no compression set compress: never"))
+		} else {
+			p.add(fieldError(f+".compress_level", "%d: expected 1 (fastest) to 9 (smallest)", *l))
 		}
-		return fieldError(f+".compress_level", "%d: expected 1 (fastest) to 9 (smallest)", *l)
 	}
 	switch b.DumpFormat {
 	case "", "folder", "stream":
 	default:
-		return fieldError(f+".dump_format", "%q: expected folder or stream", b.DumpFormat)
+		p.add(fieldError(f+".dump_format", "%q: expected folder or stream", b.DumpFormat))
 	}
 	switch b.Compress {
 	case "", "after", "while", "never":
 	default:
-		return fieldError(f+".compress", "%q: expected after, while or never", b.Compress)
+		p.add(fieldError(f+".compress", "%q: expected after, while or never", b.Compress))
 	}
 	if b.DumpFormat == "stream" && b.Compress != "" && b.Compress != "while" {
-		return fieldError(f+".compress", "%q: a stream dump (dump_format: stream) is always compressed while written; set while or leave it out", b.Compress)
+		p.add(fieldError(f+".compress", "%q: a stream dump (dump_format: stream) is always compressed while written; set while or leave it out", b.Compress))
 	}
 	if b.KeepCopy && !b.CopyInServer() {
-		return fieldError(f+".keep_copy", "true, but in_server_copy is false: there is no in-server copy to keep")
+		p.add(fieldError(f+".keep_copy", "true, but in_server_copy is false: there is no in-server copy to keep"))
 	}
 	if b.CopyWhenSpaceUnknown && !b.CopyInServer() {
-		return fieldError(f+".copy_when_space_unknown", "true, but in_server_copy is false: no in-server copy is ever taken")
+		p.add(fieldError(f+".copy_when_space_unknown", "true, but in_server_copy is false: no in-server copy is ever taken"))
 	}
-	return nil
 }

@@ -31,49 +31,46 @@ type Webhook struct {
 // minutes, 20 attempts already span more than half an hour.
 const maxWebhookAttempts = 20
 
-func (c *Config) validateWebhooks() error {
+func (c *Config) validateWebhooks(p *problems) {
 	seen := map[string]bool{}
 	for i := range c.Webhooks {
 		w := &c.Webhooks[i]
 		f := fmt.Sprintf("webhooks[%d]", i)
 		if !nameRE.MatchString(w.Name) {
-			return fieldError(f+".name", "%q: expected a short name of lower-case letters, digits, - and _", w.Name)
+			p.add(fieldError(f+".name", "%q: expected a short name of lower-case letters, digits, - and _", w.Name))
 		}
 		f = fmt.Sprintf("webhooks[%d] (%s)", i, w.Name)
 		if seen[w.Name] {
-			return fieldError(f+".name", "a webhook of that name comes earlier in the file")
+			p.add(fieldError(f+".name", "a webhook of that name comes earlier in the file"))
 		}
 		seen[w.Name] = true
 		switch {
 		case w.URL == "" && w.URLEnv == "":
-			return fieldError(f, "url or url_env is required: where to send the events")
+			p.add(fieldError(f, "url or url_env is required: where to send the events"))
 		case w.URL != "" && w.URLEnv != "":
-			return fieldError(f, "set either url or url_env, not both")
+			p.add(fieldError(f, "set either url or url_env, not both"))
 		case w.URL != "":
 			if err := checkWebhookURL(w.URL); err != nil {
-				return fieldError(f+".url", "%s", err)
+				p.add(fieldError(f+".url", "%s", err))
 			}
 		}
 		for field, env := range map[string]string{".url_env": w.URLEnv, ".secret_env": w.SecretEnv, ".authorization_env": w.AuthorizationEnv} {
-			if err := checkEnv(f+field, env, false); err != nil {
-				return err
-			}
+			p.add(checkEnv(f+field, env, false))
 		}
 		for _, e := range w.Events {
 			if !slices.Contains(notify.Events, e) {
-				return fieldError(f+".events", "%q: expected some of %s", e, strings.Join(notify.Events, ", "))
+				p.add(fieldError(f+".events", "%q: expected some of %s", e, strings.Join(notify.Events, ", ")))
 			}
 		}
 		for _, cl := range w.Clusters {
 			if _, ok := c.Cluster(cl); !ok {
-				return fieldError(f+".clusters", "%q: no cluster of that name in this file", cl)
+				p.add(fieldError(f+".clusters", "%q: no cluster of that name in this file", cl))
 			}
 		}
 		if w.Attempts < 0 || w.Attempts > maxWebhookAttempts {
-			return fieldError(f+".attempts", "%d: expected 1 to %d (0: the default, 6)", w.Attempts, maxWebhookAttempts)
+			p.add(fieldError(f+".attempts", "%d: expected 1 to %d (0: the default, 6)", w.Attempts, maxWebhookAttempts))
 		}
 	}
-	return nil
 }
 
 // checkWebhookURL accepts an http(s) URL with a host and no user:password
