@@ -701,7 +701,7 @@ func TestPlanChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"Plan for the upgrade of prod to 1.7.14", "app-1: running, " + oldImage, "New image: " + newImage,
-		" 1. Preflight", " 7. Verify checkpoint — waits for a person", "R1. load balancer to the maintenance page", "R3. restore the database"} {
+		" 1. Preflight", " 8. Verify checkpoint — waits for a person", "Redis: none", "R1. load balancer to the maintenance page", "R3. restore the database"} {
 		if !strings.Contains(p, want) {
 			t.Errorf("plan lacks %q:\n%s", want, p)
 		}

@@ -42,6 +42,9 @@ func firstStartSteps() []stepDef {
 		// A node that installs or migrates answers 503 until healthy.
 		{name: "lb-maintenance", title: "Load balancer to the maintenance page until a node is healthy", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, LBMaintenance) }},
+		// A cache left from an earlier install would serve another database's data.
+		{name: "redis-reset", title: "Redis: empty the cache, drop the locks and signals (if every node is stopped)", idempotent: true,
+			do: firstStartRedisReset},
 		{name: "start-first", title: "Start one node, wait until healthy (plugins installed and enabled)", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) {
 				s, err := startAndWait(ctx, env, env.facts().FirstNode(), expectation{})

@@ -42,6 +42,8 @@ type Manifest struct {
 	// Kind is KindCopy or KindDump ("" in backups of older versions: a
 	// dump).
 	Kind string `json:"kind,omitempty"`
+	// Extras are the further parts (extras.go), with what each holds.
+	Extras []ExtraRecord `json:"extras,omitempty"`
 }
 
 // DatabaseInfo says where the dump comes from.
