@@ -501,7 +501,7 @@ func TestCancelInterruptsSafeStep(t *testing.T) {
 			t.Fatal("the run went on after the abort")
 		}
 	}
-	if s := end.Steps[5]; s.Name != "start-first" || s.Status != store.StepFailed || s.Detail != "interrupted by abort" {
+	if s := end.Steps[6]; s.Name != "start-first" || s.Status != store.StepFailed || s.Detail != "interrupted by abort" {
 		t.Fatalf("interrupted step recorded as %+v", s)
 	}
 }
