@@ -181,6 +181,9 @@ func (cl *Cluster) validate(f string) error {
 	if p := cl.LB.ProbeURL; p != "" && !strings.HasPrefix(p, "http://") && !strings.HasPrefix(p, "https://") {
 		return fieldError(f+".load_balancer.probe_url", "%q: expected an http(s) URL", p)
 	}
+	if err := cl.Redis.validate(f + ".redis"); err != nil {
+		return err
+	}
 	b := cl.Backup
 	if b.Destination == "" {
 		return fieldError(f+".backup.destination", "required: the folder where backups are written")
