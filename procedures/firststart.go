@@ -37,7 +37,11 @@ func firstStartSteps() []stepDef {
 			}
 			recordNodes(env, nodes)
 			env.record(func(w factWriter) { w.setFirstNode(nodes[0]) })
-			return fmt.Sprintf("%d nodes; %s starts first", len(nodes), nodes[0].Name), nil
+			redis, err := preflightRedis(ctx, env)
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("%d nodes; %s starts first; %s", len(nodes), nodes[0].Name, redis), nil
 		}},
 		// A node that installs or migrates answers 503 until healthy.
 		{name: "lb-maintenance", title: "Load balancer to the maintenance page until a node is healthy", idempotent: true,

@@ -292,7 +292,11 @@ func maintainPreflight(ctx context.Context, env *stepEnv) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return joinNonEmpty(fmt.Sprintf("%d nodes; version %s", len(nodes), env.facts().FromVersion()), key, backup), nil
+	redis, err := preflightRedis(ctx, env)
+	if err != nil {
+		return "", err
+	}
+	return joinNonEmpty(fmt.Sprintf("%d nodes; version %s", len(nodes), env.facts().FromVersion()), key, backup, redis), nil
 }
 
 // scaleDown leaves exactly the first node running and healthy.

@@ -15,6 +15,9 @@ type Redis interface {
 	// Describe says which Redis databases the cluster uses and what is
 	// done with each, passwords redacted; "none" without any.
 	Describe(ctx context.Context) string
+	// Check fails if a reset or a backup could not reach the databases, or
+	// would be refused, now; it says what it found.
+	Check(ctx context.Context) (string, error)
 	// Reset empties the app's cache and drops its locks and pub/sub
 	// signals (only the app's keys), for while every node is stopped.
 	// It may be repeated; it says what it deleted.
@@ -27,6 +30,18 @@ func redisPlan(ctx context.Context, c *Cluster) string {
 		return "none"
 	}
 	return c.Redis.Describe(ctx)
+}
+
+// preflightRedis checks Redis before any downtime begins.
+func preflightRedis(ctx context.Context, env *stepEnv) (string, error) {
+	if env.c.Redis == nil {
+		return "Redis: none", nil
+	}
+	s, err := env.c.Redis.Check(ctx)
+	if err != nil {
+		return "", fmt.Errorf("redis: %w", err)
+	}
+	return "Redis: " + s, nil
 }
 
 // redisResetStepDef empties the cache and drops the locks before a node

@@ -176,3 +176,19 @@ func TestPlanSaysRedis(t *testing.T) {
 		}
 	}
 }
+
+// A Redis that cannot be reached fails the preflight: no node stops.
+func TestRedisCheckedAtPreflight(t *testing.T) {
+	h := newHarness(t, redisCluster())
+	h.world.Fail("redis-check", 1)
+	h.startRun(upgrade())
+	cp := h.waitCheckpoint("failure")
+	if cp.Steps[0].Status != store.StepFailed || !strings.Contains(cp.Checkpoint.Question, "redis") {
+		t.Fatalf("preflight %+v, question %q", cp.Steps[0], cp.Checkpoint.Question)
+	}
+	for _, a := range h.world.Actions() {
+		if strings.HasPrefix(a, "stop ") || a == "backup" {
+			t.Fatalf("downtime began past a failed Redis check: %q", h.world.Actions())
+		}
+	}
+}

@@ -268,10 +268,14 @@ func upgradePreflight(ctx context.Context, env *stepEnv) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	redis, err := preflightRedis(ctx, env)
+	if err != nil {
+		return "", err
+	}
 	if target == "" {
 		target = "a version known once it starts"
 	}
-	return fmt.Sprintf("%d nodes; %s → %s; %s pulled (%s); %s", len(nodes), from, target, image, shortDigest(info.Digest), backup), nil
+	return fmt.Sprintf("%d nodes; %s → %s; %s pulled (%s); %s; %s", len(nodes), from, target, image, shortDigest(info.Digest), backup, redis), nil
 }
 
 // upgradeTarget is what a node started on the target image must run.

@@ -40,6 +40,36 @@ func (m *Manager) Describe(ctx context.Context) string {
 	return strings.Join(lines, "\n  ")
 }
 
+// Check connects to every database and checks that a Reset would not be
+// refused; it says what it found. Nothing is changed.
+func (m *Manager) Check(ctx context.Context) (string, error) {
+	dbs, err := m.resolve(ctx)
+	if err != nil {
+		return "", err
+	}
+	if len(dbs) == 0 {
+		return "none", nil
+	}
+	var found []string
+	for _, t := range dbs {
+		c, err := m.conn(ctx, t)
+		if err != nil {
+			return "", err
+		}
+		cctx, cancel := m.call(ctx)
+		err = c.Ping(cctx).Err()
+		cancel()
+		if err != nil {
+			return "", fmt.Errorf("redis %s unreachable: %w", describeTarget(t), err)
+		}
+		if err := m.checkWhole(ctx, t); err != nil {
+			return "", err
+		}
+		found = append(found, describeTarget(t))
+	}
+	return "reachable: " + strings.Join(found, ", "), nil
+}
+
 // resetPatterns are the patterns of the keys Reset deletes in t: the
 // cache's, the locks', the pub/sub signals' and the worker ids'.
 func (m *Manager) resetPatterns(t *target) []string {
@@ -112,7 +142,7 @@ func (m *Manager) Reset(ctx context.Context, progress func(string)) (string, err
 			return "", fmt.Errorf("redis %s: %w", describeTarget(t), err)
 		}
 		m.log.Info().Str("database", t.shown).Strs("patterns", pats).Int("deleted", n).Int64("left", left).Msg("redis keys deleted")
-		done = append(done, fmt.Sprintf("%s: %d keys deleted (%s), %d other keys left", describeTarget(t), n, strings.Join(pats, ", "), left))
+		done = append(done, fmt.Sprintf("%s: %s deleted (%s), %s of others left", describeTarget(t), nkeys(n), strings.Join(pats, ", "), nkeys(int(left))))
 	}
 	return strings.Join(done, "; "), nil
 }
@@ -250,4 +280,12 @@ func globRE(glob string) *regexp.Regexp {
 	}
 	b.WriteString(`$`)
 	return regexp.MustCompile(b.String())
+}
+
+// nkeys is "1 key" or "n keys".
+func nkeys(n int) string {
+	if n == 1 {
+		return "1 key"
+	}
+	return fmt.Sprintf("%d keys", n)
 }

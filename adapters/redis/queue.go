@@ -130,7 +130,7 @@ func (q Queue) Save(ctx context.Context, w io.Writer) (string, error) {
 		return "", err
 	}
 	m.log.Info().Str("database", t.shown).Int("keys", n).Msg("redis queue saved")
-	return fmt.Sprintf("queue %s: %d keys saved (%s)", describeTarget(t), n, strings.Join(pats, ", ")), nil
+	return fmt.Sprintf("Redis %s: %s saved (%s)", describeTarget(t), nkeys(n), strings.Join(pats, ", ")), nil
 }
 
 // Restore puts the queue back as the part saved it: the app's queue keys
@@ -210,5 +210,5 @@ func (q Queue) Restore(ctx context.Context, r io.Reader) (string, error) {
 		return "", fmt.Errorf("redis queue %s: %w (a retry restores it whole)", describeTarget(t), err)
 	}
 	m.log.Info().Str("database", t.shown).Int("restored", n).Int("dropped", dropped).Msg("redis queue restored")
-	return fmt.Sprintf("queue %s: %d newer keys deleted, %d keys put back as saved", describeTarget(t), dropped, n), nil
+	return fmt.Sprintf("Redis %s: the queue's %s deleted, the backup's %s put back", describeTarget(t), nkeys(dropped), nkeys(n)), nil
 }

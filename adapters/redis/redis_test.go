@@ -77,7 +77,7 @@ func TestResetDeletesOnlyTheAppsKeys(t *testing.T) {
 			t.Errorf("%s survived the reset", k)
 		}
 	}
-	if !strings.Contains(got, "3 keys deleted") || !strings.Contains(got, "4 other keys left") {
+	if !strings.Contains(got, "3 keys deleted") || !strings.Contains(got, "4 keys of others left") {
 		t.Errorf("summary %q", got)
 	}
 	// Again: nothing more to delete, nothing else touched.
@@ -111,6 +111,9 @@ func TestWholeDatabaseWithForeignKeysIsRefused(t *testing.T) {
 		Databases: []Database{{Role: RoleCache, URL: cacheURL, Source: "redis.databases"}, {Role: RoleLock, URL: lockURL, Source: "redis.databases"}},
 		Whole:     map[Role]bool{RoleLock: true},
 	})
+	if _, err := m.Check(ctx); err == nil || !strings.Contains(err.Error(), "billing:lock:invoice-7") {
+		t.Fatalf("check before downtime: %v", err)
+	}
 	_, err := m.Reset(ctx, nil)
 	if err == nil {
 		t.Fatal("reset of a shared database said to be NocoBase's alone: no error")
@@ -173,7 +176,7 @@ func TestQueueSaveRestoreExact(t *testing.T) {
 
 	sum, err = q.Restore(ctx, bytes.NewReader(part.Bytes()))
 	must(t, err)
-	if !strings.Contains(sum, "4 keys put back") {
+	if !strings.Contains(sum, "the queue's 4 keys deleted, the backup's 4 keys put back") {
 		t.Errorf("restore summary %q", sum)
 	}
 	for k, v := range want {

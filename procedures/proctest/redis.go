@@ -79,6 +79,14 @@ func (r redisActor) Describe(ctx context.Context) string {
 	return "cache+queue+lock redis://fake/0 (CACHE_REDIS_URL)"
 }
 
+// Check implements procedures.Redis.
+func (r redisActor) Check(ctx context.Context) (string, error) {
+	if err := r.act(ctx, "redis-check"); err != nil {
+		return "", err
+	}
+	return "1 database reachable", nil
+}
+
 // Reset implements procedures.Redis.
 func (r redisActor) Reset(ctx context.Context, progress func(string)) (string, error) {
 	w := r.w
