@@ -113,6 +113,9 @@ type BackupInfo struct {
 	Verified bool
 	RunID    string // the run that took it, if any
 	Kind     string // "copy" (in-server database copy) or "dump"; "" if unknown
+	// Extras say what the backup holds besides database and storage,
+	// e.g. "Redis queue redis://…/3 (QUEUE_ADAPTER_REDIS_URL): 12 keys saved".
+	Extras []string
 }
 
 // BackupRequest says what a new backup belongs to.

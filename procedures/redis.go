@@ -24,6 +24,10 @@ type Redis interface {
 	Reset(ctx context.Context, progress func(string)) (string, error)
 }
 
+// factBackupExtras says what the run's backup holds besides database and
+// storage (the Redis queue), for the restore's detail.
+const factBackupExtras = "backup_extras"
+
 // redisPlan is the plan's Redis line.
 func redisPlan(ctx context.Context, c *Cluster) string {
 	if c.Redis == nil {

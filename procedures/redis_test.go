@@ -70,6 +70,12 @@ func TestUpgradeRollbackRestoresQueueAndEmptiesCache(t *testing.T) {
 			t.Fatalf("%s started before the reset: %q", n, a)
 		}
 	}
+	if s, _ := stepDetail(end, "backup", false); !strings.Contains(s.Detail, "Redis queue: 2 jobs saved") {
+		t.Fatalf("backup detail %q", s.Detail)
+	}
+	if s, _ := stepDetail(end, "rb-restore", true); !strings.Contains(s.Detail, "put back: Redis queue: 2 jobs saved") {
+		t.Fatalf("restore detail %q", s.Detail)
+	}
 	s, ok := stepDetail(end, "rb-redis-reset", true)
 	if !ok || s.Status != store.StepDone || !strings.Contains(s.Detail, "Redis: cache emptied") {
 		t.Fatalf("rb-redis-reset step: %+v", s)

@@ -68,10 +68,18 @@ func (m *Manager) saveExtras(ctx context.Context, dir string, progress procedure
 func (m *Manager) restoreExtras(ctx context.Context, dir string, man *Manifest, progress procedures.Progress) error {
 	for _, x := range m.opts.Extras {
 		has := slices.ContainsFunc(man.Extras, func(r ExtraRecord) bool { return r.Part == x.Part() })
-		if !has {
-			if on, err := x.Active(ctx); err == nil && on {
-				progress(fmt.Sprintf("%s: the backup holds none (taken without it): left as it is", x.Part()))
-			}
+		on, err := x.Active(ctx)
+		if err != nil {
+			return fmt.Errorf("%s: %w", x.Part(), err)
+		}
+		switch {
+		case !has && on:
+			progress(fmt.Sprintf("%s: the backup holds none (taken without it): left as it is", x.Part()))
+			continue
+		case !has:
+			continue
+		case !on:
+			progress(fmt.Sprintf("%s: the backup holds it, but the cluster has none now: left out", x.Part()))
 			continue
 		}
 		f, err := os.Open(filepath.Join(dir, x.Part()))

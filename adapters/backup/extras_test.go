@@ -41,6 +41,9 @@ func TestBackupHoldsRedisQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	info := create(t, m, nil)
+	if len(info.Extras) != 1 || !strings.Contains(info.Extras[0], "1 key saved") {
+		t.Fatalf("backup info extras %q", info.Extras)
+	}
 	man := readManifest(t, f.dest, info.ID)
 	if len(man.Extras) != 1 || man.Extras[0].Part != redis.QueuePart || !strings.Contains(man.Extras[0].Summary, "1 key saved") {
 		t.Fatalf("manifest extras %+v", man.Extras)

@@ -120,9 +120,14 @@ func (m *Manifest) Size() int64 {
 }
 
 func (m *Manifest) info() procedures.BackupInfo {
+	var extras []string
+	for _, x := range m.Extras {
+		extras = append(extras, x.Summary)
+	}
 	return procedures.BackupInfo{
 		ID: m.ID, Cluster: m.Cluster, Version: m.NocoBaseVersion, Image: m.Image,
 		Created: m.Created, Size: m.Size(), Verified: m.Verified, RunID: m.RunID, Kind: cmp.Or(m.Kind, KindDump),
+		Extras: extras,
 	}
 }
 

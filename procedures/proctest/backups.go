@@ -29,6 +29,8 @@ func (a actor) Create(ctx context.Context, req procedures.BackupRequest, progres
 	b := backup{info: info, dbVersion: w.dbVersion}
 	if w.redis.on {
 		b.queue = append([]string{}, w.redis.queue...)
+		b.info.Extras = []string{fmt.Sprintf("Redis queue: %d jobs saved", len(b.queue))}
+		info = b.info
 	}
 	w.backups = append(w.backups, b)
 	w.actions = append(w.actions, "backup-verified "+info.ID)
