@@ -102,9 +102,8 @@ type Manager struct {
 	opts Options
 	log  zerolog.Logger
 
-	mu       sync.Mutex
-	resolved bool
-	dbs      []*target // one per distinct database
+	mu      sync.Mutex
+	clients map[string]*goredis.Client // by URL, kept across calls
 }
 
 // target is one distinct Redis database and the roles it serves.
@@ -115,7 +114,6 @@ type target struct {
 	db      int
 	roles   []Role
 	sources []string
-	client  *goredis.Client
 }
 
 // New returns a Manager; it contacts nothing.
@@ -147,7 +145,7 @@ func New(opts Options, log zerolog.Logger) (*Manager, error) {
 			return nil, fmt.Errorf("redis: %s database (%s): %s", d.Role, d.Source, redactErr(err, d.URL))
 		}
 	}
-	return &Manager{opts: opts, log: log.With().Str("adapter", "redis").Logger()}, nil
+	return &Manager{opts: opts, log: log.With().Str("adapter", "redis").Logger(), clients: map[string]*goredis.Client{}}, nil
 }
 
 func roleList() string {
@@ -171,15 +169,10 @@ func (m *Manager) patterns(r Role) []string {
 	return out
 }
 
-// resolve finds the databases, once: from the configuration, else from a
-// node's environment. A failure is not remembered (the next call tries
-// again).
+// resolve finds the databases: from the configuration, else from a
+// node's environment, read afresh for every operation (an operator may
+// have changed it since).
 func (m *Manager) resolve(ctx context.Context) ([]*target, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.resolved {
-		return m.dbs, nil
-	}
 	dbs := m.opts.Databases
 	if len(dbs) == 0 && m.opts.Env != nil {
 		env, err := m.opts.Env(ctx)
@@ -204,7 +197,6 @@ func (m *Manager) resolve(ctx context.Context) ([]*target, error) {
 		out[i].roles = append(out[i].roles, d.Role)
 		out[i].sources = append(out[i].sources, d.Source)
 	}
-	m.dbs, m.resolved = out, true
 	return out, nil
 }
 
@@ -212,8 +204,8 @@ func (m *Manager) resolve(ctx context.Context) ([]*target, error) {
 func (m *Manager) conn(ctx context.Context, t *target) (*goredis.Client, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if t.client != nil {
-		return t.client, nil
+	if c := m.clients[t.url]; c != nil {
+		return c, nil
 	}
 	o, err := goredis.ParseURL(t.url)
 	if err != nil {
@@ -233,8 +225,9 @@ func (m *Manager) conn(ctx context.Context, t *target) (*goredis.Client, error) 
 	o.DisableIdentity = true
 	o.PoolSize = 2
 	o.MaxRetries = 1
-	t.client = goredis.NewClient(o)
-	return t.client, nil
+	c := goredis.NewClient(o)
+	m.clients[t.url] = c
+	return c, nil
 }
 
 // call bounds one Redis call.
@@ -247,11 +240,9 @@ func (m *Manager) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var errs []error
-	for _, t := range m.dbs {
-		if t.client != nil {
-			errs = append(errs, t.client.Close())
-			t.client = nil
-		}
+	for u, c := range m.clients {
+		errs = append(errs, c.Close())
+		delete(m.clients, u)
 	}
 	return errors.Join(errs...)
 }

@@ -62,7 +62,7 @@ func TestResetDeletesOnlyTheAppsKeys(t *testing.T) {
 	must(t, c.Set(ctx, "sessions:42", "y", 0).Err())
 	must(t, c.RPush(ctx, "main.workflow.pending", "job-1").Err()) // the queue shares the database
 
-	env := []string{"CACHE_DEFAULT_STORE=redis", "CACHE_REDIS_URL=" + url, "LOCK_ADAPTER_REDIS_URL=" + url, "QUEUE_ADAPTER_REDIS_URL=" + url}
+	env := []string{"CACHE_DEFAULT_STORE=redis", "CACHE_REDIS_URL=" + url, "LOCK_ADAPTER_REDIS_URL=" + url, "QUEUE_ADAPTER_REDIS_URL=" + url, "PUBSUB_ADAPTER_REDIS_URL=" + url}
 	m := newManager(t, Options{Env: func(context.Context) ([]string, error) { return env, nil }})
 	got, err := m.Reset(ctx, nil)
 	must(t, err)
