@@ -198,3 +198,60 @@ func TestRedisCheckedAtPreflight(t *testing.T) {
 		}
 	}
 }
+
+// A first start empties a cache left from an earlier install before its
+// first node starts; where a node already runs, Redis is left alone.
+func TestFirstStartResetsRedis(t *testing.T) {
+	w := proctest.NewWorld(oldImage, false, "app-1", "app-2")
+	w.UseRedis()
+	h := newHarness(t, w)
+	h.startRun(procedures.Request{Procedure: procedures.ProcStart})
+	end, _ := h.drive()
+	if end.State != store.StateSucceeded {
+		t.Fatalf("state %s: %s", end.State, end.Error)
+	}
+	a := h.world.Actions()
+	if r, s := indexOf(a, "redis-reset", 0), indexOf(a, "start app-1", 0); r < 0 || s < r {
+		t.Fatalf("actions %q", a)
+	}
+
+	w = proctest.NewWorld(oldImage, false, "app-1", "app-2")
+	w.UseRedis()
+	h = newHarness(t, w)
+	if err := w.Cluster("prod").Nodes.Start(context.Background(), "app-2"); err != nil {
+		t.Fatal(err)
+	}
+	h.startRun(procedures.Request{Procedure: procedures.ProcStart})
+	end, _ = h.drive()
+	if s, _ := stepDetail(end, "redis-reset", false); !strings.Contains(s.Detail, "Redis left alone: app-2 runs") {
+		t.Fatalf("redis-reset detail %q", s.Detail)
+	}
+	if slices.Contains(h.world.Actions(), "redis-reset") {
+		t.Fatal("Redis reset while a node ran")
+	}
+}
+
+// A maintain's roll-back restores the safety backup's queue and empties
+// the cache before the node starts on the restored database.
+func TestMaintainRollbackResetsRedis(t *testing.T) {
+	h := newHarness(t, redisCluster())
+	h.startRun(procedures.Request{Procedure: procedures.ProcMaintain, Actions: []procedures.MaintAction{{Kind: "enable", Arg: "map"}}})
+	cp := h.waitCheckpoint("verify")
+	h.world.Enqueue("job-after-the-backup")
+	h.decide(cp, store.ActionRollback, "U2")
+	end := h.waitFinished()
+	if end.State != store.StateRolledBack {
+		t.Fatalf("state %s: %s", end.State, end.Error)
+	}
+	checkSafe(t, h.world)
+	if q := h.world.Queue(); !slices.Equal(q, []string{"job-before-1", "job-before-2"}) {
+		t.Fatalf("queue %q", q)
+	}
+	a := h.world.Actions()
+	restore := indexOf(a, "restore b1", 0)
+	reset := indexOf(a, "redis-reset", restore)
+	start := indexOf(a, "start app-1", reset)
+	if restore < 0 || reset < 0 || start < 0 {
+		t.Fatalf("actions %q", a)
+	}
+}
