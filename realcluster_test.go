@@ -42,7 +42,7 @@ clusters:
 
 	p := startPTY(t, "run", "start", "--config", conf)
 	id := runID(t, p.proc)
-	waitOut(t, p.out, "/5 Start one node", 60*time.Second)
+	waitOut(t, p.out, "/6 Start one node", 60*time.Second)
 	p.typeIn("\x03")
 	waitOut(t, p.out, "Choose a, l or k", 10*time.Second)
 	p.typeIn("l\n")

@@ -114,6 +114,7 @@ clusters:
   - name: prod
     nodes: {labels: {app: tuning}}
     load_balancer: {type: none}
+    redis: {none: true} # no Docker engine to read the nodes' Redis URLs from
     backup:
       destination: %q
       database: {url_env: NOCOBOT_TUNING_DB_URL, pg_bin: %q}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -129,18 +130,31 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret
 	if l := cc.Backup.CompressLevel; l != nil {
 		opts.CompressLevel = *l
 	}
+	rd, err := buildRedis(cc, nodes, secret, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	if rd != nil {
+		opts.Extras = []backup.Extra{rd.Queue()}
+	}
 	bk, err := backup.New(opts, nodes, log)
 	if err != nil {
 		return nil, nil, err
 	}
-	return &procedures.Cluster{
+	c := &procedures.Cluster{
 		Name: cc.Name, ImageRepo: cc.Image.Repository, TagSuffix: cc.Image.TagSuffix,
 		Nodes: nodes, App: app, Backups: bk, Balancer: bal,
 		HealthTimeout: cc.Timeouts.Health.D(), CheckpointTimeout: cc.Timeouts.Checkpoint.D(),
 		OnTimeout: procedures.TimeoutPolicy(cc.Timeouts.OnCheckpoint), StepTimeout: cc.Timeouts.Step.D(),
 		StartParallelism: cc.Nodes.Parallelism,
 		NodeEnv:          nodes.NodeEnv(), Migrations: cc.Nodes.Migrations, PerNodeEnv: cc.Nodes.PerNodeEnv,
-	}, nodes.Close, nil
+	}
+	closer := nodes.Close
+	if rd != nil {
+		c.Redis = rd
+		closer = func() error { return errors.Join(rd.Close(), nodes.Close()) }
+	}
+	return c, closer, nil
 }
 
 // nodesDialect is DB_DIALECT in the first node's configured environment

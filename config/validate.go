@@ -193,6 +193,7 @@ func (cl *Cluster) validate(p *problems, f string) {
 	if u := cl.LB.ProbeURL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 		p.add(fieldError(f+".load_balancer.probe_url", "%q: expected an http(s) URL", u))
 	}
+	p.add(cl.Redis.validate(f + ".redis"))
 	b := cl.Backup
 	if b.Destination == "" {
 		p.add(fieldError(f+".backup.destination", "required: the folder where backups are written"))

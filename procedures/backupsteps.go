@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+
 	"github.com/nocobot/nocobot/format"
 )
 
@@ -37,8 +39,9 @@ func backupStep(ctx context.Context, env *stepEnv) (string, error) {
 	env.record(func(w factWriter) {
 		w.setBackup(info.ID, taken)
 		w.setBackupKind(info.Kind)
+		w.r.SetFact(factBackupExtras, strings.Join(info.Extras, "; "))
 	})
-	return fmt.Sprintf("backup %s verified (%s)%s", info.ID, format.Bytes(info.Size), kindNote(info.Kind)), nil
+	return joinNonEmpty(append([]string{fmt.Sprintf("backup %s verified (%s)%s", info.ID, format.Bytes(info.Size), kindNote(info.Kind))}, info.Extras...)...), nil
 }
 
 func restoreStep(ctx context.Context, env *stepEnv) (string, error) {
@@ -48,6 +51,9 @@ func restoreStep(ctx context.Context, env *stepEnv) (string, error) {
 	}
 	if err := restoreBackup(ctx, env, id); err != nil {
 		return "", err
+	}
+	if x := env.facts().m[factBackupExtras]; x != "" {
+		return "restored backup " + id + "; put back: " + x, nil
 	}
 	return "restored backup " + id, nil
 }

@@ -47,6 +47,9 @@ type Cluster struct {
 	App      App
 	Backups  Backups
 	Balancer Balancer
+	// Redis is the cluster's Redis state (cache, locks, signals); nil
+	// for a cluster without Redis.
+	Redis Redis
 
 	HealthTimeout     time.Duration // per node start; default 10 min
 	CheckpointTimeout time.Duration // verify checkpoint; default 1 h

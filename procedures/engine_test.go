@@ -506,7 +506,7 @@ func TestCancelInterruptsSafeStep(t *testing.T) {
 			t.Fatal("the run went on after the abort")
 		}
 	}
-	if s := end.Steps[5]; s.Name != "start-first" || s.Status != store.StepFailed || s.Detail != "interrupted by abort" {
+	if s := end.Steps[6]; s.Name != "start-first" || s.Status != store.StepFailed || s.Detail != "interrupted by abort" {
 		t.Fatalf("interrupted step recorded as %+v", s)
 	}
 }
@@ -706,7 +706,7 @@ func TestPlanChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"Plan for the upgrade of prod to 1.7.14", "app-1: running, " + oldImage, "New image: " + newImage,
-		" 1. Preflight", " 7. Verify checkpoint — waits for a person", "R1. load balancer to the maintenance page", "R3. restore the database"} {
+		" 1. Preflight", " 8. Verify checkpoint — waits for a person", "Redis: none", "R1. load balancer to the maintenance page", "R3. restore the database"} {
 		if !strings.Contains(p, want) {
 			t.Errorf("plan lacks %q:\n%s", want, p)
 		}

@@ -40,11 +40,18 @@ func firstStartSteps() []stepDef {
 				return "", err
 			}
 			env.record(func(w factWriter) { w.setFirstNode(nodes[0]) })
-			return fmt.Sprintf("%d nodes; %s starts first", len(nodes), nodes[0].Name), nil
+			redis, err := preflightRedis(ctx, env)
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("%d nodes; %s starts first; %s", len(nodes), nodes[0].Name, redis), nil
 		}},
 		// A node that installs or migrates answers 503 until healthy.
 		{name: "lb-maintenance", title: "Load balancer to the maintenance page until a node is healthy", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, LBMaintenance) }},
+		// A cache left from an earlier install would serve another database's data.
+		{name: "redis-reset", title: "Redis: empty the cache, drop the locks and signals (if every node is stopped)", idempotent: true,
+			do: firstStartRedisReset},
 		{name: "start-first", title: "Start one node, wait until healthy (plugins installed and enabled)", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) {
 				s, err := startAndWait(ctx, env, env.facts().FirstNode(), expectation{})

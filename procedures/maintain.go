@@ -211,6 +211,8 @@ func maintainRollbackSteps() []stepDef {
 			do: func(ctx context.Context, env *stepEnv) (string, error) { return stopNodes(ctx, env, "") }},
 		{name: "rb-restore", title: "Roll back: restore the database and storage from the safety backup", do: restoreStep,
 			skip: func(r *store.Run) bool { return FactsOf(*r).BackupID() == "" }},
+		redisResetStepDef("rb-redis-reset", "Roll back: Redis: empty the cache, drop the locks and signals",
+			func(r *store.Run) bool { return FactsOf(*r).BackupID() == "" }),
 		{name: "rb-start-first", title: "Roll back: start one node, wait until healthy", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) {
 				s, err := startAndWait(ctx, env, env.facts().FirstNode(), expectation{})
@@ -293,7 +295,11 @@ func maintainPreflight(ctx context.Context, env *stepEnv) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return joinNonEmpty(fmt.Sprintf("%d nodes; version %s", len(nodes), env.facts().FromVersion()), key, backup), nil
+	redis, err := preflightRedis(ctx, env)
+	if err != nil {
+		return "", err
+	}
+	return joinNonEmpty(fmt.Sprintf("%d nodes; version %s", len(nodes), env.facts().FromVersion()), key, backup, redis), nil
 }
 
 // scaleDown leaves exactly the first node running and healthy.
@@ -331,6 +337,11 @@ func restoreAction(ctx context.Context, env *stepEnv, id string) (string, error)
 	if err := restoreBackup(ctx, env, id); err != nil {
 		return "", err
 	}
+	// The cache may hold what the database held before the restore.
+	reset, err := redisReset(ctx, env)
+	if err != nil {
+		return "", err
+	}
 	up, err := startAndWait(ctx, env, first.Name, expectation{})
 	if err != nil {
 		return "", err
@@ -338,5 +349,5 @@ func restoreAction(ctx context.Context, env *stepEnv, id string) (string, error)
 	if _, err := setBalancer(ctx, env, LBNormal); err != nil {
 		return "", err
 	}
-	return "restored " + id + "; " + up.String() + "; traffic back", nil
+	return "restored " + id + "; " + reset + "; " + up.String() + "; traffic back", nil
 }

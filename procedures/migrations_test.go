@@ -34,7 +34,7 @@ func runUpgrade(t *testing.T, h *harness, version string) store.Run {
 	return end
 }
 
-func stepDetail(r store.Run, name string) string {
+func forwardDetail(r store.Run, name string) string {
 	for _, s := range r.Steps {
 		if s.Name == name {
 			return s.Detail
@@ -86,7 +86,7 @@ func TestRestOrder(t *testing.T) {
 			if third != tc.together {
 				t.Errorf("app-3 started while app-2 was starting: %v, want %v", third, tc.together)
 			}
-			if d := stepDetail(end, "start-rest"); !strings.Contains(d, tc.why) {
+			if d := forwardDetail(end, "start-rest"); !strings.Contains(d, tc.why) {
 				t.Errorf("start-rest detail %q lacks %q", d, tc.why)
 			}
 			acts := w.Actions()
@@ -127,7 +127,7 @@ func TestFirstStartSettlesOneNodeAlone(t *testing.T) {
 	}) {
 		t.Errorf("app-1 or app-2 given the switch: %q", acts)
 	}
-	if d := stepDetail(end, "start-rest"); !strings.Contains(d, "one node runs alone first") {
+	if d := forwardDetail(end, "start-rest"); !strings.Contains(d, "one node runs alone first") {
 		t.Errorf("start-rest detail %q", d)
 	}
 	checkSafe(t, w)

@@ -92,8 +92,8 @@ func TestRestStartTogether(t *testing.T) {
 				t.Fatalf("started while app-2 was starting: %q, want %q", got, want)
 			}
 			end := h.waitFinished()
-			if end.State != store.StateSucceeded || !strings.Contains(end.Steps[3].Detail, "app-4 healthy") {
-				t.Fatalf("state %s, start-rest %q", end.State, end.Steps[3].Detail)
+			if end.State != store.StateSucceeded || !strings.Contains(end.Steps[4].Detail, "app-4 healthy") {
+				t.Fatalf("state %s, start-rest %q", end.State, end.Steps[4].Detail)
 			}
 			checkSafe(t, h.world)
 		})

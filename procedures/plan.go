@@ -45,6 +45,9 @@ func (e *Engine) Plan(ctx context.Context, req Request) (string, error) {
 			fmt.Fprintf(&b, "Backup: %s\n", backupPlan(pctx, c, stopped))
 			cancel()
 		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		fmt.Fprintf(&b, "Redis: %s\n", redisPlan(rctx, c))
+		cancel()
 	}
 	for i, d := range forwardSteps(&r) {
 		line := d.title

@@ -130,6 +130,9 @@ type BackupInfo struct {
 	// Holds says what the backup still holds when that is not all of it
 	// (its in-server copy was swapped in by a restore): "" when whole.
 	Holds string
+	// Extras say what the backup holds besides database and storage,
+	// e.g. "Redis queue redis://…/3 (QUEUE_ADAPTER_REDIS_URL): 12 keys saved".
+	Extras []string
 }
 
 // BackupRequest says what a new backup belongs to.

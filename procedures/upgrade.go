@@ -133,6 +133,7 @@ func upgradeSteps() []stepDef {
 			do: func(ctx context.Context, env *stepEnv) (string, error) { return stopNodes(ctx, env, "") }},
 		{name: "backup", title: "Back up database and storage, verify the backup", idempotent: true, do: backupStep},
 		{name: "set-image", title: "Set the new image on every node", do: upgradeSetImage},
+		redisResetStepDef("redis-reset", "Redis: empty the cache, drop the locks and signals (every node stopped)", nil),
 		{name: "start-first", title: "Start one node, wait until healthy on the new version", idempotent: true,
 			do: upgradeStartFirst},
 		{name: "verify", title: "Verify checkpoint", checkpoint: "verify", question: func(env *stepEnv) (string, string) {
@@ -163,6 +164,10 @@ func upgradeRollbackSteps() []stepDef {
 			skip: func(r *store.Run) bool { return !stepBegan(r, "start-first") }},
 		{name: "rb-set-image", title: "Roll back: set the previous image on every node", do: rollbackSetImage,
 			skip: func(r *store.Run) bool { return !stepBegan(r, "set-image") }},
+		// The restore put the queue back; the cache may hold what the new
+		// version read or wrote.
+		redisResetStepDef("rb-redis-reset", "Roll back: Redis: empty the cache, drop the locks and signals",
+			func(r *store.Run) bool { return !stepBegan(r, "set-image") && !stepBegan(r, "start-first") }),
 		{name: "rb-start-first", title: "Roll back: start one node, healthy on the previous version", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) {
 				f := env.facts()
@@ -266,10 +271,14 @@ func upgradePreflight(ctx context.Context, env *stepEnv) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	redis, err := preflightRedis(ctx, env)
+	if err != nil {
+		return "", err
+	}
 	if target == "" {
 		target = "a version known once it starts"
 	}
-	return fmt.Sprintf("%d nodes; %s → %s; %s pulled (%s); %s", len(nodes), from, target, image, shortDigest(info.Digest), backup), nil
+	return fmt.Sprintf("%d nodes; %s → %s; %s pulled (%s); %s; %s", len(nodes), from, target, image, shortDigest(info.Digest), backup, redis), nil
 }
 
 // upgradeTarget is what a node started on the target image must run.

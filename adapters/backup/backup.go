@@ -176,6 +176,10 @@ type Options struct {
 	ProgressEvery time.Duration
 	// Now is the clock (tests).
 	Now func() time.Time
+
+	// Extras are further parts of every backup (extras.go), such as the
+	// Redis queue's jobs.
+	Extras []Extra
 }
 
 // Manager implements procedures.Backups.

@@ -190,6 +190,11 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 	if (man.Kind == KindDump && dumped == 0) || stPart.Size == 0 {
 		return fail(errors.New("empty part"))
 	}
+	xParts, xRecs, err := m.saveExtras(ctx, dir, progress)
+	if err != nil {
+		return fail(err)
+	}
+	man.Parts, man.Extras = append(man.Parts, xParts...), xRecs
 	man.Verified = true
 	man.Seconds = m.opts.Now().Sub(start).Seconds()
 	if err := writeManifest(dir, man); err != nil {

@@ -46,6 +46,8 @@ type Manifest struct {
 	// yet put the storage back; restoring the backup again finishes that
 	// restore (storage only).
 	StoragePending bool `json:"storage_pending,omitempty"`
+	// Extras are the further parts (extras.go), with what each holds.
+	Extras []ExtraRecord `json:"extras,omitempty"`
 }
 
 // DatabaseInfo says where the dump comes from.
@@ -132,10 +134,15 @@ func (m *Manifest) Size() int64 {
 }
 
 func (m *Manifest) info() procedures.BackupInfo {
+	var extras []string
+	for _, x := range m.Extras {
+		extras = append(extras, x.Summary)
+	}
 	return procedures.BackupInfo{
 		ID: m.ID, Cluster: m.Cluster, Version: m.NocoBaseVersion, Image: m.Image,
 		Created: m.Created, Size: m.Size(), Verified: m.Verified, RunID: m.RunID, Kind: cmp.Or(m.Kind, KindDump),
-		Holds: m.holds(),
+		Holds:  m.holds(),
+		Extras: extras,
 	}
 }
 

@@ -193,6 +193,10 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 		}
 	}
 	progress("storage: restored")
+	if err := m.restoreExtras(ctx, dir, man, progress); err != nil {
+		log.Error().Err(err).Msg("extra part restore failed")
+		return fmt.Errorf("restore %s: database and storage restored, but %w; retry the restore", id, err)
+	}
 	took := time.Since(start).Round(100 * time.Millisecond)
 	log.Info().Dur("took", took).Msg("restore done")
 	progress(fmt.Sprintf("restore %s done in %s", id, took))

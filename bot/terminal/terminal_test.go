@@ -103,16 +103,16 @@ func TestUpgradeAtTheTerminal(t *testing.T) {
 	}
 	text := out.String()
 	for _, want := range []string{
-		"(10 steps)", "▶ 1/10 Preflight", "✔ 3/10 done in", "stopped app-1, app-2",
+		"(11 steps)", "▶ 1/11 Preflight", "✔ 3/11 done in", "stopped app-1, app-2",
 		"1.7.14 on one node (nocobase/nocobase:1.7.14). Check it works", "Check: http://app-1:13000",
 		`"retry" is not an option here.`, "Continue, chosen by terminal:alice (terminal)",
-		"▶ 9/10 Load balancer back", "▶ 10/10 Export the backup", "Upgrade of prod from 1.7.13 to 1.7.14 succeeded",
+		"▶ 10/11 Load balancer back", "▶ 11/11 Export the backup", "Upgrade of prod from 1.7.13 to 1.7.14 succeeded",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q\n%s", want, text)
 		}
 	}
-	if strings.Count(text, "▶ 9/10") != 1 {
+	if strings.Count(text, "▶ 10/11") != 1 {
 		t.Errorf("a step was printed twice (events and store both seen):\n%s", text)
 	}
 	if end.Left || end.Run.State != store.StateSucceeded || w.NodeState("app-2") != "running nocobase/nocobase:1.7.14" {

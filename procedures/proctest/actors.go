@@ -12,8 +12,14 @@ import (
 // takes logged under its name (see Log).
 func (w *World) As(who, name string) *procedures.Cluster {
 	a := actor{w: w, who: who}
-	return &procedures.Cluster{Name: name, Nodes: a, App: a, Backups: backups{a}, Balancer: a,
+	c := &procedures.Cluster{Name: name, Nodes: a, App: a, Backups: backups{a}, Balancer: a,
 		HealthTimeout: time.Minute, CheckpointTimeout: time.Hour}
+	w.mu.Lock()
+	if w.redis.on {
+		c.Redis = redisActor{a}
+	}
+	w.mu.Unlock()
+	return c
 }
 
 // actor is the world's adapters as used by one engine.

@@ -26,7 +26,13 @@ func (a actor) Create(ctx context.Context, req procedures.BackupRequest, progres
 	}
 	info := procedures.BackupInfo{ID: fmt.Sprintf("b%d", len(w.backups)+1), Cluster: req.Cluster, Version: req.Version,
 		Image: req.Image, Created: time.Now(), Size: 1 << 20, Verified: true, RunID: req.RunID, Kind: w.kinds.create()}
-	w.backups = append(w.backups, backup{info: info, dbVersion: w.dbVersion})
+	b := backup{info: info, dbVersion: w.dbVersion}
+	if w.redis.on {
+		b.queue = append([]string{}, w.redis.queue...)
+		b.info.Extras = []string{fmt.Sprintf("Redis queue: %d jobs saved", len(b.queue))}
+		info = b.info
+	}
+	w.backups = append(w.backups, b)
 	w.actions = append(w.actions, "backup-verified "+info.ID)
 	progress("dump 1.0 MiB")
 	return info, nil
@@ -67,6 +73,12 @@ func (a actor) Restore(ctx context.Context, id string, progress procedures.Progr
 	for _, b := range w.backups {
 		if b.info.ID == id {
 			w.dbVersion = b.dbVersion
+			if w.redis.on {
+				w.redis.gen++
+				if b.queue != nil {
+					w.redis.queue = append([]string{}, b.queue...)
+				}
+			}
 			return nil
 		}
 	}

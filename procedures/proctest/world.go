@@ -49,6 +49,7 @@ func newImage(ref, version string, labelled bool) image {
 type backup struct {
 	info      procedures.BackupInfo
 	dbVersion string
+	queue     []string // the Redis queue's jobs, nil without Redis
 }
 
 // World is a fake cluster. Its zero value is not usable: call NewWorld.
@@ -66,6 +67,7 @@ type World struct {
 	migrating string
 	backups   []backup
 	kinds     backupKinds
+	redis     redisState
 	fails     map[string][]error
 	blocks    map[string]*Block
 	// Violations lists broken safety rules, in order.
@@ -380,6 +382,7 @@ func (a actor) Start(ctx context.Context, name string) error {
 		}
 		n.upgrading = true
 	}
+	w.redisOnStart(n)
 	if !n.running {
 		n.healthy = false
 	}
