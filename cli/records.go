@@ -40,7 +40,7 @@ func records(ctx context.Context, e *env, g *globals, said string) (store.Store,
 
 func cmdHistory(ctx context.Context, e *env, args []string) error {
 	fs, g := newFlags(e, "history", "[n] [--cluster name]", "Lists past runs, newest first, with outcome and duration.")
-	cluster := fs.String("cluster", "", "only this cluster")
+	cluster := fs.String("cluster", "", "only this `cluster`")
 	pos, err := parseArgs(fs, args, false)
 	if err != nil {
 		return err
@@ -81,10 +81,10 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 }
 
 func cmdAudit(ctx context.Context, e *env, args []string) error {
-	fs, g := newFlags(e, "audit", "[--since 24h] [--run id] [-n 50] [--json]", "Prints the audit log, newest first: every command, decision and refusal with\nits outcome, run, front and user. Control characters are shown escaped and long\ntext is cut (--json keeps it whole, one object a line).")
-	since := fs.Duration("since", 0, "only entries this recent (e.g. 24h)")
-	runID := fs.String("run", "", "only entries about this run")
-	n := fs.Int("n", 50, "at most this many entries")
+	fs, g := newFlags(e, "audit", "[--since 1d] [--run id] [-n 50] [--json]", "Prints the audit log, newest first: every command, decision and refusal with\nits outcome, run, front and user. Control characters are shown escaped and long\ntext is cut (--json keeps it whole, one object a line).")
+	since := durationVar(fs, "since", "only entries this recent: a `duration` such as 24h, 1d or 2w")
+	runID := fs.String("run", "", "only entries about this `run`")
+	n := fs.Int("n", 50, "at most this `many` entries")
 	asJSON := fs.Bool("json", false, "one JSON object a line")
 	pos, err := parseArgs(fs, args, false)
 	if err != nil {

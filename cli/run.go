@@ -71,7 +71,7 @@ func endErr(end terminal.End) error {
 func cmdRun(ctx context.Context, e *env, args []string) error {
 	fs, g := newFlags(e, "run", "<procedure> [args] [--dry-run] [--on-interrupt abort|leave]",
 		"Runs a procedure at this terminal: each step is printed as it starts and ends,\nand every checkpoint asks here. Ctrl-C or the end of input asks whether to\nabort the run safely or leave it for nocobot attach; without a terminal\n--on-interrupt says which (default leave).\n\nProcedures:\n"+procedureHelp())
-	onInt := fs.String("on-interrupt", "", "without a terminal, what Ctrl-C or the end of input does: abort or leave")
+	onInt := fs.String("on-interrupt", "", "without a terminal, what Ctrl-C or the end of input does (a `choice`): abort or leave")
 	g.defaultLevel = followLevel(e)
 	pos, err := parseArgs(fs, args, true)
 	if err != nil {
@@ -111,7 +111,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 func cmdAttach(ctx context.Context, e *env, args []string) error {
 	fs, g := newFlags(e, "attach", "<run> [--on-interrupt abort|leave]",
 		"Follows a run and answers its checkpoints here. When no live process drives\nit (its terminal was closed, its process killed), this one takes it over.")
-	onInt := fs.String("on-interrupt", "", "without a terminal, what Ctrl-C or the end of input does: abort or leave")
+	onInt := fs.String("on-interrupt", "", "without a terminal, what Ctrl-C or the end of input does (a `choice`): abort or leave")
 	g.defaultLevel = followLevel(e)
 	pos, err := parseArgs(fs, args, false)
 	if err != nil {
