@@ -75,7 +75,7 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 			down = format.Duration(d)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Created.Local().Format("2006-01-02 15:04"), terminal.CleanLine(procedures.Title(r)),
-			terminal.CleanLine(r.Requester), r.State, format.Duration(procedures.Duration(r, time.Now())), down)
+			terminal.CleanLine(r.Requester), bot.OutcomeWords(r.State), format.Duration(procedures.Duration(r, time.Now())), down)
 	}
 	return tw.Flush()
 }

@@ -138,7 +138,7 @@ func TestFailedRunInWords(t *testing.T) {
 		t.Fatalf("the root offers what the checkpoint does not: %q", latestOf(h.fs.Calls(), root.TS).Text())
 	}
 	h.command(uRequest, chProd, "upgrade 1.7.15")
-	h.fs.ephemeralTo(uRequest, "is stopped after a failed step.")
+	h.fs.ephemeralTo(uRequest, "is waiting for a decision after a failed step.")
 }
 
 func actionsOf(as []store.Action) []string {
