@@ -9,9 +9,9 @@ import (
 	"github.com/nocobot/nocobot/store"
 )
 
-// identical names the other windows that start what w starts, when w
+// IdenticalWindows names the other windows that start what w starts, when w
 // does: two such windows are a mistake nobody means.
-func identical(ws []store.Window, w store.Window) []string {
+func IdenticalWindows(ws []store.Window, w store.Window) []string {
 	var ids []string
 	for _, o := range ws {
 		if o.ID != w.ID && o.Cluster == w.Cluster && strings.Join(strings.Fields(o.Spec), " ") == strings.Join(strings.Fields(w.Spec), " ") &&
@@ -40,7 +40,7 @@ func (d *Dispatcher) schedule(ctx context.Context, who Caller, cmd Command, clus
 		f := Field{}
 		for _, w := range ws {
 			line := WindowLine(w)
-			if same := identical(ws, w); len(same) > 0 {
+			if same := IdenticalWindows(ws, w); len(same) > 0 {
 				line = T(line, " — identical to ", strings.Join(same, ", "))
 			}
 			f.List = append(f.List, line)
@@ -81,7 +81,7 @@ func (d *Dispatcher) schedule(ctx context.Context, who Caller, cmd Command, clus
 		}
 		r.Announce = T(r.Announce, ".")
 		if ws, err := d.sched.List(ctx); err == nil {
-			if same := identical(ws, saved); len(same) > 0 {
+			if same := IdenticalWindows(ws, saved); len(same) > 0 {
 				r.Announce = T(r.Announce, " Warning: it is identical to window ", strings.Join(same, ", "),
 					" (same cluster, schedule, zone and command), so both start the same run; remove one with ",
 					Code(who.Prefix+" schedule remove <id>"), ".")

@@ -120,6 +120,8 @@ func commands() map[string]command {
 type cmdError struct {
 	code int
 	err  error
+	// usage, when set, is printed on the line after the error.
+	usage string
 }
 
 func (e *cmdError) Error() string {
@@ -204,7 +206,10 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// usage error, the command's usage on the next.
 	msg, _, _ := strings.Cut(err.Error(), "\n")
 	fmt.Fprintf(stderr, "nocobot %s: %s\n", args[0], msg)
-	if code == exitUsage && e.usage != "" {
+	switch {
+	case ce != nil && ce.usage != "":
+		fmt.Fprintf(stderr, "Usage: %s\n", ce.usage)
+	case code == exitUsage && e.usage != "":
 		fmt.Fprintf(stderr, "Usage: %s (nocobot %s --help says more)\n", e.usage, args[0])
 	}
 	return code

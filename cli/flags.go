@@ -18,12 +18,15 @@ import (
 	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/config"
 	"github.com/nocobot/nocobot/format"
+	"github.com/nocobot/nocobot/store"
 )
 
 // globals are the flags every subcommand accepts.
 type globals struct {
 	config, logFormat, logLevel string
 	defaultLevel                string
+	// json: print data, not words (the command's own --json).
+	json bool
 }
 
 func globalFlag(name string) bool {
@@ -238,11 +241,23 @@ func operator(cfg *config.Config) bot.Caller {
 func replyErr(r bot.Reply) error {
 	var ue *bot.UsageError
 	code := exitError
-	if errors.As(r.Err, &ue) {
+	switch {
+	case errors.As(r.Err, &ue):
 		code = exitUsage
+	case errors.Is(r.Err, store.ErrNotFound):
+		code = exitNotFound
 	}
-	// One line: the reply's lines joined (a refusal's reason, then what to do).
-	return &cmdError{code: code, err: errors.New(strings.Join(strings.Fields(cleanReply(r)), " "))}
+	// One line: the reply's lines joined (a refusal's reason, then what
+	// to do); its usage, if it gives one, on the next.
+	var said, usage []string
+	for l := range strings.SplitSeq(cleanReply(r), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "Usage:") && usage == nil {
+			usage = strings.Fields(strings.TrimPrefix(strings.TrimSpace(l), "Usage:"))
+			continue
+		}
+		said = append(said, strings.Fields(l)...)
+	}
+	return &cmdError{code: code, err: errors.New(strings.Join(said, " ")), usage: strings.Join(usage, " ")}
 }
 
 // fdOf is the file descriptor of a terminal checked with isTerminal.

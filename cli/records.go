@@ -39,8 +39,9 @@ func records(ctx context.Context, e *env, g *globals, said string) (store.Store,
 }
 
 func cmdHistory(ctx context.Context, e *env, args []string) error {
-	fs, g := newFlags(e, "history", "[n] [--cluster name]", "Lists past runs, newest first, with outcome and duration.")
+	fs, g := newFlags(e, "history", "[n] [--cluster name] [--json]", "Lists past runs, newest first, with outcome and duration.")
 	cluster := fs.String("cluster", "", "only this `cluster`")
+	asJSON := fs.Bool("json", false, "a JSON array of runs (keys: docs/cli.md)")
 	pos, err := parseArgs(fs, args, false)
 	if err != nil {
 		return err
@@ -62,6 +63,13 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 	runs, err := st.ListRuns(ctx, *cluster, n)
 	if err != nil {
 		return err
+	}
+	if *asJSON {
+		out := make([]jsonRun, 0, len(runs))
+		for _, r := range runs {
+			out = append(out, runJSON(r, time.Now()))
+		}
+		return writeJSON(e.stdout, out)
 	}
 	if len(runs) == 0 {
 		fmt.Fprintln(e.stdout, "No runs yet.")
@@ -85,7 +93,7 @@ func cmdAudit(ctx context.Context, e *env, args []string) error {
 	since := durationVar(fs, "since", "only entries this recent: a `duration` such as 24h, 1d or 2w")
 	runID := fs.String("run", "", "only entries about this `run`")
 	n := fs.Int("n", 50, "at most this `many` entries")
-	asJSON := fs.Bool("json", false, "one JSON object a line")
+	asJSON := fs.Bool("json", false, "one JSON object a line (keys: docs/cli.md)")
 	pos, err := parseArgs(fs, args, false)
 	if err != nil {
 		return err
@@ -112,7 +120,7 @@ func cmdAudit(ctx context.Context, e *env, args []string) error {
 	}
 	if *asJSON {
 		for _, a := range entries {
-			b, err := json.Marshal(a)
+			b, err := json.Marshal(auditJSON(a))
 			if err != nil {
 				return err
 			}
