@@ -130,7 +130,7 @@ func TestFailedRunInWords(t *testing.T) {
 	h.command(uRequest, chProd, "upgrade 1.7.14")
 	root := h.rootOf(chProd, "Upgrade of prod")
 	run := h.waitState(h.onlyRun().ID, store.StateFailed)
-	want := "waiting for " + choicesOf(run.Checkpoint.Options)
+	want := "Waiting for a decision: " + run.Steps[run.Current].Title + " failed (" + choicesOf(run.Checkpoint.Options) + ")"
 	h.fs.waitFor("the root names the options offered", func(cs []apiCall) bool {
 		return strings.Contains(latestOf(cs, root.TS).Text(), want)
 	})
