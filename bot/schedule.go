@@ -72,7 +72,7 @@ func (d *Dispatcher) schedule(ctx context.Context, who Caller, cmd Command, clus
 		if err != nil {
 			return refused(T(fmt.Sprintf("Could not add the window: %v\nUsage: %s", err, Usage(who.Prefix, "schedule"))), err)
 		}
-		r.Announce = T(Person(who.User), " scheduled window ", saved.ID, ": ", WindowLine(saved), ". Next: ")
+		r.Announce = T(Person(who.User), " scheduled window ", WindowLine(saved), ". Next: ")
 		for i, t := range next {
 			if i > 0 {
 				r.Announce = T(r.Announce, ", ")
