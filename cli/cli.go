@@ -25,7 +25,7 @@ Commands:
   serve                       run the Slack bot (and the maintenance windows)
   run <procedure> [args]      run a procedure here, answering checkpoints at the prompt
                               (--dry-run prints the plan; --on-interrupt abort|leave without a terminal)
-  plan <procedure> [args] [--json]  print the steps a run would take; needs no secrets, changes nothing
+  plan <procedure> [args]     print the steps a run would take; needs no secrets, changes nothing (--json)
   attach <run>                follow a run and answer its checkpoints here; drives it if no process does
   shell                       an interactive prompt for the words of /nocobase, with line editing
   status [cluster] [--json]   nodes, load balancer, the running run, backups, windows
@@ -38,8 +38,8 @@ Commands:
   audit [--since 1d] [--run id] [-n 50] [--json]    the audit log
   config check [--connect]    validate the configuration file (--connect: and ask each outside system)
   demo [--auto]               a minute of nocobot on a simulated cluster, nothing to install
-  version                     (also --version, -v)
-  help [command]              (also -h, --help, after any command too)
+  version                     the version and commit (also --version, -v)
+  help [command]              this help, or a command's (also -h or --help, after any command too)
 
 Procedures (the same words as in Slack):
 `
