@@ -304,3 +304,30 @@ func TestCommandLineConventions(t *testing.T) {
 		t.Fatalf("run --help:\n%s", out)
 	}
 }
+
+// docs/cli.md and the README list every command nocobot help lists, and
+// the exit codes it gives.
+func TestDocsListEveryCommand(t *testing.T) {
+	_, help, _ := nocobotx(t, nil, "help")
+	_, cmds, _ := strings.Cut(help, "Commands:\n")
+	cmds, _, _ = strings.Cut(cmds, "\n\n")
+	for _, f := range []string{"docs/cli.md", "README.md"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc := string(b)
+		for l := range strings.SplitSeq(cmds, "\n") {
+			if w := strings.Fields(l); len(w) > 0 && strings.HasPrefix(l, "  ") && !strings.HasPrefix(l, "   ") {
+				if !strings.Contains(doc, "| `nocobot "+w[0]) {
+					t.Errorf("%s: no table row for nocobot %s", f, w[0])
+				}
+			}
+		}
+		for code := range 7 {
+			if !regexp.MustCompile(`(?m)^\| ` + string(rune('0'+code)) + ` \| \S`).MatchString(doc) {
+				t.Errorf("%s: exit code %d is not in its table", f, code)
+			}
+		}
+	}
+}
