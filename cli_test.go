@@ -270,6 +270,7 @@ func TestCommandLineConventions(t *testing.T) {
 		{args: []string{"audit", "--since", "2w1d", "--json"}, env: env},
 		{args: []string{"history", "--config", "/nonexistent/nocobot.yaml"}, env: env, code: 1, err: "/nonexistent/nocobot.yaml"},
 		{args: []string{"audit", "--since", "soon"}, env: env, code: 2, err: `nocobot audit: --since soon: "soon" is not a duration`, usageLine: "Usage: nocobot audit [--since 1d]"},
+		{args: []string{"audit", "-n", "many"}, env: env, code: 2, err: "nocobot audit: -n many: expected a whole number, e.g. 50", usageLine: "Usage: nocobot audit"},
 		{args: []string{"history", "--frob"}, env: env, code: 2, err: "nocobot history: unknown flag --frob", usageLine: "Usage: nocobot history [n]"},
 		{args: []string{"frobnicate"}, code: 2, err: `nocobot: unknown command "frobnicate"`, usageLine: "Usage: nocobot [global flags] <command>"},
 		{args: []string{"status", "staging"}, env: env, code: 6, err: `nocobot status: unknown cluster "staging" (known: prod)`, usageLine: "Usage: nocobot status [cluster]"},

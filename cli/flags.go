@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -107,11 +108,7 @@ func newFlags(e *env, name, args, help string) (*flag.FlagSet, *globals) {
 func printFlags(w io.Writer, fs *flag.FlagSet) {
 	fs.VisitAll(func(f *flag.Flag) {
 		name, usage := flag.UnquoteUsage(f)
-		dash := "--"
-		if len(f.Name) == 1 {
-			dash = "-"
-		}
-		line := "  " + dash + f.Name
+		line := "  " + flagName(f.Name)
 		if name != "" {
 			line += " " + strings.ToUpper(name)
 		}
@@ -121,6 +118,26 @@ func printFlags(w io.Writer, fs *flag.FlagSet) {
 		}
 		fmt.Fprintln(w)
 	})
+}
+
+// flagValueErr words the flag package's "parse error" for a person.
+func flagValueErr(fl *flag.Flag, err error) string {
+	switch err.Error() {
+	case "parse error", "value out of range":
+		if _, isBool := fl.Value.(interface{ IsBoolFlag() bool }); isBool {
+			return "expected true or false"
+		}
+		return "expected a whole number, e.g. " + cmp.Or(fl.DefValue, "50")
+	}
+	return err.Error()
+}
+
+// flagName is a flag as it is typed: --name, or -n for one letter.
+func flagName(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
 }
 
 // durationFlag is a flag.Value of a duration with days and weeks (1d, 2w).
@@ -191,7 +208,7 @@ func parseArgs(fs *flag.FlagSet, args []string, passUnknown bool) ([]string, err
 			val = args[i]
 		}
 		if err := fs.Set(name, val); err != nil {
-			return nil, usageErr("%s %s: %v", "--"+name, val, err)
+			return nil, usageErr("%s %s: %s", flagName(name), val, flagValueErr(fl, err))
 		}
 	}
 	if len(pos) == 1 && pos[0] == "help" {
