@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -127,7 +126,7 @@ func flagValueErr(fl *flag.Flag, err error) string {
 		if _, isBool := fl.Value.(interface{ IsBoolFlag() bool }); isBool {
 			return "expected true or false"
 		}
-		return "expected a whole number, e.g. " + cmp.Or(fl.DefValue, "50")
+		return "expected a whole number, e.g. " + fl.DefValue
 	}
 	return err.Error()
 }
