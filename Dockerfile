@@ -55,6 +55,9 @@ RUN set -eu; \
     mkdir -p /var/lib/nocobot /var/backups/nocobot /etc/nocobot /etc/nginx/maintenance; \
     chown nocobot:nocobot /var/lib/nocobot /var/backups/nocobot /etc/nginx/maintenance
 COPY --from=build /out/nocobot /usr/local/bin/nocobot
+# Every command finds the configuration without --config, whatever the
+# working directory: docker exec <container> nocobot status.
+ENV NOCOBOT_CONFIG=/etc/nocobot/nocobot.yaml
 USER nocobot
 WORKDIR /var/lib/nocobot
 VOLUME ["/var/lib/nocobot", "/var/backups/nocobot"]

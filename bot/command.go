@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/procedures"
 )
 
@@ -290,9 +291,9 @@ func windowOption(w string) bool {
 }
 
 func positiveDuration(flag, v string) (time.Duration, error) {
-	d, err := time.ParseDuration(v)
+	d, err := format.ParseDuration(v)
 	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("%s %s: expected a duration such as 30m or 2h", flag, procedures.Typed(v))
+		return 0, fmt.Errorf("%s %s: expected a duration such as 30m, 2h or 1d", flag, procedures.Typed(v))
 	}
 	return d, nil
 }

@@ -191,13 +191,20 @@ func (d *Dispatcher) do(ctx context.Context, who Caller, cmd Command) Reply {
 	return r
 }
 
+// unknownCluster is a cluster name no configured cluster has: a thing
+// not found (errors.Is store.ErrNotFound), as an unknown run is.
+type unknownCluster string
+
+func (e unknownCluster) Error() string        { return string(e) }
+func (e unknownCluster) Is(target error) bool { return target == store.ErrNotFound }
+
 // ResolveCluster finds the cluster a command is about: the one named,
 // or the one bound to the channel, or the only one.
 func (d *Dispatcher) ResolveCluster(named, channel string) (string, error) {
 	names := d.eng.ClusterNames()
 	if named != "" {
 		if !slices.Contains(names, named) {
-			return "", fmt.Errorf("unknown cluster %s (known: %s)", procedures.TypedQ(named), strings.Join(names, ", "))
+			return "", unknownCluster(fmt.Sprintf("unknown cluster %s (known: %s)", procedures.TypedQ(named), strings.Join(names, ", ")))
 		}
 		return named, nil
 	}

@@ -34,7 +34,7 @@ func TestOverview(t *testing.T) {
 // States read as English after "is" and in parentheses.
 func TestStateWords(t *testing.T) {
 	for state, want := range map[store.RunState]string{
-		store.StateFailed: "stopped after a failed step", store.StateWaiting: "waiting for a decision",
+		store.StateFailed: "waiting for a decision after a failed step", store.StateWaiting: "waiting for a decision",
 		store.StateRolledBack: "rolled back", store.StateRollingBack: "rolling back", store.StateSucceeded: "succeeded",
 	} {
 		if got := bot.StateWords(state); got != want {

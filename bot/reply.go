@@ -66,6 +66,10 @@ type Reply struct {
 	Announce Text
 	// Err is the cause of a refusal or failure (errors.Is, errors.As).
 	Err error
+	// Data is what a listing showed, for a front that prints it as data
+	// (nocobot status --json): a procedures.ClusterStatus,
+	// []procedures.BackupInfo or []store.Window.
+	Data any
 }
 
 // Quiet reports whether the reply has nothing for the person.

@@ -3,10 +3,24 @@ package bot
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
+
+// IdenticalWindows names the other windows that start what w starts, when w
+// does: two such windows are a mistake nobody means.
+func IdenticalWindows(ws []store.Window, w store.Window) []string {
+	var ids []string
+	for _, o := range ws {
+		if o.ID != w.ID && o.Cluster == w.Cluster && strings.Join(strings.Fields(o.Spec), " ") == strings.Join(strings.Fields(w.Spec), " ") &&
+			o.TZ == w.TZ && strings.Join(strings.Fields(o.Command), " ") == strings.Join(strings.Fields(w.Command), " ") {
+			ids = append(ids, o.ID)
+		}
+	}
+	return ids
+}
 
 // schedule handles "schedule …" through the scheduler. Changes are
 // announced to everyone where the cluster's runs are shown.
@@ -21,13 +35,17 @@ func (d *Dispatcher) schedule(ctx context.Context, who Caller, cmd Command, clus
 			return failed("Could not list the windows", err)
 		}
 		if len(ws) == 0 {
-			return Reply{Outcome: ok(""), Text: T("No maintenance windows.")}
+			return Reply{Outcome: ok(""), Text: T("No maintenance windows."), Data: ws}
 		}
 		f := Field{}
 		for _, w := range ws {
-			f.List = append(f.List, WindowLine(w))
+			line := WindowLine(w)
+			if same := IdenticalWindows(ws, w); len(same) > 0 {
+				line = T(line, " — identical to ", strings.Join(same, ", "))
+			}
+			f.List = append(f.List, line)
 		}
-		return Reply{Outcome: ok(""), Title: "Maintenance windows", Fields: []Field{f}}
+		return Reply{Outcome: ok(""), Title: "Maintenance windows", Fields: []Field{f}, Data: ws}
 	}
 	// Changes need the run permission on the window's cluster.
 	if s.Sub != "add" {
@@ -54,7 +72,7 @@ func (d *Dispatcher) schedule(ctx context.Context, who Caller, cmd Command, clus
 		if err != nil {
 			return refused(T(fmt.Sprintf("Could not add the window: %v\nUsage: %s", err, Usage(who.Prefix, "schedule"))), err)
 		}
-		r.Announce = T(Person(who.User), " scheduled window ", saved.ID, ": ", WindowLine(saved), ". Next: ")
+		r.Announce = T(Person(who.User), " scheduled window ", WindowLine(saved), ". Next: ")
 		for i, t := range next {
 			if i > 0 {
 				r.Announce = T(r.Announce, ", ")
@@ -62,6 +80,13 @@ func (d *Dispatcher) schedule(ctx context.Context, who Caller, cmd Command, clus
 			r.Announce = T(r.Announce, Local{t, saved.TZ})
 		}
 		r.Announce = T(r.Announce, ".")
+		if ws, err := d.sched.List(ctx); err == nil {
+			if same := IdenticalWindows(ws, saved); len(same) > 0 {
+				r.Announce = T(r.Announce, " Warning: it is identical to window ", strings.Join(same, ", "),
+					" (same cluster, schedule, zone and command), so both start the same run; remove one with ",
+					Code(who.Prefix+" schedule remove <id>"), ".")
+			}
+		}
 	case "remove":
 		if err := d.sched.Remove(ctx, s.ID); err != nil {
 			return failed("Could not remove", err)

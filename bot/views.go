@@ -9,6 +9,7 @@ import (
 
 	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/schedule"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -19,7 +20,7 @@ func (d *Dispatcher) status(ctx context.Context, cluster string) Reply {
 	if err != nil {
 		return failed("Could not read the status", err)
 	}
-	r := Reply{Outcome: ok(""), Title: "Status of " + cluster}
+	r := Reply{Outcome: ok(""), Title: "Status of " + cluster, Data: s}
 	nodes := Field{Label: "Nodes"}
 	if s.NodesErr != nil {
 		nodes.Text = T(fmt.Sprintf("unknown (%v)", s.NodesErr))
@@ -127,7 +128,7 @@ func RunStatus(r store.Run) string {
 	case store.StateWaiting:
 		return "waiting for a decision: " + cur
 	case store.StateFailed:
-		return "stopped: " + cur + " failed; waiting for " + choices(r.Checkpoint)
+		return "waiting for a decision: " + cur + " failed (" + choices(r.Checkpoint) + ")"
 	case store.StateRollingBack:
 		return "rolling back: " + cur
 	case store.StateSucceeded:
@@ -162,7 +163,7 @@ func (d *Dispatcher) history(ctx context.Context, n int) Reply {
 	f := Field{}
 	for _, r := range runs {
 		f.List = append(f.List, T(r.ID, " ", r.Created.UTC().Format("2006-01-02 15:04"), " — ", procedures.Title(r), ", ",
-			Person(r.Requester), ", ", string(r.State), ", ", format.Duration(procedures.Duration(r, d.now()))))
+			Person(r.Requester), ", ", OutcomeWords(r.State), ", ", format.Duration(procedures.Duration(r, d.now()))))
 	}
 	return Reply{Outcome: ok(""), Title: fmt.Sprintf("Last %d runs", len(runs)), Fields: []Field{f}}
 }
@@ -173,34 +174,51 @@ func (d *Dispatcher) backups(ctx context.Context, cluster string) Reply {
 		return failed("Could not list the backups", err)
 	}
 	if len(bs) == 0 {
-		return Reply{Outcome: ok(""), Text: T(fmt.Sprintf("%s has no backups yet.", cluster))}
+		return Reply{Outcome: ok(""), Text: T(fmt.Sprintf("%s has no backups yet.", cluster)), Data: bs}
 	}
 	f := Field{}
 	for _, bi := range bs {
 		f.List = append(f.List, backupLine(bi, d.now()))
 	}
-	return Reply{Outcome: ok(""), Title: fmt.Sprintf("Backups of %s, newest first", cluster), Fields: []Field{f}}
+	return Reply{Outcome: ok(""), Title: fmt.Sprintf("Backups of %s, newest first", cluster), Fields: []Field{f}, Data: bs}
 }
 
-// WindowLine describes a maintenance window in one line.
+// WindowLine describes a maintenance window in one line. "next" is the
+// start that will run: a skipped start is named as skipped after it.
 func WindowLine(w store.Window) Text {
 	t := T(w.ID, ": ", Code(w.Spec), " ", w.TZ, ", ", w.Command)
 	if w.Cluster != "" {
 		t = T(t, " on ", w.Cluster)
 	}
-	switch {
+	switch next := NextRun(w); {
 	case w.Paused:
 		t = T(t, " — paused")
-	case !w.NextStart.IsZero():
-		t = T(t, " — next ", Local{w.NextStart, w.TZ})
+	case !next.IsZero():
+		t = T(t, " — next ", Local{next, w.TZ})
 		if w.Skip.Equal(w.NextStart) {
-			t = T(t, " (skipped)")
+			t = T(t, " (", Local{w.NextStart, w.TZ}, " skipped)")
 		}
 	}
 	if w.Approval {
 		t = T(t, " — needs a Start click")
 	}
 	return t
+}
+
+// NextRun is the start of w that will run: its next start, or the one
+// after when that is skipped; zero when paused or none is known.
+func NextRun(w store.Window) time.Time {
+	if w.Paused || w.NextStart.IsZero() {
+		return time.Time{}
+	}
+	if !w.Skip.Equal(w.NextStart) {
+		return w.NextStart
+	}
+	sched, _, err := schedule.ParseWindowSpec(w.Spec, w.TZ)
+	if err != nil {
+		return time.Time{}
+	}
+	return sched.Next(w.NextStart)
 }
 
 // StateWords says a run's state in words that fit "the run is …" and
@@ -210,7 +228,22 @@ func StateWords(s store.RunState) string {
 	case store.StateWaiting:
 		return "waiting for a decision"
 	case store.StateFailed:
-		return "stopped after a failed step"
+		return "waiting for a decision after a failed step"
+	case store.StateRollingBack:
+		return "rolling back"
+	case store.StateRolledBack:
+		return "rolled back"
+	}
+	return string(s)
+}
+
+// OutcomeWords is a run's state in a column of runs (history): a run
+// stopped at a failure waits for a decision as much as one at a
+// checkpoint does, and reads so.
+func OutcomeWords(s store.RunState) string {
+	switch s {
+	case store.StateWaiting, store.StateFailed:
+		return "waiting for a decision"
 	case store.StateRollingBack:
 		return "rolling back"
 	case store.StateRolledBack:

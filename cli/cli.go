@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/store"
 )
 
 const usageHead = `nocobot runs NocoBase cluster maintenance from Slack or a terminal.
@@ -24,36 +25,45 @@ Commands:
   serve                       run the Slack bot (and the maintenance windows)
   run <procedure> [args]      run a procedure here, answering checkpoints at the prompt
                               (--dry-run prints the plan; --on-interrupt abort|leave without a terminal)
-  plan <procedure> [args]     print the steps a run would take; needs no secrets, changes nothing
+  plan <procedure> [args]     print the steps a run would take; needs no secrets, changes nothing (--json)
   attach <run>                follow a run and answer its checkpoints here; drives it if no process does
   shell                       an interactive prompt for the words of /nocobase, with line editing
-  status [cluster]            nodes, load balancer, the running run, backups, windows
+  status [cluster] [--json]   nodes, load balancer, the running run, backups, windows
   decide <run> continue|rollback|abort|retry|done   answer a run's open question
   cancel <run>                abort a run (the current step ends safely); drives the abort if no process does
   traffic on|off [cluster]    switch the load balancer by hand (not while a run holds the cluster)
-  schedule add|list|remove|pause|resume|skip …       maintenance windows
-  history [n]                 past runs with outcome and duration
-  backups [cluster]           backups with age, size and version
-  audit [--since 24h] [--run id] [-n 50] [--json]   the audit log
+  schedule add|list|remove|pause|resume|skip …       maintenance windows (list --json)
+  history [n] [--json]        past runs with outcome and duration
+  backups [cluster] [--json]  backups with age, size and version
+  audit [--since 1d] [--run id] [-n 50] [--json]    the audit log
   config check [--connect]    validate the configuration file (--connect: and ask each outside system)
   demo [--auto]               a minute of nocobot on a simulated cluster, nothing to install
-  version
-  help [command]
+  version                     the version and commit (also --version, -v)
+  help [command]              this help, or a command's (also -h or --help, after any command too)
 
 Procedures (the same words as in Slack):
 `
 
 const usageTail = `
-Global flags (before or after the command): --config FILE (default ./nocobot.yaml),
---log-format auto|console|json (auto: console at a terminal, else JSON; logs go to stderr),
+Global flags (before or after the command): --config FILE (default $NOCOBOT_CONFIG,
+else ./nocobot.yaml), --log-format auto|console|json (auto: console at a terminal, else JSON; logs go to stderr),
 --log-level debug|info|warn|error (default: info for serve, warn otherwise).
 
 At a terminal you are your OS user: access.terminal_users maps it to the Slack
 user id the access rules name, or access.trust_terminal: true lets every
 operator pass them. Otherwise the terminal is allowed nothing.
 
-Exit codes: 0 done, 1 error or refused, 2 usage, 3 rolled back, 4 aborted,
-5 left unfinished (nocobot attach <run> continues it).
+Durations take s, m, h, d (24 h) and w (7 d): 90s, 2h30m, 1d, 2w.
+--json prints stable keys (docs/cli.md lists them).
+
+Exit codes, the same in every command:
+  0  done
+  1  error, or refused (access, a busy cluster, a failed check)
+  2  usage: a mistake in the command's words or flags
+  3  the run was rolled back
+  4  the run was aborted
+  5  the run was left unfinished (nocobot attach <run> continues it)
+  6  not found: no such cluster, run or window
 `
 
 // usage is the help text; the procedures' lines come from their registry.
@@ -75,12 +85,15 @@ const (
 	exitRolledBack = 3
 	exitAborted    = 4
 	exitLeft       = 5
+	exitNotFound   = 6
 )
 
 // env is what every subcommand is given.
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	// usage is the command's usage line, printed after a usage error.
+	usage string
 	// interrupts delivers Ctrl-C to the commands that follow a run;
 	// for the others Ctrl-C cancels their context.
 	interrupts <-chan struct{}
@@ -107,6 +120,8 @@ func commands() map[string]command {
 type cmdError struct {
 	code int
 	err  error
+	// usage, when set, is printed on the line after the error.
+	usage string
 }
 
 func (e *cmdError) Error() string {
@@ -120,11 +135,22 @@ func usageErr(format string, a ...any) error {
 	return &cmdError{code: exitUsage, err: fmt.Errorf(format, a...)}
 }
 
+// notFound is err (an unknown cluster, run or window) with its exit code.
+func notFound(err error) error {
+	return &cmdError{code: exitNotFound, err: err}
+}
+
+// topUsage follows an error that is not about one command.
+const topUsage = "Usage: nocobot [global flags] <command> [args] (nocobot help lists the commands)"
+
 // Run runs the nocobot command line and returns its exit code.
 func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-v") {
+		args = append([]string{"version"}, args[1:]...)
+	}
 	pre, args, err := leadingGlobals(args)
 	if err != nil {
-		fmt.Fprintf(stderr, "nocobot: %v\n", err)
+		fmt.Fprintf(stderr, "nocobot: %v\n%s\n", err, topUsage)
 		return exitUsage
 	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
@@ -132,7 +158,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	cmd, ok := commands()[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "nocobot: unknown command %q (see nocobot help)\n", args[0])
+		fmt.Fprintf(stderr, "nocobot: unknown command %q\n%s\n", args[0], topUsage)
 		return exitUsage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
@@ -167,27 +193,37 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	code := exitError
 	var ce *cmdError
-	if errors.As(err, &ce) {
+	switch {
+	case errors.As(err, &ce):
 		code = ce.code
 		if ce.err == nil {
 			return code
 		}
+	case errors.Is(err, store.ErrNotFound):
+		code = exitNotFound
 	}
-	// One line: the first line of the message.
+	// The error on one line (the first line of the message); after a
+	// usage error, the command's usage on the next.
 	msg, _, _ := strings.Cut(err.Error(), "\n")
 	fmt.Fprintf(stderr, "nocobot %s: %s\n", args[0], msg)
+	switch {
+	case ce != nil && ce.usage != "":
+		fmt.Fprintf(stderr, "Usage: %s\n", ce.usage)
+	case code == exitUsage && e.usage != "":
+		fmt.Fprintf(stderr, "Usage: %s (nocobot %s --help says more)\n", e.usage, args[0])
+	}
 	return code
 }
 
 // help prints the usage, or a command's ("nocobot help run").
 func help(args []string, stdout, stderr io.Writer) int {
-	if len(args) >= 2 && args[0] == "help" {
+	if len(args) >= 2 && args[0] == "help" && args[1] != "-h" && args[1] != "--help" && args[1] != "help" {
 		if cmd, ok := commands()[args[1]]; ok {
 			e := &env{stdin: strings.NewReader(""), stdout: stdout, stderr: stderr}
 			_ = cmd.fn(context.Background(), e, []string{"--help"})
 			return exitOK
 		}
-		fmt.Fprintf(stderr, "nocobot help: unknown command %q\n", args[1])
+		fmt.Fprintf(stderr, "nocobot help: unknown command %q\n%s\n", args[1], topUsage)
 		return exitUsage
 	}
 	fmt.Fprint(stdout, usage())
@@ -200,7 +236,7 @@ func leadingGlobals(args []string) (pre, rest []string, err error) {
 	for len(args) > 0 && strings.HasPrefix(args[0], "-") && args[0] != "-h" && args[0] != "--help" {
 		name, _, hasVal := strings.Cut(strings.TrimLeft(args[0], "-"), "=")
 		if !globalFlag(name) {
-			return nil, nil, fmt.Errorf("unknown flag %s before the command (see nocobot help)", args[0])
+			return nil, nil, fmt.Errorf("unknown flag %s before the command", args[0])
 		}
 		if hasVal {
 			pre, args = append(pre, args[0]), args[1:]

@@ -17,12 +17,16 @@ import (
 	"github.com/nocobot/nocobot/app"
 	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/config"
+	"github.com/nocobot/nocobot/format"
+	"github.com/nocobot/nocobot/store"
 )
 
 // globals are the flags every subcommand accepts.
 type globals struct {
 	config, logFormat, logLevel string
 	defaultLevel                string
+	// json: print data, not words (the command's own --json).
+	json bool
 }
 
 func globalFlag(name string) bool {
@@ -30,9 +34,21 @@ func globalFlag(name string) bool {
 }
 
 func (g *globals) register(fs *flag.FlagSet) {
-	fs.StringVar(&g.config, "config", "nocobot.yaml", "configuration file")
-	fs.StringVar(&g.logFormat, "log-format", "auto", "log format: auto (console at a terminal, else json), console or json")
-	fs.StringVar(&g.logLevel, "log-level", "", "log level: debug, info, warn or error (default: info for serve, warn otherwise)")
+	fs.StringVar(&g.config, "config", defaultConfig(), "configuration `file` (default: $NOCOBOT_CONFIG, else nocobot.yaml)")
+	fs.StringVar(&g.logFormat, "log-format", "auto", "log `format`: auto (console at a terminal, else json), console or json")
+	fs.StringVar(&g.logLevel, "log-level", "", "log `level`: debug, info, warn or error (default: info for serve, warn otherwise)")
+}
+
+// configEnv names the configuration file when --config does not: the
+// image sets it, so "docker compose exec nocobot nocobot status" finds
+// the file whatever the working directory.
+const configEnv = "NOCOBOT_CONFIG"
+
+func defaultConfig() string {
+	if p := os.Getenv(configEnv); p != "" {
+		return p
+	}
+	return "nocobot.yaml"
 }
 
 // isTerminal reports whether w (or r) is a terminal.
@@ -78,13 +94,78 @@ func newFlags(e *env, name, args, help string) (*flag.FlagSet, *globals) {
 	fs.SetOutput(io.Discard)
 	g := &globals{}
 	g.register(fs)
+	e.usage = strings.TrimSpace("nocobot " + name + " " + args)
 	fs.Usage = func() {
-		fmt.Fprintf(e.stdout, "Usage: nocobot %s %s\n%s\n\nFlags:\n", name, args, help)
-		fs.SetOutput(e.stdout)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
+		fmt.Fprintf(e.stdout, "Usage: %s\n%s\n\nFlags:\n", e.usage, help)
+		printFlags(e.stdout, fs)
+		fmt.Fprintf(e.stdout, "\nExit codes: 0 done, 1 error or refused, 2 usage, 3 rolled back, 4 aborted,\n5 left unfinished, 6 not found (nocobot help explains them).\n")
 	}
 	return fs, g
+}
+
+// printFlags lists the flags as they are typed: --name VALUE.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		line := "  " + flagName(f.Name)
+		if name != "" {
+			line += " " + strings.ToUpper(name)
+		}
+		fmt.Fprintf(w, "%s\n      %s", line, strings.ReplaceAll(usage, "\n", "\n      "))
+		if _, isBool := f.Value.(interface{ IsBoolFlag() bool }); !isBool && f.DefValue != "" && f.DefValue != "0" && f.DefValue != "0s" && f.Name != "config" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
+}
+
+// flagValueErr words the flag package's "parse error" for a person.
+func flagValueErr(fl *flag.Flag, err error) string {
+	switch err.Error() {
+	case "parse error", "value out of range":
+		if _, isBool := fl.Value.(interface{ IsBoolFlag() bool }); isBool {
+			return "expected true or false"
+		}
+		return "expected a whole number, e.g. " + fl.DefValue
+	}
+	return err.Error()
+}
+
+// flagName is a flag as it is typed: --name, or -n for one letter.
+func flagName(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
+}
+
+// durationFlag is a flag.Value of a duration with days and weeks (1d, 2w).
+type durationFlag struct{ d *time.Duration }
+
+func (f durationFlag) String() string {
+	if f.d == nil || *f.d == 0 {
+		return ""
+	}
+	return f.d.String()
+}
+
+func (f durationFlag) Set(s string) error {
+	d, err := format.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	if d < 0 {
+		return fmt.Errorf("%q is negative: expected e.g. 24h, 1d or 2w", s)
+	}
+	*f.d = d
+	return nil
+}
+
+// durationVar defines a duration flag that takes days and weeks.
+func durationVar(fs *flag.FlagSet, name, usage string) *time.Duration {
+	d := new(time.Duration)
+	fs.Var(durationFlag{d}, name, usage)
+	return d
 }
 
 // parseArgs reads flags before and after positional arguments. With
@@ -113,7 +194,7 @@ func parseArgs(fs *flag.FlagSet, args []string, passUnknown bool) ([]string, err
 				pos = append(pos, a)
 				continue
 			}
-			return nil, usageErr("unknown flag %s (see nocobot %s --help)", a, fs.Name())
+			return nil, usageErr("unknown flag %s", a)
 		}
 		if bf, ok := fl.Value.(interface{ IsBoolFlag() bool }); ok && bf.IsBoolFlag() && !hasVal {
 			val, hasVal = "true", true
@@ -126,7 +207,7 @@ func parseArgs(fs *flag.FlagSet, args []string, passUnknown bool) ([]string, err
 			val = args[i]
 		}
 		if err := fs.Set(name, val); err != nil {
-			return nil, usageErr("%s %s: %v", a, val, err)
+			return nil, usageErr("%s %s: %s", flagName(name), val, flagValueErr(fl, err))
 		}
 	}
 	if len(pos) == 1 && pos[0] == "help" {
@@ -176,11 +257,23 @@ func operator(cfg *config.Config) bot.Caller {
 func replyErr(r bot.Reply) error {
 	var ue *bot.UsageError
 	code := exitError
-	if errors.As(r.Err, &ue) {
+	switch {
+	case errors.As(r.Err, &ue):
 		code = exitUsage
+	case errors.Is(r.Err, store.ErrNotFound):
+		code = exitNotFound
 	}
-	// One line: the reply's lines joined (a refusal's reason, then what to do).
-	return &cmdError{code: code, err: errors.New(strings.Join(strings.Fields(cleanReply(r)), " "))}
+	// One line: the reply's lines joined (a refusal's reason, then what
+	// to do); its usage, if it gives one, on the next.
+	var said, usage []string
+	for l := range strings.SplitSeq(cleanReply(r), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "Usage:") && usage == nil {
+			usage = strings.Fields(strings.TrimPrefix(strings.TrimSpace(l), "Usage:"))
+			continue
+		}
+		said = append(said, strings.Fields(l)...)
+	}
+	return &cmdError{code: code, err: errors.New(strings.Join(said, " ")), usage: strings.Join(usage, " ")}
 }
 
 // fdOf is the file descriptor of a terminal checked with isTerminal.

@@ -39,8 +39,9 @@ func records(ctx context.Context, e *env, g *globals, said string) (store.Store,
 }
 
 func cmdHistory(ctx context.Context, e *env, args []string) error {
-	fs, g := newFlags(e, "history", "[n] [--cluster name]", "Lists past runs, newest first, with outcome and duration.")
-	cluster := fs.String("cluster", "", "only this cluster")
+	fs, g := newFlags(e, "history", "[n] [--cluster name] [--json]", "Lists past runs, newest first, with outcome and duration.")
+	cluster := fs.String("cluster", "", "only this `cluster`")
+	asJSON := fs.Bool("json", false, "a JSON array of runs (keys: docs/cli.md)")
 	pos, err := parseArgs(fs, args, false)
 	if err != nil {
 		return err
@@ -63,6 +64,13 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *asJSON {
+		out := make([]jsonRun, 0, len(runs))
+		for _, r := range runs {
+			out = append(out, runJSON(r, time.Now()))
+		}
+		return writeJSON(e.stdout, out)
+	}
 	if len(runs) == 0 {
 		fmt.Fprintln(e.stdout, "No runs yet.")
 		return nil
@@ -75,17 +83,17 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 			down = format.Duration(d)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Created.Local().Format("2006-01-02 15:04"), terminal.CleanLine(procedures.Title(r)),
-			terminal.CleanLine(r.Requester), r.State, format.Duration(procedures.Duration(r, time.Now())), down)
+			terminal.CleanLine(r.Requester), bot.OutcomeWords(r.State), format.Duration(procedures.Duration(r, time.Now())), down)
 	}
 	return tw.Flush()
 }
 
 func cmdAudit(ctx context.Context, e *env, args []string) error {
-	fs, g := newFlags(e, "audit", "[--since 24h] [--run id] [-n 50] [--json]", "Prints the audit log, newest first: every command, decision and refusal with\nits outcome, run, front and user. Control characters are shown escaped and long\ntext is cut (--json keeps it whole, one object a line).")
-	since := fs.Duration("since", 0, "only entries this recent (e.g. 24h)")
-	runID := fs.String("run", "", "only entries about this run")
-	n := fs.Int("n", 50, "at most this many entries")
-	asJSON := fs.Bool("json", false, "one JSON object a line")
+	fs, g := newFlags(e, "audit", "[--since 1d] [--run id] [-n 50] [--json]", "Prints the audit log, newest first: every command, decision and refusal with\nits outcome, run, front and user. Control characters are shown escaped and long\ntext is cut (--json keeps it whole, one object a line).")
+	since := durationVar(fs, "since", "only entries this recent: a `duration` such as 24h, 1d or 2w")
+	runID := fs.String("run", "", "only entries about this `run`")
+	n := fs.Int("n", 50, "at most this `many` entries")
+	asJSON := fs.Bool("json", false, "one JSON object a line (keys: docs/cli.md)")
 	pos, err := parseArgs(fs, args, false)
 	if err != nil {
 		return err
@@ -112,7 +120,7 @@ func cmdAudit(ctx context.Context, e *env, args []string) error {
 	}
 	if *asJSON {
 		for _, a := range entries {
-			b, err := json.Marshal(a)
+			b, err := json.Marshal(auditJSON(a))
 			if err != nil {
 				return err
 			}

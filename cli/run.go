@@ -71,7 +71,7 @@ func endErr(end terminal.End) error {
 func cmdRun(ctx context.Context, e *env, args []string) error {
 	fs, g := newFlags(e, "run", "<procedure> [args] [--dry-run] [--on-interrupt abort|leave]",
 		"Runs a procedure at this terminal: each step is printed as it starts and ends,\nand every checkpoint asks here. Ctrl-C or the end of input asks whether to\nabort the run safely or leave it for nocobot attach; without a terminal\n--on-interrupt says which (default leave).\n\nProcedures:\n"+procedureHelp())
-	onInt := fs.String("on-interrupt", "", "without a terminal, what Ctrl-C or the end of input does: abort or leave")
+	onInt := fs.String("on-interrupt", "", "without a terminal, what Ctrl-C or the end of input does (a `choice`): abort or leave")
 	g.defaultLevel = followLevel(e)
 	pos, err := parseArgs(fs, args, true)
 	if err != nil {
@@ -89,8 +89,9 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer a.Close()
-	if cmd.Cluster, err = a.Dispatcher.ResolveCluster(cmd.Cluster, ""); err != nil {
-		return &cmdError{code: exitUsage, err: err}
+	named := cmd.Cluster
+	if cmd.Cluster, err = a.Dispatcher.ResolveCluster(named, ""); err != nil {
+		return clusterErr(named, err)
 	}
 	fl, err := follow(ctx, e, a, *onInt, nil, e.stdout)
 	if err != nil {
@@ -111,7 +112,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 func cmdAttach(ctx context.Context, e *env, args []string) error {
 	fs, g := newFlags(e, "attach", "<run> [--on-interrupt abort|leave]",
 		"Follows a run and answers its checkpoints here. When no live process drives\nit (its terminal was closed, its process killed), this one takes it over.")
-	onInt := fs.String("on-interrupt", "", "without a terminal, what Ctrl-C or the end of input does: abort or leave")
+	onInt := fs.String("on-interrupt", "", "without a terminal, what Ctrl-C or the end of input does (a `choice`): abort or leave")
 	g.defaultLevel = followLevel(e)
 	pos, err := parseArgs(fs, args, false)
 	if err != nil {
@@ -216,7 +217,8 @@ func procedureWords(prefix string, words []string) (bot.Command, error) {
 }
 
 func cmdPlan(ctx context.Context, e *env, args []string) error {
-	fs, g := newFlags(e, "plan", "<procedure> [args]", "Prints the numbered steps a run would take, with the nodes and images\nwhen the Docker engine is reachable. Needs no secrets; changes nothing.")
+	fs, g := newFlags(e, "plan", "<procedure> [args] [--json]", "Prints the numbered steps a run would take, with the nodes and images\nwhen the Docker engine is reachable. Needs no secrets; changes nothing.")
+	asJSON := fs.Bool("json", false, "the plan as a JSON object (keys: docs/cli.md)")
 	pos, err := parseArgs(fs, args, true)
 	if err != nil {
 		return err
@@ -225,6 +227,7 @@ func cmdPlan(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	g.json = *asJSON
 	return plan(ctx, e, g, cmd)
 }
 
@@ -234,20 +237,33 @@ func plan(ctx context.Context, e *env, g *globals, cmd bot.Command) error {
 	if err != nil {
 		return err
 	}
-	if cmd.Cluster, err = resolveCluster(cfg, cmd.Cluster); err != nil {
-		return &cmdError{code: exitUsage, err: err}
+	named := cmd.Cluster
+	if cmd.Cluster, err = resolveCluster(cfg, named); err != nil {
+		return clusterErr(named, err)
 	}
 	p, err := app.NewPlanner(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	text, err := p.Engine.Plan(ctx, cmd.Request("plan", bot.ViaTerminal))
+	pv, err := p.Engine.PlanOf(ctx, cmd.Request("plan", bot.ViaTerminal))
 	if err != nil {
 		return &cmdError{code: exitUsage, err: err}
 	}
-	fmt.Fprintln(e.stdout, terminal.Clean(text))
+	if g.json {
+		return writeJSON(e.stdout, planJSON(pv))
+	}
+	fmt.Fprintln(e.stdout, terminal.Clean(pv.Text()))
 	return nil
+}
+
+// clusterErr is the error of a cluster that could not be resolved: not
+// found when one was named, else a usage error (which one?).
+func clusterErr(named string, err error) error {
+	if named != "" || errors.Is(err, store.ErrNotFound) {
+		return notFound(err)
+	}
+	return &cmdError{code: exitUsage, err: err}
 }
 
 func resolveCluster(cfg *config.Config, name string) (string, error) {

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/bot/terminal"
+	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -32,11 +35,28 @@ func printReply(e *env, r bot.Reply) error {
 // schedule, backups) through the dispatcher, as Slack does: the same
 // parser, access rules, audit entry and reply. A mistake in the words is
 // refused and audited too.
-func word(ctx context.Context, e *env, name, args, help string, argv []string) error {
+//
+// With withJSON, --json prints the reply's data (see json.go) instead.
+func word(ctx context.Context, e *env, name, args, help string, argv []string, withJSON bool) error {
 	fs, g := newFlags(e, name, args, help)
+	var asJSON *bool
+	switch {
+	case withJSON && name == "schedule":
+		asJSON = new(bool)
+	case withJSON:
+		asJSON = fs.Bool("json", false, "print JSON (keys: docs/cli.md)")
+	}
 	pos, err := parseArgs(fs, argv, name == "schedule")
 	if err != nil {
 		return err
+	}
+	if name == "schedule" && asJSON != nil {
+		// schedule passes unknown flags on to the window's procedure:
+		// --json is schedule list's own only.
+		if i := slices.Index(pos, "--json"); i > 0 && pos[0] == "list" {
+			*asJSON = true
+			pos = slices.Delete(pos, i, i+1)
+		}
 	}
 	a, err := setup(ctx, g, e)
 	if err != nil {
@@ -52,11 +72,33 @@ func word(ctx context.Context, e *env, name, args, help string, argv []string) e
 		r.Err = perr
 		return replyErr(r)
 	}
-	return printReply(e, a.Dispatcher.Do(ctx, who, cmd, said))
+	r := a.Dispatcher.Do(ctx, who, cmd, said)
+	if asJSON == nil || !*asJSON || r.Outcome.Kind != bot.OK {
+		return printReply(e, r)
+	}
+	return printData(e, r.Data)
+}
+
+// printData prints a listing's data as JSON.
+func printData(e *env, data any) error {
+	now := time.Now()
+	switch d := data.(type) {
+	case procedures.ClusterStatus:
+		return writeJSON(e.stdout, statusJSON(d, now))
+	case []procedures.BackupInfo:
+		out := make([]jsonBackup, 0, len(d))
+		for _, b := range d {
+			out = append(out, backupJSON(b, now))
+		}
+		return writeJSON(e.stdout, out)
+	case []store.Window:
+		return writeJSON(e.stdout, windowsJSON(d))
+	}
+	return fmt.Errorf("--json: this command has no data to print (%T)", data)
 }
 
 func cmdStatus(ctx context.Context, e *env, args []string) error {
-	return word(ctx, e, "status", "[cluster]", "Shows a cluster's nodes, load balancer, running run, latest backup and next windows.", args)
+	return word(ctx, e, "status", "[cluster] [--json]", "Shows a cluster's nodes, load balancer, running run, latest backup and next windows.", args, true)
 }
 
 func cmdCancel(ctx context.Context, e *env, args []string) error {
@@ -93,16 +135,16 @@ func cmdCancel(ctx context.Context, e *env, args []string) error {
 }
 
 func cmdTraffic(ctx context.Context, e *env, args []string) error {
-	return word(ctx, e, "traffic", "on|off [cluster]", "Switches the load balancer by hand, as a run would, and checks the switch:\non sends traffic to the app nodes, off to the maintenance page. Refused while\na run holds the cluster, unless it stopped at a failure.", args)
+	return word(ctx, e, "traffic", "on|off [cluster]", "Switches the load balancer by hand, as a run would, and checks the switch:\non sends traffic to the app nodes, off to the maintenance page. Refused while\na run holds the cluster, unless it stopped at a failure.", args, false)
 }
 
 func cmdSchedule(ctx context.Context, e *env, args []string) error {
-	return word(ctx, e, "schedule", `add "<cron>" <procedure> [args] [--tz Zone] [--duration 2h] [--announce 30m] [--approval required|none] | list | remove <id> | pause <id> | resume <id> | skip <id>`,
-		"Maintenance windows, as in Slack (skip: the next start only).", args)
+	return word(ctx, e, "schedule", `add "<cron>" <procedure> [args] [--tz Zone] [--duration 2h] [--announce 30m] [--approval required|none] | list [--json] | remove <id> | pause <id> | resume <id> | skip <id>`,
+		"Maintenance windows, as in Slack (skip: the next start only). Durations take\ns, m, h, d and w (1d, 2w).", args, true)
 }
 
 func cmdBackups(ctx context.Context, e *env, args []string) error {
-	return word(ctx, e, "backups", "[cluster]", "Lists a cluster's backups, newest first, with age, size and version.", args)
+	return word(ctx, e, "backups", "[cluster] [--json]", "Lists a cluster's backups, newest first, with age, size and version.", args, true)
 }
 
 func cmdDecide(ctx context.Context, e *env, args []string) error {

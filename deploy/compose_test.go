@@ -320,6 +320,18 @@ func TestComposeMatchesNocobotConfig(t *testing.T) {
 	if confTarget == "" || !slices.Contains(bot.Command, confTarget) {
 		t.Errorf("nocobot does not serve with ./nocobot.compose.yaml (mounted at %q, command %v)", confTarget, bot.Command)
 	}
+	// "docker compose exec nocobot nocobot status" gives no --config: the
+	// file is found by NOCOBOT_CONFIG, in the service and in the image.
+	if got := bot.Environment["NOCOBOT_CONFIG"]; got != confTarget {
+		t.Errorf("the nocobot service sets NOCOBOT_CONFIG=%q; the configuration is mounted at %q", got, confTarget)
+	}
+	df, err := os.ReadFile("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^ENV NOCOBOT_CONFIG=` + regexp.QuoteMeta(confTarget) + `$`).Match(df) {
+		t.Errorf("the Dockerfile does not set ENV NOCOBOT_CONFIG=%s", confTarget)
+	}
 	if sock := strings.TrimPrefix(cl.Docker.Host, "unix://"); !slices.ContainsFunc(bot.mounts(), func(m mount) bool { return m.Source == sock && m.Target == sock }) {
 		t.Errorf("docker.host %s is not mounted into the nocobot service", cl.Docker.Host)
 	}

@@ -65,3 +65,39 @@ func When(t time.Time, tz string) string {
 	}
 	return t.Format("Mon 2 Jan 15:04 MST")
 }
+
+// ParseDuration reads a duration as people write it: Go's units (90s,
+// 10m, 2h30m) plus d for days and w for weeks (1d, 2w, 1w3d12h). A day
+// is 24 hours here: these are spans to look back over, not calendar days.
+func ParseDuration(s string) (time.Duration, error) {
+	orig := s
+	if s == "" {
+		return 0, fmt.Errorf("an empty duration: expected e.g. 90s, 10m, 2h, 1d or 2w")
+	}
+	var total time.Duration
+	for s != "" {
+		i := 0
+		for i < len(s) && (s[i] >= '0' && s[i] <= '9' || s[i] == '.') {
+			i++
+		}
+		if i == 0 || i == len(s) || (s[i] != 'd' && s[i] != 'w') {
+			// The rest is Go's own syntax (or a mistake it words).
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				return 0, fmt.Errorf("%q is not a duration: expected e.g. 90s, 10m, 2h, 1d or 2w", orig)
+			}
+			return total + d, nil
+		}
+		var n float64
+		if _, err := fmt.Sscan(s[:i], &n); err != nil {
+			return 0, fmt.Errorf("%q is not a duration: expected e.g. 90s, 10m, 2h, 1d or 2w", orig)
+		}
+		unit := 24 * time.Hour
+		if s[i] == 'w' {
+			unit *= 7
+		}
+		total += time.Duration(n * float64(unit))
+		s = s[i+1:]
+	}
+	return total, nil
+}

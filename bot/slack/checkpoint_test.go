@@ -130,7 +130,7 @@ func TestFailedRunInWords(t *testing.T) {
 	h.command(uRequest, chProd, "upgrade 1.7.14")
 	root := h.rootOf(chProd, "Upgrade of prod")
 	run := h.waitState(h.onlyRun().ID, store.StateFailed)
-	want := "waiting for " + choicesOf(run.Checkpoint.Options)
+	want := "Waiting for a decision: " + run.Steps[run.Current].Title + " failed (" + choicesOf(run.Checkpoint.Options) + ")"
 	h.fs.waitFor("the root names the options offered", func(cs []apiCall) bool {
 		return strings.Contains(latestOf(cs, root.TS).Text(), want)
 	})
@@ -138,7 +138,7 @@ func TestFailedRunInWords(t *testing.T) {
 		t.Fatalf("the root offers what the checkpoint does not: %q", latestOf(h.fs.Calls(), root.TS).Text())
 	}
 	h.command(uRequest, chProd, "upgrade 1.7.15")
-	h.fs.ephemeralTo(uRequest, "is stopped after a failed step.")
+	h.fs.ephemeralTo(uRequest, "is waiting for a decision after a failed step.")
 }
 
 func actionsOf(as []store.Action) []string {

@@ -105,7 +105,7 @@ func TestLongDockerErrorStaysReadable(t *testing.T) {
 	}
 	// The root names the options offered, and only those.
 	h.fs.waitFor("root names the options", func(cs []apiCall) bool {
-		return strings.Contains(latestOf(cs, root.TS).Text(), "waiting for "+choicesOf(run.Checkpoint.Options))
+		return strings.Contains(latestOf(cs, root.TS).Text(), "Waiting for a decision: ") && strings.Contains(latestOf(cs, root.TS).Text(), "failed ("+choicesOf(run.Checkpoint.Options)+")")
 	})
 	bn.broken.Store(false) // the daemon is mended
 	h.click(uRequest, chProd, cp.TS, "nocobot.cp.retry", v)
