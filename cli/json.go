@@ -81,11 +81,14 @@ type jsonBackup struct {
 	Verified bool      `json:"verified"`
 	RunID    string    `json:"run_id"`
 	Kind     string    `json:"kind"`
+	Holds    string    `json:"holds"`
+	Extras   []string  `json:"extras"`
 }
 
 func backupJSON(b procedures.BackupInfo, now time.Time) jsonBackup {
 	return jsonBackup{ID: b.ID, Cluster: b.Cluster, Version: b.Version, Image: b.Image, Created: b.Created.UTC(),
-		Age: seconds(now.Sub(b.Created)), Size: b.Size, Verified: b.Verified, RunID: b.RunID, Kind: b.Kind}
+		Age: seconds(now.Sub(b.Created)), Size: b.Size, Verified: b.Verified, RunID: b.RunID, Kind: b.Kind,
+		Holds: b.Holds, Extras: append([]string{}, b.Extras...)}
 }
 
 type jsonWindow struct {
@@ -196,13 +199,14 @@ type jsonPlan struct {
 	Migrations string         `json:"migrations"`
 	Details    []string       `json:"details"`
 	Backup     string         `json:"backup"`
+	Redis      string         `json:"redis"`
 	Steps      []jsonPlanStep `json:"steps"`
 	Rollback   []jsonPlanStep `json:"rollback_steps"`
 }
 
 func planJSON(p procedures.PlanView) jsonPlan {
 	j := jsonPlan{Cluster: p.Cluster, Procedure: p.Procedure, Title: p.Title, Nodes: []jsonPlanNode{}, NodesError: errText(p.NodesErr),
-		Migrations: p.Migrations, Details: append([]string{}, p.Details...), Backup: p.Backup, Steps: []jsonPlanStep{}, Rollback: []jsonPlanStep{}}
+		Migrations: p.Migrations, Details: append([]string{}, p.Details...), Backup: p.Backup, Redis: p.Redis, Steps: []jsonPlanStep{}, Rollback: []jsonPlanStep{}}
 	for _, n := range p.Nodes {
 		j.Nodes = append(j.Nodes, jsonPlanNode{Name: n.Name, State: n.State, Image: n.Image})
 	}

@@ -21,6 +21,7 @@ type PlanView struct {
 	Migrations string
 	Details    []string // the procedure's own lines (e.g. the images an upgrade pulls)
 	Backup     string   // how the backup would be taken; "" when the run takes none
+	Redis      string   // what is done to the cluster's Redis databases, "none" without them
 	Steps      []PlanStep
 	Rollback   []PlanStep // the steps a roll back takes
 }
@@ -66,7 +67,7 @@ func (e *Engine) PlanOf(ctx context.Context, req Request) (PlanView, error) {
 			cancel()
 		}
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		fmt.Fprintf(&b, "Redis: %s\n", redisPlan(rctx, c))
+		p.Redis = redisPlan(rctx, c)
 		cancel()
 	}
 	for _, d := range forwardSteps(&r) {
@@ -107,6 +108,9 @@ func (p PlanView) Text() string {
 		}
 		if p.Backup != "" {
 			fmt.Fprintf(&b, "Backup: %s\n", p.Backup)
+		}
+		if p.Redis != "" {
+			fmt.Fprintf(&b, "Redis: %s\n", p.Redis)
 		}
 	}
 	for i, s := range p.Steps {
