@@ -26,6 +26,9 @@ type follower struct {
 	progSeen map[int]string
 	asked    *store.Checkpoint // the open question shown here
 	aborting bool
+	// prompting: a question of the front's own (Ctrl-C's) waits for its
+	// answer on the screen: the live area stays away.
+	prompting bool
 	// driving: this process drives the run; when not, it takes the run
 	// over once the lease of the process that drives it lapses.
 	driving bool
@@ -101,6 +104,7 @@ func (w *follower) run(ctx context.Context, sub *procedures.Subscription) (End, 
 		if choice == Keep && w.inputEnded && w.asked != nil && !w.aborting && !w.decided {
 			choice = w.interrupted(ctx, "The input ended", nil)
 		}
+		w.drawLive()
 		switch choice {
 		case Leave:
 			w.leave()
@@ -140,7 +144,7 @@ func (w *follower) update(ctx context.Context, r store.Run) {
 	}
 	if !w.seen {
 		w.seen = true
-		fmt.Fprintf(f.out, "Run %s: %s (%d steps) — %s\n", r.ID, Clean(procedures.Title(r)), len(r.Steps), Clean(bot.RunStatus(r)))
+		fmt.Fprintf(f.out, "%s (%d steps) — %s\n", f.scr.paint(bold, fmt.Sprintf("Run %s: %s", r.ID, Clean(procedures.Title(r)))), forwardSteps(r.Steps), Clean(bot.RunStatus(r)))
 	}
 	if w.asked != nil && (r.Checkpoint == nil || r.Checkpoint.ID != w.asked.ID) {
 		w.closed(ctx, *w.asked)
@@ -150,13 +154,17 @@ func (w *follower) update(ctx context.Context, r store.Run) {
 		var prev store.Step
 		if i < len(w.last.Steps) {
 			prev = w.last.Steps[i]
+		} else if s.Rollback && (i == 0 || !r.Steps[i-1].Rollback) {
+			n := len(r.Steps) - i
+			fmt.Fprintf(f.out, "%s: %d steps, R1 to R%d as the plan numbers them\n", f.scr.paint(yellow, "Roll back"), n, n)
 		}
 		if s.Status != prev.Status || s.Attempt != prev.Attempt {
-			w.printStep(i, len(r.Steps), s)
+			w.printStep(r.Steps, i)
 		}
-		if s.Status == store.StepRunning && s.Progress != "" && s.Progress != w.progSeen[i] {
+		// At a terminal the live line shows progress; elsewhere it is a line.
+		if !f.scr.live && s.Status == store.StepRunning && s.Progress != "" && s.Progress != w.progSeen[i] {
 			w.progSeen[i] = s.Progress
-			w.prog.add(f.now(), i, s.Progress, w.since(s))
+			w.prog.add(f.now(), i, stepNum(r.Steps, i), s.Progress, w.since(s))
 		}
 	}
 	w.last = r
@@ -196,26 +204,99 @@ func deciderName(d store.Decision) string {
 	return d.By
 }
 
-func (w *follower) printStep(i, n int, s store.Step) {
-	out, at := w.f.out, func(t string) string { return "[" + t + "]" }
-	num := fmt.Sprintf("%d/%d", i+1, n)
+func (w *follower) printStep(steps []store.Step, i int) {
+	out, scr, s := w.f.out, w.f.scr, steps[i]
+	at := "[" + w.f.now().Format("15:04:05") + "]"
+	if !s.Ended.IsZero() {
+		at = "[" + s.Ended.Format("15:04:05") + "]"
+	}
+	num := stepNum(steps, i)
 	switch s.Status {
 	case store.StepRunning:
 		w.prog.flush(w.f.now())
-		attempt := ""
-		if s.Attempt > 1 {
-			attempt = fmt.Sprintf(" (attempt %d)", s.Attempt)
+		if scr.live {
+			return // its live line shows it
 		}
-		fmt.Fprintf(out, "%s ▶ %s %s%s\n", at(s.Started.Format("15:04:05")), num, Clean(s.Title), attempt)
+		fmt.Fprintf(out, "[%s] ▶ %s %s%s\n", s.Started.Format("15:04:05"), num, Clean(s.Title), attemptNote(s))
 	case store.StepDone:
 		w.prog.flush(w.f.now())
-		fmt.Fprintf(out, "%s ✔ %s done in %s: %s\n", at(s.Ended.Format("15:04:05")), num, format.Duration(s.Ended.Sub(s.Started)), Clean(s.Detail))
+		if scr.live {
+			fmt.Fprintf(out, "%s %s %s %s %s: %s\n", scr.paint(dim, at), scr.paint(green, "✔"), scr.paint(bold, num), Clean(s.Title),
+				scr.paint(dim, "done in "+format.Duration(s.Ended.Sub(s.Started))), Clean(s.Detail))
+			return
+		}
+		fmt.Fprintf(out, "%s ✔ %s done in %s: %s\n", at, num, format.Duration(s.Ended.Sub(s.Started)), Clean(s.Detail))
 	case store.StepFailed:
 		w.prog.flush(w.f.now())
-		fmt.Fprintf(out, "%s ✖ %s %s failed after %s: %s\n", at(s.Ended.Format("15:04:05")), num, Clean(s.Title), format.Duration(s.Ended.Sub(s.Started)), Clean(s.Detail))
+		fmt.Fprintf(out, "%s %s %s %s %s: %s\n", scr.paint(dim, at), scr.paint(red, "✖"), scr.paint(bold, num), Clean(s.Title),
+			scr.paint(red, "failed after "+format.Duration(s.Ended.Sub(s.Started))), Clean(s.Detail))
 	case store.StepSkipped:
-		fmt.Fprintf(out, "%s – %s %s: %s\n", at(w.f.now().Format("15:04:05")), num, Clean(s.Title), Clean(s.Detail))
+		fmt.Fprintln(out, scr.paint(dim, fmt.Sprintf("%s – %s %s: %s", at, num, Clean(s.Title), Clean(s.Detail))))
 	}
+}
+
+func attemptNote(s store.Step) string {
+	if s.Attempt > 1 {
+		return fmt.Sprintf(" (attempt %d)", s.Attempt)
+	}
+	return ""
+}
+
+// spinner turns in a live line, so a step that prints nothing still
+// shows it is being waited on.
+var spinner = []rune("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏")
+
+// drawLive redraws, at a terminal, one line per running step: its
+// number, title, time so far and latest progress. Nothing is drawn while
+// a question waits for its answer.
+func (w *follower) drawLive() {
+	scr := w.f.scr
+	if !scr.live || w.asked != nil || w.prompting || w.last.State.Finished() {
+		return
+	}
+	var lines []string
+	now := w.f.now()
+	for i, s := range w.last.Steps {
+		if s.Status != store.StepRunning {
+			continue
+		}
+		l := fmt.Sprintf("  %s %s %s%s %s", scr.paint(cyan, string(spinner[now.UnixMilli()/100%int64(len(spinner))])),
+			scr.paint(bold, stepNum(w.last.Steps, i)), Clean(s.Title), attemptNote(s), scr.paint(dim, "· "+w.since(s)))
+		if s.Progress != "" {
+			l += " " + scr.paint(dim, "·") + " " + CleanLine(s.Progress)
+		}
+		lines = append(lines, l)
+	}
+	scr.draw(lines)
+}
+
+// stepNum is step i's number as plan prints it: 3/10 for the third of
+// the procedure's ten steps, R1/3 for the first of its roll back's three.
+func stepNum(steps []store.Step, i int) string {
+	n, k := 0, 0
+	for j, s := range steps {
+		if s.Rollback == steps[i].Rollback {
+			n++
+			if j <= i {
+				k = n
+			}
+		}
+	}
+	if steps[i].Rollback {
+		return fmt.Sprintf("R%d/%d", k, n)
+	}
+	return fmt.Sprintf("%d/%d", k, n)
+}
+
+// forwardSteps counts the procedure's steps, without its roll back's.
+func forwardSteps(steps []store.Step) int {
+	n := 0
+	for _, s := range steps {
+		if !s.Rollback {
+			n++
+		}
+	}
+	return n
 }
 
 // closed says who answered the question shown here.
@@ -237,7 +318,7 @@ func (w *follower) closed(ctx context.Context, cp store.Checkpoint) {
 func (w *follower) ask(cp store.Checkpoint) {
 	out := w.f.out
 	w.prog.flush(w.f.now())
-	fmt.Fprintf(out, "\n? Run %s asks: %s\n", w.id, Clean(w.besidesStepLine(cp)))
+	fmt.Fprintf(out, "\n%s %s\n", w.f.scr.paint(yellow+";"+bold, "? Run "+w.id+" asks:"), Clean(w.besidesStepLine(cp)))
 	if cp.URL != "" {
 		fmt.Fprintf(out, "  Check: %s\n", Clean(cp.URL))
 	}
@@ -303,7 +384,8 @@ func (w *follower) finish() {
 	w.prog.flush(w.f.now())
 	r := w.last
 	sum := procedures.Summary(r)
-	fmt.Fprintf(w.f.out, "\n%s\n", Clean(sum))
+	w.table()
+	fmt.Fprintf(w.f.out, "\n%s\n", w.f.scr.paint(bold, Clean(sum)))
 	if r.State != store.StateSucceeded && !strings.Contains(sum, "Traffic: to the app nodes") && !procedures.ChangedNothing(r) {
 		p := w.f.opts.Prefix
 		fmt.Fprintf(w.f.out, "To bring traffic back: %s traffic on %s (once the nodes serve), or %s run start %s (starts the nodes, then switches traffic on).\n", p, r.Cluster, p, r.Cluster)

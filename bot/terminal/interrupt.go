@@ -24,6 +24,8 @@ func (w *follower) interrupted(ctx context.Context, what string, lines <-chan Li
 		fmt.Fprintf(f.out, "\n%s: run %s %ss (--on-interrupt %s).\n", what, w.id, f.opts.OnInterrupt, f.opts.OnInterrupt)
 		return f.opts.OnInterrupt
 	}
+	w.prompting = true
+	defer func() { w.prompting = false }()
 	p := f.opts.Prefix
 	fmt.Fprintf(f.out, "\n%s. Run %s is %s.\n  a) abort it safely (the current step ends, then the run stops and says where the cluster stands)\n  l) leave it as it is, to continue later with %s attach %s\n  k) keep following\nChoose a, l or k: ",
 		what, w.id, Clean(bot.RunStatus(w.last)), p, w.id)

@@ -69,8 +69,10 @@ type Options struct {
 	Interrupts <-chan struct{}
 	// Prefix spells the commands in hints, "nocobot".
 	Prefix string
-	// ProgressEvery is the least time between two progress lines; those
-	// closer together are joined. Default 2 s.
+	// ProgressEvery is the least time between two progress lines of a
+	// step when the output is not a terminal (at a terminal a live line
+	// shows the latest); a newer message replaces one that waits.
+	// Default 3 s.
 	ProgressEvery time.Duration
 	// PollEvery is how often a run another process drives is read from
 	// the store. Default 250 ms.
@@ -82,7 +84,8 @@ type Front struct {
 	disp  Dispatcher
 	eng   Engine
 	lines <-chan Line
-	out   io.Writer
+	out   io.Writer // scr: lasting lines erase the live area first
+	scr   *screen
 	who   bot.Caller
 	opts  Options
 	now   func() time.Time
@@ -91,7 +94,7 @@ type Front struct {
 // New makes a terminal front for the operator who.
 func New(disp Dispatcher, eng Engine, lines <-chan Line, out io.Writer, who bot.Caller, opts Options) *Front {
 	if opts.ProgressEvery <= 0 {
-		opts.ProgressEvery = 2 * time.Second
+		opts.ProgressEvery = 3 * time.Second
 	}
 	if opts.PollEvery <= 0 {
 		opts.PollEvery = 250 * time.Millisecond
@@ -102,7 +105,8 @@ func New(disp Dispatcher, eng Engine, lines <-chan Line, out io.Writer, who bot.
 	if opts.Prefix == "" {
 		opts.Prefix = "nocobot"
 	}
-	return &Front{disp: disp, eng: eng, lines: lines, out: out, who: who, opts: opts, now: time.Now}
+	scr := newScreen(out)
+	return &Front{disp: disp, eng: eng, lines: lines, out: scr, scr: scr, who: who, opts: opts, now: time.Now}
 }
 
 // End is how following a run ended.
