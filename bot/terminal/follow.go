@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -59,7 +60,9 @@ func (w *follower) run(ctx context.Context, sub *procedures.Subscription) (End, 
 	for !w.last.State.Finished() {
 		choice := Keep
 		in := lines
-		if w.decided {
+		// Piped lines are a script: each answers the next question, so
+		// none is read while nothing is asked.
+		if w.decided || (!f.opts.Interactive && w.asked == nil) {
 			in = nil
 		}
 		select {
@@ -114,7 +117,7 @@ func (w *follower) run(ctx context.Context, sub *procedures.Subscription) (End, 
 		}
 	}
 	w.finish()
-	return End{Run: w.last}, nil
+	return End{Run: w.last, Interrupted: w.aborting}, nil
 }
 
 // takeOver drives the run here once no live process does.
@@ -322,7 +325,11 @@ func (w *follower) ask(cp store.Checkpoint) {
 	if cp.URL != "" {
 		fmt.Fprintf(out, "  Check: %s\n", Clean(cp.URL))
 	}
-	fmt.Fprintf(out, "  Choices: %s — type a number or a word (Ctrl-C: abort or leave)\n", choiceList(cp.Options))
+	ctrlC := "abort or leave"
+	if w.f.opts.NoLeave {
+		ctrlC = "abort"
+	}
+	fmt.Fprintf(out, "  Choices: %s — type a number, or a word or its start (c, y: continue) (Ctrl-C: %s)\n", choiceList(cp.Options), ctrlC)
 }
 
 func choiceList(opts []store.Action) string {
@@ -333,22 +340,40 @@ func choiceList(opts []store.Action) string {
 	return strings.Join(parts, "  ")
 }
 
-// parseAnswer reads "2", "roll back", "rollback", "done".
-func parseAnswer(s string, opts []store.Action) (store.Action, bool) {
+// parseAnswer reads "2", "roll back", "rollback", "done", and short
+// answers where they are unambiguous: a beginning of one choice only
+// ("c", "ro"), and "y"/"yes"/"ok" for continue.
+// When it is not one choice, fits lists the choices it could begin.
+func parseAnswer(s string, opts []store.Action) (a store.Action, fits []store.Action) {
 	s = strings.ToLower(strings.TrimSpace(s))
 	if n, err := strconv.Atoi(s); err == nil && n >= 1 && n <= len(opts) {
-		return opts[n-1], true
+		return opts[n-1], nil
 	}
-	a := store.Action(strings.NewReplacer(" ", "", "-", "").Replace(s))
-	if a == "done" {
+	a = store.Action(strings.NewReplacer(" ", "", "-", "").Replace(s))
+	switch a {
+	case "done", "y", "yes", "ok":
 		a = store.ActionContinue
 	}
+	if slices.Contains(opts, a) {
+		return a, nil
+	}
 	for _, o := range opts {
-		if o == a {
-			return a, true
+		if a != "" && strings.HasPrefix(string(o), string(a)) {
+			fits = append(fits, o)
 		}
 	}
-	return "", false
+	if len(fits) == 1 {
+		return fits[0], nil
+	}
+	return "", fits
+}
+
+func actionNames(as []store.Action) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = string(a)
+	}
+	return out
 }
 
 // answer records a typed answer to the open question.
@@ -362,16 +387,23 @@ func (w *follower) answer(ctx context.Context, text string) {
 		fmt.Fprintf(out, "  Run %s asks nothing now (%s). Ctrl-C to abort it or stop following.\n", w.id, Clean(bot.RunStatus(w.last)))
 		return
 	}
-	action, ok := parseAnswer(text, cp.Options)
-	if !ok {
+	action, fits := parseAnswer(text, cp.Options)
+	switch {
+	case len(fits) > 1:
+		fmt.Fprintf(out, "  %q could be %s: type more of it. Choices: %s\n", CleanLine(text), strings.Join(actionNames(fits), " or "), choiceList(cp.Options))
+		return
+	case action == "":
 		fmt.Fprintf(out, "  %q is not an option here. Choices: %s\n", CleanLine(text), choiceList(cp.Options))
 		return
 	}
 	said := fmt.Sprintf("answer %s run %s checkpoint %s", action, w.id, cp.ID)
 	rep := w.f.disp.Decide(ctx, w.f.who, bot.Answer{RunID: w.id, Checkpoint: cp.ID, Action: action, Said: said})
+	// Answered: the next lines wait for the next question.
 	switch {
 	case rep.Outcome.Kind == bot.OK:
+		w.decided = true
 	case errors.Is(rep.Err, store.ErrAlreadyDecided):
+		w.decided = true
 		fmt.Fprintln(out, "  Someone else decided first; following their decision.")
 	default:
 		fmt.Fprintf(out, "  %s\n", Clean(rep.Plain()))
@@ -396,6 +428,10 @@ func (w *follower) finish() {
 func (w *follower) leave() {
 	w.prog.flush(w.f.now())
 	r, p := w.last, w.f.opts.Prefix
+	if w.f.opts.NoLeave {
+		fmt.Fprintf(w.f.out, "\nStopped following run %s: %s. It cannot be continued: its store ends with this process.\n", r.ID, Clean(bot.RunStatus(r)))
+		return
+	}
 	fmt.Fprintf(w.f.out, "\nLeft run %s as it is: %s.\nContinue it with: %s attach %s", r.ID, Clean(bot.RunStatus(r)), p, r.ID)
 	if cp := r.Checkpoint; cp != nil {
 		opts := make([]string, len(cp.Options))

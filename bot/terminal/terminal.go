@@ -67,6 +67,10 @@ type Options struct {
 	OnInterrupt Choice
 	// Interrupts delivers Ctrl-C.
 	Interrupts <-chan struct{}
+	// NoLeave: a run cannot be left for later here (the demo's store
+	// ends with its process): an interruption offers abort or keep
+	// following, and without a person it aborts.
+	NoLeave bool
 	// Prefix spells the commands in hints, "nocobot".
 	Prefix string
 	// ProgressEvery is the least time between two progress lines of a
@@ -102,6 +106,9 @@ func New(disp Dispatcher, eng Engine, lines <-chan Line, out io.Writer, who bot.
 	if opts.OnInterrupt == "" {
 		opts.OnInterrupt = Leave
 	}
+	if opts.NoLeave {
+		opts.OnInterrupt = Abort
+	}
 	if opts.Prefix == "" {
 		opts.Prefix = "nocobot"
 	}
@@ -115,6 +122,8 @@ type End struct {
 	// Left: the run was left unfinished (interrupted, or the input
 	// ended without a person); nocobot attach continues it.
 	Left bool
+	// Interrupted: Ctrl-C or the end of input aborted the run.
+	Interrupted bool
 }
 
 // Start starts the procedure cmd (said: as the operator typed it) and
@@ -158,7 +167,7 @@ func (f *Front) Attach(ctx context.Context, id, said string) (End, error) {
 // left, releases it at once for nocobot attach.
 func (f *Front) followDriven(ctx context.Context, sub *procedures.Subscription, id string, driving bool) (End, error) {
 	w, end, err := f.follow(ctx, sub, id, driving)
-	if end.Left && w.driving {
+	if end.Left && w.driving && !f.opts.NoLeave {
 		if lerr := f.eng.Leave(context.WithoutCancel(ctx), id); lerr != nil {
 			return end, fmt.Errorf("run %s: release it for nocobot attach: %w", id, lerr)
 		}
