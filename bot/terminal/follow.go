@@ -24,7 +24,7 @@ type follower struct {
 	last     store.Run
 	seen     bool
 	prog     *progress
-	progSeen map[int]string
+	progSeen map[int]string    // each running step's latest progress
 	asked    *store.Checkpoint // the open question shown here
 	aborting bool
 	// prompting: a question of the front's own (Ctrl-C's) waits for its
@@ -164,10 +164,15 @@ func (w *follower) update(ctx context.Context, r store.Run) {
 		if s.Status != prev.Status || s.Attempt != prev.Attempt {
 			w.printStep(r.Steps, i)
 		}
+		if s.Status == store.StepRunning && (prev.Status != store.StepRunning || s.Attempt != prev.Attempt) {
+			delete(w.progSeen, i) // a new attempt: its own progress
+		}
 		// At a terminal the live line shows progress; elsewhere it is a line.
-		if !f.scr.live && s.Status == store.StepRunning && s.Progress != "" && s.Progress != w.progSeen[i] {
+		if s.Status == store.StepRunning && s.Progress != "" && s.Progress != w.progSeen[i] {
 			w.progSeen[i] = s.Progress
-			w.prog.add(f.now(), i, stepNum(r.Steps, i), s.Progress, w.since(s))
+			if !f.scr.live {
+				w.prog.add(f.now(), i, stepNum(r.Steps, i), s.Progress, w.since(s))
+			}
 		}
 	}
 	w.last = r
@@ -265,8 +270,10 @@ func (w *follower) drawLive() {
 		}
 		l := fmt.Sprintf("  %s %s %s%s %s", scr.paint(cyan, string(spinner[now.UnixMilli()/100%int64(len(spinner))])),
 			scr.paint(bold, stepNum(w.last.Steps, i)), Clean(s.Title), attemptNote(s), scr.paint(dim, "· "+w.since(s)))
-		if s.Progress != "" {
-			l += " " + scr.paint(dim, "·") + " " + CleanLine(s.Progress)
+		// The latest progress seen: a snapshot read from the store may
+		// not carry it.
+		if p := w.progSeen[i]; p != "" {
+			l += " " + scr.paint(dim, "·") + " " + CleanLine(p)
 		}
 		lines = append(lines, l)
 	}

@@ -53,7 +53,7 @@ func TestStepNumbersAgreeWithThePlan(t *testing.T) {
 	for _, want := range []string{
 		fmt.Sprintf("(%d steps)", forward), fmt.Sprintf("▶ %d/%d ", forward-4, forward),
 		fmt.Sprintf("▶ R1/%d ", back), fmt.Sprintf("✔ R%d/%d done", back, back),
-"Roll back, chosen by terminal:erin",
+		"Roll back, chosen by terminal:erin",
 		fmt.Sprintf("\n  R%d ", back), "Marks: ✔ done, – skipped. R1… are the roll back's steps.",
 	} {
 		if !strings.Contains(text, want) {
