@@ -111,7 +111,7 @@ func TestDemoScreenAtATerminal(t *testing.T) {
 	}
 	out := p.out.String()
 	has(t, out,
-		"\x1b[32m✔\x1b[0m \x1b[1m1/10\x1b[0m Preflight", // a coloured step line, numbered as plan does
+		"\x1b[32m✔\x1b[0m 1/10 Preflight", // a coloured step line, numbered as plan does
 		"\x1b[1A\r\x1b[J", // the live area redrawn in place
 		"Continue, chosen by terminal:demo",
 		"  a) abort it safely", "  k) keep following",

@@ -212,6 +212,8 @@ func deciderName(d store.Decision) string {
 	return d.By
 }
 
+// At a terminal only the marks and times are coloured: "3/10 Title"
+// stays one run of text, for the eye and for a search of the screen.
 func (w *follower) printStep(steps []store.Step, i int) {
 	out, scr, s := w.f.out, w.f.scr, steps[i]
 	at := "[" + w.f.now().Format("15:04:05") + "]"
@@ -229,14 +231,14 @@ func (w *follower) printStep(steps []store.Step, i int) {
 	case store.StepDone:
 		w.prog.flush(w.f.now())
 		if scr.live {
-			fmt.Fprintf(out, "%s %s %s %s %s: %s\n", scr.paint(dim, at), scr.paint(green, "✔"), scr.paint(bold, num), Clean(s.Title),
+			fmt.Fprintf(out, "%s %s %s %s %s: %s\n", scr.paint(dim, at), scr.paint(green, "✔"), num, Clean(s.Title),
 				scr.paint(dim, "done in "+format.Duration(s.Ended.Sub(s.Started))), Clean(s.Detail))
 			return
 		}
 		fmt.Fprintf(out, "%s ✔ %s done in %s: %s\n", at, num, format.Duration(s.Ended.Sub(s.Started)), Clean(s.Detail))
 	case store.StepFailed:
 		w.prog.flush(w.f.now())
-		fmt.Fprintf(out, "%s %s %s %s %s: %s\n", scr.paint(dim, at), scr.paint(red, "✖"), scr.paint(bold, num), Clean(s.Title),
+		fmt.Fprintf(out, "%s %s %s %s %s: %s\n", scr.paint(dim, at), scr.paint(red, "✖"), num, Clean(s.Title),
 			scr.paint(red, "failed after "+format.Duration(s.Ended.Sub(s.Started))), Clean(s.Detail))
 	case store.StepSkipped:
 		fmt.Fprintln(out, scr.paint(dim, fmt.Sprintf("%s – %s %s: %s", at, num, Clean(s.Title), Clean(s.Detail))))
@@ -269,7 +271,7 @@ func (w *follower) drawLive() {
 			continue
 		}
 		l := fmt.Sprintf("  %s %s %s%s %s", scr.paint(cyan, string(spinner[now.UnixMilli()/100%int64(len(spinner))])),
-			scr.paint(bold, stepNum(w.last.Steps, i)), Clean(s.Title), attemptNote(s), scr.paint(dim, "· "+w.since(s)))
+			stepNum(w.last.Steps, i), Clean(s.Title), attemptNote(s), scr.paint(dim, "· "+w.since(s)))
 		// The latest progress seen: a snapshot read from the store may
 		// not carry it.
 		if p := w.progSeen[i]; p != "" {
