@@ -110,7 +110,7 @@ func commands() map[string]command {
 		"serve": {fn: cmdServe}, "run": {fn: cmdRun, follows: true}, "plan": {fn: cmdPlan},
 		"attach": {fn: cmdAttach, follows: true}, "shell": {fn: cmdShell, follows: true},
 		"history": {fn: cmdHistory}, "backups": {fn: cmdBackups}, "audit": {fn: cmdAudit},
-		"config": {fn: cmdConfig}, "version": {fn: cmdVersion}, "demo": {fn: cmdDemo},
+		"config": {fn: cmdConfig}, "version": {fn: cmdVersion}, "demo": {fn: cmdDemo, follows: true},
 		"status": {fn: cmdStatus}, "decide": {fn: cmdDecide}, "cancel": {fn: cmdCancel},
 		"traffic": {fn: cmdTraffic}, "schedule": {fn: cmdSchedule},
 	}

@@ -49,7 +49,8 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	open := func(ctx context.Context, path string) (store.Store, error) {
 		return app.OpenStore(ctx, &config.Config{Store: config.Store{Path: path}}, log)
 	}
-	return demo.Run(ctx, demo.Options{Auto: *auto, In: e.stdin, Out: e.stdout, OpenStore: open, Log: log})
+	return demo.Run(ctx, demo.Options{Auto: *auto, In: e.stdin, Out: e.stdout, OpenStore: open, Log: log,
+		Interactive: isTerminal(e.stdin), Interrupts: e.interrupts})
 }
 
 func cmdServe(ctx context.Context, e *env, args []string) error {

@@ -6,7 +6,6 @@
 package demo
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -32,6 +31,11 @@ type Options struct {
 	Auto bool
 	In   io.Reader
 	Out  io.Writer
+	// Interactive: a person types at a terminal, so Ctrl-C and the end
+	// of input ask, as in nocobot run.
+	Interactive bool
+	// Interrupts delivers Ctrl-C.
+	Interrupts <-chan struct{}
 	// OpenStore opens the embedded store at path: the same store `serve`
 	// uses, so the demo shows the real thing.
 	OpenStore func(ctx context.Context, path string) (store.Store, error)
@@ -76,6 +80,8 @@ type result struct {
 	scene scene
 	run   store.Run
 	err   error
+	// interrupted: Ctrl-C or the end of input aborted the run.
+	interrupted bool
 }
 
 // Run plays the demo and returns an error when something did not go as
@@ -118,7 +124,7 @@ engine, the store (%s) and the terminal front are nocobot's own.
 	if o.Auto {
 		fmt.Fprintln(out, "--auto: the demo answers each checkpoint itself, as the script says.")
 	} else {
-		fmt.Fprintln(out, "At each checkpoint, type an answer (continue / rollback / abort) and press Enter.")
+		fmt.Fprintln(out, "At each checkpoint, type an answer (continue / rollback / abort, or their start: c, ro, a) and press Enter.\nCtrl-C asks whether to abort the run safely, which ends the demo.")
 	}
 	fmt.Fprintf(out, "\nCluster: %s\n", sim.State())
 
@@ -130,15 +136,21 @@ engine, the store (%s) and the terminal front are nocobot's own.
 	var results []result
 	for i, sc := range scenes {
 		fmt.Fprintf(out, "\n── %d/%d ─────────────────────────────────────────────────────────────\n%s\n", i+1, len(scenes), sc.intro)
-		var r store.Run
+		var end terminal.End
 		if sc.window {
-			r, err = p.window(ctx, sc)
+			end, err = p.window(ctx, sc)
 		} else {
 			fmt.Fprintf(out, "\n$ nocobot run %s\n", sc.command)
-			r, err = p.typed(ctx, sc)
+			end, err = p.typed(ctx, sc)
 		}
-		results = append(results, result{scene: sc, run: r, err: err})
+		results = append(results, result{scene: sc, run: end.Run, err: err, interrupted: end.Interrupted})
 		if err != nil && ctx.Err() != nil {
+			break
+		}
+		if end.Interrupted || errors.Is(err, errInterrupted) {
+			// The operator stopped, or no answers are left to give:
+			// the next runs would end the same way.
+			fmt.Fprintf(out, "Cluster: %s\nThe demo ends here: the run was interrupted.\n", sim.State())
 			break
 		}
 		fmt.Fprintf(out, "Cluster: %s\n", sim.State())
@@ -153,45 +165,51 @@ type player struct {
 	disp  terminal.Dispatcher
 	sim   *Cluster
 	st    store.Store
-	lines <-chan string // the operator's lines, when not Auto
+	lines <-chan terminal.Line // the operator's lines, when not Auto: one reader for every scene
 }
 
 func newPlayer(o Options, eng *procedures.Engine, disp terminal.Dispatcher, sim *Cluster, st store.Store) *player {
 	p := &player{o: o, eng: eng, disp: disp, sim: sim, st: st}
-	if !o.Auto && o.In != nil {
-		p.lines = readLines(o.In)
+	if !o.Auto {
+		in := o.In
+		if in == nil {
+			in = strings.NewReader("")
+		}
+		p.lines = terminal.Feed(terminal.NewReader(in), o.Interactive)
 	}
 	return p
 }
 
 // typed runs a command as `nocobot run` does: the terminal front starts
 // it, prints its steps and asks at its checkpoint.
-func (p *player) typed(ctx context.Context, sc scene) (store.Run, error) {
+func (p *player) typed(ctx context.Context, sc scene) (terminal.End, error) {
 	cmd, err := bot.Parse("nocobot run", sc.command)
 	if err != nil {
-		return store.Run{}, err
+		return terminal.End{}, err
 	}
 	cmd.Cluster = cluster
 	return p.follow(ctx, sc, p.disp, p.eng, cmd, "nocobot run "+sc.command)
 }
 
 // follow runs the terminal front on eng, feeding it the operator's lines
-// or, with Auto, the scene's answer at each checkpoint.
-func (p *player) follow(ctx context.Context, sc scene, disp terminal.Dispatcher, eng terminal.Engine, cmd bot.Command, said string) (store.Run, error) {
+// or, with Auto, the scene's answer at each checkpoint. Its runs cannot
+// be left for later (the store goes with the demo): an interruption
+// asks whether to abort, and without a person aborts.
+func (p *player) follow(ctx context.Context, sc scene, disp terminal.Dispatcher, eng terminal.Engine, cmd bot.Command, said string) (terminal.End, error) {
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
-	in, feed := io.Pipe()
-	defer in.Close()
+	lines, interactive := p.lines, p.o.Interactive
 	if p.o.Auto {
+		in, feed := io.Pipe()
+		defer in.Close()
 		go p.autoAnswer(fctx, feed, sc.answer)
-	} else {
-		go forward(fctx, p.lines, feed)
+		// No person answers: Ctrl-C aborts at once.
+		lines, interactive = terminal.Feed(terminal.NewReader(in), false), false
 	}
-	front := terminal.New(disp, eng, terminal.Feed(terminal.NewReader(in), false), p.o.Out,
+	front := terminal.New(disp, eng, lines, p.o.Out,
 		bot.Caller{User: "terminal:demo", Via: bot.ViaTerminal, Prefix: "nocobot"},
-		terminal.Options{OnInterrupt: terminal.Leave, ProgressEvery: 300 * time.Millisecond})
-	end, err := front.Start(fctx, cmd, said)
-	return end.Run, err
+		terminal.Options{NoLeave: true, Interactive: interactive, Interrupts: p.o.Interrupts})
+	return front.Start(fctx, cmd, said)
 }
 
 // autoAnswer types answer (after a pause, as a person would) at every
@@ -222,63 +240,62 @@ func (p *player) autoAnswer(ctx context.Context, feed *io.PipeWriter, answer sto
 	}
 }
 
-// readLines delivers in's lines until it ends.
-func readLines(in io.Reader) <-chan string {
-	ch := make(chan string)
-	go func() {
-		defer close(ch)
-		sc := bufio.NewScanner(in)
-		for sc.Scan() {
-			ch <- strings.TrimSpace(sc.Text())
-		}
-	}()
-	return ch
-}
+// outcome marks, as the summary's legend explains them.
+const legend = "✔ succeeded   ↩ rolled back (backup restored, previous version running)   ✖ failed, aborted or not as the script expects   – not played"
 
-// forward passes the operator's lines to one front until ctx ends.
-func forward(ctx context.Context, lines <-chan string, feed *io.PipeWriter) {
-	defer feed.Close()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case l, ok := <-lines:
-			if !ok {
-				return
-			}
-			if _, err := io.WriteString(feed, l+"\n"); err != nil {
-				return
-			}
-		}
+// outcome is a scene's mark and words in the summary: what its run did,
+// and with Auto whether that is what the script expects.
+func (p *player) outcome(r result) (mark, state string, bad bool) {
+	state = string(r.run.State)
+	switch {
+	case r.err != nil:
+		mark, state = "✖", "error: "+r.err.Error()
+	case r.run.State == store.StateSucceeded:
+		mark = "✔"
+	case r.run.State == store.StateRolledBack:
+		mark = "↩"
+	default:
+		mark = "✖"
 	}
+	if r.interrupted {
+		state += " (interrupted)"
+	}
+	if r.err == nil && r.run.State != r.scene.want && p.o.Auto {
+		mark, state = "✖", state+", expected "+string(r.scene.want)
+	}
+	return mark, state, r.err != nil || (p.o.Auto && r.run.State != r.scene.want)
 }
 
 // report prints how each scene ended and returns an error if the cluster
-// broke a safety rule or, with Auto, a run did not end as expected.
+// broke a safety rule, a scene failed to run, or, with Auto, a run did
+// not end as expected.
 func (p *player) report(results []result) error {
 	out := p.o.Out
 	fmt.Fprintf(out, "\n── Summary ─────────────────────────────────────────────────────────\n")
 	var bad []string
-	for _, r := range results {
-		state := string(r.run.State)
-		if r.err != nil {
-			state = "error: " + r.err.Error()
-		}
-		mark := "✔"
-		if r.err != nil || r.run.State != r.scene.want {
-			mark = "✖"
-			if p.o.Auto || r.err != nil {
-				bad = append(bad, fmt.Sprintf("%s ended %s, expected %s", r.scene.command, state, r.scene.want))
-			}
-		}
+	for i, sc := range scenes {
 		via := "typed"
-		if r.scene.window {
+		if sc.window {
 			via = "window"
 		}
-		fmt.Fprintf(out, "%s %-44s %-7s %-12s %s\n", mark, r.scene.command, via, state, r.run.ID)
+		if i >= len(results) {
+			fmt.Fprintf(out, "– %-44s %-7s %s\n", sc.command, via, "not played")
+			continue
+		}
+		r := results[i]
+		mark, state, wrong := p.outcome(r)
+		if wrong {
+			bad = append(bad, fmt.Sprintf("%s ended %s", r.scene.command, state))
+		}
+		fmt.Fprintf(out, "%s %-44s %-7s %-12s %s\n", mark, sc.command, via, state, r.run.ID)
 	}
+	fmt.Fprintf(out, "Marks: %s\n", legend)
 	if len(results) < len(scenes) {
-		bad = append(bad, fmt.Sprintf("stopped after %d of %d procedures", len(results), len(scenes)))
+		why := ""
+		if last := results[len(results)-1]; last.interrupted {
+			why = fmt.Sprintf(": run %s was interrupted and aborted safely", last.run.ID)
+		}
+		bad = append(bad, fmt.Sprintf("stopped after %d of %d procedures%s", len(results), len(scenes), why))
 	}
 	if v := p.sim.Violations(); len(v) > 0 {
 		bad = append(bad, "safety rules broken: "+strings.Join(v, "; "))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -62,7 +63,7 @@ func TestDemoAuto(t *testing.T) {
 			t.Errorf("the demo's output lacks %q", want)
 		}
 	}
-	if strings.Contains(out, "✖") || stderr.Len() > 0 {
+	if regexp.MustCompile(`(?m)^✖`).MatchString(out) || stderr.Len() > 0 {
 		t.Errorf("the demo reports a problem:\nstderr: %s", stderr.String())
 	}
 	if t.Failed() {

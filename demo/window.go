@@ -13,6 +13,9 @@ import (
 	"github.com/nocobot/nocobot/store"
 )
 
+// errInterrupted: Ctrl-C before the window's run began; nothing ran.
+var errInterrupted = errors.New("interrupted by Ctrl-C before the window opened")
+
 // shiftedClock is the wall clock moved by offset: the demo's scheduler
 // lives a few seconds before the window opens.
 type shiftedClock struct{ offset time.Duration }
@@ -53,7 +56,7 @@ func (a attachedEngine) Subscribe() *procedures.Subscription { return a.sub }
 // window adds a maintenance window that opens in a few seconds, runs the
 // real scheduler until the window starts its run, and follows that run
 // with the terminal front.
-func (p *player) window(ctx context.Context, sc scene) (store.Run, error) {
+func (p *player) window(ctx context.Context, sc scene) (terminal.End, error) {
 	now := time.Now()
 	clock := shiftedClock{offset: nextSaturday2AM(now).Add(-8 * time.Second).Sub(now)}
 	sched, err := schedule.New(schedule.Options{
@@ -61,7 +64,7 @@ func (p *player) window(ctx context.Context, sc scene) (store.Run, error) {
 		Parse: procedures.ParseCommand, Start: p.eng.Start,
 	})
 	if err != nil {
-		return store.Run{}, err
+		return terminal.End{}, err
 	}
 	runSub := p.eng.Subscribe() // handed to the front: holds the run's first events
 	events := p.eng.Subscribe()
@@ -76,7 +79,7 @@ func (p *player) window(ctx context.Context, sc scene) (store.Run, error) {
 		Command: sc.command, Duration: time.Hour, Announce: 30 * time.Minute, CreatedBy: "terminal:demo"})
 	if err != nil {
 		runSub.Close()
-		return store.Run{}, err
+		return terminal.End{}, err
 	}
 	fmt.Fprintf(p.o.Out, "\nWindow %s added: %s, next starts %s (scheduler clock now %s).\n", w.ID, w.Command,
 		next[0].Format("Mon 2006-01-02 15:04 MST"), clock.Now().UTC().Format("Mon 15:04:05"))
@@ -85,10 +88,13 @@ func (p *player) window(ctx context.Context, sc scene) (store.Run, error) {
 		select {
 		case <-ctx.Done():
 			runSub.Close()
-			return store.Run{}, ctx.Err()
+			return terminal.End{}, ctx.Err()
+		case <-p.o.Interrupts:
+			runSub.Close()
+			return terminal.End{}, errInterrupted
 		case <-deadline:
 			runSub.Close()
-			return store.Run{}, errors.New("the window did not open within a minute")
+			return terminal.End{}, errors.New("the window did not open within a minute")
 		case ev := <-events.C:
 			if ev.Window == nil {
 				continue
@@ -100,7 +106,7 @@ func (p *player) window(ctx context.Context, sc scene) (store.Run, error) {
 					attachedEngine{Engine: p.eng, sub: runSub}, bot.Command{}, "")
 			case procedures.EventWindowSkipped:
 				runSub.Close()
-				return store.Run{}, errors.New("the window was skipped: " + ev.Message)
+				return terminal.End{}, errors.New("the window was skipped: " + ev.Message)
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,9 +24,12 @@ type follower struct {
 	last     store.Run
 	seen     bool
 	prog     *progress
-	progSeen map[int]string
+	progSeen map[int]string    // each running step's latest progress
 	asked    *store.Checkpoint // the open question shown here
 	aborting bool
+	// prompting: a question of the front's own (Ctrl-C's) waits for its
+	// answer on the screen: the live area stays away.
+	prompting bool
 	// driving: this process drives the run; when not, it takes the run
 	// over once the lease of the process that drives it lapses.
 	driving bool
@@ -56,7 +60,9 @@ func (w *follower) run(ctx context.Context, sub *procedures.Subscription) (End, 
 	for !w.last.State.Finished() {
 		choice := Keep
 		in := lines
-		if w.decided {
+		// Piped lines are a script: each answers the next question, so
+		// none is read while nothing is asked.
+		if w.decided || (!f.opts.Interactive && w.asked == nil) {
 			in = nil
 		}
 		select {
@@ -101,6 +107,7 @@ func (w *follower) run(ctx context.Context, sub *procedures.Subscription) (End, 
 		if choice == Keep && w.inputEnded && w.asked != nil && !w.aborting && !w.decided {
 			choice = w.interrupted(ctx, "The input ended", nil)
 		}
+		w.drawLive()
 		switch choice {
 		case Leave:
 			w.leave()
@@ -110,7 +117,7 @@ func (w *follower) run(ctx context.Context, sub *procedures.Subscription) (End, 
 		}
 	}
 	w.finish()
-	return End{Run: w.last}, nil
+	return End{Run: w.last, Interrupted: w.aborting}, nil
 }
 
 // takeOver drives the run here once no live process does.
@@ -140,7 +147,7 @@ func (w *follower) update(ctx context.Context, r store.Run) {
 	}
 	if !w.seen {
 		w.seen = true
-		fmt.Fprintf(f.out, "Run %s: %s (%d steps) — %s\n", r.ID, Clean(procedures.Title(r)), len(r.Steps), Clean(bot.RunStatus(r)))
+		fmt.Fprintf(f.out, "%s (%d steps) — %s\n", f.scr.paint(bold, fmt.Sprintf("Run %s: %s", r.ID, Clean(procedures.Title(r)))), forwardSteps(r.Steps), Clean(bot.RunStatus(r)))
 	}
 	if w.asked != nil && (r.Checkpoint == nil || r.Checkpoint.ID != w.asked.ID) {
 		w.closed(ctx, *w.asked)
@@ -150,13 +157,22 @@ func (w *follower) update(ctx context.Context, r store.Run) {
 		var prev store.Step
 		if i < len(w.last.Steps) {
 			prev = w.last.Steps[i]
+		} else if s.Rollback && (i == 0 || !r.Steps[i-1].Rollback) {
+			n := len(r.Steps) - i
+			fmt.Fprintf(f.out, "%s: %d steps, R1 to R%d as the plan numbers them\n", f.scr.paint(yellow, "Roll back"), n, n)
 		}
 		if s.Status != prev.Status || s.Attempt != prev.Attempt {
-			w.printStep(i, len(r.Steps), s)
+			w.printStep(r.Steps, i)
 		}
+		if s.Status == store.StepRunning && (prev.Status != store.StepRunning || s.Attempt != prev.Attempt) {
+			delete(w.progSeen, i) // a new attempt: its own progress
+		}
+		// At a terminal the live line shows progress; elsewhere it is a line.
 		if s.Status == store.StepRunning && s.Progress != "" && s.Progress != w.progSeen[i] {
 			w.progSeen[i] = s.Progress
-			w.prog.add(f.now(), i, s.Progress, w.since(s))
+			if !f.scr.live {
+				w.prog.add(f.now(), i, stepNum(r.Steps, i), s.Progress, w.since(s))
+			}
 		}
 	}
 	w.last = r
@@ -196,26 +212,103 @@ func deciderName(d store.Decision) string {
 	return d.By
 }
 
-func (w *follower) printStep(i, n int, s store.Step) {
-	out, at := w.f.out, func(t string) string { return "[" + t + "]" }
-	num := fmt.Sprintf("%d/%d", i+1, n)
+// At a terminal only the marks and times are coloured: "3/10 Title"
+// stays one run of text, for the eye and for a search of the screen.
+func (w *follower) printStep(steps []store.Step, i int) {
+	out, scr, s := w.f.out, w.f.scr, steps[i]
+	at := "[" + w.f.now().Format("15:04:05") + "]"
+	if !s.Ended.IsZero() {
+		at = "[" + s.Ended.Format("15:04:05") + "]"
+	}
+	num := stepNum(steps, i)
 	switch s.Status {
 	case store.StepRunning:
 		w.prog.flush(w.f.now())
-		attempt := ""
-		if s.Attempt > 1 {
-			attempt = fmt.Sprintf(" (attempt %d)", s.Attempt)
+		if scr.live {
+			return // its live line shows it
 		}
-		fmt.Fprintf(out, "%s ▶ %s %s%s\n", at(s.Started.Format("15:04:05")), num, Clean(s.Title), attempt)
+		fmt.Fprintf(out, "[%s] ▶ %s %s%s\n", s.Started.Format("15:04:05"), num, Clean(s.Title), attemptNote(s))
 	case store.StepDone:
 		w.prog.flush(w.f.now())
-		fmt.Fprintf(out, "%s ✔ %s done in %s: %s\n", at(s.Ended.Format("15:04:05")), num, format.Duration(s.Ended.Sub(s.Started)), Clean(s.Detail))
+		if scr.live {
+			fmt.Fprintf(out, "%s %s %s %s %s: %s\n", scr.paint(dim, at), scr.paint(green, "✔"), num, Clean(s.Title),
+				scr.paint(dim, "done in "+format.Duration(s.Ended.Sub(s.Started))), Clean(s.Detail))
+			return
+		}
+		fmt.Fprintf(out, "%s ✔ %s done in %s: %s\n", at, num, format.Duration(s.Ended.Sub(s.Started)), Clean(s.Detail))
 	case store.StepFailed:
 		w.prog.flush(w.f.now())
-		fmt.Fprintf(out, "%s ✖ %s %s failed after %s: %s\n", at(s.Ended.Format("15:04:05")), num, Clean(s.Title), format.Duration(s.Ended.Sub(s.Started)), Clean(s.Detail))
+		fmt.Fprintf(out, "%s %s %s %s %s: %s\n", scr.paint(dim, at), scr.paint(red, "✖"), num, Clean(s.Title),
+			scr.paint(red, "failed after "+format.Duration(s.Ended.Sub(s.Started))), Clean(s.Detail))
 	case store.StepSkipped:
-		fmt.Fprintf(out, "%s – %s %s: %s\n", at(w.f.now().Format("15:04:05")), num, Clean(s.Title), Clean(s.Detail))
+		fmt.Fprintln(out, scr.paint(dim, fmt.Sprintf("%s – %s %s: %s", at, num, Clean(s.Title), Clean(s.Detail))))
 	}
+}
+
+func attemptNote(s store.Step) string {
+	if s.Attempt > 1 {
+		return fmt.Sprintf(" (attempt %d)", s.Attempt)
+	}
+	return ""
+}
+
+// spinner turns in a live line, so a step that prints nothing still
+// shows it is being waited on.
+var spinner = []rune("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏")
+
+// drawLive redraws, at a terminal, one line per running step: its
+// number, title, time so far and latest progress. Nothing is drawn while
+// a question waits for its answer.
+func (w *follower) drawLive() {
+	scr := w.f.scr
+	if !scr.live || w.asked != nil || w.prompting || w.last.State.Finished() {
+		return
+	}
+	var lines []string
+	now := w.f.now()
+	for i, s := range w.last.Steps {
+		if s.Status != store.StepRunning {
+			continue
+		}
+		l := fmt.Sprintf("  %s %s %s%s %s", scr.paint(cyan, string(spinner[now.UnixMilli()/100%int64(len(spinner))])),
+			stepNum(w.last.Steps, i), Clean(s.Title), attemptNote(s), scr.paint(dim, "· "+w.since(s)))
+		// The latest progress seen: a snapshot read from the store may
+		// not carry it.
+		if p := w.progSeen[i]; p != "" {
+			l += " " + scr.paint(dim, "·") + " " + CleanLine(p)
+		}
+		lines = append(lines, l)
+	}
+	scr.draw(lines)
+}
+
+// stepNum is step i's number as plan prints it: 3/10 for the third of
+// the procedure's ten steps, R1/3 for the first of its roll back's three.
+func stepNum(steps []store.Step, i int) string {
+	n, k := 0, 0
+	for j, s := range steps {
+		if s.Rollback == steps[i].Rollback {
+			n++
+			if j <= i {
+				k = n
+			}
+		}
+	}
+	if steps[i].Rollback {
+		return fmt.Sprintf("R%d/%d", k, n)
+	}
+	return fmt.Sprintf("%d/%d", k, n)
+}
+
+// forwardSteps counts the procedure's steps, without its roll back's.
+func forwardSteps(steps []store.Step) int {
+	n := 0
+	for _, s := range steps {
+		if !s.Rollback {
+			n++
+		}
+	}
+	return n
 }
 
 // closed says who answered the question shown here.
@@ -237,11 +330,15 @@ func (w *follower) closed(ctx context.Context, cp store.Checkpoint) {
 func (w *follower) ask(cp store.Checkpoint) {
 	out := w.f.out
 	w.prog.flush(w.f.now())
-	fmt.Fprintf(out, "\n? Run %s asks: %s\n", w.id, Clean(w.besidesStepLine(cp)))
+	fmt.Fprintf(out, "\n%s %s\n", w.f.scr.paint(yellow+";"+bold, "? Run "+w.id+" asks:"), Clean(w.besidesStepLine(cp)))
 	if cp.URL != "" {
 		fmt.Fprintf(out, "  Check: %s\n", Clean(cp.URL))
 	}
-	fmt.Fprintf(out, "  Choices: %s — type a number or a word (Ctrl-C: abort or leave)\n", choiceList(cp.Options))
+	ctrlC := "abort or leave"
+	if w.f.opts.NoLeave {
+		ctrlC = "abort"
+	}
+	fmt.Fprintf(out, "  Choices: %s — type a number, or a word or its start (c, y: continue) (Ctrl-C: %s)\n", choiceList(cp.Options), ctrlC)
 }
 
 func choiceList(opts []store.Action) string {
@@ -252,22 +349,40 @@ func choiceList(opts []store.Action) string {
 	return strings.Join(parts, "  ")
 }
 
-// parseAnswer reads "2", "roll back", "rollback", "done".
-func parseAnswer(s string, opts []store.Action) (store.Action, bool) {
+// parseAnswer reads "2", "roll back", "rollback", "done", and short
+// answers where they are unambiguous: a beginning of one choice only
+// ("c", "ro"), and "y"/"yes"/"ok" for continue.
+// When it is not one choice, fits lists the choices it could begin.
+func parseAnswer(s string, opts []store.Action) (a store.Action, fits []store.Action) {
 	s = strings.ToLower(strings.TrimSpace(s))
 	if n, err := strconv.Atoi(s); err == nil && n >= 1 && n <= len(opts) {
-		return opts[n-1], true
+		return opts[n-1], nil
 	}
-	a := store.Action(strings.NewReplacer(" ", "", "-", "").Replace(s))
-	if a == "done" {
+	a = store.Action(strings.NewReplacer(" ", "", "-", "").Replace(s))
+	switch a {
+	case "done", "y", "yes", "ok":
 		a = store.ActionContinue
 	}
+	if slices.Contains(opts, a) {
+		return a, nil
+	}
 	for _, o := range opts {
-		if o == a {
-			return a, true
+		if a != "" && strings.HasPrefix(string(o), string(a)) {
+			fits = append(fits, o)
 		}
 	}
-	return "", false
+	if len(fits) == 1 {
+		return fits[0], nil
+	}
+	return "", fits
+}
+
+func actionNames(as []store.Action) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = string(a)
+	}
+	return out
 }
 
 // answer records a typed answer to the open question.
@@ -281,16 +396,23 @@ func (w *follower) answer(ctx context.Context, text string) {
 		fmt.Fprintf(out, "  Run %s asks nothing now (%s). Ctrl-C to abort it or stop following.\n", w.id, Clean(bot.RunStatus(w.last)))
 		return
 	}
-	action, ok := parseAnswer(text, cp.Options)
-	if !ok {
+	action, fits := parseAnswer(text, cp.Options)
+	switch {
+	case len(fits) > 1:
+		fmt.Fprintf(out, "  %q could be %s: type more of it. Choices: %s\n", CleanLine(text), strings.Join(actionNames(fits), " or "), choiceList(cp.Options))
+		return
+	case action == "":
 		fmt.Fprintf(out, "  %q is not an option here. Choices: %s\n", CleanLine(text), choiceList(cp.Options))
 		return
 	}
 	said := fmt.Sprintf("answer %s run %s checkpoint %s", action, w.id, cp.ID)
 	rep := w.f.disp.Decide(ctx, w.f.who, bot.Answer{RunID: w.id, Checkpoint: cp.ID, Action: action, Said: said})
+	// Answered: the next lines wait for the next question.
 	switch {
 	case rep.Outcome.Kind == bot.OK:
+		w.decided = true
 	case errors.Is(rep.Err, store.ErrAlreadyDecided):
+		w.decided = true
 		fmt.Fprintln(out, "  Someone else decided first; following their decision.")
 	default:
 		fmt.Fprintf(out, "  %s\n", Clean(rep.Plain()))
@@ -303,7 +425,8 @@ func (w *follower) finish() {
 	w.prog.flush(w.f.now())
 	r := w.last
 	sum := procedures.Summary(r)
-	fmt.Fprintf(w.f.out, "\n%s\n", Clean(sum))
+	w.table()
+	fmt.Fprintf(w.f.out, "\n%s\n", w.f.scr.paint(bold, Clean(sum)))
 	if r.State != store.StateSucceeded && !strings.Contains(sum, "Traffic: to the app nodes") && !procedures.ChangedNothing(r) {
 		p := w.f.opts.Prefix
 		fmt.Fprintf(w.f.out, "To bring traffic back: %s traffic on %s (once the nodes serve), or %s run start %s (starts the nodes, then switches traffic on).\n", p, r.Cluster, p, r.Cluster)
@@ -314,6 +437,10 @@ func (w *follower) finish() {
 func (w *follower) leave() {
 	w.prog.flush(w.f.now())
 	r, p := w.last, w.f.opts.Prefix
+	if w.f.opts.NoLeave {
+		fmt.Fprintf(w.f.out, "\nStopped following run %s: %s. It cannot be continued: its store ends with this process.\n", r.ID, Clean(bot.RunStatus(r)))
+		return
+	}
 	fmt.Fprintf(w.f.out, "\nLeft run %s as it is: %s.\nContinue it with: %s attach %s", r.ID, Clean(bot.RunStatus(r)), p, r.ID)
 	if cp := r.Checkpoint; cp != nil {
 		opts := make([]string, len(cp.Options))

@@ -67,10 +67,16 @@ type Options struct {
 	OnInterrupt Choice
 	// Interrupts delivers Ctrl-C.
 	Interrupts <-chan struct{}
+	// NoLeave: a run cannot be left for later here (the demo's store
+	// ends with its process): an interruption offers abort or keep
+	// following, and without a person it aborts.
+	NoLeave bool
 	// Prefix spells the commands in hints, "nocobot".
 	Prefix string
-	// ProgressEvery is the least time between two progress lines; those
-	// closer together are joined. Default 2 s.
+	// ProgressEvery is the least time between two progress lines of a
+	// step when the output is not a terminal (at a terminal a live line
+	// shows the latest); a newer message replaces one that waits.
+	// Default 3 s.
 	ProgressEvery time.Duration
 	// PollEvery is how often a run another process drives is read from
 	// the store. Default 250 ms.
@@ -82,7 +88,8 @@ type Front struct {
 	disp  Dispatcher
 	eng   Engine
 	lines <-chan Line
-	out   io.Writer
+	out   io.Writer // scr: lasting lines erase the live area first
+	scr   *screen
 	who   bot.Caller
 	opts  Options
 	now   func() time.Time
@@ -91,7 +98,7 @@ type Front struct {
 // New makes a terminal front for the operator who.
 func New(disp Dispatcher, eng Engine, lines <-chan Line, out io.Writer, who bot.Caller, opts Options) *Front {
 	if opts.ProgressEvery <= 0 {
-		opts.ProgressEvery = 2 * time.Second
+		opts.ProgressEvery = 3 * time.Second
 	}
 	if opts.PollEvery <= 0 {
 		opts.PollEvery = 250 * time.Millisecond
@@ -99,10 +106,14 @@ func New(disp Dispatcher, eng Engine, lines <-chan Line, out io.Writer, who bot.
 	if opts.OnInterrupt == "" {
 		opts.OnInterrupt = Leave
 	}
+	if opts.NoLeave {
+		opts.OnInterrupt = Abort
+	}
 	if opts.Prefix == "" {
 		opts.Prefix = "nocobot"
 	}
-	return &Front{disp: disp, eng: eng, lines: lines, out: out, who: who, opts: opts, now: time.Now}
+	scr := newScreen(out)
+	return &Front{disp: disp, eng: eng, lines: lines, out: scr, scr: scr, who: who, opts: opts, now: time.Now}
 }
 
 // End is how following a run ended.
@@ -111,6 +122,8 @@ type End struct {
 	// Left: the run was left unfinished (interrupted, or the input
 	// ended without a person); nocobot attach continues it.
 	Left bool
+	// Interrupted: Ctrl-C or the end of input aborted the run.
+	Interrupted bool
 }
 
 // Start starts the procedure cmd (said: as the operator typed it) and
@@ -154,7 +167,7 @@ func (f *Front) Attach(ctx context.Context, id, said string) (End, error) {
 // left, releases it at once for nocobot attach.
 func (f *Front) followDriven(ctx context.Context, sub *procedures.Subscription, id string, driving bool) (End, error) {
 	w, end, err := f.follow(ctx, sub, id, driving)
-	if end.Left && w.driving {
+	if end.Left && w.driving && !f.opts.NoLeave {
 		if lerr := f.eng.Leave(context.WithoutCancel(ctx), id); lerr != nil {
 			return end, fmt.Errorf("run %s: release it for nocobot attach: %w", id, lerr)
 		}
