@@ -57,7 +57,7 @@ func firstStartSteps() []stepDef {
 				s, err := startAndWait(ctx, env, env.facts().FirstNode(), expectation{})
 				return s.String(), err
 			}},
-		{name: "start-rest", title: "Start the other nodes together, each waited healthy", idempotent: true,
+		{name: "start-rest", title: "Start the other nodes (never two upgrading at once), each waited healthy", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) { return startRest(ctx, env, expectation{}) }},
 		{name: "lb-normal", title: "Load balancer on: traffic to the app nodes", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, LBNormal) }},

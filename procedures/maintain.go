@@ -191,7 +191,7 @@ func maintainSteps(r *store.Run) []stepDef {
 			return fmt.Sprintf("Check that NocoBase works on %s, then continue (start the other nodes), roll back (restore backup %s) or abort.",
 				f.FirstNode(), f.BackupID()), f.FirstURL()
 		}},
-		stepDef{name: "start-rest", title: "Start the other nodes together, each waited healthy", idempotent: true,
+		stepDef{name: "start-rest", title: "Start the other nodes (never two upgrading at once), each waited healthy", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) { return startRest(ctx, env, expectation{}) }},
 		exportStepDef(),
 	)
@@ -218,7 +218,7 @@ func maintainRollbackSteps() []stepDef {
 				s, err := startAndWait(ctx, env, env.facts().FirstNode(), expectation{})
 				return s.String(), err
 			}},
-		{name: "rb-start-rest", title: "Roll back: start the other nodes together, each waited healthy", idempotent: true,
+		{name: "rb-start-rest", title: "Roll back: start the other nodes (never two upgrading at once), each waited healthy", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) { return startRest(ctx, env, expectation{}) }},
 		{name: "rb-lb-normal", title: "Roll back: load balancer back to the app nodes", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, LBNormal) }},

@@ -141,7 +141,7 @@ func upgradeSteps() []stepDef {
 			return fmt.Sprintf("%s runs %s on one node (%s). Check it works, then continue, roll back (restores backup %s) or abort.",
 				env.clusterName(), f.ToVersion(), f.TargetImage(), f.BackupID()), f.FirstURL()
 		}},
-		{name: "start-rest", title: "Start the other nodes together, each waited healthy", idempotent: true,
+		{name: "start-rest", title: "Start the other nodes (never two upgrading at once), each waited healthy", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) {
 				f := env.facts()
 				return startRest(ctx, env, upgradeTarget(f, f.Nodes()))
@@ -174,7 +174,7 @@ func upgradeRollbackSteps() []stepDef {
 				s, err := startAndWait(ctx, env, f.FirstNode(), rollbackTarget(f))
 				return s.String(), err
 			}},
-		{name: "rb-start-rest", title: "Roll back: start the other nodes together, each waited healthy", idempotent: true,
+		{name: "rb-start-rest", title: "Roll back: start the other nodes (never two upgrading at once), each waited healthy", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) {
 				return startRest(ctx, env, rollbackTarget(env.facts()))
 			}},
