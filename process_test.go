@@ -357,7 +357,7 @@ func TestInterruptsAtATerminal(t *testing.T) {
 	id := runID(t, p.proc)
 	waitOut(t, p.out, "Choices:", 30*time.Second)
 	p.typeIn("\x03")
-	waitOut(t, p.out, "Interrupted. Run "+id+" is stopped", 10*time.Second)
+	waitOut(t, p.out, "Interrupted. Run "+id+" is waiting for a decision", 10*time.Second)
 	waitOut(t, p.out, "Choose a, l or k", 10*time.Second)
 	p.typeIn("l\n")
 	if c := p.exit(t, 20*time.Second); c != 5 {

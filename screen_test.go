@@ -111,8 +111,8 @@ func TestDemoScreenAtATerminal(t *testing.T) {
 	}
 	out := p.out.String()
 	has(t, out,
-		"\x1b[32m✔\x1b[0m 1/10 Preflight", // a coloured step line, numbered as plan does
-		"\x1b[1A\r\x1b[J", // the live area redrawn in place
+		"\x1b[32m✔\x1b[0m 1/11 Preflight", // a coloured step line, numbered as plan does
+		"\x1b[1A\r\x1b[J",                 // the live area redrawn in place
 		"Continue, chosen by terminal:demo",
 		"  a) abort it safely", "  k) keep following",
 		"Aborting run ",
@@ -134,7 +134,7 @@ func TestDemoScreenAtATerminal(t *testing.T) {
 func TestDemoScreenNoColor(t *testing.T) {
 	t.Parallel()
 	p := startScreen(t, []string{"TERM=xterm-256color", "NO_COLOR=1"}, "demo")
-	waitOut(t, p.out, "▶ 3/10 Stop all app nodes", 90*time.Second)
+	waitOut(t, p.out, "▶ 3/11 Stop all app nodes", 90*time.Second)
 	p.typeIn("\x03")
 	waitOut(t, p.out, "Choose a or k: ", 10*time.Second)
 	p.typeIn("a\n")
@@ -142,7 +142,7 @@ func TestDemoScreenNoColor(t *testing.T) {
 		t.Errorf("exit %d, want 1", c)
 	}
 	out := p.out.String()
-	has(t, out, "▶ 1/10 Preflight", "      … 1/10 pulling", "Aborting run ", "✖ upgrade 2.2.16", "– upgrade 2.3.0", "Marks: ")
+	has(t, out, "▶ 1/11 Preflight", "      … 1/11 pulling", "Aborting run ", "✖ upgrade 2.2.16", "– upgrade 2.3.0", "Marks: ")
 	lacks(t, out, "\x1b", "nocobot attach")
 	if progressJoined.MatchString(out) {
 		t.Errorf("a progress line packs several updates")
@@ -154,7 +154,7 @@ func TestDemoScreenNoColor(t *testing.T) {
 
 // Piped, the demo's lines answer its questions in order, short answers
 // included ("y", "ro", "c"): plain lines, no escape codes, progress one
-// update a line, steps numbered as plan does (roll back R1..R7), and an
+// update a line, steps numbered as plan does (roll back R1..R8), and an
 // honest summary: ↩ beside the roll back, ✔ beside what succeeded.
 func TestDemoPiped(t *testing.T) {
 	t.Parallel()
@@ -165,11 +165,11 @@ func TestDemoPiped(t *testing.T) {
 		t.Fatalf("exit %d\n%s\n%s", c, p.out, p.err)
 	}
 	out := p.out.String()
-	has(t, out, "(10 steps)", "▶ 6/10 Start one node", "Roll back: 7 steps, R1 to R7", "▶ R1/7 Roll back:", "✔ R7/7 done",
-		"  R7   Roll back: load balancer back", "Marks: ✔ done, – skipped. R1… are the roll back's steps.",
+	has(t, out, "(11 steps)", "▶ 7/11 Start one node", "Roll back: 8 steps, R1 to R8", "▶ R1/8 Roll back:", "✔ R8/8 done",
+		"  R8   Roll back: load balancer back", "Marks: ✔ done, – skipped. R1… are the roll back's steps.",
 		"✔ upgrade 2.2.16", "↩ upgrade 2.3.0                                typed   rolled back",
 		"✔ maintain plugin enable @nocobase/plugin-map", "✔ maintain backup", "Marks: ✔ succeeded")
-	lacks(t, out, "\x1b", "11/", "/17", "asks nothing now", "busy")
+	lacks(t, out, "\x1b", "12/", "/19", "asks nothing now", "busy")
 	if progressJoined.MatchString(out) {
 		t.Errorf("a progress line packs several updates")
 	}
