@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"slices"
 	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/distribution/reference"
+	"github.com/moby/moby/api/types/container"
 
 	"github.com/nocobot/nocobot/procedures"
 )
@@ -78,7 +81,11 @@ func (c *Containers) SetEnv(ctx context.Context, name, key, value string) error 
 	}
 	if haveCur && haveOld && !running(cur) {
 		// An interrupted change: settle it first, as Start does.
-		if err := c.SetImage(ctx, name, cur.Config.Image); err != nil {
+		ref, err := c.sameImage(ctx, name, action, cur)
+		if err != nil {
+			return err
+		}
+		if err := c.SetImage(ctx, name, ref); err != nil {
 			return err
 		}
 	}
@@ -95,13 +102,44 @@ func (c *Containers) SetEnv(ctx context.Context, name, key, value string) error 
 	if slices.Equal(withEnv(ci.Config.Env, key, value), ci.Config.Env) {
 		return nil
 	}
+	ref, err := c.sameImage(ctx, name, action, ci)
+	if err != nil {
+		return err
+	}
 	if err := c.holdRestart(ctx, name, &ci); err != nil {
 		return err
 	}
 	if err := c.rename(ctx, ci.ID, name+oldSuffix, action+": rename the old container"); err != nil {
 		return err
 	}
-	return c.recreate(ctx, name, ci.Config.Image, ci, &envChange{key: key, value: value})
+	return c.recreate(ctx, name, ref, ci, &envChange{key: key, value: value})
+}
+
+// sameImage is a reference to exactly the image the container runs: its
+// tag while the tag still names that image, else the image's digest in
+// the tag's repository. A tag moved since (a pull, another cluster's
+// upgrade) would put the node on another NocoBase version, which would
+// then run its upgrade beside the others: without a digest the change
+// is refused.
+func (c *Containers) sameImage(ctx context.Context, name, action string, ci container.InspectResponse) (string, error) {
+	tag := ci.Config.Image
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	if ti, err := c.cli.ImageInspect(cctx, tag); err == nil && ti.ID == ci.Image {
+		return tag, nil
+	}
+	ri, err := c.cli.ImageInspect(cctx, ci.Image)
+	if err != nil {
+		return "", c.wrap(name, action+": inspect the image it runs", err)
+	}
+	if ref, perr := reference.ParseNormalizedNamed(tag); perr == nil {
+		if d := repoDigest(ri.RepoDigests, ref.Name()); d != "" {
+			return reference.FamiliarName(ref) + "@" + d, nil
+		}
+	}
+	return "", &Error{Node: name, Action: action, Err: cerrdefs.ErrFailedPrecondition,
+		Reason: fmt.Sprintf("its tag %s now names another image than the %s it runs, and that image has no digest to name it by: "+
+			"re-creating it would change its NocoBase version; tag the image it runs again (docker tag %s %s) and retry", tag, shortID(ci.Image), shortID(ci.Image), tag)}
 }
 
 // withEnv is env with key set to value (in place, else appended), or

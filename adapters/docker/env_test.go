@@ -2,6 +2,8 @@ package docker
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -142,4 +144,45 @@ func TestSetEnvAfterAnInterruptedChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitHealthy(t, tc.nodes[0].URL)
+}
+
+// A node whose tag was moved to another image since it was created (a
+// pull, another cluster's upgrade) is never re-created on that image: it
+// would start on another NocoBase version and run its upgrade beside the
+// others. Without a digest to pin the image it runs, the change is
+// refused, naming the way back; once the tag names its image again, the
+// node is re-created on it.
+func TestSetEnvNeverMovesANodeToAMovedTag(t *testing.T) {
+	t.Parallel()
+	host := testenv.DockerHost(t)
+	newer := testenv.NodeImage(t, host, "2.1.0")
+	tag := fmt.Sprintf("local/moved-%d:2.0.0", os.Getpid())
+	tc := newTestCluster(t, 1, "2.0.0", func(i int, s *testenv.NodeSpec) {
+		testenv.Docker(t, host, "tag", s.Image, tag)
+		s.Image = tag
+	}, nil)
+	ctx := ctxT(t)
+	name := tc.names[0]
+	if err := tc.Stop(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	before := tc.inspect(t, name)
+	testenv.Docker(t, host, "tag", newer, tag)
+
+	err := tc.SetEnv(ctx, name, "SKIP_SAME_VERSION_UPGRADE", "true")
+	if err == nil || !strings.Contains(err.Error(), "now names another image") || !strings.Contains(err.Error(), "docker tag") {
+		t.Fatalf("set on a moved tag: %v", err)
+	}
+	after := tc.inspect(t, name)
+	if after.ID != before.ID || after.Image != before.Image {
+		t.Fatalf("node re-created: %s on %s (was %s on %s)", after.ID, after.Image, before.ID, before.Image)
+	}
+
+	testenv.Docker(t, host, "tag", before.Image, tag)
+	if err := tc.SetEnv(ctx, name, "SKIP_SAME_VERSION_UPGRADE", "true"); err != nil {
+		t.Fatal(err)
+	}
+	if ci := tc.inspect(t, name); ci.Image != before.Image || !slices.Contains(ci.Config.Env, "SKIP_SAME_VERSION_UPGRADE=true") {
+		t.Fatalf("re-created on %s (ran %s), env %q", ci.Image, before.Image, ci.Config.Env)
+	}
 }
