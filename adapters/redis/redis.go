@@ -142,7 +142,7 @@ func New(opts Options, log zerolog.Logger) (*Manager, error) {
 			return nil, fmt.Errorf("redis: database role %q: want %s", d.Role, roleList())
 		}
 		if _, err := goredis.ParseURL(d.URL); err != nil {
-			return nil, fmt.Errorf("redis: %s database (%s): %s", d.Role, d.Source, redactErr(err, d.URL))
+			return nil, errBadURL(d.Role, d.Source)
 		}
 	}
 	return &Manager{opts: opts, log: log.With().Str("adapter", "redis").Logger(), clients: map[string]*goredis.Client{}}, nil
@@ -187,7 +187,7 @@ func (m *Manager) resolve(ctx context.Context) ([]*target, error) {
 	for _, d := range dbs {
 		o, err := goredis.ParseURL(d.URL)
 		if err != nil {
-			return nil, fmt.Errorf("redis: %s database (%s): %s", d.Role, d.Source, redactErr(err, d.URL))
+			return nil, errBadURL(d.Role, d.Source)
 		}
 		i := slices.IndexFunc(out, func(t *target) bool { return t.addr == o.Addr && t.db == o.DB })
 		if i < 0 {
@@ -209,7 +209,7 @@ func (m *Manager) conn(ctx context.Context, t *target) (*goredis.Client, error) 
 	}
 	o, err := goredis.ParseURL(t.url)
 	if err != nil {
-		return nil, errors.New(redactErr(err, t.url))
+		return nil, fmt.Errorf("redis %s: not a valid redis:// URL", describeTarget(t))
 	}
 	if m.opts.Address != nil {
 		actx, cancel := context.WithTimeout(ctx, m.opts.Timeout)

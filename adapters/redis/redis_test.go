@@ -320,3 +320,46 @@ func TestGlob(t *testing.T) {
 		}
 	}
 }
+
+// A URL the parser rejects is never quoted back: net/url's error quotes
+// it whole (with %q, so escaped), password and all. Neither the error,
+// the plan nor the log shows any part of the password, in any quoting.
+func TestMalformedURLNeverShown(t *testing.T) {
+	const bad = `redis://:pa"ss\w0rdZ@redis:6379/0`
+	leaks := func(s string) bool {
+		for _, p := range []string{`w0rdZ`, `pa"`, `pa\"`, `pa\\\"`, `pa%22`, bad} {
+			if strings.Contains(s, p) {
+				return true
+			}
+		}
+		return false
+	}
+	var logs bytes.Buffer
+	log := zerolog.New(&logs)
+
+	// Named in the configuration (url_env): refused by New.
+	_, err := New(Options{Databases: []Database{{Role: RoleQueue, URL: bad, Source: "NOCO_REDIS_URL"}}}, log)
+	if err == nil || leaks(err.Error()) || !strings.Contains(err.Error(), "NOCO_REDIS_URL") || !strings.Contains(err.Error(), "not a valid redis:// URL") {
+		t.Errorf("configured: %v", err)
+	}
+
+	// Read from the nodes' environment: the plan and the reset say so.
+	for _, v := range []string{bad, `redis://:w0rdZ@redis:6379/x`} {
+		env := []string{"QUEUE_ADAPTER_REDIS_URL=" + v}
+		m, err := New(Options{Env: func(context.Context) ([]string, error) { return env, nil }, Timeout: time.Second}, log)
+		must(t, err)
+		if d := m.Describe(context.Background()); leaks(d) || !strings.Contains(d, "QUEUE_ADAPTER_REDIS_URL") {
+			t.Errorf("%s: plan %q", v, d)
+		}
+		if _, err := m.Reset(context.Background(), nil); err == nil || leaks(err.Error()) {
+			t.Errorf("%s: reset %v", v, err)
+		}
+		if _, err := m.Queue().Active(context.Background()); err == nil || leaks(err.Error()) {
+			t.Errorf("%s: queue %v", v, err)
+		}
+		m.Close()
+	}
+	if leaks(logs.String()) {
+		t.Errorf("log: %s", logs.String())
+	}
+}
