@@ -157,7 +157,12 @@ func migrationsPlan(c *Cluster, nodes []Node, req Request) string {
 		return first + "one at a time, each waited healthy (configured)"
 	case c.NodeEnv == nil:
 		return first + "one at a time, each waited healthy (the nodes share one environment)"
-	case c.Migrations == MigrationsSkipSameVersion:
+	}
+	// An upgrade's set-image gives every node the target image first.
+	if g := imageGroups(nodes); len(g) > 1 && req.Procedure != ProcUpgrade {
+		return first + "one at a time, each waited healthy (the nodes run different images: " + strings.Join(g, "; ") + ")"
+	}
+	if c.Migrations == MigrationsSkipSameVersion {
 		return first + "with " + skipUpgradeVar + "=true (configured)"
 	}
 	v := versionPart(imageTag(nodes[0].Image))

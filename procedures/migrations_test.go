@@ -261,7 +261,15 @@ func TestMixedImagesStartOneAtATime(t *testing.T) {
 		}
 	}
 	h := newHarnessWith(t, w, ownEnv(w, ""))
-	h.startRun(procedures.Request{Procedure: procedures.ProcMaintain, Actions: []procedures.MaintAction{{Kind: "enable", Arg: "map"}}})
+	req := procedures.Request{Procedure: procedures.ProcMaintain, Actions: []procedures.MaintAction{{Kind: "enable", Arg: "map"}}}
+	plan, err := h.eng.Plan(ctx, procedures.Request{Cluster: "prod", Procedure: req.Procedure, Actions: req.Actions, Requester: "U1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "the others one at a time, each waited healthy (the nodes run different images: app-1, app-2 on nocobase/nocobase:2.2.15; app-3, app-4 on nocobase/nocobase:2.2.14)"; !strings.Contains(plan, want) {
+		t.Errorf("plan lacks %q:\n%s", want, plan)
+	}
+	h.startRun(req)
 	cp := h.waitCheckpoint("verify")
 	// The two old nodes' health waits until released: started together,
 	// both run the upgrade at once.
