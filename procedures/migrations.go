@@ -3,6 +3,7 @@ package procedures
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -64,6 +65,16 @@ func chooseRestOrder(ctx context.Context, env *stepEnv, first Node) restOrder {
 	case env.c.NodeEnv == nil:
 		return restOrder{why: "one at a time: the nodes share one environment (a Swarm service), so none can start with the upgrade skipped"}
 	}
+	// The switch skips the upgrade only on a node at the database's
+	// version: nodes left on other images (an upgrade aborted after
+	// set-image on some, a node edited by hand) would upgrade together.
+	nodes, err := listNodes(ctx, env)
+	if err != nil {
+		return restOrder{why: fmt.Sprintf("one at a time: the nodes' images are unknown (%v)", err)}
+	}
+	if mixed := imageGroups(nodes); len(mixed) > 1 {
+		return restOrder{why: fmt.Sprintf("one at a time: the nodes run different images (%s), so each not at the database's version runs NocoBase's upgrade even with %s", strings.Join(mixed, "; "), skipUpgradeVar)}
+	}
 	o := restOrder{skip: true, settle: env.rn.run.Procedure == ProcStart}
 	if env.c.Migrations == MigrationsSkipSameVersion {
 		o.why = "with " + skipUpgradeVar + "=true, as configured (nodes.migrations)"
@@ -83,6 +94,39 @@ func chooseRestOrder(ctx context.Context, env *stepEnv, first Node) restOrder {
 		o.why += "; after a first start one node runs alone first, without it, for the migrations an install leaves"
 	}
 	return o
+}
+
+// imageGroups says which nodes run which image ("app-1, app-2 on
+// nocobase/nocobase:2.2.15"), one group per image: by digest where known,
+// else by reference.
+func imageGroups(nodes []Node) []string {
+	var order []string
+	groups := map[string][]string{}
+	shown := map[string]string{}
+	for _, n := range nodes {
+		id := n.Digest
+		if id == "" {
+			id = n.Image
+		}
+		if _, seen := groups[id]; !seen {
+			order = append(order, id)
+			shown[id] = n.Image
+		}
+		groups[id] = append(groups[id], n.Name)
+	}
+	refs := map[string]int{}
+	for _, id := range order {
+		refs[shown[id]]++
+	}
+	out := make([]string, len(order))
+	for i, id := range order {
+		img := shown[id]
+		if refs[img] > 1 && id != img {
+			img += " (" + shortDigest(id) + ")" // one tag, two images: a tag that moved
+		}
+		out[i] = strings.Join(groups[id], ", ") + " on " + img
+	}
+	return out
 }
 
 // setSkipUpgrade sets or clears SKIP_SAME_VERSION_UPGRADE on a stopped
@@ -113,7 +157,12 @@ func migrationsPlan(c *Cluster, nodes []Node, req Request) string {
 		return first + "one at a time, each waited healthy (configured)"
 	case c.NodeEnv == nil:
 		return first + "one at a time, each waited healthy (the nodes share one environment)"
-	case c.Migrations == MigrationsSkipSameVersion:
+	}
+	// An upgrade's set-image gives every node the target image first.
+	if g := imageGroups(nodes); len(g) > 1 && req.Procedure != ProcUpgrade {
+		return first + "one at a time, each waited healthy (the nodes run different images: " + strings.Join(g, "; ") + ")"
+	}
+	if c.Migrations == MigrationsSkipSameVersion {
 		return first + "with " + skipUpgradeVar + "=true (configured)"
 	}
 	v := versionPart(imageTag(nodes[0].Image))

@@ -240,3 +240,56 @@ func TestPlanSaysTheStartOrder(t *testing.T) {
 		}
 	}
 }
+
+// Nodes left on different images (an upgrade aborted after set-image on
+// some of them, a node edited by hand) start one at a time: with the
+// switch, each whose version differs from the database's would still run
+// NocoBase's upgrade, and together. The detail says why.
+func TestMixedImagesStartOneAtATime(t *testing.T) {
+	ctx := context.Background()
+	w := proctest.NewWorld("nocobase/nocobase:2.2.15", true, "app-1", "app-2", "app-3", "app-4")
+	const old = "nocobase/nocobase:2.2.14"
+	if err := w.Pull(ctx, old, func(string) {}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"app-3", "app-4"} {
+		if err := w.Stop(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.SetImage(ctx, n, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := newHarnessWith(t, w, ownEnv(w, ""))
+	req := procedures.Request{Procedure: procedures.ProcMaintain, Actions: []procedures.MaintAction{{Kind: "enable", Arg: "map"}}}
+	plan, err := h.eng.Plan(ctx, procedures.Request{Cluster: "prod", Procedure: req.Procedure, Actions: req.Actions, Requester: "U1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "the others one at a time, each waited healthy (the nodes run different images: app-1, app-2 on nocobase/nocobase:2.2.15; app-3, app-4 on nocobase/nocobase:2.2.14)"; !strings.Contains(plan, want) {
+		t.Errorf("plan lacks %q:\n%s", want, plan)
+	}
+	h.startRun(req)
+	cp := h.waitCheckpoint("verify")
+	// The two old nodes' health waits until released: started together,
+	// both run the upgrade at once.
+	blk3, blk4 := w.BlockOn("healthy app-3"), w.BlockOn("healthy app-4")
+	h.decide(cp, store.ActionContinue, "U2")
+	<-blk3.Reached
+	time.Sleep(200 * time.Millisecond)
+	fourth := slices.Contains(w.Actions(), "start app-4")
+	blk3.Release()
+	<-blk4.Reached
+	blk4.Release()
+	end := h.waitFinished()
+	if fourth {
+		t.Errorf("app-4 started while app-3 was starting: %q", w.Actions())
+	}
+	if end.State != store.StateSucceeded {
+		t.Fatalf("state %s: %s", end.State, end.Error)
+	}
+	if d := forwardDetail(end, "start-rest"); !strings.Contains(d, "one at a time: the nodes run different images") || !strings.Contains(d, "app-3") {
+		t.Errorf("start-rest detail %q", d)
+	}
+	checkSafe(t, w)
+}

@@ -75,14 +75,9 @@ func Redact(raw string) string {
 	return u.String()
 }
 
-// redactErr is err's message with the URL's password taken out, in case
-// a parser quoted it.
-func redactErr(err error, raw string) string {
-	msg := err.Error()
-	if u, perr := url.Parse(raw); perr == nil && u.User != nil {
-		if pw, ok := u.User.Password(); ok && pw != "" {
-			msg = strings.ReplaceAll(msg, pw, "***")
-		}
-	}
-	return strings.ReplaceAll(msg, raw, Redact(raw))
+// errBadURL says that a database's URL is not one, naming only where it
+// comes from: the parser's own message is never shown, as net/url's
+// quotes the URL (with %q, escaped) password and all.
+func errBadURL(role Role, source string) error {
+	return fmt.Errorf("redis: %s database (%s): not a valid redis:// URL (redis[s]://[user:password@]host:port/db); correct it there", role, source)
 }

@@ -50,6 +50,9 @@ func (m *Manager) Check(ctx context.Context) (string, error) {
 	if len(dbs) == 0 {
 		return "none", nil
 	}
+	if dbs, err = m.merge(ctx, dbs); err != nil {
+		return "", err
+	}
 	var found []string
 	for _, t := range dbs {
 		c, err := m.conn(ctx, t)
@@ -119,6 +122,9 @@ func (m *Manager) Reset(ctx context.Context, progress func(string)) (string, err
 	}
 	if len(dbs) == 0 {
 		return "none", nil
+	}
+	if dbs, err = m.merge(ctx, dbs); err != nil {
+		return "", err
 	}
 	for _, t := range dbs {
 		if err := m.checkWhole(ctx, t); err != nil {

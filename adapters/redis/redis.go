@@ -142,7 +142,7 @@ func New(opts Options, log zerolog.Logger) (*Manager, error) {
 			return nil, fmt.Errorf("redis: database role %q: want %s", d.Role, roleList())
 		}
 		if _, err := goredis.ParseURL(d.URL); err != nil {
-			return nil, fmt.Errorf("redis: %s database (%s): %s", d.Role, d.Source, redactErr(err, d.URL))
+			return nil, errBadURL(d.Role, d.Source)
 		}
 	}
 	return &Manager{opts: opts, log: log.With().Str("adapter", "redis").Logger(), clients: map[string]*goredis.Client{}}, nil
@@ -187,7 +187,7 @@ func (m *Manager) resolve(ctx context.Context) ([]*target, error) {
 	for _, d := range dbs {
 		o, err := goredis.ParseURL(d.URL)
 		if err != nil {
-			return nil, fmt.Errorf("redis: %s database (%s): %s", d.Role, d.Source, redactErr(err, d.URL))
+			return nil, errBadURL(d.Role, d.Source)
 		}
 		i := slices.IndexFunc(out, func(t *target) bool { return t.addr == o.Addr && t.db == o.DB })
 		if i < 0 {
@@ -200,6 +200,57 @@ func (m *Manager) resolve(ctx context.Context) ([]*target, error) {
 	return out, nil
 }
 
+// merge joins the targets that are one database under two spellings
+// (127.0.0.1 and localhost, two names that Address maps to one Redis
+// container), so that what one role keeps (the queue's jobs) another role
+// of the same database does not delete. One database is one server
+// (INFO's run_id) and one db number.
+func (m *Manager) merge(ctx context.Context, dbs []*target) ([]*target, error) {
+	if len(dbs) < 2 {
+		return dbs, nil
+	}
+	var out []*target
+	seen := map[string]*target{}
+	for _, t := range dbs {
+		id, err := m.identity(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		if first := seen[id]; first != nil {
+			first.roles = append(first.roles, t.roles...)
+			first.sources = append(first.sources, t.sources...)
+			continue
+		}
+		seen[id] = t
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// identity names t's server and db number: the server's run_id, or the
+// address dialled where the server refuses INFO (an ACL).
+func (m *Manager) identity(ctx context.Context, t *target) (string, error) {
+	c, err := m.conn(ctx, t)
+	if err != nil {
+		return "", err
+	}
+	cctx, cancel := m.call(ctx)
+	info, err := c.Info(cctx, "server").Result()
+	cancel()
+	var refused goredis.Error
+	switch {
+	case err == nil:
+		for _, line := range strings.Split(info, "\n") {
+			if id, ok := strings.CutPrefix(strings.TrimSpace(line), "run_id:"); ok && id != "" {
+				return fmt.Sprintf("server %s db %d", id, t.db), nil
+			}
+		}
+	case !errors.As(err, &refused):
+		return "", fmt.Errorf("redis %s unreachable: %w", describeTarget(t), err)
+	}
+	return fmt.Sprintf("address %s db %d", c.Options().Addr, t.db), nil
+}
+
 // conn returns the target's client, connecting on first use.
 func (m *Manager) conn(ctx context.Context, t *target) (*goredis.Client, error) {
 	m.mu.Lock()
@@ -209,7 +260,7 @@ func (m *Manager) conn(ctx context.Context, t *target) (*goredis.Client, error) 
 	}
 	o, err := goredis.ParseURL(t.url)
 	if err != nil {
-		return nil, errors.New(redactErr(err, t.url))
+		return nil, fmt.Errorf("redis %s: not a valid redis:// URL", describeTarget(t))
 	}
 	if m.opts.Address != nil {
 		actx, cancel := context.WithTimeout(ctx, m.opts.Timeout)

@@ -320,3 +320,88 @@ func TestGlob(t *testing.T) {
 		}
 	}
 }
+
+// A URL the parser rejects is never quoted back: net/url's error quotes
+// it whole (with %q, so escaped), password and all. Neither the error,
+// the plan nor the log shows any part of the password, in any quoting.
+func TestMalformedURLNeverShown(t *testing.T) {
+	const bad = `redis://:pa"ss\w0rdZ@redis:6379/0`
+	leaks := func(s string) bool {
+		for _, p := range []string{`w0rdZ`, `pa"`, `pa\"`, `pa\\\"`, `pa%22`, bad} {
+			if strings.Contains(s, p) {
+				return true
+			}
+		}
+		return false
+	}
+	var logs bytes.Buffer
+	log := zerolog.New(&logs)
+
+	// Named in the configuration (url_env): refused by New.
+	_, err := New(Options{Databases: []Database{{Role: RoleQueue, URL: bad, Source: "NOCO_REDIS_URL"}}}, log)
+	if err == nil || leaks(err.Error()) || !strings.Contains(err.Error(), "NOCO_REDIS_URL") || !strings.Contains(err.Error(), "not a valid redis:// URL") {
+		t.Errorf("configured: %v", err)
+	}
+
+	// Read from the nodes' environment: the plan and the reset say so.
+	for _, v := range []string{bad, `redis://:w0rdZ@redis:6379/x`} {
+		env := []string{"QUEUE_ADAPTER_REDIS_URL=" + v}
+		m, err := New(Options{Env: func(context.Context) ([]string, error) { return env, nil }, Timeout: time.Second}, log)
+		must(t, err)
+		if d := m.Describe(context.Background()); leaks(d) || !strings.Contains(d, "QUEUE_ADAPTER_REDIS_URL") {
+			t.Errorf("%s: plan %q", v, d)
+		}
+		if _, err := m.Reset(context.Background(), nil); err == nil || leaks(err.Error()) {
+			t.Errorf("%s: reset %v", v, err)
+		}
+		if _, err := m.Queue().Active(context.Background()); err == nil || leaks(err.Error()) {
+			t.Errorf("%s: queue %v", v, err)
+		}
+		m.Close()
+	}
+	if leaks(logs.String()) {
+		t.Errorf("log: %s", logs.String())
+	}
+}
+
+// Two spellings of one database (127.0.0.1 and localhost, or two names
+// the Redis container answers to) are one database: pub/sub's default
+// pattern is the queue's, and the reset must keep the queue's pending
+// jobs wherever they are reached from.
+func TestResetKeepsQueueUnderAnotherSpelling(t *testing.T) {
+	ctx := context.Background()
+	url := testenv.NewRedisDB(t)
+	c := client(t, url)
+	o, err := goredis.ParseURL(url)
+	must(t, err)
+	_, port, _ := strings.Cut(o.Addr, ":")
+	asLocalhost := strings.Replace(url, o.Addr, "localhost:"+port, 1)
+	if !strings.Contains(url, "127.0.0.1:") || asLocalhost == url {
+		t.Fatalf("test server URL %q: want 127.0.0.1", url)
+	}
+	for _, tc := range []struct {
+		name          string
+		queue, pubsub string
+		address       func(context.Context, string) (string, error)
+	}{
+		{"localhost", url, asLocalhost, nil},
+		{"container", strings.Replace(url, o.Addr, "redis:6379", 1), strings.Replace(url, o.Addr, "cache-redis:6379", 1),
+			func(context.Context, string) (string, error) { return o.Addr, nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			must(t, c.FlushDB(ctx).Err())
+			must(t, c.RPush(ctx, "main.workflow.pending", "job-1", "job-2").Err())
+			must(t, c.Set(ctx, "main:lock:a", "x", 0).Err())
+			env := []string{"QUEUE_ADAPTER_REDIS_URL=" + tc.queue, "PUBSUB_ADAPTER_REDIS_URL=" + tc.pubsub, "LOCK_ADAPTER_REDIS_URL=" + tc.pubsub}
+			m := newManager(t, Options{Env: func(context.Context) ([]string, error) { return env, nil }, Address: tc.address})
+			got, err := m.Reset(ctx, nil)
+			must(t, err)
+			if jobs := c.LRange(ctx, "main.workflow.pending", 0, -1).Val(); strings.Join(jobs, ",") != "job-1,job-2" {
+				t.Errorf("the queue's pending jobs after the reset: %q (%s)", jobs, got)
+			}
+			if n := c.Exists(ctx, "main:lock:a").Val(); n != 0 {
+				t.Errorf("the lock survived the reset (%s)", got)
+			}
+		})
+	}
+}
