@@ -144,6 +144,14 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 		dbErr = m.restorePart(ctx, dir, partDatabase, "database", progress, m.db.restore)
 	}
 	wg.Wait()
+	var tidy *restoredError
+	if errors.As(dbErr, &tidy) {
+		// The database is the backup's already: undoing the storage now
+		// would leave the two apart.
+		log.Warn().Err(dbErr).Msg("database restored, but tidying up after it failed")
+		progress("database: " + dbErr.Error())
+		dbErr = nil
+	}
 	undo := func() {
 		if stErr == nil {
 			st.drop()
@@ -284,6 +292,14 @@ func (m *Manager) restorePart(ctx context.Context, dir, name, label string, prog
 	defer stop()
 	return restore(ctx, io.TeeReader(f, &n))
 }
+
+// restoredError is a database restore that replaced the database and then
+// failed to tidy up after itself (helper databases, records): the restore
+// goes on, and says what is left.
+type restoredError struct{ err error }
+
+func (e *restoredError) Error() string { return e.err.Error() }
+func (e *restoredError) Unwrap() error { return e.err }
 
 // errSwapUnsettled: a swap whose outcome is unknown (the database server
 // stopped answering around it); the next restore finds it out.
