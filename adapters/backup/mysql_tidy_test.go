@@ -28,7 +28,9 @@ func TestMySQLRestoreGoesOnWhenOnlyTheTidyingUpFails(t *testing.T) {
 	user := testenv.NewMySQLUser(t, f.db, "pw")
 	old := "`" + f.db + "_nocobot_old`"
 	t.Cleanup(func() { testenv.MySQLExec(t, "", "DROP DATABASE IF EXISTS "+old) })
-	helper := func(name string) string { return "`" + strings.ReplaceAll(f.db, "_", `\_`) + `\_nocobot\_` + name + "`.*" }
+	helper := func(name string) string {
+		return "`" + strings.ReplaceAll(f.db, "_", `\_`) + `\_nocobot\_` + name + "`.*"
+	}
 	allButDrop := "SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, CREATE VIEW, SHOW VIEW, TRIGGER, CREATE ROUTINE, ALTER ROUTINE, EVENT, EXECUTE, LOCK TABLES, REFERENCES, CREATE TEMPORARY TABLES"
 	for _, host := range []string{"127.0.0.1", "localhost"} {
 		to := " TO '" + user + "'@'" + host + "'"
