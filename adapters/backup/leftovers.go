@@ -58,12 +58,13 @@ func (m *Manager) settleLeftovers(ctx context.Context, keep string, progress pro
 	if _, ok := m.db.(copier); !ok {
 		return
 	}
-	mans, incomplete, err := m.scan()
+	f, err := m.scanFolders()
 	if err != nil {
 		m.log.Warn().Err(err).Msg("leftovers: could not list the backups")
 		return
 	}
-	m.dropOrphanCopies(ctx, mans, incomplete, progress)
+	m.dropOrphanCopies(ctx, f, progress)
+	mans := f.mans
 	protected, err := m.protected(ctx)
 	if err != nil {
 		m.log.Warn().Err(err).Msg("leftovers: copy backups left unexported are kept so")
@@ -84,8 +85,14 @@ func (m *Manager) settleLeftovers(ctx context.Context, keep string, progress pro
 // dropOrphanCopies drops the in-server copies that belong to no backup
 // folder. A copy is created after its folder and dropped before it is
 // removed, so a copy without a folder was made by a CREATE DATABASE that
-// its nocobot no longer waited for.
-func (m *Manager) dropOrphanCopies(ctx context.Context, mans []*Manifest, incomplete []string, progress procedures.Progress) {
+// its nocobot no longer waited for. Every folder named for the cluster
+// owns its copy, whatever its manifest says; while a manifest does not
+// load, nothing is dropped: the copy may be the only one of a database.
+func (m *Manager) dropOrphanCopies(ctx context.Context, f folders, progress procedures.Progress) {
+	if len(f.unreadable) > 0 {
+		m.log.Warn().Strs("backups", f.unreadable).Msg("leftovers: in-server copies without a backup are not dropped while a backup's manifest cannot be read; fix or remove it")
+		return
+	}
 	c := m.db.(copier)
 	names, err := c.copies(ctx)
 	if err != nil {
@@ -93,10 +100,7 @@ func (m *Manager) dropOrphanCopies(ctx context.Context, mans []*Manifest, incomp
 		return
 	}
 	owned := map[string]bool{}
-	for _, man := range mans {
-		owned[copyName(m.db.name(), man.ID)] = true
-	}
-	for _, id := range incomplete {
+	for _, id := range f.all {
 		owned[copyName(m.db.name(), id)] = true
 	}
 	for _, name := range names {

@@ -46,6 +46,10 @@ type Manifest struct {
 	// yet put the storage back; restoring the backup again finishes that
 	// restore (storage only).
 	StoragePending bool `json:"storage_pending,omitempty"`
+	// ExtrasPending: a restore swapped the in-server copy in and has not
+	// yet put the extra parts back; restoring the backup again does that
+	// (after the storage, if that is pending too).
+	ExtrasPending bool `json:"extras_pending,omitempty"`
 	// Extras are the further parts (extras.go), with what each holds.
 	Extras []ExtraRecord `json:"extras,omitempty"`
 }
@@ -155,6 +159,9 @@ func (m *Manifest) holds() string {
 	if m.StoragePending {
 		return "storage only, and a restore of it is unfinished: its in-server copy is the database now; restore it again to put the storage back"
 	}
+	if m.ExtrasPending {
+		return "storage only, and a restore of it is unfinished: its in-server copy is the database now and the storage is back; restore it again to put back " + m.extraParts()
+	}
 	if m.Database.SwappedIn {
 		return "storage only: its in-server copy was swapped in by a restore (it is the database now) and never exported"
 	}
@@ -162,6 +169,15 @@ func (m *Manifest) holds() string {
 		return "storage only: its in-server copy is gone and it was never exported"
 	}
 	return ""
+}
+
+// extraParts names the backup's extra parts.
+func (m *Manifest) extraParts() string {
+	var names []string
+	for _, x := range m.Extras {
+		names = append(names, x.Part)
+	}
+	return strings.Join(names, ", ")
 }
 
 func writeManifest(dir string, man *Manifest) error {

@@ -86,11 +86,12 @@ func (d *mysql) restore(ctx context.Context, r io.Reader) error {
 	if err := d.swap(ctx, target, fresh, old, h); err != nil {
 		return fmt.Errorf("restore database (%s): %w", d.src, err)
 	}
+	// The swap committed: the database is restored whatever follows.
 	if err := d.dropHelpers(ctx, old, fresh); err != nil {
-		return fmt.Errorf("restore database (%s): restored, but %w; the next restore drops them", d.src, err)
+		return &restoredError{fmt.Errorf("restore database (%s): restored, but %w; the next restore drops them", d.src, err)}
 	}
 	if err := removeSwapRecord(d.swapDir); err != nil {
-		return fmt.Errorf("restore database (%s): restored, but its swap's record %s could not be removed (%w): remove it", d.src, d.swapDir, err)
+		return &restoredError{fmt.Errorf("restore database (%s): restored, but its swap's record %s could not be removed (%w): remove it", d.src, d.swapDir, err)}
 	}
 	return nil
 }

@@ -54,6 +54,14 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 	if man.StoragePending {
 		return m.finishStorage(ctx, id, man, dir, progress)
 	}
+	if man.ExtrasPending {
+		progress(fmt.Sprintf("restore %s: the database and storage were restored by an earlier attempt; putting back %s", id, man.extraParts()))
+		if err := m.finishExtras(ctx, dir, man, progress); err != nil {
+			return fmt.Errorf("restore %s: database and storage restored, but %w; retry the restore", id, err)
+		}
+		progress(fmt.Sprintf("restore %s done: %s put back; the database and storage were restored before", id, man.extraParts()))
+		return nil
+	}
 	if man.liveCopy() == "" && !man.hasDatabaseDump() && man.Database.Copy != "" {
 		return fmt.Errorf("restore %s refused, nothing was changed: %s; restore a backup that holds a dump", id, man.holds())
 	}
@@ -136,6 +144,14 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 		dbErr = m.restorePart(ctx, dir, partDatabase, "database", progress, m.db.restore)
 	}
 	wg.Wait()
+	var tidy *restoredError
+	if errors.As(dbErr, &tidy) {
+		// The database is the backup's already: undoing the storage now
+		// would leave the two apart.
+		log.Warn().Err(dbErr).Msg("database restored, but tidying up after it failed")
+		progress("database: " + dbErr.Error())
+		dbErr = nil
+	}
 	undo := func() {
 		if stErr == nil {
 			st.drop()
@@ -196,6 +212,12 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 	if err := m.restoreExtras(ctx, dir, man, progress); err != nil {
 		log.Error().Err(err).Msg("extra part restore failed")
 		return fmt.Errorf("restore %s: database and storage restored, but %w; retry the restore", id, err)
+	}
+	if man.ExtrasPending {
+		man.ExtrasPending = false
+		if err := writeManifest(dir, man); err != nil {
+			return fmt.Errorf("restore %s: database, storage and %s restored, but recording that in the backup failed: %w; restore again to record it", id, man.extraParts(), err)
+		}
 	}
 	took := time.Since(start).Round(100 * time.Millisecond)
 	log.Info().Dur("took", took).Msg("restore done")
@@ -271,6 +293,14 @@ func (m *Manager) restorePart(ctx context.Context, dir, name, label string, prog
 	return restore(ctx, io.TeeReader(f, &n))
 }
 
+// restoredError is a database restore that replaced the database and then
+// failed to tidy up after itself (helper databases, records): the restore
+// goes on, and says what is left.
+type restoredError struct{ err error }
+
+func (e *restoredError) Error() string { return e.err.Error() }
+func (e *restoredError) Unwrap() error { return e.err }
+
 // errSwapUnsettled: a swap whose outcome is unknown (the database server
 // stopped answering around it); the next restore finds it out.
 var errSwapUnsettled = errors.New("cannot tell whether the in-server copy was swapped in")
@@ -305,6 +335,7 @@ func (m *Manager) swapInCopy(ctx context.Context, man *Manifest, dir string) err
 	} else {
 		man.Database.SwapPending = ""
 		man.Database.CopyGone, man.Database.SwappedIn, man.StoragePending = true, true, true
+		man.ExtrasPending = len(man.Extras) > 0
 		if err := writeManifest(dir, man); err != nil {
 			// The pending swap recorded above lets the next restore find
 			// out from the server.
@@ -358,6 +389,7 @@ func (m *Manager) settleSwapOn(ctx context.Context, c copier, man *Manifest, dir
 	case found[old]:
 		man.Database.SwapPending = ""
 		man.Database.CopyGone, man.Database.SwappedIn, man.StoragePending = true, true, true
+		man.ExtrasPending = len(man.Extras) > 0
 		m.log.Warn().Str("copy", cp).Msg("restore: an earlier restore had swapped the in-server copy in without recording it")
 	default:
 		return fmt.Errorf("the in-server copy %s and the database %s a swap would have replaced are both gone, so whether the database was restored is unknown: check it by hand", cp, old)
@@ -401,10 +433,43 @@ func (m *Manager) finishStorage(ctx context.Context, id string, man *Manifest, d
 	if err != nil {
 		return fmt.Errorf("restore %s: the database is restored, but storage: %w; restore again to put the storage back", id, err)
 	}
-	man.StoragePending = false
+	// A backup recorded before extras were tracked says nothing of them:
+	// they are pending too.
+	man.StoragePending, man.ExtrasPending = false, len(man.Extras) > 0
 	if err := writeManifest(dir, man); err != nil {
 		return fmt.Errorf("restore %s: database and storage restored, but recording that in the backup failed: %w; restore again to record it", id, err)
 	}
+	progress("storage: restored")
+	if err := m.finishExtras(ctx, dir, man, progress); err != nil {
+		return fmt.Errorf("restore %s: database and storage restored, but %w; retry the restore", id, err)
+	}
 	progress(fmt.Sprintf("restore %s done: storage restored; the database was restored before", id))
+	return nil
+}
+
+// finishExtras puts the extra parts back for a restore whose database and
+// storage an earlier attempt restored, checking their checksums first
+// (the full restore checks them with the others), and records it.
+func (m *Manager) finishExtras(ctx context.Context, dir string, man *Manifest, progress procedures.Progress) error {
+	for _, x := range man.Extras {
+		for _, p := range man.Parts {
+			if p.Name != x.Part {
+				continue
+			}
+			if err := verifyPart(ctx, dir, p); err != nil {
+				return fmt.Errorf("%s failed verification: %w", x.Part, err)
+			}
+		}
+	}
+	if err := m.restoreExtras(ctx, dir, man, progress); err != nil {
+		return err
+	}
+	if !man.ExtrasPending {
+		return nil
+	}
+	man.ExtrasPending = false
+	if err := writeManifest(dir, man); err != nil {
+		return fmt.Errorf("recording that %s was put back failed: %w", man.extraParts(), err)
+	}
 	return nil
 }

@@ -30,25 +30,42 @@ func (m *Manager) List(ctx context.Context) ([]procedures.BackupInfo, error) {
 // scan reads the cluster's backup folders: complete ones (newest first)
 // and incomplete ones (no manifest).
 func (m *Manager) scan() ([]*Manifest, []string, error) {
+	f, err := m.scanFolders()
+	return f.mans, f.incomplete, err
+}
+
+// folders are the backup folders named for the cluster.
+type folders struct {
+	mans       []*Manifest // complete, newest first
+	incomplete []string    // no manifest
+	// unreadable have a manifest that did not load (an I/O error, a
+	// partial write, a newer format).
+	unreadable []string
+	// all are every folder named for the cluster, whatever it holds.
+	all []string
+}
+
+func (m *Manager) scanFolders() (folders, error) {
+	var f folders
 	entries, err := os.ReadDir(m.opts.Dest)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, nil
+		return f, nil
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("list backups: %w", err)
+		return f, fmt.Errorf("list backups: %w", err)
 	}
-	var mans []*Manifest
-	var incomplete []string
 	prefix := m.opts.Cluster + "-"
 	for _, e := range entries {
 		if !e.IsDir() || !strings.HasPrefix(e.Name(), prefix) {
 			continue
 		}
+		f.all = append(f.all, e.Name())
 		man, _, err := m.load(e.Name())
 		if err != nil {
 			if _, serr := os.Stat(filepath.Join(m.opts.Dest, e.Name(), manifestName)); errors.Is(serr, fs.ErrNotExist) {
-				incomplete = append(incomplete, e.Name())
+				f.incomplete = append(f.incomplete, e.Name())
 			} else {
+				f.unreadable = append(f.unreadable, e.Name())
 				m.log.Warn().Err(err).Msg("list backups: skipped")
 			}
 			continue
@@ -56,15 +73,15 @@ func (m *Manager) scan() ([]*Manifest, []string, error) {
 		if man.Cluster != m.opts.Cluster {
 			continue // another cluster whose name starts like ours
 		}
-		mans = append(mans, man)
+		f.mans = append(f.mans, man)
 	}
-	slices.SortFunc(mans, func(a, b *Manifest) int {
+	slices.SortFunc(f.mans, func(a, b *Manifest) int {
 		if c := b.Created.Compare(a.Created); c != 0 {
 			return c
 		}
 		return strings.Compare(b.ID, a.ID)
 	})
-	return mans, incomplete, nil
+	return f, nil
 }
 
 // Prune applies the retention rules and returns the ids it deleted.
