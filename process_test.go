@@ -314,8 +314,16 @@ type ptyProc struct {
 
 func startPTY(t *testing.T, args ...string) *ptyProc {
 	t.Helper()
+	return startPTYEnv(t, nil, args...)
+}
+
+// startPTYEnv is startPTY with the child's whole environment given (nil:
+// this process's).
+func startPTYEnv(t *testing.T, env []string, args ...string) *ptyProc {
+	t.Helper()
 	m, s := openPTY(t)
 	p := &proc{cmd: exec.Command(binary(t), args...), out: &syncBuf{}, err: &syncBuf{}, done: make(chan struct{})}
+	p.cmd.Env = env
 	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = s, s, s
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	if err := p.cmd.Start(); err != nil {

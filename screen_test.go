@@ -3,10 +3,8 @@ package main
 import (
 	"io"
 	"os"
-	"os/exec"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -15,42 +13,13 @@ import (
 // NO_COLOR only when env sets it), as at an operator's screen.
 func startScreen(t *testing.T, env []string, args ...string) *ptyProc {
 	t.Helper()
-	m, s := openPTY(t)
-	p := &proc{cmd: exec.Command(binary(t), args...), out: &syncBuf{}, err: &syncBuf{}, done: make(chan struct{})}
-	p.cmd.Dir = t.TempDir()
+	var all []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "NO_COLOR=") && !strings.HasPrefix(kv, "TERM=") {
-			p.cmd.Env = append(p.cmd.Env, kv)
+			all = append(all, kv)
 		}
 	}
-	p.cmd.Env = append(p.cmd.Env, env...)
-	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = s, s, s
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	copied := make(chan struct{})
-	go func() { io.Copy(p.out, m); close(copied) }()
-	go func() {
-		p.cmd.Wait()
-		p.code = p.cmd.ProcessState.ExitCode()
-		select {
-		case <-copied:
-		case <-time.After(5 * time.Second):
-		}
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-		m.Close()
-	})
-	return &ptyProc{proc: p, master: m}
+	return startPTYEnv(t, append(all, env...), args...)
 }
 
 // after is what out shows after the first mark.

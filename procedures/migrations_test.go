@@ -35,12 +35,8 @@ func runUpgrade(t *testing.T, h *harness, version string) store.Run {
 }
 
 func forwardDetail(r store.Run, name string) string {
-	for _, s := range r.Steps {
-		if s.Name == name {
-			return s.Detail
-		}
-	}
-	return ""
+	s, _ := stepDetail(r, name, false)
+	return s.Detail
 }
 
 // The order of the nodes after the first follows the version the first
