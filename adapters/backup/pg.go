@@ -170,14 +170,24 @@ func (d *postgres) query(ctx context.Context, sql string) (string, error) {
 
 // queryWithin is query with another time limit (0: only ctx's).
 func (d *postgres) queryWithin(ctx context.Context, sql string, limit time.Duration) (string, error) {
+	return d.statementsWithin(ctx, limit, sql)
+}
+
+// statementsWithin runs each SQL string as a statement of its own (psql
+// -c each, in one session, stopping at the first error) within limit
+// (0: only ctx's), and returns their unaligned output.
+func (d *postgres) statementsWithin(ctx context.Context, limit time.Duration, sql ...string) (string, error) {
 	if limit > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, limit)
 		defer cancel()
 	}
+	script := readPassword + `exec psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$1"`
+	for i := range sql {
+		script += fmt.Sprintf(` -c "${%d}"`, i+2)
+	}
 	var out bytes.Buffer
-	err := d.r.run(ctx, readPassword+`exec psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$1" -c "$2"`,
-		[]string{d.conninfo, sql}, withPassword(d.password, nil), &limitedWriter{w: &out, n: 1 << 20})
+	err := d.r.run(ctx, script, append([]string{d.conninfo}, sql...), withPassword(d.password, nil), &limitedWriter{w: &out, n: 1 << 20})
 	if err != nil {
 		return "", fmt.Errorf("query database (%s): %w", d.src, err)
 	}
