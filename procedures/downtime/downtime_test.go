@@ -173,6 +173,7 @@ func runUpgrade(t *testing.T, host, label, kind, dbURL, storage, dest string) me
 	go func() { _ = eng.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 	time.Sleep(10 * time.Millisecond)
+	began := time.Now()
 	run, err := eng.Start(ctx, procedures.Request{Cluster: "bench", Procedure: procedures.ProcUpgrade, Version: "2.0.0", Requester: "bench"})
 	if err != nil {
 		t.Fatal(err)
@@ -190,8 +191,9 @@ func runUpgrade(t *testing.T, host, label, kind, dbURL, storage, dest string) me
 				t.Fatalf("run stopped: %s", ev.Run.Checkpoint.Question)
 			case ev.Kind == procedures.EventRunFinished:
 				end = ev.Run
-			case ev.Kind == procedures.EventStepProgress && (strings.Contains(ev.Message, "backup kind") || strings.Contains(ev.Message, "in-server copy failed")):
-				t.Logf("%s round: %s", kind, ev.Message)
+			case ev.Kind == procedures.EventStepProgress && (strings.Contains(ev.Message, "backup kind") || strings.Contains(ev.Message, "in-server copy failed") ||
+				strings.HasPrefix(ev.Message, "database: ") || strings.HasPrefix(ev.Message, "storage: ")):
+				t.Logf("%s round, %s: %s", kind, time.Since(began).Round(10*time.Millisecond), ev.Message)
 			}
 		case <-ctx.Done():
 			t.Fatal("the upgrade did not finish")
