@@ -305,7 +305,7 @@ func (m *Manager) copyDatabase(ctx context.Context, id string, clone bool, progr
 	if err != nil {
 		return "", "", err
 	}
-	progress(fmt.Sprintf("database: %s and verified in %s (%s)", how, time.Since(start).Round(10*time.Millisecond), sig))
+	progress(fmt.Sprintf("database: %s; %s in all (%s)", how, time.Since(start).Round(10*time.Millisecond), sig))
 	return name, sig, nil
 }
 

@@ -207,6 +207,10 @@ func runUpgrade(t *testing.T, host, label, kind, dbURL, storage, dest string) me
 	for _, s := range end.Steps {
 		steps[s.Name] = s
 	}
+	if b := steps["backup"]; !b.Started.IsZero() {
+		t.Logf("%s round: the backup step ran from %s to %s (times since the run's start, as above)", kind,
+			b.Started.Sub(began).Round(10*time.Millisecond), b.Ended.Sub(began).Round(10*time.Millisecond))
+	}
 	for i, pn := range partNames {
 		s := steps[pn.step]
 		d := s.Ended.Sub(s.Started)
