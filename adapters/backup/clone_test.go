@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -97,5 +98,26 @@ func TestChooseCopy(t *testing.T) {
 	}
 	if got := parseFSType("Filesystem 1024-blocks Used Available Capacity Mounted on\n/dev/vda 100 50 50 50% /\nfstype ext2/ext3\n"); got != "ext2/ext3" {
 		t.Errorf("parseFSType = %q", got)
+	}
+}
+
+// Where PATH's psql is Debian's wrapper, the tools are run from the newest
+// client's folder (no Perl before every call); elsewhere PATH is used.
+func TestDebianClientBin(t *testing.T) {
+	p, err := exec.LookPath("psql")
+	if err != nil {
+		t.Skip("no psql in PATH")
+	}
+	real, _ := filepath.EvalSymlinks(p)
+	got := debianClientBin()
+	if filepath.Base(real) != "pg_wrapper" {
+		if got != "" {
+			t.Errorf("psql is %s, not Debian's wrapper, yet the tools' folder is %q", real, got)
+		}
+		return
+	}
+	out, err := exec.Command(filepath.Join(got, "psql"), "--version").Output()
+	if err != nil || !strings.Contains(string(out), "psql (PostgreSQL) "+filepath.Base(filepath.Dir(got))) {
+		t.Errorf("tools' folder %q: psql --version = %q, %v", got, out, err)
 	}
 }
