@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/nocobot/nocobot/metrics"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
@@ -36,7 +37,7 @@ func exported(t *testing.T) []string {
 	m.Webhooks("oncall")
 	m.SlackAPIError("chat.update", "ratelimited")
 	bk := m.Backups("prod", w.Cluster("prod").Backups)
-	if _, err := bk.Create(context.Background(), procedures.BackupRequest{Cluster: "prod", Version: "1.7.13"}, func(string) {}); err != nil {
+	if _, err := bk.Create(context.Background(), ports.BackupRequest{Cluster: "prod", Version: "1.7.13"}, func(string) {}); err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Now()

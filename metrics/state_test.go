@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/nocobot/nocobot/metrics"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
@@ -165,7 +166,7 @@ func TestNewestVerifiedBackup(t *testing.T) {
 		t.Fatalf("no backup yet: %s = %v, list_up %v", newest, got[newest], got[`nocobot_backup_list_up{cluster="prod"}`])
 	}
 	before := time.Now()
-	if _, err := w.Cluster("prod").Backups.Create(context.Background(), procedures.BackupRequest{Cluster: "prod", Version: "1.7.13"}, func(string) {}); err != nil {
+	if _, err := w.Cluster("prod").Backups.Create(context.Background(), ports.BackupRequest{Cluster: "prod", Version: "1.7.13"}, func(string) {}); err != nil {
 		t.Fatal(err)
 	}
 	got := e.scrape()[newest]

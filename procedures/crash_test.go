@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
@@ -108,7 +109,7 @@ func TestCrashAtEveryTransition(t *testing.T) {
 			if end.State != store.StateSucceeded {
 				t.Fatalf("crash at transition %d: run ended %s", k, end.State)
 			}
-			if h.world.DBVersion() != "1.7.14" || h.world.LB() != procedures.LBNormal || h.world.NodeState("app-3") != "running "+newImage {
+			if h.world.DBVersion() != "1.7.14" || h.world.LB() != ports.LBNormal || h.world.NodeState("app-3") != "running "+newImage {
 				t.Fatalf("crash at transition %d: cluster db %s lb %s app-3 %s", k, h.world.DBVersion(), h.world.LB(), h.world.NodeState("app-3"))
 			}
 			checkSafe(t, h.world)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -43,13 +44,13 @@ type Cluster struct {
 	// TagSuffix is appended to the version to form the tag, e.g. "-full".
 	TagSuffix string
 
-	Nodes    Nodes
-	App      App
-	Backups  Backups
-	Balancer Balancer
+	Nodes    ports.Nodes
+	App      ports.App
+	Backups  ports.Backups
+	Balancer ports.Balancer
 	// Redis is the cluster's Redis state (cache, locks, signals); nil
 	// for a cluster without Redis.
-	Redis Redis
+	Redis ports.Redis
 
 	HealthTimeout     time.Duration // per node start; default 10 min
 	CheckpointTimeout time.Duration // verify checkpoint; default 1 h
@@ -61,7 +62,7 @@ type Cluster struct {
 	// NodeEnv, when each node has its own environment (plain containers),
 	// lets preflight compare the nodes' environments and the nodes after
 	// the first start with NocoBase's upgrade skipped; nil otherwise.
-	NodeEnv NodeEnv
+	NodeEnv ports.NodeEnv
 	// Migrations says how the nodes after the first start
 	// (MigrationsAuto, MigrationsSkipSameVersion, MigrationsOneAtATime).
 	Migrations string
@@ -75,7 +76,7 @@ type Options struct {
 	Store    store.Store
 	Clusters []*Cluster
 	Log      zerolog.Logger
-	Clock    Clock // default: the wall clock
+	Clock    ports.Clock // default: the wall clock
 	// Owner identifies this engine among replicas; default host-pid.
 	Owner string
 	// LeaseTTL is how long a claim on a run lasts without renewal.
@@ -90,7 +91,7 @@ type Engine struct {
 	store    store.Store
 	clusters map[string]*Cluster
 	log      zerolog.Logger
-	clock    Clock
+	clock    ports.Clock
 	owner    string
 	leaseTTL time.Duration
 	poll     time.Duration
@@ -128,7 +129,7 @@ func New(opts Options) (*Engine, error) {
 		bus: newBus(), running: map[string]*execution{},
 	}
 	if e.clock == nil {
-		e.clock = SystemClock()
+		e.clock = ports.SystemClock()
 	}
 	if e.owner == "" {
 		host, _ := os.Hostname()
@@ -422,7 +423,7 @@ func (e *Engine) PublishWindow(kind EventKind, w WindowEvent, run *store.Run, ms
 }
 
 // Clock is the engine's clock.
-func (e *Engine) Clock() Clock { return e.clock }
+func (e *Engine) Clock() ports.Clock { return e.clock }
 
 func (e *Engine) publish(kind EventKind, r store.Run, step int, msg string, d *store.Decision) {
 	e.bus.publish(Event{Kind: kind, Run: cloneRun(r), Step: step, Message: msg, Decision: d, At: e.clock.Now()})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
@@ -324,7 +325,7 @@ func upgradeHappyPath(t *testing.T, par int) {
 	if end.State != store.StateSucceeded || end.ID != r.ID {
 		t.Fatalf("end state %s", end.State)
 	}
-	if h.world.DBVersion() != "1.7.14" || h.world.LB() != procedures.LBNormal || h.world.NodeState("app-3") != "running "+newImage {
+	if h.world.DBVersion() != "1.7.14" || h.world.LB() != ports.LBNormal || h.world.NodeState("app-3") != "running "+newImage {
 		t.Fatalf("cluster after upgrade: db %s lb %s app-3 %s", h.world.DBVersion(), h.world.LB(), h.world.NodeState("app-3"))
 	}
 	sum := procedures.Summary(end)
@@ -467,11 +468,11 @@ func TestFailureAtEachStep(t *testing.T) {
 				}
 				switch decision {
 				case store.ActionRetry:
-					if h.world.DBVersion() != "1.7.14" || h.world.LB() != procedures.LBNormal {
+					if h.world.DBVersion() != "1.7.14" || h.world.LB() != ports.LBNormal {
 						t.Fatalf("after retry: db %s lb %s", h.world.DBVersion(), h.world.LB())
 					}
 				case store.ActionRollback:
-					if h.world.DBVersion() != "1.7.13" || h.world.LB() != procedures.LBNormal || h.world.NodeState("app-1") != "running "+oldImage {
+					if h.world.DBVersion() != "1.7.13" || h.world.LB() != ports.LBNormal || h.world.NodeState("app-1") != "running "+oldImage {
 						t.Fatalf("after roll back: db %s lb %s app-1 %s", h.world.DBVersion(), h.world.LB(), h.world.NodeState("app-1"))
 					}
 				case store.ActionAbort:

@@ -23,6 +23,7 @@ import (
 	"github.com/robfig/cron/v3"
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
@@ -58,7 +59,7 @@ type ParseFunc func(command string) (procedures.Request, error)
 // Options configure a Scheduler.
 type Options struct {
 	Store store.Store
-	Clock procedures.Clock // default: the wall clock
+	Clock ports.Clock // default: the wall clock
 	Log   zerolog.Logger
 	// Publish reports window events; usually Engine.PublishWindow. msg is
 	// the event's plain-text form (Text with the zero Format).
@@ -86,7 +87,7 @@ type Options struct {
 // use by the fronts while Run loops.
 type Scheduler struct {
 	store       store.Store
-	clock       procedures.Clock
+	clock       ports.Clock
 	log         zerolog.Logger
 	publishF    func(kind procedures.EventKind, ev procedures.WindowEvent, run *store.Run, msg string)
 	parse       ParseFunc
@@ -139,7 +140,7 @@ func New(opts Options) (*Scheduler, error) {
 		scheds: map[string]parsedSpec{}, tracked: map[string]trackedRun{}, idx: newIndex(),
 	}
 	if s.clock == nil {
-		s.clock = procedures.SystemClock()
+		s.clock = ports.SystemClock()
 	}
 	if s.runState == nil {
 		s.runState = opts.Store.GetRun

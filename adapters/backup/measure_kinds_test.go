@@ -15,7 +15,7 @@ import (
 
 	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/internal/testenv"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // TestMeasureKinds puts each kind of backup and restore side by side with
@@ -112,7 +112,7 @@ func TestMeasureKinds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := procedures.BackupRequest{Cluster: "bench"}
+	req := ports.BackupRequest{Cluster: "bench"}
 	handDir := filepath.Join(dir, "by-hand")
 	var peak int64
 	type row struct{ what, bot, hand string }
@@ -121,7 +121,7 @@ func TestMeasureKinds(t *testing.T) {
 		// In-server copy, and the rollback by swap.
 		hc := psql(fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s STRATEGY FILE_COPY`, sqlIdent(dbName+"_byhand"), sqlIdent(dbName)))
 		psql("DROP DATABASE " + sqlIdent(dbName+"_byhand"))
-		var info procedures.BackupInfo
+		var info ports.BackupInfo
 		bc, p := bot("copy backup", func() (err error) { info, err = m.Create(ctx, req, nil); return err })
 		peak = max(peak, p)
 		if info.Kind != KindCopy {

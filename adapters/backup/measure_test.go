@@ -19,7 +19,7 @@ import (
 
 	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/internal/testenv"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // TestMeasure compares a backup's throughput with pg_dump -Fc run by hand
@@ -111,7 +111,7 @@ func TestMeasure(t *testing.T) {
 		resetPeakRSS()
 		stop := sampleHeap()
 		s := time.Now()
-		info, err := m.Create(ctx, procedures.BackupRequest{Cluster: "bench", Version: "bench"}, nil)
+		info, err := m.Create(ctx, ports.BackupRequest{Cluster: "bench", Version: "bench"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

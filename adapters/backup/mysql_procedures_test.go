@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/nocobot/nocobot/internal/testenv"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
@@ -38,7 +39,7 @@ type migratingApp struct {
 	migrated bool
 }
 
-func (a *migratingApp) WaitHealthy(ctx context.Context, n procedures.Node, progress procedures.Progress) error {
+func (a *migratingApp) WaitHealthy(ctx context.Context, n ports.Node, progress ports.Progress) error {
 	if err := a.World.WaitHealthy(ctx, n, progress); err != nil {
 		return err
 	}
@@ -126,7 +127,7 @@ func (r *procRig) decide(run store.Run, a store.Action) {
 	}
 }
 
-func (r *procRig) backups() []procedures.BackupInfo {
+func (r *procRig) backups() []ports.BackupInfo {
 	r.t.Helper()
 	list, err := r.m.List(context.Background())
 	if err != nil {

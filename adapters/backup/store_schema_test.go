@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
@@ -108,7 +109,7 @@ func TestRollbackKeepsTheStoreInNocoBasesDatabase(t *testing.T) {
 	if es, err := again.Audit(ctx, store.AuditQuery{RunID: run.ID}); err != nil || len(es) == 0 || es[len(es)-1].Action != "button rollback" {
 		t.Fatalf("audit: %+v, %v", es, err)
 	}
-	if kind := procedures.FactsOf(got).BackupKind(); kind != "" && kind != procedures.BackupDump {
+	if kind := procedures.FactsOf(got).BackupKind(); kind != "" && kind != ports.BackupDump {
 		t.Errorf("backup kind %q: the store's schema in the database rules an in-server copy out", kind)
 	}
 }

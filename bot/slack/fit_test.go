@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
@@ -17,7 +18,7 @@ import (
 // nothing but that error until the next Stop: the way a daemon in
 // trouble answers every call the same.
 type brokenNodes struct {
-	procedures.Nodes
+	ports.Nodes
 	err    error
 	broken atomic.Bool
 	stops  atomic.Int32
@@ -31,7 +32,7 @@ func (b *brokenNodes) Stop(ctx context.Context, name string) error {
 	return b.Nodes.Stop(ctx, name)
 }
 
-func (b *brokenNodes) List(ctx context.Context) ([]procedures.Node, error) {
+func (b *brokenNodes) List(ctx context.Context) ([]ports.Node, error) {
 	if b.broken.Load() {
 		return nil, b.err
 	}

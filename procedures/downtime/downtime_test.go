@@ -23,6 +23,7 @@ import (
 	"github.com/nocobot/nocobot/adapters/lb"
 	"github.com/nocobot/nocobot/adapters/nocobase"
 	"github.com/nocobot/nocobot/internal/testenv"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 	"github.com/nocobot/nocobot/store/sqlite"
@@ -303,7 +304,7 @@ func waitAllHealthy(t *testing.T, host string, names []string) {
 			c := nocobase.New(nocobase.Options{PollInterval: 10 * time.Millisecond}, zerolog.Nop())
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			if err := c.WaitHealthy(ctx, procedures.Node{Name: n, URL: url}, nil); err != nil {
+			if err := c.WaitHealthy(ctx, ports.Node{Name: n, URL: url}, nil); err != nil {
 				t.Error(err)
 			}
 		}()

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/nocobot/nocobot/internal/testenv"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
@@ -114,7 +115,7 @@ func checkUpgraded(t *testing.T, w *proctest.World) {
 			t.Fatalf("%s is %s after the upgrade", n, got)
 		}
 	}
-	if w.DBVersion() != "1.7.14" || w.LB() != procedures.LBNormal {
+	if w.DBVersion() != "1.7.14" || w.LB() != ports.LBNormal {
 		t.Fatalf("after the upgrade: database at %s, load balancer %s", w.DBVersion(), w.LB())
 	}
 }
