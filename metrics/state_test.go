@@ -10,9 +10,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/metrics"
 	"github.com/nocobot/nocobot/ports"
-	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
 	"github.com/nocobot/nocobot/store/sqlite"
@@ -80,8 +80,8 @@ func TestWaitingRunsReadFromTheStore(t *testing.T) {
 		}
 	}
 	decide(t, a, r, store.ActionContinue)
-	a.waitFor("succeeded", func(ev procedures.Event) bool {
-		return ev.Kind == procedures.EventRunFinished && ev.Run.State == store.StateSucceeded
+	a.waitFor("succeeded", func(ev events.Event) bool {
+		return ev.Kind == events.RunFinished && ev.Run.State == store.StateSucceeded
 	})
 	for name, e := range map[string]*engine{"driving process": a, "other process": other} {
 		if got := e.scrape(); got[waiting] != 0 || got[waited] != 0 {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
@@ -64,13 +65,13 @@ func TestRollbackKeepsTheStoreInNocoBasesDatabase(t *testing.T) {
 				if ev.Run.ID != run.ID {
 					continue
 				}
-				if kind == "" && ev.Kind == procedures.EventRunFinished {
+				if kind == "" && ev.Kind == events.RunFinished {
 					return ev.Run
 				}
-				if kind != "" && ev.Kind == procedures.EventCheckpoint && ev.Run.Checkpoint != nil && ev.Run.Checkpoint.Kind == kind {
+				if kind != "" && ev.Kind == events.Checkpoint && ev.Run.Checkpoint != nil && ev.Run.Checkpoint.Kind == kind {
 					return ev.Run
 				}
-				if ev.Kind == procedures.EventRunFinished {
+				if ev.Kind == events.RunFinished {
 					t.Fatalf("the run ended (%s: %s) before checkpoint %s; actions %q", ev.Run.State, ev.Run.Error, kind, w.Actions())
 				}
 			case <-timeout:

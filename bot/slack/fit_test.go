@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/ports"
-	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -185,14 +185,14 @@ func TestLongWindowCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ev := range []struct {
-		kind   procedures.EventKind
+		kind   events.Kind
 		button string
 	}{
-		{procedures.EventWindowAnnounced, "nocobot.window.skip"},
-		{procedures.EventWindowApproval, "nocobot.window.start"},
+		{events.WindowAnnounced, "nocobot.window.skip"},
+		{events.WindowApproval, "nocobot.window.start"},
 	} {
 		before := len(h.fs.Calls())
-		h.eng.PublishWindow(ev.kind, procedures.WindowEvent{Window: w, Start: w.NextStart, End: w.NextStart.Add(time.Hour)}, nil, "plain")
+		h.bus.Publish(events.Event{Kind: ev.kind, Step: -1, Message: "plain", At: time.Now(), Window: &events.WindowEvent{Window: w, Start: w.NextStart, End: w.NextStart.Add(time.Hour)}})
 		var post apiCall
 		h.fs.waitFor("window "+string(ev.kind), func(cs []apiCall) bool {
 			for _, c := range cs[before:] {

@@ -22,8 +22,8 @@ import (
 
 	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/config"
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/ports"
-	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -31,7 +31,7 @@ import (
 // the dispatcher: the events it renders, the runs it catches up with,
 // and the notes that name each run's thread.
 type Engine interface {
-	Subscribe() *procedures.Subscription
+	Subscribe() *events.Subscription
 	UnfinishedRuns(ctx context.Context) ([]store.Run, error)
 	Decisions(ctx context.Context, runID string) ([]store.Decision, error)
 	PutNote(ctx context.Context, scope, key, value string) error

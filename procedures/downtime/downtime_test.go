@@ -22,6 +22,7 @@ import (
 	"github.com/nocobot/nocobot/adapters/docker"
 	"github.com/nocobot/nocobot/adapters/lb"
 	"github.com/nocobot/nocobot/adapters/nocobase"
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/internal/testenv"
 	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
@@ -183,15 +184,15 @@ func runUpgrade(t *testing.T, host, label, kind, dbURL, storage, dest string) me
 		select {
 		case ev := <-sub.C:
 			switch {
-			case ev.Kind == procedures.EventCheckpoint && ev.Run.Checkpoint != nil && ev.Run.Checkpoint.Kind == "verify":
+			case ev.Kind == events.Checkpoint && ev.Run.Checkpoint != nil && ev.Run.Checkpoint.Kind == "verify":
 				if _, err := eng.Decide(ctx, store.Decision{RunID: run.ID, Checkpoint: ev.Run.Checkpoint.ID, Action: store.ActionContinue, By: "bench", Via: "bench"}); err != nil {
 					t.Fatal(err)
 				}
-			case ev.Kind == procedures.EventCheckpoint:
+			case ev.Kind == events.Checkpoint:
 				t.Fatalf("run stopped: %s", ev.Run.Checkpoint.Question)
-			case ev.Kind == procedures.EventRunFinished:
+			case ev.Kind == events.RunFinished:
 				end = ev.Run
-			case ev.Kind == procedures.EventStepProgress && (strings.Contains(ev.Message, "backup kind") || strings.Contains(ev.Message, "in-server copy failed")):
+			case ev.Kind == events.StepProgress && (strings.Contains(ev.Message, "backup kind") || strings.Contains(ev.Message, "in-server copy failed")):
 				t.Logf("%s round: %s", kind, ev.Message)
 			}
 		case <-ctx.Done():
