@@ -14,7 +14,7 @@ import (
 )
 
 // timing is how long the simulated cluster takes for each thing: a real
-// cluster's proportions (nocobase-facts: a start takes 15–45 s, a plugin
+// cluster's proportions (docs/nocobase.md: a start takes 15–45 s, a plugin
 // enable about 8 s), shrunk so the whole demo lasts about a minute.
 type timing struct {
 	stop, containerStart, refused, boot, migrate, plugin, pull, backup, restore, lb time.Duration
