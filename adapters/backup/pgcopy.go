@@ -27,7 +27,7 @@ var _ copier = (*postgres)(nil)
 const adminDB = "postgres"
 
 // copyPlan says whether an in-server copy of the database is possible now,
-// and why not; how says which copy the server would make (copyMethod),
+// and why not; how says which copy the server would make (chooseCopy),
 // where it can make one.
 func (d *postgres) copyPlan(ctx context.Context) (ok bool, why string, how copyMethod) {
 	if len(d.exclude) > 0 {

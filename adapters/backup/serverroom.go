@@ -27,7 +27,7 @@ type room struct {
 	free, total int64
 	dbSize      int64
 	// fsType is the filesystem's type as stat -f names it ("" unknown):
-	// it tells which copy the server makes (copyMethod).
+	// it tells which copy the server makes (chooseCopy).
 	fsType string
 }
 
