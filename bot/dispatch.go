@@ -17,11 +17,11 @@ import (
 	"github.com/nocobot/nocobot/store"
 )
 
-// The fronts, as the audit log and the runs name them.
+// The fronts, as the audit log and the runs name them; a window's runs
+// have procedures.ViaScheduler.
 const (
-	ViaSlack     = "slack"
-	ViaTerminal  = "terminal"
-	ViaScheduler = "scheduler"
+	ViaSlack    = "slack"
+	ViaTerminal = "terminal"
 )
 
 // Engine is what the dispatcher asks of *procedures.Engine.
