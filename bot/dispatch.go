@@ -29,7 +29,7 @@ type Engine interface {
 	ClusterNames() []string
 	Start(ctx context.Context, req procedures.Request) (store.Run, error)
 	Plan(ctx context.Context, req procedures.Request) (string, error)
-	Decide(ctx context.Context, d store.Decision) (store.Decision, error)
+	DecideAs(ctx context.Context, d store.Decision, rules procedures.DecisionRules) (store.Decision, error)
 	Cancel(ctx context.Context, runID, by, via string) error
 	RunByID(ctx context.Context, id string) (store.Run, error)
 	Runs(ctx context.Context, cluster string, limit int) ([]store.Run, error)
