@@ -38,6 +38,7 @@ type Engine interface {
 	Backups(ctx context.Context, cluster string) ([]ports.BackupInfo, error)
 	Window(ctx context.Context, id string) (store.Window, error)
 	AppendAudit(ctx context.Context, e store.AuditEntry) error
+	Audit(ctx context.Context, q store.AuditQuery) ([]store.AuditEntry, error)
 }
 
 // Scheduler is what the dispatcher asks of the maintenance window
@@ -125,20 +126,37 @@ func (d *Dispatcher) Command(ctx context.Context, who Caller, line string) Reply
 	if !d.inObeyedChannel(who) {
 		return d.record(ctx, who, said, refusedChannel())
 	}
-	cmd, err := Parse(who.Prefix, line)
+	words, err := procedures.SplitWords(line)
 	if err != nil {
+		err = &UsageError{Msg: err.Error()}
 		return d.record(ctx, who, said, refused(T(err.Error()), err))
 	}
-	return d.record(ctx, who, said, d.do(ctx, who, cmd))
+	return d.record(ctx, who, said, d.words(ctx, who, words))
 }
 
-// Do runs a command the front has parsed already; said is the command
-// as the audit log shows it. Every call writes one audit entry.
-func (d *Dispatcher) Do(ctx context.Context, who Caller, cmd Command, said string) Reply {
+// CommandWords is Command for a line already cut into words (a
+// terminal's arguments); said is the command as the audit log shows it.
+func (d *Dispatcher) CommandWords(ctx context.Context, who Caller, words []string, said string) Reply {
 	if !d.inObeyedChannel(who) {
 		return d.record(ctx, who, said, refusedChannel())
 	}
-	return d.record(ctx, who, said, d.do(ctx, who, cmd))
+	return d.record(ctx, who, said, d.words(ctx, who, words))
+}
+
+// words parses a command through the table and runs it. A command only
+// a terminal offers is unknown elsewhere.
+func (d *Dispatcher) words(ctx context.Context, who Caller, words []string) Reply {
+	if len(words) > 0 && who.Via != ViaTerminal {
+		if c, ok := lookupCommand(strings.ToLower(words[0])); ok && c.terminal {
+			err := &UsageError{Msg: fmt.Sprintf("unknown command %s. Try %s help", procedures.TypedQ(words[0]), who.Prefix)}
+			return refused(T(err.Error()), err)
+		}
+	}
+	cmd, err := ParseWords(who.Prefix, words)
+	if err != nil {
+		return refused(T(err.Error()), err)
+	}
+	return d.run(ctx, who, cmd)
 }
 
 // Refuse records a refusal the front decided in its own terms (a button
@@ -149,47 +167,6 @@ func (d *Dispatcher) Refuse(ctx context.Context, who Caller, said, msg string) R
 
 func refusedChannel() Reply {
 	return refused(T("I don't take commands in this channel. Use a channel bound to a cluster, or ask an admin to add this one to access.channels."), nil)
-}
-
-func (d *Dispatcher) do(ctx context.Context, who Caller, cmd Command) Reply {
-	switch {
-	case cmd.Name == "help":
-		return Reply{Outcome: ok(""), Title: "Commands", Text: T(Help(who.Prefix))}
-	case cmd.Name == "history":
-		return d.history(ctx, cmd.N)
-	case cmd.Name == "cancel":
-		return d.cancel(ctx, who, cmd.RunID)
-	case cmd.Name == "schedule" && cmd.Schedule.Sub != "add":
-		return d.schedule(ctx, who, cmd, "")
-	}
-	cluster, err := d.ResolveCluster(cmd.Cluster, who.Channel)
-	if err != nil {
-		return refused(T(err.Error()+"\nUsage: "+Usage(who.Prefix, cmd.Name)), err)
-	}
-	cmd.Cluster = cluster
-	var r Reply
-	switch {
-	case cmd.Name == "status":
-		r = d.status(ctx, cluster)
-	case cmd.Name == "backups":
-		r = d.backups(ctx, cluster)
-	case cmd.Name == "schedule":
-		r = d.schedule(ctx, who, cmd, cluster)
-	case cmd.Name == "traffic":
-		r = d.traffic(ctx, who, cluster, cmd.Traffic)
-	case !cmd.IsProcedure():
-		r = refused(T(fmt.Sprintf("%s is not something I can do here. Try %s help", cmd.Name, who.Prefix)), nil)
-	case !d.allowed(ctx, who, cluster, permRun):
-		r = refused(d.denied(who, fmt.Sprintf("You are not allowed to run procedures on %s.", cluster)), nil)
-	case cmd.DryRun:
-		r = d.plan(ctx, who, cmd)
-	default:
-		r = d.start(ctx, who, cmd)
-	}
-	if r.Cluster == "" {
-		r.Cluster = cluster
-	}
-	return r
 }
 
 // unknownCluster is a cluster name no configured cluster has: a thing
@@ -250,7 +227,8 @@ func (d *Dispatcher) start(ctx context.Context, who Caller, cmd Command) Reply {
 		Text: T("Started run ", run.ID, ": ", procedures.Title(run), ".")}
 }
 
-func (d *Dispatcher) cancel(ctx context.Context, who Caller, id string) Reply {
+func (d *Dispatcher) cancel(ctx context.Context, who Caller, cmd Command) Reply {
+	id := cmd.RunID
 	r := d.cancelRun(ctx, who, id)
 	r.RunID = id
 	return r
