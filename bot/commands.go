@@ -73,9 +73,9 @@ func table() []commandDef {
 	}
 	return append(t, []commandDef{
 		{name: "status", args: "[cluster]", help: "nodes, load balancer, the running run, the latest backup, the next windows",
-			more: "Shows a cluster's nodes, load balancer, running run, latest backup and next windows.",
+			more:    "Shows a cluster's nodes, load balancer, running run, latest backup and next windows.",
 			cluster: true, data: true, parse: parseClusterOnly,
-			run: func(d *Dispatcher, ctx context.Context, _ Caller, cmd Command) Reply { return d.status(ctx, cmd.Cluster) }},
+			run: (*Dispatcher).statusCommand},
 		{name: "decide", args: "<run> continue|rollback|abort|retry|done", help: "answer a run's open question",
 			more:     "Answers a run's open question, as its buttons in a chat do; the process driving\nthe run acts on it.",
 			terminal: true, parse: parseDecide, run: (*Dispatcher).decideCommand},
@@ -83,20 +83,18 @@ func table() []commandDef {
 			more:    "Lists past runs, newest first, with outcome and duration.",
 			options: []Option{{Name: "cluster", Help: "only this `cluster`"}},
 			data:    true, parse: parseHistory,
-			run: func(d *Dispatcher, ctx context.Context, _ Caller, cmd Command) Reply { return d.history(ctx, cmd.Cluster, cmd.N) }},
+			run: (*Dispatcher).historyCommand},
 		{name: "cancel", args: "<run>", help: "abort a run (the current step ends safely first)",
 			more:  "Aborts a run: the current step ends safely, then the run stops.",
 			parse: parseCancel, run: (*Dispatcher).cancel},
 		{name: "backups", args: "[cluster]", help: "list backups with age, size and version",
 			more:    "Lists a cluster's backups, newest first, with age, size and version.",
 			cluster: true, data: true, parse: parseClusterOnly,
-			run: func(d *Dispatcher, ctx context.Context, _ Caller, cmd Command) Reply { return d.backups(ctx, cmd.Cluster) }},
+			run: (*Dispatcher).backupsCommand},
 		{name: "traffic", args: "on|off [cluster]", help: "switch the load balancer by hand: on sends traffic to the app nodes, off to the maintenance page (not while a run holds the cluster, unless it stopped at a failure)",
 			more:    "Switches the load balancer by hand, as a run would, and checks the switch:\non sends traffic to the app nodes, off to the maintenance page. Refused while\na run holds the cluster, unless it stopped at a failure.",
 			cluster: true, parse: parseTraffic,
-			run: func(d *Dispatcher, ctx context.Context, who Caller, cmd Command) Reply {
-				return d.traffic(ctx, who, cmd.Cluster, cmd.Traffic)
-			}},
+			run: (*Dispatcher).trafficCommand},
 		{name: "schedule", args: "add \"<cron>\" <procedure> [args] [--tz Zone] [--duration 2h] [--announce 30m] [--approval required|none] | list | remove <id> | pause <id> | resume <id> | skip <id>",
 			brief: "add|list|remove|pause|resume|skip …", help: "maintenance windows (skip: the next start only)",
 			more: "Maintenance windows (skip: the next start only). Durations take s, m, h, d\nand w (1d, 2w).",
@@ -110,9 +108,7 @@ func table() []commandDef {
 			},
 			terminal: true, data: true, parse: parseAudit, run: (*Dispatcher).audit},
 		{name: "help", help: "this help", parse: func(*Command, []string) error { return nil },
-			run: func(_ *Dispatcher, _ context.Context, who Caller, _ Command) Reply {
-				return Reply{Outcome: ok(""), Title: "Commands", Text: T(Help(who.Prefix, who.Via == ViaTerminal))}
-			}},
+			run: (*Dispatcher).helpCommand},
 	}...)
 }
 
@@ -204,6 +200,28 @@ func (d *Dispatcher) procedure(ctx context.Context, who Caller, cmd Command) Rep
 		return d.plan(ctx, who, cmd)
 	}
 	return d.start(ctx, who, cmd)
+}
+
+// The runners of the table's commands that take more than the command.
+
+func (d *Dispatcher) statusCommand(ctx context.Context, _ Caller, cmd Command) Reply {
+	return d.status(ctx, cmd.Cluster)
+}
+
+func (d *Dispatcher) historyCommand(ctx context.Context, _ Caller, cmd Command) Reply {
+	return d.history(ctx, cmd.Cluster, cmd.N)
+}
+
+func (d *Dispatcher) backupsCommand(ctx context.Context, _ Caller, cmd Command) Reply {
+	return d.backups(ctx, cmd.Cluster)
+}
+
+func (d *Dispatcher) trafficCommand(ctx context.Context, who Caller, cmd Command) Reply {
+	return d.traffic(ctx, who, cmd.Cluster, cmd.Traffic)
+}
+
+func (d *Dispatcher) helpCommand(_ context.Context, who Caller, _ Command) Reply {
+	return Reply{Outcome: ok(""), Title: "Commands", Text: T(Help(who.Prefix, who.Via == ViaTerminal))}
 }
 
 // decideCommand answers a run's open question from a terminal's words.

@@ -3,8 +3,8 @@ package cli
 import (
 	"context"
 	"errors"
-	"fmt"
 	"flag"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
