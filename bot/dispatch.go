@@ -30,7 +30,7 @@ type Engine interface {
 	Start(ctx context.Context, req procedures.Request) (store.Run, error)
 	Plan(ctx context.Context, req procedures.Request) (string, error)
 	DecideAs(ctx context.Context, d store.Decision, rules procedures.DecisionRules) (store.Decision, error)
-	Cancel(ctx context.Context, runID, by, via string) error
+	CancelAs(ctx context.Context, runID, by, via string, rules procedures.DecisionRules) error
 	RunByID(ctx context.Context, id string) (store.Run, error)
 	Runs(ctx context.Context, cluster string, limit int) ([]store.Run, error)
 	Decisions(ctx context.Context, runID string) ([]store.Decision, error)
@@ -235,24 +235,38 @@ func (d *Dispatcher) cancel(ctx context.Context, who Caller, cmd Command) Reply 
 }
 
 func (d *Dispatcher) cancelRun(ctx context.Context, who Caller, id string) Reply {
-	run, err := d.eng.RunByID(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return refused(T("There is no run ", procedures.Typed(id), ". See ", Code(who.Prefix+" history"), "."), err)
+	// The engine reads the run once and asks rules for the access rules.
+	rules := &cancelRules{decideRules{d: d, ctx: ctx, who: who}}
+	err := d.eng.CancelAs(ctx, id, who.User, who.Via, rules)
+	var refusal ruleRefusal
+	if errors.As(err, &refusal) {
+		return refusal.r
+	}
+	var de *procedures.DecisionError
+	if errors.As(err, &de) {
+		switch de.Why {
+		case procedures.DecisionNoRun:
+			return refused(T("There is no run ", procedures.Typed(id), ". See ", Code(who.Prefix+" history"), "."), err)
+		case procedures.DecisionFinished:
+			return refused(T(fmt.Sprintf("Run %s has already finished (%s).", id, StateWords(de.Run.State))), nil)
+		}
 	}
 	if err != nil {
-		return failed("Could not read the run", err)
-	}
-	if !d.allowed(ctx, who, run.Cluster, permRun) {
-		return refused(d.denied(who, fmt.Sprintf("You are not allowed to cancel runs on %s.", run.Cluster)), nil)
-	}
-	if run.State.Finished() {
-		return refused(T(fmt.Sprintf("Run %s has already finished (%s).", id, StateWords(run.State))), nil)
-	}
-	if err := d.eng.Cancel(ctx, id, who.User, who.Via); err != nil {
 		return failed("Could not cancel", err)
 	}
-	return Reply{Outcome: ok(""), Cluster: run.Cluster,
+	return Reply{Outcome: ok(""), Cluster: rules.cluster,
 		Text: T(fmt.Sprintf("Abort requested for run %s: the current step ends safely, then the run stops, and its summary says where the cluster stands.", id))}
+}
+
+// cancelRules: the run permission on the run's cluster.
+type cancelRules struct{ decideRules }
+
+func (cr *cancelRules) MayDecide(run store.Run) error {
+	cr.cluster = run.Cluster
+	if !cr.d.allowed(cr.ctx, cr.who, run.Cluster, permRun) {
+		return ruleRefusal{refused(cr.d.denied(cr.who, fmt.Sprintf("You are not allowed to cancel runs on %s.", run.Cluster)), nil)}
+	}
+	return nil
 }
 
 // record writes the audit entry of a reply and returns the reply.

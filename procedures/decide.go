@@ -99,7 +99,13 @@ func (e *Engine) DecideAs(ctx context.Context, d store.Decision, rules DecisionR
 // Cancel asks a run to abort: the current step ends, or is interrupted
 // where that is safe, and the run stops, reporting the cluster's state.
 func (e *Engine) Cancel(ctx context.Context, runID, by, via string) error {
-	_, err := e.decide(ctx, store.Decision{RunID: runID, Action: store.ActionAbort, By: by, Via: via}, nil, true)
+	return e.CancelAs(ctx, runID, by, via, nil)
+}
+
+// CancelAs is Cancel under the caller's rules (nil: none; only
+// MayDecide is asked), refused as DecideAs refuses.
+func (e *Engine) CancelAs(ctx context.Context, runID, by, via string, rules DecisionRules) error {
+	_, err := e.decide(ctx, store.Decision{RunID: runID, Action: store.ActionAbort, By: by, Via: via}, rules, true)
 	if errors.Is(err, store.ErrAlreadyDecided) {
 		return fmt.Errorf("run %s is already being aborted (%w)", runID, err)
 	}
