@@ -100,6 +100,29 @@ func ParseWords(prefix string, words []string) (Command, error) {
 	return cmd, nil
 }
 
+// ParseProcedure reads a procedure's command line through the table:
+// a maintenance window's command, read as the scheduler starts it
+// (schedule.ParseFunc) and as schedule add checked it. A word that is
+// no procedure gets the registry's answer, which names them.
+func ParseProcedure(line string) (procedures.Request, error) {
+	words, err := procedures.SplitWords(line)
+	if err != nil {
+		return procedures.Request{}, err
+	}
+	if len(words) == 0 {
+		return procedures.ParseRequest(words)
+	}
+	c, ok := lookupCommand(strings.ToLower(words[0]))
+	if !ok || !c.procedure {
+		return procedures.ParseRequest(words)
+	}
+	cmd := Command{Name: c.name}
+	if err := c.parse(&cmd, words[1:]); err != nil {
+		return procedures.Request{}, err
+	}
+	return cmd.Proc, nil
+}
+
 // parseProcedure reads a procedure's words through its registry.
 func parseProcedure(c *Command, args []string) error {
 	req, err := procedures.ParseRequest(append([]string{c.Name}, args...))

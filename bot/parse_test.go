@@ -177,3 +177,28 @@ func TestProcedureWordsParseAsTyped(t *testing.T) {
 		t.Fatal(`one argument "1.7.14 prod" was split into two`)
 	}
 }
+
+// A window's command is read by the table's parser, with the registry's
+// answers: the same request and the same mistakes as a typed procedure.
+func TestParseProcedureReadsAWindowsCommand(t *testing.T) {
+	for _, line := range []string{"upgrade 1.7.15 prod", "maintain backup", `maintain plugin enable "@nocobase/plugin-map"`, "start"} {
+		got, err := ParseProcedure(line)
+		if err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		typed, err := Parse("/nocobase", line)
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(typed.Proc) {
+			t.Fatalf("%s: %+v, typed %+v (%v)", line, got, typed.Proc, err)
+		}
+	}
+	for line, msg := range map[string]string{
+		"deploy":         `unknown procedure "deploy" (expected upgrade, maintain or start)`,
+		"status":         `unknown procedure "status"`,
+		"upgrade newest": `"newest" is not a NocoBase version or tag`,
+		`start "prod`:    "a quote is not closed",
+	} {
+		if _, err := ParseProcedure(line); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("%s: %v, want %q", line, err, msg)
+		}
+	}
+}

@@ -63,7 +63,7 @@ func (p *player) window(ctx context.Context, sc scene) (terminal.End, error) {
 	clock := shiftedClock{offset: nextSaturday2AM(now).Add(-8 * time.Second).Sub(now)}
 	sched, err := schedule.New(schedule.Options{
 		Store: p.st, Log: p.o.Log, Clock: clock, Events: p.bus,
-		Parse: procedures.ParseCommand, Start: p.eng.Start,
+		Parse: bot.ParseProcedure, Start: p.eng.Start,
 	})
 	if err != nil {
 		return terminal.End{}, err
