@@ -33,7 +33,9 @@ type commandDef struct {
 	// (the one named, the channel's, or the only one).
 	cluster bool
 	// data: the reply carries data a front may print as it is (--json).
-	data      bool
+	data bool
+	// procedure: one of the procedures' registry; it starts a run, or
+	// with --dry-run shows its plan.
 	procedure bool
 	parse     func(c *Command, args []string) error
 	run       func(d *Dispatcher, ctx context.Context, who Caller, cmd Command) Reply
