@@ -41,10 +41,6 @@ func languageCommands() []command {
 	return out
 }
 
-// readsRecords are the commands that read only the store (history, the
-// audit log): they run without the clusters and their secrets.
-var readsRecords = map[string]bool{"history": true, "audit": true}
-
 // listed is what the usage's line of a subcommand adds to the table's help.
 var listed = map[string]string{"cancel": "; drives the abort if no process does"}
 
@@ -101,7 +97,8 @@ func word(ctx context.Context, e *env, c bot.CommandHelp, argv []string) error {
 	})
 	var r bot.Reply
 	var a *app.App
-	if readsRecords[c.Name] {
+	if c.Records {
+		// Only the store: no clusters, no secrets besides the store's own.
 		cfg, log, err := load(g, e.stderr)
 		if err != nil {
 			return err
