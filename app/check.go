@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	slackfront "github.com/nocobot/nocobot/bot/slack"
 	"github.com/nocobot/nocobot/config"
 )
 
@@ -124,7 +125,7 @@ func connectChecks(ctx context.Context, cfg *config.Config, opts CheckOptions) [
 	}
 	add("store", func(ctx context.Context) (string, error) { return checkStore(ctx, cfg) })
 	if cfg.Slack.On() {
-		add("slack", func(ctx context.Context) (string, error) { return checkSlack(ctx, cfg, opts.SlackAPIURL) })
+		add("slack", func(ctx context.Context) (string, error) { return slackfront.Check(ctx, cfg, opts.SlackAPIURL) })
 	}
 	log := zerolog.Nop()
 	for i := range cfg.Clusters {

@@ -75,6 +75,9 @@ type Options struct {
 	// Clock times the retries of parked threads (tests: a fake clock);
 	// default the wall clock.
 	Clock ports.Clock
+	// SocketGrace is how long Socket Mode may be down before Ready
+	// fails; default 30 s.
+	SocketGrace time.Duration
 	// Replay remembers the requests already served, for every process
 	// on the store (the store does): a replay is refused even by another
 	// replica or after a restart. Required.
@@ -114,6 +117,8 @@ type Front struct {
 	subscribed chan struct{}
 	// socket is the Socket Mode connection's state; nil in HTTP mode.
 	socket *socketState
+	// auth is readiness's auth.test, asked at most every 30 s.
+	auth func(context.Context) error
 
 	mu      sync.Mutex
 	threads map[string]*thread // run id → thread being rendered
@@ -169,6 +174,9 @@ func New(opts Options, disp *bot.Dispatcher, eng Engine, log zerolog.Logger) (*F
 	if opts.ParkGiveUp <= 0 {
 		opts.ParkGiveUp = 24 * time.Hour
 	}
+	if opts.SocketGrace <= 0 {
+		opts.SocketGrace = socketGrace
+	}
 	if opts.Clock == nil {
 		opts.Clock = ports.SystemClock()
 	}
@@ -204,6 +212,7 @@ func New(opts Options, disp *bot.Dispatcher, eng Engine, log zerolog.Logger) (*F
 		f.socket = &socketState{}
 		f.socket.set(false, "not connected yet", time.Now())
 	}
+	f.auth = authCheck(api)
 	f.calls = &caller{log: log, timeout: opts.CallTimeout, maxBackoff: opts.MaxBackoff}
 	f.groups = newGroups(f.calls, api, opts.GroupTTL, log)
 	return f, nil
