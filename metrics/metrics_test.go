@@ -239,4 +239,3 @@ func TestMetricsMoveDuringRuns(t *testing.T) {
 		t.Errorf("the steps after the checkpoint are not counted on the engine that ran them")
 	}
 }
-
