@@ -110,7 +110,7 @@ func (t *thread) parkedWait(ctx context.Context) <-chan time.Time {
 func (t *thread) gaveUp(ctx context.Context) {
 	f := t.f
 	t.mu.Lock()
-	channel, why, cluster, since := t.channel, t.parked, t.run.Cluster, t.parkedSince
+	channel, why, cluster, since := t.channel, t.parked, t.view.Run.Cluster, t.parkedSince
 	t.mu.Unlock()
 	parkedFor := f.opts.Clock.Now().Sub(since).Round(time.Minute)
 	f.log.Warn().Str("run", t.runID).Str("channel", channel).Str("reason", why).Dur("parked_for", parkedFor).

@@ -27,7 +27,7 @@ type threadNote struct {
 func (t *thread) resolve(ctx context.Context) bool {
 	t.mu.Lock()
 	ok, loaded := t.channel != "", t.loaded
-	run := t.run
+	run := t.view.Run
 	t.mu.Unlock()
 	if ok {
 		return true
@@ -49,17 +49,14 @@ func (t *thread) resolve(ctx context.Context) bool {
 				t.known = map[string]string{}
 			}
 			for id, cp := range n.CPs {
-				if _, ok := t.cps[id]; !ok && t.known["cp:"+id] != "" {
-					t.cps[id] = newCPState(t.run, cp)
+				if _, ok := t.view.Questions[id]; !ok && t.known["cp:"+id] != "" {
+					t.view.Ask(cp)
 					t.ensure("cp:"+id, false)
 				}
 			}
 			// Decisions taken while the bot was away.
 			for _, d := range ds {
-				if cs, ok := t.cps[d.Checkpoint]; ok && cs.decision == nil {
-					dd := d
-					cs.decision = &dd
-				}
+				t.view.Decide(d)
 			}
 			for _, s := range t.slots {
 				if s.ts == "" {
@@ -123,9 +120,9 @@ func (t *thread) save(ctx context.Context) {
 			n.Msgs[s.key] = s.ts
 		}
 	}
-	for id, cs := range t.cps {
+	for id, q := range t.view.Questions {
 		if n.Msgs["cp:"+id] != "" {
-			n.CPs[id] = cs.cp
+			n.CPs[id] = q.Checkpoint
 		}
 	}
 	t.mu.Unlock()
