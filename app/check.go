@@ -52,6 +52,12 @@ func CheckConfig(ctx context.Context, path string, opts CheckOptions, out, errOu
 			}
 		}
 	}
+	// Keys read in an older place: the file loads; say where they go.
+	if cfg != nil {
+		for _, w := range cfg.WarningLines(path) {
+			fmt.Fprintln(errOut, w)
+		}
+	}
 	switch len(problems) {
 	case 0:
 	case 1:

@@ -20,6 +20,9 @@ func (a *App) Serve(ctx context.Context, version string) error {
 	if err != nil {
 		return err
 	}
+	for _, w := range a.Config.WarningLines("") {
+		a.Log.Warn().Msg(w)
+	}
 	// A cluster without a channel still runs; its runs show at the terminal.
 	if err := a.Config.CheckChannels(); err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {

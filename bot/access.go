@@ -38,7 +38,7 @@ func (d *Dispatcher) trusted(who Caller) bool {
 }
 
 // inObeyedChannel: a chat caller must write in a cluster's own channel
-// or one listed under access.channels; a terminal has no channels.
+// or one listed under access.slack.channels; a terminal has no channels.
 func (d *Dispatcher) inObeyedChannel(who Caller) bool {
 	if who.Via == ViaTerminal {
 		return true
@@ -46,14 +46,14 @@ func (d *Dispatcher) inObeyedChannel(who Caller) bool {
 	if who.Channel == "" {
 		return false
 	}
-	if slices.Contains(d.cfg.Access.Channels, who.Channel) {
+	if slices.Contains(d.cfg.Access.Slack.Channels, who.Channel) {
 		return true
 	}
 	for _, cl := range d.cfg.Clusters {
-		if cl.Channel == who.Channel {
+		if cl.Slack.Channel == who.Channel {
 			return true
 		}
-		if cl.Access != nil && slices.Contains(cl.Access.Channels, who.Channel) {
+		if cl.Access != nil && slices.Contains(cl.Access.Slack.Channels, who.Channel) {
 			return true
 		}
 	}

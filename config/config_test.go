@@ -72,7 +72,7 @@ func TestInvalidNamesFieldAndExpectation(t *testing.T) {
 		{"tz in cron", minimal + "    windows: [{id: w, cron: 'TZ=UTC', command: start}]\n", "windows[0]: invalid cron expression"},
 		{"bad tz", minimal + "    windows: [{id: w, cron: '@weekly', tz: Mars/Base, command: start}]\n", `"Mars/Base" is not a time zone`},
 		{"bad user", "access: {run: {users: [alice]}}\n" + minimal, `access.run.users: "alice" is not a Slack user id`},
-		{"channel name", strings.Replace(minimal, "name: prod", "name: prod\n    channel: '#ops'", 1), "the id, not the #name"},
+		{"channel name", strings.Replace(minimal, "name: prod", "name: prod\n    slack: {channel: '#ops'}", 1), "the id, not the #name"},
 		{"bad pull policy", minimal + "    image: {pull: sometimes}\n", `clusters[0] (prod).image.pull: "sometimes": expected always, missing or never`},
 		{"slack api url", "slack: {api_url: 'ftp://slack.example/api'}\n" + minimal, `slack.api_url: "ftp://slack.example/api": expected an http(s) URL`},
 		{"slack api url with token", "slack: {api_url: 'https://xoxb:hunter2@slack.example/api/'}\n" + minimal, "slack.api_url: holds credentials"},

@@ -76,8 +76,8 @@ func (c *Config) CheckChannels() error {
 	}
 	var errs []error
 	for _, cl := range c.Clusters {
-		if cl.Channel == "" {
-			errs = append(errs, fmt.Errorf("clusters (%s).channel: not set: with Slack on, the cluster's runs have no channel to post in (set its channel id, or slack.mode: off)", cl.Name))
+		if cl.Slack.Channel == "" {
+			errs = append(errs, fmt.Errorf("clusters (%s).slack.channel: not set: with Slack on, the cluster's runs have no channel to post in (set its channel id, or slack.mode: off)", cl.Name))
 		}
 	}
 	return errors.Join(errs...)

@@ -73,7 +73,7 @@ clusters:
 	if strings.Contains(err.Error(), "s3cret-value") {
 		t.Fatal("a secret's value is in the error")
 	}
-	if err := c.CheckChannels(); err == nil || !strings.Contains(err.Error(), "clusters (prod).channel: not set") {
+	if err := c.CheckChannels(); err == nil || !strings.Contains(err.Error(), "clusters (prod).slack.channel: not set") {
 		t.Fatalf("channels: %v", err)
 	}
 	for _, v := range []string{"NOCOBOT_CT_STORE", "NOCOBOT_CT_KEY", "NOCOBOT_CT_DB"} {

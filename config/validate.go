@@ -114,9 +114,9 @@ func (a *Access) validate(p *problems, f string) {
 			}
 		}
 	}
-	for _, ch := range a.Channels {
+	for _, ch := range a.Slack.Channels {
 		if !chanRE.MatchString(ch) {
-			p.add(fieldError(f+".channels", "%q is not a Slack channel id (expected e.g. C0123ABCD)", ch))
+			p.add(fieldError(f+".slack.channels", "%q is not a Slack channel id (expected e.g. C0123ABCD)", ch))
 		}
 	}
 }
@@ -132,8 +132,8 @@ func (a *Access) validateTerminal(p *problems) {
 }
 
 func (cl *Cluster) validate(p *problems, f string) {
-	if cl.Channel != "" && !chanRE.MatchString(cl.Channel) {
-		p.add(fieldError(f+".channel", "%q is not a Slack channel id (expected e.g. C0123ABCD; the id, not the #name)", cl.Channel))
+	if cl.Slack.Channel != "" && !chanRE.MatchString(cl.Slack.Channel) {
+		p.add(fieldError(f+".slack.channel", "%q is not a Slack channel id (expected e.g. C0123ABCD; the id, not the #name)", cl.Slack.Channel))
 	}
 	if h := cl.Docker.Host; h != "" && !strings.HasPrefix(h, "unix://") && !strings.HasPrefix(h, "tcp://") && !strings.HasPrefix(h, "npipe://") {
 		p.add(fieldError(f+".docker.host", "%q: expected unix:///path/docker.sock or tcp://host:port", h))

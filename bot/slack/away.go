@@ -15,9 +15,9 @@ type away struct {
 }
 
 // awayChannel is where a checkpoint goes while ch refuses the bot: the
-// first of access.channels that is not ch.
+// first of access.slack.channels that is not ch.
 func (f *Front) awayChannel(ch string) string {
-	for _, c := range f.cfg.Access.Channels {
+	for _, c := range f.cfg.Access.Slack.Channels {
 		if c != ch {
 			return c
 		}

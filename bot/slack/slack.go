@@ -66,7 +66,7 @@ type Options struct {
 	// ParkRetry is the first wait before a thread whose channel refuses
 	// the bot (not_in_channel) is tried again; each further wait doubles,
 	// up to ParkMaxRetry (default 1 h). After ParkGiveUp (default 24 h)
-	// it is no longer tried, and says so in access.channels. An
+	// it is no longer tried, and says so in access.slack.channels. An
 	// invitation of the bot posts it at once whatever the wait; default
 	// 1 min.
 	ParkRetry    time.Duration

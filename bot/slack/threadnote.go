@@ -75,8 +75,8 @@ func (t *thread) resolve(ctx context.Context) bool {
 		t.mu.Unlock()
 	}
 	ch := ""
-	if cl, ok := f.cfg.Cluster(run.Cluster); ok && cl.Channel != "" {
-		ch = cl.Channel
+	if cl, ok := f.cfg.Cluster(run.Cluster); ok && cl.Slack.Channel != "" {
+		ch = cl.Slack.Channel
 	}
 	if ch == "" && run.Via == "slack" {
 		f.mu.Lock()
@@ -92,8 +92,8 @@ func (t *thread) resolve(ctx context.Context) bool {
 			return false // the command that started it binds it in a moment
 		}
 	}
-	if ch == "" && len(f.cfg.Access.Channels) > 0 {
-		ch = f.cfg.Access.Channels[0]
+	if ch == "" && len(f.cfg.Access.Slack.Channels) > 0 {
+		ch = f.cfg.Access.Slack.Channels[0]
 	}
 	if ch == "" {
 		f.log.Warn().Str("run", t.runID).Str("cluster", run.Cluster).Msg("slack: no channel to render this run in (set the cluster's channel)")
