@@ -15,9 +15,9 @@ const (
 	permDecide permission = "decide" // checkpoint decisions
 )
 
-// Groups resolves the user groups the access rules name (Slack user
-// groups) to their members. A front whose users belong to no groups
-// passes none.
+// Groups resolves the user groups the access rules name to their
+// members, as the caller's front knows them. A front whose users belong
+// to no groups passes none.
 type Groups interface {
 	Members(ctx context.Context, group string) []string
 }
@@ -98,5 +98,5 @@ func (d *Dispatcher) denied(who Caller, msg string) Text {
 		return T(msg)
 	}
 	return T(msg, "\nAt this terminal you are ", Person(who.User),
-		": map your OS user to a Slack user id under access.terminal_users in the configuration, or set access.trust_terminal: true.")
+		": map your OS user to the user id the access rules name, under access.terminal_users in the configuration, or set access.trust_terminal: true.")
 }

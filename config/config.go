@@ -68,7 +68,8 @@ type Store struct {
 	Schema      string `yaml:"schema"` // default "nocobot"
 }
 
-// Slack configures the Slack front.
+// Slack configures the Slack front; package bot/slack checks it (and
+// the Slack ids the rules and clusters name) when it is built in.
 type Slack struct {
 	Mode             string `yaml:"mode"` // "socket" (default), "http" or "off"
 	BotTokenEnv      string `yaml:"bot_token_env"`
@@ -428,9 +429,6 @@ func cleanYAMLError(err error) error {
 var (
 	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 	envRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	userRE   = regexp.MustCompile(`^[UW][A-Z0-9]{2,}$`)
-	groupRE  = regexp.MustCompile(`^S[A-Z0-9]{2,}$`)
-	chanRE   = regexp.MustCompile(`^[CG][A-Z0-9]{2,}$`)
 	windowRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 )
 
