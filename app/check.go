@@ -44,7 +44,7 @@ func CheckConfig(ctx context.Context, path string, opts CheckOptions, out, errOu
 		if err := CheckWindows(cfg); err != nil {
 			problems = append(problems, path+": "+err.Error())
 		}
-		for _, err := range []error{cfg.CheckSecrets(), cfg.CheckChannels()} {
+		for _, err := range []error{cfg.CheckSecrets(), cfg.CheckFronts()} {
 			if err != nil {
 				for _, line := range strings.Split(err.Error(), "\n") {
 					problems = append(problems, path+": "+line)

@@ -24,7 +24,7 @@ func (a *App) Serve(ctx context.Context, version string) error {
 		a.Log.Warn().Msg(w)
 	}
 	// A cluster without a channel still runs; its runs show at the terminal.
-	if err := a.Config.CheckChannels(); err != nil {
+	if err := a.Config.CheckFronts(); err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			a.Log.Warn().Msg(line)
 		}

@@ -1,6 +1,7 @@
 package slack
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -12,7 +13,43 @@ import (
 
 // The Slack front's part of the configuration is checked with the rest
 // of the file, each problem by line, wherever this package is built in.
-func init() { config.RegisterFront(checkConfig) }
+func init() {
+	config.RegisterFront(config.Front{Check: checkConfig, Secrets: secrets, Serving: checkChannels})
+}
+
+// secrets are the tokens the Slack mode needs, and those it may use.
+func secrets(c *config.Config) []config.SecretField {
+	sl := c.Slack
+	if !sl.On() {
+		return nil
+	}
+	need := func(field, env, what string) config.SecretField {
+		return config.SecretField{Field: field, Env: env,
+			Missing: fmt.Sprintf("required while slack.mode is %s: name the variable that holds %s", sl.Mode, what)}
+	}
+	fs := []config.SecretField{need("slack.bot_token_env", sl.BotTokenEnv, "the bot token, xoxb-…")}
+	if sl.Mode == "http" {
+		return append(fs, need("slack.signing_secret_env", sl.SigningSecretEnv, "the signing secret of http mode"),
+			config.SecretField{Field: "slack.app_token_env", Env: sl.AppTokenEnv})
+	}
+	return append(fs, need("slack.app_token_env", sl.AppTokenEnv, "the app-level token of socket mode, xapp-…"),
+		config.SecretField{Field: "slack.signing_secret_env", Env: sl.SigningSecretEnv})
+}
+
+// checkChannels reports, while Slack is on, every cluster without a
+// channel: its runs would have no thread, and its commands must name it.
+func checkChannels(c *config.Config) error {
+	if !c.Slack.On() {
+		return nil
+	}
+	var errs []error
+	for _, cl := range c.Clusters {
+		if cl.Slack.Channel == "" {
+			errs = append(errs, fmt.Errorf("clusters (%s).slack.channel: not set: with Slack on, the cluster's runs have no channel to post in (set its channel id, or slack.mode: off)", cl.Name))
+		}
+	}
+	return errors.Join(errs...)
+}
 
 var (
 	userID    = regexp.MustCompile(`^[UW][A-Z0-9]{2,}$`)
