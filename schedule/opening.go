@@ -10,6 +10,7 @@ import (
 	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
+	"github.com/nocobot/nocobot/window"
 )
 
 // errChangedMeanwhile: the window a change was meant for has been
@@ -251,7 +252,7 @@ func (s *Scheduler) startWindowRun(ctx context.Context, w store.Window, approver
 	if req.Cluster == "" {
 		req.Cluster = w.Cluster
 	}
-	req.Requester, req.Via = "scheduler:"+w.ID, "scheduler"
+	req.Requester, req.Via = procedures.ViaScheduler+":"+w.ID, procedures.ViaScheduler
 	req.OnBehalfOf = approver
 	if req.OnBehalfOf == "" && !w.FromConfig {
 		req.OnBehalfOf = w.CreatedBy
@@ -269,7 +270,7 @@ func (s *Scheduler) parsed(w store.Window) (parsedSpec, error) {
 	if p, ok := s.scheds[key]; ok {
 		return p, nil
 	}
-	sched, loc, err := ParseWindowSpec(w.Spec, w.TZ)
+	sched, loc, err := window.ParseSpec(w.Spec, w.TZ)
 	if err != nil {
 		return parsedSpec{}, err
 	}
@@ -283,5 +284,5 @@ func specKey(w store.Window) string { return w.Spec + "\x00" + w.TZ }
 
 // requesterWindow is the window id of a run the scheduler started.
 func requesterWindow(requester string) (string, bool) {
-	return strings.CutPrefix(requester, "scheduler:")
+	return strings.CutPrefix(requester, procedures.ViaScheduler+":")
 }

@@ -2,7 +2,6 @@ package backup
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
@@ -46,12 +45,11 @@ func TestMeasureKinds(t *testing.T) {
 	dir := testenv.TempDir(t)
 	storage := filepath.Join(dir, "storage")
 	nocobaseLikeStorage(t, storage)
-	fillStorage(t, storage, stMB)
+	testenv.FillStorage(t, storage, stMB)
 	start := time.Now()
-	fillDatabase(t, dbURL, mb)
-	var dbSize int64
 	c := connect(t, dbURL)
-	c.QueryRow(ctx, "SELECT pg_database_size(current_database())").Scan(&dbSize)
+	nocobaseLikeSchema(t, c, 5, 100)
+	dbSize := testenv.FillDatabase(t, dbURL, mb)
 	dbName := c.Config().Database
 	c.Close(ctx)
 	t.Logf("database %s on disk (filled in %s), storage %d MiB", format.Bytes(dbSize), time.Since(start).Round(time.Second), stMB)
@@ -175,21 +173,4 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
-}
-
-// fillStorage adds mb MiB of uploads (incompressible, 1 MiB files) to a
-// storage folder.
-func fillStorage(t *testing.T, root string, mb int) {
-	t.Helper()
-	buf := make([]byte, 1<<20)
-	for i := range mb {
-		rand.Read(buf)
-		p := filepath.Join(root, "uploads", fmt.Sprintf("bulk/%03d/file-%d.bin", i/100, i))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, buf, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 }

@@ -1,7 +1,7 @@
 // Package nocobase talks to the NocoBase application on one node: the
 // health check, the version, and plugin management through the API.
 //
-// Response shapes are those described in /work/shared/nocobase-facts.md
+// Response shapes are those described in docs/nocobase.md
 // (gateway/index.ts and plugin-manager/options/resource.ts).
 package nocobase
 

@@ -20,7 +20,7 @@ import (
 
 const secretKey = "sk-very-secret-api-key"
 
-// Answers in the shapes seen on a real NocoBase 2.2.15 (nocobase-facts.md).
+// Answers in the shapes seen on a real NocoBase 2.2.15 (docs/nocobase.md).
 func commanding(command, message string) string {
 	return fmt.Sprintf(`{"error":{"status":503,"maintaining":true,"message":%q,"command":{"name":%q},"code":"APP_COMMANDING"}}`, message, command)
 }
