@@ -97,7 +97,7 @@ type Front struct {
 	eng    Engine
 	log    zerolog.Logger
 	api    *slack.Client
-	calls  *caller
+	calls  *apiCalls
 	groups *groups
 
 	command string // "/nocobase"
@@ -213,7 +213,7 @@ func New(opts Options, disp *bot.Dispatcher, eng Engine, log zerolog.Logger) (*F
 		f.socket.set(false, "not connected yet", time.Now())
 	}
 	f.auth = authCheck(api)
-	f.calls = &caller{log: log, timeout: opts.CallTimeout, maxBackoff: opts.MaxBackoff}
+	f.calls = &apiCalls{log: log, timeout: opts.CallTimeout, maxBackoff: opts.MaxBackoff}
 	f.groups = newGroups(f.calls, api, opts.GroupTTL, log)
 	return f, nil
 }
