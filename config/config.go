@@ -439,15 +439,6 @@ func (c *Config) defaults() {
 	if c.Store.Schema == "" {
 		c.Store.Schema = "nocobot"
 	}
-	if c.Slack.Mode == "" {
-		c.Slack.Mode = "socket"
-	}
-	if c.Slack.Command == "" {
-		c.Slack.Command = "/nocobase"
-	}
-	if c.Slack.Mode == "http" && c.Slack.Listen == "" {
-		c.Slack.Listen = ":3000"
-	}
 	if c.Schedule.MissedGrace == 0 {
 		c.Schedule.MissedGrace = Duration(15 * time.Minute)
 	}

@@ -35,7 +35,7 @@ func TestMinimalGetsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl := c.Clusters[0]
-	if c.Store.Path != "nocobot.db" || c.Slack.Mode != "socket" || cl.Backup.Storage.Path != "/app/nocobase/storage" ||
+	if c.Store.Path != "nocobot.db" || cl.Backup.Storage.Path != "/app/nocobase/storage" ||
 		cl.Timeouts.OnCheckpoint != "remind" || cl.Nodes.Parallelism != 0 {
 		t.Fatalf("defaults not applied: %+v", c)
 	}

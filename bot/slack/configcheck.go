@@ -58,7 +58,8 @@ var (
 )
 
 // checkConfig checks the slack block, and the Slack ids the access rules
-// and the clusters name; it adds the trailing slash slack.api_url needs.
+// and the clusters name; it adds the trailing slash slack.api_url needs
+// and the block's defaults (socket mode, /nocobase, :3000 in http mode).
 func checkConfig(c *config.Config) []error {
 	var errs []error
 	add := func(err error) {
@@ -109,6 +110,15 @@ func checkConfig(c *config.Config) []error {
 		if cl.Access != nil {
 			errs = append(errs, checkAccess(*cl.Access, f+".access")...)
 		}
+	}
+	if sl.Mode == "" {
+		sl.Mode = "socket"
+	}
+	if sl.Command == "" {
+		sl.Command = "/nocobase"
+	}
+	if sl.Mode == "http" && sl.Listen == "" {
+		sl.Listen = ":3000"
 	}
 	return errs
 }

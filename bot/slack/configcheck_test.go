@@ -58,3 +58,19 @@ func TestSlackAPIURL(t *testing.T) {
 		t.Fatalf("api_url = %q, want it with its trailing slash", c.Slack.APIURL)
 	}
 }
+
+// The slack block's defaults: socket mode, /nocobase, and in http mode
+// the port 3000.
+func TestSlackDefaults(t *testing.T) {
+	c, err := config.Parse(strings.NewReader(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Slack.Mode != "socket" || c.Slack.Command != "/nocobase" || c.Slack.Listen != "" || !c.Slack.On() {
+		t.Fatalf("defaults: %+v", c.Slack)
+	}
+	c, err = config.Parse(strings.NewReader("slack: {mode: http}\n" + minimal))
+	if err != nil || c.Slack.Listen != ":3000" {
+		t.Fatalf("http mode: %v, %+v", err, c.Slack)
+	}
+}
