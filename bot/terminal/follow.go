@@ -166,7 +166,11 @@ func (w *follower) update(ctx context.Context, r store.Run) {
 			fmt.Fprintf(f.out, "%s: %d steps, R1 to R%d as the plan numbers them\n", f.scr.paint(yellow, "Roll back"), n, n)
 		}
 		if s.Status != prev.Status || s.Attempt != prev.Attempt {
-			w.printStep(r.Steps, i)
+			// A step that began and ended between two snapshots (or
+			// before an attach) gets its start line too: the done line
+			// names it only by number.
+			startShown := prev.Status == store.StepRunning && prev.Attempt == s.Attempt
+			w.printStep(r.Steps, i, startShown)
 		}
 		if s.Status == store.StepRunning && (prev.Status != store.StepRunning || s.Attempt != prev.Attempt) {
 			delete(w.progSeen, i) // a new attempt: its own progress
@@ -220,7 +224,7 @@ func deciderName(d store.Decision) string {
 
 // At a terminal only the marks and times are coloured: "3/10 Title"
 // stays one run of text, for the eye and for a search of the screen.
-func (w *follower) printStep(steps []store.Step, i int) {
+func (w *follower) printStep(steps []store.Step, i int, startShown bool) {
 	out, scr, s := w.f.out, w.f.scr, steps[i]
 	at := "[" + w.f.now().Format("15:04:05") + "]"
 	if !s.Ended.IsZero() {
@@ -240,6 +244,9 @@ func (w *follower) printStep(steps []store.Step, i int) {
 			fmt.Fprintf(out, "%s %s %s %s %s: %s\n", scr.paint(dim, at), scr.paint(green, "✔"), num, Clean(s.Title),
 				scr.paint(dim, "done in "+format.Duration(s.Ended.Sub(s.Started))), Clean(s.Detail))
 			return
+		}
+		if !startShown {
+			fmt.Fprintf(out, "[%s] ▶ %s %s%s\n", s.Started.Format("15:04:05"), num, Clean(s.Title), attemptNote(s))
 		}
 		fmt.Fprintf(out, "%s ✔ %s done in %s: %s\n", at, num, format.Duration(s.Ended.Sub(s.Started)), Clean(s.Detail))
 	case store.StepFailed:
