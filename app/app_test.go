@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/nocobot/nocobot/app"
+	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/config"
 	"github.com/nocobot/nocobot/internal/testenv"
 	"github.com/nocobot/nocobot/store"
@@ -222,10 +223,10 @@ func TestNewBuildsWithoutContactingClusters(t *testing.T) {
 	if names := a.Engine.ClusterNames(); len(names) != 1 || names[0] != "prod" {
 		t.Fatalf("clusters: %v", names)
 	}
-	if c, err := a.Dispatcher.ResolveCluster("", ""); err != nil || c != "prod" {
+	if c, err := a.Dispatcher.ResolveCluster("", bot.Caller{}); err != nil || c != "prod" {
 		t.Fatalf("resolve: %q, %v", c, err)
 	}
-	if _, err := a.Dispatcher.ResolveCluster("staging", ""); err == nil || !strings.Contains(err.Error(), `unknown cluster "staging" (known: prod)`) {
+	if _, err := a.Dispatcher.ResolveCluster("staging", bot.Caller{}); err == nil || !strings.Contains(err.Error(), `unknown cluster "staging" (known: prod)`) {
 		t.Fatalf("resolve staging: %v", err)
 	}
 }

@@ -185,7 +185,7 @@ func (d *Dispatcher) run(ctx context.Context, who Caller, cmd Command) Reply {
 	if !c.cluster {
 		return c.run(d, ctx, who, cmd)
 	}
-	cluster, err := d.ResolveCluster(cmd.Cluster, who.Channel)
+	cluster, err := d.ResolveCluster(cmd.Cluster, who)
 	if err != nil {
 		return refused(T(err.Error()+"\nUsage: "+Usage(who.Prefix, cmd.Name)), err)
 	}
