@@ -102,15 +102,27 @@ func (x *runner) await(ctx context.Context) error {
 	)
 	for {
 		if d, ok := x.decisionFor(ctx, cp.ID); ok {
+			if d.Action != store.ActionContinue {
+				x.stopEarly()
+			}
 			return x.apply(ctx, d)
 		}
+		// Begun after the first look at the decisions: a decision recorded
+		// before a restart is applied without starting anything.
+		x.beginEarly(ctx, cp)
+		earlyLine, earlyDone := x.earlyEvents()
 		var deadline <-chan time.Time
 		if !cp.Deadline.IsZero() && !decided && retry == nil {
 			deadline = x.e.clock.After(cp.Deadline.Sub(x.e.clock.Now()))
 		}
 		select {
 		case <-ctx.Done():
+			x.stopEarly()
 			return errStop
+		case msg := <-earlyLine:
+			x.earlyProgress(msg)
+		case <-earlyDone:
+			x.earlyEnded()
 		case <-x.wake:
 		case <-time.After(x.e.poll):
 		case <-retry:
@@ -248,6 +260,8 @@ func decider(d store.Decision) string {
 }
 
 func (x *runner) startRollback(ctx context.Context, d store.Decision) error {
+	// The roll-back stops every node itself.
+	x.stopEarly()
 	now := x.e.clock.Now()
 	for i := x.run.Current; i < len(x.run.Steps); i++ {
 		st := &x.run.Steps[i]
@@ -272,6 +286,7 @@ func (x *runner) startRollback(ctx context.Context, d store.Decision) error {
 }
 
 func (x *runner) abort(ctx context.Context, d store.Decision) error {
+	x.undoEarly(ctx, x.run.Checkpoint)
 	now := x.e.clock.Now()
 	untouched := ChangedNothing(x.run)
 	for i := range x.run.Steps {

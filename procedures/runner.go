@@ -22,6 +22,9 @@ type runner struct {
 	run store.Run
 
 	storeDown bool
+	// early is the work running while a checkpoint waits (start during
+	// verify); only the drive goroutine touches this field.
+	early *earlyStart
 }
 
 // errStop means the runner must stop driving the run (shutdown or lost
@@ -29,6 +32,7 @@ type runner struct {
 var errStop = errors.New("stop driving run")
 
 func (x *runner) drive(ctx context.Context, resumed bool) {
+	defer x.stopEarly()
 	if resumed {
 		if err := x.resume(ctx); err != nil {
 			return

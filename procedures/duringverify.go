@@ -1,0 +1,242 @@
+package procedures
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nocobot/nocobot/format"
+	"github.com/nocobot/nocobot/store"
+)
+
+// Start during verify (an upgrade's option, off by default): once the
+// first node is healthy on the new version, the others start while the
+// verify checkpoint waits, traffic still on the maintenance page. The
+// 503 period becomes stop + backup + first start + the longer of the
+// check and the others' start, instead of their sum. Continue sends
+// traffic back as soon as every node is healthy; roll back and abort
+// stop the others with the work. The others start exactly as the
+// start-rest step starts them (startRest: never two upgrading at once).
+//
+// The start runs beside the runner, in memory only: a restart during the
+// checkpoint starts it again (startRest is idempotent), and one after
+// Continue runs the start-rest step as usual.
+
+// paramStartDuringVerify is the run's parameter that turns it on ("yes"),
+// fixed at the run's start so that a restart keeps it.
+const paramStartDuringVerify = "start_during_verify"
+
+// runParams are a new run's parameters: the request's, with the cluster's
+// settings that hold for the whole run.
+func runParams(c *Cluster, req Request) map[string]string {
+	p := req.params()
+	if req.Procedure == ProcUpgrade && (req.StartDuringVerify == nil && c.StartDuringVerify ||
+		req.StartDuringVerify != nil && *req.StartDuringVerify) {
+		p[paramStartDuringVerify] = "yes"
+	}
+	return p
+}
+
+// startsDuringVerify reports whether a run starts the other nodes while
+// its verify checkpoint waits.
+func startsDuringVerify(r *store.Run) bool { return r.Params[paramStartDuringVerify] == "yes" }
+
+// duringVerifyPlan is the plan's line on the option.
+func duringVerifyPlan(c *Cluster, req Request) string {
+	why := "configured"
+	if req.StartDuringVerify != nil {
+		why = "asked for this run"
+	}
+	if runParams(c, req)[paramStartDuringVerify] == "" {
+		return fmt.Sprintf("off (%s): the other nodes start after you continue at the check, as NocoBase's guide orders it", why)
+	}
+	return fmt.Sprintf("on (%s): the other nodes start while you check the first, traffic still on the maintenance page; "+
+		"continue sends traffic back as soon as all are healthy, roll back or abort stops them", why)
+}
+
+func verifyStepDef(early bool) stepDef {
+	d := stepDef{name: "verify", title: "Verify checkpoint", checkpoint: "verify", question: func(env *stepEnv) (string, string) {
+		f := env.facts()
+		q := fmt.Sprintf("%s runs %s on one node (%s). Check it works, then continue, roll back (restores backup %s) or abort.",
+			env.clusterName(), f.ToVersion(), f.TargetImage(), f.BackupID())
+		if early {
+			q += " Start during verify is on: the other nodes are starting meanwhile, traffic still on the maintenance page; " +
+				"continue sends traffic back as soon as all are healthy, roll back or abort stops them."
+		}
+		return q, f.FirstURL()
+	}}
+	if early {
+		d.title = "Verify checkpoint, the other nodes starting meanwhile (traffic still on the maintenance page)"
+		d.meanwhile = func(ctx context.Context, env *stepEnv) (string, error) {
+			f := env.facts()
+			return startRest(ctx, env, upgradeTarget(f, f.Nodes()))
+		}
+		d.undoMeanwhile = func(ctx context.Context, env *stepEnv) (string, error) {
+			return stopNodes(ctx, env, env.facts().FirstNode())
+		}
+	}
+	return d
+}
+
+func startRestStepDef(early bool) stepDef {
+	d := stepDef{name: "start-rest", title: "Start the other nodes (never two upgrading at once), each waited healthy", idempotent: true,
+		do: func(ctx context.Context, env *stepEnv) (string, error) {
+			f := env.facts()
+			return startRest(ctx, env, upgradeTarget(f, f.Nodes()))
+		}}
+	if early {
+		d.title = "The other nodes, started during the check: each healthy"
+		d.do = finishEarlyStart
+	}
+	return d
+}
+
+// finishEarlyStart waits for the start begun at the checkpoint, then
+// confirms every node with startRest (quick on running, healthy nodes; a
+// node that failed or stopped is started again).
+func finishEarlyStart(ctx context.Context, env *stepEnv) (string, error) {
+	f := env.facts()
+	exp := upgradeTarget(f, f.Nodes())
+	es := env.rn.takeEarly()
+	if es == nil {
+		// The process restarted since the checkpoint: start them here.
+		return startRest(ctx, env, exp)
+	}
+	if err := es.wait(ctx, env.progress); err != nil {
+		return "", err
+	}
+	began := time.Now()
+	detail, err := startRest(ctx, env, exp)
+	if err != nil {
+		return "", err
+	}
+	if es.err != nil {
+		return fmt.Sprintf("%s (the start during the check failed: %v; started again after continue)", detail, es.err), nil
+	}
+	return fmt.Sprintf("%s, during the check; all healthy at continue (confirmed in %s)", es.detail, format.Duration(time.Since(began))), nil
+}
+
+// earlyStart is a checkpoint's work running beside the runner.
+type earlyStart struct {
+	step     int
+	cancel   context.CancelFunc
+	done     chan struct{}
+	progress chan string // lines for the runner to publish; dropped when full
+	detail   string      // set before done closes
+	err      error
+	reported bool // its end was published at the checkpoint
+}
+
+// wait waits until the work ends, passing its progress lines to report;
+// when ctx ends first it stops the work and returns ctx's error.
+func (es *earlyStart) wait(ctx context.Context, report func(string)) error {
+	for {
+		select {
+		case msg := <-es.progress:
+			report(msg)
+		case <-es.done:
+			return nil
+		case <-ctx.Done():
+			es.cancel()
+			<-es.done
+			return ctx.Err()
+		}
+	}
+}
+
+// beginEarly starts the open checkpoint's meanwhile work, once.
+func (x *runner) beginEarly(ctx context.Context, cp *store.Checkpoint) {
+	if x.early != nil || cp.Step >= len(x.run.Steps) {
+		return
+	}
+	d := x.def(cp.Step)
+	if d.meanwhile == nil || cp.Kind != d.checkpoint {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, x.c.StepTimeout)
+	es := &earlyStart{step: cp.Step, cancel: cancel, done: make(chan struct{}), progress: make(chan string, 64)}
+	env := &stepEnv{rn: x, c: x.c, step: cp.Step, report: func(msg string) {
+		select {
+		case es.progress <- msg:
+		default:
+		}
+	}}
+	x.early = es
+	go func() {
+		defer close(es.done)
+		defer cancel()
+		es.detail, es.err = d.meanwhile(wctx, env)
+	}()
+}
+
+// stopEarly stops the meanwhile work, if any, and waits until it ends.
+func (x *runner) stopEarly() {
+	if es := x.early; es != nil {
+		x.early = nil
+		es.cancel()
+		<-es.done
+	}
+}
+
+// takeEarly hands the meanwhile work to the step after its checkpoint.
+func (x *runner) takeEarly() *earlyStart {
+	es := x.early
+	x.early = nil
+	return es
+}
+
+// earlyEvents are the meanwhile work's channels for await's select; nil
+// (never ready) without one or once it ended.
+func (x *runner) earlyEvents() (<-chan string, <-chan struct{}) {
+	if x.early == nil || x.early.reported {
+		return nil, nil
+	}
+	return x.early.progress, x.early.done
+}
+
+// earlyProgress publishes a line of the meanwhile work on its checkpoint.
+func (x *runner) earlyProgress(msg string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.run.Steps[x.early.step].Progress = msg
+	x.e.publish(EventStepProgress, x.run, x.early.step, msg, nil)
+}
+
+// earlyEnded says at the checkpoint how the meanwhile work ended; a
+// failure leaves the nodes for continue to start again.
+func (x *runner) earlyEnded() {
+	es := x.early
+	es.reported = true
+	for len(es.progress) > 0 {
+		x.earlyProgress(<-es.progress)
+	}
+	if es.err != nil {
+		x.earlyProgress(fmt.Sprintf("the other nodes did not all start: %v. Continue starts them again; roll back or abort stops them.", es.err))
+		return
+	}
+	x.earlyProgress(fmt.Sprintf("%s: continue sends traffic back at once", es.detail))
+}
+
+// undoEarly, on an abort at a checkpoint whose meanwhile work may have
+// run (in this process or before a restart), undoes it: the others are
+// stopped, as an abort without the option leaves them.
+func (x *runner) undoEarly(ctx context.Context, cp *store.Checkpoint) {
+	x.stopEarly()
+	if cp == nil || cp.Step >= len(x.run.Steps) {
+		return
+	}
+	d := x.def(cp.Step)
+	if d.undoMeanwhile == nil || cp.Kind != d.checkpoint {
+		return
+	}
+	uctx, cancel := context.WithTimeout(ctx, x.c.StepTimeout)
+	defer cancel()
+	env := &stepEnv{rn: x, c: x.c, step: cp.Step}
+	detail, err := d.undoMeanwhile(uctx, env)
+	if err != nil {
+		x.e.log.Warn().Err(err).Str("run", x.run.ID).Msg("abort: could not stop the nodes started during the check")
+		env.progress(fmt.Sprintf("could not stop the nodes started during the check: %v", err))
+		return
+	}
+	env.progress("abort: " + detail + " (started during the check)")
+}
