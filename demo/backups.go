@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // backups is the simulated backup destination: a pg_dump of the database
@@ -17,7 +17,7 @@ type backups struct{ c *Cluster }
 func (b backups) Check(ctx context.Context) error { return ctx.Err() }
 
 // Create implements procedures.Backups.
-func (b backups) Create(ctx context.Context, req procedures.BackupRequest, progress procedures.Progress) (procedures.BackupInfo, error) {
+func (b backups) Create(ctx context.Context, req ports.BackupRequest, progress ports.Progress) (ports.BackupInfo, error) {
 	c := b.c
 	c.mu.Lock()
 	// An upgrade backs up with every node stopped, a maintenance with one
@@ -37,21 +37,21 @@ func (b backups) Create(ctx context.Context, req procedures.BackupRequest, progr
 	for _, p := range parts {
 		progress(p)
 		if err := sleep(ctx, c.t.backup/time.Duration(len(parts))); err != nil {
-			return procedures.BackupInfo{}, err
+			return ports.BackupInfo{}, err
 		}
 	}
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	info := procedures.BackupInfo{ID: fmt.Sprintf("%s-%s-%d", req.Cluster, now.UTC().Format("20060102-150405"), len(c.backups)+1),
-		Cluster: req.Cluster, Version: req.Version, Image: req.Image, Created: now, Size: 265 << 20, Verified: true, RunID: req.RunID, Kind: procedures.BackupDump}
+	info := ports.BackupInfo{ID: fmt.Sprintf("%s-%s-%d", req.Cluster, now.UTC().Format("20060102-150405"), len(c.backups)+1),
+		Cluster: req.Cluster, Version: req.Version, Image: req.Image, Created: now, Size: 265 << 20, Verified: true, RunID: req.RunID, Kind: ports.BackupDump}
 	c.backups = append(c.backups, info)
 	c.backupDB[info.ID] = db
 	return info, nil
 }
 
 // Verify implements procedures.Backups.
-func (b backups) Verify(ctx context.Context, id string) (procedures.BackupInfo, error) {
+func (b backups) Verify(ctx context.Context, id string) (ports.BackupInfo, error) {
 	b.c.mu.Lock()
 	defer b.c.mu.Unlock()
 	for _, i := range b.c.backups {
@@ -59,12 +59,12 @@ func (b backups) Verify(ctx context.Context, id string) (procedures.BackupInfo, 
 			return i, ctx.Err()
 		}
 	}
-	return procedures.BackupInfo{}, fmt.Errorf("no backup %s", id)
+	return ports.BackupInfo{}, fmt.Errorf("no backup %s", id)
 }
 
 // Restore implements procedures.Backups: the database goes back to the
 // version it had when the backup was taken.
-func (b backups) Restore(ctx context.Context, id string, progress procedures.Progress) error {
+func (b backups) Restore(ctx context.Context, id string, progress ports.Progress) error {
 	c := b.c
 	if _, err := b.Verify(ctx, id); err != nil {
 		return err
@@ -91,19 +91,19 @@ func (b backups) Restore(ctx context.Context, id string, progress procedures.Pro
 // PlanKind implements procedures.Backups: the simulated server takes
 // dumps (a real PostgreSQL with every node stopped copies in place).
 func (b backups) PlanKind(ctx context.Context, nodesStopped bool) (kind, reason string) {
-	return procedures.BackupDump, "the simulated database is dumped"
+	return ports.BackupDump, "the simulated database is dumped"
 }
 
 // Export implements procedures.Backups: a dump is portable already.
-func (b backups) Export(ctx context.Context, id string, progress procedures.Progress) (procedures.BackupInfo, error) {
+func (b backups) Export(ctx context.Context, id string, progress ports.Progress) (ports.BackupInfo, error) {
 	return b.Verify(ctx, id)
 }
 
 // List implements procedures.Backups, newest first.
-func (b backups) List(ctx context.Context) ([]procedures.BackupInfo, error) {
+func (b backups) List(ctx context.Context) ([]ports.BackupInfo, error) {
 	b.c.mu.Lock()
 	defer b.c.mu.Unlock()
-	out := make([]procedures.BackupInfo, 0, len(b.c.backups))
+	out := make([]ports.BackupInfo, 0, len(b.c.backups))
 	for i := len(b.c.backups) - 1; i >= 0; i-- {
 		out = append(out, b.c.backups[i])
 	}

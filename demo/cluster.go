@@ -10,11 +10,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // timing is how long the simulated cluster takes for each thing: a real
-// cluster's proportions (nocobase-facts: a start takes 15–45 s, a plugin
+// cluster's proportions (docs/nocobase.md: a start takes 15–45 s, a plugin
 // enable about 8 s), shrunk so the whole demo lasts about a minute.
 type timing struct {
 	stop, containerStart, refused, boot, migrate, plugin, pull, backup, restore, lb time.Duration
@@ -54,9 +54,9 @@ type Cluster struct {
 	nodes      []*simNode
 	nextID     int
 	dbVersion  string
-	lb         procedures.LBMode
+	lb         ports.LBMode
 	plugins    map[string]bool
-	backups    []procedures.BackupInfo
+	backups    []ports.BackupInfo
 	backupDB   map[string]string // backup id → database version in it
 	violations []string
 }
@@ -65,7 +65,7 @@ const imageRepo = "nocobase/nocobase"
 
 // newCluster makes a running cluster of nodes named names on version.
 func newCluster(t timing, version string, names ...string) *Cluster {
-	c := &Cluster{t: t, dbVersion: version, lb: procedures.LBNormal, plugins: map[string]bool{}, backupDB: map[string]string{}}
+	c := &Cluster{t: t, dbVersion: version, lb: ports.LBNormal, plugins: map[string]bool{}, backupDB: map[string]string{}}
 	for _, n := range names {
 		c.nextID++
 		c.nodes = append(c.nodes, &simNode{name: n, image: imageRepo + ":" + version, id: c.nextID, running: true, started: time.Now().Add(-time.Hour)})
@@ -127,7 +127,7 @@ func (c *Cluster) settled(version string) bool {
 			return false
 		}
 	}
-	return c.dbVersion == version && c.lb == procedures.LBNormal
+	return c.dbVersion == version && c.lb == ports.LBNormal
 }
 
 // sleep waits d or until ctx ends.
@@ -143,19 +143,19 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 // List implements procedures.Nodes.
-func (c *Cluster) List(ctx context.Context) ([]procedures.Node, error) {
+func (c *Cluster) List(ctx context.Context) ([]ports.Node, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]procedures.Node, len(c.nodes))
+	out := make([]ports.Node, len(c.nodes))
 	for i, n := range c.nodes {
 		state := "exited"
 		if n.running {
 			state = "running"
 		}
-		out[i] = procedures.Node{Name: n.name, ID: fmt.Sprintf("%012x", 0xc0ffee000000+n.id), Image: n.image,
+		out[i] = ports.Node{Name: n.name, ID: fmt.Sprintf("%012x", 0xc0ffee000000+n.id), Image: n.image,
 			Digest: digestOf(n.image), State: state, URL: "http://" + n.name + ":13000"}
 	}
 	return out, nil
@@ -170,12 +170,12 @@ func digestOf(image string) string {
 
 // Resolve implements procedures.Nodes: the simulated registry's images
 // carry no version label, so the version is known once a node runs them.
-func (c *Cluster) Resolve(ctx context.Context, image string) (procedures.ImageInfo, error) {
+func (c *Cluster) Resolve(ctx context.Context, image string) (ports.ImageInfo, error) {
 	if err := ctx.Err(); err != nil {
-		return procedures.ImageInfo{}, err
+		return ports.ImageInfo{}, err
 	}
 	d := digestOf(image)
-	return procedures.ImageInfo{Ref: image, ID: d, Digest: d, Pinned: image}, nil
+	return ports.ImageInfo{Ref: image, ID: d, Digest: d, Pinned: image}, nil
 }
 
 // Cleanup implements procedures.Nodes: a simulated image change is never
@@ -246,7 +246,7 @@ func (c *Cluster) SetImage(ctx context.Context, name, image string) error {
 }
 
 // Pull implements procedures.Nodes.
-func (c *Cluster) Pull(ctx context.Context, image string, progress procedures.Progress) error {
+func (c *Cluster) Pull(ctx context.Context, image string, progress ports.Progress) error {
 	if !strings.HasPrefix(image, imageRepo+":") {
 		return fmt.Errorf("pull access denied for %s", image)
 	}
@@ -261,16 +261,16 @@ func (c *Cluster) Pull(ctx context.Context, image string, progress procedures.Pr
 }
 
 // status is what the node's /api/__health_check would answer now.
-func (c *Cluster) status(n *simNode, now time.Time) procedures.AppStatus {
+func (c *Cluster) status(n *simNode, now time.Time) ports.AppStatus {
 	if !n.running {
-		return procedures.AppStatus{}
+		return ports.AppStatus{}
 	}
 	up := now.Sub(n.started)
 	if up < c.t.refused {
-		return procedures.AppStatus{} // not listening yet: connection refused
+		return ports.AppStatus{} // not listening yet: connection refused
 	}
-	commanding := func(cmd, msg string) procedures.AppStatus {
-		return procedures.AppStatus{Listening: true, HTTPStatus: 503, Code: "APP_COMMANDING", Command: cmd, Message: msg}
+	commanding := func(cmd, msg string) ports.AppStatus {
+		return ports.AppStatus{Listening: true, HTTPStatus: 503, Code: "APP_COMMANDING", Command: cmd, Message: msg}
 	}
 	up -= c.t.refused
 	if n.migrates {
@@ -291,12 +291,12 @@ func (c *Cluster) status(n *simNode, now time.Time) procedures.AppStatus {
 		const plugins = 78
 		return commanding(n.busyWith, fmt.Sprintf("reload: load plugin [%s], %d/%d", pluginNames[int(left*10/c.t.plugin)%len(pluginNames)], plugins-int(left*2*plugins/c.t.plugin), plugins))
 	}
-	return procedures.AppStatus{Healthy: true, Listening: true, HTTPStatus: 200}
+	return ports.AppStatus{Healthy: true, Listening: true, HTTPStatus: 200}
 }
 
 var pluginNames = []string{"users", "acl", "file-manager", "workflow", "data-source-main", "ui-schema-storage", "auth", "ai", "backups", "localization"}
 
-func describe(name string, s procedures.AppStatus) string {
+func describe(name string, s ports.AppStatus) string {
 	switch {
 	case s.Healthy:
 		return name + ": 200 ok"
@@ -308,7 +308,7 @@ func describe(name string, s procedures.AppStatus) string {
 
 // WaitHealthy implements procedures.App: it polls the simulated health
 // check and reports each change, as the real adapter does.
-func (c *Cluster) WaitHealthy(ctx context.Context, node procedures.Node, progress procedures.Progress) error {
+func (c *Cluster) WaitHealthy(ctx context.Context, node ports.Node, progress ports.Progress) error {
 	last := ""
 	for {
 		c.mu.Lock()
@@ -340,26 +340,26 @@ func (c *Cluster) WaitHealthy(ctx context.Context, node procedures.Node, progres
 }
 
 // Probe implements procedures.App: one look at a node's health check.
-func (c *Cluster) Probe(ctx context.Context, baseURL string) (procedures.AppStatus, error) {
+func (c *Cluster) Probe(ctx context.Context, baseURL string) (ports.AppStatus, error) {
 	if err := ctx.Err(); err != nil {
-		return procedures.AppStatus{}, err
+		return ports.AppStatus{}, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, n := range c.nodes {
 		if baseURL == "http://"+n.name+":13000" {
 			if !n.running {
-				return procedures.AppStatus{Message: "connection refused"}, nil
+				return ports.AppStatus{Message: "connection refused"}, nil
 			}
 			return c.status(n, time.Now()), nil
 		}
 	}
-	return procedures.AppStatus{}, fmt.Errorf("no node at %s", baseURL)
+	return ports.AppStatus{}, fmt.Errorf("no node at %s", baseURL)
 }
 
 // CheckKey implements procedures.App: the simulated nodes accept the
 // demo's API key once they run.
-func (c *Cluster) CheckKey(ctx context.Context, node procedures.Node) error {
+func (c *Cluster) CheckKey(ctx context.Context, node ports.Node) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n, err := c.find(node.Name)
@@ -373,7 +373,7 @@ func (c *Cluster) CheckKey(ctx context.Context, node procedures.Node) error {
 }
 
 // Version implements procedures.App (GET /api/app:getInfo).
-func (c *Cluster) Version(ctx context.Context, node procedures.Node) (string, error) {
+func (c *Cluster) Version(ctx context.Context, node ports.Node) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
@@ -391,7 +391,7 @@ func (c *Cluster) Version(ctx context.Context, node procedures.Node) (string, er
 
 // Plugin implements procedures.App: pm:<action> answers at once, then
 // the node reloads (503 APP_COMMANDING pm.<action>) until it is healthy.
-func (c *Cluster) Plugin(ctx context.Context, node procedures.Node, action, pkg string, progress procedures.Progress) error {
+func (c *Cluster) Plugin(ctx context.Context, node ports.Node, action, pkg string, progress ports.Progress) error {
 	c.mu.Lock()
 	n, err := c.find(node.Name)
 	if err == nil {
@@ -407,7 +407,7 @@ func (c *Cluster) Plugin(ctx context.Context, node procedures.Node, action, pkg 
 }
 
 // SetMode implements procedures.Balancer: the flag file, then a probe.
-func (c *Cluster) SetMode(ctx context.Context, mode procedures.LBMode) error {
+func (c *Cluster) SetMode(ctx context.Context, mode ports.LBMode) error {
 	if err := sleep(ctx, c.t.lb); err != nil {
 		return err
 	}
@@ -416,7 +416,7 @@ func (c *Cluster) SetMode(ctx context.Context, mode procedures.LBMode) error {
 	// The load balancer skips nodes that cannot serve (deploy/nginx), so
 	// traffic may go back while some start; with none healthy users would
 	// see errors instead of the maintenance page.
-	if mode == procedures.LBNormal {
+	if mode == ports.LBNormal {
 		var down []string
 		for _, n := range c.nodes {
 			s := c.status(n, time.Now())
@@ -435,7 +435,7 @@ func (c *Cluster) SetMode(ctx context.Context, mode procedures.LBMode) error {
 }
 
 // Mode implements procedures.Balancer.
-func (c *Cluster) Mode(ctx context.Context) (procedures.LBMode, error) {
+func (c *Cluster) Mode(ctx context.Context) (ports.LBMode, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.lb, ctx.Err()
@@ -443,4 +443,4 @@ func (c *Cluster) Mode(ctx context.Context) (procedures.LBMode, error) {
 
 // Backups returns the cluster's backups as procedures.Backups (its List
 // lists backups, where the Cluster's own List lists nodes).
-func (c *Cluster) Backups() procedures.Backups { return backups{c} }
+func (c *Cluster) Backups() ports.Backups { return backups{c} }

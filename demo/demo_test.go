@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -120,10 +120,10 @@ func TestClusterFlagsUnsafeStarts(t *testing.T) {
 		t.Fatalf("violations %v", v)
 	}
 	var seen []string
-	if err := c.WaitHealthy(ctx, procedures.Node{Name: "a"}, func(m string) { seen = append(seen, m) }); err != nil {
+	if err := c.WaitHealthy(ctx, ports.Node{Name: "a"}, func(m string) { seen = append(seen, m) }); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := c.Version(ctx, procedures.Node{Name: "a"}); got != "1.1.0" || !strings.Contains(c.State(), "database at 1.1.0") {
+	if got, _ := c.Version(ctx, ports.Node{Name: "a"}); got != "1.1.0" || !strings.Contains(c.State(), "database at 1.1.0") {
 		t.Fatalf("after a's start: version %q, %s", got, c.State())
 	}
 	if !strings.Contains(strings.Join(seen, "\n"), "APP_COMMANDING upgrade") {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 	"github.com/nocobot/nocobot/store/sqlite"
@@ -58,7 +59,7 @@ func benchStore(b *testing.B, n int, now time.Time) *sqlite.Store {
 }
 
 func benchOptions(st store.Store, start func(context.Context, procedures.Request) (store.Run, error)) Options {
-	return Options{Store: st, Clock: procedures.SystemClock(), Log: zerolog.Nop(), Parse: parseCommand, Start: start}
+	return Options{Store: st, Clock: ports.SystemClock(), Log: zerolog.Nop(), Parse: parseCommand, Start: start}
 }
 
 // BenchmarkSchedulerStartup10k: from New to the end of the first pass
