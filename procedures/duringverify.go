@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/store"
 )
@@ -199,7 +200,7 @@ func (x *runner) earlyProgress(msg string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.run.Steps[x.early.step].Progress = msg
-	x.e.publish(EventStepProgress, x.run, x.early.step, msg, nil)
+	x.e.publish(events.StepProgress, x.run, x.early.step, msg, nil)
 }
 
 // earlyEnded says at the checkpoint how the meanwhile work ended; a

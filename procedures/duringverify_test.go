@@ -7,6 +7,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/events"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
@@ -33,8 +35,8 @@ func earlyUpgrade() procedures.Request {
 // healthy (or not).
 func (h *harness) waitEarlyEnd() string {
 	h.t.Helper()
-	return h.waitFor("the start during the check to end", func(ev procedures.Event) bool {
-		return ev.Kind == procedures.EventStepProgress && (strings.Contains(ev.Message, "continue sends traffic back at once") ||
+	return h.waitFor("the start during the check to end", func(ev events.Event) bool {
+		return ev.Kind == events.StepProgress && (strings.Contains(ev.Message, "continue sends traffic back at once") ||
 			strings.Contains(ev.Message, "did not all start"))
 	}).Message
 }
@@ -57,13 +59,13 @@ func TestStartDuringVerifyContinueAfterHealthy(t *testing.T) {
 			t.Errorf("%s at the checkpoint: %s", n, s)
 		}
 	}
-	if w.LB() != procedures.LBMaintenance {
+	if w.LB() != ports.LBMaintenance {
 		t.Fatalf("traffic at the checkpoint: %s", w.LB())
 	}
 	before := len(w.Actions())
 	h.decide(cp, store.ActionContinue, "U2")
 	end := h.waitFinished()
-	if end.State != store.StateSucceeded || w.LB() != procedures.LBNormal {
+	if end.State != store.StateSucceeded || w.LB() != ports.LBNormal {
 		t.Fatalf("state %s, traffic %s: %s", end.State, w.LB(), end.Error)
 	}
 	// Continue only confirmed the nodes: none was stopped, started on a
@@ -86,15 +88,15 @@ func TestStartDuringVerifyContinueBeforeHealthy(t *testing.T) {
 	cp := h.waitCheckpoint("verify")
 	<-blk.Reached
 	h.decide(cp, store.ActionContinue, "U2")
-	h.waitFor("start-rest waiting", func(ev procedures.Event) bool {
-		return ev.Kind == procedures.EventStepStarted && strings.Contains(ev.Message, "started during the check")
+	h.waitFor("start-rest waiting", func(ev events.Event) bool {
+		return ev.Kind == events.StepStarted && strings.Contains(ev.Message, "started during the check")
 	})
-	if w.LB() != procedures.LBMaintenance {
+	if w.LB() != ports.LBMaintenance {
 		t.Fatalf("traffic back before app-2 is healthy: %s", w.LB())
 	}
 	blk.Release()
 	end := h.waitFinished()
-	if end.State != store.StateSucceeded || w.LB() != procedures.LBNormal {
+	if end.State != store.StateSucceeded || w.LB() != ports.LBNormal {
 		t.Fatalf("state %s, traffic %s: %s", end.State, w.LB(), end.Error)
 	}
 	if n := count(w.Actions(), "set-env app-2 SKIP_SAME_VERSION_UPGRADE=true"); n != 1 {
@@ -124,7 +126,7 @@ func TestStartDuringVerifyRollbackWhileStarting(t *testing.T) {
 	if end.State != store.StateRolledBack {
 		t.Fatalf("state %s: %s", end.State, end.Error)
 	}
-	if w.DBVersion() != "2.2.14" || w.LB() != procedures.LBNormal {
+	if w.DBVersion() != "2.2.14" || w.LB() != ports.LBNormal {
 		t.Fatalf("db %s traffic %s", w.DBVersion(), w.LB())
 	}
 	for _, n := range []string{"app-1", "app-2", "app-3"} {
@@ -156,7 +158,7 @@ func TestStartDuringVerifyAbortStopsThem(t *testing.T) {
 			t.Errorf("%s after the abort: %s", n, s)
 		}
 	}
-	if w.LB() != procedures.LBMaintenance {
+	if w.LB() != ports.LBMaintenance {
 		t.Errorf("traffic after the abort: %s", w.LB())
 	}
 	if fs := procedures.FactsOf(end).FinalState(); !strings.Contains(fs, "app-2 exited") {
@@ -182,12 +184,12 @@ func TestStartDuringVerifyCrashWhileStarting(t *testing.T) {
 		t.Fatalf("after the restart: %s %+v", rec.State, rec.Checkpoint)
 	}
 	h.waitEarlyEnd()
-	if w.LB() != procedures.LBMaintenance {
+	if w.LB() != ports.LBMaintenance {
 		t.Fatalf("traffic before continue: %s", w.LB())
 	}
 	h.decide(rec, store.ActionContinue, "U2")
 	end := h.waitFinished()
-	if end.State != store.StateSucceeded || w.LB() != procedures.LBNormal {
+	if end.State != store.StateSucceeded || w.LB() != ports.LBNormal {
 		t.Fatalf("state %s, traffic %s: %s", end.State, w.LB(), end.Error)
 	}
 	for _, n := range []string{"app-2", "app-3"} {

@@ -20,6 +20,7 @@ import (
 	"github.com/nocobot/nocobot/adapters/docker"
 	"github.com/nocobot/nocobot/adapters/lb"
 	"github.com/nocobot/nocobot/adapters/nocobase"
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/internal/testenv"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
@@ -54,8 +55,8 @@ func TestMeasureDowntimeDuringVerify(t *testing.T) {
 	dbURL := testenv.NewDatabase(t)
 	dir := testenv.TempDir(t)
 	storage := filepath.Join(dir, "storage")
-	fillStorage(t, storage, 64)
-	size := fillDatabase(t, dbURL, mb)
+	testenv.FillStorage(t, storage, 64)
+	size := testenv.FillDatabase(t, dbURL, mb)
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n503 period of an upgrade with a %s check, 3 stand-in nodes (starts %s), database %d MiB, in-server copy\n",
@@ -220,15 +221,15 @@ func runUpgradeChecking(t *testing.T, host, label, dbURL, storage, dest, flag st
 		select {
 		case ev := <-sub.C:
 			switch {
-			case ev.Kind == procedures.EventCheckpoint && ev.Run.Checkpoint != nil && ev.Run.Checkpoint.Kind == "verify":
+			case ev.Kind == events.Checkpoint && ev.Run.Checkpoint != nil && ev.Run.Checkpoint.Kind == "verify":
 				time.Sleep(check)
 				decided = time.Now()
 				if _, err := eng.Decide(ctx, store.Decision{RunID: run.ID, Checkpoint: ev.Run.Checkpoint.ID, Action: store.ActionContinue, By: "bench", Via: "bench"}); err != nil {
 					t.Fatal(err)
 				}
-			case ev.Kind == procedures.EventCheckpoint:
+			case ev.Kind == events.Checkpoint:
 				t.Fatalf("run stopped: %s", ev.Run.Checkpoint.Question)
-			case ev.Kind == procedures.EventRunFinished:
+			case ev.Kind == events.RunFinished:
 				if ev.Run.State != store.StateSucceeded {
 					t.Fatalf("upgrade %s: %s", ev.Run.State, ev.Run.Error)
 				}

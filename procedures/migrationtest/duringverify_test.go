@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/internal/testenv"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
@@ -32,14 +33,14 @@ func (c *cluster) runDeciding(req procedures.Request, decide func(ctx context.Co
 				continue
 			}
 			switch {
-			case ev.Kind == procedures.EventCheckpoint && ev.Run.Checkpoint != nil && ev.Run.Checkpoint.Kind == "verify":
+			case ev.Kind == events.Checkpoint && ev.Run.Checkpoint != nil && ev.Run.Checkpoint.Kind == "verify":
 				a := decide(ctx)
 				if _, err := c.eng.Decide(ctx, store.Decision{RunID: run.ID, Checkpoint: ev.Run.Checkpoint.ID, Action: a, By: "tester", Via: "test"}); err != nil {
 					c.t.Fatal(err)
 				}
-			case ev.Kind == procedures.EventCheckpoint && ev.Run.Checkpoint != nil:
+			case ev.Kind == events.Checkpoint && ev.Run.Checkpoint != nil:
 				c.t.Fatalf("%s stopped at %s: %s\nlogs:\n%s", req.Procedure, ev.Run.Checkpoint.Kind, ev.Run.Checkpoint.Question, c.dbLogs())
-			case ev.Kind == procedures.EventRunFinished:
+			case ev.Kind == events.RunFinished:
 				return ev.Run
 			}
 		case <-ctx.Done():
