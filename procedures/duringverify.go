@@ -103,10 +103,16 @@ func finishEarlyStart(ctx context.Context, env *stepEnv) (string, error) {
 		// The process restarted since the checkpoint: start them here.
 		return startRest(ctx, env, exp)
 	}
+	began := time.Now()
+	var ready bool // every node was up before continue
+	select {
+	case <-es.done:
+		ready = es.err == nil
+	default:
+	}
 	if err := es.wait(ctx, env.progress); err != nil {
 		return "", err
 	}
-	began := time.Now()
 	detail, err := startRest(ctx, env, exp)
 	if err != nil {
 		return "", err
@@ -114,7 +120,10 @@ func finishEarlyStart(ctx context.Context, env *stepEnv) (string, error) {
 	if es.err != nil {
 		return fmt.Sprintf("%s (the start during the check failed: %v; started again after continue)", detail, es.err), nil
 	}
-	return fmt.Sprintf("%s, during the check; all healthy at continue (confirmed in %s)", es.detail, format.Duration(time.Since(began))), nil
+	if ready {
+		return fmt.Sprintf("%s, during the check; all healthy at continue (confirmed in %s)", es.detail, format.Duration(time.Since(began))), nil
+	}
+	return fmt.Sprintf("%s, started during the check; all healthy %s after continue", es.detail, format.Duration(time.Since(began))), nil
 }
 
 // earlyStart is a checkpoint's work running beside the runner.

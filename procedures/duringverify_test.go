@@ -99,6 +99,9 @@ func TestStartDuringVerifyContinueBeforeHealthy(t *testing.T) {
 	if end.State != store.StateSucceeded || w.LB() != ports.LBNormal {
 		t.Fatalf("state %s, traffic %s: %s", end.State, w.LB(), end.Error)
 	}
+	if d := forwardDetail(end, "start-rest"); !strings.Contains(d, "started during the check; all healthy") || !strings.Contains(d, "after continue") {
+		t.Errorf("start-rest detail: %q", d)
+	}
 	if n := count(w.Actions(), "set-env app-2 SKIP_SAME_VERSION_UPGRADE=true"); n != 1 {
 		t.Errorf("app-2 re-created %d times", n)
 	}

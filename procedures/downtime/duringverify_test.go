@@ -194,7 +194,7 @@ func runUpgradeChecking(t *testing.T, host, label, dbURL, storage, dest, flag st
 		t.Fatal(err)
 	}
 	c := &procedures.Cluster{Name: "bench", Nodes: nodes, App: nocobase.New(nocobase.Options{PollInterval: 50 * time.Millisecond}, log),
-		Backups: bk, Balancer: bal, NodeEnv: nodes.NodeEnv(), CheckpointTimeout: time.Hour}
+		Backups: bk, Balancer: bal, NodeEnv: nodes.NodeEnv(), PerNodeEnv: []string{"NOCOBASE_BOOT_TIME"}, CheckpointTimeout: time.Hour}
 	st, err := sqlite.Open(context.Background(), filepath.Join(testenv.TempDir(t), "nocobot.db"), log)
 	if err != nil {
 		t.Fatal(err)
