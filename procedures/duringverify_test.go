@@ -278,3 +278,27 @@ func TestStartDuringVerifyIsChosen(t *testing.T) {
 		t.Error("a misspelt option was accepted")
 	}
 }
+
+// A node that does not come up during the check is reported at the
+// checkpoint; continue starts it again before traffic goes back.
+func TestStartDuringVerifyFailureRetriedAtContinue(t *testing.T) {
+	w, h := earlyCluster(t)
+	w.Fail("healthy app-2", 1)
+	h.startRun(earlyUpgrade())
+	cp := h.waitCheckpoint("verify")
+	if msg := h.waitEarlyEnd(); !strings.Contains(msg, "did not all start") || !strings.Contains(msg, "Continue starts them again") {
+		t.Fatalf("checkpoint line: %q", msg)
+	}
+	if w.LB() != ports.LBMaintenance {
+		t.Fatalf("traffic at the checkpoint: %s", w.LB())
+	}
+	h.decide(cp, store.ActionContinue, "U2")
+	end := h.waitFinished()
+	if end.State != store.StateSucceeded || w.LB() != ports.LBNormal {
+		t.Fatalf("state %s, traffic %s: %s", end.State, w.LB(), end.Error)
+	}
+	if d := forwardDetail(end, "start-rest"); !strings.Contains(d, "the start during the check failed") {
+		t.Errorf("start-rest detail: %q", d)
+	}
+	checkSafe(t, w)
+}
