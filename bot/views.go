@@ -10,8 +10,8 @@ import (
 	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
-	"github.com/nocobot/nocobot/schedule"
 	"github.com/nocobot/nocobot/store"
+	"github.com/nocobot/nocobot/window"
 )
 
 // status answers "status": nodes, load balancer, the running run, the
@@ -215,7 +215,7 @@ func NextRun(w store.Window) time.Time {
 	if !w.Skip.Equal(w.NextStart) {
 		return w.NextStart
 	}
-	sched, _, err := schedule.ParseWindowSpec(w.Spec, w.TZ)
+	sched, _, err := window.ParseSpec(w.Spec, w.TZ)
 	if err != nil {
 		return time.Time{}
 	}

@@ -105,10 +105,7 @@ func Run(ctx context.Context, o Options) error {
 
 	sim := newCluster(realistic, "2.2.15", "prod-app-1", "prod-app-2", "prod-app-3")
 	bus := events.NewBus()
-	eng, err := procedures.New(procedures.Options{Store: st, Log: o.Log, Owner: "demo", Events: bus, Clusters: []*procedures.Cluster{{
-		Name: cluster, ImageRepo: imageRepo, Nodes: sim, App: sim, Backups: sim.Backups(), Balancer: sim,
-		HealthTimeout: time.Minute, CheckpointTimeout: 30 * time.Minute, StepTimeout: 5 * time.Minute,
-	}}})
+	eng, err := procedures.New(procedures.Options{Store: st, Log: o.Log, Owner: "demo", Events: bus, Clusters: []*procedures.Cluster{sim.procedures(cluster)}})
 	if err != nil {
 		return err
 	}
@@ -167,12 +164,12 @@ type player struct {
 	eng   *procedures.Engine
 	bus   *events.Bus
 	disp  terminal.Dispatcher
-	sim   *Cluster
+	sim   simCluster
 	st    store.Store
 	lines <-chan terminal.Line // the operator's lines, when not Auto: one reader for every scene
 }
 
-func newPlayer(o Options, eng *procedures.Engine, bus *events.Bus, disp terminal.Dispatcher, sim *Cluster, st store.Store) *player {
+func newPlayer(o Options, eng *procedures.Engine, bus *events.Bus, disp terminal.Dispatcher, sim simCluster, st store.Store) *player {
 	p := &player{o: o, eng: eng, bus: bus, disp: disp, sim: sim, st: st}
 	if !o.Auto {
 		in := o.In
@@ -233,8 +230,10 @@ func (p *player) autoAnswer(ctx context.Context, feed *io.PipeWriter, answer sto
 			if ev.Kind != events.Checkpoint {
 				continue
 			}
-			if sleep(ctx, 1500*time.Millisecond) != nil {
+			select {
+			case <-ctx.Done():
 				return
+			case <-time.After(1500 * time.Millisecond):
 			}
 			fmt.Fprintf(p.o.Out, "%s   (typed by --auto)\n", answer)
 			if _, err := io.WriteString(feed, string(answer)+"\n"); err != nil {

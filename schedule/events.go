@@ -6,6 +6,7 @@ import (
 
 	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/store"
+	"github.com/nocobot/nocobot/window"
 )
 
 // publish reports an event about one start of a window. The window
@@ -53,7 +54,7 @@ func (f Format) when(t time.Time, tz string) string {
 	if f.When != nil {
 		return f.When(t, tz)
 	}
-	loc, err := windowLocation(tz)
+	loc, err := window.Location(tz)
 	if err != nil {
 		loc = time.UTC
 	}

@@ -358,3 +358,19 @@ func (r *replica) sync() {
 	r.s.nudge()
 	r.waitPass(n + 1)
 }
+
+func berlin(t testing.TB) *time.Location {
+	t.Helper()
+	loc, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
+}
+
+func equalStrings(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	if strings.Join(got, " | ") != strings.Join(want, " | ") {
+		t.Errorf("%s:\n got  %q\n want %q", what, got, want)
+	}
+}

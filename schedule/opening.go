@@ -10,6 +10,7 @@ import (
 	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
+	"github.com/nocobot/nocobot/window"
 )
 
 // errChangedMeanwhile: the window a change was meant for has been
@@ -269,7 +270,7 @@ func (s *Scheduler) parsed(w store.Window) (parsedSpec, error) {
 	if p, ok := s.scheds[key]; ok {
 		return p, nil
 	}
-	sched, loc, err := ParseWindowSpec(w.Spec, w.TZ)
+	sched, loc, err := window.ParseSpec(w.Spec, w.TZ)
 	if err != nil {
 		return parsedSpec{}, err
 	}

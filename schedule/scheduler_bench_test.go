@@ -16,6 +16,7 @@ import (
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 	"github.com/nocobot/nocobot/store/sqlite"
+	"github.com/nocobot/nocobot/window"
 )
 
 // Figures for the closing note; run with
@@ -43,7 +44,7 @@ func benchStore(b *testing.B, n int, now time.Time) *sqlite.Store {
 			ID: fmt.Sprintf("w-%05d", i), Cluster: fmt.Sprintf("c%d", i%50), Spec: specs[i%len(specs)], TZ: zones[i%len(zones)],
 			Command: "upgrade 1.7.15", Duration: time.Hour, Announce: 30 * time.Minute, Created: now,
 		}
-		sched, _, err := ParseWindowSpec(w.Spec, w.TZ)
+		sched, _, err := window.ParseSpec(w.Spec, w.TZ)
 		if err != nil {
 			b.Fatal(err)
 		}

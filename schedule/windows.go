@@ -12,13 +12,14 @@ import (
 
 	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/store"
+	"github.com/nocobot/nocobot/window"
 )
 
 // CheckWindow validates a window's definition — its schedule and zone, its
 // durations and its command, read by parse — and fills defaults. Add, the
 // config windows and `config check` all use it.
 func CheckWindow(w store.Window, parse ParseFunc) (store.Window, error) {
-	if _, _, err := ParseWindowSpec(w.Spec, w.TZ); err != nil {
+	if _, _, err := window.ParseSpec(w.Spec, w.TZ); err != nil {
 		return w, err
 	}
 	w.Spec = strings.TrimSpace(w.Spec)

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
@@ -28,6 +29,11 @@ type node struct {
 	reloading   bool // inside a plugin action
 	env         map[string]string
 	upgrading   bool // runs NocoBase's upgrade: started, not yet healthy
+	// Paced worlds only: when the node last started, and the plugin
+	// action it reloads for until busyUntil.
+	started   time.Time
+	busyUntil time.Time
+	busyWith  string
 }
 
 // serving: the node answers users now.
@@ -75,6 +81,8 @@ type World struct {
 	// dark: traffic goes to the app nodes and none can serve it (one
 	// violation per such stretch).
 	dark bool
+	// pace makes actions take time (SetPace); nil: at once.
+	pace *Pace
 }
 
 // NewWorld makes a cluster of nodes named names, all stopped or running,
@@ -299,6 +307,7 @@ func (a actor) Start(ctx context.Context, name string) error {
 	w.redisOnStart(n)
 	if !n.running {
 		n.healthy = false
+		n.started = time.Now()
 	}
 	n.running = true
 	w.checkTraffic("while " + name + " starts")
@@ -350,6 +359,15 @@ func (a actor) Pull(ctx context.Context, ref string, progress ports.Progress) er
 	}
 	w.local[ref] = img
 	w.mu.Unlock()
+	if d := w.pullTime(); d > 0 {
+		const layers = 6
+		for i := 1; i <= layers; i++ {
+			progress(fmt.Sprintf("pulling %s: layer %d/%d", ref, i, layers))
+			if err := sleep(ctx, d/layers); err != nil {
+				return err
+			}
+		}
+	}
 	progress("pulled " + ref)
 	return nil
 }
@@ -385,6 +403,8 @@ func (a actor) Probe(ctx context.Context, url string) (ports.AppStatus, error) {
 			continue
 		}
 		switch {
+		case w.pace != nil:
+			return w.phase(n, time.Now()), nil
 		case !n.running:
 			return ports.AppStatus{Message: "connection refused"}, nil
 		case n.broken:
@@ -404,7 +424,13 @@ func (a actor) Cleanup(ctx context.Context) ([]string, error) {
 // WaitHealthy implements procedures.App.
 func (a actor) WaitHealthy(ctx context.Context, n ports.Node, progress ports.Progress) error {
 	w := a.w
-	progress(n.Name + ": APP_COMMANDING start — load plugin [ai], 50/77")
+	if w.paced() {
+		if err := w.waitPhases(ctx, n.Name, progress); err != nil {
+			return err
+		}
+	} else {
+		progress(n.Name + ": APP_COMMANDING start — load plugin [ai], 50/77")
+	}
 	if err := a.act(ctx, "healthy "+n.Name); err != nil {
 		return err
 	}
@@ -451,7 +477,11 @@ func (a actor) Version(ctx context.Context, n ports.Node) (string, error) {
 // Plugin implements procedures.App.
 func (a actor) Plugin(ctx context.Context, n ports.Node, action, pkg string, progress ports.Progress) error {
 	w := a.w
-	progress(n.Name + ": APP_COMMANDING pm." + action)
+	if w.paced() {
+		progress(fmt.Sprintf("POST /api/pm:%s?filterByTk=%s → 200", action, pkg))
+	} else {
+		progress(n.Name + ": APP_COMMANDING pm." + action)
+	}
 	// The node reloads its plugins: it answers 503 until healthy again.
 	w.mu.Lock()
 	if nd, err := w.find(n.Name); err == nil {
@@ -460,6 +490,14 @@ func (a actor) Plugin(ctx context.Context, n ports.Node, action, pkg string, pro
 	w.checkTraffic("while " + n.Name + " reloads for plugin " + action + " " + pkg)
 	w.mu.Unlock()
 	err := a.act(ctx, "plugin "+action+" "+pkg+" on "+n.Name)
+	if err == nil && w.paced() {
+		w.mu.Lock()
+		if nd, ferr := w.find(n.Name); ferr == nil {
+			nd.busyUntil, nd.busyWith = time.Now().Add(w.pace.Plugin), "pm."+action
+		}
+		w.mu.Unlock()
+		err = w.waitPhases(ctx, n.Name, progress)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if nd, ferr := w.find(n.Name); ferr == nil {
