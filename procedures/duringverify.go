@@ -7,6 +7,7 @@ import (
 
 	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/format"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -113,6 +114,15 @@ func finishEarlyStart(ctx context.Context, env *stepEnv) (string, error) {
 	if err := es.wait(ctx, env.progress); err != nil {
 		return "", err
 	}
+	if ready {
+		// Up before continue: one look at each is enough, and traffic
+		// goes back without the start's own round of calls.
+		err := confirmRest(ctx, env, exp)
+		if err == nil {
+			return fmt.Sprintf("%s, during the check; all healthy at continue (confirmed in %s)", es.detail, format.Duration(time.Since(began))), nil
+		}
+		env.progress(fmt.Sprintf("%v: starting them again", err))
+	}
 	detail, err := startRest(ctx, env, exp)
 	if err != nil {
 		return "", err
@@ -120,10 +130,51 @@ func finishEarlyStart(ctx context.Context, env *stepEnv) (string, error) {
 	if es.err != nil {
 		return fmt.Sprintf("%s (the start during the check failed: %v; started again after continue)", detail, es.err), nil
 	}
-	if ready {
-		return fmt.Sprintf("%s, during the check; all healthy at continue (confirmed in %s)", es.detail, format.Duration(time.Since(began))), nil
-	}
 	return fmt.Sprintf("%s, started during the check; all healthy %s after continue", es.detail, format.Duration(time.Since(began))), nil
+}
+
+// confirmRest checks once that every node other than the first runs,
+// answers healthy and runs what exp expects.
+func confirmRest(ctx context.Context, env *stepEnv, exp expectation) error {
+	first, nodes, err := firstNode(ctx, env)
+	if err != nil {
+		return err
+	}
+	var rest []ports.Node
+	for _, n := range nodes {
+		if n.Name != first.Name {
+			rest = append(rest, n)
+		}
+	}
+	return together(ctx, 0, names(rest), func(i int) error {
+		n := rest[i]
+		if !n.Running() {
+			return fmt.Errorf("%s is not running", n.Name)
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := env.c.App.WaitHealthy(cctx, n, func(string) {}); err != nil {
+			return fmt.Errorf("%s: %w", n.Name, err)
+		}
+		got, err := env.c.App.Version(cctx, n)
+		switch {
+		case err != nil:
+			return fmt.Errorf("%s: read version: %w", n.Name, err)
+		case exp.version != "" && got != exp.version:
+			return fmt.Errorf("%s reports version %s, expected %s", n.Name, got, exp.version)
+		case exp.digests[n.Name] != "" && n.Digest != "" && n.Digest != exp.digests[n.Name]:
+			return fmt.Errorf("%s runs image %s, expected %s", n.Name, n.Digest, exp.digests[n.Name])
+		}
+		return nil
+	})
+}
+
+func names(nodes []ports.Node) []string {
+	out := make([]string, len(nodes))
+	for i, n := range nodes {
+		out[i] = n.Name
+	}
+	return out
 }
 
 // earlyStart is a checkpoint's work running beside the runner.
