@@ -206,23 +206,23 @@ func (es *earlyStart) wait(ctx context.Context, report func(string)) error {
 }
 
 // beginEarly starts the open checkpoint's meanwhile work, once.
-func (x *runner) beginEarly(ctx context.Context, cp *store.Checkpoint) {
-	if x.early != nil || cp.Step >= len(x.run.Steps) {
+func (rn *runner) beginEarly(ctx context.Context, cp *store.Checkpoint) {
+	if rn.early != nil || cp.Step >= len(rn.run.Steps) {
 		return
 	}
-	d := x.def(cp.Step)
+	d := rn.def(cp.Step)
 	if d.meanwhile == nil || cp.Kind != d.checkpoint {
 		return
 	}
-	wctx, cancel := context.WithTimeout(ctx, x.c.StepTimeout)
+	wctx, cancel := context.WithTimeout(ctx, rn.c.StepTimeout)
 	es := &earlyStart{step: cp.Step, cancel: cancel, done: make(chan struct{}), progress: make(chan string, 64)}
-	env := &stepEnv{rn: x, c: x.c, step: cp.Step, report: func(msg string) {
+	env := &stepEnv{rn: rn, c: rn.c, step: cp.Step, report: func(msg string) {
 		select {
 		case es.progress <- msg:
 		default:
 		}
 	}}
-	x.early = es
+	rn.early = es
 	go func() {
 		defer close(es.done)
 		defer cancel()
@@ -231,71 +231,71 @@ func (x *runner) beginEarly(ctx context.Context, cp *store.Checkpoint) {
 }
 
 // stopEarly stops the meanwhile work, if any, and waits until it ends.
-func (x *runner) stopEarly() {
-	if es := x.early; es != nil {
-		x.early = nil
+func (rn *runner) stopEarly() {
+	if es := rn.early; es != nil {
+		rn.early = nil
 		es.cancel()
 		<-es.done
 	}
 }
 
 // takeEarly hands the meanwhile work to the step after its checkpoint.
-func (x *runner) takeEarly() *earlyStart {
-	es := x.early
-	x.early = nil
+func (rn *runner) takeEarly() *earlyStart {
+	es := rn.early
+	rn.early = nil
 	return es
 }
 
 // earlyEvents are the meanwhile work's channels for await's select; nil
 // (never ready) without one or once it ended.
-func (x *runner) earlyEvents() (<-chan string, <-chan struct{}) {
-	if x.early == nil || x.early.reported {
+func (rn *runner) earlyEvents() (<-chan string, <-chan struct{}) {
+	if rn.early == nil || rn.early.reported {
 		return nil, nil
 	}
-	return x.early.progress, x.early.done
+	return rn.early.progress, rn.early.done
 }
 
 // earlyProgress publishes a line of the meanwhile work on its checkpoint.
-func (x *runner) earlyProgress(msg string) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	x.run.Steps[x.early.step].Progress = msg
-	x.e.publish(events.StepProgress, x.run, x.early.step, msg, nil)
+func (rn *runner) earlyProgress(msg string) {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	rn.run.Steps[rn.early.step].Progress = msg
+	rn.e.publish(events.StepProgress, rn.run, rn.early.step, msg, nil)
 }
 
 // earlyEnded says at the checkpoint how the meanwhile work ended; a
 // failure leaves the nodes for continue to start again.
-func (x *runner) earlyEnded() {
-	es := x.early
+func (rn *runner) earlyEnded() {
+	es := rn.early
 	es.reported = true
 	for len(es.progress) > 0 {
-		x.earlyProgress(<-es.progress)
+		rn.earlyProgress(<-es.progress)
 	}
 	if es.err != nil {
-		x.earlyProgress(fmt.Sprintf("the other nodes did not all start: %v. Continue starts them again; roll back or abort stops them.", es.err))
+		rn.earlyProgress(fmt.Sprintf("the other nodes did not all start: %v. Continue starts them again; roll back or abort stops them.", es.err))
 		return
 	}
-	x.earlyProgress(fmt.Sprintf("%s: continue sends traffic back at once", es.detail))
+	rn.earlyProgress(fmt.Sprintf("%s: continue sends traffic back at once", es.detail))
 }
 
 // undoEarly, on an abort at a checkpoint whose meanwhile work may have
 // run (in this process or before a restart), undoes it: the others are
 // stopped, as an abort without the option leaves them.
-func (x *runner) undoEarly(ctx context.Context, cp *store.Checkpoint) {
-	x.stopEarly()
-	if cp == nil || cp.Step >= len(x.run.Steps) {
+func (rn *runner) undoEarly(ctx context.Context, cp *store.Checkpoint) {
+	rn.stopEarly()
+	if cp == nil || cp.Step >= len(rn.run.Steps) {
 		return
 	}
-	d := x.def(cp.Step)
+	d := rn.def(cp.Step)
 	if d.undoMeanwhile == nil || cp.Kind != d.checkpoint {
 		return
 	}
-	uctx, cancel := context.WithTimeout(ctx, x.c.StepTimeout)
+	uctx, cancel := context.WithTimeout(ctx, rn.c.StepTimeout)
 	defer cancel()
-	env := &stepEnv{rn: x, c: x.c, step: cp.Step}
+	env := &stepEnv{rn: rn, c: rn.c, step: cp.Step}
 	detail, err := d.undoMeanwhile(uctx, env)
 	if err != nil {
-		x.e.log.Warn().Err(err).Str("run", x.run.ID).Msg("abort: could not stop the nodes started during the check")
+		rn.e.log.Warn().Err(err).Str("run", rn.run.ID).Msg("abort: could not stop the nodes started during the check")
 		env.progress(fmt.Sprintf("could not stop the nodes started during the check: %v", err))
 		return
 	}
