@@ -179,6 +179,10 @@ type Nodes struct {
 	// NocoBase's upgrade at once: auto (default), skip-same-version or
 	// one-at-a-time.
 	Migrations string `yaml:"migrations"`
+	// StartDuringVerify: an upgrade starts these nodes while its verify
+	// checkpoint waits, traffic still on the maintenance page; a run may
+	// say otherwise (--start-during-verify, --no-start-during-verify).
+	StartDuringVerify bool `yaml:"start_during_verify"`
 	// PerNodeEnv names variables that may differ between nodes, besides
 	// HOSTNAME, APP_PORT, PM2_HOME, SOCKET_PATH, WORKER_MODE and
 	// SKIP_SAME_VERSION_UPGRADE.
