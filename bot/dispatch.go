@@ -17,12 +17,10 @@ import (
 	"github.com/nocobot/nocobot/store"
 )
 
-// The fronts, as the audit log and the runs name them; a window's runs
-// have procedures.ViaScheduler.
-const (
-	ViaSlack    = "slack"
-	ViaTerminal = "terminal"
-)
+// ViaTerminal names the terminal front in the audit log and the runs. A
+// chat front names itself (bot/slack: "slack"); a window's runs have
+// procedures.ViaScheduler.
+const ViaTerminal = "terminal"
 
 // Engine is what the dispatcher asks of *procedures.Engine.
 type Engine interface {
@@ -56,9 +54,9 @@ type Scheduler interface {
 
 // Caller is who sends a command or decision, and from where.
 type Caller struct {
-	User string // Slack user id, "terminal:alice"
+	User string // the front's user id ("U0123ABCD" in Slack), "terminal:alice"
 	Name string // display name, when the front knows it
-	Via  string // the front: ViaSlack, ViaTerminal
+	Via  string // the front: "slack", ViaTerminal
 	// Channel is the chat channel the command came from ("" at a terminal).
 	Channel string
 	// Prefix is how the front spells commands, for usage lines:

@@ -74,7 +74,7 @@ func newFixture(t *testing.T) *fixture {
 }
 
 func slackUser(id string) bot.Caller {
-	return bot.Caller{User: id, Via: bot.ViaSlack, Channel: chProd, Prefix: "/nocobase", Groups: groups{gApprover: {uApprover}},
+	return bot.Caller{User: id, Via: "slack", Channel: chProd, Prefix: "/nocobase", Groups: groups{gApprover: {uApprover}},
 		Channels: chatChannels{chProd: "prod"}}
 }
 

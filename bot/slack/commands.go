@@ -29,7 +29,7 @@ const (
 
 // commandCaller is who sent a slash command, for the dispatcher.
 func (f *Front) commandCaller(sc slack.SlashCommand) bot.Caller {
-	return bot.Caller{User: sc.UserID, Name: sc.UserName, Via: bot.ViaSlack, Channel: sc.ChannelID, Prefix: f.command, Groups: f.groups, Channels: channels{f.cfg}}
+	return bot.Caller{User: sc.UserID, Name: sc.UserName, Via: Via, Channel: sc.ChannelID, Prefix: f.command, Groups: f.groups, Channels: channels{f.cfg}}
 }
 
 // handleCommand runs one slash command after its ack: the dispatcher

@@ -21,7 +21,7 @@ func (f *Front) handleInteraction(ctx context.Context, cb slack.InteractionCallb
 		f.log.Debug().Str("type", string(cb.Type)).Str("user", cb.User.ID).Msg("slack: ignored an interaction that is not a block action")
 		return
 	}
-	who := bot.Caller{User: cb.User.ID, Name: cb.User.Name, Via: bot.ViaSlack, Channel: cb.Channel.ID, Prefix: f.command, Groups: f.groups, Channels: channels{f.cfg}}
+	who := bot.Caller{User: cb.User.ID, Name: cb.User.Name, Via: Via, Channel: cb.Channel.ID, Prefix: f.command, Groups: f.groups, Channels: channels{f.cfg}}
 	// A refusal lands where the button was pressed: in its thread.
 	threadTS := cb.Container.ThreadTs
 	if threadTS == "" {

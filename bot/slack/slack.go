@@ -89,6 +89,9 @@ type SeenOnce interface {
 	SeenOnce(ctx context.Context, key string, ttl time.Duration) (first bool, err error)
 }
 
+// Via names this front in the audit log and the runs.
+const Via = "slack"
+
 // Front is the Slack front.
 type Front struct {
 	cfg    *config.Config
