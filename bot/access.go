@@ -91,8 +91,8 @@ func (d *Dispatcher) fourEyesRefuses(who Caller, cluster, requester string) bool
 // operator counts as and which settings grant access there.
 func (d *Dispatcher) denied(who Caller, msg string) Text {
 	if who.Via != ViaTerminal {
-		return T(msg)
+		return NewText(msg)
 	}
-	return T(msg, "\nAt this terminal you are ", Person(who.User),
+	return NewText(msg, "\nAt this terminal you are ", Person(who.User),
 		": map your OS user to the user id the access rules name, under access.terminal_users in the configuration, or set access.trust_terminal: true.")
 }

@@ -22,7 +22,7 @@ func (d *Dispatcher) Attach(ctx context.Context, who Caller, id, said string) Re
 func (d *Dispatcher) attach(ctx context.Context, who Caller, id string) Reply {
 	run, err := d.eng.RunByID(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return refused(T("There is no run ", procedures.Typed(id), ". See ", Code(who.Prefix+" history"), "."), err)
+		return refused(NewText("There is no run ", procedures.Typed(id), ". See ", Code(who.Prefix+" history"), "."), err)
 	}
 	if err != nil {
 		return failed("Could not read the run", err)
@@ -33,7 +33,7 @@ func (d *Dispatcher) attach(ctx context.Context, who Caller, id string) Reply {
 	r := Reply{Outcome: ok(""), Cluster: run.Cluster}
 	if run.State.Finished() {
 		r.Outcome = ok("finished")
-		r.Text = T(procedures.Summary(run))
+		r.Text = NewText(procedures.Summary(run))
 	}
 	return r
 }

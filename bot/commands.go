@@ -180,14 +180,14 @@ func Help(prefix string, terminal bool) string {
 func (d *Dispatcher) run(ctx context.Context, who Caller, cmd Command) Reply {
 	c, found := lookupCommand(cmd.Name)
 	if !found || (c.terminal && who.Via != ViaTerminal) {
-		return refused(T(fmt.Sprintf("%s is not something I can do here. Try %s help", cmd.Name, who.Prefix)), nil)
+		return refused(NewText(fmt.Sprintf("%s is not something I can do here. Try %s help", cmd.Name, who.Prefix)), nil)
 	}
 	if !c.cluster {
 		return c.run(d, ctx, who, cmd)
 	}
 	cluster, err := d.ResolveCluster(cmd.Cluster, who)
 	if err != nil {
-		return refused(T(err.Error()+"\nUsage: "+Usage(who.Prefix, cmd.Name)), err)
+		return refused(NewText(err.Error()+"\nUsage: "+Usage(who.Prefix, cmd.Name)), err)
 	}
 	cmd.Cluster = cluster
 	r := c.run(d, ctx, who, cmd)
@@ -227,7 +227,7 @@ func (d *Dispatcher) trafficCommand(ctx context.Context, who Caller, cmd Command
 }
 
 func (d *Dispatcher) helpCommand(_ context.Context, who Caller, _ Command) Reply {
-	return Reply{Outcome: ok(""), Title: "Commands", Text: T(Help(who.Prefix, who.Via == ViaTerminal))}
+	return Reply{Outcome: ok(""), Title: "Commands", Text: NewText(Help(who.Prefix, who.Via == ViaTerminal))}
 }
 
 // decideCommand answers a run's open question from a terminal's words.
@@ -235,7 +235,7 @@ func (d *Dispatcher) decideCommand(ctx context.Context, who Caller, cmd Command)
 	r := d.decide(ctx, who, Answer{RunID: cmd.RunID, Action: cmd.Action})
 	r.RunID = cmd.RunID
 	if r.Outcome.Kind == OK && r.Decision != nil {
-		r.Text = T(fmt.Sprintf("Recorded: %s on run %s (%s). The process driving the run acts on it; if none does, %s attach %s drives it.",
+		r.Text = NewText(fmt.Sprintf("Recorded: %s on run %s (%s). The process driving the run acts on it; if none does, %s attach %s drives it.",
 			ActionLabel(r.Decision.Action), r.Decision.RunID, r.Decision.Checkpoint, who.Prefix, r.Decision.RunID))
 	}
 	return r
@@ -248,11 +248,11 @@ func (d *Dispatcher) audit(ctx context.Context, _ Caller, cmd Command) Reply {
 		return failed("Could not read the audit log", err)
 	}
 	if len(es) == 0 {
-		return Reply{Outcome: ok(""), Text: T("No audit entries."), Data: es}
+		return Reply{Outcome: ok(""), Text: NewText("No audit entries."), Data: es}
 	}
 	f := Field{}
 	for _, e := range es {
-		f.List = append(f.List, T(At(e.At), " ", Person(e.User), " via ", e.Via, ": ", e.Action, " — ", e.Outcome))
+		f.List = append(f.List, NewText(Moment(e.At), " ", Person(e.User), " via ", e.Via, ": ", e.Action, " — ", e.Outcome))
 	}
 	return Reply{Outcome: ok(""), Title: fmt.Sprintf("Last %d audit entries", len(es)), Fields: []Field{f}, Data: es}
 }

@@ -47,7 +47,7 @@ func (d *Dispatcher) Decide(ctx context.Context, who Caller, a Answer) Reply {
 
 func (d *Dispatcher) decide(ctx context.Context, who Caller, a Answer) Reply {
 	if !d.inObeyedChannel(who) {
-		return refused(T("I don't take decisions in this channel."), nil)
+		return refused(NewText("I don't take decisions in this channel."), nil)
 	}
 	// The engine reads the run once and asks rules for the access rules
 	// and the four-eyes rule; the store decides once in any case.
@@ -66,16 +66,16 @@ func (d *Dispatcher) decide(ctx context.Context, who Caller, a Answer) Reply {
 		run := de.Run
 		switch de.Why {
 		case procedures.DecisionNoRun:
-			return refused(T(fmt.Sprintf("There is no run %s.", procedures.Typed(a.RunID))), err)
+			return refused(NewText(fmt.Sprintf("There is no run %s.", procedures.Typed(a.RunID))), err)
 		case procedures.DecisionFinished:
-			return refused(T(fmt.Sprintf("Run %s has already finished (%s); nothing to decide.", a.RunID, StateWords(run.State))), nil)
+			return refused(NewText(fmt.Sprintf("Run %s has already finished (%s); nothing to decide.", a.RunID, StateWords(run.State))), nil)
 		case procedures.DecisionNotWaiting:
-			return refused(T("Run ", a.RunID, " asks nothing now (it is ", StateWords(run.State), "). To stop it: ", Code(who.Prefix+" cancel "+a.RunID), "."), nil)
+			return refused(NewText("Run ", a.RunID, " asks nothing now (it is ", StateWords(run.State), "). To stop it: ", Code(who.Prefix+" cancel "+a.RunID), "."), nil)
 		case procedures.DecisionClosed:
 			a.Checkpoint = cmp.Or(a.Checkpoint, rules.checkpoint)
 			return d.alreadyDecided(ctx, a)
 		case procedures.DecisionNotOption:
-			r := refused(T(fmt.Sprintf("%s is not an option here: choose %s.", ActionLabel(a.Action), choices(run.Checkpoint))), nil)
+			r := refused(NewText(fmt.Sprintf("%s is not an option here: choose %s.", ActionLabel(a.Action), choices(run.Checkpoint))), nil)
 			if run.Checkpoint != nil {
 				r.Options = run.Checkpoint.Options
 			}
@@ -120,7 +120,7 @@ func (dr *decideRules) MayChoose(run store.Run, cp store.Checkpoint, a store.Act
 	// Four-eyes is about approving the result: a verify checkpoint. The
 	// person who opened a manual window closes it with Done themselves.
 	if a == store.ActionContinue && cp.Kind == "verify" && d.fourEyesRefuses(dr.who, run.Cluster, procedures.Responsible(run)) {
-		return ruleRefusal{refused(T("Four-eyes rule: you requested this run, so someone else must approve it. You may still roll back or abort."), nil)}
+		return ruleRefusal{refused(NewText("Four-eyes rule: you requested this run, so someone else must approve it. You may still roll back or abort."), nil)}
 	}
 	// Two quick decisions: the second waits for nothing and is told so;
 	// the store decides once in any case.
@@ -130,7 +130,7 @@ func (dr *decideRules) MayChoose(run store.Run, cp store.Checkpoint, a store.Act
 	d.deciding[key] = true
 	d.mu.Unlock()
 	if busy {
-		return ruleRefusal{refused(T("This checkpoint is already being decided (another click came first)."), store.ErrAlreadyDecided)}
+		return ruleRefusal{refused(NewText("This checkpoint is already being decided (another click came first)."), store.ErrAlreadyDecided)}
 	}
 	dr.held = key
 	return nil
@@ -153,13 +153,13 @@ func (d *Dispatcher) alreadyDecided(ctx context.Context, a Answer) Reply {
 	if err == nil {
 		for _, x := range ds {
 			if x.Checkpoint == a.Checkpoint {
-				r := refused(T("This checkpoint was already decided: ", Person(x.By), " chose ", ActionLabel(x.Action), " at ", At(x.At), "."), store.ErrAlreadyDecided)
+				r := refused(NewText("This checkpoint was already decided: ", Person(x.By), " chose ", ActionLabel(x.Action), " at ", Moment(x.At), "."), store.ErrAlreadyDecided)
 				r.Decision = &x
 				return r
 			}
 		}
 	}
-	return refused(T("This checkpoint is no longer open."), store.ErrAlreadyDecided)
+	return refused(NewText("This checkpoint is no longer open."), store.ErrAlreadyDecided)
 }
 
 // WindowAnswer skips a maintenance window's start, or approves it.
@@ -182,14 +182,14 @@ func (d *Dispatcher) decideWindow(ctx context.Context, who Caller, a WindowAnswe
 		verb, past = "start", "Started"
 	}
 	if d.sched == nil {
-		return refused(T("Scheduling is off: this bot runs without the maintenance window scheduler."), nil)
+		return refused(NewText("Scheduling is off: this bot runs without the maintenance window scheduler."), nil)
 	}
 	if !d.inObeyedChannel(who) {
-		return refused(T("I don't take decisions in this channel."), nil)
+		return refused(NewText("I don't take decisions in this channel."), nil)
 	}
 	w, err := d.eng.Window(ctx, a.ID)
 	if err != nil {
-		return refused(T(fmt.Sprintf("There is no window %s any more.", procedures.Typed(a.ID))), err)
+		return refused(NewText(fmt.Sprintf("There is no window %s any more.", procedures.Typed(a.ID))), err)
 	}
 	if !d.allowed(ctx, who, w.Cluster, permRun) {
 		return refused(d.denied(who, fmt.Sprintf("Sorry, you are not allowed to run procedures on %s.", w.Cluster)), nil)
@@ -200,8 +200,8 @@ func (d *Dispatcher) decideWindow(ctx context.Context, who Caller, a WindowAnswe
 		err = d.sched.Skip(ctx, a.ID, a.Start, who.User)
 	}
 	if err != nil {
-		return refused(T(fmt.Sprintf("Could not %s window %s: %v", verb, a.ID, err)), err)
+		return refused(NewText(fmt.Sprintf("Could not %s window %s: %v", verb, a.ID, err)), err)
 	}
 	return Reply{Outcome: ok(verb), Cluster: w.Cluster, Window: &w,
-		Text: T(past, " by ", Person(who.User), " at ", At(d.now()))}
+		Text: NewText(past, " by ", Person(who.User), " at ", Moment(d.now()))}
 }

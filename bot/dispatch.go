@@ -130,7 +130,7 @@ func (d *Dispatcher) Command(ctx context.Context, who Caller, line string) Reply
 	words, err := procedures.SplitWords(line)
 	if err != nil {
 		err = &UsageError{Msg: err.Error()}
-		return d.record(ctx, who, said, refused(T(err.Error()), err))
+		return d.record(ctx, who, said, refused(NewText(err.Error()), err))
 	}
 	return d.record(ctx, who, said, d.words(ctx, who, words))
 }
@@ -150,12 +150,12 @@ func (d *Dispatcher) words(ctx context.Context, who Caller, words []string) Repl
 	if len(words) > 0 && who.Via != ViaTerminal {
 		if c, ok := lookupCommand(strings.ToLower(words[0])); ok && c.terminal {
 			err := &UsageError{Msg: fmt.Sprintf("unknown command %s. Try %s help", procedures.TypedQ(words[0]), who.Prefix)}
-			return refused(T(err.Error()), err)
+			return refused(NewText(err.Error()), err)
 		}
 	}
 	cmd, err := ParseWords(who.Prefix, words)
 	if err != nil {
-		return refused(T(err.Error()), err)
+		return refused(NewText(err.Error()), err)
 	}
 	return d.run(ctx, who, cmd)
 }
@@ -163,11 +163,11 @@ func (d *Dispatcher) words(ctx context.Context, who Caller, words []string) Repl
 // Refuse records a refusal the front decided in its own terms (a button
 // it does not know) and returns the reply to render.
 func (d *Dispatcher) Refuse(ctx context.Context, who Caller, said, msg string) Reply {
-	return d.record(ctx, who, said, refused(T(msg), nil))
+	return d.record(ctx, who, said, refused(NewText(msg), nil))
 }
 
 func refusedChannel() Reply {
-	return refused(T("I don't take commands in this channel. Use a channel bound to a cluster, or ask an admin to add this one to the channels I obey (access in the configuration)."), nil)
+	return refused(NewText("I don't take commands in this channel. Use a channel bound to a cluster, or ask an admin to add this one to the channels I obey (access in the configuration)."), nil)
 }
 
 // unknownCluster is a cluster name no configured cluster has: a thing
@@ -207,7 +207,7 @@ func (d *Dispatcher) plan(ctx context.Context, who Caller, cmd Command) Reply {
 	if err != nil {
 		return failed("Could not make a plan", err)
 	}
-	return Reply{Outcome: ok("dry run"), Title: "Dry run — nothing changes.", Text: T(p)}
+	return Reply{Outcome: ok("dry run"), Title: "Dry run — nothing changes.", Text: NewText(p)}
 }
 
 func (d *Dispatcher) start(ctx context.Context, who Caller, cmd Command) Reply {
@@ -215,7 +215,7 @@ func (d *Dispatcher) start(ctx context.Context, who Caller, cmd Command) Reply {
 	var busy *procedures.BusyError
 	if errors.As(err, &busy) {
 		b := busy.Run
-		r := refused(T(b.Cluster, " is busy: run ", b.ID, " (", procedures.Title(b), ", requested by ", Person(b.Requester), ") is ", StateWords(b.State),
+		r := refused(NewText(b.Cluster, " is busy: run ", b.ID, " (", procedures.Title(b), ", requested by ", Person(b.Requester), ") is ", StateWords(b.State),
 			". Wait for it or ", Code(who.Prefix+" cancel "+b.ID), "."), err)
 		r.RunID = b.ID
 		return r
@@ -224,7 +224,7 @@ func (d *Dispatcher) start(ctx context.Context, who Caller, cmd Command) Reply {
 		return failed("Could not start", err)
 	}
 	return Reply{Outcome: ok(""), RunID: run.ID, Started: true, Cluster: run.Cluster,
-		Text: T("Started run ", run.ID, ": ", procedures.Title(run), ".")}
+		Text: NewText("Started run ", run.ID, ": ", procedures.Title(run), ".")}
 }
 
 func (d *Dispatcher) cancel(ctx context.Context, who Caller, cmd Command) Reply {
@@ -246,16 +246,16 @@ func (d *Dispatcher) cancelRun(ctx context.Context, who Caller, id string) Reply
 	if errors.As(err, &de) {
 		switch de.Why {
 		case procedures.DecisionNoRun:
-			return refused(T("There is no run ", procedures.Typed(id), ". See ", Code(who.Prefix+" history"), "."), err)
+			return refused(NewText("There is no run ", procedures.Typed(id), ". See ", Code(who.Prefix+" history"), "."), err)
 		case procedures.DecisionFinished:
-			return refused(T(fmt.Sprintf("Run %s has already finished (%s).", id, StateWords(de.Run.State))), nil)
+			return refused(NewText(fmt.Sprintf("Run %s has already finished (%s).", id, StateWords(de.Run.State))), nil)
 		}
 	}
 	if err != nil {
 		return failed("Could not cancel", err)
 	}
 	return Reply{Outcome: ok(""), Cluster: rules.cluster,
-		Text: T(fmt.Sprintf("Abort requested for run %s: the current step ends safely, then the run stops, and its summary says where the cluster stands.", id))}
+		Text: NewText(fmt.Sprintf("Abort requested for run %s: the current step ends safely, then the run stops, and its summary says where the cluster stands.", id))}
 }
 
 // cancelRules: the run permission on the run's cluster.

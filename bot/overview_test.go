@@ -47,7 +47,7 @@ func TestStateWords(t *testing.T) {
 // front may show it in each reader's time zone.
 func TestAtSpan(t *testing.T) {
 	at := time.Date(2026, 11, 30, 13, 4, 5, 0, time.FixedZone("CET", 3600))
-	txt := bot.T("decided at ", bot.At(at))
+	txt := bot.NewText("decided at ", bot.Moment(at))
 	if txt.Plain() != "decided at 12:04:05 UTC" || txt[1].Kind != bot.SpanTime || !txt[1].At.Equal(at) {
 		t.Fatalf("text: %+v", txt)
 	}

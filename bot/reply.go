@@ -118,7 +118,7 @@ func refused(msg Text, err error) Reply {
 
 // failed says what could not be done and why.
 func failed(what string, err error) Reply {
-	return Reply{Outcome: Outcome{Kind: Failed, Why: firstLine(err.Error())}, Text: T(what + ": " + err.Error()), Err: err}
+	return Reply{Outcome: Outcome{Kind: Failed, Why: firstLine(err.Error())}, Text: NewText(what + ": " + err.Error()), Err: err}
 }
 
 func firstLine(s string) string {

@@ -27,14 +27,14 @@ func IdenticalWindows(ws []store.Window, w store.Window) []string {
 func (d *Dispatcher) schedule(ctx context.Context, who Caller, cmd Command) Reply {
 	s := cmd.Schedule
 	if d.sched == nil {
-		return refused(T("Scheduling is off: this bot runs without the maintenance window scheduler."), nil)
+		return refused(NewText("Scheduling is off: this bot runs without the maintenance window scheduler."), nil)
 	}
 	// A new window's cluster: the one named, the channel's, or the only one.
 	var cluster string
 	if s.Sub == "add" {
 		var err error
 		if cluster, err = d.ResolveCluster(cmd.Cluster, who); err != nil {
-			return refused(T(err.Error()+"\nUsage: "+Usage(who.Prefix, cmd.Name)), err)
+			return refused(NewText(err.Error()+"\nUsage: "+Usage(who.Prefix, cmd.Name)), err)
 		}
 	}
 	if s.Sub == "list" {
@@ -43,13 +43,13 @@ func (d *Dispatcher) schedule(ctx context.Context, who Caller, cmd Command) Repl
 			return failed("Could not list the windows", err)
 		}
 		if len(ws) == 0 {
-			return Reply{Outcome: ok(""), Text: T("No maintenance windows."), Data: ws}
+			return Reply{Outcome: ok(""), Text: NewText("No maintenance windows."), Data: ws}
 		}
 		f := Field{}
 		for _, w := range ws {
 			line := WindowLine(w)
 			if same := IdenticalWindows(ws, w); len(same) > 0 {
-				line = T(line, " — identical to ", strings.Join(same, ", "))
+				line = NewText(line, " — identical to ", strings.Join(same, ", "))
 			}
 			f.List = append(f.List, line)
 		}
@@ -59,7 +59,7 @@ func (d *Dispatcher) schedule(ctx context.Context, who Caller, cmd Command) Repl
 	if s.Sub != "add" {
 		w, err := d.eng.Window(ctx, s.ID)
 		if err != nil {
-			return refused(T("There is no window ", procedures.Typed(s.ID), ". See ", Code(who.Prefix+" schedule list"), "."), err)
+			return refused(NewText("There is no window ", procedures.Typed(s.ID), ". See ", Code(who.Prefix+" schedule list"), "."), err)
 		}
 		cluster = w.Cluster
 	}
@@ -78,19 +78,19 @@ func (d *Dispatcher) schedule(ctx context.Context, who Caller, cmd Command) Repl
 		}
 		saved, next, err := d.sched.Add(ctx, w)
 		if err != nil {
-			return refused(T(fmt.Sprintf("Could not add the window: %v\nUsage: %s", err, Usage(who.Prefix, "schedule"))), err)
+			return refused(NewText(fmt.Sprintf("Could not add the window: %v\nUsage: %s", err, Usage(who.Prefix, "schedule"))), err)
 		}
-		r.Announce = T(Person(who.User), " scheduled window ", WindowLine(saved), ". Next: ")
+		r.Announce = NewText(Person(who.User), " scheduled window ", WindowLine(saved), ". Next: ")
 		for i, t := range next {
 			if i > 0 {
-				r.Announce = T(r.Announce, ", ")
+				r.Announce = NewText(r.Announce, ", ")
 			}
-			r.Announce = T(r.Announce, Local{t, saved.TZ})
+			r.Announce = NewText(r.Announce, Local{t, saved.TZ})
 		}
-		r.Announce = T(r.Announce, ".")
+		r.Announce = NewText(r.Announce, ".")
 		if ws, err := d.sched.List(ctx); err == nil {
 			if same := IdenticalWindows(ws, saved); len(same) > 0 {
-				r.Announce = T(r.Announce, " Warning: it is identical to window ", strings.Join(same, ", "),
+				r.Announce = NewText(r.Announce, " Warning: it is identical to window ", strings.Join(same, ", "),
 					" (same cluster, schedule, zone and command), so both start the same run; remove one with ",
 					Code(who.Prefix+" schedule remove <id>"), ".")
 			}
@@ -99,25 +99,25 @@ func (d *Dispatcher) schedule(ctx context.Context, who Caller, cmd Command) Repl
 		if err := d.sched.Remove(ctx, s.ID); err != nil {
 			return failed("Could not remove", err)
 		}
-		r.Announce = T(Person(who.User), " removed maintenance window ", s.ID, ".")
+		r.Announce = NewText(Person(who.User), " removed maintenance window ", s.ID, ".")
 	case "pause", "resume":
 		w, err := d.sched.SetPaused(ctx, s.ID, s.Sub == "pause")
 		if err != nil {
 			return failed("Could not "+s.Sub, err)
 		}
-		r.Announce = T(Person(who.User), " ", s.Sub, "d maintenance window ", WindowLine(w), ".")
+		r.Announce = NewText(Person(who.User), " ", s.Sub, "d maintenance window ", WindowLine(w), ".")
 	case "skip":
 		w, err := d.eng.Window(ctx, s.ID)
 		if err != nil {
 			return failed("Could not read the window", err)
 		}
 		if w.NextStart.IsZero() || w.Paused {
-			return refused(T("Window ", s.ID, " has no next start to skip."), nil)
+			return refused(NewText("Window ", s.ID, " has no next start to skip."), nil)
 		}
 		if err := d.sched.Skip(ctx, s.ID, w.NextStart, who.User); err != nil {
-			return refused(T(fmt.Sprintf("Could not skip window %s: %v", s.ID, err)), err)
+			return refused(NewText(fmt.Sprintf("Could not skip window %s: %v", s.ID, err)), err)
 		}
-		r.Announce = T(Person(who.User), " skipped the start of window ", s.ID, " at ", Local{w.NextStart, w.TZ}, ".")
+		r.Announce = NewText(Person(who.User), " skipped the start of window ", s.ID, " at ", Local{w.NextStart, w.TZ}, ".")
 	}
 	return r
 }

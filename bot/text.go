@@ -32,13 +32,13 @@ const (
 	SpanTime            // a moment: Slack shows it in each reader's time zone
 )
 
-// Person, Code and Strong mark a part of a Text built with T.
+// Person, Code and Strong mark a part of a Text built with NewText.
 type (
 	Person string
 	Code   string
 	Strong string
-	// At is a moment, shown in UTC as plain text.
-	At time.Time
+	// Moment is a moment, shown in UTC as plain text.
+	Moment time.Time
 )
 
 // Local is a moment shown as plain text in a time zone (a window's
@@ -48,9 +48,9 @@ type Local struct {
 	TZ string
 }
 
-// T builds a Text from strings, Person, Code, Strong, At, Local, Text and anything
+// NewText builds a Text from strings, Person, Code, Strong, Moment, Local, Text and anything
 // fmt can print.
-func T(parts ...any) Text {
+func NewText(parts ...any) Text {
 	var t Text
 	for _, p := range parts {
 		switch v := p.(type) {
@@ -62,7 +62,7 @@ func T(parts ...any) Text {
 			t = append(t, Span{Kind: SpanCode, S: string(v)})
 		case Strong:
 			t = append(t, Span{Kind: SpanStrong, S: string(v)})
-		case At:
+		case Moment:
 			tm := time.Time(v)
 			t = append(t, Span{Kind: SpanTime, S: tm.UTC().Format("15:04:05 UTC"), At: tm})
 		case Local:

@@ -20,7 +20,7 @@ type trafficSwitcher interface {
 func (d *Dispatcher) traffic(ctx context.Context, who Caller, cluster string, mode ports.LBMode) Reply {
 	sw, can := d.eng.(trafficSwitcher)
 	if !can {
-		return refused(T("This bot cannot switch traffic by hand."), nil)
+		return refused(NewText("This bot cannot switch traffic by hand."), nil)
 	}
 	if !d.allowed(ctx, who, cluster, permRun) {
 		return refused(d.denied(who, fmt.Sprintf("You are not allowed to switch traffic on %s.", cluster)), nil)
@@ -30,7 +30,7 @@ func (d *Dispatcher) traffic(ctx context.Context, who Caller, cluster string, mo
 	var busy *procedures.TrafficBusyError
 	if errors.As(err, &busy) {
 		b := busy.Run
-		r := refused(T(cluster, " is held by run ", b.ID, " (", procedures.Title(b), "), which is ", string(b.State),
+		r := refused(NewText(cluster, " is held by run ", b.ID, " (", procedures.Title(b), "), which is ", string(b.State),
 			": the run switches traffic itself. Answer it, or stop it with ", Code(who.Prefix+" cancel "+b.ID), " first."), err)
 		r.RunID = b.ID
 		return r
@@ -44,11 +44,11 @@ func (d *Dispatcher) traffic(ctx context.Context, who Caller, cluster string, mo
 		r.RunID = sw2.RunID
 		return r
 	}
-	text := T("Traffic on ", cluster, ": ", TrafficText(got), " (checked after the switch).")
+	text := NewText("Traffic on ", cluster, ": ", TrafficText(got), " (checked after the switch).")
 	if got != mode {
-		text = T("Asked the load balancer of ", cluster, " to switch traffic ", word, ", but it reports ", TrafficText(got), " (none configured, or it cannot tell).")
+		text = NewText("Asked the load balancer of ", cluster, " to switch traffic ", word, ", but it reports ", TrafficText(got), " (none configured, or it cannot tell).")
 	}
 	// The audit entry says what the balancer reports, not only what was asked.
 	return Reply{Outcome: ok(word + "; load balancer reports: " + TrafficText(got)), Cluster: cluster, Text: text, RunID: sw2.RunID,
-		Announce: T(Person(who.User), " switched traffic on ", cluster, " by hand: ", TrafficText(got), ".")}
+		Announce: NewText(Person(who.User), " switched traffic on ", cluster, " by hand: ", TrafficText(got), ".")}
 }

@@ -24,7 +24,7 @@ func (d *Dispatcher) status(ctx context.Context, cluster string) Reply {
 	r := Reply{Outcome: ok(""), Title: "Status of " + cluster, Data: s}
 	nodes := Field{Label: "Nodes"}
 	if s.NodesErr != nil {
-		nodes.Text = T(fmt.Sprintf("unknown (%v)", s.NodesErr))
+		nodes.Text = NewText(fmt.Sprintf("unknown (%v)", s.NodesErr))
 	}
 	for _, n := range s.Nodes {
 		v := n.Version
@@ -38,34 +38,34 @@ func (d *Dispatcher) status(ctx context.Context, cluster string) Reply {
 		if health == "" {
 			health = "no health check"
 		}
-		nodes.List = append(nodes.List, T(n.Name, ": ", n.State, ", ", Code(n.Image), ", version ", v, ", ", health))
+		nodes.List = append(nodes.List, NewText(n.Name, ": ", n.State, ", ", Code(n.Image), ", version ", v, ", ", health))
 	}
 	r.Fields = append(r.Fields, nodes)
-	lb := T(TrafficText(s.Traffic))
+	lb := NewText(TrafficText(s.Traffic))
 	switch {
 	case procedures.SameCause(s.NodesErr, s.TrafficErr):
-		lb = T("unknown (for the same reason)")
+		lb = NewText("unknown (for the same reason)")
 	case s.TrafficErr != nil:
-		lb = T(fmt.Sprintf("unknown (%v)", s.TrafficErr))
+		lb = NewText(fmt.Sprintf("unknown (%v)", s.TrafficErr))
 	}
 	r.Fields = append(r.Fields, Field{Label: "Load balancer", Text: lb})
-	running := T("nothing")
+	running := NewText("nothing")
 	switch {
 	case s.ActiveErr != nil:
-		running = T(fmt.Sprintf("unknown (%v)", s.ActiveErr))
+		running = NewText(fmt.Sprintf("unknown (%v)", s.ActiveErr))
 	case s.Active != nil:
 		a := *s.Active
-		running = T(a.ID, " — ", procedures.Title(a), " (", Person(a.Requester), "), ", RunStatus(a))
+		running = NewText(a.ID, " — ", procedures.Title(a), " (", Person(a.Requester), "), ", RunStatus(a))
 		r.RunID = a.ID
 		if a.Checkpoint != nil {
 			r.Options = a.Checkpoint.Options
 		}
 	}
 	r.Fields = append(r.Fields, Field{Label: "Running", Text: running})
-	backup := T("none")
+	backup := NewText("none")
 	switch {
 	case s.BackupsErr != nil:
-		backup = T(fmt.Sprintf("unknown (%v)", s.BackupsErr))
+		backup = NewText(fmt.Sprintf("unknown (%v)", s.BackupsErr))
 	case s.LatestBackup != nil:
 		backup = backupLine(*s.LatestBackup, d.now())
 	}
@@ -73,9 +73,9 @@ func (d *Dispatcher) status(ctx context.Context, cluster string) Reply {
 	windows := Field{Label: "Next windows"}
 	switch {
 	case s.WindowsErr != nil:
-		windows.Text = T(fmt.Sprintf("unknown (%v)", s.WindowsErr))
+		windows.Text = NewText(fmt.Sprintf("unknown (%v)", s.WindowsErr))
 	case len(s.Windows) == 0:
-		windows.Text = T("none")
+		windows.Text = NewText("none")
 	}
 	for _, w := range s.Windows {
 		windows.List = append(windows.List, WindowLine(w))
@@ -150,7 +150,7 @@ func backupLine(bi ports.BackupInfo, now time.Time) Text {
 	if bi.Holds != "" {
 		v += ", " + bi.Holds
 	}
-	return T(bi.ID, " — ", format.Age(now.Sub(bi.Created)), " ago, ", format.Bytes(bi.Size), ", version ", bi.Version, ", ", v)
+	return NewText(bi.ID, " — ", format.Age(now.Sub(bi.Created)), " ago, ", format.Bytes(bi.Size), ", version ", bi.Version, ", ", v)
 }
 
 // history lists the last n runs, of one cluster or ("") all.
@@ -160,11 +160,11 @@ func (d *Dispatcher) history(ctx context.Context, cluster string, n int) Reply {
 		return failed("Could not read the history", err)
 	}
 	if len(runs) == 0 {
-		return Reply{Outcome: ok(""), Text: T("No runs yet."), Data: runs}
+		return Reply{Outcome: ok(""), Text: NewText("No runs yet."), Data: runs}
 	}
 	f := Field{}
 	for _, r := range runs {
-		f.List = append(f.List, T(r.ID, " ", r.Created.UTC().Format("2006-01-02 15:04"), " — ", procedures.Title(r), ", ",
+		f.List = append(f.List, NewText(r.ID, " ", r.Created.UTC().Format("2006-01-02 15:04"), " — ", procedures.Title(r), ", ",
 			Person(r.Requester), ", ", OutcomeWords(r.State), ", ", format.Duration(procedures.Duration(r, d.now()))))
 	}
 	return Reply{Outcome: ok(""), Title: fmt.Sprintf("Last %d runs", len(runs)), Fields: []Field{f}, Data: runs}
@@ -176,7 +176,7 @@ func (d *Dispatcher) backups(ctx context.Context, cluster string) Reply {
 		return failed("Could not list the backups", err)
 	}
 	if len(bs) == 0 {
-		return Reply{Outcome: ok(""), Text: T(fmt.Sprintf("%s has no backups yet.", cluster)), Data: bs}
+		return Reply{Outcome: ok(""), Text: NewText(fmt.Sprintf("%s has no backups yet.", cluster)), Data: bs}
 	}
 	f := Field{}
 	for _, bi := range bs {
@@ -188,21 +188,21 @@ func (d *Dispatcher) backups(ctx context.Context, cluster string) Reply {
 // WindowLine describes a maintenance window in one line. "next" is the
 // start that will run: a skipped start is named as skipped after it.
 func WindowLine(w store.Window) Text {
-	t := T(w.ID, ": ", Code(w.Spec), " ", w.TZ, ", ", w.Command)
+	t := NewText(w.ID, ": ", Code(w.Spec), " ", w.TZ, ", ", w.Command)
 	if w.Cluster != "" {
-		t = T(t, " on ", w.Cluster)
+		t = NewText(t, " on ", w.Cluster)
 	}
 	switch next := NextRun(w); {
 	case w.Paused:
-		t = T(t, " — paused")
+		t = NewText(t, " — paused")
 	case !next.IsZero():
-		t = T(t, " — next ", Local{next, w.TZ})
+		t = NewText(t, " — next ", Local{next, w.TZ})
 		if w.Skip.Equal(w.NextStart) {
-			t = T(t, " (", Local{w.NextStart, w.TZ}, " skipped)")
+			t = NewText(t, " (", Local{w.NextStart, w.TZ}, " skipped)")
 		}
 	}
 	if w.Approval {
-		t = T(t, " — needs a Start click")
+		t = NewText(t, " — needs a Start click")
 	}
 	return t
 }

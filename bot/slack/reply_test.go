@@ -10,9 +10,9 @@ func TestReplyRendering(t *testing.T) {
 	r := bot.Reply{
 		Title: "Status of prod",
 		Fields: []bot.Field{
-			{Label: "Nodes", List: []bot.Text{bot.T("app-1: running, ", bot.Code("nocobase/nocobase:1.7.13"))}},
-			{Label: "Running", Text: bot.T("r1 — upgrade (", bot.Person("U123ABC"), "), waiting")},
-			{Label: "Last", Text: bot.T("by ", bot.Person("terminal:alice"), " and ", bot.Person("scheduler:w1"), ", ", bot.Strong("twice"))},
+			{Label: "Nodes", List: []bot.Text{bot.NewText("app-1: running, ", bot.Code("nocobase/nocobase:1.7.13"))}},
+			{Label: "Running", Text: bot.NewText("r1 — upgrade (", bot.Person("U123ABC"), "), waiting")},
+			{Label: "Last", Text: bot.NewText("by ", bot.Person("terminal:alice"), " and ", bot.Person("scheduler:w1"), ", ", bot.Strong("twice"))},
 		},
 	}
 	want := "*Status of prod*\nNodes:\n• app-1: running, `nocobase/nocobase:1.7.13`\nRunning: r1 — upgrade (<@U123ABC>), waiting\nLast: by terminal:alice and scheduler:w1, *twice*"
