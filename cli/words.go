@@ -144,6 +144,10 @@ func cmdSchedule(ctx context.Context, e *env, args []string) error {
 }
 
 func cmdBackups(ctx context.Context, e *env, args []string) error {
+	// Global flags come first (leadingGlobals passes them on so).
+	if pre, rest, err := leadingGlobals(args); err == nil && len(rest) > 0 && rest[0] == "export" {
+		return cmdBackupsExport(ctx, e, append(pre, rest[1:]...))
+	}
 	return word(ctx, e, "backups", "[cluster] [--json]", "Lists a cluster's backups, newest first, with age, size and version.", args, true)
 }
 

@@ -24,6 +24,9 @@ type Source struct {
 	// either; NocoBase passes "data" to it as it is).
 	DataFile string
 	DataDir  string
+	// DataDirFiles, when set, are the only files of DataDir taken (paths
+	// relative to it, with "/").
+	DataDirFiles []string
 	// Storage is a tar of NocoBase's storage folder (nocobot's
 	// storage.tar): its "uploads/…" go in as they are, and
 	// "apps/<App>/aes_key.dat" as "aes_key.dat". Nil: no files.
@@ -78,7 +81,7 @@ func Write(ctx context.Context, file string, src Source, password string) (err e
 	if src.DataFile != "" {
 		err = addFile(zw, entryData, src.DataFile)
 	} else {
-		err = addDir(ctx, zw, entryData, src.DataDir)
+		err = addDir(ctx, zw, entryData, src.DataDir, src.DataDirFiles)
 	}
 	if err != nil {
 		return fmt.Errorf("adding the dump: %w", err)
@@ -133,9 +136,23 @@ func addFile(zw *zip.Writer, name, file string) error {
 	return err
 }
 
-func addDir(ctx context.Context, zw *zip.Writer, prefix, dir string) error {
+func addDir(ctx context.Context, zw *zip.Writer, prefix, dir string, only []string) error {
 	if _, err := zw.CreateHeader(&zip.FileHeader{Name: prefix + "/"}); err != nil {
 		return err
+	}
+	if only != nil {
+		for _, rel := range only {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if !validEntryName(rel) || strings.Contains(rel, "/") {
+				return fmt.Errorf("dump file %q is not a plain name", rel)
+			}
+			if err := addFile(zw, path.Join(prefix, rel), filepath.Join(dir, rel)); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
