@@ -126,6 +126,7 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret
 		CopyWhenSpaceUnknown: cc.Backup.CopyWhenSpaceUnknown,
 		Protect:              func(ctx context.Context) (map[string]bool, error) { return procedures.BackupsInUse(ctx, st) },
 		Nodes:                nodes,
+		NBDataDir:            NBDataDir(cc),
 	}
 	if l := cc.Backup.CompressLevel; l != nil {
 		opts.CompressLevel = *l
@@ -148,6 +149,9 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret
 		OnTimeout: procedures.TimeoutPolicy(cc.Timeouts.OnCheckpoint), StepTimeout: cc.Timeouts.Step.D(),
 		StartParallelism: cc.Nodes.Parallelism,
 		NodeEnv:          nodes.NodeEnv(), Migrations: cc.Nodes.Migrations, PerNodeEnv: cc.Nodes.PerNodeEnv,
+	}
+	if c.NBData, err = nbdataSettings(cc, nodes); err != nil {
+		return nil, nil, err
 	}
 	closer := nodes.Close
 	if rd != nil {

@@ -3,11 +3,14 @@ package app
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/nocobot/nocobot/adapters/backup"
+	"github.com/nocobot/nocobot/adapters/docker"
 	"github.com/nocobot/nocobot/config"
 	"github.com/nocobot/nocobot/nbdata"
+	"github.com/nocobot/nocobot/procedures"
 )
 
 // BackupCluster is the cluster a backup id belongs to: the one named,
@@ -49,4 +52,27 @@ func ExportNBData(ctx context.Context, cc *config.Cluster, id, file string) (*nb
 	return backup.ExportNBData(ctx, cc.Backup.Destination, id, file, backup.NBDataOptions{
 		TablePrefix: cc.NBData.TablePrefix, Schema: cc.NBData.Schema, Underscored: cc.NBData.Underscored, Password: pw,
 	})
+}
+
+// NBDataDir is the folder of a cluster's .nbdata files (maintain
+// app-backup's copies), in its backup destination.
+func NBDataDir(cc *config.Cluster) string {
+	return filepath.Join(cc.Backup.Destination, "nbdata-"+cc.Name)
+}
+
+func nbdataSettings(cc *config.Cluster, nodes *docker.Cluster) (procedures.NBDataSettings, error) {
+	pw, err := NBDataPassword(cc)
+	if err != nil {
+		return procedures.NBDataSettings{}, err
+	}
+	return procedures.NBDataSettings{
+		Dir: NBDataDir(cc), Password: pw,
+		TablePrefix: cc.NBData.TablePrefix, Schema: cc.NBData.Schema, Underscored: cc.NBData.Underscored,
+		Dialect: func(ctx context.Context) (string, error) {
+			if d := cc.Backup.Database.Dialect; d != "" {
+				return d, nil
+			}
+			return nodesDialect(ctx, nodes)
+		},
+	}, nil
 }

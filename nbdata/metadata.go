@@ -138,3 +138,12 @@ func orDefault(s string) string {
 	}
 	return s
 }
+
+// SidecarSuffix ends the metadata file kept beside an .nbdata, as the
+// Backup manager keeps one in its folder (utils.js METADATA_EXTENSION).
+const SidecarSuffix = "_metadata.json"
+
+// SidecarPath is the metadata file beside file.
+func SidecarPath(file string) string {
+	return strings.TrimSuffix(file, Extension) + SidecarSuffix
+}

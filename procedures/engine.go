@@ -68,6 +68,8 @@ type Cluster struct {
 	// PerNodeEnv names variables that may differ from node to node, on
 	// top of those that always may (perNodeVars).
 	PerNodeEnv []string
+	// NBData: NocoBase's own backup files (nbdata.go).
+	NBData NBDataSettings
 }
 
 // Options configure an engine.

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/nocobot/nocobot/nbdata"
+	"github.com/nocobot/nocobot/procedures"
 )
 
 // NBDataOptions are the app's settings an exported .nbdata records (and
@@ -97,3 +99,42 @@ func ExportNBData(ctx context.Context, dest, id, file string, o NBDataOptions) (
 	}
 	return sum, nil
 }
+
+// withNBData adds the .nbdata files of Options.NBDataDir to a list,
+// newest first among all.
+func (m *Manager) withNBData(list []procedures.BackupInfo) []procedures.BackupInfo {
+	if m.opts.NBDataDir == "" {
+		return list
+	}
+	entries, err := os.ReadDir(m.opts.NBDataDir)
+	if err != nil {
+		return list
+	}
+	added := false
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), nbdata.Extension) {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		file := filepath.Join(m.opts.NBDataDir, e.Name())
+		meta, err := nbdata.ReadSidecar(file)
+		info := procedures.BackupInfo{ID: e.Name(), Cluster: m.opts.Cluster, Created: fi.ModTime(), Size: fi.Size(), Kind: KindNBData,
+			Holds: "a NocoBase Backup manager file (maintain restore " + e.Name() + ")"}
+		if err == nil {
+			// Checked whole when it was copied here.
+			info.Version, info.Verified = meta.Version, true
+		}
+		list = append(list, info)
+		added = true
+	}
+	if added {
+		slices.SortStableFunc(list, func(a, b procedures.BackupInfo) int { return b.Created.Compare(a.Created) })
+	}
+	return list
+}
+
+// KindNBData is the kind of a NocoBase Backup manager file in a list.
+const KindNBData = "nbdata"

@@ -1,0 +1,185 @@
+package procedures
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/nocobot/nocobot/format"
+	"github.com/nocobot/nocobot/nbdata"
+)
+
+// NocoBase's own backup files (.nbdata, the Backup manager's) in a
+// maintain run: "restore <file.nbdata>" and "app-backup". Both run on the
+// one node left after the scale-down, after nocobot's own backup: the
+// Backup manager keeps its task state in that node's memory.
+
+// NBDataSettings say where a cluster's .nbdata files live and what they
+// must match.
+type NBDataSettings struct {
+	// Dir holds the files "app-backup" copies, and is where a file name
+	// without a folder is looked up.
+	Dir      string
+	Password string // of encrypted files; never logged
+	// The app's DB_TABLE_PREFIX, DB_SCHEMA and DB_UNDERSCORED.
+	TablePrefix string
+	Schema      string
+	Underscored bool
+	// Dialect returns the app's database dialect.
+	Dialect func(ctx context.Context) (string, error)
+}
+
+// appBackups is the Backup manager's API on a node (adapters/nocobase).
+type appBackups interface {
+	AppBackup(ctx context.Context, node Node, progress Progress) (string, error)
+	AppBackupDownload(ctx context.Context, node Node, file, dst string) (int64, error)
+	AppRestore(ctx context.Context, node Node, file, password string, progress Progress) error
+}
+
+// IsNBData says whether a restore argument names an .nbdata file rather
+// than a nocobot backup id.
+func IsNBData(arg string) bool { return strings.HasSuffix(arg, nbdata.Extension) }
+
+func (env *stepEnv) appBackups() (appBackups, error) {
+	ab, ok := env.c.App.(appBackups)
+	if !ok {
+		return nil, errors.New("this cluster's NocoBase client cannot drive the Backup manager")
+	}
+	return ab, nil
+}
+
+// nbdataPath resolves a file argument: as given when it names a folder,
+// else in the cluster's .nbdata folder.
+func nbdataPath(c *Cluster, arg string) string {
+	if strings.ContainsRune(arg, '/') || c.NBData.Dir == "" {
+		return arg
+	}
+	return filepath.Join(c.NBData.Dir, arg)
+}
+
+// checkNBData reads file whole and applies NocoBase's rules for the app
+// at version; the error is one line.
+func checkNBData(ctx context.Context, c *Cluster, file, version string) (*nbdata.Summary, error) {
+	dialect := "postgres"
+	if c.NBData.Dialect != nil {
+		d, err := c.NBData.Dialect(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("the app's database dialect: %w", err)
+		}
+		if d != "" {
+			dialect = d
+		}
+	}
+	s, err := nbdata.Inspect(ctx, file, c.NBData.Password, filepath.Dir(file))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Base(file), err)
+	}
+	err = s.Metadata.Check(nbdata.Target{Version: version, Dialect: dialect, TablePrefix: c.NBData.TablePrefix, Schema: c.NBData.Schema, Underscored: c.NBData.Underscored})
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("%s: %w", filepath.Base(file), err)
+	}
+	return s, nil
+}
+
+func describeNBData(s *nbdata.Summary) string {
+	enc := ""
+	if s.Encrypted {
+		enc = ", encrypted"
+	}
+	return fmt.Sprintf("NocoBase %s, %s dump %s, %d uploads%s", s.Metadata.Version, s.Metadata.Database.Dialect, format.Bytes(s.DataBytes), s.Uploads, enc)
+}
+
+// preflightNBData checks a file to restore before any downtime.
+func preflightNBData(ctx context.Context, env *stepEnv, arg string) (string, error) {
+	s, err := checkNBData(ctx, env.c, nbdataPath(env.c, arg), env.facts().FromVersion())
+	if err != nil {
+		return "", fmt.Errorf("refused: %w", err)
+	}
+	defer s.Close()
+	return arg + ": " + describeNBData(s), nil
+}
+
+// nbdataRestoreAction restores an .nbdata through the node's own Backup
+// manager (NocoBase's code restores NocoBase's format; it checks the
+// metadata again before it changes anything), with traffic on the
+// maintenance page; then the node is restarted on an emptied cache, since
+// neither the restore nor NocoBase's upgrade empties it.
+func nbdataRestoreAction(ctx context.Context, env *stepEnv, arg string) (string, error) {
+	ab, err := env.appBackups()
+	if err != nil {
+		return "", err
+	}
+	first, _, err := firstNode(ctx, env)
+	if err != nil {
+		return "", err
+	}
+	file := nbdataPath(env.c, arg)
+	s, err := checkNBData(ctx, env.c, file, env.facts().FromVersion())
+	if err != nil {
+		return "", fmt.Errorf("refused: %w", err)
+	}
+	what := describeNBData(s)
+	s.Close()
+	if _, err := setBalancer(ctx, env, LBMaintenance); err != nil {
+		return "", err
+	}
+	if err := ab.AppRestore(ctx, first, file, env.c.NBData.Password, env.progress); err != nil {
+		return "", fmt.Errorf("restore of %s: %w (traffic stays on the maintenance page; roll back restores backup %s)", arg, err, env.facts().BackupID())
+	}
+	if _, err := stopNodes(ctx, env, ""); err != nil {
+		return "", err
+	}
+	reset, err := redisReset(ctx, env)
+	if err != nil {
+		return "", err
+	}
+	up, err := startAndWait(ctx, env, first.Name, expectation{})
+	if err != nil {
+		return "", err
+	}
+	if _, err := setBalancer(ctx, env, LBNormal); err != nil {
+		return "", err
+	}
+	return joinNonEmpty("restored "+arg+" ("+what+") through NocoBase's Backup manager", reset, up.String(), "traffic back"), nil
+}
+
+// appBackupAction runs the Backup manager on the one node, copies its
+// file into the cluster's .nbdata folder with its metadata beside it (as
+// NocoBase keeps it), and checks the copy whole.
+func appBackupAction(ctx context.Context, env *stepEnv) (string, error) {
+	ab, err := env.appBackups()
+	if err != nil {
+		return "", err
+	}
+	if env.c.NBData.Dir == "" {
+		return "", errors.New("no folder for .nbdata files (the backup destination) is configured")
+	}
+	first, _, err := firstNode(ctx, env)
+	if err != nil {
+		return "", err
+	}
+	name, err := ab.AppBackup(ctx, first, env.progress)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(env.c.NBData.Dir, 0o700); err != nil {
+		return "", err
+	}
+	dst := filepath.Join(env.c.NBData.Dir, name)
+	if _, err := ab.AppBackupDownload(ctx, first, name, dst); err != nil {
+		return "", err
+	}
+	s, err := checkNBData(ctx, env.c, dst, env.facts().FromVersion())
+	if err != nil {
+		return "", fmt.Errorf("the Backup manager's file %s does not check: %w", name, err)
+	}
+	defer s.Close()
+	if err := nbdata.WriteSidecar(dst, s.Metadata); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("NocoBase's Backup manager wrote %s (%s); copied to %s and read back whole (maintain restore %s restores it)", name, describeNBData(s), dst, name), nil
+}
