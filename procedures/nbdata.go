@@ -10,6 +10,7 @@ import (
 
 	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/nbdata"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // NocoBase's own backup files (.nbdata, the Backup manager's) in a
@@ -34,9 +35,9 @@ type NBDataSettings struct {
 
 // appBackups is the Backup manager's API on a node (adapters/nocobase).
 type appBackups interface {
-	AppBackup(ctx context.Context, node Node, progress Progress) (string, error)
-	AppBackupDownload(ctx context.Context, node Node, file, dst string) (int64, error)
-	AppRestore(ctx context.Context, node Node, file, password string, progress Progress) error
+	AppBackup(ctx context.Context, node ports.Node, progress ports.Progress) (string, error)
+	AppBackupDownload(ctx context.Context, node ports.Node, file, dst string) (int64, error)
+	AppRestore(ctx context.Context, node ports.Node, file, password string, progress ports.Progress) error
 }
 
 // IsNBData says whether a restore argument names an .nbdata file rather
@@ -124,7 +125,7 @@ func nbdataRestoreAction(ctx context.Context, env *stepEnv, arg string) (string,
 	}
 	what := describeNBData(s)
 	s.Close()
-	if _, err := setBalancer(ctx, env, LBMaintenance); err != nil {
+	if _, err := setBalancer(ctx, env, ports.LBMaintenance); err != nil {
 		return "", err
 	}
 	if err := ab.AppRestore(ctx, first, file, env.c.NBData.Password, env.progress); err != nil {
@@ -141,7 +142,7 @@ func nbdataRestoreAction(ctx context.Context, env *stepEnv, arg string) (string,
 	if err != nil {
 		return "", err
 	}
-	if _, err := setBalancer(ctx, env, LBNormal); err != nil {
+	if _, err := setBalancer(ctx, env, ports.LBNormal); err != nil {
 		return "", err
 	}
 	return joinNonEmpty("restored "+arg+" ("+what+") through NocoBase's Backup manager", reset, up.String(), "traffic back"), nil

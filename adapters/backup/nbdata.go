@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/nocobot/nocobot/nbdata"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // NBDataOptions are the app's settings an exported .nbdata records (and
@@ -102,7 +102,7 @@ func ExportNBData(ctx context.Context, dest, id, file string, o NBDataOptions) (
 
 // withNBData adds the .nbdata files of Options.NBDataDir to a list,
 // newest first among all.
-func (m *Manager) withNBData(list []procedures.BackupInfo) []procedures.BackupInfo {
+func (m *Manager) withNBData(list []ports.BackupInfo) []ports.BackupInfo {
 	if m.opts.NBDataDir == "" {
 		return list
 	}
@@ -121,7 +121,7 @@ func (m *Manager) withNBData(list []procedures.BackupInfo) []procedures.BackupIn
 		}
 		file := filepath.Join(m.opts.NBDataDir, e.Name())
 		meta, err := nbdata.ReadSidecar(file)
-		info := procedures.BackupInfo{ID: e.Name(), Cluster: m.opts.Cluster, Created: fi.ModTime(), Size: fi.Size(), Kind: KindNBData,
+		info := ports.BackupInfo{ID: e.Name(), Cluster: m.opts.Cluster, Created: fi.ModTime(), Size: fi.Size(), Kind: KindNBData,
 			Holds: "a NocoBase Backup manager file (maintain restore " + e.Name() + ")"}
 		if err == nil {
 			// Checked whole when it was copied here.
@@ -131,7 +131,7 @@ func (m *Manager) withNBData(list []procedures.BackupInfo) []procedures.BackupIn
 		added = true
 	}
 	if added {
-		slices.SortStableFunc(list, func(a, b procedures.BackupInfo) int { return b.Created.Compare(a.Created) })
+		slices.SortStableFunc(list, func(a, b ports.BackupInfo) int { return b.Created.Compare(a.Created) })
 	}
 	return list
 }

@@ -13,7 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // The Backup manager's API (@nocobase/plugin-backups, resource "backup",
@@ -25,7 +25,7 @@ const BackupTimeout = 2 * time.Hour
 
 // AppBackup asks the node's Backup manager for a backup (backup:create),
 // waits for it (backup:status) and returns the file's name.
-func (c *Client) AppBackup(ctx context.Context, node procedures.Node, progress procedures.Progress) (string, error) {
+func (c *Client) AppBackup(ctx context.Context, node ports.Node, progress ports.Progress) (string, error) {
 	name := nodeName(node)
 	var created struct {
 		Data struct {
@@ -72,7 +72,7 @@ func (c *Client) AppBackup(ctx context.Context, node procedures.Node, progress p
 
 // AppBackupDownload copies a Backup manager file (backup:download) to
 // dst, through a temporary file renamed at the end.
-func (c *Client) AppBackupDownload(ctx context.Context, node procedures.Node, file, dst string) (int64, error) {
+func (c *Client) AppBackupDownload(ctx context.Context, node ports.Node, file, dst string) (int64, error) {
 	u, err := endpoint(node.URL, "/api/backup:download?"+url.Values{"name": {file}}.Encode())
 	if err != nil {
 		return 0, err
@@ -114,7 +114,7 @@ func (c *Client) AppBackupDownload(ctx context.Context, node procedures.Node, fi
 // anything (a refusal comes back as the answer), restores it in the
 // background and then runs NocoBase's upgrade; AppRestore waits for the
 // task (backup:restoreStatus) and for the node to be healthy again.
-func (c *Client) AppRestore(ctx context.Context, node procedures.Node, file, password string, progress procedures.Progress) error {
+func (c *Client) AppRestore(ctx context.Context, node ports.Node, file, password string, progress ports.Progress) error {
 	name := nodeName(node)
 	u, err := endpoint(node.URL, "/api/backup:restoreUpload")
 	if err != nil {
@@ -233,7 +233,7 @@ func (c *Client) authorize(req *http.Request) {
 }
 
 // apiJSON sends one authorized request and decodes a 200 answer.
-func (c *Client) apiJSON(ctx context.Context, node procedures.Node, method, path string, body io.Reader, out any) error {
+func (c *Client) apiJSON(ctx context.Context, node ports.Node, method, path string, body io.Reader, out any) error {
 	u, err := endpoint(node.URL, path)
 	if err != nil {
 		return err
