@@ -53,12 +53,31 @@ func (env *stepEnv) appBackups() (appBackups, error) {
 }
 
 // nbdataPath resolves a file argument: as given when it names a folder,
-// else in the cluster's .nbdata folder.
+// else in the cluster's .nbdata folder, else in the backup destination
+// that holds that folder.
 func nbdataPath(c *Cluster, arg string) string {
 	if strings.ContainsRune(arg, '/') || c.NBData.Dir == "" {
 		return arg
 	}
-	return filepath.Join(c.NBData.Dir, arg)
+	if p := filepath.Join(c.NBData.Dir, arg); fileExists(p) {
+		return p
+	}
+	return filepath.Join(filepath.Dir(c.NBData.Dir), arg)
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// scratchDir holds a decrypted copy while a file is checked: the
+// cluster's .nbdata folder (in the private backup destination) when it
+// exists, else the file's own folder.
+func scratchDir(c *Cluster, file string) string {
+	if c.NBData.Dir != "" && fileExists(c.NBData.Dir) {
+		return c.NBData.Dir
+	}
+	return filepath.Dir(file)
 }
 
 // checkNBData reads file whole and applies NocoBase's rules for the app
@@ -74,7 +93,7 @@ func checkNBData(ctx context.Context, c *Cluster, file, version string) (*nbdata
 			dialect = d
 		}
 	}
-	s, err := nbdata.Inspect(ctx, file, c.NBData.Password, filepath.Dir(file))
+	s, err := nbdata.Inspect(ctx, file, c.NBData.Password, scratchDir(c, file))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Base(file), err)
 	}
