@@ -45,11 +45,46 @@ type appBackups interface {
 func IsNBData(arg string) bool { return strings.HasSuffix(arg, nbdata.Extension) }
 
 func (env *stepEnv) appBackups() (appBackups, error) {
-	ab, ok := env.c.App.(appBackups)
+	app, l := env.c.App, (*lease)(nil)
+	if f, ok := app.(fencedApp); ok {
+		app, l = f.in, f.l
+	}
+	ab, ok := app.(appBackups)
 	if !ok {
 		return nil, errors.New("this cluster's NocoBase client cannot drive the Backup manager")
 	}
+	if l != nil {
+		return fencedAppBackups{in: ab, l: l}, nil
+	}
 	return ab, nil
+}
+
+// fencedAppBackups checks the run's lease before each call, as fence.go
+// does for the other adapters.
+type fencedAppBackups struct {
+	in appBackups
+	l  *lease
+}
+
+func (f fencedAppBackups) AppBackup(ctx context.Context, node ports.Node, progress ports.Progress) (string, error) {
+	if err := f.l.check(); err != nil {
+		return "", err
+	}
+	return f.in.AppBackup(ctx, node, progress)
+}
+
+func (f fencedAppBackups) AppBackupDownload(ctx context.Context, node ports.Node, file, dst string) (int64, error) {
+	if err := f.l.check(); err != nil {
+		return 0, err
+	}
+	return f.in.AppBackupDownload(ctx, node, file, dst)
+}
+
+func (f fencedAppBackups) AppRestore(ctx context.Context, node ports.Node, file, password string, progress ports.Progress) error {
+	if err := f.l.check(); err != nil {
+		return err
+	}
+	return f.in.AppRestore(ctx, node, file, password, progress)
 }
 
 // nbdataPath resolves a file argument: as given when it names a folder,
