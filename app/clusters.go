@@ -151,7 +151,7 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret
 		StartParallelism: cc.Nodes.Parallelism,
 		NodeEnv:          nodes.NodeEnv(), Migrations: cc.Nodes.Migrations, PerNodeEnv: cc.Nodes.PerNodeEnv,
 	}
-	if c.NBData, err = nbdataSettings(cc, nodes); err != nil {
+	if c.NBData, err = nbdataSettings(cc, nodes, own); err != nil {
 		return nil, nil, err
 	}
 	closer := nodes.Close

@@ -60,13 +60,13 @@ func NBDataDir(cc *config.Cluster) string {
 	return filepath.Join(cc.Backup.Destination, "nbdata-"+cc.Name)
 }
 
-func nbdataSettings(cc *config.Cluster, nodes *docker.Cluster) (procedures.NBDataSettings, error) {
+func nbdataSettings(cc *config.Cluster, nodes *docker.Cluster, own []string) (procedures.NBDataSettings, error) {
 	pw, err := NBDataPassword(cc)
 	if err != nil {
 		return procedures.NBDataSettings{}, err
 	}
 	return procedures.NBDataSettings{
-		Dir: NBDataDir(cc), Password: pw,
+		Dir: NBDataDir(cc), Password: pw, OwnSchemas: own,
 		TablePrefix: cc.NBData.TablePrefix, Schema: cc.NBData.Schema, Underscored: cc.NBData.Underscored,
 		Dialect: func(ctx context.Context) (string, error) {
 			if d := cc.Backup.Database.Dialect; d != "" {

@@ -29,6 +29,9 @@ type NBDataSettings struct {
 	TablePrefix string
 	Schema      string
 	Underscored bool
+	// OwnSchemas are nocobot's own schemas inside the NocoBase database
+	// (its store there): NocoBase's restore would drop them.
+	OwnSchemas []string
 	// Dialect returns the app's database dialect.
 	Dialect func(ctx context.Context) (string, error)
 }
@@ -150,6 +153,9 @@ func describeNBData(s *nbdata.Summary) string {
 
 // preflightNBData checks a file to restore before any downtime.
 func preflightNBData(ctx context.Context, env *stepEnv, arg string) (string, error) {
+	if own := env.c.NBData.OwnSchemas; len(own) > 0 && env.c.NBData.Schema == "" {
+		return "", fmt.Errorf("refused: NocoBase's restore drops the tables of every schema of its database, and nocobot's store lives there (schema %s): move the store out, or restore a nocobot backup", strings.Join(own, ", "))
+	}
 	s, err := checkNBData(ctx, env.c, nbdataPath(env.c, arg), env.facts().FromVersion())
 	if err != nil {
 		return "", fmt.Errorf("refused: %w", err)
