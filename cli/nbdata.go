@@ -44,3 +44,15 @@ func cmdBackupsExport(ctx context.Context, e *env, args []string) error {
 		*file, sum.Metadata.Version, sum.Metadata.Database.Dialect, format.Bytes(sum.DataBytes), sum.Uploads, format.Bytes(sum.UploadBytes), enc)
 	return nil
 }
+
+// withBackupsExport runs "backups export …" here and passes every other
+// "backups" on to fn. Global flags come first (leadingGlobals passes
+// them on so).
+func withBackupsExport(fn func(context.Context, *env, []string) error) func(context.Context, *env, []string) error {
+	return func(ctx context.Context, e *env, args []string) error {
+		if pre, rest, err := leadingGlobals(args); err == nil && len(rest) > 0 && rest[0] == "export" {
+			return cmdBackupsExport(ctx, e, append(pre, rest[1:]...))
+		}
+		return fn(ctx, e, args)
+	}
+}
