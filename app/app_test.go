@@ -65,7 +65,7 @@ slack: {mode: http, bot_token_env: NOCOBOT_APPTEST_BOT, signing_secret_env: NOCO
 audit: {retention: 720h}
 clusters:
   - name: prod
-    channel: CPROD
+    slack: {channel: CPROD}
     docker: {host: "unix:///nonexistent/docker.sock"}
     nodes: {labels: {com.docker.compose.service: app}}
     load_balancer: {type: none}

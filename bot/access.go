@@ -15,9 +15,9 @@ const (
 	permDecide permission = "decide" // checkpoint decisions
 )
 
-// Groups resolves the user groups the access rules name (Slack user
-// groups) to their members. A front whose users belong to no groups
-// passes none.
+// Groups resolves the user groups the access rules name to their
+// members, as the caller's front knows them. A front whose users belong
+// to no groups passes none.
 type Groups interface {
 	Members(ctx context.Context, group string) []string
 }
@@ -38,7 +38,7 @@ func (d *Dispatcher) trusted(who Caller) bool {
 }
 
 // inObeyedChannel: a chat caller must write in a cluster's own channel
-// or one listed under access.channels; a terminal has no channels.
+// or one listed under access.slack.channels; a terminal has no channels.
 func (d *Dispatcher) inObeyedChannel(who Caller) bool {
 	if who.Via == ViaTerminal {
 		return true
@@ -46,14 +46,14 @@ func (d *Dispatcher) inObeyedChannel(who Caller) bool {
 	if who.Channel == "" {
 		return false
 	}
-	if slices.Contains(d.cfg.Access.Channels, who.Channel) {
+	if slices.Contains(d.cfg.Access.Slack.Channels, who.Channel) {
 		return true
 	}
 	for _, cl := range d.cfg.Clusters {
-		if cl.Channel == who.Channel {
+		if cl.Slack.Channel == who.Channel {
 			return true
 		}
-		if cl.Access != nil && slices.Contains(cl.Access.Channels, who.Channel) {
+		if cl.Access != nil && slices.Contains(cl.Access.Slack.Channels, who.Channel) {
 			return true
 		}
 	}
@@ -98,5 +98,5 @@ func (d *Dispatcher) denied(who Caller, msg string) Text {
 		return T(msg)
 	}
 	return T(msg, "\nAt this terminal you are ", Person(who.User),
-		": map your OS user to a Slack user id under access.terminal_users in the configuration, or set access.trust_terminal: true.")
+		": map your OS user to the user id the access rules name, under access.terminal_users in the configuration, or set access.trust_terminal: true.")
 }

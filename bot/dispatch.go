@@ -166,7 +166,7 @@ func (d *Dispatcher) Refuse(ctx context.Context, who Caller, said, msg string) R
 }
 
 func refusedChannel() Reply {
-	return refused(T("I don't take commands in this channel. Use a channel bound to a cluster, or ask an admin to add this one to access.channels."), nil)
+	return refused(T("I don't take commands in this channel. Use a channel bound to a cluster, or ask an admin to add this one to access.slack.channels."), nil)
 }
 
 // unknownCluster is a cluster name no configured cluster has: a thing
@@ -188,7 +188,7 @@ func (d *Dispatcher) ResolveCluster(named, channel string) (string, error) {
 	}
 	if channel != "" {
 		for _, cl := range d.cfg.Clusters {
-			if cl.Channel == channel && slices.Contains(names, cl.Name) {
+			if cl.Slack.Channel == channel && slices.Contains(names, cl.Name) {
 				return cl.Name, nil
 			}
 		}

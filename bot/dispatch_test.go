@@ -64,7 +64,7 @@ func newFixture(t *testing.T) *fixture {
 			Decide:   config.Principals{Users: []string{uRequest}, Groups: []string{gApprover}},
 			FourEyes: true,
 		},
-		Clusters: []config.Cluster{{Name: "prod", Channel: chProd}},
+		Clusters: []config.Cluster{{Name: "prod", Slack: config.ClusterSlack{Channel: chProd}}},
 	}
 	d, err := bot.New(bot.Options{Config: cfg, Engine: eng, Log: zerolog.Nop()})
 	if err != nil {

@@ -189,8 +189,8 @@ func (f *Front) trustedResponseURL(raw string) bool {
 // channelForCluster is where a cluster's runs are rendered: its own
 // channel, else the one given.
 func (f *Front) channelForCluster(cluster, fallback string) string {
-	if cl, ok := f.cfg.Cluster(cluster); ok && cl.Channel != "" {
-		return cl.Channel
+	if cl, ok := f.cfg.Cluster(cluster); ok && cl.Slack.Channel != "" {
+		return cl.Slack.Channel
 	}
 	return fallback
 }

@@ -149,11 +149,11 @@ func (f *Front) windowEvent(ctx context.Context, ev events.Event) {
 }
 
 // windowChannel is where a cluster's window events go: its channel, or
-// the first of access.channels.
+// the first of access.slack.channels.
 func (f *Front) windowChannel(cluster string) string {
 	ch := f.channelForCluster(cluster, "")
-	if ch == "" && len(f.cfg.Access.Channels) > 0 {
-		ch = f.cfg.Access.Channels[0]
+	if ch == "" && len(f.cfg.Access.Slack.Channels) > 0 {
+		ch = f.cfg.Access.Slack.Channels[0]
 	}
 	return ch
 }
