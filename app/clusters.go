@@ -127,6 +127,7 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret
 		CopyWhenSpaceUnknown: cc.Backup.CopyWhenSpaceUnknown,
 		Protect:              func(ctx context.Context) (map[string]bool, error) { return procedures.BackupsInUse(ctx, st) },
 		Nodes:                nodes,
+		NBDataDir:            NBDataDir(cc),
 	}
 	if l := cc.Backup.CompressLevel; l != nil {
 		opts.CompressLevel = *l
@@ -150,6 +151,9 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret
 		StartParallelism: cc.Nodes.Parallelism,
 		NodeEnv:          nodes.NodeEnv(), Migrations: cc.Nodes.Migrations, PerNodeEnv: cc.Nodes.PerNodeEnv,
 		StartDuringVerify: cc.Nodes.StartDuringVerify,
+	}
+	if c.NBData, err = nbdataSettings(cc, nodes, own); err != nil {
+		return nil, nil, err
 	}
 	closer := nodes.Close
 	if rd != nil {

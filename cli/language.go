@@ -34,9 +34,11 @@ func languageCommands() []command {
 		if c.Data {
 			brief += " [--json]"
 		}
-		out = append(out, command{name: c.Name, args: brief, help: c.Help + listed[c.Name], fn: func(ctx context.Context, e *env, args []string) error {
-			return word(ctx, e, c, args)
-		}})
+		fn := func(ctx context.Context, e *env, args []string) error { return word(ctx, e, c, args) }
+		if c.Name == "backups" {
+			fn = withBackupsExport(fn)
+		}
+		out = append(out, command{name: c.Name, args: brief, help: c.Help + listed[c.Name], fn: fn})
 	}
 	return out
 }

@@ -143,6 +143,7 @@ type Cluster struct {
 	NocoBase   NocoBase `yaml:"nocobase"`
 	LB         LB       `yaml:"load_balancer"`
 	Backup     Backup   `yaml:"backup"`
+	NBData     NBData   `yaml:"nbdata"`
 	Redis      Redis    `yaml:"redis"`
 	Access     *Access  `yaml:"access"`
 	Timeouts   Timeouts `yaml:"timeouts"`

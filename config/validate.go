@@ -159,6 +159,7 @@ func (cl *Cluster) validate(p *problems, f string) {
 		p.add(fieldError(f+".backup.keep_last", "expected 0 (keep all) or more"))
 	}
 	b.validateTuning(p, f+".backup")
+	cl.NBData.validate(p, f+".nbdata")
 	switch cl.Timeouts.OnCheckpoint {
 	case "", "remind", "rollback", "abort":
 	default:

@@ -74,6 +74,8 @@ type Cluster struct {
 	// its verify checkpoint waits, traffic still on the maintenance page
 	// (a run may say otherwise; see duringverify.go).
 	StartDuringVerify bool
+	// NBData: NocoBase's own backup files (nbdata.go).
+	NBData NBDataSettings
 }
 
 // Options configure an engine.

@@ -20,7 +20,7 @@ const ProcMaintain = "maintain"
 func maintainProcedure() procedure {
 	return procedure{
 		name:       ProcMaintain,
-		args:       "[cluster] [plugin enable|disable|add <package>]… [backup] [restore <backup-id>]",
+		args:       "[cluster] [plugin enable|disable|add <package>]… [backup] [app-backup] [restore <backup-id>|<file.nbdata>]",
 		help:       "scale down to one node for in-app maintenance: the actions given, or a manual window",
 		downtime:   "scale-down",
 		liveWrites: true,
@@ -46,8 +46,8 @@ func maintainProcedure() procedure {
 
 // MaintAction is one automated action of a maintain run.
 type MaintAction struct {
-	Kind string // "enable", "disable", "add" (plugins), "backup", "restore"
-	Arg  string // plugin package or name, or backup id
+	Kind string // "enable", "disable", "add" (plugins), "backup", "app-backup", "restore"
+	Arg  string // plugin package or name, or backup id or .nbdata file
 }
 
 func (a MaintAction) String() string {
@@ -102,12 +102,12 @@ func parseMaintain(req *Request, args []string) error {
 			}
 			req.Actions = append(req.Actions, MaintAction{Kind: act, Arg: args[i+2]})
 			i += 3
-		case "backup":
-			req.Actions = append(req.Actions, MaintAction{Kind: "backup"})
+		case "backup", "app-backup":
+			req.Actions = append(req.Actions, MaintAction{Kind: strings.ToLower(args[i])})
 			i++
 		case "restore":
 			if i+1 >= len(args) {
-				return errors.New("restore needs a backup id (see backups)")
+				return errors.New("restore needs a backup id (see backups) or an .nbdata file")
 			}
 			req.Actions = append(req.Actions, MaintAction{Kind: "restore", Arg: args[i+1]})
 			i += 2
@@ -120,7 +120,7 @@ func parseMaintain(req *Request, args []string) error {
 
 func isMaintKeyword(s string) bool {
 	switch strings.ToLower(s) {
-	case "plugin", "backup", "restore":
+	case "plugin", "backup", "app-backup", "restore":
 		return true
 	}
 	return false
@@ -150,15 +150,22 @@ func (a MaintAction) validate() error {
 			return fmt.Errorf("plugin %s: %s is not a plugin name (expected e.g. @nocobase/plugin-map or map)", a.Kind, TypedQ(a.Arg))
 		}
 	case "restore":
+		if IsNBData(a.Arg) {
+			// Kept in the run's parameters as "kind arg;…".
+			if strings.ContainsAny(a.Arg, ";\n") {
+				return fmt.Errorf("restore: %s: a file name with ; or a line break is not taken", TypedQ(a.Arg))
+			}
+			return nil
+		}
 		if !backupIDRE.MatchString(a.Arg) {
 			return fmt.Errorf("restore: %s is not a backup id (see the list of backups)", TypedQ(a.Arg))
 		}
-	case "backup":
+	case "backup", "app-backup":
 		if a.Arg != "" {
-			return errors.New("backup takes no argument")
+			return fmt.Errorf("%s takes no argument", a.Kind)
 		}
 	default:
-		return fmt.Errorf("unknown maintenance action %s (expected plugin enable|disable|add, backup, restore)", TypedQ(a.Kind))
+		return fmt.Errorf("unknown maintenance action %s (expected plugin enable|disable|add, backup, app-backup, restore)", TypedQ(a.Kind))
 	}
 	return nil
 }
@@ -231,7 +238,15 @@ func maintainRollbackSteps() []stepDef {
 func actionStep(i int, a MaintAction) stepDef {
 	name := fmt.Sprintf("action-%d", i+1)
 	switch a.Kind {
+	case "app-backup":
+		return stepDef{name: name, title: "NocoBase's Backup manager: back up, copy the file to the backup destination, check it", idempotent: true,
+			do: func(ctx context.Context, env *stepEnv) (string, error) { return appBackupAction(ctx, env) }}
 	case "restore":
+		if IsNBData(a.Arg) {
+			return stepDef{name: name, title: "Restore " + a.Arg + " through NocoBase's Backup manager", do: func(ctx context.Context, env *stepEnv) (string, error) {
+				return nbdataRestoreAction(ctx, env, a.Arg)
+			}}
+		}
 		return stepDef{name: name, title: "Restore backup " + a.Arg, do: func(ctx context.Context, env *stepEnv) (string, error) {
 			return restoreAction(ctx, env, a.Arg)
 		}}
@@ -279,6 +294,12 @@ func maintainPreflight(ctx context.Context, env *stepEnv) (string, error) {
 	}
 	for _, a := range actionsOf(env.rn.run.Params) {
 		if a.Kind != "restore" {
+			continue
+		}
+		if IsNBData(a.Arg) {
+			if _, err := preflightNBData(ctx, env, a.Arg); err != nil {
+				return "", err
+			}
 			continue
 		}
 		info, err := env.c.Backups.Verify(ctx, a.Arg)

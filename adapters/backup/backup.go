@@ -121,6 +121,9 @@ type Options struct {
 	// set, lists the cluster's app nodes: the storage folder is the first
 	// node's, looked up on first use (New contacts nothing).
 	Nodes NodeLister
+	// NBDataDir holds NocoBase's own backup files that List shows too
+	// (maintain app-backup's copies, each with its metadata beside it).
+	NBDataDir string
 	// StorageHostPath is the storage folder on this host, instead.
 	StorageHostPath string
 	// Excludes are paths relative to the storage folder left out of

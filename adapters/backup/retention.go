@@ -24,7 +24,7 @@ func (m *Manager) List(ctx context.Context) ([]ports.BackupInfo, error) {
 	for _, man := range mans {
 		out = append(out, man.info())
 	}
-	return out, nil
+	return m.withNBData(out), nil
 }
 
 // scan reads the cluster's backup folders: complete ones (newest first)
