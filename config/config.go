@@ -114,18 +114,21 @@ type Audit struct {
 
 // Cluster is one NocoBase cluster.
 type Cluster struct {
-	Name     string   `yaml:"name"`
-	Channel  string   `yaml:"channel"` // Slack channel id bound to the cluster
-	Docker   Docker   `yaml:"docker"`
-	Nodes    Nodes    `yaml:"nodes"`
-	Image    Image    `yaml:"image"`
-	NocoBase NocoBase `yaml:"nocobase"`
-	LB       LB       `yaml:"load_balancer"`
-	Backup   Backup   `yaml:"backup"`
-	Redis    Redis    `yaml:"redis"`
-	Access   *Access  `yaml:"access"`
-	Timeouts Timeouts `yaml:"timeouts"`
-	Windows  []Window `yaml:"windows"`
+	Name    string `yaml:"name"`
+	Channel string `yaml:"channel"` // Slack channel id bound to the cluster
+	Docker  Docker `yaml:"docker"`
+	// Kubernetes, instead of Docker: the cluster is a Deployment or
+	// StatefulSet (kubernetes.go).
+	Kubernetes Kubernetes `yaml:"kubernetes"`
+	Nodes      Nodes      `yaml:"nodes"`
+	Image      Image      `yaml:"image"`
+	NocoBase   NocoBase   `yaml:"nocobase"`
+	LB         LB         `yaml:"load_balancer"`
+	Backup     Backup     `yaml:"backup"`
+	Redis      Redis      `yaml:"redis"`
+	Access     *Access    `yaml:"access"`
+	Timeouts   Timeouts   `yaml:"timeouts"`
+	Windows    []Window   `yaml:"windows"`
 }
 
 // Docker is how to reach the engine that runs the cluster.
@@ -183,6 +186,8 @@ type LB struct {
 	URL       string `yaml:"url"`       // webhook: POST target
 	SecretEnv string `yaml:"secret_env"`
 	ProbeURL  string `yaml:"probe_url"` // public URL checked after each switch
+	// Kubernetes: the Service switched to the maintenance page.
+	Kubernetes KubernetesLB `yaml:"kubernetes"`
 }
 
 // Backup says what to back up and where to.
