@@ -13,6 +13,7 @@ import (
 
 	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/config"
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/metrics"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/schedule"
@@ -21,11 +22,13 @@ import (
 
 // App is nocobot built from one configuration, not yet running.
 type App struct {
-	Config     *config.Config
-	Log        zerolog.Logger
-	Store      store.Store
-	Engine     *procedures.Engine
-	Scheduler  *schedule.Scheduler
+	Config    *config.Config
+	Log       zerolog.Logger
+	Store     store.Store
+	Engine    *procedures.Engine
+	Scheduler *schedule.Scheduler
+	// Events carries the runs' and the windows' events to the fronts.
+	Events     *events.Bus
 	Dispatcher *bot.Dispatcher
 	// Metrics counts what the engine, the backups and Slack do; Serve
 	// publishes it on http.listen.
@@ -61,12 +64,15 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*App, err
 }
 
 func (a *App) build(clusters []*procedures.Cluster) error {
-	eng, err := procedures.New(procedures.Options{Store: a.Store, Clusters: clusters, Log: a.Log})
+	// One bus: the engine's runs and the scheduler's windows reach the
+	// fronts through it.
+	a.Events = events.NewBus()
+	eng, err := procedures.New(procedures.Options{Store: a.Store, Clusters: clusters, Log: a.Log, Events: a.Events})
 	if err != nil {
 		return err
 	}
 	a.Engine = eng
-	if a.Scheduler, err = newScheduler(a.Config, a.Store, eng, a.Log); err != nil {
+	if a.Scheduler, err = newScheduler(a.Config, a.Store, eng, a.Events, a.Log); err != nil {
 		return err
 	}
 	// A terminal's operator passes the access rules only when the

@@ -16,7 +16,7 @@ import (
 
 	"github.com/nocobot/nocobot/config"
 	"github.com/nocobot/nocobot/internal/testenv"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/store/sqlite"
 )
 
@@ -103,7 +103,7 @@ func waitNoSession(t *testing.T, db string) {
 
 // buildTuned builds the cluster the app builds from a configuration with
 // these backup keys, and returns its backups and destination.
-func buildTuned(t *testing.T, f tuningFixture, keys string) (procedures.Backups, string) {
+func buildTuned(t *testing.T, f tuningFixture, keys string) (ports.Backups, string) {
 	t.Helper()
 	dir := testenv.TempDir(t)
 	dest := filepath.Join(dir, "backups")
@@ -213,16 +213,16 @@ func TestClusterBackupTuningFromConfiguration(t *testing.T) {
 
 	t.Run("copies off, stream", func(t *testing.T) {
 		bk, dest := buildTuned(t, f, "      in_server_copy: false\n      dump_format: stream\n")
-		if kind, why := bk.PlanKind(ctx, true); kind != procedures.BackupDump || !strings.Contains(why, "in-server copies are turned off") {
+		if kind, why := bk.PlanKind(ctx, true); kind != ports.BackupDump || !strings.Contains(why, "in-server copies are turned off") {
 			t.Fatalf("plan = %s (%s), want a dump because copies are off", kind, why)
 		}
 		p := &progressLines{}
-		info, err := bk.Create(ctx, procedures.BackupRequest{Cluster: "prod"}, p.add)
+		info, err := bk.Create(ctx, ports.BackupRequest{Cluster: "prod"}, p.add)
 		if err != nil {
 			t.Fatalf("backup: %v\n%s", err, p)
 		}
 		dir := filepath.Join(dest, info.ID)
-		if info.Kind != procedures.BackupDump {
+		if info.Kind != ports.BackupDump {
 			t.Fatalf("kind %q\n%s", info.Kind, p)
 		}
 		if st, err := os.Stat(filepath.Join(dir, "database.dump")); err != nil || !st.Mode().IsRegular() {
@@ -238,12 +238,12 @@ func TestClusterBackupTuningFromConfiguration(t *testing.T) {
 	t.Run("defaults", func(t *testing.T) {
 		bk, dest := buildTuned(t, f, "")
 		waitNoSession(t, f.dbName)
-		if kind, why := bk.PlanKind(ctx, false); kind != procedures.BackupCopy {
+		if kind, why := bk.PlanKind(ctx, false); kind != ports.BackupCopy {
 			t.Fatalf("plan = %s (%s), want an in-server copy", kind, why)
 		}
 		p := &progressLines{}
 		info, dir := createAndExport(t, bk, dest, p)
-		if info.Kind != procedures.BackupCopy {
+		if info.Kind != ports.BackupCopy {
 			t.Fatalf("kind %q\n%s", info.Kind, p)
 		}
 		if lv := gzipLevels(t, dir); lv[4] == 0 || lv[2] != 0 {
@@ -260,7 +260,7 @@ func TestClusterBackupTuningFromConfiguration(t *testing.T) {
 		waitNoSession(t, f.dbName)
 		p := &progressLines{}
 		info, dir := createAndExport(t, bk, dest, p)
-		if info.Kind != procedures.BackupCopy {
+		if info.Kind != ports.BackupCopy {
 			t.Fatalf("kind %q\n%s", info.Kind, p)
 		}
 		if !strings.Contains(p.String(), "-j 3") {
@@ -278,10 +278,10 @@ func TestClusterBackupTuningFromConfiguration(t *testing.T) {
 
 // createAndExport takes a backup and exports it, as a run does around
 // the downtime, and returns it with its folder.
-func createAndExport(t *testing.T, bk procedures.Backups, dest string, p *progressLines) (procedures.BackupInfo, string) {
+func createAndExport(t *testing.T, bk ports.Backups, dest string, p *progressLines) (ports.BackupInfo, string) {
 	t.Helper()
 	ctx := context.Background()
-	info, err := bk.Create(ctx, procedures.BackupRequest{Cluster: "prod"}, p.add)
+	info, err := bk.Create(ctx, ports.BackupRequest{Cluster: "prod"}, p.add)
 	if err != nil {
 		t.Fatalf("backup: %v\n%s", err, p)
 	}

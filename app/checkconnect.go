@@ -15,6 +15,7 @@ import (
 
 	"github.com/nocobot/nocobot/adapters/nocobase"
 	"github.com/nocobot/nocobot/config"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 )
 
@@ -97,7 +98,7 @@ func clusterChecks(ctx context.Context, cc *config.Cluster, c *procedures.Cluste
 		detail, err := within(ctx, timeout, fn)
 		out = append(out, checkResult{what: kind + " (" + cc.Name + ")" + prefixed(" ", node), detail: detail, err: err})
 	}
-	var nodes []procedures.Node
+	var nodes []ports.Node
 	add("docker", "", func(ctx context.Context) (string, error) {
 		var err error
 		nodes, err = c.Nodes.List(ctx)

@@ -13,12 +13,13 @@ import (
 	"github.com/nocobot/nocobot/adapters/lb"
 	"github.com/nocobot/nocobot/adapters/nocobase"
 	"github.com/nocobot/nocobot/config"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
 
 // measureBackups wraps a cluster's backup adapter (metrics.Backups).
-type measureBackups func(cluster string, b procedures.Backups) procedures.Backups
+type measureBackups func(cluster string, b ports.Backups) ports.Backups
 
 // buildClusters connects every configured cluster to its adapters. It
 // contacts nothing: a Docker engine that is down shows up when used.
@@ -87,7 +88,7 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret
 	app := nocobase.New(nocobase.Options{APIKey: apiKey, APIKeyEnv: cc.NocoBase.APIKeyEnv, Role: cc.NocoBase.Role, PollInterval: cc.NocoBase.PollInterval.D()}, log)
 
 	probe := lb.ProbeOptions{URL: cc.LB.ProbeURL}
-	var bal procedures.Balancer
+	var bal ports.Balancer
 	switch cc.LB.Type {
 	case "nginx":
 		bal, err = lb.NewNginx(lb.NginxOptions{FlagPath: cc.LB.FlagPath, Container: cc.LB.Container, Probe: probe}, nodes, log)

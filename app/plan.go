@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/nocobot/nocobot/config"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store/sqlite"
 )
@@ -74,7 +75,7 @@ func planSecrets(cfg *config.Config) secretFunc {
 
 // unreadURL is the backups of a cluster whose database URL a plan does
 // not read: which kind of backup a run takes is decided when it runs.
-type unreadURL struct{ procedures.Backups }
+type unreadURL struct{ ports.Backups }
 
 func (unreadURL) PlanKind(context.Context, bool) (kind, reason string) {
 	return "decided when the run starts", "a plan does not read the database URL: backup.database.url_env is a secret"

@@ -7,6 +7,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/nocobot/nocobot/config"
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/schedule"
 	"github.com/nocobot/nocobot/store"
@@ -14,9 +15,9 @@ import (
 
 // newScheduler builds the maintenance window scheduler: windows start
 // their procedure through the same parser and engine as a typed command.
-func newScheduler(cfg *config.Config, st store.Store, eng *procedures.Engine, log zerolog.Logger) (*schedule.Scheduler, error) {
+func newScheduler(cfg *config.Config, st store.Store, eng *procedures.Engine, bus *events.Bus, log zerolog.Logger) (*schedule.Scheduler, error) {
 	return schedule.New(schedule.Options{
-		Store: st, Log: log, Clock: eng.Clock(), Publish: eng.PublishWindow,
+		Store: st, Log: log, Clock: eng.Clock(), Events: bus,
 		Parse: procedures.ParseCommand, Start: eng.Start,
 		MissedGrace:   cfg.Schedule.MissedGrace.D(),
 		ConfigWindows: configWindows(cfg),

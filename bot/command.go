@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nocobot/nocobot/format"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 )
 
@@ -24,7 +25,7 @@ type Command struct {
 	N     int    // history
 	RunID string // cancel
 	// Traffic is where "traffic on|off" sends the cluster's traffic.
-	Traffic procedures.LBMode
+	Traffic ports.LBMode
 	// Schedule is set for "schedule …".
 	Schedule *ScheduleCommand
 }
@@ -304,9 +305,9 @@ func parseTraffic(c *Command, args []string) error {
 	}
 	switch strings.ToLower(args[0]) {
 	case "on":
-		c.Traffic = procedures.LBNormal
+		c.Traffic = ports.LBNormal
 	case "off":
-		c.Traffic = procedures.LBMaintenance
+		c.Traffic = ports.LBMaintenance
 	default:
 		return fmt.Errorf("traffic %s: expected on (to the app nodes) or off (the maintenance page)", procedures.Typed(args[0]))
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/nocobot/nocobot/config"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
@@ -34,7 +35,7 @@ type Engine interface {
 	Runs(ctx context.Context, cluster string, limit int) ([]store.Run, error)
 	Decisions(ctx context.Context, runID string) ([]store.Decision, error)
 	Status(ctx context.Context, cluster string) (procedures.ClusterStatus, error)
-	Backups(ctx context.Context, cluster string) ([]procedures.BackupInfo, error)
+	Backups(ctx context.Context, cluster string) ([]ports.BackupInfo, error)
 	Window(ctx context.Context, id string) (store.Window, error)
 	AppendAudit(ctx context.Context, e store.AuditEntry) error
 }

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/nocobot/nocobot/bot"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -58,9 +58,9 @@ func TestAtSpan(t *testing.T) {
 func TestBackupsListingSaysWhatABackupHolds(t *testing.T) {
 	f := newFixture(t)
 	const holds = "storage only: its in-server copy was swapped in by a restore (it is the database now) and never exported"
-	f.world.AddBackupInfo(procedures.BackupInfo{ID: "prod-20261207T101010Z", Cluster: "prod", Version: "1.7.13", Verified: true,
+	f.world.AddBackupInfo(ports.BackupInfo{ID: "prod-20261207T101010Z", Cluster: "prod", Version: "1.7.13", Verified: true,
 		Created: time.Now().Add(-time.Hour), Kind: "copy", Holds: holds})
-	f.world.AddBackupInfo(procedures.BackupInfo{ID: "prod-20261207T111111Z", Cluster: "prod", Version: "1.7.13", Verified: true,
+	f.world.AddBackupInfo(ports.BackupInfo{ID: "prod-20261207T111111Z", Cluster: "prod", Version: "1.7.13", Verified: true,
 		Created: time.Now(), Kind: "dump"})
 	r := f.disp.Command(context.Background(), slackUser(uRequest), "backups prod")
 	text := r.Plain()

@@ -5,18 +5,19 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 )
 
 // trafficSwitcher is the engine's switch of a load balancer by hand
 // (*procedures.Engine); an engine without it cannot.
 type trafficSwitcher interface {
-	SetTraffic(ctx context.Context, cluster string, mode procedures.LBMode, by, via string) (procedures.TrafficSwitch, error)
+	SetTraffic(ctx context.Context, cluster string, mode ports.LBMode, by, via string) (procedures.TrafficSwitch, error)
 }
 
 // traffic answers "traffic on|off": the run permission on the cluster,
 // then the engine switches and probes.
-func (d *Dispatcher) traffic(ctx context.Context, who Caller, cluster string, mode procedures.LBMode) Reply {
+func (d *Dispatcher) traffic(ctx context.Context, who Caller, cluster string, mode ports.LBMode) Reply {
 	sw, can := d.eng.(trafficSwitcher)
 	if !can {
 		return refused(T("This bot cannot switch traffic by hand."), nil)
@@ -35,7 +36,7 @@ func (d *Dispatcher) traffic(ctx context.Context, who Caller, cluster string, mo
 		return r
 	}
 	word := "on"
-	if mode == procedures.LBMaintenance {
+	if mode == ports.LBMaintenance {
 		word = "off"
 	}
 	if err != nil {

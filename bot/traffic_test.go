@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/nocobot/nocobot/bot"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -33,7 +33,7 @@ func TestTrafficByHand(t *testing.T) {
 	if a := f.lastAudit(); a.Action != "/nocobase traffic on" || a.RunID != started.RunID || !strings.HasPrefix(a.Outcome, "refused: prod is held by run") {
 		t.Fatalf("audit: %+v", a)
 	}
-	if f.world.LB() != procedures.LBMaintenance {
+	if f.world.LB() != ports.LBMaintenance {
 		t.Fatalf("the refused switch changed the balancer: %s", f.world.LB())
 	}
 	if r := f.disp.Command(ctx, slackUser(uRequest), "cancel "+started.RunID); r.Outcome.Kind != bot.OK {
@@ -52,7 +52,7 @@ func TestTrafficByHand(t *testing.T) {
 	if r.Outcome.String() != "ok: on; load balancer reports: to the app nodes" || !strings.Contains(r.Plain(), "Traffic on prod: to the app nodes (checked after the switch).") || r.Announce.Empty() {
 		t.Fatalf("traffic on: %+v", r)
 	}
-	if f.world.LB() != procedures.LBNormal {
+	if f.world.LB() != ports.LBNormal {
 		t.Fatalf("balancer: %s", f.world.LB())
 	}
 	// Audited with what the balancer reports, and the switch's own record.

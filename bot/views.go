@@ -8,9 +8,10 @@ import (
 	"time"
 
 	"github.com/nocobot/nocobot/format"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
-	"github.com/nocobot/nocobot/schedule"
 	"github.com/nocobot/nocobot/store"
+	"github.com/nocobot/nocobot/window"
 )
 
 // status answers "status": nodes, load balancer, the running run, the
@@ -100,11 +101,11 @@ func (d *Dispatcher) Overview(ctx context.Context) []Reply {
 }
 
 // TrafficText says where the load balancer sends traffic.
-func TrafficText(m procedures.LBMode) string {
+func TrafficText(m ports.LBMode) string {
 	switch m {
-	case procedures.LBMaintenance:
+	case ports.LBMaintenance:
 		return "maintenance page (503)"
-	case procedures.LBNormal:
+	case ports.LBNormal:
 		return "to the app nodes"
 	}
 	return string(m)
@@ -141,7 +142,7 @@ func RunStatus(r store.Run) string {
 	return string(r.State)
 }
 
-func backupLine(bi procedures.BackupInfo, now time.Time) Text {
+func backupLine(bi ports.BackupInfo, now time.Time) Text {
 	v := "unverified"
 	if bi.Verified {
 		v = "verified"
@@ -214,7 +215,7 @@ func NextRun(w store.Window) time.Time {
 	if !w.Skip.Equal(w.NextStart) {
 		return w.NextStart
 	}
-	sched, _, err := schedule.ParseWindowSpec(w.Spec, w.TZ)
+	sched, _, err := window.ParseSpec(w.Spec, w.TZ)
 	if err != nil {
 		return time.Time{}
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nocobot/nocobot/bot"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
@@ -85,7 +86,7 @@ type jsonBackup struct {
 	Extras   []string  `json:"extras"`
 }
 
-func backupJSON(b procedures.BackupInfo, now time.Time) jsonBackup {
+func backupJSON(b ports.BackupInfo, now time.Time) jsonBackup {
 	return jsonBackup{ID: b.ID, Cluster: b.Cluster, Version: b.Version, Image: b.Image, Created: b.Created.UTC(),
 		Age: seconds(now.Sub(b.Created)), Size: b.Size, Verified: b.Verified, RunID: b.RunID, Kind: b.Kind,
 		Holds: b.Holds, Extras: append([]string{}, b.Extras...)}
@@ -146,7 +147,7 @@ func statusJSON(s procedures.ClusterStatus, now time.Time) jsonStatus {
 		TrafficError: errText(s.TrafficErr), RunningError: errText(s.ActiveErr), BackupsError: errText(s.BackupsErr),
 		Windows: windowsJSON(s.Windows), WindowsError: errText(s.WindowsErr)}
 	if s.TrafficErr != nil {
-		j.Traffic = string(procedures.LBUnknown)
+		j.Traffic = string(ports.LBUnknown)
 	}
 	for _, n := range s.Nodes {
 		j.Nodes = append(j.Nodes, jsonNode{Name: n.Name, State: n.State, Image: n.Image, Version: n.Version,

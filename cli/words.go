@@ -10,6 +10,7 @@ import (
 
 	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/bot/terminal"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
@@ -85,7 +86,7 @@ func printData(e *env, data any) error {
 	switch d := data.(type) {
 	case procedures.ClusterStatus:
 		return writeJSON(e.stdout, statusJSON(d, now))
-	case []procedures.BackupInfo:
+	case []ports.BackupInfo:
 		out := make([]jsonBackup, 0, len(d))
 		for _, b := range d {
 			out = append(out, backupJSON(b, now))

@@ -8,7 +8,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/nocobot/nocobot/schedule"
+	"github.com/nocobot/nocobot/window"
 )
 
 func checkEnv(field, v string, required bool) error {
@@ -256,7 +256,7 @@ func (cl *Cluster) validate(p *problems, f string) {
 		}
 		// The scheduler's own parser: the same rules, and no panic on odd
 		// input (robfig's ParseStandard panics on "TZ=UTC").
-		if _, _, err := schedule.ParseWindowSpec(w.Cron, tz); err != nil {
+		if _, _, err := window.ParseSpec(w.Cron, tz); err != nil {
 			p.add(fieldError(wf, "%v", err))
 		}
 		if w.Command == "" {

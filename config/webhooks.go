@@ -5,8 +5,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-
-	"github.com/nocobot/nocobot/notify"
 )
 
 // Webhook is one receiver of outgoing webhooks (docs/webhooks.md). Its
@@ -30,6 +28,11 @@ type Webhook struct {
 // maxWebhookAttempts bounds the retries: with the back-off capped at two
 // minutes, 20 attempts already span more than half an hour.
 const maxWebhookAttempts = 20
+
+// WebhookEvents are the events a webhook may name (notify delivers them;
+// docs/webhooks.md). The configuration keeps its own list so that it
+// depends on no part of the bot; a test in notify holds the two equal.
+var WebhookEvents = []string{"run.started", "run.waiting", "run.finished", "window.announced"}
 
 func (c *Config) validateWebhooks(p *problems) {
 	seen := map[string]bool{}
@@ -58,8 +61,8 @@ func (c *Config) validateWebhooks(p *problems) {
 			p.add(checkEnv(f+field, env, false))
 		}
 		for _, e := range w.Events {
-			if !slices.Contains(notify.Events, e) {
-				p.add(fieldError(f+".events", "%q: expected some of %s", e, strings.Join(notify.Events, ", ")))
+			if !slices.Contains(WebhookEvents, e) {
+				p.add(fieldError(f+".events", "%q: expected some of %s", e, strings.Join(WebhookEvents, ", ")))
 			}
 		}
 		for _, cl := range w.Clusters {

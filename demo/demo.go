@@ -9,12 +9,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/nocobot/nocobot/config"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/nocobot/nocobot/config"
+	"github.com/nocobot/nocobot/events"
 
 	"github.com/rs/zerolog"
 
@@ -102,10 +104,8 @@ func Run(ctx context.Context, o Options) error {
 	defer st.Close()
 
 	sim := newCluster(realistic, "2.2.15", "prod-app-1", "prod-app-2", "prod-app-3")
-	eng, err := procedures.New(procedures.Options{Store: st, Log: o.Log, Owner: "demo", Clusters: []*procedures.Cluster{{
-		Name: cluster, ImageRepo: imageRepo, Nodes: sim, App: sim, Backups: sim.Backups(), Balancer: sim,
-		HealthTimeout: time.Minute, CheckpointTimeout: 30 * time.Minute, StepTimeout: 5 * time.Minute,
-	}}})
+	bus := events.NewBus()
+	eng, err := procedures.New(procedures.Options{Store: st, Log: o.Log, Owner: "demo", Events: bus, Clusters: []*procedures.Cluster{sim.procedures(cluster)}})
 	if err != nil {
 		return err
 	}
@@ -132,7 +132,7 @@ engine, the store (%s) and the terminal front are nocobot's own.
 	if err != nil {
 		return err
 	}
-	p := newPlayer(o, eng, disp, sim, st)
+	p := newPlayer(o, eng, bus, disp, sim, st)
 	var results []result
 	for i, sc := range scenes {
 		fmt.Fprintf(out, "\n── %d/%d ─────────────────────────────────────────────────────────────\n%s\n", i+1, len(scenes), sc.intro)
@@ -162,14 +162,15 @@ engine, the store (%s) and the terminal front are nocobot's own.
 type player struct {
 	o     Options
 	eng   *procedures.Engine
+	bus   *events.Bus
 	disp  terminal.Dispatcher
-	sim   *Cluster
+	sim   simCluster
 	st    store.Store
 	lines <-chan terminal.Line // the operator's lines, when not Auto: one reader for every scene
 }
 
-func newPlayer(o Options, eng *procedures.Engine, disp terminal.Dispatcher, sim *Cluster, st store.Store) *player {
-	p := &player{o: o, eng: eng, disp: disp, sim: sim, st: st}
+func newPlayer(o Options, eng *procedures.Engine, bus *events.Bus, disp terminal.Dispatcher, sim simCluster, st store.Store) *player {
+	p := &player{o: o, eng: eng, bus: bus, disp: disp, sim: sim, st: st}
 	if !o.Auto {
 		in := o.In
 		if in == nil {
@@ -226,11 +227,13 @@ func (p *player) autoAnswer(ctx context.Context, feed *io.PipeWriter, answer sto
 			if !ok {
 				return
 			}
-			if ev.Kind != procedures.EventCheckpoint {
+			if ev.Kind != events.Checkpoint {
 				continue
 			}
-			if sleep(ctx, 1500*time.Millisecond) != nil {
+			select {
+			case <-ctx.Done():
 				return
+			case <-time.After(1500 * time.Millisecond):
 			}
 			fmt.Fprintf(p.o.Out, "%s   (typed by --auto)\n", answer)
 			if _, err := io.WriteString(feed, string(answer)+"\n"); err != nil {

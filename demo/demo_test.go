@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -90,43 +89,5 @@ func TestReportFails(t *testing.T) {
 	}
 	if err := p.report(ok[:2]); err == nil || !strings.Contains(err.Error(), "stopped after 2 of 4") {
 		t.Fatalf("missing runs: %v", err)
-	}
-}
-
-// TestClusterFlagsUnsafeStarts: the simulated cluster notices two nodes
-// starting on a version the database is not at yet.
-func TestClusterFlagsUnsafeStarts(t *testing.T) {
-	fast := timing{refused: 20 * time.Millisecond, boot: 200 * time.Millisecond, migrate: 400 * time.Millisecond}
-	c := newCluster(fast, "1.0.0", "a", "b")
-	ctx := context.Background()
-	for _, n := range []string{"a", "b"} {
-		if err := c.Stop(ctx, n); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.SetImage(ctx, n, imageRepo+":1.1.0"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := c.Start(ctx, "a"); err != nil {
-		t.Fatal(err)
-	}
-	if v := c.Violations(); len(v) != 0 {
-		t.Fatalf("one node migrating: %v", v)
-	}
-	if err := c.Start(ctx, "b"); err != nil {
-		t.Fatal(err)
-	}
-	if v := c.Violations(); len(v) != 1 || !strings.Contains(v[0], "b started on nocobase/nocobase:1.1.0 while a was still migrating") {
-		t.Fatalf("violations %v", v)
-	}
-	var seen []string
-	if err := c.WaitHealthy(ctx, procedures.Node{Name: "a"}, func(m string) { seen = append(seen, m) }); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := c.Version(ctx, procedures.Node{Name: "a"}); got != "1.1.0" || !strings.Contains(c.State(), "database at 1.1.0") {
-		t.Fatalf("after a's start: version %q, %s", got, c.State())
-	}
-	if !strings.Contains(strings.Join(seen, "\n"), "APP_COMMANDING upgrade") {
-		t.Fatalf("progress did not show the migration: %q", seen)
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/nocobot/nocobot/bot/terminal"
-	"github.com/nocobot/nocobot/schedule"
 	"time"
+
+	"github.com/nocobot/nocobot/bot/terminal"
+	"github.com/nocobot/nocobot/events"
+	"github.com/nocobot/nocobot/schedule"
 
 	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/procedures"
@@ -48,10 +50,10 @@ func (a attachedDispatcher) Do(context.Context, bot.Caller, bot.Command, string)
 
 type attachedEngine struct {
 	*procedures.Engine
-	sub *procedures.Subscription
+	sub *events.Subscription
 }
 
-func (a attachedEngine) Subscribe() *procedures.Subscription { return a.sub }
+func (a attachedEngine) Subscribe() *events.Subscription { return a.sub }
 
 // window adds a maintenance window that opens in a few seconds, runs the
 // real scheduler until the window starts its run, and follows that run
@@ -60,15 +62,15 @@ func (p *player) window(ctx context.Context, sc scene) (terminal.End, error) {
 	now := time.Now()
 	clock := shiftedClock{offset: nextSaturday2AM(now).Add(-8 * time.Second).Sub(now)}
 	sched, err := schedule.New(schedule.Options{
-		Store: p.st, Log: p.o.Log, Clock: clock, Publish: p.eng.PublishWindow,
+		Store: p.st, Log: p.o.Log, Clock: clock, Events: p.bus,
 		Parse: procedures.ParseCommand, Start: p.eng.Start,
 	})
 	if err != nil {
 		return terminal.End{}, err
 	}
 	runSub := p.eng.Subscribe() // handed to the front: holds the run's first events
-	events := p.eng.Subscribe()
-	defer events.Close()
+	winSub := p.eng.Subscribe()
+	defer winSub.Close()
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	schedDone := make(chan error, 1)
@@ -95,16 +97,16 @@ func (p *player) window(ctx context.Context, sc scene) (terminal.End, error) {
 		case <-deadline:
 			runSub.Close()
 			return terminal.End{}, errors.New("the window did not open within a minute")
-		case ev := <-events.C:
+		case ev := <-winSub.C:
 			if ev.Window == nil {
 				continue
 			}
 			fmt.Fprintf(p.o.Out, "[%s] window: %s\n", ev.At.Format("15:04:05"), ev.Message)
 			switch ev.Kind {
-			case procedures.EventWindowStarted:
+			case events.WindowStarted:
 				return p.follow(ctx, sc, attachedDispatcher{Dispatcher: p.disp, run: ev.Run},
 					attachedEngine{Engine: p.eng, sub: runSub}, bot.Command{}, "")
-			case procedures.EventWindowSkipped:
+			case events.WindowSkipped:
 				runSub.Close()
 				return terminal.End{}, errors.New("the window was skipped: " + ev.Message)
 			}

@@ -4,20 +4,20 @@ import (
 	"context"
 	"time"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // Backups wraps a cluster's backup adapter so every backup and restore
 // is measured: the engine's events carry a step's time but not the size.
 // The adapter is also listed at each scrape for the newest verified
 // backup's time.
-func (m *Metrics) Backups(cluster string, b procedures.Backups) procedures.Backups {
+func (m *Metrics) Backups(cluster string, b ports.Backups) ports.Backups {
 	m.backups.add(cluster, b)
 	return &measuredBackups{Backups: b, m: m, cluster: cluster}
 }
 
 type measuredBackups struct {
-	procedures.Backups
+	ports.Backups
 	m       *Metrics
 	cluster string
 }
@@ -25,7 +25,7 @@ type measuredBackups struct {
 // listTimeout bounds the look-up of a restored backup's size.
 const listTimeout = 10 * time.Second
 
-func (b *measuredBackups) Create(ctx context.Context, req procedures.BackupRequest, p procedures.Progress) (procedures.BackupInfo, error) {
+func (b *measuredBackups) Create(ctx context.Context, req ports.BackupRequest, p ports.Progress) (ports.BackupInfo, error) {
 	start := time.Now()
 	info, err := b.Backups.Create(ctx, req, p)
 	if err != nil {
@@ -37,7 +37,7 @@ func (b *measuredBackups) Create(ctx context.Context, req procedures.BackupReque
 	return info, nil
 }
 
-func (b *measuredBackups) Restore(ctx context.Context, id string, p procedures.Progress) error {
+func (b *measuredBackups) Restore(ctx context.Context, id string, p ports.Progress) error {
 	start := time.Now()
 	if err := b.Backups.Restore(ctx, id, p); err != nil {
 		b.m.backupFailures.WithLabelValues(b.cluster, "restore").Inc()

@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/metrics"
-	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -13,7 +13,7 @@ import (
 func BenchmarkObserveStepDone(b *testing.B) {
 	m := metrics.New("prod")
 	t0 := time.Now()
-	ev := procedures.Event{Kind: procedures.EventStepDone, Step: 1, Run: store.Run{Procedure: "upgrade",
+	ev := events.Event{Kind: events.StepDone, Step: 1, Run: store.Run{Procedure: "upgrade",
 		Steps: []store.Step{{Name: "preflight"}, {Name: "backup", Started: t0, Ended: t0.Add(42 * time.Second)}}}}
 	for b.Loop() {
 		m.Observe(ev)

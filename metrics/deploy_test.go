@@ -14,8 +14,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/metrics"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
 	"github.com/nocobot/nocobot/store/sqlite"
@@ -36,7 +37,7 @@ func exported(t *testing.T) []string {
 	m.Webhooks("oncall")
 	m.SlackAPIError("chat.update", "ratelimited")
 	bk := m.Backups("prod", w.Cluster("prod").Backups)
-	if _, err := bk.Create(context.Background(), procedures.BackupRequest{Cluster: "prod", Version: "1.7.13"}, func(string) {}); err != nil {
+	if _, err := bk.Create(context.Background(), ports.BackupRequest{Cluster: "prod", Version: "1.7.13"}, func(string) {}); err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
@@ -45,13 +46,13 @@ func exported(t *testing.T) []string {
 		Checkpoint: &store.Checkpoint{Kind: "verify", Opened: t0},
 		Facts: map[string]string{ // as the steps record the 503 period
 			"downtime_start": t0.UTC().Format(time.RFC3339Nano), "downtime_end": t0.Add(time.Minute).UTC().Format(time.RFC3339Nano)}}
-	for _, ev := range []procedures.Event{
-		{Kind: procedures.EventRunStarted, Run: r},
-		{Kind: procedures.EventStepDone, Run: r, Step: 0},
-		{Kind: procedures.EventDecided, Run: r, Decision: &store.Decision{At: t0.Add(time.Minute)}},
-		{Kind: procedures.EventWindowStarted, Window: &procedures.WindowEvent{Start: t0}, At: t0},
-		{Kind: procedures.EventRunFinished, Run: r},
-		{Kind: procedures.EventMissed},
+	for _, ev := range []events.Event{
+		{Kind: events.RunStarted, Run: r},
+		{Kind: events.StepDone, Run: r, Step: 0},
+		{Kind: events.Decided, Run: r, Decision: &store.Decision{At: t0.Add(time.Minute)}},
+		{Kind: events.WindowStarted, Window: &events.WindowEvent{Start: t0}, At: t0},
+		{Kind: events.RunFinished, Run: r},
+		{Kind: events.Missed},
 	} {
 		m.Observe(ev)
 	}

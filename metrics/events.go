@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
@@ -11,7 +12,7 @@ import (
 // Watch counts a subscription's events until ctx ends, then closes it.
 // Events published before the subscription are not counted: subscribe
 // before the engine starts.
-func (m *Metrics) Watch(ctx context.Context, sub *procedures.Subscription) {
+func (m *Metrics) Watch(ctx context.Context, sub *events.Subscription) {
 	defer sub.Close()
 	for {
 		select {
@@ -27,14 +28,14 @@ func (m *Metrics) Watch(ctx context.Context, sub *procedures.Subscription) {
 }
 
 // Observe counts one event.
-func (m *Metrics) Observe(ev procedures.Event) {
+func (m *Metrics) Observe(ev events.Event) {
 	r := ev.Run
 	switch ev.Kind {
-	case procedures.EventRunStarted:
+	case events.RunStarted:
 		m.runsStarted.WithLabelValues(r.Cluster, r.Procedure).Inc()
-	case procedures.EventRunResumed:
+	case events.RunResumed:
 		m.runsResumed.WithLabelValues(r.Cluster).Inc()
-	case procedures.EventStepDone, procedures.EventStepFailed:
+	case events.StepDone, events.StepFailed:
 		if ev.Step < 0 || ev.Step >= len(r.Steps) {
 			return
 		}
@@ -43,38 +44,38 @@ func (m *Metrics) Observe(ev procedures.Event) {
 			return
 		}
 		outcome := "done"
-		if ev.Kind == procedures.EventStepFailed {
+		if ev.Kind == events.StepFailed {
 			outcome = "failed"
 		}
 		m.stepSeconds.WithLabelValues(r.Cluster, r.Procedure, st.Name, outcome).Observe(st.Ended.Sub(st.Started).Seconds())
-	case procedures.EventDecided:
+	case events.Decided:
 		cp, d := r.Checkpoint, ev.Decision
 		if cp == nil || d == nil || d.At.Before(cp.Opened) {
 			return
 		}
 		m.checkpointWait.WithLabelValues(r.Cluster, r.Procedure, cp.Kind).Observe(d.At.Sub(cp.Opened).Seconds())
-	case procedures.EventRunFinished:
+	case events.RunFinished:
 		m.runsFinished.WithLabelValues(r.Cluster, r.Procedure, outcome(r.State)).Inc()
 		if d, ok := procedures.Downtime(r); ok && d >= 0 {
 			m.maintenanceSecs.WithLabelValues(r.Cluster, r.Procedure).Observe(d.Seconds())
 		}
-	case procedures.EventWindowAnnounced, procedures.EventWindowApproval, procedures.EventWindowStarted,
-		procedures.EventWindowSkipped, procedures.EventWindowMissed, procedures.EventWindowOverrun:
+	case events.WindowAnnounced, events.WindowApproval, events.WindowStarted,
+		events.WindowSkipped, events.WindowMissed, events.WindowOverrun:
 		m.windowEvents.WithLabelValues(windowKind(ev.Kind)).Inc()
-		if ev.Kind == procedures.EventWindowStarted && ev.Window != nil && !ev.Window.Start.IsZero() {
+		if ev.Kind == events.WindowStarted && ev.Window != nil && !ev.Window.Start.IsZero() {
 			m.windowLateness.Observe(max(ev.At.Sub(ev.Window.Start), 0).Seconds())
 		}
-	case procedures.EventMissed:
+	case events.Missed:
 		m.eventsMissed.Inc()
 	}
 }
 
 // windowKinds are the window events counted, each by windowKind.
-var windowKinds = []procedures.EventKind{procedures.EventWindowAnnounced, procedures.EventWindowApproval, procedures.EventWindowStarted,
-	procedures.EventWindowSkipped, procedures.EventWindowMissed, procedures.EventWindowOverrun}
+var windowKinds = []events.Kind{events.WindowAnnounced, events.WindowApproval, events.WindowStarted,
+	events.WindowSkipped, events.WindowMissed, events.WindowOverrun}
 
 // windowKind is a window event's kind as a label value ("announced").
-func windowKind(k procedures.EventKind) string { return strings.TrimPrefix(string(k), "window.") }
+func windowKind(k events.Kind) string { return strings.TrimPrefix(string(k), "window.") }
 
 // outcome is a run state as a label value.
 func outcome(s store.RunState) string {

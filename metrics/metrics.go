@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/nocobot/nocobot/internal/buildinfo"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
@@ -55,7 +56,7 @@ func New(clusters ...string) *Metrics {
 	m := &Metrics{
 		reg:      prometheus.NewRegistry(),
 		clusters: clusters,
-		backups:  &backupAges{byCluster: map[string]procedures.Backups{}},
+		backups:  &backupAges{byCluster: map[string]ports.Backups{}},
 		runsStarted: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "runs_started_total",
 			Help: "Runs started by this process, by cluster and procedure."}, []string{"cluster", "procedure"}),
 		runsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "runs_total",

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/metrics"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
@@ -26,7 +27,7 @@ import (
 type engine struct {
 	t    *testing.T
 	eng  *procedures.Engine
-	sub  *procedures.Subscription // the test's own view of the events
+	sub  *events.Subscription // the test's own view of the events
 	url  string
 	stop func()
 }
@@ -103,7 +104,7 @@ func (e *engine) scrape() map[string]float64 {
 	return out
 }
 
-func (e *engine) waitFor(desc string, match func(procedures.Event) bool) procedures.Event {
+func (e *engine) waitFor(desc string, match func(events.Event) bool) events.Event {
 	e.t.Helper()
 	deadline := time.After(15 * time.Second)
 	for {
@@ -120,8 +121,8 @@ func (e *engine) waitFor(desc string, match func(procedures.Event) bool) procedu
 
 func (e *engine) waitCheckpoint() store.Run {
 	e.t.Helper()
-	return e.waitFor("verify checkpoint", func(ev procedures.Event) bool {
-		return ev.Kind == procedures.EventCheckpoint && ev.Run.Checkpoint != nil && ev.Run.Checkpoint.Kind == "verify"
+	return e.waitFor("verify checkpoint", func(ev events.Event) bool {
+		return ev.Kind == events.Checkpoint && ev.Run.Checkpoint != nil && ev.Run.Checkpoint.Kind == "verify"
 	}).Run
 }
 
@@ -208,8 +209,8 @@ func TestMetricsMoveDuringRuns(t *testing.T) {
 	}
 	time.Sleep(30 * time.Millisecond) // a wait long enough to measure
 	decide(t, a, r, store.ActionRollback)
-	a.waitFor("rolled back", func(ev procedures.Event) bool {
-		return ev.Kind == procedures.EventRunFinished && ev.Run.State == store.StateRolledBack
+	a.waitFor("rolled back", func(ev events.Event) bool {
+		return ev.Kind == events.RunFinished && ev.Run.State == store.StateRolledBack
 	})
 	got = a.settled(map[string]float64{rolled: 1, restores: 1, page: 1, wait: 1})
 	if got[pageSum] <= 0 || got[`nocobot_checkpoint_wait_seconds_sum{cluster="prod",kind="verify",procedure="upgrade"}`] < 0.03 {
@@ -223,15 +224,15 @@ func TestMetricsMoveDuringRuns(t *testing.T) {
 	a.stop()
 	a.stop = nil
 	b := startEngine(t, st, w)
-	ev := b.waitFor("resumed run", func(ev procedures.Event) bool { return ev.Kind == procedures.EventRunResumed })
+	ev := b.waitFor("resumed run", func(ev events.Event) bool { return ev.Kind == events.RunResumed })
 	b.settled(map[string]float64{takeover: 1, started: 0})
 	r = ev.Run
 	if r.Checkpoint == nil {
 		t.Fatalf("resumed run has no checkpoint: %+v", r)
 	}
 	decide(t, b, r, store.ActionContinue)
-	b.waitFor("succeeded", func(ev procedures.Event) bool {
-		return ev.Kind == procedures.EventRunFinished && ev.Run.State == store.StateSucceeded
+	b.waitFor("succeeded", func(ev events.Event) bool {
+		return ev.Kind == events.RunFinished && ev.Run.State == store.StateSucceeded
 	})
 	got = b.settled(map[string]float64{done: 1, page: 1, wait: 1, rolled: 0})
 	if got[`nocobot_step_duration_seconds_count{cluster="prod",outcome="done",procedure="upgrade",step="start-rest"}`] != 1 {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
@@ -108,10 +109,10 @@ func waiting(r store.Run) bool {
 // backupAges lists each cluster's backups at each scrape.
 type backupAges struct {
 	mu        sync.Mutex
-	byCluster map[string]procedures.Backups
+	byCluster map[string]ports.Backups
 }
 
-func (b *backupAges) add(cluster string, bk procedures.Backups) {
+func (b *backupAges) add(cluster string, bk ports.Backups) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.byCluster[cluster] = bk
@@ -129,7 +130,7 @@ func (b *backupAges) Collect(ch chan<- prometheus.Metric) {
 		clusters = append(clusters, c)
 	}
 	slices.Sort(clusters)
-	all := make([]procedures.Backups, len(clusters))
+	all := make([]ports.Backups, len(clusters))
 	for i, c := range clusters {
 		all[i] = b.byCluster[c]
 	}

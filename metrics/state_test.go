@@ -10,8 +10,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/metrics"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
 	"github.com/nocobot/nocobot/store/sqlite"
@@ -79,8 +80,8 @@ func TestWaitingRunsReadFromTheStore(t *testing.T) {
 		}
 	}
 	decide(t, a, r, store.ActionContinue)
-	a.waitFor("succeeded", func(ev procedures.Event) bool {
-		return ev.Kind == procedures.EventRunFinished && ev.Run.State == store.StateSucceeded
+	a.waitFor("succeeded", func(ev events.Event) bool {
+		return ev.Kind == events.RunFinished && ev.Run.State == store.StateSucceeded
 	})
 	for name, e := range map[string]*engine{"driving process": a, "other process": other} {
 		if got := e.scrape(); got[waiting] != 0 || got[waited] != 0 {
@@ -165,7 +166,7 @@ func TestNewestVerifiedBackup(t *testing.T) {
 		t.Fatalf("no backup yet: %s = %v, list_up %v", newest, got[newest], got[`nocobot_backup_list_up{cluster="prod"}`])
 	}
 	before := time.Now()
-	if _, err := w.Cluster("prod").Backups.Create(context.Background(), procedures.BackupRequest{Cluster: "prod", Version: "1.7.13"}, func(string) {}); err != nil {
+	if _, err := w.Cluster("prod").Backups.Create(context.Background(), ports.BackupRequest{Cluster: "prod", Version: "1.7.13"}, func(string) {}); err != nil {
 		t.Fatal(err)
 	}
 	got := e.scrape()[newest]

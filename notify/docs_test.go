@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocobot/nocobot/config"
 	"github.com/nocobot/nocobot/notify"
 )
 
@@ -88,4 +89,11 @@ func checkDocumentedKeys(t *testing.T, body map[string]any) {
 		}
 	}
 	walk("", body)
+}
+
+// The configuration accepts exactly the events notify delivers.
+func TestConfigKnowsEveryEvent(t *testing.T) {
+	if !slices.Equal(config.WebhookEvents, notify.Events) {
+		t.Fatalf("config.WebhookEvents %q, notify.Events %q", config.WebhookEvents, notify.Events)
+	}
 }

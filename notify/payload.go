@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
@@ -88,14 +89,14 @@ type WindowInfo struct {
 
 // payloadFor is the body for an engine event, or false when no webhook
 // is sent for that kind of event.
-func payloadFor(ev procedures.Event) (Payload, bool) {
+func payloadFor(ev events.Event) (Payload, bool) {
 	p := Payload{Version: PayloadVersion, Source: "nocobot", At: ev.At.UTC(), Status: "info", Severity: "info"}
 	r := ev.Run
 	switch ev.Kind {
-	case procedures.EventRunStarted:
+	case events.RunStarted:
 		p.Event = RunStarted
 		p.Summary = fmt.Sprintf("%s started by %s (run %s)", procedures.Title(r), r.Requester, r.ID)
-	case procedures.EventCheckpoint:
+	case events.Checkpoint:
 		cp := r.Checkpoint
 		if cp == nil {
 			return Payload{}, false
@@ -109,13 +110,13 @@ func payloadFor(ev procedures.Event) (Payload, bool) {
 			p.Checkpoint.Options = append(p.Checkpoint.Options, string(o))
 		}
 		p.Summary = fmt.Sprintf("%s waits for a decision (%s) since %s (run %s)", procedures.Title(r), cp.Kind, cp.Opened.UTC().Format("15:04 MST"), r.ID)
-	case procedures.EventRunFinished:
+	case events.RunFinished:
 		p.Event, p.Status = RunFinished, "resolved"
 		if r.State != store.StateSucceeded {
 			p.Severity = "warning"
 		}
 		p.Summary = fmt.Sprintf("%s %s (run %s)", procedures.Title(r), r.State, r.ID)
-	case procedures.EventWindowAnnounced:
+	case events.WindowAnnounced:
 		w := ev.Window
 		if w == nil {
 			return Payload{}, false

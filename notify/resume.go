@@ -5,7 +5,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -83,7 +83,7 @@ func (n *Notifier) resendWaiting(ctx context.Context) {
 		if r.Checkpoint == nil || (r.State != store.StateWaiting && r.State != store.StateFailed) {
 			continue
 		}
-		p, ok := payloadFor(procedures.Event{Kind: procedures.EventCheckpoint, Run: r, Step: r.Checkpoint.Step, At: r.Checkpoint.Opened})
+		p, ok := payloadFor(events.Event{Kind: events.Checkpoint, Run: r, Step: r.Checkpoint.Step, At: r.Checkpoint.Opened})
 		if !ok {
 			continue
 		}

@@ -31,9 +31,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/rs/zerolog"
-
-	"github.com/nocobot/nocobot/procedures"
 )
 
 // Headers of every delivery.
@@ -169,7 +168,7 @@ func New(opts Options) (*Notifier, error) {
 // the events still coming for a moment, tries what is queued once each
 // for a few seconds, and closes the subscription. Subscribe before the
 // engine starts so that no run is missed.
-func (n *Notifier) Watch(ctx context.Context, sub *procedures.Subscription) {
+func (n *Notifier) Watch(ctx context.Context, sub *events.Subscription) {
 	defer sub.Close()
 	var wg sync.WaitGroup
 	for _, h := range n.hooks {
@@ -209,7 +208,7 @@ func (n *Notifier) Watch(ctx context.Context, sub *procedures.Subscription) {
 // none has come for this long (a run.finished just before the stop).
 const drainQuiet = 100 * time.Millisecond
 
-func (n *Notifier) drain(sub *procedures.Subscription) {
+func (n *Notifier) drain(sub *events.Subscription) {
 	deadline := time.NewTimer(flushGrace)
 	defer deadline.Stop()
 	quiet := time.NewTimer(drainQuiet)
@@ -230,8 +229,8 @@ func (n *Notifier) drain(sub *procedures.Subscription) {
 	}
 }
 
-func (n *Notifier) handle(ev procedures.Event) {
-	if ev.Kind == procedures.EventMissed {
+func (n *Notifier) handle(ev events.Event) {
+	if ev.Kind == events.Missed {
 		n.opts.Log.Warn().Str("missed", ev.Message).Msg("webhooks: events were lost before they could be queued")
 		return
 	}
@@ -240,7 +239,7 @@ func (n *Notifier) handle(ev procedures.Event) {
 
 // Enqueue queues an event's deliveries without waiting: a full queue
 // drops the delivery (and says so) rather than hold anything up.
-func (n *Notifier) Enqueue(ev procedures.Event) {
+func (n *Notifier) Enqueue(ev events.Event) {
 	p, ok := payloadFor(ev)
 	if !ok {
 		return

@@ -19,6 +19,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/notify"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
@@ -131,7 +132,8 @@ func (o *outcomes) get(k string) int {
 // a notifier on its events, as serve wires them.
 type rig struct {
 	eng  *procedures.Engine
-	sub  *procedures.Subscription
+	bus  *events.Bus
+	sub  *events.Subscription
 	logs *syncBuffer
 	out  *outcomes
 	stop func()
@@ -166,12 +168,13 @@ func newRigAt(t *testing.T, path string, opts notify.Options) *rig {
 		t.Fatal(err)
 	}
 	w := proctest.NewWorld("nocobase/nocobase:1.7.13", true, "app-1", "app-2")
-	eng, err := procedures.New(procedures.Options{Store: st, Clusters: []*procedures.Cluster{w.Cluster("prod")}, Log: zerolog.Nop(),
+	bus := events.NewBus()
+	eng, err := procedures.New(procedures.Options{Events: bus, Store: st, Clusters: []*procedures.Cluster{w.Cluster("prod")}, Log: zerolog.Nop(),
 		PollEvery: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rg := &rig{eng: eng, logs: &syncBuffer{}, out: &outcomes{}}
+	rg := &rig{eng: eng, bus: bus, logs: &syncBuffer{}, out: &outcomes{}}
 	opts.Log = zerolog.New(rg.logs).Level(zerolog.DebugLevel)
 	opts.Observe = rg.out.observe
 	opts.Store = st
@@ -200,7 +203,7 @@ func newRigAt(t *testing.T, path string, opts notify.Options) *rig {
 	return rg
 }
 
-func (rg *rig) waitFor(t *testing.T, desc string, within time.Duration, match func(procedures.Event) bool) procedures.Event {
+func (rg *rig) waitFor(t *testing.T, desc string, within time.Duration, match func(events.Event) bool) events.Event {
 	t.Helper()
 	deadline := time.After(within)
 	for {
@@ -227,8 +230,8 @@ func (rg *rig) upgradeToCheckpoint(t *testing.T) store.Run {
 	if _, err := rg.eng.Start(context.Background(), req); err != nil {
 		t.Fatal(err)
 	}
-	return rg.waitFor(t, "checkpoint", 15*time.Second, func(ev procedures.Event) bool {
-		return ev.Kind == procedures.EventCheckpoint && ev.Run.Checkpoint != nil
+	return rg.waitFor(t, "checkpoint", 15*time.Second, func(ev events.Event) bool {
+		return ev.Kind == events.Checkpoint && ev.Run.Checkpoint != nil
 	}).Run
 }
 
@@ -241,7 +244,7 @@ func (rg *rig) upgradeThrough(t *testing.T) (store.Run, time.Duration) {
 	if _, err := rg.eng.Decide(context.Background(), store.Decision{RunID: r.ID, Checkpoint: r.Checkpoint.ID, Action: store.ActionContinue, By: "ULEAD", Via: "terminal"}); err != nil {
 		t.Fatal(err)
 	}
-	r = rg.waitFor(t, "finished run", 15*time.Second, func(ev procedures.Event) bool { return ev.Kind == procedures.EventRunFinished }).Run
+	r = rg.waitFor(t, "finished run", 15*time.Second, func(ev events.Event) bool { return ev.Kind == events.RunFinished }).Run
 	return r, time.Since(start)
 }
 
@@ -429,10 +432,10 @@ func TestWindowAnnounced(t *testing.T) {
 		{Name: "staging-only", URL: other.srv.URL, Clusters: []string{"staging"}},
 	}})
 	start := time.Date(2026, 12, 8, 2, 0, 0, 0, time.UTC)
-	rg.eng.PublishWindow(procedures.EventWindowAnnounced, procedures.WindowEvent{
+	rg.bus.Publish(events.Event{Kind: events.WindowAnnounced, Step: -1, Message: "announced", At: time.Now(), Window: &events.WindowEvent{
 		Window: store.Window{ID: "nightly", Cluster: "prod", Command: "upgrade 1.7.14", Spec: "0 2 * * *"},
 		Start:  start, End: start.Add(time.Hour),
-	}, nil, "announced")
+	}})
 	got := rc.waitN(t, 1, 5*time.Second)
 	var p notify.Payload
 	if err := json.Unmarshal(got[0].body, &p); err != nil {

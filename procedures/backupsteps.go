@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/nocobot/nocobot/format"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // Steps that take and restore a run's safety backup.
@@ -25,7 +26,7 @@ func backupStep(ctx context.Context, env *stepEnv) (string, error) {
 	if img == "" {
 		img = nodes[0].Image
 	}
-	info, err := env.c.Backups.Create(ctx, BackupRequest{Cluster: env.clusterName(), Version: version, Image: img, RunID: env.runID()}, env.progress)
+	info, err := env.c.Backups.Create(ctx, ports.BackupRequest{Cluster: env.clusterName(), Version: version, Image: img, RunID: env.runID()}, env.progress)
 	if err != nil {
 		return "", fmt.Errorf("backup: %w", err)
 	}

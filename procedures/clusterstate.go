@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/nocobot/nocobot/ports"
 )
 
 // describeCluster says which nodes run which image and where traffic goes.
@@ -55,9 +57,9 @@ func describeBesides(ctx context.Context, c *Cluster, said string) string {
 	switch {
 	case err != nil:
 		fmt.Fprintf(&b, " Traffic: unknown (%s).", why(err))
-	case mode == LBMaintenance:
+	case mode == ports.LBMaintenance:
 		b.WriteString(" Traffic: maintenance page (503).")
-	case mode == LBNormal:
+	case mode == ports.LBNormal:
 		b.WriteString(" Traffic: to the app nodes.")
 	default:
 		fmt.Fprintf(&b, " Traffic: %s.", mode)

@@ -12,6 +12,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/events"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
@@ -44,10 +46,10 @@ func (h *harness) drive() (store.Run, []string) {
 	h.t.Helper()
 	var kinds []string
 	for {
-		ev := h.waitFor("checkpoint or end", func(ev procedures.Event) bool {
-			return ev.Kind == procedures.EventCheckpoint || ev.Kind == procedures.EventRunFinished
+		ev := h.waitFor("checkpoint or end", func(ev events.Event) bool {
+			return ev.Kind == events.Checkpoint || ev.Kind == events.RunFinished
 		})
-		if ev.Kind == procedures.EventRunFinished {
+		if ev.Kind == events.RunFinished {
 			return ev.Run, kinds
 		}
 		cp := ev.Run.Checkpoint
@@ -94,7 +96,7 @@ func TestCrashAtEveryTransition(t *testing.T) {
 				case <-cs.crashed:
 					crashed = true
 				case ev := <-h.sub.C:
-					if ev.Kind == procedures.EventCheckpoint && ev.Run.Checkpoint.Kind == "verify" {
+					if ev.Kind == events.Checkpoint && ev.Run.Checkpoint.Kind == "verify" {
 						h.eng.Decide(context.Background(), store.Decision{RunID: r.ID, Checkpoint: ev.Run.Checkpoint.ID, Action: store.ActionContinue, By: "U2"})
 					}
 				case <-time.After(10 * time.Second):
@@ -108,7 +110,7 @@ func TestCrashAtEveryTransition(t *testing.T) {
 			if end.State != store.StateSucceeded {
 				t.Fatalf("crash at transition %d: run ended %s", k, end.State)
 			}
-			if h.world.DBVersion() != "1.7.14" || h.world.LB() != procedures.LBNormal || h.world.NodeState("app-3") != "running "+newImage {
+			if h.world.DBVersion() != "1.7.14" || h.world.LB() != ports.LBNormal || h.world.NodeState("app-3") != "running "+newImage {
 				t.Fatalf("crash at transition %d: cluster db %s lb %s app-3 %s", k, h.world.DBVersion(), h.world.LB(), h.world.NodeState("app-3"))
 			}
 			checkSafe(t, h.world)
@@ -154,7 +156,7 @@ func BenchmarkTransition(b *testing.B) {
 			b.Fatal(err)
 		}
 		for ev := range sub.C {
-			if ev.Kind == procedures.EventRunFinished {
+			if ev.Kind == events.RunFinished {
 				break
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -75,7 +76,7 @@ func (x *runner) openCheckpoint(ctx context.Context, i int, d stepDef) error {
 	if err := x.persist(ctx); err != nil {
 		return err
 	}
-	x.e.publish(EventCheckpoint, x.snapshot(), i, q, nil)
+	x.e.publish(events.Checkpoint, x.snapshot(), i, q, nil)
 	return nil
 }
 
@@ -200,14 +201,14 @@ func (x *runner) onDeadline(ctx context.Context, cp *store.Checkpoint) (deadline
 	if err := x.persist(ctx); err != nil {
 		return deadlineReminded, err
 	}
-	x.e.publish(EventReminder, x.snapshot(), cp.Step, fmt.Sprintf("still waiting for a decision (reminder %d): %s", cp.Reminded, cp.Question), nil)
+	x.e.publish(events.Reminder, x.snapshot(), cp.Step, fmt.Sprintf("still waiting for a decision (reminder %d): %s", cp.Reminded, cp.Question), nil)
 	return deadlineReminded, nil
 }
 
 // apply carries out a decision on the open checkpoint.
 func (x *runner) apply(ctx context.Context, d store.Decision) error {
 	cp := x.run.Checkpoint
-	x.e.publish(EventDecided, x.snapshot(), cp.Step, fmt.Sprintf("%s chose %s", decider(d), d.Action), &d)
+	x.e.publish(events.Decided, x.snapshot(), cp.Step, fmt.Sprintf("%s chose %s", decider(d), d.Action), &d)
 	st := &x.run.Steps[cp.Step]
 	now := x.e.clock.Now()
 	switch d.Action {
@@ -267,7 +268,7 @@ func (x *runner) startRollback(ctx context.Context, d store.Decision) error {
 	if err := x.persist(ctx); err != nil {
 		return err
 	}
-	x.e.publish(EventRollingBack, x.snapshot(), x.run.Current, "rolling back, chosen by "+decider(d), &d)
+	x.e.publish(events.RollingBack, x.snapshot(), x.run.Current, "rolling back, chosen by "+decider(d), &d)
 	return nil
 }
 
@@ -301,7 +302,7 @@ func (x *runner) abort(ctx context.Context, d store.Decision) error {
 		return err
 	}
 	x.e.log.Info().Str("run", x.run.ID).Str("by", d.By).Msg("run aborted")
-	x.e.publish(EventRunFinished, x.snapshot(), -1, Summary(x.snapshot()), &d)
+	x.e.publish(events.RunFinished, x.snapshot(), -1, Summary(x.snapshot()), &d)
 	return nil
 }
 
@@ -326,7 +327,7 @@ func (x *runner) finish(ctx context.Context) error {
 		return err
 	}
 	x.e.log.Info().Str("run", x.run.ID).Str("state", string(x.run.State)).Msg("run finished")
-	x.e.publish(EventRunFinished, x.snapshot(), -1, Summary(x.snapshot()), nil)
+	x.e.publish(events.RunFinished, x.snapshot(), -1, Summary(x.snapshot()), nil)
 	return nil
 }
 
@@ -373,8 +374,8 @@ func (x *runner) failLastStep(ctx context.Context, err error) error {
 	if perr := x.persist(ctx); perr != nil {
 		return perr
 	}
-	x.e.publish(EventStepFailed, x.snapshot(), i, err.Error(), nil)
-	x.e.publish(EventCheckpoint, x.snapshot(), i, x.run.Checkpoint.Question, nil)
+	x.e.publish(events.StepFailed, x.snapshot(), i, err.Error(), nil)
+	x.e.publish(events.Checkpoint, x.snapshot(), i, x.run.Checkpoint.Question, nil)
 	return nil
 }
 

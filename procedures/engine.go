@@ -21,6 +21,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/events"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -43,13 +45,13 @@ type Cluster struct {
 	// TagSuffix is appended to the version to form the tag, e.g. "-full".
 	TagSuffix string
 
-	Nodes    Nodes
-	App      App
-	Backups  Backups
-	Balancer Balancer
+	Nodes    ports.Nodes
+	App      ports.App
+	Backups  ports.Backups
+	Balancer ports.Balancer
 	// Redis is the cluster's Redis state (cache, locks, signals); nil
 	// for a cluster without Redis.
-	Redis Redis
+	Redis ports.Redis
 
 	HealthTimeout     time.Duration // per node start; default 10 min
 	CheckpointTimeout time.Duration // verify checkpoint; default 1 h
@@ -61,7 +63,7 @@ type Cluster struct {
 	// NodeEnv, when each node has its own environment (plain containers),
 	// lets preflight compare the nodes' environments and the nodes after
 	// the first start with NocoBase's upgrade skipped; nil otherwise.
-	NodeEnv NodeEnv
+	NodeEnv ports.NodeEnv
 	// Migrations says how the nodes after the first start
 	// (MigrationsAuto, MigrationsSkipSameVersion, MigrationsOneAtATime).
 	Migrations string
@@ -75,7 +77,10 @@ type Options struct {
 	Store    store.Store
 	Clusters []*Cluster
 	Log      zerolog.Logger
-	Clock    Clock // default: the wall clock
+	Clock    ports.Clock // default: the wall clock
+	// Events is the bus the engine publishes its runs' events to, shared
+	// with the scheduler and read by the fronts; default a bus of its own.
+	Events *events.Bus
 	// Owner identifies this engine among replicas; default host-pid.
 	Owner string
 	// LeaseTTL is how long a claim on a run lasts without renewal.
@@ -90,11 +95,11 @@ type Engine struct {
 	store    store.Store
 	clusters map[string]*Cluster
 	log      zerolog.Logger
-	clock    Clock
+	clock    ports.Clock
 	owner    string
 	leaseTTL time.Duration
 	poll     time.Duration
-	bus      *bus
+	bus      *events.Bus
 
 	mu      sync.Mutex
 	running map[string]*execution // run id → execution owned here
@@ -125,10 +130,13 @@ func New(opts Options) (*Engine, error) {
 	e := &Engine{
 		store: opts.Store, clusters: map[string]*Cluster{}, log: opts.Log,
 		clock: opts.Clock, owner: opts.Owner, leaseTTL: opts.LeaseTTL, poll: opts.PollEvery,
-		bus: newBus(), running: map[string]*execution{},
+		bus: opts.Events, running: map[string]*execution{},
 	}
 	if e.clock == nil {
-		e.clock = SystemClock()
+		e.clock = ports.SystemClock()
+	}
+	if e.bus == nil {
+		e.bus = events.NewBus()
 	}
 	if e.owner == "" {
 		host, _ := os.Hostname()
@@ -176,7 +184,7 @@ func (e *Engine) ClusterNames() []string {
 }
 
 // Subscribe returns a subscription to every event from now on.
-func (e *Engine) Subscribe() *Subscription { return e.bus.subscribe() }
+func (e *Engine) Subscribe() *events.Subscription { return e.bus.Subscribe() }
 
 // Run resumes unfinished runs, takes over runs whose owner died, keeps
 // this engine's leases alive and delivers decisions, until ctx ends. It
@@ -311,7 +319,7 @@ func (e *Engine) launch(ctx context.Context, r store.Run, resumed bool, sent tim
 		ex := &runner{e: e, c: fenced(e.clusters[r.Cluster], l), lease: l, run: r, wake: x.wake}
 		go e.keepLease(rctx, r.ID, l, stop, func() {
 			snap := ex.snapshot()
-			e.publish(EventStoreDown, snap, snap.Current,
+			e.publish(events.StoreDown, snap, snap.Current,
 				"cannot confirm this engine's hold on the run (store unreachable): the step was stopped; the run resumes once the store is back", nil)
 		})
 		ex.drive(rctx, resumed)
@@ -356,7 +364,7 @@ func (e *Engine) Start(ctx context.Context, req Request) (store.Run, error) {
 		return store.Run{}, err
 	}
 	e.log.Info().Str("run", r.ID).Str("cluster", r.Cluster).Str("procedure", r.Procedure).Str("requester", r.Requester).Msg("run started")
-	e.publish(EventRunStarted, created, -1, req.Describe(), nil)
+	e.publish(events.RunStarted, created, -1, req.Describe(), nil)
 	e.launch(ctx, created, false, sent)
 	return created, nil
 }
@@ -411,45 +419,9 @@ func joinActions(as []store.Action) string {
 	return strings.Join(s, ", ")
 }
 
-// PublishWindow publishes a maintenance-window event to the fronts; msg is
-// its plain-text form.
-func (e *Engine) PublishWindow(kind EventKind, w WindowEvent, run *store.Run, msg string) {
-	ev := Event{Kind: kind, Step: -1, Message: msg, Window: &w, At: e.clock.Now()}
-	if run != nil {
-		ev.Run = cloneRun(*run)
-	}
-	e.bus.publish(ev)
-}
-
 // Clock is the engine's clock.
-func (e *Engine) Clock() Clock { return e.clock }
+func (e *Engine) Clock() ports.Clock { return e.clock }
 
-func (e *Engine) publish(kind EventKind, r store.Run, step int, msg string, d *store.Decision) {
-	e.bus.publish(Event{Kind: kind, Run: cloneRun(r), Step: step, Message: msg, Decision: d, At: e.clock.Now()})
-}
-
-// cloneRun copies a run deeply, so subscribers never share memory with
-// the runner.
-func cloneRun(r store.Run) store.Run {
-	r.Steps = slices.Clone(r.Steps)
-	if r.Checkpoint != nil {
-		cp := *r.Checkpoint
-		cp.Options = slices.Clone(cp.Options)
-		r.Checkpoint = &cp
-	}
-	if r.Params != nil {
-		p := make(map[string]string, len(r.Params))
-		for k, v := range r.Params {
-			p[k] = v
-		}
-		r.Params = p
-	}
-	if r.Facts != nil {
-		f := make(map[string]string, len(r.Facts))
-		for k, v := range r.Facts {
-			f[k] = v
-		}
-		r.Facts = f
-	}
-	return r
+func (e *Engine) publish(kind events.Kind, r store.Run, step int, msg string, d *store.Decision) {
+	e.bus.Publish(events.Event{Kind: kind, Run: r.Clone(), Step: step, Message: msg, Decision: d, At: e.clock.Now()})
 }

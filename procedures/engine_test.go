@@ -14,6 +14,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/events"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
@@ -32,10 +34,10 @@ type harness struct {
 	path   string
 	store  store.Store
 	eng    *procedures.Engine
-	sub    *procedures.Subscription
+	sub    *events.Subscription
 	cancel context.CancelFunc
 	done   chan struct{}
-	events []procedures.Event
+	events []events.Event
 	mu     sync.Mutex
 	policy procedures.TimeoutPolicy
 	// parallel is the cluster's StartParallelism: 1 keeps the outside
@@ -115,7 +117,7 @@ func (h *harness) restart(wrap func(store.Store) store.Store) {
 }
 
 // waitFor reads events until one matches.
-func (h *harness) waitFor(desc string, match func(procedures.Event) bool) procedures.Event {
+func (h *harness) waitFor(desc string, match func(events.Event) bool) events.Event {
 	h.t.Helper()
 	timeout := time.After(10 * time.Second)
 	for {
@@ -136,14 +138,14 @@ func (h *harness) waitFor(desc string, match func(procedures.Event) bool) proced
 
 func (h *harness) waitCheckpoint(kind string) store.Run {
 	h.t.Helper()
-	return h.waitFor("checkpoint "+kind, func(ev procedures.Event) bool {
-		return ev.Kind == procedures.EventCheckpoint && ev.Run.Checkpoint != nil && ev.Run.Checkpoint.Kind == kind
+	return h.waitFor("checkpoint "+kind, func(ev events.Event) bool {
+		return ev.Kind == events.Checkpoint && ev.Run.Checkpoint != nil && ev.Run.Checkpoint.Kind == kind
 	}).Run
 }
 
 func (h *harness) waitFinished() store.Run {
 	h.t.Helper()
-	return h.waitFor("end of run", func(ev procedures.Event) bool { return ev.Kind == procedures.EventRunFinished }).Run
+	return h.waitFor("end of run", func(ev events.Event) bool { return ev.Kind == events.RunFinished }).Run
 }
 
 func (h *harness) decide(r store.Run, a store.Action, by string) {
@@ -324,7 +326,7 @@ func upgradeHappyPath(t *testing.T, par int) {
 	if end.State != store.StateSucceeded || end.ID != r.ID {
 		t.Fatalf("end state %s", end.State)
 	}
-	if h.world.DBVersion() != "1.7.14" || h.world.LB() != procedures.LBNormal || h.world.NodeState("app-3") != "running "+newImage {
+	if h.world.DBVersion() != "1.7.14" || h.world.LB() != ports.LBNormal || h.world.NodeState("app-3") != "running "+newImage {
 		t.Fatalf("cluster after upgrade: db %s lb %s app-3 %s", h.world.DBVersion(), h.world.LB(), h.world.NodeState("app-3"))
 	}
 	sum := procedures.Summary(end)
@@ -434,7 +436,7 @@ func TestFailureAtEachStep(t *testing.T) {
 				h.startRun(upgrade())
 				var cp store.Run
 				for {
-					ev := h.waitFor("checkpoint", func(ev procedures.Event) bool { return ev.Kind == procedures.EventCheckpoint })
+					ev := h.waitFor("checkpoint", func(ev events.Event) bool { return ev.Kind == events.Checkpoint })
 					if ev.Run.Checkpoint.Kind == "failure" {
 						cp = ev.Run
 						break
@@ -451,10 +453,10 @@ func TestFailureAtEachStep(t *testing.T) {
 				h.decide(cp, decision, "U2")
 				var end store.Run
 				for {
-					ev := h.waitFor("checkpoint or end", func(ev procedures.Event) bool {
-						return ev.Kind == procedures.EventCheckpoint || ev.Kind == procedures.EventRunFinished
+					ev := h.waitFor("checkpoint or end", func(ev events.Event) bool {
+						return ev.Kind == events.Checkpoint || ev.Kind == events.RunFinished
 					})
-					if ev.Kind == procedures.EventRunFinished {
+					if ev.Kind == events.RunFinished {
 						end = ev.Run
 						break
 					}
@@ -467,11 +469,11 @@ func TestFailureAtEachStep(t *testing.T) {
 				}
 				switch decision {
 				case store.ActionRetry:
-					if h.world.DBVersion() != "1.7.14" || h.world.LB() != procedures.LBNormal {
+					if h.world.DBVersion() != "1.7.14" || h.world.LB() != ports.LBNormal {
 						t.Fatalf("after retry: db %s lb %s", h.world.DBVersion(), h.world.LB())
 					}
 				case store.ActionRollback:
-					if h.world.DBVersion() != "1.7.13" || h.world.LB() != procedures.LBNormal || h.world.NodeState("app-1") != "running "+oldImage {
+					if h.world.DBVersion() != "1.7.13" || h.world.LB() != ports.LBNormal || h.world.NodeState("app-1") != "running "+oldImage {
 						t.Fatalf("after roll back: db %s lb %s app-1 %s", h.world.DBVersion(), h.world.LB(), h.world.NodeState("app-1"))
 					}
 				case store.ActionAbort:
@@ -558,7 +560,7 @@ func TestCheckpointTimeoutPolicies(t *testing.T) {
 			}
 			h.clock.Advance(time.Minute)
 			if tt.policy == procedures.TimeoutRemind {
-				ev := h.waitFor("reminder", func(ev procedures.Event) bool { return ev.Kind == procedures.EventReminder })
+				ev := h.waitFor("reminder", func(ev events.Event) bool { return ev.Kind == events.Reminder })
 				if ev.Run.State != store.StateWaiting || ev.Run.Checkpoint.Reminded != 1 || !ev.Run.Checkpoint.Deadline.Equal(h.clock.Now().Add(time.Hour)) {
 					t.Fatalf("after reminder: %+v", ev.Run.Checkpoint)
 				}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/nocobot/nocobot/format"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // The backup inside the downtime is an in-server copy where the server
@@ -27,7 +28,7 @@ func exportStep(ctx context.Context, env *stepEnv) (string, error) {
 	switch {
 	case id == "":
 		return "no backup was taken in this run: nothing to export", nil
-	case f.BackupKind() != BackupCopy:
+	case f.BackupKind() != ports.BackupCopy:
 		info, err := env.c.Backups.Export(ctx, id, env.progress)
 		if err != nil {
 			return "", fmt.Errorf("finishing backup %s: %w (traffic is back on the app; the backup stays as it was: retry, or abort to keep it so)", id, err)
@@ -45,9 +46,9 @@ func exportStep(ctx context.Context, env *stepEnv) (string, error) {
 // kindNote names a backup's kind for the step's detail.
 func kindNote(kind string) string {
 	switch kind {
-	case BackupCopy:
+	case ports.BackupCopy:
 		return ", an in-server copy of the database (its portable dump is exported after traffic is back)"
-	case BackupDump:
+	case ports.BackupDump:
 		return ", a dump"
 	}
 	return ""
@@ -58,9 +59,9 @@ func kindNote(kind string) string {
 func backupPlan(ctx context.Context, c *Cluster, nodesStopped bool) string {
 	kind, why := c.Backups.PlanKind(ctx, nodesStopped)
 	switch kind {
-	case BackupCopy:
+	case ports.BackupCopy:
 		return "in-server copy of the database (" + why + "); the portable dump is exported after traffic is back"
-	case BackupDump:
+	case ports.BackupDump:
 		return "dump inside the downtime (" + strings.TrimPrefix(why, "no in-server copy: ") + ")"
 	}
 	return kind + " (" + why + ")"

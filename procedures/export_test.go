@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
@@ -37,7 +38,7 @@ func TestCopyBackupExportedAfterTrafficIsBack(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("no export; actions %q", w.Actions())
 	}
-	if w.LB() != procedures.LBNormal {
+	if w.LB() != ports.LBNormal {
 		t.Fatal("export began while traffic was on the maintenance page")
 	}
 	h.clock.Advance(5 * time.Minute) // a long export
@@ -96,7 +97,7 @@ func TestFailedExportRetries(t *testing.T) {
 	h.decide(h.waitCheckpoint("verify"), store.ActionContinue, "U2")
 	w.Fail("export", 1)
 	cp := h.waitCheckpoint("failure")
-	if !strings.Contains(cp.Checkpoint.Question, "traffic is back") || w.LB() != procedures.LBNormal {
+	if !strings.Contains(cp.Checkpoint.Question, "traffic is back") || w.LB() != ports.LBNormal {
 		t.Fatalf("question %q, lb %s", cp.Checkpoint.Question, w.LB())
 	}
 	// Users write again: a roll back would throw their writes away.

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -102,7 +103,7 @@ func (f Facts) time(k string) (time.Time, bool) {
 // factWriter records facts on a run the caller may change.
 type factWriter struct{ r *store.Run }
 
-func (w factWriter) setFirstNode(n Node) {
+func (w factWriter) setFirstNode(n ports.Node) {
 	w.r.SetFact(factFirstNode, n.Name)
 	w.r.SetFact(factFirstURL, n.URL)
 }
@@ -118,7 +119,7 @@ func (w factWriter) keepPrevImage(node, image string) {
 func (w factWriter) setTargetImage(image string) { w.r.SetFact(factTargetImage, image) }
 
 // keepNodes records the run's nodes unless they are recorded already.
-func (w factWriter) keepNodes(nodes []Node) {
+func (w factWriter) keepNodes(nodes []ports.Node) {
 	if w.r.Fact(factNodes) != "" {
 		return
 	}

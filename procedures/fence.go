@@ -1,6 +1,10 @@
 package procedures
 
-import "context"
+import (
+	"context"
+
+	"github.com/nocobot/nocobot/ports"
+)
 
 // fenced returns the cluster as a run sees it: every adapter call first
 // checks that the run's lease was confirmed within half its time, so an
@@ -15,11 +19,11 @@ func fenced(c *Cluster, l *lease) *Cluster {
 }
 
 type fencedNodes struct {
-	in Nodes
+	in ports.Nodes
 	l  *lease
 }
 
-func (f fencedNodes) List(ctx context.Context) ([]Node, error) {
+func (f fencedNodes) List(ctx context.Context) ([]ports.Node, error) {
 	if err := f.l.check(); err != nil {
 		return nil, err
 	}
@@ -47,16 +51,16 @@ func (f fencedNodes) SetImage(ctx context.Context, name, image string) error {
 	return f.in.SetImage(ctx, name, image)
 }
 
-func (f fencedNodes) Pull(ctx context.Context, image string, progress Progress) error {
+func (f fencedNodes) Pull(ctx context.Context, image string, progress ports.Progress) error {
 	if err := f.l.check(); err != nil {
 		return err
 	}
 	return f.in.Pull(ctx, image, progress)
 }
 
-func (f fencedNodes) Resolve(ctx context.Context, image string) (ImageInfo, error) {
+func (f fencedNodes) Resolve(ctx context.Context, image string) (ports.ImageInfo, error) {
 	if err := f.l.check(); err != nil {
-		return ImageInfo{}, err
+		return ports.ImageInfo{}, err
 	}
 	return f.in.Resolve(ctx, image)
 }
@@ -69,39 +73,39 @@ func (f fencedNodes) Cleanup(ctx context.Context) ([]string, error) {
 }
 
 type fencedApp struct {
-	in App
+	in ports.App
 	l  *lease
 }
 
-func (f fencedApp) WaitHealthy(ctx context.Context, node Node, progress Progress) error {
+func (f fencedApp) WaitHealthy(ctx context.Context, node ports.Node, progress ports.Progress) error {
 	if err := f.l.check(); err != nil {
 		return err
 	}
 	return f.in.WaitHealthy(ctx, node, progress)
 }
 
-func (f fencedApp) Version(ctx context.Context, node Node) (string, error) {
+func (f fencedApp) Version(ctx context.Context, node ports.Node) (string, error) {
 	if err := f.l.check(); err != nil {
 		return "", err
 	}
 	return f.in.Version(ctx, node)
 }
 
-func (f fencedApp) Probe(ctx context.Context, baseURL string) (AppStatus, error) {
+func (f fencedApp) Probe(ctx context.Context, baseURL string) (ports.AppStatus, error) {
 	if err := f.l.check(); err != nil {
-		return AppStatus{}, err
+		return ports.AppStatus{}, err
 	}
 	return f.in.Probe(ctx, baseURL)
 }
 
-func (f fencedApp) Plugin(ctx context.Context, node Node, action, pkg string, progress Progress) error {
+func (f fencedApp) Plugin(ctx context.Context, node ports.Node, action, pkg string, progress ports.Progress) error {
 	if err := f.l.check(); err != nil {
 		return err
 	}
 	return f.in.Plugin(ctx, node, action, pkg, progress)
 }
 
-func (f fencedApp) CheckKey(ctx context.Context, node Node) error {
+func (f fencedApp) CheckKey(ctx context.Context, node ports.Node) error {
 	if err := f.l.check(); err != nil {
 		return err
 	}
@@ -109,7 +113,7 @@ func (f fencedApp) CheckKey(ctx context.Context, node Node) error {
 }
 
 type fencedBackups struct {
-	in Backups
+	in ports.Backups
 	l  *lease
 }
 
@@ -120,21 +124,21 @@ func (f fencedBackups) Check(ctx context.Context) error {
 	return f.in.Check(ctx)
 }
 
-func (f fencedBackups) Create(ctx context.Context, req BackupRequest, progress Progress) (BackupInfo, error) {
+func (f fencedBackups) Create(ctx context.Context, req ports.BackupRequest, progress ports.Progress) (ports.BackupInfo, error) {
 	if err := f.l.check(); err != nil {
-		return BackupInfo{}, err
+		return ports.BackupInfo{}, err
 	}
 	return f.in.Create(ctx, req, progress)
 }
 
-func (f fencedBackups) Verify(ctx context.Context, id string) (BackupInfo, error) {
+func (f fencedBackups) Verify(ctx context.Context, id string) (ports.BackupInfo, error) {
 	if err := f.l.check(); err != nil {
-		return BackupInfo{}, err
+		return ports.BackupInfo{}, err
 	}
 	return f.in.Verify(ctx, id)
 }
 
-func (f fencedBackups) Restore(ctx context.Context, id string, progress Progress) error {
+func (f fencedBackups) Restore(ctx context.Context, id string, progress ports.Progress) error {
 	if err := f.l.check(); err != nil {
 		return err
 	}
@@ -146,14 +150,14 @@ func (f fencedBackups) PlanKind(ctx context.Context, nodesStopped bool) (kind, r
 	return f.in.PlanKind(ctx, nodesStopped)
 }
 
-func (f fencedBackups) Export(ctx context.Context, id string, progress Progress) (BackupInfo, error) {
+func (f fencedBackups) Export(ctx context.Context, id string, progress ports.Progress) (ports.BackupInfo, error) {
 	if err := f.l.check(); err != nil {
-		return BackupInfo{}, err
+		return ports.BackupInfo{}, err
 	}
 	return f.in.Export(ctx, id, progress)
 }
 
-func (f fencedBackups) List(ctx context.Context) ([]BackupInfo, error) {
+func (f fencedBackups) List(ctx context.Context) ([]ports.BackupInfo, error) {
 	if err := f.l.check(); err != nil {
 		return nil, err
 	}
@@ -161,28 +165,28 @@ func (f fencedBackups) List(ctx context.Context) ([]BackupInfo, error) {
 }
 
 type fencedBalancer struct {
-	in Balancer
+	in ports.Balancer
 	l  *lease
 }
 
-func (f fencedBalancer) SetMode(ctx context.Context, mode LBMode) error {
+func (f fencedBalancer) SetMode(ctx context.Context, mode ports.LBMode) error {
 	if err := f.l.check(); err != nil {
 		return err
 	}
 	return f.in.SetMode(ctx, mode)
 }
 
-func (f fencedBalancer) Mode(ctx context.Context) (LBMode, error) {
+func (f fencedBalancer) Mode(ctx context.Context) (ports.LBMode, error) {
 	if err := f.l.check(); err != nil {
-		return LBUnknown, err
+		return ports.LBUnknown, err
 	}
 	return f.in.Mode(ctx)
 }
 
 // compile-time checks that the fenced adapters are what they wrap.
 var (
-	_ Nodes    = fencedNodes{}
-	_ App      = fencedApp{}
-	_ Backups  = fencedBackups{}
-	_ Balancer = fencedBalancer{}
+	_ ports.Nodes    = fencedNodes{}
+	_ ports.App      = fencedApp{}
+	_ ports.Backups  = fencedBackups{}
+	_ ports.Balancer = fencedBalancer{}
 )

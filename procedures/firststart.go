@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -48,7 +49,9 @@ func firstStartSteps() []stepDef {
 		}},
 		// A node that installs or migrates answers 503 until healthy.
 		{name: "lb-maintenance", title: "Load balancer to the maintenance page until a node is healthy", idempotent: true,
-			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, LBMaintenance) }},
+			do: func(ctx context.Context, env *stepEnv) (string, error) {
+				return setBalancer(ctx, env, ports.LBMaintenance)
+			}},
 		// A cache left from an earlier install would serve another database's data.
 		{name: "redis-reset", title: "Redis: empty the cache, drop the locks and signals (if every node is stopped)", idempotent: true,
 			do: firstStartRedisReset},
@@ -60,6 +63,6 @@ func firstStartSteps() []stepDef {
 		{name: "start-rest", title: "Start the other nodes (never two upgrading at once), each waited healthy", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) { return startRest(ctx, env, expectation{}) }},
 		{name: "lb-normal", title: "Load balancer on: traffic to the app nodes", idempotent: true,
-			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, LBNormal) }},
+			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, ports.LBNormal) }},
 	}
 }

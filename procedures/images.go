@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nocobot/nocobot/ports"
 )
 
 // imageRepo is an image reference without its tag or digest.
@@ -32,7 +34,7 @@ func imageTag(image string) string {
 }
 
 // currentVersion asks a running node, else reads the image tag.
-func currentVersion(ctx context.Context, env *stepEnv, nodes []Node) string {
+func currentVersion(ctx context.Context, env *stepEnv, nodes []ports.Node) string {
 	for _, n := range nodes {
 		if !n.Running() {
 			continue
@@ -134,12 +136,12 @@ func comparePre(a, b string) int {
 // imageInfo describes an image present on the engine. Its Digest is in
 // the form Node.Digest has: the registry digest, or the local id for an
 // image that never came from a registry, so the two compare.
-func imageInfo(ctx context.Context, c *Cluster, ref string) (ImageInfo, error) {
+func imageInfo(ctx context.Context, c *Cluster, ref string) (ports.ImageInfo, error) {
 	ictx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	info, err := c.Nodes.Resolve(ictx, ref)
 	if err != nil {
-		return ImageInfo{}, err
+		return ports.ImageInfo{}, err
 	}
 	if info.Digest == "" {
 		info.Digest = info.ID

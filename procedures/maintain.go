@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -201,7 +202,9 @@ func maintainSteps(r *store.Run) []stepDef {
 // node while users are sent to it.
 func rollbackToMaintenance() stepDef {
 	return stepDef{name: "rb-lb-maintenance", title: "Roll back: load balancer to the maintenance page (503)", idempotent: true,
-		do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, LBMaintenance) }}
+		do: func(ctx context.Context, env *stepEnv) (string, error) {
+			return setBalancer(ctx, env, ports.LBMaintenance)
+		}}
 }
 
 func maintainRollbackSteps() []stepDef {
@@ -221,7 +224,7 @@ func maintainRollbackSteps() []stepDef {
 		{name: "rb-start-rest", title: "Roll back: start the other nodes (never two upgrading at once), each waited healthy", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) { return startRest(ctx, env, expectation{}) }},
 		{name: "rb-lb-normal", title: "Roll back: load balancer back to the app nodes", idempotent: true,
-			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, LBNormal) }},
+			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, ports.LBNormal) }},
 	}
 }
 
@@ -243,13 +246,13 @@ func actionStep(i int, a MaintAction) stepDef {
 				}
 				// The one node serving reloads its plugins: until it is
 				// healthy again, users get the maintenance page.
-				if _, err := setBalancer(ctx, env, LBMaintenance); err != nil {
+				if _, err := setBalancer(ctx, env, ports.LBMaintenance); err != nil {
 					return "", err
 				}
 				if err := env.c.App.Plugin(ctx, node, a.Kind, a.Arg, env.progress); err != nil {
 					return "", fmt.Errorf("plugin %s %s on %s: %w", a.Kind, a.Arg, node.Name, err)
 				}
-				if _, err := setBalancer(ctx, env, LBNormal); err != nil {
+				if _, err := setBalancer(ctx, env, ports.LBNormal); err != nil {
 					return "", err
 				}
 				return fmt.Sprintf("%s: plugin %s %sd, node healthy, traffic back", node.Name, a.Arg, a.Kind), nil
@@ -328,7 +331,7 @@ func restoreAction(ctx context.Context, env *stepEnv, id string) (string, error)
 	if err != nil {
 		return "", err
 	}
-	if _, err := setBalancer(ctx, env, LBMaintenance); err != nil {
+	if _, err := setBalancer(ctx, env, ports.LBMaintenance); err != nil {
 		return "", err
 	}
 	if _, err := stopNodes(ctx, env, ""); err != nil {
@@ -346,7 +349,7 @@ func restoreAction(ctx context.Context, env *stepEnv, id string) (string, error)
 	if err != nil {
 		return "", err
 	}
-	if _, err := setBalancer(ctx, env, LBNormal); err != nil {
+	if _, err := setBalancer(ctx, env, ports.LBNormal); err != nil {
 		return "", err
 	}
 	return "restored " + id + "; " + reset + "; " + up.String() + "; traffic back", nil

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
@@ -25,7 +26,7 @@ func TestMaintainRollbackNeverLosesWritesUnasked(t *testing.T) {
 	}
 	waitTimer(t, h.clock)
 	h.clock.Advance(time.Hour)
-	ev := h.waitFor("reminder", func(ev procedures.Event) bool { return ev.Kind == procedures.EventReminder })
+	ev := h.waitFor("reminder", func(ev events.Event) bool { return ev.Kind == events.Reminder })
 	if ev.Run.State != store.StateWaiting {
 		t.Fatalf("after the deadline: %s", ev.Run.State)
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/nocobot/nocobot/ports"
 )
 
 // Every NocoBase start on an installed app runs its upgrade (the
@@ -58,7 +60,7 @@ type restOrder struct {
 
 // chooseRestOrder decides how the nodes after first start. first runs and
 // is healthy; it tells the version.
-func chooseRestOrder(ctx context.Context, env *stepEnv, first Node) restOrder {
+func chooseRestOrder(ctx context.Context, env *stepEnv, first ports.Node) restOrder {
 	switch {
 	case env.c.Migrations == MigrationsOneAtATime:
 		return restOrder{why: "one at a time, as configured (nodes.migrations)"}
@@ -99,7 +101,7 @@ func chooseRestOrder(ctx context.Context, env *stepEnv, first Node) restOrder {
 // imageGroups says which nodes run which image ("app-1, app-2 on
 // nocobase/nocobase:2.2.15"), one group per image: by digest where known,
 // else by reference.
-func imageGroups(nodes []Node) []string {
+func imageGroups(nodes []ports.Node) []string {
 	var order []string
 	groups := map[string][]string{}
 	shown := map[string]string{}
@@ -150,7 +152,7 @@ func setSkipUpgrade(ctx context.Context, env *stepEnv, name string, on bool) err
 // migrationsPlan is the plan's line on how the nodes after the first
 // start, as far as it is known before the run: the version is read from
 // the image tags (the target's in an upgrade), not asked of a node.
-func migrationsPlan(c *Cluster, nodes []Node, req Request) string {
+func migrationsPlan(c *Cluster, nodes []ports.Node, req Request) string {
 	const first = "the first node starts alone; the others "
 	switch {
 	case c.Migrations == MigrationsOneAtATime:

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
@@ -153,8 +154,8 @@ func TestPreflightComparesEnvironments(t *testing.T) {
 		t.Helper()
 		h := newHarnessWith(t, w, func(c *procedures.Cluster) { c.NodeEnv, c.PerNodeEnv = w, perNode })
 		h.startRun(procedures.Request{Procedure: procedures.ProcMaintain})
-		r := h.waitFor("preflight ends", func(ev procedures.Event) bool {
-			return ev.Kind == procedures.EventCheckpoint && ev.Run.Checkpoint != nil
+		r := h.waitFor("preflight ends", func(ev events.Event) bool {
+			return ev.Kind == events.Checkpoint && ev.Run.Checkpoint != nil
 		}).Run
 		if r.Checkpoint.Kind != "failure" {
 			return ""

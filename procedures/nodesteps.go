@@ -4,18 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/nocobot/nocobot/format"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/nocobot/nocobot/format"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // Steps shared by the procedures: they work on the cluster's nodes in
 // name order, and the first node is always the one started alone.
 
 // listNodes lists the nodes the adapter finds now.
-func listNodes(ctx context.Context, env *stepEnv) ([]Node, error) {
+func listNodes(ctx context.Context, env *stepEnv) ([]ports.Node, error) {
 	c, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	nodes, err := env.c.Nodes.List(c)
@@ -34,7 +36,7 @@ func listNodes(ctx context.Context, env *stepEnv) ([]Node, error) {
 // runNodes are the run's nodes: those recorded at preflight, which are
 // the cluster for the whole run. A recorded node that cannot be found
 // fails the step, naming it: it is never silently left behind.
-func runNodes(ctx context.Context, env *stepEnv) ([]Node, error) {
+func runNodes(ctx context.Context, env *stepEnv) ([]ports.Node, error) {
 	nodes, err := listNodes(ctx, env)
 	if err != nil {
 		return nil, err
@@ -52,9 +54,9 @@ func runNodes(ctx context.Context, env *stepEnv) ([]Node, error) {
 
 // matchRecorded returns the listed nodes that were recorded, in the
 // recorded order, and the recorded names not listed.
-func matchRecorded(nodes []Node, recorded []string) (found []Node, missing []string) {
+func matchRecorded(nodes []ports.Node, recorded []string) (found []ports.Node, missing []string) {
 	for _, name := range recorded {
-		i := slices.IndexFunc(nodes, func(n Node) bool { return n.Name == name })
+		i := slices.IndexFunc(nodes, func(n ports.Node) bool { return n.Name == name })
 		if i < 0 {
 			missing = append(missing, name)
 			continue
@@ -71,16 +73,16 @@ func missingNodesError(missing []string) error {
 
 // recordNodes makes the listed nodes the run's nodes, unless a record
 // exists: a resumed preflight keeps the first one.
-func recordNodes(env *stepEnv, nodes []Node) {
+func recordNodes(env *stepEnv, nodes []ports.Node) {
 	env.record(func(w factWriter) { w.keepNodes(nodes) })
 }
 
 // firstNode is the node started alone: recorded at preflight so that a
 // resumed run keeps using the same one.
-func firstNode(ctx context.Context, env *stepEnv) (Node, []Node, error) {
+func firstNode(ctx context.Context, env *stepEnv) (ports.Node, []ports.Node, error) {
 	nodes, err := runNodes(ctx, env)
 	if err != nil {
-		return Node{}, nil, err
+		return ports.Node{}, nil, err
 	}
 	want := env.facts().FirstNode()
 	for _, n := range nodes {
@@ -88,7 +90,7 @@ func firstNode(ctx context.Context, env *stepEnv) (Node, []Node, error) {
 			return n, nodes, nil
 		}
 	}
-	return Node{}, nil, fmt.Errorf("node %s, started first so far, is gone", want)
+	return ports.Node{}, nil, fmt.Errorf("node %s, started first so far, is gone", want)
 }
 
 func stopNodes(ctx context.Context, env *stepEnv, keep string) (string, error) {
@@ -198,17 +200,17 @@ func startNode(ctx context.Context, env *stepEnv, name string, exp expectation, 
 	return started{node: name, version: got, took: time.Since(began)}, nil
 }
 
-func findNode(ctx context.Context, env *stepEnv, name string) (Node, error) {
+func findNode(ctx context.Context, env *stepEnv, name string) (ports.Node, error) {
 	nodes, err := listNodes(ctx, env)
 	if err != nil {
-		return Node{}, err
+		return ports.Node{}, err
 	}
 	for _, n := range nodes {
 		if n.Name == name {
 			return n, nil
 		}
 	}
-	return Node{}, fmt.Errorf("%s disappeared", name)
+	return ports.Node{}, fmt.Errorf("%s disappeared", name)
 }
 
 // restartIfBroken stops a running node whose app reports APP_ERROR, so
@@ -311,13 +313,13 @@ func together(ctx context.Context, par int, names []string, fn func(i int) error
 	return errors.Join(errs...)
 }
 
-func setBalancer(ctx context.Context, env *stepEnv, mode LBMode) (string, error) {
+func setBalancer(ctx context.Context, env *stepEnv, mode ports.LBMode) (string, error) {
 	c, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if err := env.c.Balancer.SetMode(c, mode); err != nil {
 		return "", fmt.Errorf("load balancer to %s: %w", mode, err)
 	}
-	if mode == LBMaintenance {
+	if mode == ports.LBMaintenance {
 		env.record(func(w factWriter) { w.markDowntimeStart(env.now()) })
 		return "traffic goes to the maintenance page (503)", nil
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -15,7 +16,7 @@ type PlanView struct {
 	Cluster, Procedure, Title string
 	// Nodes are listed in the order used (the first starts alone); nil
 	// when NodesErr says why they could not be listed.
-	Nodes    []Node
+	Nodes    []ports.Node
 	NodesErr error
 	// Migrations, Details and Backup are said only when the nodes are known.
 	Migrations string

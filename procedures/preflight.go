@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/nocobot/nocobot/ports"
 )
 
 // Checks that preflight runs before any downtime, for what would
@@ -38,12 +40,12 @@ func hasPluginActions(params map[string]string) bool {
 
 // preflightKey asks a running node whether it accepts the API key when
 // the run has plugin actions; "" when it has none.
-func preflightKey(ctx context.Context, env *stepEnv, nodes []Node) (string, error) {
+func preflightKey(ctx context.Context, env *stepEnv, nodes []ports.Node) (string, error) {
 	if !hasPluginActions(env.rn.run.Params) {
 		return "", nil
 	}
 	first := env.facts().FirstNode()
-	var node Node
+	var node ports.Node
 	for _, n := range nodes {
 		if n.Running() && (node.Name == "" || n.Name == first) {
 			node = n
@@ -85,7 +87,7 @@ const maxWorkerIDNodes = 32
 // and a node with another APP_KEY or database would serve other data or
 // refuse the others' tokens. Values are compared by hash and never shown.
 // With the worker-id allocator, more than 32 nodes is refused.
-func preflightEnv(ctx context.Context, env *stepEnv, nodes []Node) (string, error) {
+func preflightEnv(ctx context.Context, env *stepEnv, nodes []ports.Node) (string, error) {
 	if env.c.NodeEnv == nil {
 		return "", nil // one environment for every node
 	}
@@ -132,7 +134,7 @@ func preflightEnv(ctx context.Context, env *stepEnv, nodes []Node) (string, erro
 
 // envDifference says how the nodes differ on variable k, "" if they do
 // not: the groups of nodes that share a value, never the values.
-func envDifference(k string, nodes []Node, hashes []map[string]string) string {
+func envDifference(k string, nodes []ports.Node, hashes []map[string]string) string {
 	var order []string
 	groups := map[string][]string{}
 	unset := "\x00unset"

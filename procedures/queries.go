@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -36,7 +37,7 @@ func (e *Engine) Decisions(ctx context.Context, runID string) ([]store.Decision,
 }
 
 // Backups lists a cluster's backups, newest first.
-func (e *Engine) Backups(ctx context.Context, cluster string) ([]BackupInfo, error) {
+func (e *Engine) Backups(ctx context.Context, cluster string) ([]ports.BackupInfo, error) {
 	c, err := e.cluster(cluster)
 	if err != nil {
 		return nil, err

@@ -7,23 +7,6 @@ import (
 	"github.com/nocobot/nocobot/store"
 )
 
-// Redis is the part of a cluster's state that NocoBase keeps in Redis
-// (adapters/redis): a cache derived from the database, locks held by
-// nodes, pub/sub signals. The queue's pending jobs are not here: they are
-// part of each backup (saved by Backups.Create, put back by Restore).
-type Redis interface {
-	// Describe says which Redis databases the cluster uses and what is
-	// done with each, passwords redacted; "none" without any.
-	Describe(ctx context.Context) string
-	// Check fails if a reset or a backup could not reach the databases, or
-	// would be refused, now; it says what it found.
-	Check(ctx context.Context) (string, error)
-	// Reset empties the app's cache and drops its locks and pub/sub
-	// signals (only the app's keys), for while every node is stopped.
-	// It may be repeated; it says what it deleted.
-	Reset(ctx context.Context, progress func(string)) (string, error)
-}
-
 // factBackupExtras says what the run's backup holds besides database and
 // storage (the Redis queue), for the restore's detail.
 const factBackupExtras = "backup_extras"

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -35,7 +36,7 @@ type procedure struct {
 	// so a roll-back loses writes and no timeout may choose it.
 	liveWrites bool
 	// plan, when set, adds lines about the target to a plan.
-	plan func(ctx context.Context, b *strings.Builder, c *Cluster, nodes []Node, req Request)
+	plan func(ctx context.Context, b *strings.Builder, c *Cluster, nodes []ports.Node, req Request)
 }
 
 // registry is the one table of procedures, in the order help lists them.

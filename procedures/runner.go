@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -99,9 +100,9 @@ func (x *runner) resume(ctx context.Context) error {
 	if err := x.persist(ctx); err != nil {
 		return err
 	}
-	x.e.publish(EventRunResumed, x.snapshot(), x.run.Current, msg, nil)
+	x.e.publish(events.RunResumed, x.snapshot(), x.run.Current, msg, nil)
 	if x.run.Checkpoint != nil && (x.run.State == store.StateFailed || x.run.Checkpoint.Kind == kindResume) {
-		x.e.publish(EventCheckpoint, x.snapshot(), x.run.Checkpoint.Step, x.run.Checkpoint.Question, nil)
+		x.e.publish(events.Checkpoint, x.snapshot(), x.run.Checkpoint.Step, x.run.Checkpoint.Question, nil)
 	}
 	return nil
 }
@@ -109,7 +110,7 @@ func (x *runner) resume(ctx context.Context) error {
 func (x *runner) snapshot() store.Run {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return cloneRun(x.run)
+	return x.run.Clone()
 }
 
 // persist records the run. When the store is unreachable it keeps trying
@@ -122,7 +123,7 @@ func (x *runner) persist(ctx context.Context) error {
 		x.run.Updated = x.e.clock.Now()
 		x.run.Owner = x.e.owner
 		x.run.LeaseUntil = sent.Add(x.e.leaseTTL)
-		r := cloneRun(x.run)
+		r := x.run.Clone()
 		x.mu.Unlock()
 		c, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := x.e.store.UpdateRun(c, r)
@@ -131,7 +132,7 @@ func (x *runner) persist(ctx context.Context) error {
 			x.lease.confirm(sent)
 			if x.storeDown {
 				x.storeDown = false
-				x.e.publish(EventStoreBack, r, r.Current, "the store is reachable again: going on", nil)
+				x.e.publish(events.StoreBack, r, r.Current, "the store is reachable again: going on", nil)
 			}
 			return nil
 		}
@@ -145,7 +146,7 @@ func (x *runner) persist(ctx context.Context) error {
 		if !x.storeDown {
 			x.storeDown = true
 			x.e.log.Error().Err(err).Str("run", r.ID).Msg("cannot record a transition; paused until the store is back")
-			x.e.publish(EventStoreDown, r, r.Current, "cannot record progress (store unreachable): paused before the next action until it is back", nil)
+			x.e.publish(events.StoreDown, r, r.Current, "cannot record progress (store unreachable): paused before the next action until it is back", nil)
 		}
 		select {
 		case <-ctx.Done():

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+
+	"github.com/nocobot/nocobot/ports"
 )
 
 // The set-image steps change the image of every stopped node, inside
@@ -25,7 +27,7 @@ type imageChange struct {
 // refuseRunning fails, naming every running node, before any image
 // changes: a running node would serve the old version or race the
 // migration.
-func refuseRunning(nodes []Node) error {
+func refuseRunning(nodes []ports.Node) error {
 	var running []string
 	for _, n := range nodes {
 		if n.Running() {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
 )
@@ -217,7 +217,7 @@ func TestSetImageProgressLines(t *testing.T) {
 	var lines []string
 	h.mu.Lock()
 	for _, ev := range h.events {
-		if ev.Kind != procedures.EventStepProgress || ev.Step != step {
+		if ev.Kind != events.StepProgress || ev.Step != step {
 			continue
 		}
 		if ev.Run.Steps[step].Progress != ev.Message {

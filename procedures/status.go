@@ -8,12 +8,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/store"
 )
 
 // NodeStatus is one node as a status shows it.
 type NodeStatus struct {
-	Node
+	ports.Node
 	// Version is what a running node reports; "" when it is not running
 	// or did not answer (VersionErr says why).
 	Version    string
@@ -30,13 +31,13 @@ type ClusterStatus struct {
 	Nodes    []NodeStatus
 	NodesErr error
 
-	Traffic    LBMode
+	Traffic    ports.LBMode
 	TrafficErr error
 
 	Active    *store.Run // nil: nothing runs
 	ActiveErr error
 
-	LatestBackup *BackupInfo // nil: none
+	LatestBackup *ports.BackupInfo // nil: none
 	BackupsErr   error
 
 	// Windows are the cluster's maintenance windows, soonest first.

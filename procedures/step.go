@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -56,7 +57,7 @@ func (x *runner) step(ctx context.Context) error {
 		if err := x.persist(ctx); err != nil {
 			return err
 		}
-		x.e.publish(EventStepSkipped, x.snapshot(), i, st.Title+": nothing to undo", nil)
+		x.e.publish(events.StepSkipped, x.snapshot(), i, st.Title+": nothing to undo", nil)
 		return nil
 	}
 	if d.checkpoint != "" {
@@ -69,7 +70,7 @@ func (x *runner) step(ctx context.Context) error {
 	if err := x.persist(ctx); err != nil {
 		return err
 	}
-	x.e.publish(EventStepStarted, x.snapshot(), i, st.Title, nil)
+	x.e.publish(events.StepStarted, x.snapshot(), i, st.Title, nil)
 
 	sctx, cancel := context.WithTimeout(ctx, x.c.StepTimeout)
 	defer cancel()
@@ -120,7 +121,7 @@ func (x *runner) step(ctx context.Context) error {
 		if perr := x.persist(ctx); perr != nil {
 			return perr
 		}
-		x.e.publish(EventStepDone, x.snapshot(), i, detail, nil)
+		x.e.publish(events.StepDone, x.snapshot(), i, detail, nil)
 		return nil
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -139,8 +140,8 @@ func (x *runner) step(ctx context.Context) error {
 	if perr := x.persist(ctx); perr != nil {
 		return perr
 	}
-	x.e.publish(EventStepFailed, x.snapshot(), i, err.Error(), nil)
-	x.e.publish(EventCheckpoint, x.snapshot(), i, x.run.Checkpoint.Question, nil)
+	x.e.publish(events.StepFailed, x.snapshot(), i, err.Error(), nil)
+	x.e.publish(events.Checkpoint, x.snapshot(), i, x.run.Checkpoint.Question, nil)
 	return nil
 }
 
@@ -158,7 +159,7 @@ func (x *runner) endWindowRun(ctx context.Context, i int, err error) error {
 	if perr := x.persist(ctx); perr != nil {
 		return perr
 	}
-	x.e.publish(EventStepFailed, x.snapshot(), i, err.Error(), nil)
+	x.e.publish(events.StepFailed, x.snapshot(), i, err.Error(), nil)
 	cp := x.run.Checkpoint
 	d := store.Decision{RunID: x.run.ID, Checkpoint: cp.ID, Action: store.ActionAbort, By: "scheduler", Via: "engine", At: x.e.clock.Now()}
 	c, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -167,7 +168,7 @@ func (x *runner) endWindowRun(ctx context.Context, i int, err error) error {
 	if derr != nil && !errors.Is(derr, store.ErrAlreadyDecided) {
 		// The question stays open for a person, as for any other run.
 		x.e.log.Warn().Err(derr).Str("run", x.run.ID).Msg("could not record the abort of a window's run whose preflight failed")
-		x.e.publish(EventCheckpoint, x.snapshot(), i, cp.Question, nil)
+		x.e.publish(events.Checkpoint, x.snapshot(), i, cp.Question, nil)
 		return nil
 	}
 	if derr == nil {

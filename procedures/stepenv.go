@@ -3,6 +3,8 @@ package procedures
 import (
 	"context"
 	"time"
+
+	"github.com/nocobot/nocobot/events"
 )
 
 // stepEnv is what a step sees of its run: the cluster, the run's
@@ -48,5 +50,5 @@ func (s *stepEnv) progress(msg string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.run.Steps[s.step].Progress = msg
-	x.e.publish(EventStepProgress, x.run, s.step, msg, nil)
+	x.e.publish(events.StepProgress, x.run, s.step, msg, nil)
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nocobot/nocobot/format"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -15,7 +16,7 @@ func Title(r store.Run) string {
 		return p.title(r)
 	}
 	if r.Procedure == procTraffic {
-		return fmt.Sprintf("switch of traffic %s on %s by hand", trafficWord(LBMode(r.Params["mode"])), r.Cluster)
+		return fmt.Sprintf("switch of traffic %s on %s by hand", trafficWord(ports.LBMode(r.Params["mode"])), r.Cluster)
 	}
 	return r.Procedure + " of " + r.Cluster
 }
@@ -65,8 +66,8 @@ func Summary(r store.Run) string {
 	return b.String()
 }
 
-func trafficWord(m LBMode) string {
-	if m == LBMaintenance {
+func trafficWord(m ports.LBMode) string {
+	if m == ports.LBMaintenance {
 		return "off"
 	}
 	return "on"

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -29,8 +30,8 @@ func (e *TrafficBusyError) Unwrap() error { return store.ErrClusterBusy }
 
 // TrafficSwitch is what a switch by hand did.
 type TrafficSwitch struct {
-	Mode  LBMode // what the balancer reports afterwards
-	RunID string // the run that held the cluster for the switch; "" when a stopped run held it
+	Mode  ports.LBMode // what the balancer reports afterwards
+	RunID string       // the run that held the cluster for the switch; "" when a stopped run held it
 }
 
 // SetTraffic switches a cluster's load balancer by hand, as a run would:
@@ -40,9 +41,9 @@ type TrafficSwitch struct {
 // run starts in the middle of the switch. While a run holds the cluster
 // it refuses with a *TrafficBusyError, unless that run has stopped at a
 // failure: a person is then in charge of the cluster.
-func (e *Engine) SetTraffic(ctx context.Context, cluster string, mode LBMode, by, via string) (TrafficSwitch, error) {
-	if mode != LBNormal && mode != LBMaintenance {
-		return TrafficSwitch{}, fmt.Errorf("traffic %q: expected %s or %s", mode, LBNormal, LBMaintenance)
+func (e *Engine) SetTraffic(ctx context.Context, cluster string, mode ports.LBMode, by, via string) (TrafficSwitch, error) {
+	if mode != ports.LBNormal && mode != ports.LBMaintenance {
+		return TrafficSwitch{}, fmt.Errorf("traffic %q: expected %s or %s", mode, ports.LBNormal, ports.LBMaintenance)
 	}
 	c, err := e.cluster(cluster)
 	if err != nil {
@@ -102,15 +103,15 @@ func (e *Engine) SetTraffic(ctx context.Context, cluster string, mode LBMode, by
 }
 
 // switchTraffic sets the balancer's mode and reads it back.
-func switchTraffic(ctx context.Context, c *Cluster, mode LBMode) (LBMode, error) {
+func switchTraffic(ctx context.Context, c *Cluster, mode ports.LBMode) (ports.LBMode, error) {
 	sctx, cancel := context.WithTimeout(ctx, trafficTimeout)
 	defer cancel()
 	if err := c.Balancer.SetMode(sctx, mode); err != nil {
-		return LBUnknown, err
+		return ports.LBUnknown, err
 	}
 	got, err := c.Balancer.Mode(sctx)
 	if err != nil {
-		return LBUnknown, fmt.Errorf("switched, but reading the mode back failed: %w", err)
+		return ports.LBUnknown, fmt.Errorf("switched, but reading the mode back failed: %w", err)
 	}
 	return got, nil
 }
@@ -120,7 +121,7 @@ func switchTraffic(ctx context.Context, c *Cluster, mode LBMode) (LBMode, error)
 // it, which is safe.
 var trafficStep = stepDef{name: "lb-switch", title: "Switch the load balancer by hand", idempotent: true,
 	do: func(ctx context.Context, env *stepEnv) (string, error) {
-		got, err := switchTraffic(ctx, env.c, LBMode(env.rn.run.Params["mode"]))
+		got, err := switchTraffic(ctx, env.c, ports.LBMode(env.rn.run.Params["mode"]))
 		if err != nil {
 			return "", err
 		}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
@@ -49,7 +50,7 @@ func TestMaintainRollbackBehindMaintenancePage(t *testing.T) {
 	if page < 0 || stop < page || back < slices.Index(acts, "healthy app-3") {
 		t.Fatalf("roll-back order: %q", acts)
 	}
-	if h.world.LB() != procedures.LBNormal {
+	if h.world.LB() != ports.LBNormal {
 		t.Fatalf("traffic left on %s", h.world.LB())
 	}
 	checkSafe(t, h.world)

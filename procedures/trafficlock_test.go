@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
@@ -24,7 +25,7 @@ func TestTrafficByHandHoldsTheCluster(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		sw, err := h.eng.SetTraffic(ctx, "prod", procedures.LBMaintenance, "U1", "test")
+		sw, err := h.eng.SetTraffic(ctx, "prod", ports.LBMaintenance, "U1", "test")
 		done <- result{sw, err}
 	}()
 	select {
@@ -37,12 +38,12 @@ func TestTrafficByHandHoldsTheCluster(t *testing.T) {
 	if !errors.As(err, &busy) || busy.Run.Procedure != "traffic" || procedures.Title(busy.Run) != "switch of traffic off on prod by hand" {
 		t.Fatalf("a run started during the switch: %v", err)
 	}
-	if _, err := h.eng.SetTraffic(ctx, "prod", procedures.LBNormal, "U3", "test"); !errors.Is(err, store.ErrClusterBusy) {
+	if _, err := h.eng.SetTraffic(ctx, "prod", ports.LBNormal, "U3", "test"); !errors.Is(err, store.ErrClusterBusy) {
 		t.Fatalf("a second switch during the first: %v", err)
 	}
 	blk.Release()
 	res := <-done
-	if res.err != nil || res.sw.Mode != procedures.LBMaintenance || res.sw.RunID == "" {
+	if res.err != nil || res.sw.Mode != ports.LBMaintenance || res.sw.RunID == "" {
 		t.Fatalf("switch: %+v, %v", res.sw, res.err)
 	}
 	run, err := h.store.GetRun(ctx, res.sw.RunID)
@@ -51,7 +52,7 @@ func TestTrafficByHandHoldsTheCluster(t *testing.T) {
 	}
 
 	h.world.Fail("lb normal", 1)
-	sw, err := h.eng.SetTraffic(ctx, "prod", procedures.LBNormal, "U1", "test")
+	sw, err := h.eng.SetTraffic(ctx, "prod", ports.LBNormal, "U1", "test")
 	if err == nil {
 		t.Fatal("the failed switch reported no error")
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
@@ -14,7 +15,7 @@ import (
 // hangingNodes is a Docker engine that stops answering once hang is set:
 // every call waits until its context ends.
 type hangingNodes struct {
-	procedures.Nodes
+	ports.Nodes
 	hang atomic.Bool
 }
 
@@ -26,7 +27,7 @@ func (n *hangingNodes) wait(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func (n *hangingNodes) List(ctx context.Context) ([]procedures.Node, error) {
+func (n *hangingNodes) List(ctx context.Context) ([]ports.Node, error) {
 	if err := n.wait(ctx); err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -36,7 +37,7 @@ func upgradeProcedure() procedure {
 		},
 		forward:  func(*store.Run) []stepDef { return upgradeSteps() },
 		rollback: func(*store.Run) []stepDef { return upgradeRollbackSteps() },
-		plan: func(ctx context.Context, b *strings.Builder, c *Cluster, nodes []Node, req Request) {
+		plan: func(ctx context.Context, b *strings.Builder, c *Cluster, nodes []ports.Node, req Request) {
 			image := targetImage(c, nodes, req.Version, req.Image)
 			v := versionPart(imageTag(image))
 			if v == "" {
@@ -128,7 +129,9 @@ func upgradeSteps() []stepDef {
 	return []stepDef{
 		{name: "preflight", title: "Preflight: nodes, versions, image pulled, backup possible", idempotent: true, do: upgradePreflight},
 		{name: "lb-maintenance", title: "Load balancer to the 503 maintenance page", idempotent: true,
-			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, LBMaintenance) }},
+			do: func(ctx context.Context, env *stepEnv) (string, error) {
+				return setBalancer(ctx, env, ports.LBMaintenance)
+			}},
 		{name: "stop-nodes", title: "Stop all app nodes", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) { return stopNodes(ctx, env, "") }},
 		{name: "backup", title: "Back up database and storage, verify the backup", idempotent: true, do: backupStep},
@@ -147,7 +150,7 @@ func upgradeSteps() []stepDef {
 				return startRest(ctx, env, upgradeTarget(f, f.Nodes()))
 			}},
 		{name: "lb-normal", title: "Load balancer back to the app nodes", idempotent: true,
-			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, LBNormal) }},
+			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, ports.LBNormal) }},
 		exportStepDef(),
 	}
 }
@@ -179,7 +182,7 @@ func upgradeRollbackSteps() []stepDef {
 				return startRest(ctx, env, rollbackTarget(env.facts()))
 			}},
 		{name: "rb-lb-normal", title: "Roll back: load balancer back to the app nodes", idempotent: true,
-			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, LBNormal) }},
+			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, ports.LBNormal) }},
 	}
 }
 
@@ -196,7 +199,7 @@ func stepBegan(r *store.Run, name string) bool {
 // targetImage is the image an upgrade sets on every node: the image
 // given, or the cluster's repository with the version's tag and the
 // configured suffix (never twice: 1.7.14-full with -full stays so).
-func targetImage(c *Cluster, nodes []Node, version, image string) string {
+func targetImage(c *Cluster, nodes []ports.Node, version, image string) string {
 	if image != "" {
 		return image
 	}
@@ -261,7 +264,7 @@ func upgradePreflight(ctx context.Context, env *stepEnv) (string, error) {
 		target = info.Version
 	}
 	env.record(func(w factWriter) { w.setTarget(info.Digest, target) })
-	if info.Digest != "" && !slices.ContainsFunc(nodes, func(n Node) bool { return n.Digest != info.Digest }) {
+	if info.Digest != "" && !slices.ContainsFunc(nodes, func(n ports.Node) bool { return n.Digest != info.Digest }) {
 		return "", &errNothingToDo{fmt.Sprintf("every node of %s already runs %s (%s): nothing to upgrade", env.clusterName(), image, shortDigest(info.Digest))}
 	}
 	if target != "" && target == from && env.param("same_version") == "" {

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/internal/testenv"
-	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -177,7 +177,7 @@ func testAnnouncementRacesSkipAndPause(t *testing.T, a, b store.Store) {
 
 		got := h.checkSkippedOrPaused(sa, sb, w.ID, start, r)
 		posted := 0
-		for _, e := range h.of(procedures.EventWindowAnnounced) {
+		for _, e := range h.of(events.WindowAnnounced) {
 			if e.ev.Start.Equal(start) {
 				posted++
 			}
@@ -291,7 +291,7 @@ func TestAnnouncementAfterAPauseAndResumeMeanwhile(t *testing.T) {
 	sa.mu.Lock()
 	sa.announce(ctx, read, now)
 	sa.mu.Unlock()
-	h.expect(procedures.EventWindowAnnounced, 0, "while paused")
+	h.expect(events.WindowAnnounced, 0, "while paused")
 	if _, err := other.SetPaused(ctx, w.ID, false); err != nil {
 		t.Fatal(err)
 	}
@@ -303,5 +303,5 @@ func TestAnnouncementAfterAPauseAndResumeMeanwhile(t *testing.T) {
 	sa.announce(ctx, resumed, now)
 	sa.announce(ctx, h.window(w.ID), now)
 	sa.mu.Unlock()
-	h.expect(procedures.EventWindowAnnounced, 1, "after the resume")
+	h.expect(events.WindowAnnounced, 1, "after the resume")
 }

@@ -4,14 +4,15 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/store"
+	"github.com/nocobot/nocobot/window"
 )
 
 // publish reports an event about one start of a window. The window
 // snapshot's NextStart is set to that start, so a front renders (and its
 // buttons carry) the start the event is about, not the one after it.
-func (s *Scheduler) publish(kind procedures.EventKind, ev procedures.WindowEvent, run *store.Run) {
+func (s *Scheduler) publish(kind events.Kind, ev events.WindowEvent, run *store.Run) {
 	ev.Window.NextStart = ev.Start
 	if ev.End.IsZero() {
 		ev.End = ev.Start.Add(ev.Window.Duration)
@@ -19,14 +20,14 @@ func (s *Scheduler) publish(kind procedures.EventKind, ev procedures.WindowEvent
 	if ev.Grace == 0 {
 		ev.Grace = s.grace
 	}
-	full := procedures.Event{Kind: kind, Step: -1, Window: &ev, At: s.clock.Now()}
+	full := events.Event{Kind: kind, Step: -1, Window: &ev, At: s.clock.Now()}
 	if run != nil {
-		full.Run = *run
+		full.Run = run.Clone()
 	}
-	msg := Text(full, Format{})
-	s.log.Debug().Str("event", string(kind)).Str("window", ev.Window.ID).Time("start", ev.Start).Msg(msg)
-	if s.publishF != nil {
-		s.publishF(kind, ev, run, msg)
+	full.Message = Text(full, Format{})
+	s.log.Debug().Str("event", string(kind)).Str("window", ev.Window.ID).Time("start", ev.Start).Msg(full.Message)
+	if s.events != nil {
+		s.events.Publish(full)
 	}
 }
 
@@ -53,7 +54,7 @@ func (f Format) when(t time.Time, tz string) string {
 	if f.When != nil {
 		return f.When(t, tz)
 	}
-	loc, err := windowLocation(tz)
+	loc, err := window.Location(tz)
 	if err != nil {
 		loc = time.UTC
 	}
@@ -62,7 +63,7 @@ func (f Format) when(t time.Time, tz string) string {
 
 // Text writes a window event (ev.Window set) as one paragraph for a
 // person, with people and times written by f.
-func Text(ev procedures.Event, f Format) string {
+func Text(ev events.Event, f Format) string {
 	if ev.Window == nil {
 		return ev.Message
 	}
@@ -73,21 +74,21 @@ func Text(ev procedures.Event, f Format) string {
 	lateGrace := fmt.Sprintf("%s late, grace %s", fmtDuration(we.Late), fmtDuration(we.Grace))
 	var why string
 	switch we.Reason {
-	case procedures.WindowBeyondGrace:
+	case events.WindowBeyondGrace:
 		why = fmt.Sprintf("%s late, beyond the %s grace", fmtDuration(we.Late), fmtDuration(we.Grace))
-	case procedures.WindowClosed:
+	case events.WindowClosed:
 		why = fmt.Sprintf("its window closed at %s", when(we.End))
 	}
 	switch ev.Kind {
-	case procedures.EventWindowAnnounced:
+	case events.WindowAnnounced:
 		msg := fmt.Sprintf("%s opens %s (in %s) for %s.", d, when(we.Start), fmtDuration(we.Start.Sub(ev.At)), fmtDuration(w.Duration))
 		if w.Approval {
 			msg += " It starts when someone allowed to run procedures presses Start."
 		}
 		return msg
-	case procedures.EventWindowApproval:
+	case events.WindowApproval:
 		return fmt.Sprintf("%s is open until %s: %s waits for someone allowed to run procedures to press Start.", d, when(we.End), w.Command)
-	case procedures.EventWindowStarted:
+	case events.WindowStarted:
 		msg := fmt.Sprintf("%s opened at %s: run %s started (%s); the window closes at %s", d, when(we.Start), ev.Run.ID, w.Command, when(we.End))
 		switch {
 		case we.By != "":
@@ -96,33 +97,33 @@ func Text(ev procedures.Event, f Format) string {
 			msg += " (" + fmtDuration(we.Late) + " late)"
 		}
 		return msg + "."
-	case procedures.EventWindowSkipped:
+	case events.WindowSkipped:
 		switch we.Reason {
-		case procedures.WindowAsked:
+		case events.WindowAsked:
 			return fmt.Sprintf("%s: the start of %s is skipped, as asked by %s.", d, when(we.Start), f.who(we.By))
-		case procedures.WindowBusy:
+		case events.WindowBusy:
 			return fmt.Sprintf("%s (%s) is skipped: %s.", d, when(we.Start), we.Err)
-		case procedures.WindowStartFailed:
+		case events.WindowStartFailed:
 			return fmt.Sprintf("%s (%s) is skipped: the run could not start: %s", d, when(we.Start), we.Err)
-		case procedures.WindowNotApproved:
+		case events.WindowNotApproved:
 			return fmt.Sprintf("%s closed at %s: nobody pressed Start, so %s did not run.", d, when(we.End), w.Command)
 		}
 		return fmt.Sprintf("%s did not run at %s: the bot was down (%s). Next start: %s.", d, when(we.Start), why, when(we.Next))
-	case procedures.EventWindowMissed:
+	case events.WindowMissed:
 		missed := fmt.Sprintf("%s missed its start at %s while the bot was down", d, when(we.Start))
 		switch we.Reason {
-		case procedures.WindowLateStart:
+		case events.WindowLateStart:
 			return fmt.Sprintf("%s: starting now, %s late (grace %s).", missed, fmtDuration(we.Late), fmtDuration(we.Grace))
-		case procedures.WindowLateApproval:
+		case events.WindowLateApproval:
 			return fmt.Sprintf("%s: it is still open, asking for Start now (%s).", missed, lateGrace)
-		case procedures.WindowSuperseded:
+		case events.WindowSuperseded:
 			if we.More > 0 {
 				return fmt.Sprintf("%s missed %d more starts while the bot was down: all skipped.", d, we.More)
 			}
 			return fmt.Sprintf("%s: skipped (%s).", missed, lateGrace)
 		}
 		return fmt.Sprintf("%s: skipped (%s).", missed, why)
-	case procedures.EventWindowOverrun:
+	case events.WindowOverrun:
 		began := ev.Run.Created
 		if began.IsZero() {
 			began = we.Start

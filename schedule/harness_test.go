@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
@@ -20,8 +21,8 @@ import (
 
 // published is one window event as a front would receive it.
 type published struct {
-	kind procedures.EventKind
-	ev   procedures.WindowEvent
+	kind events.Kind
+	ev   events.WindowEvent
 	w    store.Window
 	run  *store.Run
 	msg  string
@@ -75,7 +76,13 @@ func openSQLite(t *testing.T, path string) *sqlite.Store {
 	return st
 }
 
-func (h *schedHarness) publish(kind procedures.EventKind, ev procedures.WindowEvent, run *store.Run, msg string) {
+// Publish records a window event as the fronts would receive it.
+func (h *schedHarness) Publish(full events.Event) {
+	kind, ev, msg := full.Kind, *full.Window, full.Message
+	var run *store.Run
+	if full.Run.ID != "" {
+		run = &full.Run
+	}
 	if strings.Contains(msg, "<@") || strings.Contains(msg, "\n") {
 		h.t.Errorf("%s: the scheduler's text %q holds a front's formatting or more than one line", kind, msg)
 	}
@@ -123,7 +130,7 @@ func parseCommand(command string) (procedures.Request, error) {
 
 func (h *schedHarness) options() Options {
 	return Options{
-		Store: h.st, Clock: h.clock, Log: zerolog.Nop(), Publish: h.publish,
+		Store: h.st, Clock: h.clock, Log: zerolog.Nop(), Events: h,
 		Parse: parseCommand, Start: h.startRun, MissedGrace: h.grace, ConfigWindows: h.config,
 	}
 }
@@ -203,7 +210,7 @@ func (h *schedHarness) setClock(t time.Time) {
 	h.clock.Advance(d)
 }
 
-func (h *schedHarness) of(kind procedures.EventKind) []published {
+func (h *schedHarness) of(kind events.Kind) []published {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var out []published
@@ -260,7 +267,7 @@ func (h *schedHarness) finishRuns() {
 	}
 }
 
-func (h *schedHarness) expect(kind procedures.EventKind, n int, what string) []published {
+func (h *schedHarness) expect(kind events.Kind, n int, what string) []published {
 	h.t.Helper()
 	got := h.of(kind)
 	if len(got) != n {
@@ -350,4 +357,20 @@ func (r *replica) sync() {
 	n := r.s.passes.Load()
 	r.s.nudge()
 	r.waitPass(n + 1)
+}
+
+func berlin(t testing.TB) *time.Location {
+	t.Helper()
+	loc, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
+}
+
+func equalStrings(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	if strings.Join(got, " | ") != strings.Join(want, " | ") {
+		t.Errorf("%s:\n got  %q\n want %q", what, got, want)
+	}
 }

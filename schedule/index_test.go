@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -89,7 +89,7 @@ func TestSchedulerReloadSeesOtherReplica(t *testing.T) {
 	h.at(t0.Add(2 * time.Hour))
 	b.sync()
 	h.expectStarts(1, "two replicas")
-	h.expect(procedures.EventWindowStarted, 1, "two replicas")
+	h.expect(events.WindowStarted, 1, "two replicas")
 	h.finishRuns()
 
 	// Paused and removed by the first replica: the second stops looking.
@@ -119,8 +119,8 @@ func TestSchedulerReloadSeesOtherReplica(t *testing.T) {
 func TestWindowEventText(t *testing.T) {
 	w := store.Window{ID: "nightly", Cluster: "prod", Command: "maintain backup", TZ: "Europe/Berlin", Duration: time.Hour}
 	start := time.Date(2026, 6, 6, 0, 0, 0, 0, time.UTC)
-	ev := procedures.Event{Kind: procedures.EventWindowSkipped, At: start.Add(-time.Hour),
-		Window: &procedures.WindowEvent{Window: w, Start: start, By: "U1", Reason: procedures.WindowAsked}}
+	ev := events.Event{Kind: events.WindowSkipped, At: start.Add(-time.Hour),
+		Window: &events.WindowEvent{Window: w, Start: start, By: "U1", Reason: events.WindowAsked}}
 	if got, want := Text(ev, Format{}), "Maintenance window nightly (maintain backup on prod): the start of Sat 6 Jun 02:00 CEST is skipped, as asked by U1."; got != want {
 		t.Errorf("plain:\n got  %q\n want %q", got, want)
 	}
@@ -134,7 +134,7 @@ func TestWindowEventText(t *testing.T) {
 	if got := Text(ev, front); !strings.HasSuffix(got, want) {
 		t.Errorf("front's format: %q, want it to end %q", got, want)
 	}
-	ev.Kind = procedures.EventWindowStarted
+	ev.Kind = events.WindowStarted
 	ev.Run = store.Run{ID: "r-1"}
 	ev.Window.End = start.Add(time.Hour)
 	if got := Text(ev, front); !strings.Contains(got, "run r-1 started") || !strings.Contains(got, "(approved by <@U1>)") {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -45,22 +45,22 @@ func startsUntil(sched cron.Schedule, first, now time.Time) dueStarts {
 // the bot was down: each is skipped, since a later start followed.
 func (s *Scheduler) reportMissed(w store.Window, d dueStarts, now time.Time) {
 	for _, t := range d.missed {
-		s.publish(procedures.EventWindowMissed, procedures.WindowEvent{Window: w, Start: t, Next: w.NextStart, Late: now.Sub(t), Reason: procedures.WindowSuperseded}, nil)
+		s.publish(events.WindowMissed, events.WindowEvent{Window: w, Start: t, Next: w.NextStart, Late: now.Sub(t), Reason: events.WindowSuperseded}, nil)
 	}
 	if d.more > 0 {
-		s.publish(procedures.EventWindowMissed, procedures.WindowEvent{Window: w, Start: d.latest, Next: w.NextStart, More: d.more, Reason: procedures.WindowSuperseded}, nil)
+		s.publish(events.WindowMissed, events.WindowEvent{Window: w, Start: d.latest, Next: w.NextStart, More: d.more, Reason: events.WindowSuperseded}, nil)
 	}
 }
 
 // skipMissed reports the latest missed start as skipped: beyond grace, or
 // its window closed.
 func (s *Scheduler) skipMissed(w store.Window, start, now time.Time) {
-	ev := procedures.WindowEvent{Window: w, Start: start, Next: w.NextStart, Late: now.Sub(start), Reason: procedures.WindowBeyondGrace}
+	ev := events.WindowEvent{Window: w, Start: start, Next: w.NextStart, Late: now.Sub(start), Reason: events.WindowBeyondGrace}
 	if ev.Late <= s.grace {
-		ev.Reason = procedures.WindowClosed
+		ev.Reason = events.WindowClosed
 	}
-	s.publish(procedures.EventWindowMissed, ev, nil)
-	s.publish(procedures.EventWindowSkipped, ev, nil)
+	s.publish(events.WindowMissed, ev, nil)
+	s.publish(events.WindowSkipped, ev, nil)
 }
 
 // restoreTracked finds the unfinished runs that windows started, so their
@@ -123,6 +123,6 @@ func (s *Scheduler) checkOverrun(ctx context.Context, id string, tr trackedRun, 
 		s.log.Warn().Err(perr).Str("window", id).Msg("scheduler: could not clear the window's run note")
 	}
 	if report {
-		s.publish(procedures.EventWindowOverrun, procedures.WindowEvent{Window: tr.Window, Start: tr.Start, End: tr.End}, &r)
+		s.publish(events.WindowOverrun, events.WindowEvent{Window: tr.Window, Start: tr.Start, End: tr.End}, &r)
 	}
 }

@@ -7,8 +7,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
+	"github.com/nocobot/nocobot/window"
 )
 
 // errChangedMeanwhile: the window a change was meant for has been
@@ -85,7 +87,7 @@ func (s *Scheduler) announce(ctx context.Context, w store.Window, now time.Time)
 		s.log.Warn().Err(err).Str("window", w.ID).Msg("scheduler: could not record the announcement; trying again")
 		return time.Time{}, true
 	}
-	s.publish(procedures.EventWindowAnnounced, procedures.WindowEvent{Window: saved, Start: start}, nil)
+	s.publish(events.WindowAnnounced, events.WindowEvent{Window: saved, Start: start}, nil)
 	return start, false
 }
 
@@ -118,11 +120,11 @@ func (s *Scheduler) due(ctx context.Context, w store.Window, p parsedSpec, now t
 	case w.Skip.Equal(start):
 		s.log.Info().Str("window", w.ID).Time("start", start).Msg("window start skipped, as asked")
 	case late <= onTimeSlack:
-		_ = s.start(ctx, w, procedures.WindowEvent{Window: w, Start: start}, now)
+		_ = s.start(ctx, w, events.WindowEvent{Window: w, Start: start}, now)
 	case late <= s.grace && now.Before(start.Add(w.Duration)):
-		ev := procedures.WindowEvent{Window: w, Start: start, Late: late}
-		ev.Reason = procedures.WindowLateStart
-		s.publish(procedures.EventWindowMissed, ev, nil)
+		ev := events.WindowEvent{Window: w, Start: start, Late: late}
+		ev.Reason = events.WindowLateStart
+		s.publish(events.WindowMissed, ev, nil)
 		ev.Reason = ""
 		_ = s.start(ctx, w, ev, now)
 	default:
@@ -173,7 +175,7 @@ func (s *Scheduler) dueApproval(ctx context.Context, w store.Window, p parsedSpe
 			return time.Time{}, true
 		}
 		if asked {
-			s.publish(procedures.EventWindowSkipped, procedures.WindowEvent{Window: w, Start: start, Reason: procedures.WindowNotApproved}, nil)
+			s.publish(events.WindowSkipped, events.WindowEvent{Window: w, Start: start, Reason: events.WindowNotApproved}, nil)
 		} else {
 			s.skipMissed(w, start, now)
 		}
@@ -191,13 +193,13 @@ func (s *Scheduler) dueApproval(ctx context.Context, w store.Window, p parsedSpe
 			return end, false // another replica asked
 		}
 		if late > onTimeSlack {
-			s.publish(procedures.EventWindowMissed, procedures.WindowEvent{Window: w, Start: start, Late: late, Reason: procedures.WindowLateApproval}, nil)
+			s.publish(events.WindowMissed, events.WindowEvent{Window: w, Start: start, Late: late, Reason: events.WindowLateApproval}, nil)
 		}
 		if err := s.store.PutNote(ctx, noteWindowApproval, w.ID, start.Format(time.RFC3339Nano)); err != nil {
 			// Only the report when the window closes unapproved reads it.
 			s.log.Warn().Err(err).Str("window", w.ID).Msg("scheduler: could not record the approval request")
 		}
-		s.publish(procedures.EventWindowApproval, procedures.WindowEvent{Window: w, Start: start}, nil)
+		s.publish(events.WindowApproval, events.WindowEvent{Window: w, Start: start}, nil)
 		return end, false
 	default:
 		if advance() {
@@ -213,17 +215,17 @@ func (s *Scheduler) dueApproval(ctx context.Context, w store.Window, p parsedSpe
 // start starts the window's run for the start ev.Start (ev also carries
 // who approved it, or how late it is). w must already be advanced past it
 // (this replica won the start).
-func (s *Scheduler) start(ctx context.Context, w store.Window, ev procedures.WindowEvent, now time.Time) error {
+func (s *Scheduler) start(ctx context.Context, w store.Window, ev events.WindowEvent, now time.Time) error {
 	run, err := s.startWindowRun(ctx, w, ev.By)
 	var busy *procedures.BusyError
 	switch {
 	case errors.As(err, &busy):
 		s.log.Info().Str("window", w.ID).Str("busy_run", busy.Run.ID).Msg("window skipped: cluster busy")
-		s.publish(procedures.EventWindowSkipped, procedures.WindowEvent{Window: w, Start: ev.Start, Reason: procedures.WindowBusy, Err: busy.Error()}, nil)
+		s.publish(events.WindowSkipped, events.WindowEvent{Window: w, Start: ev.Start, Reason: events.WindowBusy, Err: busy.Error()}, nil)
 		return err
 	case err != nil:
 		s.log.Error().Err(err).Str("window", w.ID).Msg("window run could not start")
-		s.publish(procedures.EventWindowSkipped, procedures.WindowEvent{Window: w, Start: ev.Start, Reason: procedures.WindowStartFailed, Err: err.Error()}, nil)
+		s.publish(events.WindowSkipped, events.WindowEvent{Window: w, Start: ev.Start, Reason: events.WindowStartFailed, Err: err.Error()}, nil)
 		return err
 	}
 	end := ev.Start.Add(w.Duration)
@@ -234,7 +236,7 @@ func (s *Scheduler) start(ctx context.Context, w store.Window, ev procedures.Win
 	}
 	s.log.Info().Str("window", w.ID).Str("run", run.ID).Dur("late", now.Sub(ev.Start)).Msg("window started its run")
 	ev.Window, ev.End = w, end
-	s.publish(procedures.EventWindowStarted, ev, &run)
+	s.publish(events.WindowStarted, ev, &run)
 	return nil
 }
 
@@ -268,7 +270,7 @@ func (s *Scheduler) parsed(w store.Window) (parsedSpec, error) {
 	if p, ok := s.scheds[key]; ok {
 		return p, nil
 	}
-	sched, loc, err := ParseWindowSpec(w.Spec, w.TZ)
+	sched, loc, err := window.ParseSpec(w.Spec, w.TZ)
 	if err != nil {
 		return parsedSpec{}, err
 	}

@@ -9,8 +9,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/internal/testenv"
-	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 	"github.com/nocobot/nocobot/store/postgres"
 )
@@ -69,14 +69,14 @@ func testReplicasPostEachNoticeOnce(t *testing.T, a, b store.Store) {
 		h.setClock(start.Add(-20 * time.Minute))
 		raceWindows(t, both, ids, h.clock.Now())
 		for _, id := range ids {
-			h.expectOne(procedures.EventWindowAnnounced, id, start, "")
+			h.expectOne(events.WindowAnnounced, id, start, "")
 		}
 
 		h.setClock(start)
 		raceWindows(t, both, ids, start)
 		h.expectStarts(r+1, "at the start")
-		h.expectOne(procedures.EventWindowStarted, auto.ID, start, "")
-		h.expectOne(procedures.EventWindowApproval, asks.ID, start, "")
+		h.expectOne(events.WindowStarted, auto.ID, start, "")
+		h.expectOne(events.WindowApproval, asks.ID, start, "")
 
 		// The other replica watches the run too, as after a restart of
 		// it while the run goes on.
@@ -85,15 +85,15 @@ func testReplicasPostEachNoticeOnce(t *testing.T, a, b store.Store) {
 		h.setClock(start.Add(10 * time.Minute))
 		together(both, func(s *Scheduler) { s.pass(ctx) })
 		raceWindows(t, both, ids, h.clock.Now())
-		h.expectOne(procedures.EventWindowOverrun, auto.ID, start, "")
-		h.expectOne(procedures.EventWindowSkipped, asks.ID, start, procedures.WindowNotApproved)
+		h.expectOne(events.WindowOverrun, auto.ID, start, "")
+		h.expectOne(events.WindowSkipped, asks.ID, start, events.WindowNotApproved)
 		h.finishRuns()
 		if t.Failed() {
 			t.Fatalf("round %d of %d", r+1, replicaRounds)
 		}
 	}
-	h.expect(procedures.EventWindowMissed, 0, "after every round")
-	h.expect(procedures.EventWindowAnnounced, 2*replicaRounds, "after every round")
+	h.expect(events.WindowMissed, 0, "after every round")
+	h.expect(events.WindowAnnounced, 2*replicaRounds, "after every round")
 }
 
 // racer is a second scheduler on the harness's clock and log, on its own
@@ -147,7 +147,7 @@ func raceWindows(t *testing.T, ss []*Scheduler, ids []string, now time.Time) {
 
 // expectOne checks that exactly one event of kind (with reason, if given)
 // was published about that start of the window.
-func (h *schedHarness) expectOne(kind procedures.EventKind, id string, start time.Time, reason procedures.WindowReason) {
+func (h *schedHarness) expectOne(kind events.Kind, id string, start time.Time, reason events.WindowReason) {
 	h.t.Helper()
 	n := 0
 	for _, e := range h.of(kind) {
@@ -184,7 +184,7 @@ func TestAnnouncementKeepsASkipSavedMeanwhile(t *testing.T) {
 	if got := h.window(w.ID); !got.Skip.Equal(stale.NextStart) {
 		t.Errorf("the skip was undone: %+v", got)
 	}
-	if n := len(h.of(procedures.EventWindowAnnounced)); n != 0 {
+	if n := len(h.of(events.WindowAnnounced)); n != 0 {
 		t.Errorf("a skipped start was announced %d times", n)
 	}
 }

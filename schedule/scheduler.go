@@ -23,6 +23,8 @@ import (
 	"github.com/robfig/cron/v3"
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/events"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
@@ -55,14 +57,18 @@ const (
 // it starts. Its error is one line naming what is wrong.
 type ParseFunc func(command string) (procedures.Request, error)
 
+// Publisher takes the scheduler's window events: *events.Bus, which
+// hands them to the fronts.
+type Publisher interface{ Publish(events.Event) }
+
 // Options configure a Scheduler.
 type Options struct {
 	Store store.Store
-	Clock procedures.Clock // default: the wall clock
+	Clock ports.Clock // default: the wall clock
 	Log   zerolog.Logger
-	// Publish reports window events; usually Engine.PublishWindow. msg is
-	// the event's plain-text form (Text with the zero Format).
-	Publish func(kind procedures.EventKind, ev procedures.WindowEvent, run *store.Run, msg string)
+	// Events receives window events (Event.Window set, Message their
+	// plain-text form); usually the bus the engine publishes to.
+	Events Publisher
 	// Parse reads a window's command: Add and the config windows are
 	// checked with it, and a window's run starts the request it returns.
 	Parse ParseFunc
@@ -86,9 +92,9 @@ type Options struct {
 // use by the fronts while Run loops.
 type Scheduler struct {
 	store       store.Store
-	clock       procedures.Clock
+	clock       ports.Clock
 	log         zerolog.Logger
-	publishF    func(kind procedures.EventKind, ev procedures.WindowEvent, run *store.Run, msg string)
+	events      Publisher
 	parse       ParseFunc
 	startF      func(ctx context.Context, req procedures.Request) (store.Run, error)
 	runState    func(ctx context.Context, runID string) (store.Run, error)
@@ -133,13 +139,13 @@ func New(opts Options) (*Scheduler, error) {
 		return nil, errors.New("scheduler: no Parse")
 	}
 	s := &Scheduler{
-		store: opts.Store, clock: opts.Clock, log: opts.Log, publishF: opts.Publish,
+		store: opts.Store, clock: opts.Clock, log: opts.Log, events: opts.Events,
 		parse: opts.Parse, startF: opts.Start, runState: opts.RunState, grace: opts.MissedGrace,
 		reloadEvery: defaultReload, wake: make(chan struct{}, 1),
 		scheds: map[string]parsedSpec{}, tracked: map[string]trackedRun{}, idx: newIndex(),
 	}
 	if s.clock == nil {
-		s.clock = procedures.SystemClock()
+		s.clock = ports.SystemClock()
 	}
 	if s.runState == nil {
 		s.runState = opts.Store.GetRun

@@ -12,9 +12,11 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 	"github.com/nocobot/nocobot/store/sqlite"
+	"github.com/nocobot/nocobot/window"
 )
 
 // Figures for the closing note; run with
@@ -42,7 +44,7 @@ func benchStore(b *testing.B, n int, now time.Time) *sqlite.Store {
 			ID: fmt.Sprintf("w-%05d", i), Cluster: fmt.Sprintf("c%d", i%50), Spec: specs[i%len(specs)], TZ: zones[i%len(zones)],
 			Command: "upgrade 1.7.15", Duration: time.Hour, Announce: 30 * time.Minute, Created: now,
 		}
-		sched, _, err := ParseWindowSpec(w.Spec, w.TZ)
+		sched, _, err := window.ParseSpec(w.Spec, w.TZ)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -58,7 +60,7 @@ func benchStore(b *testing.B, n int, now time.Time) *sqlite.Store {
 }
 
 func benchOptions(st store.Store, start func(context.Context, procedures.Request) (store.Run, error)) Options {
-	return Options{Store: st, Clock: procedures.SystemClock(), Log: zerolog.Nop(), Parse: parseCommand, Start: start}
+	return Options{Store: st, Clock: ports.SystemClock(), Log: zerolog.Nop(), Parse: parseCommand, Start: start}
 }
 
 // BenchmarkSchedulerStartup10k: from New to the end of the first pass

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -67,9 +67,9 @@ func TestSchedulerAnnouncesOnceAtLeadTime(t *testing.T) {
 	start := t0.Add(2 * time.Hour)
 
 	h.at(start.Add(-30*time.Minute - time.Second))
-	h.expect(procedures.EventWindowAnnounced, 0, "a second before the lead time")
+	h.expect(events.WindowAnnounced, 0, "a second before the lead time")
 	h.at(start.Add(-30 * time.Minute))
-	a := h.expect(procedures.EventWindowAnnounced, 1, "at the lead time")[0]
+	a := h.expect(events.WindowAnnounced, 1, "at the lead time")[0]
 	if !a.at.Equal(start.Add(-30*time.Minute)) || !a.w.NextStart.Equal(start) || a.w.ID != w.ID {
 		t.Errorf("announcement at %s for start %s", a.at, a.w.NextStart)
 	}
@@ -80,12 +80,12 @@ func TestSchedulerAnnouncesOnceAtLeadTime(t *testing.T) {
 	}
 	h.at(start.Add(-10 * time.Minute))
 	h.restart() // restart between announcement and start
-	h.expect(procedures.EventWindowAnnounced, 1, "after a restart")
+	h.expect(events.WindowAnnounced, 1, "after a restart")
 	h.expectStarts(0, "before the start")
 
 	h.at(start)
 	h.expectStarts(1, "at the start")
-	s := h.expect(procedures.EventWindowStarted, 1, "at the start")[0]
+	s := h.expect(events.WindowStarted, 1, "at the start")[0]
 	if s.run == nil || s.run.ID != "r-1" || !s.w.NextStart.Equal(start) || !strings.Contains(s.msg, "r-1") {
 		t.Errorf("started event: %+v", s)
 	}
@@ -95,11 +95,11 @@ func TestSchedulerAnnouncesOnceAtLeadTime(t *testing.T) {
 	h.at(start.Add(30 * time.Second))
 	h.restart()
 	h.expectStarts(1, "after a restart past the start")
-	h.expect(procedures.EventWindowMissed, 0, "after a restart past the start")
+	h.expect(events.WindowMissed, 0, "after a restart past the start")
 	h.finishRuns()
 
 	h.at(start.Add(24*time.Hour - 30*time.Minute))
-	h.expect(procedures.EventWindowAnnounced, 2, "the next day")
+	h.expect(events.WindowAnnounced, 2, "the next day")
 }
 
 func TestSchedulerRestartBeforeStart(t *testing.T) {
@@ -113,7 +113,7 @@ func TestSchedulerRestartBeforeStart(t *testing.T) {
 	h.expectStarts(0, "restarted before the start")
 	h.at(t0.Add(2 * time.Hour))
 	h.expectStarts(1, "at the start after a restart")
-	h.expect(procedures.EventWindowMissed, 0, "nothing was missed")
+	h.expect(events.WindowMissed, 0, "nothing was missed")
 	if got := h.window(w.ID).NextStart; !got.Equal(t0.Add(26 * time.Hour)) {
 		t.Errorf("NextStart = %s", got)
 	}
@@ -126,16 +126,16 @@ func TestSchedulerMissedWithinGraceStartsLate(t *testing.T) {
 	h.stop()
 	h.setClock(t0.Add(2*time.Hour + 5*time.Minute)) // down at 02:00, back at 02:05
 	h.start()
-	m := h.expect(procedures.EventWindowMissed, 1, "back within grace")[0]
+	m := h.expect(events.WindowMissed, 1, "back within grace")[0]
 	if !strings.Contains(m.msg, "starting now, 5m late") || !m.w.NextStart.Equal(t0.Add(2*time.Hour)) {
 		t.Errorf("missed report %q for %s", m.msg, m.w.NextStart)
 	}
 	h.expectStarts(1, "back within grace")
-	if s := h.expect(procedures.EventWindowStarted, 1, "late start")[0]; !strings.Contains(s.msg, "5m late") {
+	if s := h.expect(events.WindowStarted, 1, "late start")[0]; !strings.Contains(s.msg, "5m late") {
 		t.Errorf("started: %q", s.msg)
 	}
 	h.restart()
-	h.expect(procedures.EventWindowMissed, 1, "a second restart")
+	h.expect(events.WindowMissed, 1, "a second restart")
 	h.expectStarts(1, "a second restart")
 }
 
@@ -148,11 +148,11 @@ func TestSchedulerMissedBeyondGraceSkipped(t *testing.T) {
 	h.setClock(t0.Add(2*time.Hour + 40*time.Minute))
 	h.start()
 	h.expectStarts(0, "back beyond grace")
-	m := h.expect(procedures.EventWindowMissed, 1, "back beyond grace")[0]
+	m := h.expect(events.WindowMissed, 1, "back beyond grace")[0]
 	if !strings.Contains(m.msg, "skipped (40m late, beyond the 10m grace)") {
 		t.Errorf("missed: %q", m.msg)
 	}
-	h.expect(procedures.EventWindowSkipped, 1, "the channel is told")
+	h.expect(events.WindowSkipped, 1, "the channel is told")
 	if got := h.window(w.ID).NextStart; !got.Equal(t0.Add(26 * time.Hour)) {
 		t.Errorf("NextStart = %s", got)
 	}
@@ -165,7 +165,7 @@ func TestSchedulerDownForDaysReportsEachMissedStart(t *testing.T) {
 	h.stop()
 	h.setClock(t0.Add(3*24*time.Hour + 2*time.Hour + 3*time.Minute)) // back on day 3 at 02:03
 	h.start()
-	ms := h.expect(procedures.EventWindowMissed, 4, "down for three days")
+	ms := h.expect(events.WindowMissed, 4, "down for three days")
 	for i, m := range ms[:3] {
 		if !m.w.NextStart.Equal(t0.Add(time.Duration(i)*24*time.Hour+2*time.Hour)) || !strings.Contains(m.msg, "skipped") {
 			t.Errorf("missed %d: %s %q", i, m.w.NextStart, m.msg)
@@ -186,21 +186,21 @@ func TestSchedulerOverrun(t *testing.T) {
 	h.at(t0.Add(2*time.Hour + 30*time.Minute))
 	h.restart() // the overrun check survives a restart
 	h.at(t0.Add(3*time.Hour - time.Second))
-	h.expect(procedures.EventWindowOverrun, 0, "before the window ends")
+	h.expect(events.WindowOverrun, 0, "before the window ends")
 	h.at(t0.Add(3*time.Hour + 10*time.Second))
-	o := h.expect(procedures.EventWindowOverrun, 1, "at the window's end")[0]
+	o := h.expect(events.WindowOverrun, 1, "at the window's end")[0]
 	if o.run == nil || o.run.ID != "r-1" || !strings.Contains(o.msg, "still running after 1h") || !strings.Contains(o.msg, "03:00") {
 		t.Errorf("overrun: %q run %+v", o.msg, o.run)
 	}
 	h.at(t0.Add(4 * time.Hour))
 	h.restart()
-	h.expect(procedures.EventWindowOverrun, 1, "reported once")
+	h.expect(events.WindowOverrun, 1, "reported once")
 
 	// A run that ends within its window is not reported; and the next day's
 	// start meets the cluster still busy with yesterday's run: skipped.
 	h.at(t0.Add(26 * time.Hour))
 	h.expectStarts(1, "cluster busy")
-	sk := h.expect(procedures.EventWindowSkipped, 1, "cluster busy")[0]
+	sk := h.expect(events.WindowSkipped, 1, "cluster busy")[0]
 	if !strings.Contains(sk.msg, "run r-1") || !strings.Contains(sk.msg, "busy") {
 		t.Errorf("busy skip does not name the run holding the cluster: %q", sk.msg)
 	}
@@ -209,7 +209,7 @@ func TestSchedulerOverrun(t *testing.T) {
 	h.expectStarts(2, "day 3")
 	h.finishRuns()
 	h.at(t0.Add(51 * time.Hour))
-	h.expect(procedures.EventWindowOverrun, 1, "a run that finished in time")
+	h.expect(events.WindowOverrun, 1, "a run that finished in time")
 }
 
 func TestSchedulerSkipButton(t *testing.T) {
@@ -219,7 +219,7 @@ func TestSchedulerSkipButton(t *testing.T) {
 	w := h.add(store.Window{Spec: "0 2 * * *", Announce: time.Hour})
 	start := t0.Add(2 * time.Hour)
 	h.at(t0.Add(time.Hour))
-	a := h.expect(procedures.EventWindowAnnounced, 1, "announced")[0]
+	a := h.expect(events.WindowAnnounced, 1, "announced")[0]
 	if err := h.s.Skip(ctx, w.ID, start.Add(time.Minute), "U1"); err == nil || !strings.Contains(err.Error(), "not a start") {
 		t.Errorf("skip a time that is no start: %v", err)
 	}
@@ -229,13 +229,13 @@ func TestSchedulerSkipButton(t *testing.T) {
 	if err := h.s.Skip(ctx, w.ID, start, "U1"); err != nil {
 		t.Fatal(err)
 	}
-	sk := h.expect(procedures.EventWindowSkipped, 1, "skip clicked twice")[0]
-	if !strings.Contains(sk.msg, "as asked by U1") || sk.ev.By != "U1" || sk.ev.Reason != procedures.WindowAsked || strings.Contains(sk.msg, "<@") {
+	sk := h.expect(events.WindowSkipped, 1, "skip clicked twice")[0]
+	if !strings.Contains(sk.msg, "as asked by U1") || sk.ev.By != "U1" || sk.ev.Reason != events.WindowAsked || strings.Contains(sk.msg, "<@") {
 		t.Errorf("skip: %q %+v", sk.msg, sk.ev)
 	}
 	h.at(start)
 	h.expectStarts(0, "skipped start")
-	h.expect(procedures.EventWindowSkipped, 1, "at the skipped start")
+	h.expect(events.WindowSkipped, 1, "at the skipped start")
 	if err := h.s.Skip(ctx, w.ID, start, "U1"); err == nil || !strings.Contains(err.Error(), "already passed") {
 		t.Errorf("skip a past start: %v", err)
 	}
@@ -256,13 +256,13 @@ func TestSchedulerApproval(t *testing.T) {
 	}
 	h.at(start)
 	h.expectStarts(0, "approval required")
-	ap := h.expect(procedures.EventWindowApproval, 1, "at the start")[0]
+	ap := h.expect(events.WindowApproval, 1, "at the start")[0]
 	if !ap.w.NextStart.Equal(start) || !strings.Contains(ap.msg, "until") {
 		t.Errorf("approval: %s %q", ap.w.NextStart, ap.msg)
 	}
 	h.at(start.Add(5 * time.Minute))
 	h.restart()
-	h.expect(procedures.EventWindowApproval, 1, "after a restart in the window")
+	h.expect(events.WindowApproval, 1, "after a restart in the window")
 	h.at(start.Add(10 * time.Minute))
 	if err := h.s.Approve(ctx, w.ID, start, "U2"); err != nil {
 		t.Fatal(err)
@@ -271,7 +271,7 @@ func TestSchedulerApproval(t *testing.T) {
 		t.Error("a second Start click started nothing but was not refused")
 	}
 	h.expectStarts(1, "approved")
-	if s := h.expect(procedures.EventWindowStarted, 1, "approved")[0]; !strings.Contains(s.msg, "approved by U2") || s.ev.By != "U2" {
+	if s := h.expect(events.WindowStarted, 1, "approved")[0]; !strings.Contains(s.msg, "approved by U2") || s.ev.By != "U2" {
 		t.Errorf("started: %q", s.msg)
 	}
 	// The run is on U2's behalf: under four-eyes U2 may not approve it.
@@ -285,9 +285,9 @@ func TestSchedulerApproval(t *testing.T) {
 	// The next day nobody approves: skipped when the window closes.
 	next := start.Add(24 * time.Hour)
 	h.at(next)
-	h.expect(procedures.EventWindowApproval, 2, "day 2")
+	h.expect(events.WindowApproval, 2, "day 2")
 	h.at(next.Add(time.Hour))
-	sk := h.expect(procedures.EventWindowSkipped, 1, "nobody approved")[0]
+	sk := h.expect(events.WindowSkipped, 1, "nobody approved")[0]
 	if !strings.Contains(sk.msg, "nobody pressed Start") {
 		t.Errorf("skipped: %q", sk.msg)
 	}
@@ -309,9 +309,9 @@ func TestSchedulerPauseResume(t *testing.T) {
 		h.at(t0.Add(time.Duration(day)*24*time.Hour + 2*time.Hour))
 	}
 	h.restart()
-	h.expect(procedures.EventWindowAnnounced, 0, "paused")
+	h.expect(events.WindowAnnounced, 0, "paused")
 	h.expectStarts(0, "paused")
-	h.expect(procedures.EventWindowMissed, 0, "paused")
+	h.expect(events.WindowMissed, 0, "paused")
 
 	h.at(t0.Add(2*24*time.Hour + 12*time.Hour))
 	rw, err := h.s.SetPaused(ctx, w.ID, false)
@@ -323,7 +323,7 @@ func TestSchedulerPauseResume(t *testing.T) {
 	}
 	h.sync()
 	h.expectStarts(0, "right after resume")
-	h.expect(procedures.EventWindowMissed, 0, "right after resume")
+	h.expect(events.WindowMissed, 0, "right after resume")
 	h.at(t0.Add(3*24*time.Hour + 2*time.Hour))
 	h.expectStarts(1, "after resume")
 }
@@ -365,7 +365,7 @@ func TestSchedulerConfigWindows(t *testing.T) {
 	h.stop()
 	h.setClock(t0.Add(2*time.Hour + time.Minute + 30*time.Second))
 	h.start() // NextStart was kept: a missed start within grace, not lost
-	h.expect(procedures.EventWindowMissed, 1, "config window missed")
+	h.expect(events.WindowMissed, 1, "config window missed")
 	h.expectStarts(1, "config window")
 	h.finishRuns()
 
@@ -423,7 +423,7 @@ func TestSchedulerTwoReplicasStartOnce(t *testing.T) {
 	for got := int64(0); got <= n; got = <-passed {
 	}
 	h.expectStarts(1, "two replicas")
-	h.expect(procedures.EventWindowStarted, 1, "two replicas")
+	h.expect(events.WindowStarted, 1, "two replicas")
 	if got := h.window(w.ID).NextStart; !got.Equal(t0.Add(26 * time.Hour)) {
 		t.Errorf("NextStart = %s", got)
 	}

@@ -10,15 +10,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/store"
+	"github.com/nocobot/nocobot/window"
 )
 
 // CheckWindow validates a window's definition — its schedule and zone, its
 // durations and its command, read by parse — and fills defaults. Add, the
 // config windows and `config check` all use it.
 func CheckWindow(w store.Window, parse ParseFunc) (store.Window, error) {
-	if _, _, err := ParseWindowSpec(w.Spec, w.TZ); err != nil {
+	if _, _, err := window.ParseSpec(w.Spec, w.TZ); err != nil {
 		return w, err
 	}
 	w.Spec = strings.TrimSpace(w.Spec)
@@ -267,7 +268,7 @@ func (s *Scheduler) Skip(ctx context.Context, id string, start time.Time, by str
 		return err
 	}
 	s.log.Info().Str("window", id).Time("start", start).Str("by", by).Msg("window start skipped")
-	s.publish(procedures.EventWindowSkipped, procedures.WindowEvent{Window: w, Start: start, By: by, Reason: procedures.WindowAsked}, nil)
+	s.publish(events.WindowSkipped, events.WindowEvent{Window: w, Start: start, By: by, Reason: events.WindowAsked}, nil)
 	s.touch(id, s.attention(w, s.clock.Now()))
 	s.nudge()
 	return nil
@@ -313,5 +314,5 @@ func (s *Scheduler) Approve(ctx context.Context, id string, start time.Time, by 
 	w.NextStart = next
 	s.touch(id, s.attention(w, now))
 	s.log.Info().Str("window", id).Time("start", start).Str("by", by).Msg("window approved")
-	return s.start(ctx, w, procedures.WindowEvent{Window: w, Start: start, By: by}, now)
+	return s.start(ctx, w, events.WindowEvent{Window: w, Start: start, By: by}, now)
 }

@@ -12,6 +12,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -290,4 +292,18 @@ func ChangeWindow(w *Window, change func(*Window) error) (data []byte, changed b
 		return nil, false, fmt.Errorf("window %s: %w", id, err)
 	}
 	return data, !bytes.Equal(before, data), nil
+}
+
+// Clone copies a run deeply, so that readers of the copy (event
+// subscribers) never share memory with the runner that changes it.
+func (r Run) Clone() Run {
+	r.Steps = slices.Clone(r.Steps)
+	if r.Checkpoint != nil {
+		cp := *r.Checkpoint
+		cp.Options = slices.Clone(cp.Options)
+		r.Checkpoint = &cp
+	}
+	r.Params = maps.Clone(r.Params)
+	r.Facts = maps.Clone(r.Facts)
+	return r
 }

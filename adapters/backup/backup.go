@@ -36,7 +36,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/rs/zerolog"
 )
 
@@ -49,7 +49,7 @@ type Containers interface {
 	CopyTo(ctx context.Context, container, dir string, tarStream io.Reader) error
 }
 
-var _ procedures.Backups = (*Manager)(nil)
+var _ ports.Backups = (*Manager)(nil)
 
 // DefaultExcludes are left out of the storage archive: logs and temporary
 // files are not data, and NocoBase's own backups would make every backup
@@ -182,7 +182,7 @@ type Options struct {
 	Extras []Extra
 }
 
-// Manager implements procedures.Backups.
+// Manager implements ports.Backups.
 type Manager struct {
 	opts       Options
 	db         database

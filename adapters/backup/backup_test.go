@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/nocobot/nocobot/internal/testenv"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 type lines struct {
@@ -60,14 +60,14 @@ func (f fixture) localOptions(t *testing.T) Options {
 	}
 }
 
-func create(t *testing.T, m *Manager, progress *lines) procedures.BackupInfo {
+func create(t *testing.T, m *Manager, progress *lines) ports.BackupInfo {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if progress == nil {
 		progress = &lines{}
 	}
-	info, err := m.Create(ctx, procedures.BackupRequest{Cluster: "prod", Version: "2.2.15", Image: "nocobase/nocobase:2.2.15", RunID: "run-1"}, progress.add)
+	info, err := m.Create(ctx, ports.BackupRequest{Cluster: "prod", Version: "2.2.15", Image: "nocobase/nocobase:2.2.15", RunID: "run-1"}, progress.add)
 	if err != nil {
 		t.Fatalf("create: %v\nprogress:\n%s", err, progress)
 	}
@@ -396,7 +396,7 @@ func TestRetention(t *testing.T) {
 	}
 }
 
-func backupIDs(list []procedures.BackupInfo) string {
+func backupIDs(list []ports.BackupInfo) string {
 	var s []string
 	for _, b := range list {
 		s = append(s, b.ID)

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/nocobot/nocobot/format"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // A folder dump taken inside the downtime is written uncompressed where
@@ -31,7 +31,7 @@ import (
 
 // compact compresses the uncompressed table data of man's folder dump in
 // dir, if any, and records it in the manifest.
-func (m *Manager) compact(ctx context.Context, dir string, man *Manifest, progress procedures.Progress) error {
+func (m *Manager) compact(ctx context.Context, dir string, man *Manifest, progress ports.Progress) error {
 	if m.opts.Compress == CompressNever {
 		return nil
 	}

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/nocobot/nocobot/format"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // newID returns an unused id for a backup taken now.
@@ -41,9 +41,9 @@ func (m *Manager) newID() (string, string, error) {
 // Create takes a backup of the database and the storage folder, verifies
 // it and writes its manifest; then it applies the retention rules. An
 // error means no usable backup exists (the partial folder is removed).
-func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, progress procedures.Progress) (procedures.BackupInfo, error) {
+func (m *Manager) Create(ctx context.Context, req ports.BackupRequest, progress ports.Progress) (ports.BackupInfo, error) {
 	if err := m.resolveStorage(ctx); err != nil {
-		return procedures.BackupInfo{}, err
+		return ports.BackupInfo{}, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -51,11 +51,11 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 		progress = func(string) {}
 	}
 	if req.Cluster != "" && req.Cluster != m.opts.Cluster {
-		return procedures.BackupInfo{}, fmt.Errorf("backup: asked for cluster %q, configured for %q", req.Cluster, m.opts.Cluster)
+		return ports.BackupInfo{}, fmt.Errorf("backup: asked for cluster %q, configured for %q", req.Cluster, m.opts.Cluster)
 	}
 	start := m.opts.Now()
 	if err := os.MkdirAll(m.opts.Dest, 0o700); err != nil {
-		return procedures.BackupInfo{}, fmt.Errorf("backup destination: %w", err)
+		return ports.BackupInfo{}, fmt.Errorf("backup destination: %w", err)
 	}
 	// Which kind to take is asked at the same time: this is inside the
 	// downtime.
@@ -68,12 +68,12 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 	serverVersion, dbSize, err := m.db.serverInfo(ctx)
 	<-planned
 	if err != nil {
-		return procedures.BackupInfo{}, fmt.Errorf("backup: %w", err)
+		return ports.BackupInfo{}, fmt.Errorf("backup: %w", err)
 	}
 	need, free, _ := m.room(ctx, dbSize)
 	id, dir, err := m.newID()
 	if err != nil {
-		return procedures.BackupInfo{}, fmt.Errorf("backup: %w", err)
+		return ports.BackupInfo{}, fmt.Errorf("backup: %w", err)
 	}
 	log := m.log.With().Str("backup", id).Logger()
 	log.Info().Str("database", m.db.source()).Str("storage", m.storageSource()).Msg("backup started")
@@ -158,13 +158,13 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 			stPart, files, stErr = m.backupStorage(ctx, dir, progress)
 		}
 	}
-	fail := func(err error) (procedures.BackupInfo, error) {
+	fail := func(err error) (ports.BackupInfo, error) {
 		os.RemoveAll(dir)
 		if man.Database.Copy != "" {
 			err = errors.Join(err, m.db.(copier).dropCopy(context.WithoutCancel(ctx), man.Database.Copy))
 		}
 		log.Error().Err(err).Msg("backup failed")
-		return procedures.BackupInfo{}, fmt.Errorf("backup %s failed (removed): %w", id, err)
+		return ports.BackupInfo{}, fmt.Errorf("backup %s failed (removed): %w", id, err)
 	}
 	if err := errors.Join(dbErr, stErr); err != nil {
 		if errors.Is(err, errNoSpace) {
@@ -221,7 +221,7 @@ func (m *Manager) Create(ctx context.Context, req procedures.BackupRequest, prog
 
 // createPart writes one part through a hasher and a counter, reporting the
 // size now and then, and syncs it to disk.
-func (m *Manager) createPart(ctx context.Context, dir, name, label string, progress procedures.Progress,
+func (m *Manager) createPart(ctx context.Context, dir, name, label string, progress ports.Progress,
 	write func(ctx context.Context, w io.Writer) error) (Part, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
 	defer cancel()
@@ -252,7 +252,7 @@ func (m *Manager) createPart(ctx context.Context, dir, name, label string, progr
 }
 
 // extra pass over the data.
-func (m *Manager) backupDatabase(ctx context.Context, dir string, db database, progress procedures.Progress) (Part, error) {
+func (m *Manager) backupDatabase(ctx context.Context, dir string, db database, progress ports.Progress) (Part, error) {
 	progress("database: dumping " + db.name())
 	var checkErr error
 	part, err := m.createPart(ctx, dir, partDatabase, "database", progress, func(ctx context.Context, w io.Writer) error {
@@ -281,7 +281,7 @@ func (m *Manager) backupDatabase(ctx context.Context, dir string, db database, p
 
 // dumpDatabase dumps db into the backup folder: in parallel into a folder
 // (at level; 0 is uncompressed) where it can, else as one stream.
-func (m *Manager) dumpDatabase(ctx context.Context, dir string, db database, level int, progress procedures.Progress) ([]Part, error) {
+func (m *Manager) dumpDatabase(ctx context.Context, dir string, db database, level int, progress ports.Progress) ([]Part, error) {
 	if dd, ok := m.dumpsToDir(db); ok {
 		return m.backupDatabaseDir(ctx, dir, db, dd, level, progress)
 	}
@@ -294,7 +294,7 @@ func (m *Manager) dumpDatabase(ctx context.Context, dir string, db database, lev
 
 // copyDatabase copies the database inside its server and verifies the
 // copy; it returns the copy's name and signature.
-func (m *Manager) copyDatabase(ctx context.Context, id string, progress procedures.Progress) (string, string, error) {
+func (m *Manager) copyDatabase(ctx context.Context, id string, progress ports.Progress) (string, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
 	defer cancel()
 	c := m.db.(copier)
@@ -309,7 +309,7 @@ func (m *Manager) copyDatabase(ctx context.Context, id string, progress procedur
 	return name, sig, nil
 }
 
-func (m *Manager) backupStorage(ctx context.Context, dir string, progress procedures.Progress) (Part, int64, error) {
+func (m *Manager) backupStorage(ctx context.Context, dir string, progress ports.Progress) (Part, int64, error) {
 	progress("storage: archiving " + m.storageSource())
 	var st storageStats
 	part, err := m.createPart(ctx, dir, partStorage, "storage", progress, func(ctx context.Context, w io.Writer) error {

@@ -19,7 +19,7 @@ import (
 	"unsafe"
 
 	"github.com/nocobot/nocobot/format"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // dirDumper is a database that dumps in parallel into a folder (pgdir.go).
@@ -64,7 +64,7 @@ func (m *Manager) dumpsToDir(db database) (dirDumper, bool) {
 // with COPY's end marker, so a truncated or damaged file fails here. At
 // the end pg_restore reads the table of contents, and every table's data
 // must be there. Nothing is held in memory.
-func (m *Manager) backupDatabaseDir(ctx context.Context, dir string, db database, dd dirDumper, level int, progress procedures.Progress) ([]Part, error) {
+func (m *Manager) backupDatabaseDir(ctx context.Context, dir string, db database, dd dirDumper, level int, progress ports.Progress) ([]Part, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
 	defer cancel()
 	target := filepath.Join(dir, partDatabaseDir)

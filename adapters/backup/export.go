@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // Export finishes a backup once traffic is back. A KindCopy backup is made
@@ -17,7 +17,7 @@ import (
 // folder dump written uncompressed inside the downtime is compressed
 // (compact.go), and so are dumps earlier runs left uncompressed
 // (leftovers.go). Any other backup is returned as it is.
-func (m *Manager) Export(ctx context.Context, id string, progress procedures.Progress) (procedures.BackupInfo, error) {
+func (m *Manager) Export(ctx context.Context, id string, progress ports.Progress) (ports.BackupInfo, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if progress == nil {
@@ -31,36 +31,36 @@ func (m *Manager) Export(ctx context.Context, id string, progress procedures.Pro
 	return info, err
 }
 
-func (m *Manager) export(ctx context.Context, id string, progress procedures.Progress) (procedures.BackupInfo, error) {
+func (m *Manager) export(ctx context.Context, id string, progress ports.Progress) (ports.BackupInfo, error) {
 	man, dir, err := m.load(id)
 	if err != nil {
-		return procedures.BackupInfo{}, fmt.Errorf("export: %w", err)
+		return ports.BackupInfo{}, fmt.Errorf("export: %w", err)
 	}
 	m.dropReplaced(ctx) // traffic is back: their drop costs no downtime
 	if man.hasDatabaseDump() {
 		if err := m.compact(ctx, dir, man, progress); err != nil {
-			return procedures.BackupInfo{}, fmt.Errorf("export %s: %w", id, err)
+			return ports.BackupInfo{}, fmt.Errorf("export %s: %w", id, err)
 		}
 		return man.info(), nil
 	}
 	name := man.liveCopy()
 	c, ok := m.db.(copier)
 	if name == "" || !ok {
-		return procedures.BackupInfo{}, fmt.Errorf("export %s: it has no dump and no in-server copy to take one from", id)
+		return ports.BackupInfo{}, fmt.Errorf("export %s: it has no dump and no in-server copy to take one from", id)
 	}
 	if err := c.verifyCopy(ctx, name, man.Database.CopySignature, man.Database.CopyOpened); err != nil {
-		return procedures.BackupInfo{}, fmt.Errorf("export %s: %w", id, err)
+		return ports.BackupInfo{}, fmt.Errorf("export %s: %w", id, err)
 	}
 	// The copy is closed to connections: opened for the dump, recorded
 	// first so that a copy found open later is known to be ours.
 	if !man.Database.CopyOpened {
 		man.Database.CopyOpened = true
 		if err := writeManifest(dir, man); err != nil {
-			return procedures.BackupInfo{}, fmt.Errorf("export %s: %w (the in-server copy stays the backup: retry)", id, err)
+			return ports.BackupInfo{}, fmt.Errorf("export %s: %w (the in-server copy stays the backup: retry)", id, err)
 		}
 	}
 	if err := c.openCopy(ctx, name, true); err != nil {
-		return procedures.BackupInfo{}, fmt.Errorf("export %s: %w (the in-server copy stays the backup: retry)", id, err)
+		return ports.BackupInfo{}, fmt.Errorf("export %s: %w (the in-server copy stays the backup: retry)", id, err)
 	}
 	closeCopy := func() {
 		if err := c.openCopy(context.WithoutCancel(ctx), name, false); err != nil {
@@ -78,7 +78,7 @@ func (m *Manager) export(ctx context.Context, id string, progress procedures.Pro
 		removeDump()
 		closeCopy()
 		_ = writeManifest(dir, man)
-		return procedures.BackupInfo{}, fmt.Errorf("export %s: %w (the in-server copy is kept)", id, err)
+		return ports.BackupInfo{}, fmt.Errorf("export %s: %w (the in-server copy is kept)", id, err)
 	}
 	man.Parts = append(man.Parts, parts...)
 	if m.opts.KeepCopy {
@@ -87,7 +87,7 @@ func (m *Manager) export(ctx context.Context, id string, progress procedures.Pro
 	// The manifest naming the verified dump goes to disk before the copy
 	// goes: until then the copy is the backup's only database.
 	if err := writeManifest(dir, man); err != nil {
-		return procedures.BackupInfo{}, errors.Join(fmt.Errorf("export %s: %w (the in-server copy is kept and stays the backup: retry)", id, err), removeDump())
+		return ports.BackupInfo{}, errors.Join(fmt.Errorf("export %s: %w (the in-server copy is kept and stays the backup: retry)", id, err), removeDump())
 	}
 	if !m.opts.KeepCopy {
 		if err := c.dropCopy(ctx, name); err != nil {

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // Extra is one more part of every backup, beside the database and the
@@ -34,7 +34,7 @@ type ExtraRecord struct {
 }
 
 // saveExtras writes the active extras into dir and returns their parts.
-func (m *Manager) saveExtras(ctx context.Context, dir string, progress procedures.Progress) ([]Part, []ExtraRecord, error) {
+func (m *Manager) saveExtras(ctx context.Context, dir string, progress ports.Progress) ([]Part, []ExtraRecord, error) {
 	var parts []Part
 	var recs []ExtraRecord
 	for _, x := range m.opts.Extras {
@@ -65,7 +65,7 @@ func (m *Manager) saveExtras(ctx context.Context, dir string, progress procedure
 // verified with the others). An extra the cluster no longer has, or a
 // part the backup lacks, is reported, not an error: the database and
 // storage are back either way.
-func (m *Manager) restoreExtras(ctx context.Context, dir string, man *Manifest, progress procedures.Progress) error {
+func (m *Manager) restoreExtras(ctx context.Context, dir string, man *Manifest, progress ports.Progress) error {
 	for _, x := range m.opts.Extras {
 		has := slices.ContainsFunc(man.Extras, func(r ExtraRecord) bool { return r.Part == x.Part() })
 		on, err := x.Active(ctx)

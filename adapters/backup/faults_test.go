@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/nocobot/nocobot/internal/testenv"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // A full destination is reported as such, with the sizes, not as the
@@ -24,7 +24,7 @@ func TestFullDestinationIsReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = m.Create(context.Background(), procedures.BackupRequest{}, nil)
+	_, err = m.Create(context.Background(), ports.BackupRequest{}, nil)
 	if err == nil {
 		t.Fatal("a backup larger than its destination succeeded")
 	}

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // compactLeftovers compresses the dumps that earlier runs left
@@ -15,7 +15,7 @@ import (
 // traffic is back, skipping keep (the backup just exported) and the
 // backups of unfinished runs. A failure is housekeeping: logged and
 // reported, the next Export tries again.
-func (m *Manager) compactLeftovers(ctx context.Context, keep string, progress procedures.Progress) {
+func (m *Manager) compactLeftovers(ctx context.Context, keep string, progress ports.Progress) {
 	if m.opts.Compress == CompressNever {
 		return
 	}
@@ -54,7 +54,7 @@ func (m *Manager) compactLeftovers(ctx context.Context, keep string, progress pr
 //
 // Failures are housekeeping: logged and reported, the next run tries
 // again.
-func (m *Manager) settleLeftovers(ctx context.Context, keep string, progress procedures.Progress) {
+func (m *Manager) settleLeftovers(ctx context.Context, keep string, progress ports.Progress) {
 	if _, ok := m.db.(copier); !ok {
 		return
 	}
@@ -88,7 +88,7 @@ func (m *Manager) settleLeftovers(ctx context.Context, keep string, progress pro
 // its nocobot no longer waited for. Every folder named for the cluster
 // owns its copy, whatever its manifest says; while a manifest does not
 // load, nothing is dropped: the copy may be the only one of a database.
-func (m *Manager) dropOrphanCopies(ctx context.Context, f folders, progress procedures.Progress) {
+func (m *Manager) dropOrphanCopies(ctx context.Context, f folders, progress ports.Progress) {
 	if len(f.unreadable) > 0 {
 		m.log.Warn().Strs("backups", f.unreadable).Msg("leftovers: in-server copies without a backup are not dropped while a backup's manifest cannot be read; fix or remove it")
 		return

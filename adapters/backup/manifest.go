@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // Part names in a backup folder.
@@ -137,12 +137,12 @@ func (m *Manifest) Size() int64 {
 	return n
 }
 
-func (m *Manifest) info() procedures.BackupInfo {
+func (m *Manifest) info() ports.BackupInfo {
 	var extras []string
 	for _, x := range m.Extras {
 		extras = append(extras, x.Summary)
 	}
-	return procedures.BackupInfo{
+	return ports.BackupInfo{
 		ID: m.ID, Cluster: m.Cluster, Version: m.NocoBaseVersion, Image: m.Image,
 		Created: m.Created, Size: m.Size(), Verified: m.Verified, RunID: m.RunID, Kind: cmp.Or(m.Kind, KindDump),
 		Holds:  m.holds(),

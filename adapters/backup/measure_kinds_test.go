@@ -2,7 +2,6 @@ package backup
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,7 +14,7 @@ import (
 
 	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/internal/testenv"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // TestMeasureKinds puts each kind of backup and restore side by side with
@@ -46,12 +45,11 @@ func TestMeasureKinds(t *testing.T) {
 	dir := testenv.TempDir(t)
 	storage := filepath.Join(dir, "storage")
 	nocobaseLikeStorage(t, storage)
-	fillStorage(t, storage, stMB)
+	testenv.FillStorage(t, storage, stMB)
 	start := time.Now()
-	fillDatabase(t, dbURL, mb)
-	var dbSize int64
 	c := connect(t, dbURL)
-	c.QueryRow(ctx, "SELECT pg_database_size(current_database())").Scan(&dbSize)
+	nocobaseLikeSchema(t, c, 5, 100)
+	dbSize := testenv.FillDatabase(t, dbURL, mb)
 	dbName := c.Config().Database
 	c.Close(ctx)
 	t.Logf("database %s on disk (filled in %s), storage %d MiB", format.Bytes(dbSize), time.Since(start).Round(time.Second), stMB)
@@ -112,7 +110,7 @@ func TestMeasureKinds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := procedures.BackupRequest{Cluster: "bench"}
+	req := ports.BackupRequest{Cluster: "bench"}
 	handDir := filepath.Join(dir, "by-hand")
 	var peak int64
 	type row struct{ what, bot, hand string }
@@ -121,7 +119,7 @@ func TestMeasureKinds(t *testing.T) {
 		// In-server copy, and the rollback by swap.
 		hc := psql(fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s STRATEGY FILE_COPY`, sqlIdent(dbName+"_byhand"), sqlIdent(dbName)))
 		psql("DROP DATABASE " + sqlIdent(dbName+"_byhand"))
-		var info procedures.BackupInfo
+		var info ports.BackupInfo
 		bc, p := bot("copy backup", func() (err error) { info, err = m.Create(ctx, req, nil); return err })
 		peak = max(peak, p)
 		if info.Kind != KindCopy {
@@ -175,21 +173,4 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
-}
-
-// fillStorage adds mb MiB of uploads (incompressible, 1 MiB files) to a
-// storage folder.
-func fillStorage(t *testing.T, root string, mb int) {
-	t.Helper()
-	buf := make([]byte, 1<<20)
-	for i := range mb {
-		rand.Read(buf)
-		p := filepath.Join(root, "uploads", fmt.Sprintf("bulk/%03d/file-%d.bin", i/100, i))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, buf, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 }

@@ -14,7 +14,7 @@ import (
 
 	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/internal/testenv"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // TestMeasureMySQL compares a MariaDB backup and restore with mariadb-dump
@@ -99,7 +99,7 @@ func TestMeasureMySQL(t *testing.T) {
 		runtime.GC()
 		resetPeakRSS()
 		s := time.Now()
-		info, err := m.Create(ctx, procedures.BackupRequest{Cluster: "bench", Version: "bench"}, nil)
+		info, err := m.Create(ctx, ports.BackupRequest{Cluster: "bench", Version: "bench"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,13 +13,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/internal/testenv"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // TestMeasure compares a backup's throughput with pg_dump -Fc run by hand
@@ -45,11 +44,10 @@ func TestMeasure(t *testing.T) {
 	nocobaseLikeStorage(t, storage)
 
 	start := time.Now()
-	fillDatabase(t, dbURL, mb)
-	var dbSize int64
 	sc := connect(t, dbURL)
-	sc.QueryRow(ctx, "SELECT pg_database_size(current_database())").Scan(&dbSize)
+	nocobaseLikeSchema(t, sc, 5, 100)
 	sc.Close(ctx)
+	dbSize := testenv.FillDatabase(t, dbURL, mb)
 	t.Logf("database: %s on disk, filled in %s", format.Bytes(dbSize), time.Since(start).Round(time.Second))
 
 	opts := Options{Cluster: "bench", Dest: filepath.Join(dir, "backups"), DBURL: dbURL, PgBin: pgBin, StorageHostPath: storage,
@@ -111,7 +109,7 @@ func TestMeasure(t *testing.T) {
 		resetPeakRSS()
 		stop := sampleHeap()
 		s := time.Now()
-		info, err := m.Create(ctx, procedures.BackupRequest{Cluster: "bench", Version: "bench"}, nil)
+		info, err := m.Create(ctx, ports.BackupRequest{Cluster: "bench", Version: "bench"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -146,31 +144,6 @@ func nonEmptyMode(m string) string {
 		return "local"
 	}
 	return m
-}
-
-// fillDatabase writes about mb MiB of NocoBase-like rows (jsonb, text,
-// bytea, timestamps) in batches.
-func fillDatabase(t *testing.T, dbURL string, mb int) {
-	c := connect(t, dbURL)
-	nocobaseLikeSchema(t, c, 5, 100)
-	execSQL(t, c, `CREATE TABLE "bigRecords" (id bigserial PRIMARY KEY, title text, payload jsonb, blob bytea, "createdAt" timestamptz, "updatedById" bigint)`)
-	// A row is ~0.75 KiB on disk.
-	rows := mb * 1330
-	const batch = 100000
-	for done := 0; done < rows; done += batch {
-		n := min(batch, rows-done)
-		execSQL(t, c, fmt.Sprintf(`INSERT INTO "bigRecords" (title, payload, blob, "createdAt", "updatedById")
-SELECT 'Record '||g||' '||md5(g::text), jsonb_build_object('g', g, 'name', md5((g*7)::text), 'tags', jsonb_build_array(md5((g*3)::text), g %% 97), 'text', repeat(md5((g*11)::text), 6)),
-  decode(md5(g::text)||md5((g+1)::text)||md5((g+2)::text)||md5((g+3)::text)||md5((g+4)::text)||md5((g+5)::text)||md5((g+6)::text)||md5((g+7)::text), 'hex'),
-  timestamptz '2024-01-01' + g * interval '1 second', g %% 1000
-FROM generate_series(%d, %d) g`, done+1, done+n))
-	}
-	execSQL(t, c, "VACUUM ANALYZE")
-	// A database in use is not one just bulk-loaded: flush what the load
-	// left dirty, so that whichever side is timed first does not pay it.
-	execSQL(t, c, "CHECKPOINT")
-	syscall.Sync()
-	c.Close(context.Background())
 }
 
 // resetPeakRSS resets the kernel's high-water mark of this process's

@@ -10,7 +10,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/internal/testenv"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
@@ -38,7 +40,7 @@ type migratingApp struct {
 	migrated bool
 }
 
-func (a *migratingApp) WaitHealthy(ctx context.Context, n procedures.Node, progress procedures.Progress) error {
+func (a *migratingApp) WaitHealthy(ctx context.Context, n ports.Node, progress ports.Progress) error {
 	if err := a.World.WaitHealthy(ctx, n, progress); err != nil {
 		return err
 	}
@@ -57,7 +59,7 @@ type procRig struct {
 	f     mysqlFixture
 	m     *Manager
 	eng   *procedures.Engine
-	sub   *procedures.Subscription
+	sub   *events.Subscription
 }
 
 func newProcRig(t *testing.T, image string, running bool) *procRig {
@@ -104,13 +106,13 @@ func (r *procRig) wait(kind string) store.Run {
 	for {
 		select {
 		case ev := <-r.sub.C:
-			if kind == "" && ev.Kind == procedures.EventRunFinished {
+			if kind == "" && ev.Kind == events.RunFinished {
 				return ev.Run
 			}
-			if kind != "" && ev.Kind == procedures.EventCheckpoint && ev.Run.Checkpoint != nil && ev.Run.Checkpoint.Kind == kind {
+			if kind != "" && ev.Kind == events.Checkpoint && ev.Run.Checkpoint != nil && ev.Run.Checkpoint.Kind == kind {
 				return ev.Run
 			}
-			if ev.Kind == procedures.EventRunFinished {
+			if ev.Kind == events.RunFinished {
 				r.t.Fatalf("the run ended (%s) before checkpoint %s; actions %q", ev.Run.State, kind, r.world.Actions())
 			}
 		case <-timeout:
@@ -126,7 +128,7 @@ func (r *procRig) decide(run store.Run, a store.Action) {
 	}
 }
 
-func (r *procRig) backups() []procedures.BackupInfo {
+func (r *procRig) backups() []ports.BackupInfo {
 	r.t.Helper()
 	list, err := r.m.List(context.Background())
 	if err != nil {

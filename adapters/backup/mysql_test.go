@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/nocobot/nocobot/internal/testenv"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // mysqlFixture is one test's MariaDB database, storage folder and backup
@@ -86,14 +86,14 @@ ALTER DATABASE `+"`"+db+"`"+` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci;
 `)
 }
 
-func mysqlCreate(t *testing.T, m *Manager, progress *lines) (procedures.BackupInfo, error) {
+func mysqlCreate(t *testing.T, m *Manager, progress *lines) (ports.BackupInfo, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if progress == nil {
 		progress = &lines{}
 	}
-	return m.Create(ctx, procedures.BackupRequest{Cluster: "prod", Version: "2.2.15", Image: "nocobase/nocobase:2.2.15", RunID: "run-1"}, progress.add)
+	return m.Create(ctx, ports.BackupRequest{Cluster: "prod", Version: "2.2.15", Image: "nocobase/nocobase:2.2.15", RunID: "run-1"}, progress.add)
 }
 
 // helperDatabases lists databases a restore of db left behind.
@@ -325,7 +325,7 @@ func TestMySQLFaults(t *testing.T) {
 		}
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
-		_, err = m.Create(cctx, procedures.BackupRequest{Cluster: "prod"}, progress)
+		_, err = m.Create(cctx, ports.BackupRequest{Cluster: "prod"}, progress)
 		select {
 		case <-killed:
 		default:

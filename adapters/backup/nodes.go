@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // NodeLister lists a cluster's app nodes; the Docker adapter is one.
 type NodeLister interface {
-	List(ctx context.Context) ([]procedures.Node, error)
+	List(ctx context.Context) ([]ports.Node, error)
 }
 
 // resolveStorage picks the storage container on first use when the

@@ -7,16 +7,16 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 type nodeList struct {
 	calls atomic.Int32
-	nodes []procedures.Node
+	nodes []ports.Node
 	err   error
 }
 
-func (n *nodeList) List(context.Context) ([]procedures.Node, error) {
+func (n *nodeList) List(context.Context) ([]ports.Node, error) {
 	n.calls.Add(1)
 	return n.nodes, n.err
 }
@@ -26,7 +26,7 @@ func (n *nodeList) List(context.Context) ([]procedures.Node, error) {
 func TestStorageFromFirstNode(t *testing.T) {
 	f := newFixture(t, 1, 5)
 	lc := &localContainers{folders: map[string]string{"app-1:/app/nocobase/storage": f.storage}}
-	nodes := &nodeList{nodes: []procedures.Node{{Name: "app-1"}, {Name: "app-2"}}}
+	nodes := &nodeList{nodes: []ports.Node{{Name: "app-1"}, {Name: "app-2"}}}
 	o := f.localOptions(t)
 	o.StorageHostPath, o.Nodes = "", nodes
 	m, err := New(o, lc, testLog(t))
@@ -56,7 +56,7 @@ func TestStorageFromFirstNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = m.Create(context.Background(), procedures.BackupRequest{}, nil)
+	_, err = m.Create(context.Background(), ports.BackupRequest{}, nil)
 	if err == nil || !strings.Contains(err.Error(), "engine down") {
 		t.Errorf("create with the engine down: %v", err)
 	}

@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// PlanKind implements procedures.Backups: Plan as the engine reads it.
+// PlanKind implements ports.Backups: Plan as the engine reads it.
 // Asked for the time when every node is stopped, sessions on the
 // database no longer count against a copy: they are the nodes'.
 func (m *Manager) PlanKind(ctx context.Context, nodesStopped bool) (kind, reason string) {

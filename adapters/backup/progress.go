@@ -7,11 +7,11 @@ import (
 	"time"
 
 	"github.com/nocobot/nocobot/format"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // reportSize sends "<label>: 1.2 GB so far (45 MB/s)" every ProgressEvery.
-func (m *Manager) reportSize(label string, n *countingWriter, progress procedures.Progress) func() {
+func (m *Manager) reportSize(label string, n *countingWriter, progress ports.Progress) func() {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)

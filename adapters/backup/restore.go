@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/nocobot/nocobot/format"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // RestoreOptions changes what Restore accepts.
@@ -25,12 +25,12 @@ type RestoreOptions struct {
 
 // Restore verifies a backup, then puts the database and the storage
 // folder back exactly as they were when it was taken.
-func (m *Manager) Restore(ctx context.Context, id string, progress procedures.Progress) error {
+func (m *Manager) Restore(ctx context.Context, id string, progress ports.Progress) error {
 	return m.RestoreWith(ctx, id, RestoreOptions{Force: m.opts.Force}, progress)
 }
 
 // RestoreWith is Restore with options.
-func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions, progress procedures.Progress) error {
+func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions, progress ports.Progress) error {
 	ctx, cancel := ownDeadline(ctx, m.opts.RestoreTimeout)
 	defer cancel()
 	if err := m.resolveStorage(ctx); err != nil {
@@ -228,7 +228,7 @@ func (m *Manager) RestoreWith(ctx context.Context, id string, ro RestoreOptions,
 // refuse fails for a backup that must not be restored here: another
 // engine, one that would rewind nocobot's own schema, or (unless forced)
 // another cluster's or database's.
-func (m *Manager) refuse(id string, man *Manifest, ro RestoreOptions, progress procedures.Progress) error {
+func (m *Manager) refuse(id string, man *Manifest, ro RestoreOptions, progress ports.Progress) error {
 	if d := man.Database.Dialect; d != "" && d != m.db.dialect() {
 		return fmt.Errorf("restore %s refused: it holds a %s database, this cluster's is %s", id, d, m.db.dialect())
 	}
@@ -278,7 +278,7 @@ func partSize(man *Manifest, name string) int64 {
 	return 0
 }
 
-func (m *Manager) restorePart(ctx context.Context, dir, name, label string, progress procedures.Progress,
+func (m *Manager) restorePart(ctx context.Context, dir, name, label string, progress ports.Progress,
 	restore func(ctx context.Context, r io.Reader) error) error {
 	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
 	defer cancel()
@@ -403,7 +403,7 @@ func (m *Manager) settleSwapOn(ctx context.Context, c copier, man *Manifest, dir
 // finishStorage finishes a restore that swapped the copy in and then
 // failed or stopped before the storage was put back: the database is the
 // backup's already; the storage part is checked and swapped in.
-func (m *Manager) finishStorage(ctx context.Context, id string, man *Manifest, dir string, progress procedures.Progress) error {
+func (m *Manager) finishStorage(ctx context.Context, id string, man *Manifest, dir string, progress ports.Progress) error {
 	progress(fmt.Sprintf("restore %s: the database was restored by an earlier attempt (its in-server copy is the database now); putting the storage back", id))
 	var sp *Part
 	for i := range man.Parts {
@@ -450,7 +450,7 @@ func (m *Manager) finishStorage(ctx context.Context, id string, man *Manifest, d
 // finishExtras puts the extra parts back for a restore whose database and
 // storage an earlier attempt restored, checking their checksums first
 // (the full restore checks them with the others), and records it.
-func (m *Manager) finishExtras(ctx context.Context, dir string, man *Manifest, progress procedures.Progress) error {
+func (m *Manager) finishExtras(ctx context.Context, dir string, man *Manifest, progress ports.Progress) error {
 	for _, x := range man.Extras {
 		for _, p := range man.Parts {
 			if p.Name != x.Part {

@@ -11,16 +11,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // List returns the cluster's complete backups, newest first.
-func (m *Manager) List(ctx context.Context) ([]procedures.BackupInfo, error) {
+func (m *Manager) List(ctx context.Context) ([]ports.BackupInfo, error) {
 	mans, _, err := m.scan()
 	if err != nil {
 		return nil, err
 	}
-	out := make([]procedures.BackupInfo, 0, len(mans))
+	out := make([]ports.BackupInfo, 0, len(mans))
 	for _, man := range mans {
 		out = append(out, man.info())
 	}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/events"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
@@ -63,13 +65,13 @@ func TestRollbackKeepsTheStoreInNocoBasesDatabase(t *testing.T) {
 				if ev.Run.ID != run.ID {
 					continue
 				}
-				if kind == "" && ev.Kind == procedures.EventRunFinished {
+				if kind == "" && ev.Kind == events.RunFinished {
 					return ev.Run
 				}
-				if kind != "" && ev.Kind == procedures.EventCheckpoint && ev.Run.Checkpoint != nil && ev.Run.Checkpoint.Kind == kind {
+				if kind != "" && ev.Kind == events.Checkpoint && ev.Run.Checkpoint != nil && ev.Run.Checkpoint.Kind == kind {
 					return ev.Run
 				}
-				if ev.Kind == procedures.EventRunFinished {
+				if ev.Kind == events.RunFinished {
 					t.Fatalf("the run ended (%s: %s) before checkpoint %s; actions %q", ev.Run.State, ev.Run.Error, kind, w.Actions())
 				}
 			case <-timeout:
@@ -108,7 +110,7 @@ func TestRollbackKeepsTheStoreInNocoBasesDatabase(t *testing.T) {
 	if es, err := again.Audit(ctx, store.AuditQuery{RunID: run.ID}); err != nil || len(es) == 0 || es[len(es)-1].Action != "button rollback" {
 		t.Fatalf("audit: %+v, %v", es, err)
 	}
-	if kind := procedures.FactsOf(got).BackupKind(); kind != "" && kind != procedures.BackupDump {
+	if kind := procedures.FactsOf(got).BackupKind(); kind != "" && kind != ports.BackupDump {
 		t.Errorf("backup kind %q: the store's schema in the database rules an in-server copy out", kind)
 	}
 }

@@ -12,30 +12,30 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // Verify checks that every part is there with its recorded size and
 // SHA-256 (the dump was read back whole when it was taken; the checksum
 // proves it is still those bytes).
-func (m *Manager) Verify(ctx context.Context, id string) (procedures.BackupInfo, error) {
+func (m *Manager) Verify(ctx context.Context, id string) (ports.BackupInfo, error) {
 	man, dir, err := m.load(id)
 	if err != nil {
-		return procedures.BackupInfo{}, err
+		return ports.BackupInfo{}, err
 	}
 	if h := man.holds(); h != "" {
-		return procedures.BackupInfo{}, fmt.Errorf("backup %s holds %s", id, h)
+		return ports.BackupInfo{}, fmt.Errorf("backup %s holds %s", id, h)
 	}
 	if err := verifyParts(ctx, dir, man); err != nil {
-		return procedures.BackupInfo{}, fmt.Errorf("backup %s failed verification: %w", id, err)
+		return ports.BackupInfo{}, fmt.Errorf("backup %s failed verification: %w", id, err)
 	}
 	if c := man.liveCopy(); c != "" && !man.hasDatabaseDump() {
 		cp, ok := m.db.(copier)
 		if !ok {
-			return procedures.BackupInfo{}, fmt.Errorf("backup %s: its database is an in-server copy, which this database cannot check", id)
+			return ports.BackupInfo{}, fmt.Errorf("backup %s: its database is an in-server copy, which this database cannot check", id)
 		}
 		if err := cp.verifyCopy(ctx, c, man.Database.CopySignature, man.Database.CopyOpened); err != nil {
-			return procedures.BackupInfo{}, fmt.Errorf("backup %s failed verification: %w", id, err)
+			return ports.BackupInfo{}, fmt.Errorf("backup %s failed verification: %w", id, err)
 		}
 	}
 	return man.info(), nil

@@ -5,14 +5,13 @@ import (
 	"errors"
 	"io"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/rs/zerolog"
-
-	"github.com/nocobot/nocobot/procedures"
 )
 
 // nodeSet is what both kinds of node set do; Cluster forwards to one.
 type nodeSet interface {
-	procedures.Nodes
+	ports.Nodes
 	StopAll(ctx context.Context) error
 	StartRest(ctx context.Context, first string) error
 	Previous(ctx context.Context, name string) (image, digest, ref string, err error)
@@ -34,7 +33,7 @@ type Cluster struct {
 	nodeSet
 }
 
-var _ procedures.Nodes = (*Cluster)(nil)
+var _ ports.Nodes = (*Cluster)(nil)
 
 // New builds the cluster's node set: Containers when opts.Labels is set,
 // Swarm when opts.SwarmService is (exactly one of them must be). It does

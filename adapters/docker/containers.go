@@ -15,9 +15,8 @@ import (
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/rs/zerolog"
-
-	"github.com/nocobot/nocobot/procedures"
 )
 
 // Containers is a cluster whose nodes are plain containers selected by
@@ -27,7 +26,7 @@ type Containers struct {
 	base
 }
 
-var _ procedures.Nodes = (*Containers)(nil)
+var _ ports.Nodes = (*Containers)(nil)
 
 // NewContainers builds the node set of opts.Labels. It does not contact
 // the engine.
@@ -56,7 +55,7 @@ func (c *Containers) selector() client.Filters {
 // that was interrupted) exists is listed under its own name, as that
 // container is: stopped, on its old image. Every operation on such a node
 // recovers it first.
-func (c *Containers) List(ctx context.Context) ([]procedures.Node, error) {
+func (c *Containers) List(ctx context.Context) ([]ports.Node, error) {
 	cctx, cancel := c.call(ctx)
 	defer cancel()
 	res, err := c.cli.ContainerList(cctx, client.ContainerListOptions{All: true, Filters: c.selector()})
@@ -68,7 +67,7 @@ func (c *Containers) List(ctx context.Context) ([]procedures.Node, error) {
 		names[containerName(s.Names)] = true
 	}
 	digests := map[string]string{}
-	var nodes []procedures.Node
+	var nodes []ports.Node
 	var errs []error
 	for _, s := range res.Items {
 		name := containerName(s.Names)
@@ -102,8 +101,8 @@ func containerName(names []string) string {
 }
 
 // node describes one container.
-func (c *Containers) node(ctx context.Context, ci container.InspectResponse, digests map[string]string) procedures.Node {
-	n := procedures.Node{Name: strings.TrimPrefix(ci.Name, "/"), ID: ci.ID}
+func (c *Containers) node(ctx context.Context, ci container.InspectResponse, digests map[string]string) ports.Node {
+	n := ports.Node{Name: strings.TrimPrefix(ci.Name, "/"), ID: ci.ID}
 	if ci.Config != nil {
 		n.Image = ci.Config.Image
 	}

@@ -22,7 +22,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/nocobot/nocobot/internal/testenv"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 var clusterSeq atomic.Int64
@@ -277,7 +277,7 @@ func TestStopAndStart(t *testing.T) {
 	}
 }
 
-func countRunning(nodes []procedures.Node) int {
+func countRunning(nodes []ports.Node) int {
 	n := 0
 	for _, x := range nodes {
 		if x.Running() {

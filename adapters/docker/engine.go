@@ -9,7 +9,7 @@
 //     for containers that are not app nodes (the database, the load
 //     balancer). Build it with NewEngine.
 //   - Containers and Swarm: the app nodes of one cluster, selected by
-//     labels or by a Swarm service name; each implements procedures.Nodes
+//     labels or by a Swarm service name; each implements ports.Nodes
 //     on an Engine (NewContainers, NewSwarm).
 //   - Cluster: the one of the two that the options ask for, with the
 //     Engine's Exec and copies (New).

@@ -11,8 +11,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/distribution/reference"
 	"github.com/moby/moby/api/types/container"
-
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // A node's own environment is what was set on its container, the image's
@@ -20,11 +19,11 @@ import (
 // when their settings are. Swarm's nodes share their service's, so only
 // plain containers have one (Cluster.NodeEnv).
 
-var _ procedures.NodeEnv = (*Containers)(nil)
+var _ ports.NodeEnv = (*Containers)(nil)
 
 // NodeEnv returns the nodes' own environments: the containers', or nil
 // for a Swarm service, whose nodes cannot differ.
-func (c *Cluster) NodeEnv() procedures.NodeEnv {
+func (c *Cluster) NodeEnv() ports.NodeEnv {
 	if ct, ok := c.nodeSet.(*Containers); ok {
 		return ct
 	}

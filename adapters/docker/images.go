@@ -8,14 +8,13 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/distribution/reference"
 	"github.com/moby/moby/client"
-
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // ImageInfo is what the engine knows of an image reference; see
-// procedures.ImageInfo for its fields. Resolve fills Version from the
+// ports.ImageInfo for its fields. Resolve fills Version from the
 // Options.VersionLabel label, else the Options.VersionEnv variable.
-type ImageInfo = procedures.ImageInfo
+type ImageInfo = ports.ImageInfo
 
 // Resolve looks an image reference up on the engine: Pull it first (or
 // have it loaded). It answers which image exactly the reference names now,

@@ -11,8 +11,7 @@ import (
 	"github.com/distribution/reference"
 	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/moby/moby/client"
-
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // Pull makes image present on the engine, reporting layers and bytes
@@ -21,7 +20,7 @@ import (
 // on the engine is used as it is; with "never" the registry is never
 // asked and an absent image is an error that names it. A tag the registry
 // does not have fails with the registry's message.
-func (c *base) Pull(ctx context.Context, image string, progress procedures.Progress) error {
+func (c *base) Pull(ctx context.Context, image string, progress ports.Progress) error {
 	if progress == nil {
 		progress = func(string) {}
 	}

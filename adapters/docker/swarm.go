@@ -14,9 +14,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/rs/zerolog"
-
-	"github.com/nocobot/nocobot/procedures"
 )
 
 // Swarm is a cluster whose nodes are the tasks of one replicated Swarm
@@ -47,7 +46,7 @@ type Swarm struct {
 	imageMu sync.Mutex
 }
 
-var _ procedures.Nodes = (*Swarm)(nil)
+var _ ports.Nodes = (*Swarm)(nil)
 
 // NewSwarm builds the node set of the Swarm service opts.SwarmService. It
 // does not contact the engine.
@@ -156,7 +155,7 @@ func positions(tasks []swarm.Task) []swarm.Task {
 
 // List returns the nodes in position order (numerically: svc.2 before
 // svc.10); the first one runs whenever any does.
-func (c *Swarm) List(ctx context.Context) ([]procedures.Node, error) {
+func (c *Swarm) List(ctx context.Context) ([]ports.Node, error) {
 	svc, err := c.service(ctx, "list nodes")
 	if err != nil {
 		return nil, err
@@ -168,9 +167,9 @@ func (c *Swarm) List(ctx context.Context) ([]procedures.Node, error) {
 	held := positions(tasks)
 	image, digest := splitDigest(svc.Spec.TaskTemplate.ContainerSpec.Image)
 	n := max(size(svc), len(held))
-	nodes := make([]procedures.Node, 0, n)
+	nodes := make([]ports.Node, 0, n)
 	for i := range n {
-		node := procedures.Node{Name: fmt.Sprintf("%s.%d", svc.Spec.Name, i+1), Image: image, Digest: digest, State: "exited"}
+		node := ports.Node{Name: fmt.Sprintf("%s.%d", svc.Spec.Name, i+1), Image: image, Digest: digest, State: "exited"}
 		if i < len(held) {
 			t := held[i]
 			node.State = string(t.Status.State)

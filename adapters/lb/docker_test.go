@@ -10,7 +10,7 @@ import (
 
 	"github.com/nocobot/nocobot/adapters/docker"
 	"github.com/nocobot/nocobot/internal/testenv"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 var _ Containers = (*docker.Engine)(nil)
@@ -38,30 +38,30 @@ func TestNginxFlagThroughDockerExec(t *testing.T) {
 	}
 	ctx := context.Background()
 	assertApp(t, ngx.URL)
-	if m, err := lb.Mode(ctx); err != nil || m != procedures.LBNormal {
+	if m, err := lb.Mode(ctx); err != nil || m != ports.LBNormal {
 		t.Fatalf("mode = %s, %v", m, err)
 	}
-	if err := lb.SetMode(ctx, procedures.LBMaintenance); err != nil {
+	if err := lb.SetMode(ctx, ports.LBMaintenance); err != nil {
 		t.Fatal(err)
 	}
 	assertMaintenance(t, ngx.URL)
 	if _, err := os.Stat(filepath.Join(ngx.MaintDir, "maintenance.on")); err != nil {
 		t.Errorf("flag not in the shared folder: %v", err)
 	}
-	if m, err := lb.Mode(ctx); err != nil || m != procedures.LBMaintenance {
+	if m, err := lb.Mode(ctx); err != nil || m != ports.LBMaintenance {
 		t.Fatalf("mode = %s, %v", m, err)
 	}
-	if err := lb.SetMode(ctx, procedures.LBNormal); err != nil {
+	if err := lb.SetMode(ctx, ports.LBNormal); err != nil {
 		t.Fatal(err)
 	}
 	assertApp(t, ngx.URL)
-	if m, err := lb.Mode(ctx); err != nil || m != procedures.LBNormal {
+	if m, err := lb.Mode(ctx); err != nil || m != ports.LBNormal {
 		t.Fatalf("mode = %s, %v", m, err)
 	}
 
 	// A stopped balancer container is a clear error, not a silent no-op.
 	testenv.Docker(t, host, "stop", "-t", "2", lbc.Name)
-	if err := lb.SetMode(ctx, procedures.LBMaintenance); err == nil {
+	if err := lb.SetMode(ctx, ports.LBMaintenance); err == nil {
 		t.Fatal("switch through a stopped container succeeded")
 	} else {
 		t.Log(err)

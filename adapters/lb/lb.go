@@ -16,9 +16,8 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/rs/zerolog"
-
-	"github.com/nocobot/nocobot/procedures"
 )
 
 // Containers is what the nginx balancer needs from the Docker adapter when
@@ -30,9 +29,9 @@ type Containers interface {
 }
 
 var (
-	_ procedures.Balancer = (*Nginx)(nil)
-	_ procedures.Balancer = (*Webhook)(nil)
-	_ procedures.Balancer = (*None)(nil)
+	_ ports.Balancer = (*Nginx)(nil)
+	_ ports.Balancer = (*Webhook)(nil)
+	_ ports.Balancer = (*None)(nil)
 )
 
 // ProbeOptions configures the check of the public URL after a switch.
@@ -105,20 +104,20 @@ func (p *prober) status(ctx context.Context) (int, error) {
 }
 
 // mode reads the mode from the public URL: 503 means the maintenance page.
-func (p *prober) mode(ctx context.Context) (procedures.LBMode, error) {
+func (p *prober) mode(ctx context.Context) (ports.LBMode, error) {
 	st, err := p.status(ctx)
 	if err != nil {
-		return procedures.LBUnknown, err
+		return ports.LBUnknown, err
 	}
 	if st == http.StatusServiceUnavailable {
-		return procedures.LBMaintenance, nil
+		return ports.LBMaintenance, nil
 	}
-	return procedures.LBNormal, nil
+	return ports.LBNormal, nil
 }
 
 // confirm polls the public URL until it shows mode, or fails after the
 // probe timeout with what it saw.
-func (p *prober) confirm(ctx context.Context, mode procedures.LBMode) error {
+func (p *prober) confirm(ctx context.Context, mode ports.LBMode) error {
 	if p == nil {
 		return nil
 	}
@@ -129,9 +128,9 @@ func (p *prober) confirm(ctx context.Context, mode procedures.LBMode) error {
 		st, err := p.status(ctx)
 		lastStatus, lastErr = st, err
 		if err == nil {
-			got := procedures.LBNormal
+			got := ports.LBNormal
 			if st == http.StatusServiceUnavailable {
-				got = procedures.LBMaintenance
+				got = ports.LBMaintenance
 			}
 			if got == mode {
 				p.log.Info().Str("url", p.opts.URL).Int("status", st).Str("mode", string(mode)).Msg("switch confirmed by probe")
@@ -150,15 +149,15 @@ func (p *prober) confirm(ctx context.Context, mode procedures.LBMode) error {
 	if lastErr != nil {
 		return fmt.Errorf("switched to %s, but the public URL could not be checked for %s: %w", mode, p.opts.Timeout, lastErr)
 	}
-	if mode == procedures.LBMaintenance {
+	if mode == ports.LBMaintenance {
 		return fmt.Errorf("switched to maintenance, but %s still answers %d after %s (not 503): is the balancer using this flag/webhook?",
 			p.opts.URL, lastStatus, p.opts.Timeout)
 	}
 	return fmt.Errorf("switched back to normal, but %s still answers 503 after %s", p.opts.URL, p.opts.Timeout)
 }
 
-func checkMode(mode procedures.LBMode) error {
-	if mode != procedures.LBNormal && mode != procedures.LBMaintenance {
+func checkMode(mode ports.LBMode) error {
+	if mode != ports.LBNormal && mode != ports.LBMaintenance {
 		return fmt.Errorf("cannot switch the load balancer to mode %q", mode)
 	}
 	return nil
@@ -182,7 +181,7 @@ func NewNone(probe ProbeOptions, log zerolog.Logger) (*None, error) {
 }
 
 // SetMode only logs: there is nothing to switch.
-func (n *None) SetMode(ctx context.Context, mode procedures.LBMode) error {
+func (n *None) SetMode(ctx context.Context, mode ports.LBMode) error {
 	if err := checkMode(mode); err != nil {
 		return err
 	}
@@ -191,9 +190,9 @@ func (n *None) SetMode(ctx context.Context, mode procedures.LBMode) error {
 }
 
 // Mode is LBUnknown unless a probe URL tells.
-func (n *None) Mode(ctx context.Context) (procedures.LBMode, error) {
+func (n *None) Mode(ctx context.Context) (ports.LBMode, error) {
 	if n.probe == nil {
-		return procedures.LBUnknown, nil
+		return ports.LBUnknown, nil
 	}
 	return n.probe.mode(ctx)
 }

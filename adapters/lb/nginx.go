@@ -11,9 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/rs/zerolog"
-
-	"github.com/nocobot/nocobot/procedures"
 )
 
 // DefaultFlagPath is the flag file deploy/nginx/nocobase.conf checks.
@@ -95,17 +94,17 @@ func (n *Nginx) exec(ctx context.Context, script string) (string, error) {
 
 // SetMode creates (maintenance) or removes (normal) the flag file, then
 // confirms through the probe URL if one is configured. Both are idempotent.
-func (n *Nginx) SetMode(ctx context.Context, mode procedures.LBMode) error {
+func (n *Nginx) SetMode(ctx context.Context, mode ports.LBMode) error {
 	if err := checkMode(mode); err != nil {
 		return err
 	}
 	var err error
 	switch {
-	case n.opts.Container != "" && mode == procedures.LBMaintenance:
+	case n.opts.Container != "" && mode == ports.LBMaintenance:
 		_, err = n.exec(ctx, scriptOn)
 	case n.opts.Container != "":
 		_, err = n.exec(ctx, scriptOff)
-	case mode == procedures.LBMaintenance:
+	case mode == ports.LBMaintenance:
 		err = writeFlag(n.opts.FlagPath)
 	default:
 		err = removeFlag(n.opts.FlagPath)
@@ -146,26 +145,26 @@ func removeFlag(path string) error {
 }
 
 // Mode reports the flag file's state: it is what nginx acts on.
-func (n *Nginx) Mode(ctx context.Context) (procedures.LBMode, error) {
+func (n *Nginx) Mode(ctx context.Context) (ports.LBMode, error) {
 	if n.opts.Container != "" {
 		out, err := n.exec(ctx, scriptMode)
 		if err != nil {
-			return procedures.LBUnknown, fmt.Errorf("read nginx flag %s: %w", n.where(), err)
+			return ports.LBUnknown, fmt.Errorf("read nginx flag %s: %w", n.where(), err)
 		}
 		switch out {
 		case "on":
-			return procedures.LBMaintenance, nil
+			return ports.LBMaintenance, nil
 		case "off":
-			return procedures.LBNormal, nil
+			return ports.LBNormal, nil
 		}
-		return procedures.LBUnknown, fmt.Errorf("read nginx flag %s: unexpected output %q", n.where(), out)
+		return ports.LBUnknown, fmt.Errorf("read nginx flag %s: unexpected output %q", n.where(), out)
 	}
 	_, err := os.Stat(n.opts.FlagPath)
 	switch {
 	case err == nil:
-		return procedures.LBMaintenance, nil
+		return ports.LBMaintenance, nil
 	case errors.Is(err, fs.ErrNotExist):
-		return procedures.LBNormal, nil
+		return ports.LBNormal, nil
 	}
-	return procedures.LBUnknown, fmt.Errorf("read nginx flag: %w", err)
+	return ports.LBUnknown, fmt.Errorf("read nginx flag: %w", err)
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/nocobot/nocobot/internal/testenv"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // renderConf turns deploy/nginx/nocobase.conf into a config for a test
@@ -239,25 +239,25 @@ func TestNginxFlagSwitchesRealNginx(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertApp(t, ngx.URL)
-	if m, err := lb.Mode(ctx); err != nil || m != procedures.LBNormal {
+	if m, err := lb.Mode(ctx); err != nil || m != ports.LBNormal {
 		t.Fatalf("mode = %s, %v", m, err)
 	}
 	for i := 0; i < 2; i++ { // twice: idempotent
-		if err := lb.SetMode(ctx, procedures.LBMaintenance); err != nil {
+		if err := lb.SetMode(ctx, ports.LBMaintenance); err != nil {
 			t.Fatal(err)
 		}
 	}
 	assertMaintenance(t, ngx.URL)
-	if m, err := lb.Mode(ctx); err != nil || m != procedures.LBMaintenance {
+	if m, err := lb.Mode(ctx); err != nil || m != ports.LBMaintenance {
 		t.Fatalf("mode = %s, %v", m, err)
 	}
 	for i := 0; i < 2; i++ {
-		if err := lb.SetMode(ctx, procedures.LBNormal); err != nil {
+		if err := lb.SetMode(ctx, ports.LBNormal); err != nil {
 			t.Fatal(err)
 		}
 	}
 	assertApp(t, ngx.URL)
-	if m, err := lb.Mode(ctx); err != nil || m != procedures.LBNormal {
+	if m, err := lb.Mode(ctx); err != nil || m != ports.LBNormal {
 		t.Fatalf("mode = %s, %v", m, err)
 	}
 }
@@ -280,7 +280,7 @@ func TestNginxProbeCatchesWrongFlag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = lb.SetMode(context.Background(), procedures.LBMaintenance)
+	err = lb.SetMode(context.Background(), ports.LBMaintenance)
 	if err == nil || !strings.Contains(err.Error(), "still answers 200") {
 		t.Fatalf("err = %v", err)
 	}
@@ -323,18 +323,18 @@ func TestNginxFlagThroughExec(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := lb.SetMode(ctx, procedures.LBMaintenance); err != nil {
+	if err := lb.SetMode(ctx, ports.LBMaintenance); err != nil {
 		t.Fatal(err)
 	}
 	assertMaintenance(t, ngx.URL)
-	if m, err := lb.Mode(ctx); err != nil || m != procedures.LBMaintenance {
+	if m, err := lb.Mode(ctx); err != nil || m != ports.LBMaintenance {
 		t.Fatalf("mode = %s, %v", m, err)
 	}
-	if err := lb.SetMode(ctx, procedures.LBNormal); err != nil {
+	if err := lb.SetMode(ctx, ports.LBNormal); err != nil {
 		t.Fatal(err)
 	}
 	assertApp(t, ngx.URL)
-	if m, err := lb.Mode(ctx); err != nil || m != procedures.LBNormal {
+	if m, err := lb.Mode(ctx); err != nil || m != ports.LBNormal {
 		t.Fatalf("mode = %s, %v", m, err)
 	}
 	if len(lc.calls) != 4 || lc.calls[0] != "lb: sh -c" {

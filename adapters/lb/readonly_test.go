@@ -10,7 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/nocobot/nocobot/internal/testenv"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // readOnlyDir mounts an empty read-only file system for the test, as a
@@ -47,14 +47,14 @@ func TestNginxReadOnlyFlagFolder(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = lb.SetMode(ctx, procedures.LBMaintenance)
+			err = lb.SetMode(ctx, ports.LBMaintenance)
 			if err == nil || !strings.Contains(err.Error(), "switch nginx to maintenance") || !strings.Contains(err.Error(), "Read-only file system") && !strings.Contains(err.Error(), "read-only file system") {
 				t.Fatalf("switch to maintenance on a read-only folder: %v", err)
 			}
-			if err := lb.SetMode(ctx, procedures.LBNormal); err != nil {
+			if err := lb.SetMode(ctx, ports.LBNormal); err != nil {
 				t.Fatalf("switch to normal with no flag: %v", err)
 			}
-			if m, err := lb.Mode(ctx); err != nil || m != procedures.LBNormal {
+			if m, err := lb.Mode(ctx); err != nil || m != ports.LBNormal {
 				t.Fatalf("mode = %s, %v", m, err)
 			}
 		})

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/nocobot/nocobot/internal/testenv"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // A stand-in NocoBase cluster for the traffic tests: each node is a real
@@ -49,13 +49,13 @@ type standinCluster struct {
 	nodes   []*standinNode
 
 	mu       sync.Mutex
-	backups  map[string]procedures.BackupInfo
+	backups  map[string]ports.BackupInfo
 	problems []string
 }
 
 func newStandinCluster(t *testing.T, image string, names ...string) *standinCluster {
 	c := &standinCluster{t: t, boot: 1500 * time.Millisecond, reload: 1500 * time.Millisecond, restore: 500 * time.Millisecond,
-		backups: map[string]procedures.BackupInfo{}}
+		backups: map[string]ports.BackupInfo{}}
 	for _, n := range names {
 		nd := &standinNode{name: n, addr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), image: image}
 		c.nodes = append(c.nodes, nd)
@@ -153,15 +153,15 @@ func (c *standinCluster) find(name string) (*standinNode, error) {
 }
 
 // List implements procedures.Nodes.
-func (c *standinCluster) List(ctx context.Context) ([]procedures.Node, error) {
-	out := make([]procedures.Node, len(c.nodes))
+func (c *standinCluster) List(ctx context.Context) ([]ports.Node, error) {
+	out := make([]ports.Node, len(c.nodes))
 	for i, n := range c.nodes {
 		n.mu.Lock()
 		state := "exited"
 		if n.state != stateStopped {
 			state = "running"
 		}
-		out[i] = procedures.Node{Name: n.name, ID: n.name, Image: n.image, State: state, URL: "http://" + n.addr}
+		out[i] = ports.Node{Name: n.name, ID: n.name, Image: n.image, State: state, URL: "http://" + n.addr}
 		n.mu.Unlock()
 	}
 	return out, nil
@@ -225,13 +225,13 @@ func (c *standinCluster) SetImage(ctx context.Context, name, image string) error
 }
 
 // Pull implements procedures.Nodes.
-func (c *standinCluster) Pull(ctx context.Context, image string, progress procedures.Progress) error {
+func (c *standinCluster) Pull(ctx context.Context, image string, progress ports.Progress) error {
 	return nil
 }
 
 // Resolve implements procedures.Nodes: a stand-in image is its own id.
-func (c *standinCluster) Resolve(ctx context.Context, image string) (procedures.ImageInfo, error) {
-	return procedures.ImageInfo{Ref: image, ID: image, Digest: image, Pinned: image}, nil
+func (c *standinCluster) Resolve(ctx context.Context, image string) (ports.ImageInfo, error) {
+	return ports.ImageInfo{Ref: image, ID: image, Digest: image, Pinned: image}, nil
 }
 
 // Cleanup implements procedures.Nodes: stand-ins have no image changes to settle.
@@ -242,16 +242,16 @@ type backupsOf struct{ c *standinCluster }
 
 func (b backupsOf) Check(ctx context.Context) error { return nil }
 
-func (b backupsOf) Create(ctx context.Context, req procedures.BackupRequest, progress procedures.Progress) (procedures.BackupInfo, error) {
+func (b backupsOf) Create(ctx context.Context, req ports.BackupRequest, progress ports.Progress) (ports.BackupInfo, error) {
 	b.c.mu.Lock()
 	defer b.c.mu.Unlock()
-	info := procedures.BackupInfo{ID: fmt.Sprintf("b%d", len(b.c.backups)+1), Cluster: req.Cluster, Version: req.Version,
+	info := ports.BackupInfo{ID: fmt.Sprintf("b%d", len(b.c.backups)+1), Cluster: req.Cluster, Version: req.Version,
 		Created: time.Now(), Size: 1, Verified: true, RunID: req.RunID}
 	b.c.backups[info.ID] = info
 	return info, nil
 }
 
-func (b backupsOf) Verify(ctx context.Context, id string) (procedures.BackupInfo, error) {
+func (b backupsOf) Verify(ctx context.Context, id string) (ports.BackupInfo, error) {
 	b.c.mu.Lock()
 	defer b.c.mu.Unlock()
 	info, ok := b.c.backups[id]
@@ -261,7 +261,7 @@ func (b backupsOf) Verify(ctx context.Context, id string) (procedures.BackupInfo
 	return info, nil
 }
 
-func (b backupsOf) Restore(ctx context.Context, id string, progress procedures.Progress) error {
+func (b backupsOf) Restore(ctx context.Context, id string, progress ports.Progress) error {
 	nodes, _ := b.c.List(ctx)
 	for _, n := range nodes {
 		if n.Running() {
@@ -278,12 +278,12 @@ func (b backupsOf) Restore(ctx context.Context, id string, progress procedures.P
 	return nil
 }
 
-func (b backupsOf) List(ctx context.Context) ([]procedures.BackupInfo, error) { return nil, nil }
+func (b backupsOf) List(ctx context.Context) ([]ports.BackupInfo, error) { return nil, nil }
 
 func (b backupsOf) PlanKind(ctx context.Context, nodesStopped bool) (kind, reason string) {
-	return procedures.BackupDump, "stand-in"
+	return ports.BackupDump, "stand-in"
 }
 
-func (b backupsOf) Export(ctx context.Context, id string, progress procedures.Progress) (procedures.BackupInfo, error) {
+func (b backupsOf) Export(ctx context.Context, id string, progress ports.Progress) (ports.BackupInfo, error) {
 	return b.Verify(ctx, id)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/nocobot/nocobot/adapters/nocobase"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 	"github.com/nocobot/nocobot/store/sqlite"
@@ -115,13 +116,13 @@ type flakyNormal struct {
 	failed bool
 }
 
-func (f *flakyNormal) SetMode(ctx context.Context, mode procedures.LBMode) error {
+func (f *flakyNormal) SetMode(ctx context.Context, mode ports.LBMode) error {
 	if err := f.Nginx.SetMode(ctx, mode); err != nil {
 		return err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if mode == procedures.LBNormal && !f.failed {
+	if mode == ports.LBNormal && !f.failed {
 		f.failed = true
 		return errors.New("switched back to normal, but the public URL could not be checked")
 	}
@@ -146,7 +147,7 @@ func newTrafficWorld(t *testing.T, flaky bool) *trafficWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var bal procedures.Balancer = ngxLB
+	var bal ports.Balancer = ngxLB
 	if flaky {
 		bal = &flakyNormal{Nginx: ngxLB}
 	}
@@ -253,7 +254,7 @@ func TestTrafficUsersNeverSeeANodeError(t *testing.T) {
 			w.finished(r.ID, store.StateSucceeded)
 		}},
 		{"maintain restore", false, func(w *trafficWorld) {
-			w.nodes.backups["b0"] = procedures.BackupInfo{ID: "b0", Version: "1.0.0", Verified: true}
+			w.nodes.backups["b0"] = ports.BackupInfo{ID: "b0", Version: "1.0.0", Verified: true}
 			r := w.start("maintain prod restore b0")
 			w.decide(w.waitFor(r.ID, "verify"), store.ActionContinue)
 			w.finished(r.ID, store.StateSucceeded)

@@ -13,9 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/rs/zerolog"
-
-	"github.com/nocobot/nocobot/procedures"
 )
 
 // WebhookOptions configures the webhook balancer.
@@ -44,7 +43,7 @@ type Webhook struct {
 	log   zerolog.Logger
 
 	mu   sync.Mutex
-	last procedures.LBMode
+	last ports.LBMode
 }
 
 // NewWebhook returns the webhook balancer.
@@ -66,11 +65,11 @@ func NewWebhook(opts WebhookOptions, log zerolog.Logger) (*Webhook, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Webhook{opts: opts, http: hc, probe: p, log: log, last: procedures.LBUnknown}, nil
+	return &Webhook{opts: opts, http: hc, probe: p, log: log, last: ports.LBUnknown}, nil
 }
 
 // SetMode calls the hook, then confirms through the probe if configured.
-func (w *Webhook) SetMode(ctx context.Context, mode procedures.LBMode) error {
+func (w *Webhook) SetMode(ctx context.Context, mode ports.LBMode) error {
 	if err := checkMode(mode); err != nil {
 		return err
 	}
@@ -112,7 +111,7 @@ func (w *Webhook) SetMode(ctx context.Context, mode procedures.LBMode) error {
 
 // Mode is read from the probe URL if there is one; otherwise it is the
 // last mode this process set (LBUnknown after a restart).
-func (w *Webhook) Mode(ctx context.Context) (procedures.LBMode, error) {
+func (w *Webhook) Mode(ctx context.Context) (ports.LBMode, error) {
 	if w.probe != nil {
 		return w.probe.mode(ctx)
 	}

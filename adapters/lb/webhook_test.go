@@ -11,9 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/rs/zerolog"
-
-	"github.com/nocobot/nocobot/procedures"
 )
 
 // balancer is a stand-in for another load balancer driven by a webhook:
@@ -65,16 +64,16 @@ func TestWebhook(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.SetMode(ctx, procedures.LBMaintenance); err != nil {
+	if err := w.SetMode(ctx, ports.LBMaintenance); err != nil {
 		t.Fatal(err)
 	}
-	if m, err := w.Mode(ctx); err != nil || m != procedures.LBMaintenance {
+	if m, err := w.Mode(ctx); err != nil || m != ports.LBMaintenance {
 		t.Fatalf("mode = %s, %v", m, err)
 	}
-	if err := w.SetMode(ctx, procedures.LBNormal); err != nil {
+	if err := w.SetMode(ctx, ports.LBNormal); err != nil {
 		t.Fatal(err)
 	}
-	if m, err := w.Mode(ctx); err != nil || m != procedures.LBNormal {
+	if m, err := w.Mode(ctx); err != nil || m != ports.LBNormal {
 		t.Fatalf("mode = %s, %v", m, err)
 	}
 	if len(b.bodies) != 2 || b.bodies[0]["cluster"] != "prod" || b.bodies[0]["mode"] != "maintenance" || b.bodies[1]["mode"] != "normal" {
@@ -85,7 +84,7 @@ func TestWebhook(t *testing.T) {
 	}
 
 	b.hookCode = 500
-	err = w.SetMode(ctx, procedures.LBMaintenance)
+	err = w.SetMode(ctx, ports.LBMaintenance)
 	if err == nil || !strings.Contains(err.Error(), "HTTP 500: balancer says no") || strings.Contains(err.Error(), "hook-secret") {
 		t.Fatalf("err = %v", err)
 	}
@@ -103,17 +102,17 @@ func TestWebhookWithoutProbeRemembersMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if m, _ := w.Mode(ctx); m != procedures.LBUnknown {
+	if m, _ := w.Mode(ctx); m != ports.LBUnknown {
 		t.Fatalf("mode = %s", m)
 	}
-	if err := w.SetMode(ctx, procedures.LBMaintenance); err != nil {
+	if err := w.SetMode(ctx, ports.LBMaintenance); err != nil {
 		t.Fatal(err)
 	}
-	if m, _ := w.Mode(ctx); m != procedures.LBMaintenance {
+	if m, _ := w.Mode(ctx); m != ports.LBMaintenance {
 		t.Fatalf("mode = %s", m)
 	}
 	hook.Close()
-	err = w.SetMode(ctx, procedures.LBNormal)
+	err = w.SetMode(ctx, ports.LBNormal)
 	if err == nil || strings.Contains(err.Error(), "token=abc") {
 		t.Fatalf("err = %v (must not show the URL's token)", err)
 	}
@@ -124,10 +123,10 @@ func TestNone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := n.SetMode(context.Background(), procedures.LBMaintenance); err != nil {
+	if err := n.SetMode(context.Background(), ports.LBMaintenance); err != nil {
 		t.Fatal(err)
 	}
-	if m, _ := n.Mode(context.Background()); m != procedures.LBUnknown {
+	if m, _ := n.Mode(context.Background()); m != ports.LBUnknown {
 		t.Fatalf("mode = %s", m)
 	}
 	b := &balancer{mode: "maintenance"}
@@ -137,7 +136,7 @@ func TestNone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m, err := n.Mode(context.Background()); err != nil || m != procedures.LBMaintenance {
+	if m, err := n.Mode(context.Background()); err != nil || m != ports.LBMaintenance {
 		t.Fatalf("mode = %s, %v", m, err)
 	}
 }

@@ -1,7 +1,7 @@
 // Package nocobase talks to the NocoBase application on one node: the
 // health check, the version, and plugin management through the API.
 //
-// Response shapes are those described in /work/shared/nocobase-facts.md
+// Response shapes are those described in docs/nocobase.md
 // (gateway/index.ts and plugin-manager/options/resource.ts).
 package nocobase
 
@@ -18,12 +18,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/rs/zerolog"
-
-	"github.com/nocobot/nocobot/procedures"
 )
 
-var _ procedures.App = (*Client)(nil)
+var _ ports.App = (*Client)(nil)
 
 // Options configures a Client. The zero value is usable for the health
 // check and the version; plugin actions need APIKey.
@@ -68,7 +67,7 @@ type Options struct {
 // configured otherwise.
 const DefaultPollInterval = 200 * time.Millisecond
 
-// Client implements procedures.App over NocoBase's HTTP API.
+// Client implements ports.App over NocoBase's HTTP API.
 type Client struct {
 	opts Options
 	http *http.Client
@@ -227,28 +226,28 @@ func transportError(err error) error {
 // refused is not an error: it is reported as Listening=false. Other
 // transport failures (timeouts, resets, DNS) return an error along with
 // what is known.
-func (c *Client) Probe(ctx context.Context, baseURL string) (procedures.AppStatus, error) {
+func (c *Client) Probe(ctx context.Context, baseURL string) (ports.AppStatus, error) {
 	u, err := endpoint(baseURL, "/api/__health_check")
 	if err != nil {
-		return procedures.AppStatus{}, err
+		return ports.AppStatus{}, err
 	}
 	status, body, err := c.do(ctx, http.MethodGet, u, false, nil, c.opts.RequestTimeout)
 	if err != nil {
 		if refused(err) {
-			return procedures.AppStatus{Listening: false, Message: "connection refused"}, nil
+			return ports.AppStatus{Listening: false, Message: "connection refused"}, nil
 		}
 		if ctx.Err() != nil {
-			return procedures.AppStatus{}, ctx.Err()
+			return ports.AppStatus{}, ctx.Err()
 		}
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			return procedures.AppStatus{Listening: status != 0, HTTPStatus: status},
+			return ports.AppStatus{Listening: status != 0, HTTPStatus: status},
 				fmt.Errorf("health check timed out after %s", c.opts.RequestTimeout)
 		}
-		return procedures.AppStatus{Listening: status != 0, HTTPStatus: status},
+		return ports.AppStatus{Listening: status != 0, HTTPStatus: status},
 			fmt.Errorf("health check: %w", transportError(err))
 	}
-	st := procedures.AppStatus{Listening: true, HTTPStatus: status}
+	st := ports.AppStatus{Listening: true, HTTPStatus: status}
 	if status >= 200 && status < 300 && strings.TrimSpace(string(body)) == "ok" {
 		st.Healthy = true
 		return st, nil
@@ -276,7 +275,7 @@ func shortBody(status int, body []byte) string {
 
 // Describe renders a status as progress text, without the node name:
 // "APP_COMMANDING start — load plugin [ai], 50/77".
-func Describe(st procedures.AppStatus) string {
+func Describe(st ports.AppStatus) string {
 	switch {
 	case st.Healthy:
 		return "healthy"
@@ -303,7 +302,7 @@ func nonEmpty(s, def string) string {
 }
 
 // failed reports states a node does not leave by itself.
-func failed(st procedures.AppStatus) bool {
+func failed(st ports.AppStatus) bool {
 	return st.Code == "APP_ERROR" || st.Code == "COMMAND_ERROR" || strings.HasSuffix(st.Code, "_ERROR") && st.Code != "UNKNOWN_ERROR"
 }
 
@@ -311,11 +310,11 @@ func failed(st procedures.AppStatus) bool {
 // ctx's deadline. Each change of status is reported through progress as
 // "<node>: <status>", and while nothing changes a line with the elapsed
 // time is sent at most every AliveEvery.
-func (c *Client) WaitHealthy(ctx context.Context, node procedures.Node, progress procedures.Progress) error {
+func (c *Client) WaitHealthy(ctx context.Context, node ports.Node, progress ports.Progress) error {
 	return c.waitHealthy(ctx, node, progress, 0)
 }
 
-func (c *Client) waitHealthy(ctx context.Context, node procedures.Node, progress procedures.Progress, settle time.Duration) error {
+func (c *Client) waitHealthy(ctx context.Context, node ports.Node, progress ports.Progress, settle time.Duration) error {
 	if progress == nil {
 		progress = func(string) {}
 	}
@@ -328,7 +327,7 @@ func (c *Client) waitHealthy(ctx context.Context, node procedures.Node, progress
 	lastLine, lastReport := "", start
 	var failedSince time.Time
 	sawUnhealthy := false
-	var last procedures.AppStatus
+	var last ports.AppStatus
 	var lastErr error
 	report := func(line string) {
 		progress(name + ": " + line)
@@ -383,19 +382,19 @@ func (c *Client) waitHealthy(ctx context.Context, node procedures.Node, progress
 	}
 }
 
-func (c *Client) waitError(ctx context.Context, name string, start time.Time, last procedures.AppStatus, lastErr error) error {
+func (c *Client) waitError(ctx context.Context, name string, start time.Time, last ports.AppStatus, lastErr error) error {
 	what := Describe(last)
 	if lastErr != nil {
 		what = lastErr.Error()
 	}
-	if last == (procedures.AppStatus{}) && lastErr == nil {
+	if last == (ports.AppStatus{}) && lastErr == nil {
 		what = "no answer yet"
 	}
 	return fmt.Errorf("%s: not healthy after %s (last: %s): %w",
 		name, c.now().Sub(start).Round(time.Second), what, ctx.Err())
 }
 
-func nodeName(n procedures.Node) string {
+func nodeName(n ports.Node) string {
 	if n.Name != "" {
 		return n.Name
 	}
@@ -403,7 +402,7 @@ func nodeName(n procedures.Node) string {
 }
 
 // Version returns data.version from /api/app:getInfo.
-func (c *Client) Version(ctx context.Context, node procedures.Node) (string, error) {
+func (c *Client) Version(ctx context.Context, node ports.Node) (string, error) {
 	name := nodeName(node)
 	u, err := endpoint(node.URL, "/api/app:getInfo")
 	if err != nil {
@@ -428,7 +427,7 @@ func (c *Client) Version(ctx context.Context, node procedures.Node) (string, err
 }
 
 // Plugins returns pm:list (needs the API key).
-func (c *Client) Plugins(ctx context.Context, node procedures.Node) ([]Plugin, error) {
+func (c *Client) Plugins(ctx context.Context, node ports.Node) ([]Plugin, error) {
 	name := nodeName(node)
 	u, err := endpoint(node.URL, "/api/pm:list")
 	if err != nil {
@@ -453,7 +452,7 @@ func (c *Client) Plugins(ctx context.Context, node procedures.Node) ([]Plugin, e
 // Plugin runs a plugin action (enable, disable, add) and waits until the
 // node is healthy again. pkg is a plugin name or package name; for add it
 // may end in "@version".
-func (c *Client) Plugin(ctx context.Context, node procedures.Node, action, pkg string, progress procedures.Progress) error {
+func (c *Client) Plugin(ctx context.Context, node ports.Node, action, pkg string, progress ports.Progress) error {
 	name := nodeName(node)
 	if progress == nil {
 		progress = func(string) {}

@@ -14,14 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/rs/zerolog"
-
-	"github.com/nocobot/nocobot/procedures"
 )
 
 const secretKey = "sk-very-secret-api-key"
 
-// Answers in the shapes seen on a real NocoBase 2.2.15 (nocobase-facts.md).
+// Answers in the shapes seen on a real NocoBase 2.2.15 (docs/nocobase.md).
 func commanding(command, message string) string {
 	return fmt.Sprintf(`{"error":{"status":503,"maintaining":true,"message":%q,"command":{"name":%q},"code":"APP_COMMANDING"}}`, message, command)
 }
@@ -66,29 +65,29 @@ func TestProbe(t *testing.T) {
 	tests := []struct {
 		name string
 		ans  answer
-		want procedures.AppStatus
+		want ports.AppStatus
 		line string
 	}{
 		{"ok", answer{200, "text/plain; charset=utf-8", "ok"},
-			procedures.AppStatus{Healthy: true, Listening: true, HTTPStatus: 200}, "healthy"},
+			ports.AppStatus{Healthy: true, Listening: true, HTTPStatus: 200}, "healthy"},
 		{"start", answer{503, "", commanding("start", "load plugin [ai], 50/77")},
-			procedures.AppStatus{Listening: true, HTTPStatus: 503, Code: "APP_COMMANDING", Command: "start", Message: "load plugin [ai], 50/77"},
+			ports.AppStatus{Listening: true, HTTPStatus: 503, Code: "APP_COMMANDING", Command: "start", Message: "load plugin [ai], 50/77"},
 			"APP_COMMANDING start — load plugin [ai], 50/77"},
 		{"upgrade", answer{503, "", commanding("upgrade", "run migrations")},
-			procedures.AppStatus{Listening: true, HTTPStatus: 503, Code: "APP_COMMANDING", Command: "upgrade", Message: "run migrations"},
+			ports.AppStatus{Listening: true, HTTPStatus: 503, Code: "APP_COMMANDING", Command: "upgrade", Message: "run migrations"},
 			"APP_COMMANDING upgrade — run migrations"},
 		{"pm.enable", answer{503, "", commanding("pm.enable", "syncing database in enable plugin ai...")},
-			procedures.AppStatus{Listening: true, HTTPStatus: 503, Code: "APP_COMMANDING", Command: "pm.enable", Message: "syncing database in enable plugin ai..."},
+			ports.AppStatus{Listening: true, HTTPStatus: 503, Code: "APP_COMMANDING", Command: "pm.enable", Message: "syncing database in enable plugin ai..."},
 			"APP_COMMANDING pm.enable — syncing database in enable plugin ai..."},
 		{"app error", answer{503, "", `{"error":{"status":503,"maintaining":true,"message":"duplicate key value violates unique constraint","code":"APP_ERROR"}}`},
-			procedures.AppStatus{Listening: true, HTTPStatus: 503, Code: "APP_ERROR", Message: "duplicate key value violates unique constraint"},
+			ports.AppStatus{Listening: true, HTTPStatus: 503, Code: "APP_ERROR", Message: "duplicate key value violates unique constraint"},
 			"APP_ERROR — duplicate key value violates unique constraint"},
 		{"200 but not ok", answer{200, "text/html", "<html>welcome</html>"},
-			procedures.AppStatus{Listening: true, HTTPStatus: 200, Message: "OK"}, "HTTP 200 — OK"},
+			ports.AppStatus{Listening: true, HTTPStatus: 200, Message: "OK"}, "HTTP 200 — OK"},
 		{"nginx 502", answer{502, "text/html", "<html><body><h1>502 Bad Gateway</h1></body></html>"},
-			procedures.AppStatus{Listening: true, HTTPStatus: 502, Message: "Bad Gateway"}, "HTTP 502 — Bad Gateway"},
+			ports.AppStatus{Listening: true, HTTPStatus: 502, Message: "Bad Gateway"}, "HTTP 502 — Bad Gateway"},
 		{"not found", answer{404, "", `{"error":{"status":404,"message":"app main not found","code":"APP_NOT_FOUND"}}`},
-			procedures.AppStatus{Listening: true, HTTPStatus: 404, Code: "APP_NOT_FOUND", Message: "app main not found"},
+			ports.AppStatus{Listening: true, HTTPStatus: 404, Code: "APP_NOT_FOUND", Message: "app main not found"},
 			"APP_NOT_FOUND — app main not found"},
 	}
 	for _, tt := range tests {
@@ -233,7 +232,7 @@ func TestWaitHealthyReportsChangesOnly(t *testing.T) {
 	rec := &recorder{}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := c.WaitHealthy(ctx, procedures.Node{Name: "app-1", URL: "http://" + addr}, rec.progress); err != nil {
+	if err := c.WaitHealthy(ctx, ports.Node{Name: "app-1", URL: "http://" + addr}, rec.progress); err != nil {
 		t.Fatal(err)
 	}
 	lines := rec.all()
@@ -263,7 +262,7 @@ func TestWaitHealthyAliveAndDeadline(t *testing.T) {
 	rec := &recorder{}
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	err := c.WaitHealthy(ctx, procedures.Node{Name: "app-2", URL: srv.URL}, rec.progress)
+	err := c.WaitHealthy(ctx, ports.Node{Name: "app-2", URL: srv.URL}, rec.progress)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v", err)
 	}
@@ -293,7 +292,7 @@ func TestWaitHealthyGivesUpOnAppError(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	start := time.Now()
-	err := c.WaitHealthy(ctx, procedures.Node{Name: "app-3", URL: srv.URL}, nil)
+	err := c.WaitHealthy(ctx, ports.Node{Name: "app-3", URL: srv.URL}, nil)
 	if err == nil || !strings.Contains(err.Error(), "app-3: node failed: APP_ERROR — duplicate key") {
 		t.Fatalf("err = %v", err)
 	}
@@ -324,7 +323,7 @@ func TestVersion(t *testing.T) {
 				fixed(tt.ans)(w, r)
 			}))
 			defer srv.Close()
-			v, err := newClient(t, Options{}).Version(context.Background(), procedures.Node{Name: "app-1", URL: srv.URL})
+			v, err := newClient(t, Options{}).Version(context.Background(), ports.Node{Name: "app-1", URL: srv.URL})
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
@@ -414,7 +413,7 @@ func TestPlugin(t *testing.T) {
 			rec := &recorder{}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			err := c.Plugin(ctx, procedures.Node{Name: "app-1", URL: srv.URL}, tt.action, tt.pkg, rec.progress)
+			err := c.Plugin(ctx, ports.Node{Name: "app-1", URL: srv.URL}, tt.action, tt.pkg, rec.progress)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
@@ -460,7 +459,7 @@ func TestPluginWaitsOutSettleWhenNodeStaysOK(t *testing.T) {
 	defer srv.Close()
 	c := newClient(t, Options{APIKey: secretKey, Settle: 300 * time.Millisecond})
 	start := time.Now()
-	if err := c.Plugin(context.Background(), procedures.Node{Name: "app-1", URL: srv.URL}, "enable", "ai", nil); err != nil {
+	if err := c.Plugin(context.Background(), ports.Node{Name: "app-1", URL: srv.URL}, "enable", "ai", nil); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d < 300*time.Millisecond {
@@ -474,7 +473,7 @@ func TestPlugins(t *testing.T) {
 		{"name":"acl","packageName":"@nocobase/plugin-acl","version":"2.2.15","enabled":true,"installed":true,"builtIn":true}]}`}}
 	srv := httptest.NewServer(node)
 	defer srv.Close()
-	got, err := newClient(t, Options{APIKey: secretKey}).Plugins(context.Background(), procedures.Node{Name: "app-1", URL: srv.URL})
+	got, err := newClient(t, Options{APIKey: secretKey}).Plugins(context.Background(), ports.Node{Name: "app-1", URL: srv.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -485,7 +484,7 @@ func TestPlugins(t *testing.T) {
 	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
 		t.Errorf("plugins = %+v", got)
 	}
-	_, err = newClient(t, Options{APIKey: "sk-wrong"}).Plugins(context.Background(), procedures.Node{Name: "app-1", URL: srv.URL})
+	_, err = newClient(t, Options{APIKey: "sk-wrong"}).Plugins(context.Background(), ports.Node{Name: "app-1", URL: srv.URL})
 	if err == nil || !strings.Contains(err.Error(), "INVALID_TOKEN") || strings.Contains(err.Error(), "sk-wrong") {
 		t.Errorf("err = %v", err)
 	}
@@ -493,7 +492,7 @@ func TestPlugins(t *testing.T) {
 
 func TestBadURL(t *testing.T) {
 	c := newClient(t, Options{})
-	err := c.WaitHealthy(context.Background(), procedures.Node{Name: "app-1", URL: "ftp://x"}, nil)
+	err := c.WaitHealthy(context.Background(), ports.Node{Name: "app-1", URL: "ftp://x"}, nil)
 	if err == nil || !strings.Contains(err.Error(), "scheme") {
 		t.Fatalf("err = %v", err)
 	}

@@ -6,14 +6,14 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // CheckKey asks a running node whether it accepts the API key that plugin
 // actions send (pm:list needs it): a rejected key found before the
 // downtime costs nothing. The error names where the key comes from, never
 // the key.
-func (c *Client) CheckKey(ctx context.Context, node procedures.Node) error {
+func (c *Client) CheckKey(ctx context.Context, node ports.Node) error {
 	_, err := c.Plugins(ctx, node)
 	var he *HTTPError
 	if err == nil || !errors.As(err, &he) || (he.Status != http.StatusUnauthorized && he.Status != http.StatusForbidden) {

@@ -7,9 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/rs/zerolog"
-
-	"github.com/nocobot/nocobot/procedures"
 )
 
 // A refused API key is named by where it comes from, never by its value.
@@ -26,7 +25,7 @@ func TestCheckKeyNamesTheVariable(t *testing.T) {
 		fixed(answer{200, "", `{"data":[{"name":"map","packageName":"@nocobase/plugin-map","enabled":true}]}`})(w, r)
 	}))
 	defer srv.Close()
-	node := procedures.Node{Name: "app-1", URL: srv.URL}
+	node := ports.Node{Name: "app-1", URL: srv.URL}
 	ctx := context.Background()
 
 	if err := New(Options{APIKey: "good-key", APIKeyEnv: "NB_KEY"}, zerolog.Nop()).CheckKey(ctx, node); err != nil {

@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/rs/zerolog"
-
-	"github.com/nocobot/nocobot/procedures"
 )
 
 // With the default settings, WaitHealthy returns within 250 ms of the
@@ -28,7 +27,7 @@ func TestWaitHealthyNoticesWithin250ms(t *testing.T) {
 		}))
 		c := New(Options{}, zerolog.Nop())
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := c.WaitHealthy(ctx, procedures.Node{Name: "app-2", URL: srv.URL}, nil)
+		err := c.WaitHealthy(ctx, ports.Node{Name: "app-2", URL: srv.URL}, nil)
 		noticed := time.Now()
 		cancel()
 		srv.Close()

@@ -97,7 +97,7 @@ type Options struct {
 	Timeout time.Duration
 }
 
-// Manager implements procedures.Redis and the backup's queue part.
+// Manager implements ports.Redis and the backup's queue part.
 type Manager struct {
 	opts Options
 	log  zerolog.Logger

@@ -22,6 +22,7 @@ import (
 
 	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/config"
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
@@ -370,6 +371,7 @@ type harness struct {
 	fs    *fakeSlack
 	front *Front
 	eng   *procedures.Engine
+	bus   *events.Bus
 	store store.Store
 	world *proctest.World
 	cfg   *config.Config
@@ -441,8 +443,9 @@ func newHarness(t *testing.T, mode string, opts ...harnessOpt) *harness {
 	for _, fn := range opts {
 		fn(&su)
 	}
+	bus := events.NewBus()
 	eng, err := procedures.New(procedures.Options{
-		Store: st, Clusters: []*procedures.Cluster{su.prod, proctest.NewWorld("nocobase/nocobase:1.7.13", true, "s-1").Cluster("staging")},
+		Events: bus, Store: st, Clusters: []*procedures.Cluster{su.prod, proctest.NewWorld("nocobase/nocobase:1.7.13", true, "s-1").Cluster("staging")},
 		Log: zerolog.Nop(), PollEvery: 50 * time.Millisecond,
 	})
 	if err != nil {
@@ -451,7 +454,7 @@ func newHarness(t *testing.T, mode string, opts ...harnessOpt) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	engDone := make(chan struct{})
 	go func() { _ = eng.Run(ctx); close(engDone) }()
-	h := &harness{t: t, fs: fs, eng: eng, store: st, world: world, cfg: cfg, stop: cancel, opts: o, sched: sched}
+	h := &harness{t: t, fs: fs, eng: eng, bus: bus, store: st, world: world, cfg: cfg, stop: cancel, opts: o, sched: sched}
 	if !su.noFront {
 		h.startFront()
 	}

@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/events"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -17,7 +18,7 @@ import (
 // nothing but that error until the next Stop: the way a daemon in
 // trouble answers every call the same.
 type brokenNodes struct {
-	procedures.Nodes
+	ports.Nodes
 	err    error
 	broken atomic.Bool
 	stops  atomic.Int32
@@ -31,7 +32,7 @@ func (b *brokenNodes) Stop(ctx context.Context, name string) error {
 	return b.Nodes.Stop(ctx, name)
 }
 
-func (b *brokenNodes) List(ctx context.Context) ([]procedures.Node, error) {
+func (b *brokenNodes) List(ctx context.Context) ([]ports.Node, error) {
 	if b.broken.Load() {
 		return nil, b.err
 	}
@@ -184,14 +185,14 @@ func TestLongWindowCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ev := range []struct {
-		kind   procedures.EventKind
+		kind   events.Kind
 		button string
 	}{
-		{procedures.EventWindowAnnounced, "nocobot.window.skip"},
-		{procedures.EventWindowApproval, "nocobot.window.start"},
+		{events.WindowAnnounced, "nocobot.window.skip"},
+		{events.WindowApproval, "nocobot.window.start"},
 	} {
 		before := len(h.fs.Calls())
-		h.eng.PublishWindow(ev.kind, procedures.WindowEvent{Window: w, Start: w.NextStart, End: w.NextStart.Add(time.Hour)}, nil, "plain")
+		h.bus.Publish(events.Event{Kind: ev.kind, Step: -1, Message: "plain", At: time.Now(), Window: &events.WindowEvent{Window: w, Start: w.NextStart, End: w.NextStart.Add(time.Hour)}})
 		var post apiCall
 		h.fs.waitFor("window "+string(ev.kind), func(cs []apiCall) bool {
 			for _, c := range cs[before:] {

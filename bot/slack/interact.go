@@ -9,7 +9,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/nocobot/nocobot/bot"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/schedule"
 	"github.com/nocobot/nocobot/store"
 )
@@ -123,7 +123,7 @@ func (f *Front) windowClick(ctx context.Context, cb slack.InteractionCallback, w
 // windowEvent posts a maintenance window event in the cluster's channel.
 // Announced gets a Skip button, approval a Start button; the others
 // (started, skipped, missed, overrun) are plain messages.
-func (f *Front) windowEvent(ctx context.Context, ev procedures.Event) {
+func (f *Front) windowEvent(ctx context.Context, ev events.Event) {
 	w := ev.Window.Window
 	ch := f.windowChannel(w.Cluster)
 	if ch == "" {
@@ -132,9 +132,9 @@ func (f *Front) windowEvent(ctx context.Context, ev procedures.Event) {
 	}
 	button := ""
 	switch ev.Kind {
-	case procedures.EventWindowAnnounced:
+	case events.WindowAnnounced:
 		button = actionWindowSkip
-	case procedures.EventWindowApproval:
+	case events.WindowApproval:
 		button = actionWindowStart
 	}
 	text, blocks := renderWindow(w, ev.Window.Start, button, schedule.Text(ev, schedule.Format{Who: mention, When: slackDate}))

@@ -4,12 +4,12 @@ import (
 	"context"
 	"time"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/events"
 )
 
 // render reads the engine's events and hands each to its run's thread.
 // It never blocks on Slack: apply only records state.
-func (f *Front) render(ctx context.Context, sub *procedures.Subscription) {
+func (f *Front) render(ctx context.Context, sub *events.Subscription) {
 	f.catchUp(ctx)
 	for {
 		select {

@@ -22,7 +22,8 @@ import (
 
 	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/config"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/events"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -30,7 +31,7 @@ import (
 // the dispatcher: the events it renders, the runs it catches up with,
 // and the notes that name each run's thread.
 type Engine interface {
-	Subscribe() *procedures.Subscription
+	Subscribe() *events.Subscription
 	UnfinishedRuns(ctx context.Context) ([]store.Run, error)
 	Decisions(ctx context.Context, runID string) ([]store.Decision, error)
 	PutNote(ctx context.Context, scope, key, value string) error
@@ -73,7 +74,7 @@ type Options struct {
 	ParkGiveUp   time.Duration
 	// Clock times the retries of parked threads (tests: a fake clock);
 	// default the wall clock.
-	Clock procedures.Clock
+	Clock ports.Clock
 	// Replay remembers the requests already served, for every process
 	// on the store (the store does): a replay is refused even by another
 	// replica or after a restart. Required.
@@ -169,7 +170,7 @@ func New(opts Options, disp *bot.Dispatcher, eng Engine, log zerolog.Logger) (*F
 		opts.ParkGiveUp = 24 * time.Hour
 	}
 	if opts.Clock == nil {
-		opts.Clock = procedures.SystemClock()
+		opts.Clock = ports.SystemClock()
 	}
 	if opts.Replay == nil {
 		return nil, errors.New("slack: no replay guard (the store)")

@@ -12,7 +12,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/nocobot/nocobot/bot"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -140,51 +140,51 @@ func (t *thread) showRecorded(r store.Run) {
 }
 
 // apply records an event in the thread's state.
-func (t *thread) apply(ev procedures.Event) {
+func (t *thread) apply(ev events.Event) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.show(ev.Run, ev.Kind == procedures.EventRunStarted)
+	t.show(ev.Run, ev.Kind == events.RunStarted)
 	switch ev.Kind {
-	case procedures.EventStepStarted, procedures.EventStepDone, procedures.EventStepFailed, procedures.EventStepSkipped:
+	case events.StepStarted, events.StepDone, events.StepFailed, events.StepSkipped:
 		if ev.Step >= 0 {
 			t.ensure(stepKey(ev.Step), false)
 		}
-	case procedures.EventStepProgress:
+	case events.StepProgress:
 		if ev.Step >= 0 {
 			t.ensure(stepKey(ev.Step), false)
 			t.stepAt[ev.Step] = ev.At
 		}
-	case procedures.EventCheckpoint:
+	case events.Checkpoint:
 		if cp := ev.Run.Checkpoint; cp != nil {
 			if _, ok := t.cps[cp.ID]; !ok {
 				t.cps[cp.ID] = newCPState(ev.Run, *cp)
 			}
 			t.ensure("cp:"+cp.ID, false)
 		}
-	case procedures.EventReminder:
+	case events.Reminder:
 		if cp := ev.Run.Checkpoint; cp != nil {
 			t.note(ev, renderReminder(ev.Run, cp.Reminded, t.f.decidersLine(ev.Run, *cp)))
 		}
-	case procedures.EventDecided:
+	case events.Decided:
 		if d := ev.Decision; d != nil {
 			if cs, ok := t.cps[d.Checkpoint]; ok && cs.decision == nil {
 				dd := *d
 				cs.decision = &dd
 			}
 		}
-	case procedures.EventRollingBack:
+	case events.RollingBack:
 		msg := capitalize(ev.Message)
 		if d := ev.Decision; d != nil && d.Via != "engine" {
 			msg = "Rolling back, chosen by " + mention(d.By)
 		}
 		t.note(ev, ":rewind: "+msg)
-	case procedures.EventStoreDown:
+	case events.StoreDown:
 		t.note(ev, ":warning: "+capitalize(ev.Message))
-	case procedures.EventStoreBack:
+	case events.StoreBack:
 		t.note(ev, ":white_check_mark: "+capitalize(ev.Message))
-	case procedures.EventRunResumed:
+	case events.RunResumed:
 		t.note(ev, ":arrow_forward: "+capitalize(ev.Message))
-	case procedures.EventRunFinished:
+	case events.RunFinished:
 		t.finished = true
 		for _, cs := range t.cps {
 			if cs.decision == nil {
@@ -200,7 +200,7 @@ func (t *thread) apply(ev procedures.Event) {
 	}
 }
 
-func (t *thread) note(ev procedures.Event, text string) {
+func (t *thread) note(ev events.Event, text string) {
 	key := fmt.Sprintf("note:%d", ev.At.UnixNano())
 	t.notes[key] = text
 	t.ensure(key, false)

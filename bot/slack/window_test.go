@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -91,18 +91,18 @@ func TestScheduleCommandsAndWindowEvents(t *testing.T) {
 		return fmt.Sprintf("<!date^%d^{date_short_pretty} {time}|%s>", t.Unix(), t.UTC().Format("Mon 2 Jan 15:04 UTC"))
 	}
 	for _, ev := range []struct {
-		kind   procedures.EventKind
+		kind   events.Kind
 		button string
 		by     string
-		reason procedures.WindowReason
+		reason events.WindowReason
 		text   string // how the front writes the event
 	}{
-		{procedures.EventWindowAnnounced, fmt.Sprintf("nocobot.window.skip=w1|%d", start), "", "", "w1 (upgrade 1.7.15 on prod) opens " + date(w.NextStart)},
-		{procedures.EventWindowApproval, fmt.Sprintf("nocobot.window.start=w1|%d", start), "", "", "is open until " + date(w.NextStart.Add(time.Hour))},
-		{procedures.EventWindowMissed, "", "", procedures.WindowLateStart, "missed its start at " + date(w.NextStart)},
-		{procedures.EventWindowSkipped, "", uRequest, procedures.WindowAsked, "skipped, as asked by <@" + uRequest + ">"},
+		{events.WindowAnnounced, fmt.Sprintf("nocobot.window.skip=w1|%d", start), "", "", "w1 (upgrade 1.7.15 on prod) opens " + date(w.NextStart)},
+		{events.WindowApproval, fmt.Sprintf("nocobot.window.start=w1|%d", start), "", "", "is open until " + date(w.NextStart.Add(time.Hour))},
+		{events.WindowMissed, "", "", events.WindowLateStart, "missed its start at " + date(w.NextStart)},
+		{events.WindowSkipped, "", uRequest, events.WindowAsked, "skipped, as asked by <@" + uRequest + ">"},
 	} {
-		h.eng.PublishWindow(ev.kind, procedures.WindowEvent{Window: w, Start: w.NextStart, End: w.NextStart.Add(time.Hour), By: ev.by, Reason: ev.reason}, nil, "plain "+string(ev.kind))
+		h.bus.Publish(events.Event{Kind: ev.kind, Step: -1, Message: "plain " + string(ev.kind), At: time.Now(), Window: &events.WindowEvent{Window: w, Start: w.NextStart, End: w.NextStart.Add(time.Hour), By: ev.by, Reason: ev.reason}})
 		var post apiCall
 		h.fs.waitFor("window event "+string(ev.kind), func(cs []apiCall) bool {
 			for _, c := range cs {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nocobot/nocobot/bot"
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
@@ -41,13 +42,13 @@ type follower struct {
 	decided bool
 }
 
-func (f *Front) follow(ctx context.Context, sub *procedures.Subscription, id string, driving bool) (*follower, End, error) {
+func (f *Front) follow(ctx context.Context, sub *events.Subscription, id string, driving bool) (*follower, End, error) {
 	w := &follower{f: f, id: id, prog: &progress{out: f.out, every: f.opts.ProgressEvery}, progSeen: map[int]string{}, driving: driving}
 	end, err := w.run(ctx, sub)
 	return w, end, err
 }
 
-func (w *follower) run(ctx context.Context, sub *procedures.Subscription) (End, error) {
+func (w *follower) run(ctx context.Context, sub *events.Subscription) (End, error) {
 	f, id := w.f, w.id
 	r, err := f.eng.RunByID(ctx, id)
 	if err != nil {
@@ -56,7 +57,7 @@ func (w *follower) run(ctx context.Context, sub *procedures.Subscription) (End, 
 	w.update(ctx, r)
 	tick := time.NewTicker(f.opts.PollEvery)
 	defer tick.Stop()
-	events, lines := sub.C, f.lines
+	feed, lines := sub.C, f.lines
 	for !w.last.State.Finished() {
 		choice := Keep
 		in := lines
@@ -69,16 +70,16 @@ func (w *follower) run(ctx context.Context, sub *procedures.Subscription) (End, 
 		case <-ctx.Done():
 			w.leave()
 			return End{Run: w.last, Left: true}, nil
-		case ev, ok := <-events:
+		case ev, ok := <-feed:
 			if !ok {
-				events = nil
+				feed = nil
 				continue
 			}
 			if ev.Run.ID != id {
 				continue
 			}
 			switch ev.Kind {
-			case procedures.EventRunResumed, procedures.EventReminder, procedures.EventStoreDown, procedures.EventStoreBack:
+			case events.RunResumed, events.Reminder, events.StoreDown, events.StoreBack:
 				w.prog.flush(f.now())
 				fmt.Fprintf(f.out, "[%s] %s\n", ev.At.Format("15:04:05"), Clean(ev.Message))
 			}

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/nocobot/nocobot/bot"
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -31,7 +31,7 @@ type Dispatcher interface {
 // Engine is where the terminal front follows runs (*procedures.Engine):
 // events of the runs this process drives, the store for the others.
 type Engine interface {
-	Subscribe() *procedures.Subscription
+	Subscribe() *events.Subscription
 	RunByID(ctx context.Context, id string) (store.Run, error)
 	Decisions(ctx context.Context, runID string) ([]store.Decision, error)
 	UnfinishedRuns(ctx context.Context) ([]store.Run, error)
@@ -165,7 +165,7 @@ func (f *Front) Attach(ctx context.Context, id, said string) (End, error) {
 
 // followDriven follows a run and, when this process drives it and it is
 // left, releases it at once for nocobot attach.
-func (f *Front) followDriven(ctx context.Context, sub *procedures.Subscription, id string, driving bool) (End, error) {
+func (f *Front) followDriven(ctx context.Context, sub *events.Subscription, id string, driving bool) (End, error) {
 	w, end, err := f.follow(ctx, sub, id, driving)
 	if end.Left && w.driving && !f.opts.NoLeave {
 		if lerr := f.eng.Leave(context.WithoutCancel(ctx), id); lerr != nil {

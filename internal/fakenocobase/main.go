@@ -1,6 +1,6 @@
 // Command fakenocobase is a stand-in for one NocoBase application node in
 // tests. It answers the two endpoints the bot relies on the way a real
-// node does (see /work/shared/nocobase-facts.md):
+// node does (see docs/nocobase.md):
 //
 //   - before it listens: connection refused, for NOCOBASE_START_DELAY;
 //   - then, for NOCOBASE_BOOT_TIME, 503 APP_COMMANDING "start" on

@@ -22,7 +22,9 @@ import (
 	"github.com/nocobot/nocobot/adapters/docker"
 	"github.com/nocobot/nocobot/adapters/lb"
 	"github.com/nocobot/nocobot/adapters/nocobase"
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/internal/testenv"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 	"github.com/nocobot/nocobot/store/sqlite"
@@ -55,9 +57,9 @@ func TestMeasureDowntime(t *testing.T) {
 	dbURL := testenv.NewDatabase(t)
 	dir := testenv.TempDir(t)
 	storage := filepath.Join(dir, "storage")
-	fillStorage(t, storage, 64)
+	testenv.FillStorage(t, storage, 64)
 	began := time.Now()
-	size := fillDatabase(t, dbURL, mb)
+	size := testenv.FillDatabase(t, dbURL, mb)
 	t.Logf("database %d MiB on disk (filled in %s), storage 64 MiB, node starts %s", size>>20, time.Since(began).Round(time.Second), strings.Join(boots, ", "))
 
 	var rows []row
@@ -182,15 +184,15 @@ func runUpgrade(t *testing.T, host, label, kind, dbURL, storage, dest string) me
 		select {
 		case ev := <-sub.C:
 			switch {
-			case ev.Kind == procedures.EventCheckpoint && ev.Run.Checkpoint != nil && ev.Run.Checkpoint.Kind == "verify":
+			case ev.Kind == events.Checkpoint && ev.Run.Checkpoint != nil && ev.Run.Checkpoint.Kind == "verify":
 				if _, err := eng.Decide(ctx, store.Decision{RunID: run.ID, Checkpoint: ev.Run.Checkpoint.ID, Action: store.ActionContinue, By: "bench", Via: "bench"}); err != nil {
 					t.Fatal(err)
 				}
-			case ev.Kind == procedures.EventCheckpoint:
+			case ev.Kind == events.Checkpoint:
 				t.Fatalf("run stopped: %s", ev.Run.Checkpoint.Question)
-			case ev.Kind == procedures.EventRunFinished:
+			case ev.Kind == events.RunFinished:
 				end = ev.Run
-			case ev.Kind == procedures.EventStepProgress && (strings.Contains(ev.Message, "backup kind") || strings.Contains(ev.Message, "in-server copy failed")):
+			case ev.Kind == events.StepProgress && (strings.Contains(ev.Message, "backup kind") || strings.Contains(ev.Message, "in-server copy failed")):
 				t.Logf("%s round: %s", kind, ev.Message)
 			}
 		case <-ctx.Done():
@@ -303,7 +305,7 @@ func waitAllHealthy(t *testing.T, host string, names []string) {
 			c := nocobase.New(nocobase.Options{PollInterval: 10 * time.Millisecond}, zerolog.Nop())
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			if err := c.WaitHealthy(ctx, procedures.Node{Name: n, URL: url}, nil); err != nil {
+			if err := c.WaitHealthy(ctx, ports.Node{Name: n, URL: url}, nil); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -331,56 +333,5 @@ func exec1(t *testing.T, c *pgx.Conn, sql string) {
 	defer cancel()
 	if _, err := c.Exec(ctx, sql); err != nil {
 		t.Fatalf("%s: %v", sql, err)
-	}
-}
-
-// fillDatabase makes a NocoBase-shaped database of about mb MiB on disk:
-// a few wide tables with indexes. It returns the size on disk.
-func fillDatabase(t *testing.T, u string, mb int) int64 {
-	t.Helper()
-	c := connect(t, u)
-	defer c.Close(context.Background())
-	const tables = 8
-	// About 300 bytes a row with its index entries.
-	rowsPer := mb * (1 << 20) / 300 / tables
-	for i := range tables {
-		exec1(t, c, fmt.Sprintf(`CREATE TABLE "records%d" (id bigserial PRIMARY KEY, "createdAt" timestamptz DEFAULT now(), title text, body text, options jsonb)`, i))
-		exec1(t, c, fmt.Sprintf(`INSERT INTO "records%d" (title, body, options)
-  SELECT 'title ' || g, md5(g::text) || md5((g*7)::text) || repeat(chr(65 + g %% 26), 80), jsonb_build_object('n', g, 'tag', md5(g::text))
-  FROM generate_series(1, %d) g`, i, rowsPer))
-		exec1(t, c, fmt.Sprintf(`CREATE INDEX ON "records%d" (title)`, i))
-	}
-	exec1(t, c, "VACUUM ANALYZE")
-	// A database in use is not one just bulk-loaded: flush what the load
-	// left dirty, so that whichever side is timed first does not pay it.
-	exec1(t, c, "CHECKPOINT")
-	syscall.Sync()
-	var size int64
-	if err := c.QueryRow(context.Background(), "SELECT pg_database_size(current_database())").Scan(&size); err != nil {
-		t.Fatal(err)
-	}
-	return size
-}
-
-// fillStorage writes mb MiB of incompressible files into a storage folder.
-func fillStorage(t *testing.T, dir string, mb int) {
-	t.Helper()
-	up := filepath.Join(dir, "uploads")
-	if err := os.MkdirAll(up, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open("/dev/urandom")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 1<<20)
-	for i := range mb {
-		if _, err := f.Read(buf); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(up, fmt.Sprintf("file-%03d.bin", i)), buf, 0o644); err != nil {
-			t.Fatal(err)
-		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/nocobot/nocobot/adapters/docker"
 	"github.com/nocobot/nocobot/adapters/lb"
 	"github.com/nocobot/nocobot/adapters/nocobase"
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/internal/testenv"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
@@ -125,13 +126,13 @@ func (c *cluster) run(req procedures.Request, verify store.Action) store.Run {
 				continue
 			}
 			switch {
-			case ev.Kind == procedures.EventCheckpoint && ev.Run.Checkpoint != nil && ev.Run.Checkpoint.Kind == "verify":
+			case ev.Kind == events.Checkpoint && ev.Run.Checkpoint != nil && ev.Run.Checkpoint.Kind == "verify":
 				if _, err := c.eng.Decide(ctx, store.Decision{RunID: run.ID, Checkpoint: ev.Run.Checkpoint.ID, Action: verify, By: "tester", Via: "test"}); err != nil {
 					c.t.Fatal(err)
 				}
-			case ev.Kind == procedures.EventCheckpoint && ev.Run.Checkpoint != nil:
+			case ev.Kind == events.Checkpoint && ev.Run.Checkpoint != nil:
 				c.t.Fatalf("%s stopped at %s: %s\nlogs:\n%s", req.Procedure, ev.Run.Checkpoint.Kind, ev.Run.Checkpoint.Question, c.dbLogs())
-			case ev.Kind == procedures.EventRunFinished:
+			case ev.Kind == events.RunFinished:
 				return ev.Run
 			}
 		case <-ctx.Done():
@@ -341,9 +342,9 @@ func (c *cluster) runFailing(req procedures.Request) string {
 				continue
 			}
 			switch {
-			case ev.Kind == procedures.EventCheckpoint && ev.Run.Checkpoint != nil:
+			case ev.Kind == events.Checkpoint && ev.Run.Checkpoint != nil:
 				return ev.Run.Checkpoint.Question
-			case ev.Kind == procedures.EventRunFinished:
+			case ev.Kind == events.RunFinished:
 				c.t.Fatalf("%s finished %s, want a refusal", req.Procedure, ev.Run.State)
 			}
 		case <-ctx.Done():

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // backupKinds is which kind of backup the fake takes: a dump unless told
@@ -16,9 +16,9 @@ type backupKinds struct {
 
 func (k backupKinds) create() string {
 	if k.copy {
-		return procedures.BackupCopy
+		return ports.BackupCopy
 	}
-	return procedures.BackupDump
+	return ports.BackupDump
 }
 
 // TakeCopies makes the next backups in-server copies (why: the reason
@@ -36,40 +36,40 @@ func (b backups) PlanKind(ctx context.Context, nodesStopped bool) (kind, reason 
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.kinds.copy {
-		return procedures.BackupDump, "no in-server copy: " + cmpOr(w.kinds.why, "the server refuses copies")
+		return ports.BackupDump, "no in-server copy: " + cmpOr(w.kinds.why, "the server refuses copies")
 	}
 	if !nodesStopped {
 		for _, n := range w.nodes {
 			if n.running {
-				return procedures.BackupDump, "no in-server copy: " + n.name + " is connected to the database"
+				return ports.BackupDump, "no in-server copy: " + n.name + " is connected to the database"
 			}
 		}
 	}
-	return procedures.BackupCopy, w.kinds.why
+	return ports.BackupCopy, w.kinds.why
 }
 
 // Export implements procedures.Backups, recorded as the action "export
 // <id>": a copy gets its dump; a dump is returned as it is.
-func (b backups) Export(ctx context.Context, id string, progress procedures.Progress) (procedures.BackupInfo, error) {
+func (b backups) Export(ctx context.Context, id string, progress ports.Progress) (ports.BackupInfo, error) {
 	w := b.w
 	if err := b.act(ctx, "export "+id); err != nil {
-		return procedures.BackupInfo{}, err
+		return ports.BackupInfo{}, err
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for i, bk := range w.backups {
 		if bk.info.ID == id {
-			if w.lb != procedures.LBNormal {
+			if w.lb != ports.LBNormal {
 				w.violations = append(w.violations, "backup "+id+" exported while traffic is on the maintenance page")
 			}
-			if w.backups[i].info.Kind == procedures.BackupCopy {
+			if w.backups[i].info.Kind == ports.BackupCopy {
 				w.backups[i].info.Size += 1 << 20
 				progress("export " + id + ": dumped and read back")
 			}
 			return w.backups[i].info, nil
 		}
 	}
-	return procedures.BackupInfo{}, fmt.Errorf("no backup %s", id)
+	return ports.BackupInfo{}, fmt.Errorf("no backup %s", id)
 }
 
 func cmpOr(s, def string) string {

@@ -5,26 +5,26 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // Check implements procedures.Backups.
 func (a actor) Check(ctx context.Context) error { return a.act(ctx, "backup-check") }
 
 // Create implements procedures.Backups.
-func (a actor) Create(ctx context.Context, req procedures.BackupRequest, progress procedures.Progress) (procedures.BackupInfo, error) {
+func (a actor) Create(ctx context.Context, req ports.BackupRequest, progress ports.Progress) (ports.BackupInfo, error) {
 	w := a.w
 	if err := a.act(ctx, "backup"); err != nil {
-		return procedures.BackupInfo{}, err
+		return ports.BackupInfo{}, err
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, n := range w.nodes {
-		if n.running && req.RunID != "" && w.lb == procedures.LBMaintenance {
+		if n.running && req.RunID != "" && w.lb == ports.LBMaintenance {
 			w.violations = append(w.violations, "backup taken while "+n.name+" runs during an upgrade")
 		}
 	}
-	info := procedures.BackupInfo{ID: fmt.Sprintf("b%d", len(w.backups)+1), Cluster: req.Cluster, Version: req.Version,
+	info := ports.BackupInfo{ID: fmt.Sprintf("b%d", len(w.backups)+1), Cluster: req.Cluster, Version: req.Version,
 		Image: req.Image, Created: time.Now(), Size: 1 << 20, Verified: true, RunID: req.RunID, Kind: w.kinds.create()}
 	b := backup{info: info, dbVersion: w.dbVersion}
 	if w.redis.on {
@@ -39,10 +39,10 @@ func (a actor) Create(ctx context.Context, req procedures.BackupRequest, progres
 }
 
 // Verify implements procedures.Backups.
-func (a actor) Verify(ctx context.Context, id string) (procedures.BackupInfo, error) {
+func (a actor) Verify(ctx context.Context, id string) (ports.BackupInfo, error) {
 	w := a.w
 	if err := a.act(ctx, "verify "+id); err != nil {
-		return procedures.BackupInfo{}, err
+		return ports.BackupInfo{}, err
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -51,11 +51,11 @@ func (a actor) Verify(ctx context.Context, id string) (procedures.BackupInfo, er
 			return b.info, nil
 		}
 	}
-	return procedures.BackupInfo{}, fmt.Errorf("no backup %s", id)
+	return ports.BackupInfo{}, fmt.Errorf("no backup %s", id)
 }
 
 // Restore implements procedures.Backups.
-func (a actor) Restore(ctx context.Context, id string, progress procedures.Progress) error {
+func (a actor) Restore(ctx context.Context, id string, progress ports.Progress) error {
 	w := a.w
 	if err := a.act(ctx, "restore "+id); err != nil {
 		return err
@@ -67,7 +67,7 @@ func (a actor) Restore(ctx context.Context, id string, progress procedures.Progr
 			w.violations = append(w.violations, "restore while "+n.name+" runs")
 		}
 	}
-	if w.lb == procedures.LBNormal {
+	if w.lb == ports.LBNormal {
 		w.violations = append(w.violations, "restore while traffic goes to the app nodes")
 	}
 	for _, b := range w.backups {
@@ -89,11 +89,11 @@ func (a actor) Restore(ctx context.Context, id string, progress procedures.Progr
 func (w *World) AddBackup(id, version string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.backups = append(w.backups, backup{info: procedures.BackupInfo{ID: id, Version: version, Verified: true}, dbVersion: version})
+	w.backups = append(w.backups, backup{info: ports.BackupInfo{ID: id, Version: version, Verified: true}, dbVersion: version})
 }
 
 // AddBackupInfo records a backup taken earlier, as the adapter lists it.
-func (w *World) AddBackupInfo(info procedures.BackupInfo) {
+func (w *World) AddBackupInfo(info ports.BackupInfo) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.backups = append(w.backups, backup{info: info, dbVersion: info.Version})
@@ -104,11 +104,11 @@ func (w *World) AddBackupInfo(info procedures.BackupInfo) {
 type backups struct{ actor }
 
 // List implements procedures.Backups.
-func (b backups) List(ctx context.Context) ([]procedures.BackupInfo, error) {
+func (b backups) List(ctx context.Context) ([]ports.BackupInfo, error) {
 	w := b.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := make([]procedures.BackupInfo, 0, len(w.backups))
+	out := make([]ports.BackupInfo, 0, len(w.backups))
 	for i := len(w.backups) - 1; i >= 0; i-- {
 		out = append(out, w.backups[i].info)
 	}

@@ -88,6 +88,9 @@ func (a actor) act(ctx context.Context, action string) error {
 		}
 		w.logReturn(a.who, action)
 	}
+	if err == nil {
+		err = sleep(ctx, w.delay(action))
+	}
 	return err
 }
 

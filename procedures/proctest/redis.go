@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // redisState is the world's Redis: a cache filled by running nodes, locks
@@ -69,17 +69,17 @@ func (w *World) redisOnStart(n *node) {
 	w.redis.locks = append(w.redis.locks, n.name)
 }
 
-// redisActor is the world's Redis as procedures.Redis.
+// redisActor is the world's Redis as ports.Redis.
 type redisActor struct{ actor }
 
-var _ procedures.Redis = redisActor{}
+var _ ports.Redis = redisActor{}
 
-// Describe implements procedures.Redis.
+// Describe implements ports.Redis.
 func (r redisActor) Describe(ctx context.Context) string {
 	return "cache+queue+lock redis://fake/0 (CACHE_REDIS_URL)"
 }
 
-// Check implements procedures.Redis.
+// Check implements ports.Redis.
 func (r redisActor) Check(ctx context.Context) (string, error) {
 	if err := r.act(ctx, "redis-check"); err != nil {
 		return "", err
@@ -87,7 +87,7 @@ func (r redisActor) Check(ctx context.Context) (string, error) {
 	return "1 database reachable", nil
 }
 
-// Reset implements procedures.Redis.
+// Reset implements ports.Redis.
 func (r redisActor) Reset(ctx context.Context, progress func(string)) (string, error) {
 	w := r.w
 	if err := r.act(ctx, "redis-reset"); err != nil {

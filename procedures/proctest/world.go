@@ -14,7 +14,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 )
 
@@ -27,6 +29,11 @@ type node struct {
 	reloading   bool // inside a plugin action
 	env         map[string]string
 	upgrading   bool // runs NocoBase's upgrade: started, not yet healthy
+	// Paced worlds only: when the node last started, and the plugin
+	// action it reloads for until busyUntil.
+	started   time.Time
+	busyUntil time.Time
+	busyWith  string
 }
 
 // serving: the node answers users now.
@@ -46,7 +53,7 @@ func newImage(ref, version string, labelled bool) image {
 }
 
 type backup struct {
-	info      procedures.BackupInfo
+	info      ports.BackupInfo
 	dbVersion string
 	queue     []string // the Redis queue's jobs, nil without Redis
 }
@@ -58,7 +65,7 @@ type World struct {
 	log       []Entry
 	actions   []string
 	nodes     []*node
-	lb        procedures.LBMode
+	lb        ports.LBMode
 	local     map[string]image  // the engine's images by reference
 	registry  map[string]image  // what a pull of a reference gets
 	foreign   map[string]string // references built for another platform: which
@@ -74,6 +81,8 @@ type World struct {
 	// dark: traffic goes to the app nodes and none can serve it (one
 	// violation per such stretch).
 	dark bool
+	// pace makes actions take time (SetPace); nil: at once.
+	pace *Pace
 }
 
 // NewWorld makes a cluster of nodes named names, all stopped or running,
@@ -85,7 +94,7 @@ func NewWorld(ref string, running bool, names ...string) *World {
 // NewWorldOf is NewWorld for an image whose tag does not say its version
 // (a floating tag such as latest).
 func NewWorldOf(ref, version string, running bool, names ...string) *World {
-	w := &World{lb: procedures.LBNormal, fails: map[string][]error{}, blocks: map[string]*Block{},
+	w := &World{lb: ports.LBNormal, fails: map[string][]error{}, blocks: map[string]*Block{},
 		local: map[string]image{}, registry: map[string]image{}, foreign: map[string]string{}}
 	w.actor = actor{w: w}
 	img := newImage(ref, version, true)
@@ -208,7 +217,7 @@ func (w *World) NodeState(name string) string {
 }
 
 // LB returns the balancer's mode.
-func (w *World) LB() procedures.LBMode {
+func (w *World) LB() ports.LBMode {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.lb
@@ -224,20 +233,20 @@ func (w *World) find(name string) (*node, error) {
 }
 
 // List implements procedures.Nodes.
-func (a actor) List(ctx context.Context) ([]procedures.Node, error) {
+func (a actor) List(ctx context.Context) ([]ports.Node, error) {
 	w := a.w
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := make([]procedures.Node, len(w.nodes))
+	out := make([]ports.Node, len(w.nodes))
 	for i, n := range w.nodes {
 		state := "exited"
 		if n.running {
 			state = "running"
 		}
-		out[i] = procedures.Node{Name: n.name, ID: n.name + "-id", Image: n.image, Digest: n.img.digest, State: state, URL: "http://" + n.name + ":13000"}
+		out[i] = ports.Node{Name: n.name, ID: n.name + "-id", Image: n.image, Digest: n.img.digest, State: state, URL: "http://" + n.name + ":13000"}
 	}
 	return out, nil
 }
@@ -298,6 +307,7 @@ func (a actor) Start(ctx context.Context, name string) error {
 	w.redisOnStart(n)
 	if !n.running {
 		n.healthy = false
+		n.started = time.Now()
 	}
 	n.running = true
 	w.checkTraffic("while " + name + " starts")
@@ -328,7 +338,7 @@ func (a actor) SetImage(ctx context.Context, name, ref string) error {
 }
 
 // Pull implements procedures.Nodes.
-func (a actor) Pull(ctx context.Context, ref string, progress procedures.Progress) error {
+func (a actor) Pull(ctx context.Context, ref string, progress ports.Progress) error {
 	w := a.w
 	if err := a.act(ctx, "pull "+ref); err != nil {
 		return err
@@ -349,25 +359,34 @@ func (a actor) Pull(ctx context.Context, ref string, progress procedures.Progres
 	}
 	w.local[ref] = img
 	w.mu.Unlock()
+	if d := w.pullTime(); d > 0 {
+		const layers = 6
+		for i := 1; i <= layers; i++ {
+			progress(fmt.Sprintf("pulling %s: layer %d/%d", ref, i, layers))
+			if err := sleep(ctx, d/layers); err != nil {
+				return err
+			}
+		}
+	}
 	progress("pulled " + ref)
 	return nil
 }
 
 // Resolve implements procedures.Nodes. It is a read, not an action: it
 // is not recorded.
-func (a actor) Resolve(ctx context.Context, ref string) (procedures.ImageInfo, error) {
+func (a actor) Resolve(ctx context.Context, ref string) (ports.ImageInfo, error) {
 	w := a.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	img, ok := w.resolve(ref)
 	if !ok {
-		return procedures.ImageInfo{}, fmt.Errorf("no such image: %s", ref)
+		return ports.ImageInfo{}, fmt.Errorf("no such image: %s", ref)
 	}
 	if p := w.foreign[ref]; p != "" {
 		// As the Docker adapter refuses it.
-		return procedures.ImageInfo{}, fmt.Errorf("engine: resolve %s: image %s is built for %s, but the engine runs linux/amd64: its nodes would not start (exec format error)", ref, ref, p)
+		return ports.ImageInfo{}, fmt.Errorf("engine: resolve %s: image %s is built for %s, but the engine runs linux/amd64: its nodes would not start (exec format error)", ref, ref, p)
 	}
-	info := procedures.ImageInfo{Ref: ref, ID: img.id, Digest: img.digest, Pinned: img.id}
+	info := ports.ImageInfo{Ref: ref, ID: img.id, Digest: img.digest, Pinned: img.id}
 	if img.labelled {
 		info.Version = img.version
 	}
@@ -375,7 +394,7 @@ func (a actor) Resolve(ctx context.Context, ref string) (procedures.ImageInfo, e
 }
 
 // Probe implements procedures.App.
-func (a actor) Probe(ctx context.Context, url string) (procedures.AppStatus, error) {
+func (a actor) Probe(ctx context.Context, url string) (ports.AppStatus, error) {
 	w := a.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -384,14 +403,16 @@ func (a actor) Probe(ctx context.Context, url string) (procedures.AppStatus, err
 			continue
 		}
 		switch {
+		case w.pace != nil:
+			return w.phase(n, time.Now()), nil
 		case !n.running:
-			return procedures.AppStatus{Message: "connection refused"}, nil
+			return ports.AppStatus{Message: "connection refused"}, nil
 		case n.broken:
-			return procedures.AppStatus{Listening: true, HTTPStatus: 503, Code: "APP_ERROR"}, nil
+			return ports.AppStatus{Listening: true, HTTPStatus: 503, Code: "APP_ERROR"}, nil
 		}
-		return procedures.AppStatus{Healthy: true, Listening: true, HTTPStatus: 200}, nil
+		return ports.AppStatus{Healthy: true, Listening: true, HTTPStatus: 200}, nil
 	}
-	return procedures.AppStatus{}, fmt.Errorf("no node at %s", url)
+	return ports.AppStatus{}, fmt.Errorf("no node at %s", url)
 }
 
 // Cleanup implements procedures.Nodes; the fake's image changes are never
@@ -401,9 +422,15 @@ func (a actor) Cleanup(ctx context.Context) ([]string, error) {
 }
 
 // WaitHealthy implements procedures.App.
-func (a actor) WaitHealthy(ctx context.Context, n procedures.Node, progress procedures.Progress) error {
+func (a actor) WaitHealthy(ctx context.Context, n ports.Node, progress ports.Progress) error {
 	w := a.w
-	progress(n.Name + ": APP_COMMANDING start — load plugin [ai], 50/77")
+	if w.paced() {
+		if err := w.waitPhases(ctx, n.Name, progress); err != nil {
+			return err
+		}
+	} else {
+		progress(n.Name + ": APP_COMMANDING start — load plugin [ai], 50/77")
+	}
 	if err := a.act(ctx, "healthy "+n.Name); err != nil {
 		return err
 	}
@@ -430,7 +457,7 @@ func (a actor) WaitHealthy(ctx context.Context, n procedures.Node, progress proc
 }
 
 // Version implements procedures.App.
-func (a actor) Version(ctx context.Context, n procedures.Node) (string, error) {
+func (a actor) Version(ctx context.Context, n ports.Node) (string, error) {
 	w := a.w
 	if err := a.act(ctx, "version "+n.Name); err != nil {
 		return "", err
@@ -448,9 +475,13 @@ func (a actor) Version(ctx context.Context, n procedures.Node) (string, error) {
 }
 
 // Plugin implements procedures.App.
-func (a actor) Plugin(ctx context.Context, n procedures.Node, action, pkg string, progress procedures.Progress) error {
+func (a actor) Plugin(ctx context.Context, n ports.Node, action, pkg string, progress ports.Progress) error {
 	w := a.w
-	progress(n.Name + ": APP_COMMANDING pm." + action)
+	if w.paced() {
+		progress(fmt.Sprintf("POST /api/pm:%s?filterByTk=%s → 200", action, pkg))
+	} else {
+		progress(n.Name + ": APP_COMMANDING pm." + action)
+	}
 	// The node reloads its plugins: it answers 503 until healthy again.
 	w.mu.Lock()
 	if nd, err := w.find(n.Name); err == nil {
@@ -459,6 +490,14 @@ func (a actor) Plugin(ctx context.Context, n procedures.Node, action, pkg string
 	w.checkTraffic("while " + n.Name + " reloads for plugin " + action + " " + pkg)
 	w.mu.Unlock()
 	err := a.act(ctx, "plugin "+action+" "+pkg+" on "+n.Name)
+	if err == nil && w.paced() {
+		w.mu.Lock()
+		if nd, ferr := w.find(n.Name); ferr == nil {
+			nd.busyUntil, nd.busyWith = time.Now().Add(w.pace.Plugin), "pm."+action
+		}
+		w.mu.Unlock()
+		err = w.waitPhases(ctx, n.Name, progress)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if nd, ferr := w.find(n.Name); ferr == nil {
@@ -472,7 +511,7 @@ func (a actor) Plugin(ctx context.Context, n procedures.Node, action, pkg string
 // serve it: users would get nginx's 502 or a node's own 503. Called with
 // the lock held after every change of a node or of the balancer.
 func (w *World) checkTraffic(what string) {
-	if w.lb != procedures.LBNormal {
+	if w.lb != ports.LBNormal {
 		w.dark = false
 		return
 	}
@@ -487,14 +526,14 @@ func (w *World) checkTraffic(what string) {
 }
 
 // SetMode implements procedures.Balancer.
-func (a actor) SetMode(ctx context.Context, mode procedures.LBMode) error {
+func (a actor) SetMode(ctx context.Context, mode ports.LBMode) error {
 	w := a.w
 	if err := a.act(ctx, "lb "+string(mode)); err != nil {
 		return err
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if mode == procedures.LBNormal {
+	if mode == ports.LBNormal {
 		for _, n := range w.nodes {
 			if n.running && !n.serving() {
 				w.violations = append(w.violations, "traffic back while "+n.name+" is not healthy yet")
@@ -507,7 +546,7 @@ func (a actor) SetMode(ctx context.Context, mode procedures.LBMode) error {
 }
 
 // Mode implements procedures.Balancer.
-func (a actor) Mode(ctx context.Context) (procedures.LBMode, error) {
+func (a actor) Mode(ctx context.Context) (ports.LBMode, error) {
 	w := a.w
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/internal/testenv"
-	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
 )
@@ -164,7 +164,7 @@ func TestLapsedLeaseStopsItsHolderFirst(t *testing.T) {
 	if _, err := b.eng.Decide(context.Background(), store.Decision{RunID: r.ID, Checkpoint: cp.Run.Checkpoint.ID, Action: store.ActionContinue, By: "U2", Via: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	b.waitFor("end of run", 30*time.Second, isKind(procedures.EventRunFinished))
+	b.waitFor("end of run", 30*time.Second, isKind(events.RunFinished))
 	checkUpgraded(t, w)
 
 	if late := w.ActedAfterTakeover("A", "B"); len(late) > 0 {

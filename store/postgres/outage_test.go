@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/internal/testenv"
-	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
 )
@@ -145,7 +145,7 @@ func TestDatabaseOutageDuringRun(t *testing.T) {
 
 	// Unable to confirm its lease, the engine stops the step within half
 	// the lease time: another replica could take the run over after it.
-	down := a.waitFor("store.unavailable", 10*time.Second, isKind(procedures.EventStoreDown))
+	down := a.waitFor("store.unavailable", 10*time.Second, isKind(events.StoreDown))
 	if !strings.Contains(down.Message, "the step was stopped") {
 		t.Fatalf("store down event says %q", down.Message)
 	}
@@ -166,7 +166,7 @@ func TestDatabaseOutageDuringRun(t *testing.T) {
 	}
 
 	srv.start()
-	resumed := a.waitFor("run.resumed", 20*time.Second, isKind(procedures.EventRunResumed))
+	resumed := a.waitFor("run.resumed", 20*time.Second, isKind(events.RunResumed))
 	if !strings.Contains(resumed.Message, "repeating") {
 		t.Fatalf("resumed: %q", resumed.Message)
 	}
@@ -175,7 +175,7 @@ func TestDatabaseOutageDuringRun(t *testing.T) {
 		Action: store.ActionContinue, By: "U2", Via: "slack"}); err != nil {
 		t.Fatal(err)
 	}
-	end := a.waitFor("end of run", 15*time.Second, isKind(procedures.EventRunFinished)).Run
+	end := a.waitFor("end of run", 15*time.Second, isKind(events.RunFinished)).Run
 	if end.State != store.StateSucceeded {
 		t.Fatalf("run ended %s: %s", end.State, end.Error)
 	}

@@ -11,7 +11,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/internal/testenv"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/procedures/proctest"
 	"github.com/nocobot/nocobot/store"
@@ -29,7 +31,7 @@ type replica struct {
 	name   string
 	store  *Store
 	eng    *procedures.Engine
-	sub    *procedures.Subscription
+	sub    *events.Subscription
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -75,7 +77,7 @@ func (rp *replica) kill() {
 }
 
 // waitFor reads rp's events until one matches.
-func (rp *replica) waitFor(desc string, within time.Duration, match func(procedures.Event) bool) procedures.Event {
+func (rp *replica) waitFor(desc string, within time.Duration, match func(events.Event) bool) events.Event {
 	rp.t.Helper()
 	timeout := time.After(within)
 	for {
@@ -90,14 +92,14 @@ func (rp *replica) waitFor(desc string, within time.Duration, match func(procedu
 	}
 }
 
-func isCheckpoint(kind string) func(procedures.Event) bool {
-	return func(ev procedures.Event) bool {
-		return ev.Kind == procedures.EventCheckpoint && ev.Run.Checkpoint != nil && ev.Run.Checkpoint.Kind == kind
+func isCheckpoint(kind string) func(events.Event) bool {
+	return func(ev events.Event) bool {
+		return ev.Kind == events.Checkpoint && ev.Run.Checkpoint != nil && ev.Run.Checkpoint.Kind == kind
 	}
 }
 
-func isKind(k procedures.EventKind) func(procedures.Event) bool {
-	return func(ev procedures.Event) bool { return ev.Kind == k }
+func isKind(k events.Kind) func(events.Event) bool {
+	return func(ev events.Event) bool { return ev.Kind == k }
 }
 
 func upgrade() procedures.Request {
@@ -114,7 +116,7 @@ func checkUpgraded(t *testing.T, w *proctest.World) {
 			t.Fatalf("%s is %s after the upgrade", n, got)
 		}
 	}
-	if w.DBVersion() != "1.7.14" || w.LB() != procedures.LBNormal {
+	if w.DBVersion() != "1.7.14" || w.LB() != ports.LBNormal {
 		t.Fatalf("after the upgrade: database at %s, load balancer %s", w.DBVersion(), w.LB())
 	}
 }
@@ -164,7 +166,7 @@ func TestReplicaTakesOverFromDeadReplica(t *testing.T) {
 		t.Fatalf("after the kill the run is at %s (%s), want backup still running", st.Name, st.Status)
 	}
 
-	resumed := b.waitFor("resume", 10*time.Second, isKind(procedures.EventRunResumed))
+	resumed := b.waitFor("resume", 10*time.Second, isKind(events.RunResumed))
 	if resumed.Run.ID != r.ID || resumed.Run.Owner != "engine-b" {
 		t.Fatalf("resumed %s owned by %q", resumed.Run.ID, resumed.Run.Owner)
 	}
@@ -176,7 +178,7 @@ func TestReplicaTakesOverFromDeadReplica(t *testing.T) {
 		Action: store.ActionContinue, By: "U2", Via: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	end := b.waitFor("end of run", 10*time.Second, isKind(procedures.EventRunFinished)).Run
+	end := b.waitFor("end of run", 10*time.Second, isKind(events.RunFinished)).Run
 	if end.State != store.StateSucceeded {
 		t.Fatalf("run ended %s: %s", end.State, end.Error)
 	}
@@ -270,13 +272,13 @@ func TestDecisionCrossesReplicas(t *testing.T) {
 		Action: store.ActionContinue, By: "U2", ByName: "Bea", Via: "slack"}); err != nil {
 		t.Fatal(err)
 	}
-	dec := a.waitFor("decision", 2*time.Second, isKind(procedures.EventDecided))
+	dec := a.waitFor("decision", 2*time.Second, isKind(events.Decided))
 	took := time.Since(pressed)
 	if dec.Decision == nil || dec.Decision.By != "U2" || dec.Decision.Action != store.ActionContinue {
 		t.Fatalf("engine-a applied %+v", dec.Decision)
 	}
 	t.Logf("decision on engine-b reached engine-a's run in %s", took)
-	end := a.waitFor("end of run", 10*time.Second, isKind(procedures.EventRunFinished)).Run
+	end := a.waitFor("end of run", 10*time.Second, isKind(events.RunFinished)).Run
 	if end.State != store.StateSucceeded || end.Owner != "engine-a" {
 		t.Fatalf("run ended %s, owned by %s", end.State, end.Owner)
 	}
@@ -285,7 +287,7 @@ func TestDecisionCrossesReplicas(t *testing.T) {
 	for {
 		select {
 		case ev := <-b.sub.C:
-			if ev.Kind == procedures.EventStepStarted {
+			if ev.Kind == events.StepStarted {
 				t.Fatalf("engine-b started step %d of a run engine-a owns", ev.Step)
 			}
 			continue

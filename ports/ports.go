@@ -1,13 +1,14 @@
-package procedures
+// Package ports holds what the engine (procedures) needs from the outside
+// world: the nodes, the app on them, backups, the load balancer, Redis and
+// the clock. Each interface is small and implemented by one package under
+// adapters/, which imports this package and never the engine; the engine's
+// unit tests use in-process fakes (procedures/proctest).
+package ports
 
 import (
 	"context"
 	"time"
 )
-
-// This file holds what the engine needs from the outside world. Each
-// interface is small and implemented by one package under adapters/; the
-// engine's unit tests use in-process fakes.
 
 // Progress receives a one-line, human-readable progress report, such as
 // "app-1: APP_COMMANDING upgrade — load plugin [ai], 50/77". It may be
@@ -210,3 +211,20 @@ func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) 
 
 // SystemClock returns the wall clock.
 func SystemClock() Clock { return realClock{} }
+
+// Redis is the part of a cluster's state that NocoBase keeps in Redis
+// (adapters/redis): a cache derived from the database, locks held by
+// nodes, pub/sub signals. The queue's pending jobs are not here: they are
+// part of each backup (saved by Backups.Create, put back by Restore).
+type Redis interface {
+	// Describe says which Redis databases the cluster uses and what is
+	// done with each, passwords redacted; "none" without any.
+	Describe(ctx context.Context) string
+	// Check fails if a reset or a backup could not reach the databases, or
+	// would be refused, now; it says what it found.
+	Check(ctx context.Context) (string, error)
+	// Reset empties the app's cache and drops its locks and pub/sub
+	// signals (only the app's keys), for while every node is stopped.
+	// It may be repeated; it says what it deleted.
+	Reset(ctx context.Context, progress func(string)) (string, error)
+}

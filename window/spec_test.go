@@ -1,4 +1,4 @@
-package schedule
+package window
 
 import (
 	"strings"
@@ -18,7 +18,7 @@ func berlin(t testing.TB) *time.Location {
 // nextStarts lists n starts after from.
 func nextStarts(t *testing.T, spec, tz string, from time.Time, n int) []string {
 	t.Helper()
-	sched, loc, err := ParseWindowSpec(spec, tz)
+	sched, loc, err := ParseSpec(spec, tz)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,9 +107,9 @@ func TestParseWindowSpecRefuses(t *testing.T) {
 		{"0 2 * * 6", "../../etc/passwd", "not a time zone"},
 		{strings.Repeat("1,", 150) + "1 * * * *", "", "too long"},
 	} {
-		_, _, err := ParseWindowSpec(c.spec, c.tz)
+		_, _, err := ParseSpec(c.spec, c.tz)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("ParseWindowSpec(%q, %q) = %v, want an error with %q", c.spec, c.tz, err, c.want)
+			t.Errorf("ParseSpec(%q, %q) = %v, want an error with %q", c.spec, c.tz, err, c.want)
 		}
 	}
 }

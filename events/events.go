@@ -1,4 +1,8 @@
-package procedures
+// Package events carries what happens to runs and maintenance windows to
+// whoever shows it: the engine (procedures) publishes run events, the
+// scheduler window events, on one Bus that app builds; the fronts (Slack,
+// the terminal), the webhooks and the metrics subscribe.
+package events
 
 import (
 	"fmt"
@@ -9,46 +13,46 @@ import (
 	"github.com/nocobot/nocobot/store"
 )
 
-// EventKind says what happened to a run.
-type EventKind string
+// Kind says what happened to a run.
+type Kind string
 
 const (
-	EventRunStarted   EventKind = "run.started"
-	EventRunResumed   EventKind = "run.resumed" // picked up after a restart or by another replica
-	EventStepStarted  EventKind = "step.started"
-	EventStepProgress EventKind = "step.progress"
-	EventStepDone     EventKind = "step.done"
-	EventStepFailed   EventKind = "step.failed"
-	EventStepSkipped  EventKind = "step.skipped"
-	EventCheckpoint   EventKind = "checkpoint.opened" // a question waits for a decision
-	EventReminder     EventKind = "checkpoint.reminder"
-	EventDecided      EventKind = "checkpoint.decided"
-	EventRollingBack  EventKind = "run.rolling-back"
-	EventStoreDown    EventKind = "store.unavailable" // paused: transitions cannot be recorded
-	EventStoreBack    EventKind = "store.available"
-	EventRunFinished  EventKind = "run.finished"
-	// EventMissed tells a subscriber that fell behind how many events it
+	RunStarted   Kind = "run.started"
+	RunResumed   Kind = "run.resumed" // picked up after a restart or by another replica
+	StepStarted  Kind = "step.started"
+	StepProgress Kind = "step.progress"
+	StepDone     Kind = "step.done"
+	StepFailed   Kind = "step.failed"
+	StepSkipped  Kind = "step.skipped"
+	Checkpoint   Kind = "checkpoint.opened" // a question waits for a decision
+	Reminder     Kind = "checkpoint.reminder"
+	Decided      Kind = "checkpoint.decided"
+	RollingBack  Kind = "run.rolling-back"
+	StoreDown    Kind = "store.unavailable" // paused: transitions cannot be recorded
+	StoreBack    Kind = "store.available"
+	RunFinished  Kind = "run.finished"
+	// Missed tells a subscriber that fell behind how many events it
 	// lost; the next events are current again.
-	EventMissed EventKind = "events.missed"
+	Missed Kind = "events.missed"
 )
 
 // Maintenance-window event kinds, published by the scheduler through
-// Engine.PublishWindow with Event.Window set.
+// the bus with Event.Window set.
 const (
-	// EventWindowAnnounced: the window opens within its lead time (Start).
-	EventWindowAnnounced EventKind = "window.announced"
-	// EventWindowApproval: an approval-required window is open until End
+	// WindowAnnounced: the window opens within its lead time (Start).
+	WindowAnnounced Kind = "window.announced"
+	// WindowApproval: an approval-required window is open until End
 	// and waits for an authorized Start click.
-	EventWindowApproval EventKind = "window.approval"
-	// EventWindowStarted: the window's run started; the event carries it.
-	EventWindowStarted EventKind = "window.started"
-	// EventWindowSkipped: a start did not happen; Reason says why.
-	EventWindowSkipped EventKind = "window.skipped"
-	// EventWindowMissed: a start passed while the bot was down; Reason says
+	WindowApproval Kind = "window.approval"
+	// WindowStarted: the window's run started; the event carries it.
+	WindowStarted Kind = "window.started"
+	// WindowSkipped: a start did not happen; Reason says why.
+	WindowSkipped Kind = "window.skipped"
+	// WindowMissed: a start passed while the bot was down; Reason says
 	// whether it starts late or is skipped.
-	EventWindowMissed EventKind = "window.missed"
-	// EventWindowOverrun: the window closed while its run was unfinished.
-	EventWindowOverrun EventKind = "window.overrun"
+	WindowMissed Kind = "window.missed"
+	// WindowOverrun: the window closed while its run was unfinished.
+	WindowOverrun Kind = "window.overrun"
 )
 
 // WindowReason says why a window's start was skipped or missed.
@@ -89,7 +93,7 @@ type WindowEvent struct {
 // Event is published for every transition and progress update of a run.
 // Run is a snapshot taken right after the change.
 type Event struct {
-	Kind     EventKind
+	Kind     Kind
 	Run      store.Run
 	Step     int // index into Run.Steps, -1 when not about a step
 	Message  string
@@ -100,11 +104,11 @@ type Event struct {
 
 // Subscription delivers events in order. A subscriber that falls behind
 // loses events, progress ones first, once maxQueued wait for it; an
-// EventMissed then says how many, so memory stays bounded.
+// Missed then says how many, so memory stays bounded.
 type Subscription struct {
 	C <-chan Event
 
-	bus    *bus
+	bus    *Bus
 	mu     sync.Mutex
 	queue  []Event
 	missed int
@@ -122,7 +126,7 @@ const maxQueued = 512
 func (s *Subscription) push(ev Event) {
 	s.mu.Lock()
 	if len(s.queue) >= maxQueued {
-		i := slices.IndexFunc(s.queue, func(e Event) bool { return e.Kind == EventStepProgress })
+		i := slices.IndexFunc(s.queue, func(e Event) bool { return e.Kind == StepProgress })
 		if i < 0 {
 			i = 0
 		}
@@ -148,7 +152,7 @@ func (s *Subscription) next() (Event, bool) {
 		if len(s.queue) > 0 {
 			at = s.queue[0].At
 		}
-		return Event{Kind: EventMissed, Step: -1, Message: fmt.Sprintf("missed %d events (this subscriber fell behind)", n), At: at}, true
+		return Event{Kind: Missed, Step: -1, Message: fmt.Sprintf("missed %d events (this subscriber fell behind)", n), At: at}, true
 	}
 	if len(s.queue) == 0 {
 		return Event{}, false
@@ -179,15 +183,15 @@ func (s *Subscription) pump(out chan<- Event) {
 	}
 }
 
-// bus fans events out to subscribers without ever blocking the engine.
-type bus struct {
+// Bus fans events out to subscribers without ever blocking the engine.
+type Bus struct {
 	mu   sync.Mutex
 	subs map[*Subscription]struct{}
 }
 
-func newBus() *bus { return &bus{subs: map[*Subscription]struct{}{}} }
+func NewBus() *Bus { return &Bus{subs: map[*Subscription]struct{}{}} }
 
-func (b *bus) subscribe() *Subscription {
+func (b *Bus) Subscribe() *Subscription {
 	out := make(chan Event)
 	s := &Subscription{C: out, bus: b, signal: make(chan struct{}, 1), done: make(chan struct{})}
 	b.mu.Lock()
@@ -197,7 +201,7 @@ func (b *bus) subscribe() *Subscription {
 	return s
 }
 
-func (b *bus) remove(s *Subscription) {
+func (b *Bus) remove(s *Subscription) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if _, ok := b.subs[s]; ok {
@@ -206,7 +210,7 @@ func (b *bus) remove(s *Subscription) {
 	}
 }
 
-func (b *bus) publish(ev Event) {
+func (b *Bus) Publish(ev Event) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for s := range b.subs {

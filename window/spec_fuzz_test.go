@@ -1,4 +1,4 @@
-package schedule
+package window
 
 import (
 	"strings"
@@ -24,7 +24,7 @@ func FuzzParseWindowSpec(f *testing.F) {
 	f.Add("0 2 * * *", "Local")
 	ref := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, spec, tz string) {
-		sched, loc, err := ParseWindowSpec(spec, tz)
+		sched, loc, err := ParseSpec(spec, tz)
 		if err != nil {
 			msg := err.Error()
 			if msg == "" || strings.ContainsAny(msg, "\n\r") {

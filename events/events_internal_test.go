@@ -1,4 +1,4 @@
-package procedures
+package events
 
 import (
 	"fmt"
@@ -13,18 +13,18 @@ import (
 // again it learns how many events it missed, and transitions outlive
 // progress lines.
 func TestStalledSubscriberIsBounded(t *testing.T) {
-	b := newBus()
-	s := b.subscribe()
+	b := NewBus()
+	s := b.Subscribe()
 	defer s.Close()
 	// The pump holds one event while nobody reads; the rest queue.
-	b.publish(Event{Kind: EventStepStarted, Message: "first"})
+	b.Publish(Event{Kind: StepStarted, Message: "first"})
 	time.Sleep(20 * time.Millisecond)
 	for i := range 20_000 {
-		kind := EventStepProgress
+		kind := StepProgress
 		if i%200 == 0 {
-			kind = EventStepDone
+			kind = StepDone
 		}
-		b.publish(Event{Kind: kind, Run: store.Run{ID: "r1"}, Message: fmt.Sprint(i)})
+		b.Publish(Event{Kind: kind, Run: store.Run{ID: "r1"}, Message: fmt.Sprint(i)})
 	}
 	s.mu.Lock()
 	queued := len(s.queue)
@@ -36,12 +36,12 @@ func TestStalledSubscriberIsBounded(t *testing.T) {
 		t.Fatalf("first event %q", ev.Message)
 	}
 	ev := <-s.C
-	if ev.Kind != EventMissed || !strings.HasPrefix(ev.Message, "missed ") {
+	if ev.Kind != Missed || !strings.HasPrefix(ev.Message, "missed ") {
 		t.Fatalf("after falling behind: %+v", ev)
 	}
 	done := 0
 	for range queued {
-		if e := <-s.C; e.Kind == EventStepDone {
+		if e := <-s.C; e.Kind == StepDone {
 			done++
 		}
 	}

@@ -1,4 +1,8 @@
-package schedule
+// Package window reads a maintenance window's timing: a cron expression
+// in a time zone, as a person types it, into the start times it means.
+// It is a leaf: the configuration checks windows with it, the scheduler
+// runs them.
+package window
 
 import (
 	"errors"
@@ -22,7 +26,7 @@ const minEvery = time.Minute
 // @every 2h). Time zones come from the window, never from the expression.
 var windowParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
-// ParseWindowSpec parses a window's cron expression in its time zone (""
+// ParseSpec parses a window's cron expression in its time zone (""
 // means UTC). The error says why an input is refused, with the parser's
 // own reason, so it can be shown to the person who typed it.
 //
@@ -35,8 +39,8 @@ var windowParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Mont
 //   - a wall-clock time that occurs twice on the fall-back day starts once,
 //     at its first occurrence (summer time); the repeated hour is not
 //     scheduled again.
-func ParseWindowSpec(spec, tz string) (cron.Schedule, *time.Location, error) {
-	loc, err := windowLocation(tz)
+func ParseSpec(spec, tz string) (cron.Schedule, *time.Location, error) {
+	loc, err := Location(tz)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -66,7 +70,7 @@ func ParseWindowSpec(spec, tz string) (cron.Schedule, *time.Location, error) {
 		return zs, loc, nil
 	case cron.ConstantDelaySchedule:
 		if s.Delay < minEvery {
-			return nil, nil, fmt.Errorf("invalid cron expression %q: windows must be at least %s apart", spec, fmtDuration(minEvery))
+			return nil, nil, fmt.Errorf("invalid cron expression %q: windows must be at least 1m apart", spec)
 		}
 		return s, loc, nil
 	default:
@@ -97,7 +101,7 @@ func printable(s string) string {
 	}, s)
 }
 
-func windowLocation(tz string) (*time.Location, error) {
+func Location(tz string) (*time.Location, error) {
 	switch tz {
 	case "", "UTC":
 		return time.UTC, nil
@@ -117,7 +121,7 @@ func windowLocation(tz string) (*time.Location, error) {
 }
 
 // zonedSchedule is a five-field schedule in a zone with the daylight-saving
-// rules described at ParseWindowSpec.
+// rules described at ParseSpec.
 type zonedSchedule struct {
 	spec *cron.SpecSchedule
 	loc  *time.Location
