@@ -11,6 +11,7 @@ import (
 	"github.com/nocobot/nocobot/adapters/lb"
 	"github.com/nocobot/nocobot/adapters/nocobase"
 	"github.com/nocobot/nocobot/config"
+	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
 	"github.com/nocobot/nocobot/store"
 )
@@ -43,7 +44,7 @@ func buildKubeCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, se
 	app := nocobase.New(nocobase.Options{APIKey: apiKey, APIKeyEnv: cc.NocoBase.APIKeyEnv, Role: cc.NocoBase.Role, PollInterval: cc.NocoBase.PollInterval.D()}, log)
 
 	probe := lb.ProbeOptions{URL: cc.LB.ProbeURL}
-	var bal procedures.Balancer
+	var bal ports.Balancer
 	switch cc.LB.Type {
 	case "kubernetes":
 		bal, err = kubernetes.NewService(client, cc.LB.Kubernetes.Service, cc.LB.Kubernetes.Maintenance)

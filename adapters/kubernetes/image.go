@@ -8,7 +8,7 @@ import (
 	"github.com/distribution/reference"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // SetImage changes the container's image, once for all nodes (a call for
@@ -61,7 +61,7 @@ func (n *Nodes) SetImage(ctx context.Context, name, image string) error {
 
 // Pull checks that the image exists in its registry: the pods' nodes pull
 // it themselves when they start.
-func (n *Nodes) Pull(ctx context.Context, image string, progress procedures.Progress) error {
+func (n *Nodes) Pull(ctx context.Context, image string, progress ports.Progress) error {
 	info, err := n.Resolve(ctx, image)
 	if err != nil {
 		return err
@@ -73,12 +73,12 @@ func (n *Nodes) Pull(ctx context.Context, image string, progress procedures.Prog
 }
 
 // Resolve asks the image's registry which manifest the reference names now.
-func (n *Nodes) Resolve(ctx context.Context, image string) (procedures.ImageInfo, error) {
+func (n *Nodes) Resolve(ctx context.Context, image string) (ports.ImageInfo, error) {
 	named, err := reference.ParseNormalizedNamed(image)
 	if err != nil {
-		return procedures.ImageInfo{}, fmt.Errorf("image %q: %w", image, err)
+		return ports.ImageInfo{}, fmt.Errorf("image %q: %w", image, err)
 	}
-	info := procedures.ImageInfo{Ref: image}
+	info := ports.ImageInfo{Ref: image}
 	if d, ok := named.(reference.Digested); ok {
 		info.Digest = d.Digest().String()
 	} else {
@@ -89,7 +89,7 @@ func (n *Nodes) Resolve(ctx context.Context, image string) (procedures.ImageInfo
 		defer cancel()
 		info.Digest, err = manifestDigest(cctx, reference.Domain(named), reference.Path(named), tag, n.opts.RegistryUser, n.opts.RegistryPassword)
 		if err != nil {
-			return procedures.ImageInfo{}, fmt.Errorf("image %s: %w", image, err)
+			return ports.ImageInfo{}, fmt.Errorf("image %s: %w", image, err)
 		}
 	}
 	info.ID = info.Digest

@@ -13,7 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // Nodes are the pods of the workload, by position: "<workload>.1" is the
@@ -35,7 +35,7 @@ type Nodes struct {
 	scaleMu sync.Mutex // concurrent Start calls scale in turn
 }
 
-var _ procedures.Nodes = (*Nodes)(nil)
+var _ ports.Nodes = (*Nodes)(nil)
 
 // NewNodes returns the node set of the workload.
 func NewNodes(c *Client) *Nodes { return &Nodes{Client: c} }
@@ -92,7 +92,7 @@ func held(pods []corev1.Pod) []corev1.Pod {
 }
 
 // List returns the nodes in position order.
-func (n *Nodes) List(ctx context.Context) ([]procedures.Node, error) {
+func (n *Nodes) List(ctx context.Context) ([]ports.Node, error) {
 	w, err := n.workload(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
@@ -104,9 +104,9 @@ func (n *Nodes) List(ctx context.Context) ([]procedures.Node, error) {
 	hp := held(pods)
 	image, digest := splitDigest(w.container.Image)
 	size := max(w.size(), len(hp))
-	out := make([]procedures.Node, 0, size)
+	out := make([]ports.Node, 0, size)
 	for i := range size {
-		node := procedures.Node{Name: fmt.Sprintf("%s.%d", w.name, i+1), Image: image, Digest: digest, State: "exited"}
+		node := ports.Node{Name: fmt.Sprintf("%s.%d", w.name, i+1), Image: image, Digest: digest, State: "exited"}
 		if i < len(hp) {
 			p := hp[i]
 			node.ID = p.Name

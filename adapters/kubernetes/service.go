@@ -10,7 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/ports"
 )
 
 // Service switches users between NocoBase and the maintenance page by the
@@ -26,7 +26,7 @@ type Service struct {
 	maintenance map[string]string
 }
 
-var _ procedures.Balancer = (*Service)(nil)
+var _ ports.Balancer = (*Service)(nil)
 
 // NewService returns the balancer of Service name; maintenance is the
 // maintenance page pods' labels.
@@ -38,8 +38,8 @@ func NewService(c *Client, name string, maintenance map[string]string) (*Service
 }
 
 // SetMode points the Service at the maintenance page or back at the app.
-func (s *Service) SetMode(ctx context.Context, mode procedures.LBMode) error {
-	if mode != procedures.LBNormal && mode != procedures.LBMaintenance {
+func (s *Service) SetMode(ctx context.Context, mode ports.LBMode) error {
+	if mode != ports.LBNormal && mode != ports.LBMaintenance {
 		return fmt.Errorf("kubernetes: unknown load balancer mode %q", mode)
 	}
 	cctx, cancel := s.call(ctx)
@@ -52,9 +52,9 @@ func (s *Service) SetMode(ctx context.Context, mode procedures.LBMode) error {
 	saved, inMaint := svc.Annotations[AnnotationAppSelector]
 	var patch map[string]any
 	switch {
-	case mode == procedures.LBMaintenance && inMaint:
+	case mode == ports.LBMaintenance && inMaint:
 		return nil
-	case mode == procedures.LBMaintenance:
+	case mode == ports.LBMaintenance:
 		if maps.Equal(svc.Spec.Selector, s.maintenance) {
 			return fmt.Errorf("kubernetes: service %s already selects the maintenance page, and records no app selector to go back to", s.name)
 		}
@@ -98,15 +98,15 @@ func (s *Service) SetMode(ctx context.Context, mode procedures.LBMode) error {
 }
 
 // Mode says where the Service sends traffic now.
-func (s *Service) Mode(ctx context.Context) (procedures.LBMode, error) {
+func (s *Service) Mode(ctx context.Context) (ports.LBMode, error) {
 	cctx, cancel := s.call(ctx)
 	defer cancel()
 	svc, err := s.cs.CoreV1().Services(s.opts.Namespace).Get(cctx, s.name, metav1.GetOptions{})
 	if err != nil {
-		return procedures.LBUnknown, s.apiError("service "+s.name, "read", err)
+		return ports.LBUnknown, s.apiError("service "+s.name, "read", err)
 	}
 	if _, ok := svc.Annotations[AnnotationAppSelector]; ok {
-		return procedures.LBMaintenance, nil
+		return ports.LBMaintenance, nil
 	}
-	return procedures.LBNormal, nil
+	return ports.LBNormal, nil
 }
