@@ -1,0 +1,366 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nocobot/nocobot/adapters/kubernetes"
+	"github.com/nocobot/nocobot/internal/kubetest"
+	"github.com/nocobot/nocobot/internal/testenv"
+)
+
+// The tests in this file run the nocobot binary against a real
+// kube-apiserver and kube-controller-manager (internal/kubetest plays the
+// kubelet), on a NocoBase cluster deployed from deploy/kubernetes/, with
+// a token bound to the Role of deploy/kubernetes/rbac.yaml and nothing
+// else. The database is a real PostgreSQL database reached by URL; the
+// storage is the folder behind the storage claim, which nocobot's pod
+// mounts (deploy/kubernetes/nocobot.yaml).
+
+type kubeSetup struct {
+	c       *kubetest.Cluster
+	conf    string
+	dbURL   string
+	env     []string
+	storage string
+}
+
+func newKubeSetup(t *testing.T, replicas int32, version string, versions ...string) *kubeSetup {
+	t.Helper()
+	c := kubetest.NewCluster(t, replicas, version, versions...)
+	s := &kubeSetup{c: c, dbURL: testenv.NewDatabase(t), storage: c.StorageDir}
+	pgExec(t, s.dbURL, "CREATE TABLE notes (id int primary key, body text); INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 50) g")
+	for name, body := range map[string]string{"uploads/a.txt": "first upload", "uploads/b/c.bin": "second upload", ".data/settings.json": `{"x":1}`} {
+		p := filepath.Join(s.storage, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	repo := strings.TrimSuffix(c.Images[version], ":"+version)
+	body := fmt.Sprintf(`store: {path: %s}
+access: {trust_terminal: true}
+clusters:
+  - name: prod
+    kubernetes: {kubeconfig: %s, namespace: %s, deployment: nocobase, container: nocobase}
+    image: {repository: %s}
+    load_balancer:
+      type: kubernetes
+      kubernetes: {service: nocobase, maintenance_selector: {app: nocobase-maintenance}}
+    backup:
+      destination: %s
+      database: {url_env: K8S_TEST_DB_URL, pg_bin: %s}
+      storage: {host_path: %s}
+    timeouts: {health: 2m}
+`, filepath.Join(dir, "n.db"), c.Kubeconfig, c.Namespace, repo, filepath.Join(dir, "backups"), testenv.PostgresBin(t), s.storage)
+	s.conf = filepath.Join(dir, "nocobot.yaml")
+	if err := os.WriteFile(s.conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.env = []string{"K8S_TEST_DB_URL=" + s.dbURL}
+	return s
+}
+
+func pgExec(t *testing.T, url, sql string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dbState is the database as a user would compare it: its tables and rows.
+func dbState(t *testing.T, url string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var tables, rows string
+	if err := conn.QueryRow(ctx, `SELECT coalesce(string_agg(tablename, ',' ORDER BY tablename), '') FROM pg_tables WHERE schemaname = 'public'`).Scan(&tables); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT coalesce(string_agg(id || '=' || body, ',' ORDER BY id), '') FROM notes`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	return tables + "|" + rows
+}
+
+// storageState is every file under dir with its content.
+func storageState(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(dir, p)
+		fmt.Fprintf(&b, "%s=%q\n", rel, data)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// poller asks the app through its Service (the harness resolving the
+// Service to a ready pod, as kube-proxy does) every few milliseconds and
+// keeps every answer that is neither NocoBase nor the maintenance page.
+type poller struct {
+	mu          sync.Mutex
+	bad         []string
+	maint, app  int
+	stop, ended chan struct{}
+}
+
+func startPoller(t *testing.T, c *kubetest.Cluster) *poller {
+	p := &poller{stop: make(chan struct{}), ended: make(chan struct{})}
+	hc := &http.Client{Timeout: 3 * time.Second}
+	go func() {
+		defer close(p.ended)
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			u, err := c.CP.ServiceURL(ctx, c.Namespace, "nocobase")
+			cancel()
+			got := ""
+			switch {
+			case err != nil:
+				got = "no endpoint: " + err.Error()
+			default:
+				res, err := hc.Get(u + "/api/__health_check")
+				if err != nil {
+					got = err.Error()
+					break
+				}
+				body, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				switch {
+				case res.StatusCode == 503 && string(body) == kubetest.MaintenanceBody:
+					p.mu.Lock()
+					p.maint++
+					p.mu.Unlock()
+				case res.StatusCode == 200 && string(body) == "ok":
+					p.mu.Lock()
+					p.app++
+					p.mu.Unlock()
+				default:
+					got = fmt.Sprintf("%d %q", res.StatusCode, body)
+				}
+			}
+			if got != "" {
+				p.mu.Lock()
+				p.bad = append(p.bad, time.Now().Format("15:04:05.000")+" "+got)
+				p.mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(p.end)
+	return p
+}
+
+func (p *poller) end() {
+	select {
+	case <-p.stop:
+	default:
+		close(p.stop)
+	}
+	<-p.ended
+}
+
+// check ends the poller and fails on any answer that was neither page.
+func (p *poller) check(t *testing.T) {
+	t.Helper()
+	p.end()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.bad) > 0 {
+		t.Fatalf("users saw %d answers that were neither NocoBase nor the maintenance page, e.g. %v", len(p.bad), p.bad[:min(5, len(p.bad))])
+	}
+	if p.maint == 0 || p.app == 0 {
+		t.Fatalf("the poller saw the maintenance page %d times and NocoBase %d times: it should see both", p.maint, p.app)
+	}
+	t.Logf("through the Service: NocoBase %d times, the maintenance page %d times, nothing else", p.app, p.maint)
+}
+
+// wantCluster checks what a user and an operator would: every pod ready
+// on image, the Service back on the app, nothing of nocobot's records left.
+func (s *kubeSetup) wantCluster(t *testing.T, replicas int32, image string) {
+	t.Helper()
+	s.c.WaitReady(t, "app=nocobase", int(replicas))
+	d := s.c.Deployment(t)
+	if *d.Spec.Replicas != replicas {
+		t.Fatalf("deployment at %d replicas, want %d", *d.Spec.Replicas, replicas)
+	}
+	img := d.Spec.Template.Spec.Containers[0].Image
+	if want := image + "@" + s.c.CP.Kubelet.Registry.Digest(image); img != want {
+		t.Fatalf("deployment image %s, want %s (pinned by digest)", img, want)
+	}
+	if v, ok := d.Annotations[kubernetes.AnnotationReplicas]; ok {
+		t.Fatalf("deployment still records a size (%s) after the run", v)
+	}
+	svc := s.c.Service(t)
+	if svc.Spec.Selector["app"] != "nocobase" || len(svc.Spec.Selector) != 1 {
+		t.Fatalf("service selector %v, want app=nocobase", svc.Spec.Selector)
+	}
+	if _, ok := svc.Annotations[kubernetes.AnnotationAppSelector]; ok {
+		t.Fatalf("service still records an app selector after the run")
+	}
+}
+
+func TestKubernetesUpgradeContinue(t *testing.T) {
+	s := newKubeSetup(t, 3, "1.7.13", "1.7.14")
+	poll := startPoller(t, s.c)
+	p := start(t, s.env, "run", "upgrade", "1.7.14", "prod", "--config", s.conf)
+	runID(t, p)
+	waitOut(t, p.out, "Choices:", 3*time.Minute)
+	io.WriteString(p.stdin, "continue\n")
+	if c := p.exit(t, 3*time.Minute); c != 0 {
+		t.Fatalf("upgrade exit %d\n%s%s", c, p.out, p.err)
+	}
+	s.wantCluster(t, 3, s.c.Images["1.7.14"])
+	poll.check(t)
+}
+
+func TestKubernetesUpgradeRollBack(t *testing.T) {
+	s := newKubeSetup(t, 2, "1.7.13", "1.7.14")
+	db, files := dbState(t, s.dbURL), storageState(t, s.storage)
+	p := start(t, s.env, "run", "upgrade", "1.7.14", "prod", "--config", s.conf)
+	runID(t, p)
+	waitOut(t, p.out, "Choices:", 3*time.Minute)
+	// What the new version did to the data, to be undone.
+	pgExec(t, s.dbURL, "UPDATE notes SET body = 'migrated' WHERE id < 10; DELETE FROM notes WHERE id > 40; CREATE TABLE added (x int)")
+	if err := os.WriteFile(filepath.Join(s.storage, "uploads/a.txt"), []byte("changed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.storage, "uploads/new.txt"), []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(p.stdin, "rollback\n")
+	if c := p.exit(t, 3*time.Minute); c != 3 {
+		t.Fatalf("upgrade exit %d, want 3 (rolled back)\n%s%s", c, p.out, p.err)
+	}
+	s.wantCluster(t, 2, s.c.Images["1.7.13"])
+	if got := dbState(t, s.dbURL); got != db {
+		t.Fatalf("database after the roll-back:\n%s\nwant:\n%s", got, db)
+	}
+	if got := storageState(t, s.storage); got != files {
+		t.Fatalf("storage after the roll-back:\n%s\nwant:\n%s", got, files)
+	}
+}
+
+func TestKubernetesFirstStart(t *testing.T) {
+	s := newKubeSetup(t, 3, "1.7.13")
+	// A cluster deployed at 0 replicas, as before its first start.
+	d := s.c.Deployment(t)
+	zero := int32(0)
+	d.Spec.Replicas = &zero
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d.Annotations = map[string]string{kubernetes.AnnotationReplicas: "3"}
+	if _, err := s.c.CP.Admin.AppsV1().Deployments(s.c.Namespace).Update(ctx, d, metav1UpdateOptions()); err != nil {
+		t.Fatal(err)
+	}
+	s.c.WaitReady(t, "app=nocobase", 0)
+	code, out, errs := nocobotxEnv(t, s.env, "run", "start", "prod", "--config", s.conf)
+	if code != 0 || !strings.Contains(out, "First start of prod succeeded") {
+		t.Fatalf("start exit %d\n%s%s", code, out, errs)
+	}
+	s.c.WaitReady(t, "app=nocobase", 3)
+	if v := s.c.Deployment(t).Annotations[kubernetes.AnnotationReplicas]; v != "" {
+		t.Fatalf("deployment still records a size (%s)", v)
+	}
+}
+
+// nocobot killed (SIGKILL) at three points of an upgrade, each time taken
+// over by nocobot attach, which finishes it: the state left at each point
+// is what docs/operations.md says (the Service on the maintenance page,
+// the size recorded on the Deployment).
+func TestKubernetesUpgradeKilledAndResumed(t *testing.T) {
+	s := newKubeSetup(t, 3, "1.7.13", "1.7.14")
+	poll := startPoller(t, s.c)
+	p := start(t, s.env, "run", "upgrade", "1.7.14", "prod", "--config", s.conf)
+	id := runID(t, p)
+	kill := func(p *proc) {
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		p.exit(t, 10*time.Second)
+	}
+	// 1: while the nodes stop (traffic on the maintenance page already).
+	waitOut(t, p.out, "Stop all app nodes", 2*time.Minute)
+	kill(p)
+	if _, ok := s.c.Service(t).Annotations[kubernetes.AnnotationAppSelector]; !ok {
+		t.Fatalf("killed while stopping: the Service does not record the app's selector")
+	}
+	// 2: while the first node boots on the new version.
+	a := start(t, s.env, "attach", id, "--config", s.conf)
+	waitOut(t, a.out, "Start one node", 2*time.Minute)
+	kill(a)
+	if v := s.c.Deployment(t).Annotations[kubernetes.AnnotationReplicas]; v != "3" {
+		t.Fatalf("killed while the first node starts: the deployment records size %q, want 3", v)
+	}
+	// 3: at the verify checkpoint, then once more while the rest start.
+	a = start(t, s.env, "attach", id, "--config", s.conf)
+	waitOut(t, a.out, "Choices:", 3*time.Minute)
+	io.WriteString(a.stdin, "continue\n")
+	waitOut(t, a.out, "Start the other nodes", time.Minute)
+	kill(a)
+	a = start(t, s.env, "attach", id, "--config", s.conf)
+	a.stdin.Close()
+	if c := a.exit(t, 3*time.Minute); c != 0 {
+		t.Fatalf("last attach exit %d\n%s%s", c, a.out, a.err)
+	}
+	s.wantCluster(t, 3, s.c.Images["1.7.14"])
+	poll.check(t)
+}
+
+// The Role of deploy/kubernetes/rbac.yaml is all nocobot uses: a token
+// bound to it lists the nodes, and one without it is refused with a
+// message naming the Role.
+func TestKubernetesStatusWithTheRole(t *testing.T) {
+	s := newKubeSetup(t, 2, "1.7.13")
+	code, out, errs := nocobotxEnv(t, s.env, "status", "prod", "--config", s.conf)
+	if code != 0 || !strings.Contains(out, "nocobase.1") || !strings.Contains(out, "nocobase.2") {
+		t.Fatalf("status exit %d\n%s%s", code, out, errs)
+	}
+}
+
+func nocobotxEnv(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	p := start(t, env, args...)
+	p.stdin.Close()
+	code := p.exit(t, 5*time.Minute)
+	return code, p.out.String(), p.err.String()
+}
+
+func metav1UpdateOptions() metav1.UpdateOptions { return metav1.UpdateOptions{} }
