@@ -289,7 +289,7 @@ func TestKubernetesFirstStart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	d.Annotations = map[string]string{kubernetes.AnnotationReplicas: "3"}
-	if _, err := s.c.CP.Admin.AppsV1().Deployments(s.c.Namespace).Update(ctx, d, metav1UpdateOptions()); err != nil {
+	if _, err := s.c.CP.Admin.AppsV1().Deployments(s.c.Namespace).Update(ctx, d, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	s.c.WaitReady(t, "app=nocobase", 0)
@@ -316,25 +316,30 @@ func TestKubernetesUpgradeKilledAndResumed(t *testing.T) {
 		p.cmd.Process.Signal(syscall.SIGKILL)
 		p.exit(t, 10*time.Second)
 	}
-	// 1: while the nodes stop (traffic on the maintenance page already).
-	waitOut(t, p.out, "Stop all app nodes", 2*time.Minute)
+	// 1: as the nodes start stopping (traffic on the maintenance page already).
+	waitStep(t, p.out, "Stop all app nodes")
 	kill(p)
 	if _, ok := s.c.Service(t).Annotations[kubernetes.AnnotationAppSelector]; !ok {
 		t.Fatalf("killed while stopping: the Service does not record the app's selector")
 	}
-	// 2: while the first node boots on the new version.
+	// 2: once the first node was started on the new version.
 	a := start(t, s.env, "attach", id, "--config", s.conf)
-	waitOut(t, a.out, "Start one node", 2*time.Minute)
+	waitStep(t, a.out, "Start one node")
+	s.waitReplicas(t, 1)
 	kill(a)
 	if v := s.c.Deployment(t).Annotations[kubernetes.AnnotationReplicas]; v != "3" {
 		t.Fatalf("killed while the first node starts: the deployment records size %q, want 3", v)
 	}
-	// 3: at the verify checkpoint, then once more while the rest start.
+	// 3: after Continue, once the second node was started.
 	a = start(t, s.env, "attach", id, "--config", s.conf)
 	waitOut(t, a.out, "Choices:", 3*time.Minute)
 	io.WriteString(a.stdin, "continue\n")
-	waitOut(t, a.out, "Start the other nodes", time.Minute)
+	waitStep(t, a.out, "Start the other nodes")
+	s.waitReplicas(t, 2)
 	kill(a)
+	if _, ok := s.c.Service(t).Annotations[kubernetes.AnnotationAppSelector]; !ok {
+		t.Fatalf("killed while the rest start: the Service does not record the app's selector")
+	}
 	a = start(t, s.env, "attach", id, "--config", s.conf)
 	a.stdin.Close()
 	if c := a.exit(t, 3*time.Minute); c != 0 {
@@ -342,6 +347,35 @@ func TestKubernetesUpgradeKilledAndResumed(t *testing.T) {
 	}
 	s.wantCluster(t, 3, s.c.Images["1.7.14"])
 	poll.check(t)
+}
+
+// waitStep waits until the output shows step title starting ("▶ k/n title").
+func waitStep(t *testing.T, out interface{ String() string }, title string) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		for _, l := range strings.Split(out.String(), "\n") {
+			if strings.Contains(l, "▶") && strings.Contains(l, title) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("step %q never started:\n%s", title, out)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitReplicas waits until the Deployment asks for n replicas.
+func (s *kubeSetup) waitReplicas(t *testing.T, n int32) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for *s.c.Deployment(t).Spec.Replicas != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the deployment never asked for %d replicas", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // The Role of deploy/kubernetes/rbac.yaml is all nocobot uses: a token
@@ -362,5 +396,3 @@ func nocobotxEnv(t *testing.T, env []string, args ...string) (int, string, strin
 	code := p.exit(t, 5*time.Minute)
 	return code, p.out.String(), p.err.String()
 }
-
-func metav1UpdateOptions() metav1.UpdateOptions { return metav1.UpdateOptions{} }
