@@ -40,7 +40,12 @@ type kubeSetup struct {
 
 func newKubeSetup(t *testing.T, replicas int32, version string, versions ...string) *kubeSetup {
 	t.Helper()
-	c := kubetest.NewCluster(t, replicas, version, versions...)
+	return newKubeSetupEnv(t, replicas, nil, version, versions...)
+}
+
+func newKubeSetupEnv(t *testing.T, replicas int32, env map[string]string, version string, versions ...string) *kubeSetup {
+	t.Helper()
+	c := kubetest.NewClusterEnv(t, replicas, env, version, versions...)
 	s := &kubeSetup{c: c, dbURL: testenv.NewDatabase(t), storage: c.StorageDir}
 	pgExec(t, s.dbURL, "CREATE TABLE notes (id int primary key, body text); INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 50) g")
 	for name, body := range map[string]string{"uploads/a.txt": "first upload", "uploads/b/c.bin": "second upload", ".data/settings.json": `{"x":1}`} {
@@ -67,13 +72,14 @@ clusters:
       destination: %s
       database: {url_env: K8S_TEST_DB_URL, pg_bin: %s}
       storage: {host_path: %s}
+    nocobase: {api_key_env: K8S_TEST_API_KEY}
     timeouts: {health: 2m}
 `, filepath.Join(dir, "n.db"), c.Kubeconfig, c.Namespace, repo, filepath.Join(dir, "backups"), testenv.PostgresBin(t), s.storage)
 	s.conf = filepath.Join(dir, "nocobot.yaml")
 	if err := os.WriteFile(s.conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.env = []string{"K8S_TEST_DB_URL=" + s.dbURL}
+	s.env = []string{"K8S_TEST_DB_URL=" + s.dbURL, "K8S_TEST_API_KEY=" + env["NOCOBASE_API_KEY"]}
 	return s
 }
 
@@ -216,7 +222,7 @@ func (p *poller) check(t *testing.T) {
 
 // wantCluster checks what a user and an operator would: every pod ready
 // on image, the Service back on the app, nothing of nocobot's records left.
-func (s *kubeSetup) wantCluster(t *testing.T, replicas int32, image string) {
+func (s *kubeSetup) wantCluster(t *testing.T, replicas int32, image string, pinned bool) {
 	t.Helper()
 	s.c.WaitReady(t, "app=nocobase", int(replicas))
 	d := s.c.Deployment(t)
@@ -224,7 +230,11 @@ func (s *kubeSetup) wantCluster(t *testing.T, replicas int32, image string) {
 		t.Fatalf("deployment at %d replicas, want %d", *d.Spec.Replicas, replicas)
 	}
 	img := d.Spec.Template.Spec.Containers[0].Image
-	if want := image + "@" + s.c.CP.Kubelet.Registry.Digest(image); img != want {
+	want := image + "@" + s.c.CP.Kubelet.Registry.Digest(image)
+	if !strings.Contains(image, "@") && img == image && !pinned {
+		want = image // never changed: as deployed
+	}
+	if img != want {
 		t.Fatalf("deployment image %s, want %s (pinned by digest)", img, want)
 	}
 	if v, ok := d.Annotations[kubernetes.AnnotationReplicas]; ok {
@@ -249,7 +259,7 @@ func TestKubernetesUpgradeContinue(t *testing.T) {
 	if c := p.exit(t, 3*time.Minute); c != 0 {
 		t.Fatalf("upgrade exit %d\n%s%s", c, p.out, p.err)
 	}
-	s.wantCluster(t, 3, s.c.Images["1.7.14"])
+	s.wantCluster(t, 3, s.c.Images["1.7.14"], true)
 	poll.check(t)
 }
 
@@ -271,13 +281,35 @@ func TestKubernetesUpgradeRollBack(t *testing.T) {
 	if c := p.exit(t, 3*time.Minute); c != 3 {
 		t.Fatalf("upgrade exit %d, want 3 (rolled back)\n%s%s", c, p.out, p.err)
 	}
-	s.wantCluster(t, 2, s.c.Images["1.7.13"])
+	s.wantCluster(t, 2, s.c.Images["1.7.13"], true)
 	if got := dbState(t, s.dbURL); got != db {
 		t.Fatalf("database after the roll-back:\n%s\nwant:\n%s", got, db)
 	}
 	if got := storageState(t, s.storage); got != files {
 		t.Fatalf("storage after the roll-back:\n%s\nwant:\n%s", got, files)
 	}
+}
+
+// maintain with a plugin enable: the workload scaled down to one pod, the
+// plugin enabled there with the API key, then the rest started again.
+func TestKubernetesMaintainPluginEnable(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "plugins.log")
+	s := newKubeSetupEnv(t, 3, map[string]string{"NOCOBASE_API_KEY": "k8s-test-key", "NOCOBASE_PLUGIN_LOG": log}, "1.7.13")
+	p := start(t, s.env, "run", "maintain", "prod", "plugin", "enable", "@nocobase/plugin-map", "--config", s.conf)
+	runID(t, p)
+	waitOut(t, p.out, "Choices:", 3*time.Minute)
+	if n := *s.c.Deployment(t).Spec.Replicas; n != 1 {
+		t.Fatalf("at the verify checkpoint the deployment has %d replicas, want 1", n)
+	}
+	io.WriteString(p.stdin, "continue\n")
+	if c := p.exit(t, 3*time.Minute); c != 0 {
+		t.Fatalf("maintain exit %d\n%s%s", c, p.out, p.err)
+	}
+	got, err := os.ReadFile(log)
+	if err != nil || string(got) != "enable @nocobase/plugin-map\n" {
+		t.Fatalf("plugin actions NocoBase saw: %q (%v), want one enable", got, err)
+	}
+	s.wantCluster(t, 3, s.c.Images["1.7.13"], false)
 }
 
 func TestKubernetesFirstStart(t *testing.T) {
@@ -345,7 +377,7 @@ func TestKubernetesUpgradeKilledAndResumed(t *testing.T) {
 	if c := a.exit(t, 3*time.Minute); c != 0 {
 		t.Fatalf("last attach exit %d\n%s%s", c, a.out, a.err)
 	}
-	s.wantCluster(t, 3, s.c.Images["1.7.14"])
+	s.wantCluster(t, 3, s.c.Images["1.7.14"], true)
 	poll.check(t)
 }
 

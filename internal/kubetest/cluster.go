@@ -52,6 +52,13 @@ func RepoFile(t testing.TB, rel string) string {
 // the NocoBase images the registry holds (tag = version).
 func NewCluster(t testing.TB, replicas int32, version string, versions ...string) *Cluster {
 	t.Helper()
+	return NewClusterEnv(t, replicas, nil, version, versions...)
+}
+
+// NewClusterEnv is NewCluster with env added to the NocoBase container's
+// environment (the stand-in's settings, such as NOCOBASE_API_KEY).
+func NewClusterEnv(t testing.TB, replicas int32, env map[string]string, version string, versions ...string) *Cluster {
+	t.Helper()
 	cp := Shared(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -89,6 +96,9 @@ func NewCluster(t testing.TB, replicas int32, version string, versions ...string
 					// The stand-in boots in a second, not minutes.
 					o.Spec.Template.Spec.Containers[0].Env = append(o.Spec.Template.Spec.Containers[0].Env,
 						corev1.EnvVar{Name: "NOCOBASE_BOOT_TIME", Value: "1s"})
+					for k, v := range env {
+						o.Spec.Template.Spec.Containers[0].Env = append(o.Spec.Template.Spec.Containers[0].Env, corev1.EnvVar{Name: k, Value: v})
+					}
 				} else {
 					o.Spec.Template.Spec.Containers[0].Image = maint
 				}
