@@ -72,14 +72,17 @@ clusters:
       destination: %s
       database: {url_env: K8S_TEST_DB_URL, pg_bin: %s}
       storage: {host_path: %s}
-    nocobase: {api_key_env: K8S_TEST_API_KEY}
     timeouts: {health: 2m}
 `, filepath.Join(dir, "n.db"), c.Kubeconfig, c.Namespace, repo, filepath.Join(dir, "backups"), testenv.PostgresBin(t), s.storage)
+	s.env = []string{"K8S_TEST_DB_URL=" + s.dbURL}
+	if key := env["NOCOBASE_API_KEY"]; key != "" {
+		body += "    nocobase: {api_key_env: K8S_TEST_API_KEY}\n"
+		s.env = append(s.env, "K8S_TEST_API_KEY="+key)
+	}
 	s.conf = filepath.Join(dir, "nocobot.yaml")
 	if err := os.WriteFile(s.conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.env = []string{"K8S_TEST_DB_URL=" + s.dbURL, "K8S_TEST_API_KEY=" + env["NOCOBASE_API_KEY"]}
 	return s
 }
 
