@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nocobot/nocobot/adapters/kubernetes"
@@ -252,18 +253,49 @@ func (s *kubeSetup) wantCluster(t *testing.T, replicas int32, image string, pinn
 	}
 }
 
+// An upgrade answered Continue, with an HPA on the Deployment (minimum 3):
+// the controller manager's autoscaler would scale the one started pod back
+// to 3 unless nocobot holds its minimum at 1 meanwhile, and puts it back.
 func TestKubernetesUpgradeContinue(t *testing.T) {
 	s := newKubeSetup(t, 3, "1.7.13", "1.7.14")
+	hpas := s.c.CP.Admin.AutoscalingV2().HorizontalPodAutoscalers(s.c.Namespace)
+	three, cpu := int32(3), int32(80)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := hpas.Create(ctx, &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: metav1.ObjectMeta{Name: "nocobase"},
+		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "nocobase"},
+			MinReplicas:    &three, MaxReplicas: 5,
+			Metrics: []autoscalingv2.MetricSpec{{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
+				Name: "cpu", Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: &cpu}}}},
+		}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	poll := startPoller(t, s.c)
 	p := start(t, s.env, "run", "upgrade", "1.7.14", "prod", "--config", s.conf)
 	runID(t, p)
 	waitOut(t, p.out, "Choices:", 3*time.Minute)
+	hctx, hcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer hcancel()
+	h, err := hpas.Get(hctx, "nocobase", metav1.GetOptions{})
+	if err != nil || *h.Spec.MinReplicas != 1 || h.Annotations[kubernetes.AnnotationMinReplicas] != "3" {
+		t.Fatalf("at the checkpoint the HPA is %+v (%v), want its minimum held at 1 and 3 recorded", h, err)
+	}
+	if n := *s.c.Deployment(t).Spec.Replicas; n != 1 {
+		t.Fatalf("at the checkpoint the deployment has %d replicas, want 1", n)
+	}
 	io.WriteString(p.stdin, "continue\n")
 	if c := p.exit(t, 3*time.Minute); c != 0 {
 		t.Fatalf("upgrade exit %d\n%s%s", c, p.out, p.err)
 	}
 	s.wantCluster(t, 3, s.c.Images["1.7.14"], true)
 	poll.check(t)
+	hctx2, hcancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer hcancel2()
+	h, err = hpas.Get(hctx2, "nocobase", metav1.GetOptions{})
+	if _, held := h.Annotations[kubernetes.AnnotationMinReplicas]; err != nil || *h.Spec.MinReplicas != 3 || held {
+		t.Fatalf("after the run the HPA is %+v (%v), want its minimum 3 again and no record", h.Spec, err)
+	}
 }
 
 func TestKubernetesUpgradeRollBack(t *testing.T) {
