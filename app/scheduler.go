@@ -6,6 +6,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/config"
 	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/procedures"
@@ -14,11 +15,15 @@ import (
 )
 
 // newScheduler builds the maintenance window scheduler: windows start
-// their procedure through the same parser and engine as a typed command.
+// their procedure read by the command table's parser and started by the
+// engine, as a typed command is. Not through the dispatcher: the access
+// rules were applied when the window was added; its run is the
+// scheduler's (procedures.ViaScheduler), on behalf of whoever added or
+// approved it.
 func newScheduler(cfg *config.Config, st store.Store, eng *procedures.Engine, bus *events.Bus, log zerolog.Logger) (*schedule.Scheduler, error) {
 	return schedule.New(schedule.Options{
 		Store: st, Log: log, Clock: eng.Clock(), Events: bus,
-		Parse: procedures.ParseCommand, Start: eng.Start,
+		Parse: bot.ParseProcedure, Start: eng.Start,
 		MissedGrace:   cfg.Schedule.MissedGrace.D(),
 		ConfigWindows: configWindows(cfg),
 	})
@@ -43,12 +48,12 @@ func configWindows(cfg *config.Config) []store.Window {
 // command included: one line naming the window and what is wrong.
 func CheckWindows(cfg *config.Config) error {
 	for _, w := range configWindows(cfg) {
-		if _, err := schedule.CheckWindow(w, procedures.ParseCommand); err != nil {
+		if _, err := schedule.CheckWindow(w, bot.ParseProcedure); err != nil {
 			return fmt.Errorf("cluster %s, window %s: %w", w.Cluster, w.ID, err)
 		}
 		// A word the command language reads as a cluster name ("maintain
 		// bakcup") must name one.
-		if req, _ := procedures.ParseCommand(w.Command); req.Cluster != "" {
+		if req, _ := bot.ParseProcedure(w.Command); req.Cluster != "" {
 			if _, ok := cfg.Cluster(req.Cluster); !ok {
 				return fmt.Errorf("cluster %s, window %s: command %q: unknown cluster %q (known: %s)", w.Cluster, w.ID, w.Command, req.Cluster, clusterNames(cfg))
 			}

@@ -1,10 +1,10 @@
 package bot
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/nocobot/nocobot/procedures"
@@ -49,65 +49,101 @@ func (d *Dispatcher) decide(ctx context.Context, who Caller, a Answer) Reply {
 	if !d.inObeyedChannel(who) {
 		return refused(T("I don't take decisions in this channel."), nil)
 	}
-	run, err := d.eng.RunByID(ctx, a.RunID)
-	if errors.Is(err, store.ErrNotFound) {
-		return refused(T(fmt.Sprintf("There is no run %s.", procedures.Typed(a.RunID))), err)
+	// The engine reads the run once and asks rules for the access rules
+	// and the four-eyes rule; the store decides once in any case.
+	rules := &decideRules{d: d, ctx: ctx, who: who}
+	defer rules.release()
+	got, err := d.eng.DecideAs(ctx, store.Decision{
+		RunID: a.RunID, Checkpoint: a.Checkpoint, Action: a.Action,
+		By: who.User, ByName: who.Name, Via: who.Via, At: d.now(),
+	}, rules)
+	var refusal ruleRefusal
+	if errors.As(err, &refusal) {
+		return refusal.r
+	}
+	var de *procedures.DecisionError
+	if errors.As(err, &de) {
+		run := de.Run
+		switch de.Why {
+		case procedures.DecisionNoRun:
+			return refused(T(fmt.Sprintf("There is no run %s.", procedures.Typed(a.RunID))), err)
+		case procedures.DecisionFinished:
+			return refused(T(fmt.Sprintf("Run %s has already finished (%s); nothing to decide.", a.RunID, StateWords(run.State))), nil)
+		case procedures.DecisionNotWaiting:
+			return refused(T("Run ", a.RunID, " asks nothing now (it is ", StateWords(run.State), "). To stop it: ", Code(who.Prefix+" cancel "+a.RunID), "."), nil)
+		case procedures.DecisionClosed:
+			a.Checkpoint = cmp.Or(a.Checkpoint, rules.checkpoint)
+			return d.alreadyDecided(ctx, a)
+		case procedures.DecisionNotOption:
+			r := refused(T(fmt.Sprintf("%s is not an option here: choose %s.", ActionLabel(a.Action), choices(run.Checkpoint))), nil)
+			if run.Checkpoint != nil {
+				r.Options = run.Checkpoint.Options
+			}
+			return r
+		}
 	}
 	if err != nil {
-		return failed("Could not read the run; try again in a moment", err)
+		return failed("Could not record your decision", err)
 	}
-	if !d.allowed(ctx, who, run.Cluster, permDecide) {
-		return refused(d.denied(who, fmt.Sprintf("Sorry, you are not allowed to decide checkpoints on %s.", run.Cluster)), nil)
+	return Reply{Outcome: ok(string(a.Action)), Cluster: rules.cluster, Decision: &got}
+}
+
+// ruleRefusal is the dispatcher's own refusal of a decision, passed
+// through the engine as an error.
+type ruleRefusal struct{ r Reply }
+
+func (e ruleRefusal) Error() string { return e.r.Outcome.Why }
+
+// decideRules are the dispatcher's rules on one decision: the decide
+// permission on the run's cluster, the four-eyes rule, and one decision
+// at a time per checkpoint.
+type decideRules struct {
+	d   *Dispatcher
+	ctx context.Context
+	who Caller
+	// cluster and checkpoint are the run's, as the engine read it.
+	cluster, checkpoint string
+	held                string // the deciding key this decision holds
+}
+
+func (dr *decideRules) MayDecide(run store.Run) error {
+	dr.cluster = run.Cluster
+	if !dr.d.allowed(dr.ctx, dr.who, run.Cluster, permDecide) {
+		return ruleRefusal{refused(dr.d.denied(dr.who, fmt.Sprintf("Sorry, you are not allowed to decide checkpoints on %s.", run.Cluster)), nil)}
 	}
-	if run.State.Finished() {
-		return refused(T(fmt.Sprintf("Run %s has already finished (%s); nothing to decide.", a.RunID, StateWords(run.State))), nil)
-	}
-	if a.Checkpoint == "" {
-		// "the open question", as a terminal decides it by run id alone
-		if run.Checkpoint == nil {
-			return refused(T("Run ", a.RunID, " asks nothing now (it is ", StateWords(run.State), "). To stop it: ", Code(who.Prefix+" cancel "+a.RunID), "."), nil)
-		}
-		a.Checkpoint = run.Checkpoint.ID
-	}
-	if run.Checkpoint == nil || run.Checkpoint.ID != a.Checkpoint {
-		return d.alreadyDecided(ctx, a)
-	}
-	if !slices.Contains(run.Checkpoint.Options, a.Action) {
-		r := refused(T(fmt.Sprintf("%s is not an option here: choose %s.", ActionLabel(a.Action), choices(run.Checkpoint))), nil)
-		r.Options = run.Checkpoint.Options
-		return r
-	}
+	return nil
+}
+
+func (dr *decideRules) MayChoose(run store.Run, cp store.Checkpoint, a store.Action) error {
+	d := dr.d
+	dr.checkpoint = cp.ID
 	// Four-eyes is about approving the result: a verify checkpoint. The
 	// person who opened a manual window closes it with Done themselves.
-	if a.Action == store.ActionContinue && run.Checkpoint.Kind == "verify" && d.fourEyesRefuses(who, run.Cluster, procedures.Responsible(run)) {
-		return refused(T("Four-eyes rule: you requested this run, so someone else must approve it. You may still roll back or abort."), nil)
+	if a == store.ActionContinue && cp.Kind == "verify" && d.fourEyesRefuses(dr.who, run.Cluster, procedures.Responsible(run)) {
+		return ruleRefusal{refused(T("Four-eyes rule: you requested this run, so someone else must approve it. You may still roll back or abort."), nil)}
 	}
 	// Two quick decisions: the second waits for nothing and is told so;
 	// the store decides once in any case.
-	key := a.RunID + "|" + a.Checkpoint
+	key := run.ID + "|" + cp.ID
 	d.mu.Lock()
 	busy := d.deciding[key]
 	d.deciding[key] = true
 	d.mu.Unlock()
 	if busy {
-		return refused(T("This checkpoint is already being decided (another click came first)."), store.ErrAlreadyDecided)
+		return ruleRefusal{refused(T("This checkpoint is already being decided (another click came first)."), store.ErrAlreadyDecided)}
 	}
-	defer func() {
-		d.mu.Lock()
-		delete(d.deciding, key)
-		d.mu.Unlock()
-	}()
-	got, err := d.eng.Decide(ctx, store.Decision{
-		RunID: a.RunID, Checkpoint: a.Checkpoint, Action: a.Action,
-		By: who.User, ByName: who.Name, Via: who.Via, At: d.now(),
-	})
-	if errors.Is(err, store.ErrAlreadyDecided) {
-		return d.alreadyDecided(ctx, a)
+	dr.held = key
+	return nil
+}
+
+// release lets the next decision on the checkpoint through.
+func (dr *decideRules) release() {
+	if dr.held == "" {
+		return
 	}
-	if err != nil {
-		return failed("Could not record your decision", err)
-	}
-	return Reply{Outcome: ok(string(a.Action)), Cluster: run.Cluster, Decision: &got}
+	dr.d.mu.Lock()
+	delete(dr.d.deciding, dr.held)
+	dr.d.mu.Unlock()
 }
 
 // alreadyDecided refuses a decision on a checkpoint that is closed,

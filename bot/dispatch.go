@@ -17,11 +17,11 @@ import (
 	"github.com/nocobot/nocobot/store"
 )
 
-// The fronts, as the audit log and the runs name them.
+// The fronts, as the audit log and the runs name them; a window's runs
+// have procedures.ViaScheduler.
 const (
-	ViaSlack     = "slack"
-	ViaTerminal  = "terminal"
-	ViaScheduler = "scheduler"
+	ViaSlack    = "slack"
+	ViaTerminal = "terminal"
 )
 
 // Engine is what the dispatcher asks of *procedures.Engine.
@@ -29,8 +29,8 @@ type Engine interface {
 	ClusterNames() []string
 	Start(ctx context.Context, req procedures.Request) (store.Run, error)
 	Plan(ctx context.Context, req procedures.Request) (string, error)
-	Decide(ctx context.Context, d store.Decision) (store.Decision, error)
-	Cancel(ctx context.Context, runID, by, via string) error
+	DecideAs(ctx context.Context, d store.Decision, rules procedures.DecisionRules) (store.Decision, error)
+	CancelAs(ctx context.Context, runID, by, via string, rules procedures.DecisionRules) error
 	RunByID(ctx context.Context, id string) (store.Run, error)
 	Runs(ctx context.Context, cluster string, limit int) ([]store.Run, error)
 	Decisions(ctx context.Context, runID string) ([]store.Decision, error)
@@ -38,6 +38,7 @@ type Engine interface {
 	Backups(ctx context.Context, cluster string) ([]ports.BackupInfo, error)
 	Window(ctx context.Context, id string) (store.Window, error)
 	AppendAudit(ctx context.Context, e store.AuditEntry) error
+	Audit(ctx context.Context, q store.AuditQuery) ([]store.AuditEntry, error)
 }
 
 // Scheduler is what the dispatcher asks of the maintenance window
@@ -125,20 +126,37 @@ func (d *Dispatcher) Command(ctx context.Context, who Caller, line string) Reply
 	if !d.inObeyedChannel(who) {
 		return d.record(ctx, who, said, refusedChannel())
 	}
-	cmd, err := Parse(who.Prefix, line)
+	words, err := procedures.SplitWords(line)
 	if err != nil {
+		err = &UsageError{Msg: err.Error()}
 		return d.record(ctx, who, said, refused(T(err.Error()), err))
 	}
-	return d.record(ctx, who, said, d.do(ctx, who, cmd))
+	return d.record(ctx, who, said, d.words(ctx, who, words))
 }
 
-// Do runs a command the front has parsed already; said is the command
-// as the audit log shows it. Every call writes one audit entry.
-func (d *Dispatcher) Do(ctx context.Context, who Caller, cmd Command, said string) Reply {
+// CommandWords is Command for a line already cut into words (a
+// terminal's arguments); said is the command as the audit log shows it.
+func (d *Dispatcher) CommandWords(ctx context.Context, who Caller, words []string, said string) Reply {
 	if !d.inObeyedChannel(who) {
 		return d.record(ctx, who, said, refusedChannel())
 	}
-	return d.record(ctx, who, said, d.do(ctx, who, cmd))
+	return d.record(ctx, who, said, d.words(ctx, who, words))
+}
+
+// words parses a command through the table and runs it. A command only
+// a terminal offers is unknown elsewhere.
+func (d *Dispatcher) words(ctx context.Context, who Caller, words []string) Reply {
+	if len(words) > 0 && who.Via != ViaTerminal {
+		if c, ok := lookupCommand(strings.ToLower(words[0])); ok && c.terminal {
+			err := &UsageError{Msg: fmt.Sprintf("unknown command %s. Try %s help", procedures.TypedQ(words[0]), who.Prefix)}
+			return refused(T(err.Error()), err)
+		}
+	}
+	cmd, err := ParseWords(who.Prefix, words)
+	if err != nil {
+		return refused(T(err.Error()), err)
+	}
+	return d.run(ctx, who, cmd)
 }
 
 // Refuse records a refusal the front decided in its own terms (a button
@@ -149,47 +167,6 @@ func (d *Dispatcher) Refuse(ctx context.Context, who Caller, said, msg string) R
 
 func refusedChannel() Reply {
 	return refused(T("I don't take commands in this channel. Use a channel bound to a cluster, or ask an admin to add this one to access.channels."), nil)
-}
-
-func (d *Dispatcher) do(ctx context.Context, who Caller, cmd Command) Reply {
-	switch {
-	case cmd.Name == "help":
-		return Reply{Outcome: ok(""), Title: "Commands", Text: T(Help(who.Prefix))}
-	case cmd.Name == "history":
-		return d.history(ctx, cmd.N)
-	case cmd.Name == "cancel":
-		return d.cancel(ctx, who, cmd.RunID)
-	case cmd.Name == "schedule" && cmd.Schedule.Sub != "add":
-		return d.schedule(ctx, who, cmd, "")
-	}
-	cluster, err := d.ResolveCluster(cmd.Cluster, who.Channel)
-	if err != nil {
-		return refused(T(err.Error()+"\nUsage: "+Usage(who.Prefix, cmd.Name)), err)
-	}
-	cmd.Cluster = cluster
-	var r Reply
-	switch {
-	case cmd.Name == "status":
-		r = d.status(ctx, cluster)
-	case cmd.Name == "backups":
-		r = d.backups(ctx, cluster)
-	case cmd.Name == "schedule":
-		r = d.schedule(ctx, who, cmd, cluster)
-	case cmd.Name == "traffic":
-		r = d.traffic(ctx, who, cluster, cmd.Traffic)
-	case !cmd.IsProcedure():
-		r = refused(T(fmt.Sprintf("%s is not something I can do here. Try %s help", cmd.Name, who.Prefix)), nil)
-	case !d.allowed(ctx, who, cluster, permRun):
-		r = refused(d.denied(who, fmt.Sprintf("You are not allowed to run procedures on %s.", cluster)), nil)
-	case cmd.DryRun:
-		r = d.plan(ctx, who, cmd)
-	default:
-		r = d.start(ctx, who, cmd)
-	}
-	if r.Cluster == "" {
-		r.Cluster = cluster
-	}
-	return r
 }
 
 // unknownCluster is a cluster name no configured cluster has: a thing
@@ -250,31 +227,46 @@ func (d *Dispatcher) start(ctx context.Context, who Caller, cmd Command) Reply {
 		Text: T("Started run ", run.ID, ": ", procedures.Title(run), ".")}
 }
 
-func (d *Dispatcher) cancel(ctx context.Context, who Caller, id string) Reply {
+func (d *Dispatcher) cancel(ctx context.Context, who Caller, cmd Command) Reply {
+	id := cmd.RunID
 	r := d.cancelRun(ctx, who, id)
 	r.RunID = id
 	return r
 }
 
 func (d *Dispatcher) cancelRun(ctx context.Context, who Caller, id string) Reply {
-	run, err := d.eng.RunByID(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return refused(T("There is no run ", procedures.Typed(id), ". See ", Code(who.Prefix+" history"), "."), err)
+	// The engine reads the run once and asks rules for the access rules.
+	rules := &cancelRules{decideRules{d: d, ctx: ctx, who: who}}
+	err := d.eng.CancelAs(ctx, id, who.User, who.Via, rules)
+	var refusal ruleRefusal
+	if errors.As(err, &refusal) {
+		return refusal.r
+	}
+	var de *procedures.DecisionError
+	if errors.As(err, &de) {
+		switch de.Why {
+		case procedures.DecisionNoRun:
+			return refused(T("There is no run ", procedures.Typed(id), ". See ", Code(who.Prefix+" history"), "."), err)
+		case procedures.DecisionFinished:
+			return refused(T(fmt.Sprintf("Run %s has already finished (%s).", id, StateWords(de.Run.State))), nil)
+		}
 	}
 	if err != nil {
-		return failed("Could not read the run", err)
-	}
-	if !d.allowed(ctx, who, run.Cluster, permRun) {
-		return refused(d.denied(who, fmt.Sprintf("You are not allowed to cancel runs on %s.", run.Cluster)), nil)
-	}
-	if run.State.Finished() {
-		return refused(T(fmt.Sprintf("Run %s has already finished (%s).", id, StateWords(run.State))), nil)
-	}
-	if err := d.eng.Cancel(ctx, id, who.User, who.Via); err != nil {
 		return failed("Could not cancel", err)
 	}
-	return Reply{Outcome: ok(""), Cluster: run.Cluster,
+	return Reply{Outcome: ok(""), Cluster: rules.cluster,
 		Text: T(fmt.Sprintf("Abort requested for run %s: the current step ends safely, then the run stops, and its summary says where the cluster stands.", id))}
+}
+
+// cancelRules: the run permission on the run's cluster.
+type cancelRules struct{ decideRules }
+
+func (cr *cancelRules) MayDecide(run store.Run) error {
+	cr.cluster = run.Cluster
+	if !cr.d.allowed(cr.ctx, cr.who, run.Cluster, permRun) {
+		return ruleRefusal{refused(cr.d.denied(cr.who, fmt.Sprintf("You are not allowed to cancel runs on %s.", run.Cluster)), nil)}
+	}
+	return nil
 }
 
 // record writes the audit entry of a reply and returns the reply.

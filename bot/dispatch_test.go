@@ -265,3 +265,44 @@ func TestChannelsAndTheTerminal(t *testing.T) {
 		t.Fatalf("audit: %q", got)
 	}
 }
+
+// decide and audit are a terminal's words of the table: a chat does not
+// know them (it answers with buttons), a terminal runs them through the
+// same dispatcher, access rules and audit entry as any other command.
+func TestTerminalWordsOfTheTable(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	started := f.disp.Command(ctx, slackUser(uRequest), "upgrade 1.7.14")
+	run := f.waitCheckpoint(started.RunID)
+	for _, line := range []string{"decide " + run.ID + " rollback", "audit"} {
+		if r := f.disp.Command(ctx, slackUser(uRequest), line); r.Outcome.Kind != bot.Refused || !strings.Contains(r.Plain(), "unknown command") {
+			t.Fatalf("%s in a chat: %+v", line, r)
+		}
+	}
+	if h := f.disp.Command(ctx, slackUser(uRequest), "help"); strings.Contains(h.Plain(), "decide") || !strings.Contains(h.Plain(), "/nocobase history") {
+		t.Fatalf("a chat's help:\n%s", h.Plain())
+	}
+	op := bot.Caller{User: uApprover, Via: bot.ViaTerminal, Prefix: "nocobot", Groups: groups{gApprover: {uApprover}}}
+	if h := f.disp.Command(ctx, op, "help"); !strings.Contains(h.Plain(), "nocobot decide <run>") || !strings.Contains(h.Plain(), "nocobot audit") {
+		t.Fatalf("a terminal's help:\n%s", h.Plain())
+	}
+	if r := f.disp.CommandWords(ctx, op, []string{"decide", run.ID, "retry"}, "nocobot decide "+run.ID+" retry"); r.Outcome.Kind != bot.Refused || !strings.Contains(r.Plain(), "Retry is not an option here: choose Continue, Roll back or Abort.") {
+		t.Fatalf("retry at a verify checkpoint: %+v", r)
+	}
+	r := f.disp.CommandWords(ctx, op, []string{"decide", run.ID, "done"}, "nocobot decide "+run.ID+" done")
+	if r.Outcome.Kind != bot.OK || r.Decision == nil || r.Decision.Checkpoint != run.Checkpoint.ID || !strings.HasPrefix(r.Plain(), "Recorded: Continue on run "+run.ID) {
+		t.Fatalf("decide at a terminal: %+v", r)
+	}
+	if a := f.lastAudit(); a.Action != "nocobot decide "+run.ID+" done" || a.Outcome != "ok: continue" || a.RunID != run.ID {
+		t.Fatalf("audit entry %+v", a)
+	}
+	au := f.disp.CommandWords(ctx, op, []string{"audit", "--run", run.ID, "-n", "2"}, "nocobot audit --run "+run.ID)
+	es, ok := au.Data.([]store.AuditEntry)
+	if au.Outcome.Kind != bot.OK || !ok || len(es) != 2 || es[0].Action != "nocobot decide "+run.ID+" done" {
+		t.Fatalf("audit at a terminal: %+v", au)
+	}
+	h := f.disp.Command(ctx, op, "history")
+	if runs, ok := h.Data.([]store.Run); h.Outcome.Kind != bot.OK || !ok || len(runs) != 1 || runs[0].ID != run.ID {
+		t.Fatalf("history: %+v", h)
+	}
+}

@@ -24,10 +24,18 @@ func IdenticalWindows(ws []store.Window, w store.Window) []string {
 
 // schedule handles "schedule …" through the scheduler. Changes are
 // announced to everyone where the cluster's runs are shown.
-func (d *Dispatcher) schedule(ctx context.Context, who Caller, cmd Command, cluster string) Reply {
+func (d *Dispatcher) schedule(ctx context.Context, who Caller, cmd Command) Reply {
 	s := cmd.Schedule
 	if d.sched == nil {
 		return refused(T("Scheduling is off: this bot runs without the maintenance window scheduler."), nil)
+	}
+	// A new window's cluster: the one named, the channel's, or the only one.
+	var cluster string
+	if s.Sub == "add" {
+		var err error
+		if cluster, err = d.ResolveCluster(cmd.Cluster, who.Channel); err != nil {
+			return refused(T(err.Error()+"\nUsage: "+Usage(who.Prefix, cmd.Name)), err)
+		}
 	}
 	if s.Sub == "list" {
 		ws, err := d.sched.List(ctx)

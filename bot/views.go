@@ -153,20 +153,21 @@ func backupLine(bi ports.BackupInfo, now time.Time) Text {
 	return T(bi.ID, " — ", format.Age(now.Sub(bi.Created)), " ago, ", format.Bytes(bi.Size), ", version ", bi.Version, ", ", v)
 }
 
-func (d *Dispatcher) history(ctx context.Context, n int) Reply {
-	runs, err := d.eng.Runs(ctx, "", n)
+// history lists the last n runs, of one cluster or ("") all.
+func (d *Dispatcher) history(ctx context.Context, cluster string, n int) Reply {
+	runs, err := d.eng.Runs(ctx, cluster, n)
 	if err != nil {
 		return failed("Could not read the history", err)
 	}
 	if len(runs) == 0 {
-		return Reply{Outcome: ok(""), Text: T("No runs yet.")}
+		return Reply{Outcome: ok(""), Text: T("No runs yet."), Data: runs}
 	}
 	f := Field{}
 	for _, r := range runs {
 		f.List = append(f.List, T(r.ID, " ", r.Created.UTC().Format("2006-01-02 15:04"), " — ", procedures.Title(r), ", ",
 			Person(r.Requester), ", ", OutcomeWords(r.State), ", ", format.Duration(procedures.Duration(r, d.now()))))
 	}
-	return Reply{Outcome: ok(""), Title: fmt.Sprintf("Last %d runs", len(runs)), Fields: []Field{f}}
+	return Reply{Outcome: ok(""), Title: fmt.Sprintf("Last %d runs", len(runs)), Fields: []Field{f}, Data: runs}
 }
 
 func (d *Dispatcher) backups(ctx context.Context, cluster string) Reply {

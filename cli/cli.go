@@ -13,7 +13,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/store"
 )
 
@@ -22,26 +22,6 @@ const usageHead = `nocobot runs NocoBase cluster maintenance from Slack or a ter
 Usage: nocobot [global flags] <command> [args]
 
 Commands:
-  serve                       run the Slack bot (and the maintenance windows)
-  run <procedure> [args]      run a procedure here, answering checkpoints at the prompt
-                              (--dry-run prints the plan; --on-interrupt abort|leave without a terminal)
-  plan <procedure> [args]     print the steps a run would take; needs no secrets, changes nothing (--json)
-  attach <run>                follow a run and answer its checkpoints here; drives it if no process does
-  shell                       an interactive prompt for the words of /nocobase, with line editing
-  status [cluster] [--json]   nodes, load balancer, the running run, backups, windows
-  decide <run> continue|rollback|abort|retry|done   answer a run's open question
-  cancel <run>                abort a run (the current step ends safely); drives the abort if no process does
-  traffic on|off [cluster]    switch the load balancer by hand (not while a run holds the cluster)
-  schedule add|list|remove|pause|resume|skip …       maintenance windows (list --json)
-  history [n] [--json]        past runs with outcome and duration
-  backups [cluster] [--json]  backups with age, size and version
-  audit [--since 1d] [--run id] [-n 50] [--json]    the audit log
-  config check [--connect]    validate the configuration file (--connect: and ask each outside system)
-  demo [--auto]               a minute of nocobot on a simulated cluster, nothing to install
-  version                     the version and commit (also --version, -v)
-  help [command]              this help, or a command's (also -h or --help, after any command too)
-
-Procedures (the same words as in Slack):
 `
 
 const usageTail = `
@@ -66,16 +46,34 @@ Exit codes, the same in every command:
   6  not found: no such cluster, run or window
 `
 
-// usage is the help text; the procedures' lines come from their registry.
+// usage is the help text: the commands from their table (the language's
+// from bot's), the procedures from their registry.
 func usage() string {
 	var b strings.Builder
 	b.WriteString(usageHead)
-	for _, p := range procedures.Procedures() {
-		fmt.Fprintf(&b, "  %s\n", p.Usage)
+	for _, c := range commands() {
+		line := strings.TrimSpace(c.name + " " + c.args)
+		if len(line) < usageColumn {
+			fmt.Fprintf(&b, "  %-*s%s\n", usageColumn, line, c.help)
+		} else {
+			fmt.Fprintf(&b, "  %s   %s\n", line, c.help)
+		}
+		if c.more != "" {
+			fmt.Fprintf(&b, "  %*s%s\n", usageColumn, "", c.more)
+		}
+	}
+	b.WriteString("\nProcedures (the same words as in Slack):\n")
+	for _, c := range bot.Commands() {
+		if c.Procedure {
+			fmt.Fprintf(&b, "  %s\n", strings.TrimSpace(c.Name+" "+c.Args))
+		}
 	}
 	b.WriteString(usageTail)
 	return b.String()
 }
+
+// usageColumn is where the commands' help starts in the usage.
+const usageColumn = 28
 
 // exit codes
 const (
@@ -99,21 +97,45 @@ type env struct {
 	interrupts <-chan struct{}
 }
 
+// command is a subcommand: its words and help for the usage, and what
+// runs it.
 type command struct {
-	fn func(ctx context.Context, e *env, args []string) error
+	name, args, help string
+	// more is a second line of help in the usage.
+	more string
+	fn   func(ctx context.Context, e *env, args []string) error
 	// follows: Ctrl-C is a question to the command, not the end of it.
 	follows bool
 }
 
-func commands() map[string]command {
-	return map[string]command{
-		"serve": {fn: cmdServe}, "run": {fn: cmdRun, follows: true}, "plan": {fn: cmdPlan},
-		"attach": {fn: cmdAttach, follows: true}, "shell": {fn: cmdShell, follows: true},
-		"history": {fn: cmdHistory}, "backups": {fn: cmdBackups}, "audit": {fn: cmdAudit},
-		"config": {fn: cmdConfig}, "version": {fn: cmdVersion}, "demo": {fn: cmdDemo, follows: true},
-		"status": {fn: cmdStatus}, "decide": {fn: cmdDecide}, "cancel": {fn: cmdCancel},
-		"traffic": {fn: cmdTraffic}, "schedule": {fn: cmdSchedule},
+// commands lists the subcommands in the usage's order: the terminal's
+// own, the language's (from bot's command table), then the rest.
+func commands() []command {
+	cs := []command{
+		{name: "serve", help: "run the Slack bot (and the maintenance windows)", fn: cmdServe},
+		{name: "run", args: "<procedure> [args]", help: "run a procedure here, answering checkpoints at the prompt",
+			more: "(--dry-run prints the plan; --on-interrupt abort|leave without a terminal)", fn: cmdRun, follows: true},
+		{name: "plan", args: "<procedure> [args]", help: "print the steps a run would take; needs no secrets, changes nothing (--json)", fn: cmdPlan},
+		{name: "attach", args: "<run>", help: "follow a run and answer its checkpoints here; drives it if no process does", fn: cmdAttach, follows: true},
+		{name: "shell", help: "an interactive prompt for the words of /nocobase, with line editing", fn: cmdShell, follows: true},
 	}
+	cs = append(cs, languageCommands()...)
+	return append(cs, []command{
+		{name: "config", args: "check [--connect]", help: "validate the configuration file (--connect: and ask each outside system)", fn: cmdConfig},
+		{name: "demo", args: "[--auto]", help: "a minute of nocobot on a simulated cluster, nothing to install", fn: cmdDemo, follows: true},
+		{name: "version", help: "the version and commit (also --version, -v)", fn: cmdVersion},
+		{name: "help", args: "[command]", help: "this help, or a command's (also -h or --help, after any command too)"},
+	}...)
+}
+
+// lookup finds a subcommand that runs.
+func lookup(name string) (command, bool) {
+	for _, c := range commands() {
+		if c.name == name && c.fn != nil {
+			return c, true
+		}
+	}
+	return command{}, false
 }
 
 // cmdError is a one-line error with an exit code; a nil err prints nothing.
@@ -156,7 +178,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		return help(args, stdout, stderr)
 	}
-	cmd, ok := commands()[args[0]]
+	cmd, ok := lookup(args[0])
 	if !ok {
 		fmt.Fprintf(stderr, "nocobot: unknown command %q\n%s\n", args[0], topUsage)
 		return exitUsage
@@ -218,7 +240,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // help prints the usage, or a command's ("nocobot help run").
 func help(args []string, stdout, stderr io.Writer) int {
 	if len(args) >= 2 && args[0] == "help" && args[1] != "-h" && args[1] != "--help" && args[1] != "help" {
-		if cmd, ok := commands()[args[1]]; ok {
+		if cmd, ok := lookup(args[1]); ok {
 			e := &env{stdin: strings.NewReader(""), stdout: stdout, stderr: stderr}
 			_ = cmd.fn(context.Background(), e, []string{"--help"})
 			return exitOK

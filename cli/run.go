@@ -98,7 +98,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer fl.stop()
-	end, err := fl.front.Start(ctx, cmd, "nocobot run "+strings.Join(pos, " "))
+	end, err := fl.front.Start(ctx, pos, "nocobot run "+strings.Join(pos, " "))
 	if err != nil {
 		var re terminal.ReplyError
 		if errors.As(err, &re) {
@@ -192,11 +192,13 @@ func rawTerminal(e *env) (rawTerm, bool) {
 	return rawTerm{t: t, restore: func() { _ = term.Restore(fd, st) }}, true
 }
 
-// procedureHelp lists the procedures from their registry.
+// procedureHelp lists the procedures from the command table.
 func procedureHelp() string {
 	var b strings.Builder
-	for _, p := range procedures.Procedures() {
-		fmt.Fprintf(&b, "  nocobot run %s\n      %s\n", p.Usage, p.Help)
+	for _, c := range bot.Commands() {
+		if c.Procedure {
+			fmt.Fprintf(&b, "  nocobot run %s %s\n      %s\n", c.Name, c.Args, c.Help)
+		}
 	}
 	return strings.TrimRight(b.String(), "\n")
 }

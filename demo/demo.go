@@ -184,19 +184,19 @@ func newPlayer(o Options, eng *procedures.Engine, bus *events.Bus, disp terminal
 // typed runs a command as `nocobot run` does: the terminal front starts
 // it, prints its steps and asks at its checkpoint.
 func (p *player) typed(ctx context.Context, sc scene) (terminal.End, error) {
-	cmd, err := bot.Parse("nocobot run", sc.command)
+	words, err := procedures.SplitWords(sc.command)
 	if err != nil {
 		return terminal.End{}, err
 	}
-	cmd.Cluster = cluster
-	return p.follow(ctx, sc, p.disp, p.eng, cmd, "nocobot run "+sc.command)
+	// The demo's one cluster is the one a command names none for.
+	return p.follow(ctx, sc, p.disp, p.eng, words, "nocobot run "+sc.command)
 }
 
 // follow runs the terminal front on eng, feeding it the operator's lines
 // or, with Auto, the scene's answer at each checkpoint. Its runs cannot
 // be left for later (the store goes with the demo): an interruption
 // asks whether to abort, and without a person aborts.
-func (p *player) follow(ctx context.Context, sc scene, disp terminal.Dispatcher, eng terminal.Engine, cmd bot.Command, said string) (terminal.End, error) {
+func (p *player) follow(ctx context.Context, sc scene, disp terminal.Dispatcher, eng terminal.Engine, words []string, said string) (terminal.End, error) {
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
 	lines, interactive := p.lines, p.o.Interactive
@@ -210,7 +210,7 @@ func (p *player) follow(ctx context.Context, sc scene, disp terminal.Dispatcher,
 	front := terminal.New(disp, eng, lines, p.o.Out,
 		bot.Caller{User: "terminal:demo", Via: bot.ViaTerminal, Prefix: "nocobot"},
 		terminal.Options{NoLeave: true, Interactive: interactive, Interrupts: p.o.Interrupts})
-	return front.Start(fctx, cmd, said)
+	return front.Start(fctx, words, said)
 }
 
 // autoAnswer types answer (after a pause, as a person would) at every

@@ -36,7 +36,7 @@ func nextSaturday2AM(t time.Time) time.Time {
 }
 
 // attachedDispatcher and attachedEngine are how the terminal front
-// follows a run someone else started (here the scheduler): Do hands over
+// follows a run someone else started (here the scheduler): CommandWords hands over
 // that run, and Subscribe a subscription taken before it started, so no
 // event is lost.
 type attachedDispatcher struct {
@@ -44,7 +44,7 @@ type attachedDispatcher struct {
 	run store.Run
 }
 
-func (a attachedDispatcher) Do(context.Context, bot.Caller, bot.Command, string) bot.Reply {
+func (a attachedDispatcher) CommandWords(context.Context, bot.Caller, []string, string) bot.Reply {
 	return bot.Reply{RunID: a.run.ID, Started: true}
 }
 
@@ -63,7 +63,7 @@ func (p *player) window(ctx context.Context, sc scene) (terminal.End, error) {
 	clock := shiftedClock{offset: nextSaturday2AM(now).Add(-8 * time.Second).Sub(now)}
 	sched, err := schedule.New(schedule.Options{
 		Store: p.st, Log: p.o.Log, Clock: clock, Events: p.bus,
-		Parse: procedures.ParseCommand, Start: p.eng.Start,
+		Parse: bot.ParseProcedure, Start: p.eng.Start,
 	})
 	if err != nil {
 		return terminal.End{}, err
@@ -105,7 +105,7 @@ func (p *player) window(ctx context.Context, sc scene) (terminal.End, error) {
 			switch ev.Kind {
 			case events.WindowStarted:
 				return p.follow(ctx, sc, attachedDispatcher{Dispatcher: p.disp, run: ev.Run},
-					attachedEngine{Engine: p.eng, sub: runSub}, bot.Command{}, "")
+					attachedEngine{Engine: p.eng, sub: runSub}, nil, "")
 			case events.WindowSkipped:
 				runSub.Close()
 				return terminal.End{}, errors.New("the window was skipped: " + ev.Message)

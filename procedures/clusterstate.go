@@ -11,8 +11,8 @@ import (
 )
 
 // describeCluster says which nodes run which image and where traffic goes.
-func (x *runner) describeCluster(ctx context.Context) string {
-	return DescribeCluster(ctx, x.c)
+func (rn *runner) describeCluster(ctx context.Context) string {
+	return DescribeCluster(ctx, rn.c)
 }
 
 // DescribeCluster says, in one line, which nodes run which image and where
@@ -25,8 +25,8 @@ func DescribeCluster(ctx context.Context, c *Cluster) string {
 // describeFailure is describeCluster after a failure: a part that cannot
 // be read for the reason the failure gave already says so in a few
 // words instead of repeating it.
-func (x *runner) describeFailure(ctx context.Context, failure error) string {
-	return describeBesides(ctx, x.c, failure.Error())
+func (rn *runner) describeFailure(ctx context.Context, failure error) string {
+	return describeBesides(ctx, rn.c, failure.Error())
 }
 
 // describeBesides is DescribeCluster; an error contained in said (a

@@ -369,56 +369,6 @@ func (e *Engine) Start(ctx context.Context, req Request) (store.Run, error) {
 	return created, nil
 }
 
-// Decide records a decision on a run's open checkpoint, checked against
-// the options the checkpoint offers. The run's owner (this engine or
-// another replica) acts on it.
-func (e *Engine) Decide(ctx context.Context, d store.Decision) (store.Decision, error) {
-	r, err := e.store.GetRun(ctx, d.RunID)
-	if err != nil {
-		return store.Decision{}, err
-	}
-	if r.State.Finished() {
-		return store.Decision{}, fmt.Errorf("run %s is already %s", r.ID, r.State)
-	}
-	if d.Checkpoint != "" {
-		cp := r.Checkpoint
-		if cp == nil || cp.ID != d.Checkpoint {
-			return store.Decision{}, fmt.Errorf("run %s: checkpoint %s is no longer open: %w", r.ID, d.Checkpoint, store.ErrAlreadyDecided)
-		}
-		if !slices.Contains(cp.Options, d.Action) {
-			return store.Decision{}, fmt.Errorf("run %s: %s is not an option here (options: %s)", r.ID, d.Action, joinActions(cp.Options))
-		}
-	} else if d.Action != store.ActionAbort {
-		return store.Decision{}, fmt.Errorf("run %s: only abort applies outside a checkpoint", r.ID)
-	}
-	if d.At.IsZero() {
-		d.At = e.clock.Now()
-	}
-	got, err := e.store.Decide(ctx, d)
-	if err == nil {
-		e.wakeRun(d.RunID)
-	}
-	return got, err
-}
-
-// Cancel asks a run to abort: the current step ends, or is interrupted
-// where that is safe, and the run stops, reporting the cluster's state.
-func (e *Engine) Cancel(ctx context.Context, runID, by, via string) error {
-	_, err := e.Decide(ctx, store.Decision{RunID: runID, Action: store.ActionAbort, By: by, Via: via})
-	if errors.Is(err, store.ErrAlreadyDecided) {
-		return fmt.Errorf("run %s is already being aborted (%w)", runID, err)
-	}
-	return err
-}
-
-func joinActions(as []store.Action) string {
-	s := make([]string, len(as))
-	for i, a := range as {
-		s[i] = string(a)
-	}
-	return strings.Join(s, ", ")
-}
-
 // Clock is the engine's clock.
 func (e *Engine) Clock() ports.Clock { return e.clock }
 

@@ -626,6 +626,76 @@ func TestDecisionsAreChecked(t *testing.T) {
 	}
 }
 
+// refusalOf is the reason of a typed refusal, 0 for any other error.
+func refusalOf(err error) procedures.DecisionRefusal {
+	var de *procedures.DecisionError
+	if errors.As(err, &de) {
+		return de.Why
+	}
+	return 0
+}
+
+// rulesSeen records what a caller's rules were asked, refusing when told.
+type rulesSeen struct {
+	decide, choose []string
+	refuse         error
+}
+
+func (r *rulesSeen) MayDecide(run store.Run) error {
+	r.decide = append(r.decide, run.ID)
+	return r.refuse
+}
+
+func (r *rulesSeen) MayChoose(run store.Run, cp store.Checkpoint, a store.Action) error {
+	r.choose = append(r.choose, cp.ID+" "+string(a))
+	return nil
+}
+
+// DecideAs reads the run once and says why it refuses, typed: the
+// caller words its answer from that without reading the run again. The
+// caller's rules are asked in order: who may decide once the run is
+// found, what they choose once the checkpoint is open and offers it.
+func TestDecisionRefusalsAreTyped(t *testing.T) {
+	h := newHarness(t, cluster3())
+	ctx := context.Background()
+	if _, err := h.eng.DecideAs(ctx, store.Decision{RunID: "r1-none", Action: store.ActionAbort}, nil); refusalOf(err) != procedures.DecisionNoRun || !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("no such run: %v", err)
+	}
+	r := h.startRun(upgrade())
+	cp := h.waitCheckpoint("verify").Checkpoint
+	rules := &rulesSeen{refuse: errors.New("not you")}
+	if _, err := h.eng.DecideAs(ctx, store.Decision{RunID: r.ID, Action: store.ActionContinue, By: "U9"}, rules); err != rules.refuse || len(rules.choose) != 0 {
+		t.Fatalf("refused by the rules: %v, asked %v", err, rules.choose)
+	}
+	rules.refuse = nil
+	_, err := h.eng.DecideAs(ctx, store.Decision{RunID: r.ID, Action: store.ActionRetry, By: "U2"}, rules)
+	if refusalOf(err) != procedures.DecisionNotOption || !strings.Contains(err.Error(), "retry is not an option here") {
+		t.Fatalf("retry at a verify checkpoint: %v", err)
+	}
+	var de *procedures.DecisionError
+	if errors.As(err, &de); de.Run.Checkpoint == nil || de.Run.Checkpoint.ID != cp.ID {
+		t.Fatalf("the refusal carries the run as read: %+v", de.Run.Checkpoint)
+	}
+	if _, err := h.eng.DecideAs(ctx, store.Decision{RunID: r.ID, Checkpoint: "verify-0-9", Action: store.ActionContinue, By: "U2"}, rules); refusalOf(err) != procedures.DecisionClosed || !errors.Is(err, store.ErrAlreadyDecided) {
+		t.Fatalf("a stale checkpoint: %v", err)
+	}
+	// No checkpoint named: the one open now.
+	got, err := h.eng.DecideAs(ctx, store.Decision{RunID: r.ID, Action: store.ActionContinue, By: "U2"}, rules)
+	if err != nil || got.Checkpoint != cp.ID {
+		t.Fatalf("the open checkpoint: %+v, %v", got, err)
+	}
+	if want := cp.ID + " continue"; len(rules.choose) != 1 || rules.choose[0] != want || len(rules.decide) != 4 {
+		t.Fatalf("rules asked %v and %v, want 4 runs and %q", rules.decide, rules.choose, want)
+	}
+	h.waitFinished()
+	if _, err := h.eng.DecideAs(ctx, store.Decision{RunID: r.ID, Action: store.ActionAbort, By: "U2"}, nil); refusalOf(err) != procedures.DecisionFinished {
+		t.Fatalf("a finished run: %v", err)
+	}
+	if err := h.eng.CancelAs(ctx, r.ID, "U2", "test", nil); refusalOf(err) != procedures.DecisionFinished {
+		t.Fatalf("cancel of a finished run: %v", err)
+	}
+}
+
 func TestMaintainPluginActions(t *testing.T) {
 	h := newHarness(t, cluster3())
 	h.startRun(procedures.Request{Procedure: procedures.ProcMaintain, Actions: []procedures.MaintAction{

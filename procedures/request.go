@@ -8,6 +8,11 @@ import (
 	"github.com/nocobot/nocobot/store"
 )
 
+// ViaScheduler is the Via of a run a maintenance window started, and
+// the name the engine decides and audits under for such a run; its
+// requester is "scheduler:<window id>".
+const ViaScheduler = "scheduler"
+
 // Request asks for a run of a procedure on a cluster.
 type Request struct {
 	Cluster   string
@@ -22,7 +27,7 @@ type Request struct {
 	// OnBehalfOf is, for a run a window starts, the person who approved
 	// or scheduled it: the four-eyes rule treats them as its requester.
 	OnBehalfOf string
-	Via        string // "slack", "terminal", "scheduler"
+	Via        string // the front ("slack", "terminal") or ViaScheduler
 	// DryRun asks for the plan only: Plan shows it, Start refuses it.
 	DryRun bool
 }

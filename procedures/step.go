@@ -31,10 +31,10 @@ type stepDef struct {
 }
 
 // cancelRequest returns an abort decision recorded outside a checkpoint.
-func (x *runner) cancelRequest(ctx context.Context) (store.Decision, bool) {
+func (rn *runner) cancelRequest(ctx context.Context) (store.Decision, bool) {
 	c, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	ds, err := x.e.store.Decisions(c, x.run.ID)
+	ds, err := rn.e.store.Decisions(c, rn.run.ID)
 	if err != nil {
 		return store.Decision{}, false
 	}
@@ -46,33 +46,33 @@ func (x *runner) cancelRequest(ctx context.Context) (store.Decision, bool) {
 	return store.Decision{}, false
 }
 
-func (x *runner) step(ctx context.Context) error {
-	i := x.run.Current
-	d := x.def(i)
-	st := &x.run.Steps[i]
-	now := x.e.clock.Now()
-	if d.skip != nil && d.skip(&x.run) {
+func (rn *runner) step(ctx context.Context) error {
+	i := rn.run.Current
+	d := rn.def(i)
+	st := &rn.run.Steps[i]
+	now := rn.e.clock.Now()
+	if d.skip != nil && d.skip(&rn.run) {
 		st.Status, st.Started, st.Ended, st.Detail = store.StepSkipped, now, now, "nothing to undo"
-		x.run.Current++
-		if err := x.persist(ctx); err != nil {
+		rn.run.Current++
+		if err := rn.persist(ctx); err != nil {
 			return err
 		}
-		x.e.publish(events.StepSkipped, x.snapshot(), i, st.Title+": nothing to undo", nil)
+		rn.e.publish(events.StepSkipped, rn.snapshot(), i, st.Title+": nothing to undo", nil)
 		return nil
 	}
 	if d.checkpoint != "" {
-		return x.openCheckpoint(ctx, i, d)
+		return rn.openCheckpoint(ctx, i, d)
 	}
 
 	st.Status, st.Started, st.Ended = store.StepRunning, now, time.Time{}
 	st.Attempt++
 	st.Detail, st.Progress = "", ""
-	if err := x.persist(ctx); err != nil {
+	if err := rn.persist(ctx); err != nil {
 		return err
 	}
-	x.e.publish(events.StepStarted, x.snapshot(), i, st.Title, nil)
+	rn.e.publish(events.StepStarted, rn.snapshot(), i, st.Title, nil)
 
-	sctx, cancel := context.WithTimeout(ctx, x.c.StepTimeout)
+	sctx, cancel := context.WithTimeout(ctx, rn.c.StepTimeout)
 	defer cancel()
 	// An abort interrupts a step that is safe to interrupt; the others
 	// (an image change, a restore) finish first.
@@ -83,8 +83,8 @@ func (x *runner) step(ctx context.Context) error {
 			select {
 			case <-stepDone:
 				return
-			case <-x.wake:
-				if _, ok := x.cancelRequest(ctx); ok && d.idempotent {
+			case <-rn.wake:
+				if _, ok := rn.cancelRequest(ctx); ok && d.idempotent {
 					close(aborted)
 					cancel()
 					return
@@ -92,21 +92,21 @@ func (x *runner) step(ctx context.Context) error {
 			}
 		}
 	}()
-	env := &stepEnv{rn: x, c: x.c, step: i}
+	env := &stepEnv{rn: rn, c: rn.c, step: i}
 	detail, err := d.do(sctx, env)
 	close(stepDone)
 
-	x.mu.Lock()
-	st = &x.run.Steps[i]
-	st.Ended = x.e.clock.Now()
+	rn.mu.Lock()
+	st = &rn.run.Steps[i]
+	st.Ended = rn.e.clock.Now()
 	st.Progress = ""
-	x.mu.Unlock()
+	rn.mu.Unlock()
 	// A step that finished as the abort arrived is done, not interrupted.
 	select {
 	case <-aborted:
 		if err != nil {
 			st.Status, st.Detail = store.StepFailed, "interrupted by abort"
-			return x.persist(ctx) // the loop sees the abort next
+			return rn.persist(ctx) // the loop sees the abort next
 		}
 	default:
 	}
@@ -117,67 +117,64 @@ func (x *runner) step(ctx context.Context) error {
 	}
 	if err == nil {
 		st.Status, st.Detail = store.StepDone, detail
-		x.run.Current++
-		if perr := x.persist(ctx); perr != nil {
+		rn.run.Current++
+		if perr := rn.persist(ctx); perr != nil {
 			return perr
 		}
-		x.e.publish(events.StepDone, x.snapshot(), i, detail, nil)
+		rn.e.publish(events.StepDone, rn.snapshot(), i, detail, nil)
 		return nil
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		err = fmt.Errorf("%w (the step took longer than %s)", err, x.c.StepTimeout)
+		err = fmt.Errorf("%w (the step took longer than %s)", err, rn.c.StepTimeout)
 	}
 	st.Status, st.Detail = store.StepFailed, err.Error()
 	// Warn, not error: the run itself reports the failure to people (a
 	// terminal shows errors from the log besides the run's own lines).
-	x.e.log.Warn().Err(err).Str("run", x.run.ID).Str("step", st.Name).Msg("step failed")
-	x.run.State = store.StateFailed
+	rn.e.log.Warn().Err(err).Str("run", rn.run.ID).Str("step", st.Name).Msg("step failed")
+	rn.run.State = store.StateFailed
 	var nothing *errNothingToDo
-	if x.run.Via == viaScheduler && ChangedNothing(x.run) {
-		return x.endWindowRun(ctx, i, err)
+	if rn.run.Via == ViaScheduler && ChangedNothing(rn.run) {
+		return rn.endWindowRun(ctx, i, err)
 	}
-	x.openDecision("failure", fmt.Sprintf("%s failed: %s. %s", st.Title, err, x.describeFailure(ctx, err)), !errors.As(err, &nothing))
-	if perr := x.persist(ctx); perr != nil {
+	rn.openDecision("failure", fmt.Sprintf("%s failed: %s. %s", st.Title, err, rn.describeFailure(ctx, err)), !errors.As(err, &nothing))
+	if perr := rn.persist(ctx); perr != nil {
 		return perr
 	}
-	x.e.publish(events.StepFailed, x.snapshot(), i, err.Error(), nil)
-	x.e.publish(events.Checkpoint, x.snapshot(), i, x.run.Checkpoint.Question, nil)
+	rn.e.publish(events.StepFailed, rn.snapshot(), i, err.Error(), nil)
+	rn.e.publish(events.Checkpoint, rn.snapshot(), i, rn.run.Checkpoint.Question, nil)
 	return nil
 }
-
-// viaScheduler is the Via of a run a maintenance window started.
-const viaScheduler = "scheduler"
 
 // endWindowRun ends a window's run whose preflight failed before it
 // changed anything: nobody may be watching, and a question held open
 // would keep the cluster busy until someone answers. The engine records
 // the abort itself (audited), the run's summary says what failed, and the
 // window's next start tries again.
-func (x *runner) endWindowRun(ctx context.Context, i int, err error) error {
-	st := &x.run.Steps[i]
-	x.openDecision("failure", fmt.Sprintf("%s failed: %s. Nothing was changed; the window's next start tries again.", st.Title, err), false)
-	if perr := x.persist(ctx); perr != nil {
+func (rn *runner) endWindowRun(ctx context.Context, i int, err error) error {
+	st := &rn.run.Steps[i]
+	rn.openDecision("failure", fmt.Sprintf("%s failed: %s. Nothing was changed; the window's next start tries again.", st.Title, err), false)
+	if perr := rn.persist(ctx); perr != nil {
 		return perr
 	}
-	x.e.publish(events.StepFailed, x.snapshot(), i, err.Error(), nil)
-	cp := x.run.Checkpoint
-	d := store.Decision{RunID: x.run.ID, Checkpoint: cp.ID, Action: store.ActionAbort, By: "scheduler", Via: "engine", At: x.e.clock.Now()}
+	rn.e.publish(events.StepFailed, rn.snapshot(), i, err.Error(), nil)
+	cp := rn.run.Checkpoint
+	d := store.Decision{RunID: rn.run.ID, Checkpoint: cp.ID, Action: store.ActionAbort, By: ViaScheduler, Via: "engine", At: rn.e.clock.Now()}
 	c, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, derr := x.e.store.Decide(c, d)
+	_, derr := rn.e.store.Decide(c, d)
 	cancel()
 	if derr != nil && !errors.Is(derr, store.ErrAlreadyDecided) {
 		// The question stays open for a person, as for any other run.
-		x.e.log.Warn().Err(derr).Str("run", x.run.ID).Msg("could not record the abort of a window's run whose preflight failed")
-		x.e.publish(events.Checkpoint, x.snapshot(), i, cp.Question, nil)
+		rn.e.log.Warn().Err(derr).Str("run", rn.run.ID).Msg("could not record the abort of a window's run whose preflight failed")
+		rn.e.publish(events.Checkpoint, rn.snapshot(), i, cp.Question, nil)
 		return nil
 	}
 	if derr == nil {
 		c, cancel := context.WithTimeout(ctx, 10*time.Second)
-		aerr := x.e.store.AppendAudit(c, store.AuditEntry{At: d.At, User: "scheduler", Via: "engine",
-			Action: fmt.Sprintf("%s: %s failed before any change", cp.ID, st.Title), RunID: x.run.ID, Outcome: "ok: abort; the window's next start tries again"})
+		aerr := rn.e.store.AppendAudit(c, store.AuditEntry{At: d.At, User: ViaScheduler, Via: "engine",
+			Action: fmt.Sprintf("%s: %s failed before any change", cp.ID, st.Title), RunID: rn.run.ID, Outcome: "ok: abort; the window's next start tries again"})
 		cancel()
 		if aerr != nil {
-			x.e.log.Warn().Err(aerr).Str("run", x.run.ID).Msg("could not audit the abort of a window's run")
+			rn.e.log.Warn().Err(aerr).Str("run", rn.run.ID).Msg("could not audit the abort of a window's run")
 		}
 	}
 	return nil // the run's loop applies the decision next

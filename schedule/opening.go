@@ -252,7 +252,7 @@ func (s *Scheduler) startWindowRun(ctx context.Context, w store.Window, approver
 	if req.Cluster == "" {
 		req.Cluster = w.Cluster
 	}
-	req.Requester, req.Via = "scheduler:"+w.ID, "scheduler"
+	req.Requester, req.Via = procedures.ViaScheduler+":"+w.ID, procedures.ViaScheduler
 	req.OnBehalfOf = approver
 	if req.OnBehalfOf == "" && !w.FromConfig {
 		req.OnBehalfOf = w.CreatedBy
@@ -284,5 +284,5 @@ func specKey(w store.Window) string { return w.Spec + "\x00" + w.TZ }
 
 // requesterWindow is the window id of a run the scheduler started.
 func requesterWindow(requester string) (string, bool) {
-	return strings.CutPrefix(requester, "scheduler:")
+	return strings.CutPrefix(requester, procedures.ViaScheduler+":")
 }

@@ -93,7 +93,7 @@ func (w *follower) abort(ctx context.Context) {
 		rep = f.disp.Decide(ctx, f.who, bot.Answer{RunID: w.id, Checkpoint: cp.ID, Action: store.ActionAbort,
 			Said: fmt.Sprintf("interrupt: abort run %s checkpoint %s", w.id, cp.ID)})
 	} else {
-		rep = f.disp.Do(ctx, f.who, bot.Command{Name: "cancel", RunID: w.id}, "interrupt: cancel run "+w.id)
+		rep = f.disp.CommandWords(ctx, f.who, []string{"cancel", w.id}, "interrupt: cancel run "+w.id)
 	}
 	if rep.Outcome.Kind != bot.OK {
 		fmt.Fprintf(f.out, "Could not abort run %s: %s\n", w.id, Clean(rep.Plain()))

@@ -24,7 +24,11 @@ func TestStepNumbersAgreeWithThePlan(t *testing.T) {
 	s := world(t, w)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	plan, err := s.eng.Plan(ctx, upgrade().Request("plan", bot.ViaTerminal))
+	cmd, err := bot.ParseWords("nocobot", upgrade())
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := s.eng.Plan(ctx, cmd.Request("plan", bot.ViaTerminal))
 	if err != nil {
 		t.Fatal(err)
 	}

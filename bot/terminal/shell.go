@@ -69,9 +69,6 @@ func (f *Front) shellLine(ctx context.Context, line string) bool {
 			fmt.Fprintln(f.out, Clean(err.Error()))
 		}
 		return true
-	case "decide":
-		f.printReply(Decide(ctx, f.disp, who, words[1:]))
-		return true
 	}
 	r := f.disp.Command(ctx, who, strings.Join(quoteAll(words), " "))
 	f.printReply(r)

@@ -22,7 +22,7 @@ import (
 // every front's.
 type Dispatcher interface {
 	Command(ctx context.Context, who bot.Caller, line string) bot.Reply
-	Do(ctx context.Context, who bot.Caller, cmd bot.Command, said string) bot.Reply
+	CommandWords(ctx context.Context, who bot.Caller, words []string, said string) bot.Reply
 	Decide(ctx context.Context, who bot.Caller, a bot.Answer) bot.Reply
 	Attach(ctx context.Context, who bot.Caller, id, said string) bot.Reply
 	Refuse(ctx context.Context, who bot.Caller, said, msg string) bot.Reply
@@ -126,12 +126,12 @@ type End struct {
 	Interrupted bool
 }
 
-// Start starts the procedure cmd (said: as the operator typed it) and
-// follows it like Follow.
-func (f *Front) Start(ctx context.Context, cmd bot.Command, said string) (End, error) {
+// Start starts the procedure its words name (said: as the operator
+// typed it) and follows it like Follow.
+func (f *Front) Start(ctx context.Context, words []string, said string) (End, error) {
 	sub := f.eng.Subscribe()
 	defer sub.Close()
-	r := f.disp.Do(ctx, f.who, cmd, said)
+	r := f.disp.CommandWords(ctx, f.who, words, said)
 	if !r.Started {
 		return End{}, ReplyError{r}
 	}

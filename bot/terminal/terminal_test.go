@@ -75,13 +75,9 @@ func (s setup) front(lines <-chan terminal.Line, out io.Writer, user string, opt
 	return terminal.New(s.disp, s.eng, lines, out, bot.Caller{User: user, Via: bot.ViaTerminal, Prefix: "nocobot"}, opts)
 }
 
-func upgrade() bot.Command {
-	return bot.Command{Name: procedures.ProcUpgrade, Cluster: "prod", Proc: procedures.Request{Procedure: procedures.ProcUpgrade, Version: "1.7.14", Cluster: "prod"}}
-}
+func upgrade() []string { return []string{procedures.ProcUpgrade, "1.7.14", "prod"} }
 
-func maintain() bot.Command {
-	return bot.Command{Name: procedures.ProcMaintain, Cluster: "prod", Proc: procedures.Request{Procedure: procedures.ProcMaintain}}
-}
+func maintain() []string { return []string{procedures.ProcMaintain, "prod"} }
 
 func TestUpgradeAtTheTerminal(t *testing.T) {
 	w := proctest.NewWorld("nocobase/nocobase:1.7.13", true, "app-1", "app-2")

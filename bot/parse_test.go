@@ -27,7 +27,8 @@ func TestParse(t *testing.T) {
 		{"maintain prod restore prod-20261122T020000Z", "maintain c=prod acts=[restore prod-20261122T020000Z]"},
 		{"start prod", "start c=prod"},
 		{"status", "status c="},
-		{"history", "history n=10"},
+		{"history", "history n=20"},
+		{"history 5 --cluster prod", "history n=5 c=prod"},
 		{"history 3", "history n=3"},
 		{"cancel r1122-7fq3", "cancel run=r1122-7fq3"},
 		{"backups prod", "backups c=prod"},
@@ -63,6 +64,9 @@ func describe(c Command) string {
 	case "start", "status", "backups":
 		return c.Name + " c=" + c.Cluster
 	case "history":
+		if c.Cluster != "" {
+			return fmt.Sprintf("history n=%d c=%s", c.N, c.Cluster)
+		}
 		return fmt.Sprintf("history n=%d", c.N)
 	case "cancel":
 		return "cancel run=" + c.RunID
@@ -113,16 +117,31 @@ func TestParseErrorsCarryUsage(t *testing.T) {
 	}
 }
 
+// Every help text is made from the command table: a chat's lists every
+// command but a terminal's own, a terminal's every command, each with
+// its usage and help line; the procedures' come from their registry.
 func TestHelpListsEveryCommand(t *testing.T) {
-	h := Help("/nocobase")
-	for _, c := range commands {
-		if !strings.Contains(h, "/nocobase "+c.name) {
-			t.Errorf("help lacks %s", c.name)
+	chat, term := Help("/nocobase", false), Help("nocobot", true)
+	for _, c := range table() {
+		line := strings.TrimSpace(c.name+" "+c.args) + " — " + c.help
+		if !strings.Contains(term, "nocobot "+line) {
+			t.Errorf("a terminal's help lacks %s", line)
+		}
+		if strings.Contains(chat, "/nocobase "+line) == c.terminal {
+			t.Errorf("a chat's help: %s listed %t, terminal-only %t", c.name, !c.terminal, c.terminal)
+		}
+		if Usage("/nocobase", c.name) != strings.TrimSpace("/nocobase "+c.name+" "+c.args) {
+			t.Errorf("usage of %s: %q", c.name, Usage("/nocobase", c.name))
 		}
 	}
 	for _, p := range procedures.Procedures() {
-		if !strings.Contains(h, "/nocobase "+p.Usage+" — "+p.Help) {
+		if !strings.Contains(chat, "/nocobase "+p.Usage+" — "+p.Help) {
 			t.Errorf("help lacks the procedure %s", p.Usage)
+		}
+	}
+	for _, name := range []string{"status", "history", "cancel", "backups", "traffic", "schedule", "help", "decide", "audit"} {
+		if !strings.Contains(term, "nocobot "+name) {
+			t.Errorf("a terminal's help lacks %s", name)
 		}
 	}
 }
@@ -156,5 +175,30 @@ func TestProcedureWordsParseAsTyped(t *testing.T) {
 	}
 	if _, err := ParseWords("nocobot run", []string{"upgrade", "1.7.14 prod"}); err == nil {
 		t.Fatal(`one argument "1.7.14 prod" was split into two`)
+	}
+}
+
+// A window's command is read by the table's parser, with the registry's
+// answers: the same request and the same mistakes as a typed procedure.
+func TestParseProcedureReadsAWindowsCommand(t *testing.T) {
+	for _, line := range []string{"upgrade 1.7.15 prod", "maintain backup", `maintain plugin enable "@nocobase/plugin-map"`, "start"} {
+		got, err := ParseProcedure(line)
+		if err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		typed, err := Parse("/nocobase", line)
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(typed.Proc) {
+			t.Fatalf("%s: %+v, typed %+v (%v)", line, got, typed.Proc, err)
+		}
+	}
+	for line, msg := range map[string]string{
+		"deploy":         `unknown procedure "deploy" (expected upgrade, maintain or start)`,
+		"status":         `unknown procedure "status"`,
+		"upgrade newest": `"newest" is not a NocoBase version or tag`,
+		`start "prod`:    "a quote is not closed",
+	} {
+		if _, err := ParseProcedure(line); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("%s: %v, want %q", line, err, msg)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/ports"
 	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/store"
 )
 
 // Command is one parsed command, e.g. "/nocobase upgrade 1.7.14 prod".
@@ -23,7 +24,11 @@ type Command struct {
 	// Proc is a procedure's request as parsed (no requester yet).
 	Proc  procedures.Request
 	N     int    // history
-	RunID string // cancel
+	RunID string // cancel, decide
+	// Action is decide's choice.
+	Action store.Action
+	// Audit is what audit reads.
+	Audit store.AuditQuery
 	// Traffic is where "traffic on|off" sends the cluster's traffic.
 	Traffic ports.LBMode
 	// Schedule is set for "schedule …".
@@ -68,57 +73,6 @@ func (e *UsageError) Error() string {
 	return e.Msg + "\nUsage: " + e.Usage
 }
 
-type commandSpec struct {
-	name, args, help string
-	parse            func(c *Command, args []string) error
-}
-
-// commands is the table of the words that are not procedures; the
-// procedures' words come from the procedures registry.
-var commands = []commandSpec{
-	{"status", "[cluster]", "nodes, load balancer, the running run, the latest backup, the next windows", parseClusterOnly},
-	{"history", "[n]", "the last n runs (default 10)", parseHistory},
-	{"cancel", "<run>", "abort a run (the current step ends safely first)", parseCancel},
-	{"backups", "[cluster]", "list backups with age, size and version", parseClusterOnly},
-	{"traffic", "on|off [cluster]", "switch the load balancer by hand: on sends traffic to the app nodes, off to the maintenance page (not while a run holds the cluster, unless it stopped at a failure)", parseTraffic},
-	{"schedule", "add \"<cron>\" <procedure> [args] [--tz Zone] [--duration 2h] [--announce 30m] [--approval required|none] | list | remove <id> | pause <id> | resume <id> | skip <id>", "maintenance windows (skip: the next start only)", parseSchedule},
-	{"help", "", "this help", func(*Command, []string) error { return nil }},
-}
-
-func spec(name string) *commandSpec {
-	for i := range commands {
-		if commands[i].name == name {
-			return &commands[i]
-		}
-	}
-	return nil
-}
-
-// Usage returns the usage line of a command, with prefix (e.g. "/nocobase").
-func Usage(prefix, name string) string {
-	if u := procedures.Usage(name); u != "" {
-		return prefix + " " + u
-	}
-	s := spec(name)
-	if s == nil {
-		return ""
-	}
-	return strings.TrimSpace(prefix + " " + s.name + " " + s.args)
-}
-
-// Help lists every command: the procedures from their registry, then
-// the other words from the commands table.
-func Help(prefix string) string {
-	var b strings.Builder
-	for _, p := range procedures.Procedures() {
-		fmt.Fprintf(&b, "%s %s — %s\n", prefix, p.Usage, p.Help)
-	}
-	for _, s := range commands {
-		fmt.Fprintf(&b, "%s — %s\n", strings.TrimSpace(prefix+" "+s.name+" "+s.args), s.help)
-	}
-	return strings.TrimRight(b.String(), "\n")
-}
-
 // Parse reads a command line (without the slash command itself). prefix
 // is only used in usage lines.
 func Parse(prefix, text string) (Command, error) {
@@ -135,32 +89,48 @@ func ParseWords(prefix string, words []string) (Command, error) {
 	if len(words) == 0 {
 		return Command{Name: "help"}, nil
 	}
-	name := strings.ToLower(words[0])
-	if procedures.IsProcedure(name) {
-		c, err := procedureCommand(words)
-		if err != nil {
-			return Command{}, &UsageError{Msg: err.Error(), Usage: Usage(prefix, name)}
-		}
-		return c, nil
-	}
-	s := spec(name)
-	if s == nil {
+	c, ok := lookupCommand(strings.ToLower(words[0]))
+	if !ok {
 		return Command{}, &UsageError{Msg: fmt.Sprintf("unknown command %s. Try %s help", procedures.TypedQ(words[0]), prefix)}
 	}
-	c := Command{Name: s.name}
-	if err := s.parse(&c, words[1:]); err != nil {
-		return Command{}, &UsageError{Msg: err.Error(), Usage: Usage(prefix, s.name)}
+	cmd := Command{Name: c.name}
+	if err := c.parse(&cmd, words[1:]); err != nil {
+		return Command{}, &UsageError{Msg: err.Error(), Usage: Usage(prefix, c.name)}
 	}
-	return c, nil
+	return cmd, nil
 }
 
-// procedureCommand parses a procedure's words through the registry.
-func procedureCommand(words []string) (Command, error) {
-	req, err := procedures.ParseRequest(words)
+// ParseProcedure reads a procedure's command line through the table:
+// a maintenance window's command, read as the scheduler starts it
+// (schedule.ParseFunc) and as schedule add checked it. A word that is
+// no procedure gets the registry's answer, which names them.
+func ParseProcedure(line string) (procedures.Request, error) {
+	words, err := procedures.SplitWords(line)
 	if err != nil {
-		return Command{}, err
+		return procedures.Request{}, err
 	}
-	return Command{Name: req.Procedure, Cluster: req.Cluster, DryRun: req.DryRun, Proc: req}, nil
+	if len(words) == 0 {
+		return procedures.ParseRequest(words)
+	}
+	c, ok := lookupCommand(strings.ToLower(words[0]))
+	if !ok || !c.procedure {
+		return procedures.ParseRequest(words)
+	}
+	cmd := Command{Name: c.name}
+	if err := c.parse(&cmd, words[1:]); err != nil {
+		return procedures.Request{}, err
+	}
+	return cmd.Proc, nil
+}
+
+// parseProcedure reads a procedure's words through its registry.
+func parseProcedure(c *Command, args []string) error {
+	req, err := procedures.ParseRequest(append([]string{c.Name}, args...))
+	if err != nil {
+		return err
+	}
+	c.Cluster, c.DryRun, c.Proc = req.Cluster, req.DryRun, req
+	return nil
 }
 
 func parseClusterOnly(c *Command, args []string) error {
@@ -175,19 +145,68 @@ func parseClusterOnly(c *Command, args []string) error {
 }
 
 func parseHistory(c *Command, args []string) error {
-	c.N = 10
-	switch len(args) {
+	c.N = historyDefault
+	var pos []string
+	for i := 0; i < len(args); i++ {
+		if args[i] != "--cluster" {
+			pos = append(pos, args[i])
+			continue
+		}
+		if i+1 >= len(args) {
+			return errors.New("--cluster needs a value")
+		}
+		i++
+		c.Cluster = args[i]
+	}
+	switch len(pos) {
 	case 0:
 		return nil
 	case 1:
-		n, err := strconv.Atoi(args[0])
+		n, err := strconv.Atoi(pos[0])
 		if err != nil || n < 1 || n > 100 {
-			return fmt.Errorf("%s: expected a number from 1 to 100", procedures.TypedQ(args[0]))
+			return fmt.Errorf("%s: expected a number from 1 to 100", procedures.TypedQ(pos[0]))
 		}
 		c.N = n
 		return nil
 	}
-	return fmt.Errorf("too many arguments: %s", procedures.Typed(strings.Join(args[1:], " ")))
+	return fmt.Errorf("too many arguments: %s", procedures.Typed(strings.Join(pos[1:], " ")))
+}
+
+// parseAudit reads "[--since 1d] [--run id] [-n 50]".
+func parseAudit(c *Command, args []string) error {
+	c.Audit.Limit = auditDefault
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch a {
+		case "--since", "--run", "-n":
+		default:
+			return fmt.Errorf("unexpected %s", procedures.TypedQ(a))
+		}
+		if i+1 >= len(args) {
+			return fmt.Errorf("%s needs a value", a)
+		}
+		i++
+		v := args[i]
+		switch a {
+		case "--since":
+			d, err := format.ParseDuration(v)
+			if err != nil || d < 0 {
+				return fmt.Errorf("--since %s: %s is not a duration: expected e.g. 24h, 1d or 2w", procedures.Typed(v), procedures.TypedQ(v))
+			}
+			if d > 0 {
+				c.Audit.Since = time.Now().Add(-d)
+			}
+		case "--run":
+			c.Audit.RunID = v
+		case "-n":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return fmt.Errorf("-n %s: expected a whole number, e.g. %d", procedures.Typed(v), auditDefault)
+			}
+			c.Audit.Limit = n
+		}
+	}
+	return nil
 }
 
 func parseCancel(c *Command, args []string) error {
@@ -268,8 +287,8 @@ func parseSchedule(c *Command, args []string) error {
 	if !procedures.IsProcedure(name) {
 		return fmt.Errorf("a window runs %s, not %s", procedures.ProcedureNames(), procedures.TypedQ(proc[0]))
 	}
-	run, err := procedureCommand(proc)
-	if err != nil {
+	run := Command{Name: name}
+	if err := parseProcedure(&run, proc[1:]); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	if run.DryRun {

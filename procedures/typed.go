@@ -1,5 +1,8 @@
 package procedures
 
+// Typed text: a command line cut into words, and how a message quotes
+// what someone typed.
+
 import (
 	"errors"
 	"strings"
