@@ -20,6 +20,10 @@ import (
 func (n *Nodes) SetImage(ctx context.Context, name, image string) error {
 	n.imageMu.Lock()
 	defer n.imageMu.Unlock()
+	return retryConflict(ctx, func() error { return n.setImage(ctx, name, image) })
+}
+
+func (n *Nodes) setImage(ctx context.Context, name, image string) error {
 	w, err := n.workload(ctx)
 	if err != nil {
 		return fmt.Errorf("%s: set image: %w", name, err)

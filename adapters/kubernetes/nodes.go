@@ -185,20 +185,27 @@ func (n *Nodes) Start(ctx context.Context, name string) error {
 func (n *Nodes) scaleNode(ctx context.Context, name, action string, target func(k, cur, size int) int) error {
 	n.scaleMu.Lock()
 	defer n.scaleMu.Unlock()
-	w, err := n.workload(ctx)
-	if err != nil {
-		return fmt.Errorf("%s: %s: %w", name, action, err)
-	}
-	k, err := n.position(w, name)
+	var w workload
+	var k, want int
+	err := retryConflict(ctx, func() error {
+		var err error
+		if w, err = n.workload(ctx); err != nil {
+			return fmt.Errorf("%s: %s: %w", name, action, err)
+		}
+		if k, err = n.position(w, name); err != nil {
+			return err
+		}
+		want = target(k, w.replicas, w.size())
+		if want < 0 {
+			return fmt.Errorf("%s: %s: %s %s has %d nodes", name, action, w.kind, w.name, w.size())
+		}
+		if err := n.scale(ctx, w, want); err != nil {
+			return fmt.Errorf("%s: %s: %w", name, action, err)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
-	}
-	want := target(k, w.replicas, w.size())
-	if want < 0 {
-		return fmt.Errorf("%s: %s: %s %s has %d nodes", name, action, w.kind, w.name, w.size())
-	}
-	if err := n.scale(ctx, w, want); err != nil {
-		return fmt.Errorf("%s: %s: %w", name, action, err)
 	}
 	if want < k {
 		return n.waitPods(ctx, w, want, false, n.opts.StopTimeout, name+": "+action)

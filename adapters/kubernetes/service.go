@@ -42,6 +42,10 @@ func (s *Service) SetMode(ctx context.Context, mode ports.LBMode) error {
 	if mode != ports.LBNormal && mode != ports.LBMaintenance {
 		return fmt.Errorf("kubernetes: unknown load balancer mode %q", mode)
 	}
+	return retryConflict(ctx, func() error { return s.setMode(ctx, mode) })
+}
+
+func (s *Service) setMode(ctx context.Context, mode ports.LBMode) error {
 	cctx, cancel := s.call(ctx)
 	defer cancel()
 	svcs := s.cs.CoreV1().Services(s.opts.Namespace)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -151,4 +152,23 @@ func (c *Client) apiError(object, action string, err error) error {
 		return fmt.Errorf("kubernetes: %s %s in %s: changed meanwhile, try again: %w", action, object, c.opts.Namespace, err)
 	}
 	return fmt.Errorf("kubernetes: %s %s in %s: %w", action, object, c.opts.Namespace, err)
+}
+
+// retryConflict runs fn again (it re-reads what it changes) while the
+// API server refuses its update as based on an old version: the
+// controllers write the workload's status all the time, and each write
+// makes a new version.
+func retryConflict(ctx context.Context, fn func() error) error {
+	var err error
+	for range 8 {
+		if err = fn(); err == nil || !apierrors.IsConflict(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return err
 }
