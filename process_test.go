@@ -179,7 +179,7 @@ func processConfig(t *testing.T, extra string, clusters ...string) string {
 	fmt.Fprintf(&b, "store: {path: %s}\n%s\nclusters:\n", filepath.Join(dir, "state", "n.db"), extra)
 	for _, c := range clusters {
 		fmt.Fprintf(&b, `  - name: %s
-    channel: C%s
+    slack: {channel: C%s}
     docker: {host: "unix:///nonexistent/docker.sock"}
     nodes: {labels: {com.docker.compose.service: app}}
     load_balancer: {type: none}

@@ -40,7 +40,7 @@ func silentConfig(t *testing.T, host, extra string) string {
 %s
 clusters:
   - name: prod
-    channel: CPROD
+    slack: {channel: CPROD}
     docker: {host: %q}
     nodes: {labels: {com.docker.compose.service: app}}
     load_balancer: {type: none}

@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/nocobot/nocobot/app"
+	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/config"
 	"github.com/nocobot/nocobot/internal/testenv"
 	"github.com/nocobot/nocobot/store"
@@ -65,7 +66,7 @@ slack: {mode: http, bot_token_env: NOCOBOT_APPTEST_BOT, signing_secret_env: NOCO
 audit: {retention: 720h}
 clusters:
   - name: prod
-    channel: CPROD
+    slack: {channel: CPROD}
     docker: {host: "unix:///nonexistent/docker.sock"}
     nodes: {labels: {com.docker.compose.service: app}}
     load_balancer: {type: none}
@@ -222,10 +223,10 @@ func TestNewBuildsWithoutContactingClusters(t *testing.T) {
 	if names := a.Engine.ClusterNames(); len(names) != 1 || names[0] != "prod" {
 		t.Fatalf("clusters: %v", names)
 	}
-	if c, err := a.Dispatcher.ResolveCluster("", ""); err != nil || c != "prod" {
+	if c, err := a.Dispatcher.ResolveCluster("", bot.Caller{}); err != nil || c != "prod" {
 		t.Fatalf("resolve: %q, %v", c, err)
 	}
-	if _, err := a.Dispatcher.ResolveCluster("staging", ""); err == nil || !strings.Contains(err.Error(), `unknown cluster "staging" (known: prod)`) {
+	if _, err := a.Dispatcher.ResolveCluster("staging", bot.Caller{}); err == nil || !strings.Contains(err.Error(), `unknown cluster "staging" (known: prod)`) {
 		t.Fatalf("resolve staging: %v", err)
 	}
 }

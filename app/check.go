@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	slackfront "github.com/nocobot/nocobot/bot/slack"
 	"github.com/nocobot/nocobot/config"
 )
 
@@ -43,12 +44,18 @@ func CheckConfig(ctx context.Context, path string, opts CheckOptions, out, errOu
 		if err := CheckWindows(cfg); err != nil {
 			problems = append(problems, path+": "+err.Error())
 		}
-		for _, err := range []error{cfg.CheckSecrets(), cfg.CheckChannels()} {
+		for _, err := range []error{cfg.CheckSecrets(), cfg.CheckFronts()} {
 			if err != nil {
 				for _, line := range strings.Split(err.Error(), "\n") {
 					problems = append(problems, path+": "+line)
 				}
 			}
+		}
+	}
+	// Keys read in an older place: the file loads; say where they go.
+	if cfg != nil {
+		for _, w := range cfg.WarningLines(path) {
+			fmt.Fprintln(errOut, w)
 		}
 	}
 	switch len(problems) {
@@ -124,7 +131,7 @@ func connectChecks(ctx context.Context, cfg *config.Config, opts CheckOptions) [
 	}
 	add("store", func(ctx context.Context) (string, error) { return checkStore(ctx, cfg) })
 	if cfg.Slack.On() {
-		add("slack", func(ctx context.Context) (string, error) { return checkSlack(ctx, cfg, opts.SlackAPIURL) })
+		add("slack", func(ctx context.Context) (string, error) { return slackfront.Check(ctx, cfg, opts.SlackAPIURL) })
 	}
 	log := zerolog.Nop()
 	for i := range cfg.Clusters {

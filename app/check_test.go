@@ -39,7 +39,7 @@ clusters:
     load_balancer: {type: none}
     backup: {destination: %[1]s/b, database: {container: db, name: nocobase, password_env: NOCOBOT_CHK_DB}}
   - name: staging
-    channel: CSTAGING
+    slack: {channel: CSTAGING}
     nodes: {labels: {app: staging}}
     load_balancer: {type: none}
     backup: {destination: %[1]s/b2, database: {container: db2, name: nocobase}}
@@ -53,7 +53,7 @@ clusters:
 		conf + ": slack.bot_token_env: environment variable NOCOBOT_CHK_BOT is not set",
 		conf + ": slack.app_token_env: required while slack.mode is socket",
 		conf + ": clusters (prod).backup.database.password_env: environment variable NOCOBOT_CHK_DB is not set",
-		conf + ": clusters (prod).channel: not set",
+		conf + ": clusters (prod).slack.channel: not set",
 	}
 	lines := strings.Split(strings.TrimSpace(errOut.String()), "\n")
 	if len(lines) != len(want) || out.Len() != 0 {
@@ -108,13 +108,13 @@ store: {path: %[1]s/n.db}
 slack: {mode: socket, bot_token_env: NOCOBOT_CHK_BOT, app_token_env: NOCOBOT_CHK_APP}
 clusters:
   - name: prod
-    channel: CPROD
+    slack: {channel: CPROD}
     docker: {host: %[2]q}
     nodes: {labels: {nocobot.test.cluster: %[3]s}}
     load_balancer: {type: none, probe_url: %[4]q}
     backup: {destination: %[1]s/b, database: {container: %[3]s-db, name: nocobase}}
   - name: staging
-    channel: CSTAGING
+    slack: {channel: CSTAGING}
     docker: {host: "unix:///nonexistent/docker.sock"}
     nodes: {labels: {app: staging}}
     load_balancer: {type: none}

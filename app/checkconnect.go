@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/slack-go/slack"
 
 	"github.com/nocobot/nocobot/adapters/nocobase"
 	"github.com/nocobot/nocobot/config"
@@ -53,39 +52,6 @@ func checkStore(ctx context.Context, cfg *config.Config) (string, error) {
 		return "", err
 	}
 	return fmt.Sprintf("PostgreSQL at %s:%d, database %s", pc.Host, pc.Port, pc.Database), nil
-}
-
-// checkSlack asks Slack whether the bot token works and, in socket mode,
-// whether the app-level token may open a connection.
-func checkSlack(ctx context.Context, cfg *config.Config, apiURL string) (string, error) {
-	bot, err := config.Secret("slack.bot_token_env", cfg.Slack.BotTokenEnv)
-	if err != nil {
-		return "", err
-	}
-	appToken, err := config.Secret("slack.app_token_env", cfg.Slack.AppTokenEnv)
-	if err != nil {
-		return "", err
-	}
-	var opts []slack.Option
-	if apiURL != "" {
-		opts = append(opts, slack.OptionAPIURL(apiURL))
-	}
-	if appToken != "" {
-		opts = append(opts, slack.OptionAppLevelToken(appToken))
-	}
-	api := slack.New(bot, opts...)
-	who, err := api.AuthTestContext(ctx)
-	if err != nil {
-		return "", fmt.Errorf("bot token: auth.test: %s", slackErrorText(err))
-	}
-	detail := fmt.Sprintf("bot %s (%s) in %s", who.User, who.UserID, who.Team)
-	if cfg.Slack.Mode == "socket" {
-		if _, _, err := api.StartSocketModeContext(ctx); err != nil {
-			return "", fmt.Errorf("app-level token: apps.connections.open: %s", slackErrorText(err))
-		}
-		detail += "; socket mode may connect"
-	}
-	return detail, nil
 }
 
 // clusterChecks asks a cluster's Docker engine for its nodes, checks

@@ -152,6 +152,7 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret
 		OnTimeout: procedures.TimeoutPolicy(cc.Timeouts.OnCheckpoint), StepTimeout: cc.Timeouts.Step.D(),
 		StartParallelism: cc.Nodes.Parallelism,
 		NodeEnv:          nodes.NodeEnv(), Migrations: cc.Nodes.Migrations, PerNodeEnv: cc.Nodes.PerNodeEnv,
+		StartDuringVerify: cc.Nodes.StartDuringVerify,
 	}
 	closer := nodes.Close
 	if rd != nil {

@@ -160,7 +160,7 @@ clusters:
 // Docker engine is not there, so the app starts and a run's preflight
 // fails, which is all they need of a cluster.
 const unreachableProd = `  - name: prod
-    channel: CPROD
+    slack: {channel: CPROD}
     docker: {host: "unix:///nonexistent/docker.sock"}
     nodes: {labels: {com.docker.compose.service: app}}
     load_balancer: {type: none}

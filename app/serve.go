@@ -2,11 +2,10 @@ package app
 
 import (
 	"context"
-	"errors"
 	"strings"
 
+	"github.com/nocobot/nocobot/bot"
 	slackfront "github.com/nocobot/nocobot/bot/slack"
-	"github.com/nocobot/nocobot/config"
 )
 
 // Serve runs the engine, the Slack front (unless slack.mode is off), the
@@ -21,8 +20,11 @@ func (a *App) Serve(ctx context.Context, version string) error {
 	if err != nil {
 		return err
 	}
+	for _, w := range a.Config.WarningLines("") {
+		a.Log.Warn().Msg(w)
+	}
 	// A cluster without a channel still runs; its runs show at the terminal.
-	if err := a.Config.CheckChannels(); err != nil {
+	if err := a.Config.CheckFronts(); err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			a.Log.Warn().Msg(line)
 		}
@@ -30,25 +32,15 @@ func (a *App) Serve(ctx context.Context, version string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var parts []func(context.Context) error
-	var slackReady func(context.Context) error
-	if a.Config.Slack.On() {
-		front, err := a.slackFront()
-		if err != nil {
-			return err
-		}
-		// A token Slack refuses stops serve here, with the token named,
-		// rather than in an endless reconnect.
-		if err := front.CheckTokens(ctx); err != nil {
-			return err
-		}
-		front.ObserveAPIErrors(a.Metrics.SlackAPIError)
-		parts = append(parts, front.Run)
-		slackReady = a.slackCheck(front.SocketDown)
-	} else {
-		a.Log.Info().Msg("serving without Slack (slack.mode: off): people use the terminal commands on this store")
+	fronts, off, err := a.fronts(ctx)
+	if err != nil {
+		return err
+	}
+	for _, f := range fronts {
+		parts = append(parts, f.Run)
 	}
 	if a.Config.HTTP.Listen != "" {
-		ops, err := a.listenOps(slackReady)
+		ops, err := a.listenOps(fronts, off)
 		if err != nil {
 			return err
 		}
@@ -92,25 +84,26 @@ func (a *App) Serve(ctx context.Context, version string) error {
 	return first
 }
 
-// slackFront builds the Slack front with the tokens the configuration
-// names; they are read here and never logged.
-func (a *App) slackFront() (*slackfront.Front, error) {
-	sc := a.Config.Slack
-	botToken, err := config.Secret("slack.bot_token_env", sc.BotTokenEnv)
+// fronts builds the chat fronts the configuration turns on, each checked
+// before serving; off names those it leaves off.
+func (a *App) fronts(ctx context.Context) (on []bot.Front, off []string, err error) {
+	if !a.Config.Slack.On() {
+		a.Log.Info().Msg("serving without Slack (slack.mode: off): people use the terminal commands on this store")
+		return nil, []string{"slack"}, nil
+	}
+	front, err := slackfront.FromConfig(a.Config, slackfront.Options{APIURL: a.SlackAPIURL, SocketGrace: a.SocketGrace, Replay: a.Store}, a.Dispatcher, a.Engine, a.Log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if botToken == "" {
-		return nil, errors.New("slack.bot_token_env: required to serve (the variable holding the xoxb- token)")
+	// A token Slack refuses stops serve here, with the token named,
+	// rather than in an endless reconnect.
+	if err := front.CheckTokens(ctx); err != nil {
+		return nil, nil, err
 	}
-	appToken, err := config.Secret("slack.app_token_env", sc.AppTokenEnv)
-	if err != nil {
-		return nil, err
+	apiErrors := slackfront.NewAPIErrorCounter()
+	if err := a.Metrics.Register(apiErrors.Collector()); err != nil {
+		return nil, nil, err
 	}
-	signing, err := config.Secret("slack.signing_secret_env", sc.SigningSecretEnv)
-	if err != nil {
-		return nil, err
-	}
-	opts := slackfront.Options{Config: a.Config, BotToken: botToken, AppToken: appToken, SigningSecret: signing, APIURL: a.SlackAPIURL, Replay: a.Store}
-	return slackfront.New(opts, a.Dispatcher, a.Engine, a.Log)
+	front.ObserveAPIErrors(apiErrors.Count)
+	return []bot.Front{front}, nil, nil
 }

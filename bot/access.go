@@ -15,9 +15,9 @@ const (
 	permDecide permission = "decide" // checkpoint decisions
 )
 
-// Groups resolves the user groups the access rules name (Slack user
-// groups) to their members. A front whose users belong to no groups
-// passes none.
+// Groups resolves the user groups the access rules name to their
+// members, as the caller's front knows them. A front whose users belong
+// to no groups passes none.
 type Groups interface {
 	Members(ctx context.Context, group string) []string
 }
@@ -37,27 +37,23 @@ func (d *Dispatcher) trusted(who Caller) bool {
 	return d.trustTerminal && who.Via == ViaTerminal
 }
 
-// inObeyedChannel: a chat caller must write in a cluster's own channel
-// or one listed under access.channels; a terminal has no channels.
+// Channels is what a chat front knows of its channels: which it obeys
+// and which cluster each is bound to. The front reads them from its own
+// part of the configuration; a terminal has none.
+type Channels interface {
+	// Obeys reports whether commands are taken in the channel.
+	Obeys(channel string) bool
+	// ClusterOf names the cluster bound to the channel, "" if none.
+	ClusterOf(channel string) string
+}
+
+// inObeyedChannel: a chat caller must write in a channel its front
+// obeys; a terminal has no channels.
 func (d *Dispatcher) inObeyedChannel(who Caller) bool {
 	if who.Via == ViaTerminal {
 		return true
 	}
-	if who.Channel == "" {
-		return false
-	}
-	if slices.Contains(d.cfg.Access.Channels, who.Channel) {
-		return true
-	}
-	for _, cl := range d.cfg.Clusters {
-		if cl.Channel == who.Channel {
-			return true
-		}
-		if cl.Access != nil && slices.Contains(cl.Access.Channels, who.Channel) {
-			return true
-		}
-	}
-	return false
+	return who.Channel != "" && who.Channels != nil && who.Channels.Obeys(who.Channel)
 }
 
 // allowed reports whether who may do p on cluster. Nobody listed means
@@ -98,5 +94,5 @@ func (d *Dispatcher) denied(who Caller, msg string) Text {
 		return T(msg)
 	}
 	return T(msg, "\nAt this terminal you are ", Person(who.User),
-		": map your OS user to a Slack user id under access.terminal_users in the configuration, or set access.trust_terminal: true.")
+		": map your OS user to the user id the access rules name, under access.terminal_users in the configuration, or set access.trust_terminal: true.")
 }

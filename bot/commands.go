@@ -33,7 +33,12 @@ type commandDef struct {
 	// (the one named, the channel's, or the only one).
 	cluster bool
 	// data: the reply carries data a front may print as it is (--json).
-	data      bool
+	data bool
+	// records: it reads only the store's records (runs, the audit log),
+	// so a dispatcher without clusters (and their secrets) runs it.
+	records bool
+	// procedure: one of the procedures' registry; it starts a run, or
+	// with --dry-run shows its plan.
 	procedure bool
 	parse     func(c *Command, args []string) error
 	run       func(d *Dispatcher, ctx context.Context, who Caller, cmd Command) Reply
@@ -82,7 +87,7 @@ func table() []commandDef {
 		{name: "history", args: "[n] [--cluster name]", brief: "[n]", help: fmt.Sprintf("the last n runs (default %d) with outcome and duration", historyDefault),
 			more:    "Lists past runs, newest first, with outcome and duration.",
 			options: []Option{{Name: "cluster", Help: "only this `cluster`"}},
-			data:    true, parse: parseHistory,
+			data:    true, records: true, parse: parseHistory,
 			run: (*Dispatcher).historyCommand},
 		{name: "cancel", args: "<run>", help: "abort a run (the current step ends safely first)",
 			more:  "Aborts a run: the current step ends safely, then the run stops.",
@@ -106,7 +111,7 @@ func table() []commandDef {
 				{Name: "run", Help: "only entries about this `run`"},
 				{Name: "n", Default: fmt.Sprint(auditDefault), Help: "at most this `many` entries"},
 			},
-			terminal: true, data: true, parse: parseAudit, run: (*Dispatcher).audit},
+			terminal: true, data: true, records: true, parse: parseAudit, run: (*Dispatcher).audit},
 		{name: "help", help: "this help", parse: func(*Command, []string) error { return nil },
 			run: (*Dispatcher).helpCommand},
 	}...)
@@ -133,8 +138,9 @@ type CommandHelp struct {
 	// Options are its "--name value" words.
 	Options []Option
 	// Terminal: only at a terminal; Procedure: it starts a run; Data: its
-	// reply carries data a front may print as it is.
-	Terminal, Procedure, Data bool
+	// reply carries data a front may print as it is; Records: it reads
+	// only the store, so a dispatcher without clusters runs it.
+	Terminal, Procedure, Data, Records bool
 }
 
 // Commands lists every command of the table, in help's order.
@@ -142,7 +148,7 @@ func Commands() []CommandHelp {
 	var out []CommandHelp
 	for _, c := range table() {
 		out = append(out, CommandHelp{Name: c.name, Args: c.args, Brief: cmp.Or(c.brief, c.args), Help: c.help, More: cmp.Or(c.more, c.help),
-			Options: c.options, Terminal: c.terminal, Procedure: c.procedure, Data: c.data})
+			Options: c.options, Terminal: c.terminal, Procedure: c.procedure, Data: c.data, Records: c.records})
 	}
 	return out
 }
@@ -179,7 +185,7 @@ func (d *Dispatcher) run(ctx context.Context, who Caller, cmd Command) Reply {
 	if !c.cluster {
 		return c.run(d, ctx, who, cmd)
 	}
-	cluster, err := d.ResolveCluster(cmd.Cluster, who.Channel)
+	cluster, err := d.ResolveCluster(cmd.Cluster, who)
 	if err != nil {
 		return refused(T(err.Error()+"\nUsage: "+Usage(who.Prefix, cmd.Name)), err)
 	}

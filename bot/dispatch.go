@@ -66,6 +66,9 @@ type Caller struct {
 	Prefix string
 	// Groups resolves the user groups of the access rules; nil: none.
 	Groups Groups
+	// Channels says which channels the front obeys and the cluster each
+	// is bound to; nil: none (a terminal).
+	Channels Channels
 }
 
 // Options configure a dispatcher.
@@ -166,7 +169,7 @@ func (d *Dispatcher) Refuse(ctx context.Context, who Caller, said, msg string) R
 }
 
 func refusedChannel() Reply {
-	return refused(T("I don't take commands in this channel. Use a channel bound to a cluster, or ask an admin to add this one to access.channels."), nil)
+	return refused(T("I don't take commands in this channel. Use a channel bound to a cluster, or ask an admin to add this one to the channels I obey (access in the configuration)."), nil)
 }
 
 // unknownCluster is a cluster name no configured cluster has: a thing
@@ -177,8 +180,9 @@ func (e unknownCluster) Error() string        { return string(e) }
 func (e unknownCluster) Is(target error) bool { return target == store.ErrNotFound }
 
 // ResolveCluster finds the cluster a command is about: the one named,
-// or the one bound to the channel, or the only one.
-func (d *Dispatcher) ResolveCluster(named, channel string) (string, error) {
+// or the one bound to who's channel, or the only one.
+func (d *Dispatcher) ResolveCluster(named string, who Caller) (string, error) {
+	channel := who.Channel
 	names := d.eng.ClusterNames()
 	if named != "" {
 		if !slices.Contains(names, named) {
@@ -186,11 +190,9 @@ func (d *Dispatcher) ResolveCluster(named, channel string) (string, error) {
 		}
 		return named, nil
 	}
-	if channel != "" {
-		for _, cl := range d.cfg.Clusters {
-			if cl.Channel == channel && slices.Contains(names, cl.Name) {
-				return cl.Name, nil
-			}
+	if channel != "" && who.Channels != nil {
+		if name := who.Channels.ClusterOf(channel); slices.Contains(names, name) {
+			return name, nil
 		}
 	}
 	if len(names) == 1 {

@@ -64,7 +64,7 @@ func newFixture(t *testing.T) *fixture {
 			Decide:   config.Principals{Users: []string{uRequest}, Groups: []string{gApprover}},
 			FourEyes: true,
 		},
-		Clusters: []config.Cluster{{Name: "prod", Channel: chProd}},
+		Clusters: []config.Cluster{{Name: "prod", Slack: config.ClusterSlack{Channel: chProd}}},
 	}
 	d, err := bot.New(bot.Options{Config: cfg, Engine: eng, Log: zerolog.Nop()})
 	if err != nil {
@@ -74,8 +74,16 @@ func newFixture(t *testing.T) *fixture {
 }
 
 func slackUser(id string) bot.Caller {
-	return bot.Caller{User: id, Via: bot.ViaSlack, Channel: chProd, Prefix: "/nocobase", Groups: groups{gApprover: {uApprover}}}
+	return bot.Caller{User: id, Via: bot.ViaSlack, Channel: chProd, Prefix: "/nocobase", Groups: groups{gApprover: {uApprover}},
+		Channels: chatChannels{chProd: "prod"}}
 }
+
+// chatChannels is a chat front's channels: channel → the cluster bound
+// to it.
+type chatChannels map[string]string
+
+func (c chatChannels) Obeys(ch string) bool       { _, ok := c[ch]; return ok }
+func (c chatChannels) ClusterOf(ch string) string { return c[ch] }
 
 // lastAudit is the newest audit entry.
 func (f *fixture) lastAudit() store.AuditEntry {

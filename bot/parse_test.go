@@ -86,7 +86,7 @@ func describe(c Command) string {
 func TestParseErrorsCarryUsage(t *testing.T) {
 	tests := []struct{ in, msg, usage string }{
 		{"deploy", `unknown command "deploy"`, ""},
-		{"upgrade", "which version?", "/nocobase upgrade <version> [cluster] [--dry-run] [--same-version] [--image <reference> instead of <version>]"},
+		{"upgrade", "which version?", "/nocobase upgrade <version> [cluster] [--dry-run] [--same-version] [--image <reference> instead of <version>] [--start-during-verify|--no-start-during-verify]"},
 		{"upgrade newest", `"newest" is not a NocoBase version or tag`, "/nocobase upgrade"},
 		{"upgrade 1.7.14;rm", "not a NocoBase version or tag", "/nocobase upgrade"},
 		{"upgrade 1.7.14 prod extra", "too many arguments: extra", "/nocobase upgrade"},

@@ -33,7 +33,7 @@ func (d *Dispatcher) schedule(ctx context.Context, who Caller, cmd Command) Repl
 	var cluster string
 	if s.Sub == "add" {
 		var err error
-		if cluster, err = d.ResolveCluster(cmd.Cluster, who.Channel); err != nil {
+		if cluster, err = d.ResolveCluster(cmd.Cluster, who); err != nil {
 			return refused(T(err.Error()+"\nUsage: "+Usage(who.Prefix, cmd.Name)), err)
 		}
 	}

@@ -238,7 +238,7 @@ func setup(ctx context.Context, g *globals, e *env) (*app.App, error) {
 }
 
 // operator is the person at this terminal for the access rules: their
-// OS user, as access.terminal_users maps it to a Slack user id, else
+// OS user, as access.terminal_users maps it to a user id, else
 // "terminal:<name>" (whom no rule names unless access.trust_terminal).
 func operator(cfg *config.Config) bot.Caller {
 	name := "unknown"

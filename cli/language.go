@@ -34,16 +34,15 @@ func languageCommands() []command {
 		if c.Data {
 			brief += " [--json]"
 		}
-		out = append(out, command{name: c.Name, args: brief, help: c.Help, fn: func(ctx context.Context, e *env, args []string) error {
+		out = append(out, command{name: c.Name, args: brief, help: c.Help + listed[c.Name], fn: func(ctx context.Context, e *env, args []string) error {
 			return word(ctx, e, c, args)
 		}})
 	}
 	return out
 }
 
-// readsRecords are the commands that read only the store (history, the
-// audit log): they run without the clusters and their secrets.
-var readsRecords = map[string]bool{"history": true, "audit": true}
+// listed is what the usage's line of a subcommand adds to the table's help.
+var listed = map[string]string{"cancel": "; drives the abort if no process does"}
 
 // more is what a subcommand's --help adds to the table's help.
 var more = map[string]string{
@@ -98,7 +97,8 @@ func word(ctx context.Context, e *env, c bot.CommandHelp, argv []string) error {
 	})
 	var r bot.Reply
 	var a *app.App
-	if readsRecords[c.Name] {
+	if c.Records {
+		// Only the store: no clusters, no secrets besides the store's own.
 		cfg, log, err := load(g, e.stderr)
 		if err != nil {
 			return err

@@ -90,7 +90,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	}
 	defer a.Close()
 	named := cmd.Cluster
-	if cmd.Cluster, err = a.Dispatcher.ResolveCluster(named, ""); err != nil {
+	if cmd.Cluster, err = a.Dispatcher.ResolveCluster(named, bot.Caller{}); err != nil {
 		return clusterErr(named, err)
 	}
 	fl, err := follow(ctx, e, a, *onInt, nil, e.stdout)

@@ -52,6 +52,10 @@ type Config struct {
 	HTTP     HTTP      `yaml:"http"`
 	Clusters []Cluster `yaml:"clusters"`
 	Webhooks []Webhook `yaml:"webhooks"`
+
+	// Warnings are keys read in an older place: the file still loads;
+	// each says where the key goes now (WarningLines).
+	Warnings []Problem `yaml:"-"`
 }
 
 // Store selects the embedded file (path) or PostgreSQL (url).
@@ -64,7 +68,8 @@ type Store struct {
 	Schema      string `yaml:"schema"` // default "nocobot"
 }
 
-// Slack configures the Slack front.
+// Slack configures the Slack front; package bot/slack checks it (and
+// the Slack ids the rules and clusters name) when it is built in.
 type Slack struct {
 	Mode             string `yaml:"mode"` // "socket" (default), "http" or "off"
 	BotTokenEnv      string `yaml:"bot_token_env"`
@@ -77,21 +82,33 @@ type Slack struct {
 	APIURL string `yaml:"api_url"`
 }
 
-// Access says who may run procedures and who may decide checkpoints.
+// Access says who may run procedures and who may decide checkpoints,
+// and where a chat front takes commands.
 type Access struct {
 	Run      Principals `yaml:"run"`
 	Decide   Principals `yaml:"decide"`
 	FourEyes bool       `yaml:"four_eyes"` // the requester may not approve their own run
-	Channels []string   `yaml:"channels"`  // channel ids the bot obeys (besides the clusters' own)
+	// Slack: the Slack front's channels.
+	Slack AccessSlack `yaml:"slack"`
+	// OldChannels is access.channels, read as slack.channels (a
+	// warning says it moved).
+	OldChannels []string `yaml:"channels"`
 	// TerminalUsers maps an operator's OS user name at a terminal to the
-	// Slack user id the rules above name (top level only): alice: U123.
+	// user id the rules above name (top level only): alice: U123.
 	TerminalUsers map[string]string `yaml:"terminal_users"`
 	// TrustTerminal lets every operator at a terminal pass the rules and
 	// the four-eyes rule (top level only). Off by default.
 	TrustTerminal bool `yaml:"trust_terminal"`
 }
 
-// Principals are Slack user and user-group ids.
+// AccessSlack is where the Slack front takes commands besides the
+// clusters' own channels.
+type AccessSlack struct {
+	Channels []string `yaml:"channels"` // Slack channel ids
+}
+
+// Principals are the people the rules name: user and user-group ids as
+// the chat front knows them (Slack: U0123ABCD, S0123ABCD).
 type Principals struct {
 	Users  []string `yaml:"users"`
 	Groups []string `yaml:"groups"`
@@ -114,9 +131,13 @@ type Audit struct {
 
 // Cluster is one NocoBase cluster.
 type Cluster struct {
-	Name    string `yaml:"name"`
-	Channel string `yaml:"channel"` // Slack channel id bound to the cluster
-	Docker  Docker `yaml:"docker"`
+	Name string `yaml:"name"`
+	// Slack: the Slack front's channel for the cluster's runs.
+	Slack ClusterSlack `yaml:"slack"`
+	// OldChannel is the cluster's channel key, read as slack.channel (a
+	// warning says it moved).
+	OldChannel string `yaml:"channel"`
+	Docker     Docker `yaml:"docker"`
 	// Kubernetes, instead of Docker: the cluster is a Deployment or
 	// StatefulSet (kubernetes.go).
 	Kubernetes Kubernetes `yaml:"kubernetes"`
@@ -129,6 +150,11 @@ type Cluster struct {
 	Access     *Access    `yaml:"access"`
 	Timeouts   Timeouts   `yaml:"timeouts"`
 	Windows    []Window   `yaml:"windows"`
+}
+
+// ClusterSlack is the cluster's place in Slack.
+type ClusterSlack struct {
+	Channel string `yaml:"channel"` // the channel id its runs' threads go to
 }
 
 // Docker is how to reach the engine that runs the cluster.
@@ -156,6 +182,10 @@ type Nodes struct {
 	// NocoBase's upgrade at once: auto (default), skip-same-version or
 	// one-at-a-time.
 	Migrations string `yaml:"migrations"`
+	// StartDuringVerify: an upgrade starts these nodes while its verify
+	// checkpoint waits, traffic still on the maintenance page; a run may
+	// say otherwise (--start-during-verify, --no-start-during-verify).
+	StartDuringVerify bool `yaml:"start_during_verify"`
 	// PerNodeEnv names variables that may differ between nodes, besides
 	// HOSTNAME, APP_PORT, PM2_HOME, SOCKET_PATH, WORKER_MODE and
 	// SKIP_SAME_VERSION_UPGRADE.
@@ -275,6 +305,12 @@ func (c *Config) AccessFor(cl *Cluster) Access {
 	return c.Access
 }
 
+// WarningLines are the warnings one a line, as problems are shown
+// (file:line:column: path: warning: …).
+func (c *Config) WarningLines(file string) []string {
+	return (&Problems{File: file, List: c.Warnings}).Lines()
+}
+
 // Cluster finds a cluster by name.
 func (c *Config) Cluster(name string) (*Cluster, bool) {
 	for i := range c.Clusters {
@@ -366,6 +402,7 @@ func parse(r io.Reader) (*Config, error) {
 		}
 	}
 	p := problems{at: w.at}
+	c.moveOldKeys(&p)
 	c.validate(&p)
 	all := append(w.found, p.list()...)
 	if len(all) > 0 {
@@ -401,9 +438,6 @@ func cleanYAMLError(err error) error {
 var (
 	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 	envRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	userRE   = regexp.MustCompile(`^[UW][A-Z0-9]{2,}$`)
-	groupRE  = regexp.MustCompile(`^S[A-Z0-9]{2,}$`)
-	chanRE   = regexp.MustCompile(`^[CG][A-Z0-9]{2,}$`)
 	windowRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 )
 
@@ -413,15 +447,6 @@ func (c *Config) defaults() {
 	}
 	if c.Store.Schema == "" {
 		c.Store.Schema = "nocobot"
-	}
-	if c.Slack.Mode == "" {
-		c.Slack.Mode = "socket"
-	}
-	if c.Slack.Command == "" {
-		c.Slack.Command = "/nocobase"
-	}
-	if c.Slack.Mode == "http" && c.Slack.Listen == "" {
-		c.Slack.Listen = ":3000"
 	}
 	if c.Schedule.MissedGrace == 0 {
 		c.Schedule.MissedGrace = Duration(15 * time.Minute)

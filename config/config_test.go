@@ -35,7 +35,7 @@ func TestMinimalGetsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl := c.Clusters[0]
-	if c.Store.Path != "nocobot.db" || c.Slack.Mode != "socket" || cl.Backup.Storage.Path != "/app/nocobase/storage" ||
+	if c.Store.Path != "nocobot.db" || cl.Backup.Storage.Path != "/app/nocobase/storage" ||
 		cl.Timeouts.OnCheckpoint != "remind" || cl.Nodes.Parallelism != 0 {
 		t.Fatalf("defaults not applied: %+v", c)
 	}
@@ -71,11 +71,7 @@ func TestInvalidNamesFieldAndExpectation(t *testing.T) {
 		{"bad cron", minimal + "    windows: [{id: w, cron: '61 * * * *', command: start}]\n", "windows[0]: invalid cron expression"},
 		{"tz in cron", minimal + "    windows: [{id: w, cron: 'TZ=UTC', command: start}]\n", "windows[0]: invalid cron expression"},
 		{"bad tz", minimal + "    windows: [{id: w, cron: '@weekly', tz: Mars/Base, command: start}]\n", `"Mars/Base" is not a time zone`},
-		{"bad user", "access: {run: {users: [alice]}}\n" + minimal, `access.run.users: "alice" is not a Slack user id`},
-		{"channel name", strings.Replace(minimal, "name: prod", "name: prod\n    channel: '#ops'", 1), "the id, not the #name"},
 		{"bad pull policy", minimal + "    image: {pull: sometimes}\n", `clusters[0] (prod).image.pull: "sometimes": expected always, missing or never`},
-		{"slack api url", "slack: {api_url: 'ftp://slack.example/api'}\n" + minimal, `slack.api_url: "ftp://slack.example/api": expected an http(s) URL`},
-		{"slack api url with token", "slack: {api_url: 'https://xoxb:hunter2@slack.example/api/'}\n" + minimal, "slack.api_url: holds credentials"},
 		{"bad dialect", strings.Replace(minimal, "container: db,", "container: db, dialect: oracle,", 1), `backup.database.dialect: "oracle": expected postgres, mysql or mariadb`},
 		{"store in public", "store: {url: 'postgres://nocobot@db/nocobase', schema: public}\n" + minimal, `store.schema: "public" is where NocoBase's tables live`},
 		{"duplicate", minimal + strings.TrimPrefix(minimal, "\nclusters:\n"), "a cluster of that name comes earlier"},
@@ -96,16 +92,6 @@ func TestInvalidNamesFieldAndExpectation(t *testing.T) {
 				t.Fatal("the error leaks a password")
 			}
 		})
-	}
-}
-
-func TestSlackAPIURL(t *testing.T) {
-	c, err := Parse(strings.NewReader("slack: {api_url: 'https://slack-gov.com/api'}\n" + minimal))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Slack.APIURL != "https://slack-gov.com/api/" {
-		t.Fatalf("api_url = %q, want it with its trailing slash", c.Slack.APIURL)
 	}
 }
 

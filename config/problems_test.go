@@ -37,15 +37,6 @@ func TestKeysRefusedOutsideTheirPlace(t *testing.T) {
 	}
 }
 
-// A terminal user maps to a Slack user id, or the rules could never
-// name them.
-func TestTerminalUsersMapToSlackIDs(t *testing.T) {
-	_, err := Parse(strings.NewReader("access:\n  terminal_users: {alice: alice}\n" + minimal))
-	if err == nil || !strings.Contains(err.Error(), `2:3: access.terminal_users.alice: "alice" is not a Slack user id`) {
-		t.Fatalf("error = %v", err)
-	}
-}
-
 // Structural and semantic problems come together, each once, by line.
 func TestEveryProblemInOnePass(t *testing.T) {
 	file := `store: {path: n.db}

@@ -18,19 +18,16 @@ const SlackOff = "off"
 // On reports whether serve connects to Slack.
 func (s Slack) On() bool { return s.Mode != SlackOff }
 
-func (h HTTP) validate(sl Slack) error {
+func (h HTTP) validate() error {
 	if h.Listen == "" {
 		return nil
 	}
-	host, port, err := net.SplitHostPort(h.Listen)
+	_, port, err := net.SplitHostPort(h.Listen)
 	if err != nil {
 		return fieldError("http.listen", "%q: expected host:port, e.g. 127.0.0.1:9090", h.Listen)
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
 		return fieldError("http.listen", "%q: %q is not a port", h.Listen, port)
-	}
-	if sl.Mode == "http" && (sl.Listen == h.Listen || sl.Listen == "" && host == "" && port == "3000") {
-		return fieldError("http.listen", "%q is slack.listen too: give the two endpoints different ports", h.Listen)
 	}
 	return nil
 }

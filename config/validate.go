@@ -5,7 +5,6 @@ package config
 
 import (
 	"fmt"
-	"net/url"
 	"strings"
 
 	"github.com/nocobot/nocobot/window"
@@ -52,32 +51,7 @@ func (c *Config) validate(p *problems) {
 		}
 	}
 	p.add(checkEnv("store.password_env", c.Store.PasswordEnv, false))
-	switch c.Slack.Mode {
-	case "", "socket", "http", SlackOff:
-	default:
-		p.add(fieldError("slack.mode", "%q: expected socket, http or off", c.Slack.Mode))
-	}
-	p.add(c.HTTP.validate(c.Slack))
-	for f, v := range map[string]string{"slack.bot_token_env": c.Slack.BotTokenEnv, "slack.app_token_env": c.Slack.AppTokenEnv, "slack.signing_secret_env": c.Slack.SigningSecretEnv} {
-		p.add(checkEnv(f, v, false))
-	}
-	if u := c.Slack.APIURL; u != "" {
-		pu, err := url.Parse(u)
-		switch {
-		case err == nil && pu.User != nil:
-			p.add(fieldError("slack.api_url", "holds credentials: a token goes in slack.bot_token_env, never in the URL"))
-		case err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "":
-			p.add(fieldError("slack.api_url", "%q: expected an http(s) URL such as https://slack.com/api/", u))
-		}
-		if !strings.HasSuffix(u, "/") {
-			c.Slack.APIURL = u + "/"
-		}
-	}
-	if c.Slack.Command != "" && !strings.HasPrefix(c.Slack.Command, "/") {
-		p.add(fieldError("slack.command", "%q: expected a slash command such as /nocobase", c.Slack.Command))
-	}
-	c.Access.validate(p, "access")
-	c.Access.validateTerminal(p)
+	p.add(c.HTTP.validate())
 	if len(c.Clusters) == 0 {
 		p.add(fieldError("clusters", "at least one cluster is expected"))
 	}
@@ -96,45 +70,10 @@ func (c *Config) validate(p *problems) {
 		cl.validate(p, f)
 	}
 	c.validateWebhooks(p)
-}
-
-func (a *Access) validate(p *problems, f string) {
-	for _, r := range []struct {
-		f string
-		p Principals
-	}{{f + ".run", a.Run}, {f + ".decide", a.Decide}} {
-		for _, u := range r.p.Users {
-			if !userRE.MatchString(u) {
-				p.add(fieldError(r.f+".users", "%q is not a Slack user id (expected e.g. U0123ABCD)", u))
-			}
-		}
-		for _, g := range r.p.Groups {
-			if !groupRE.MatchString(g) {
-				p.add(fieldError(r.f+".groups", "%q is not a Slack user group id (expected e.g. S0123ABCD)", g))
-			}
-		}
-	}
-	for _, ch := range a.Channels {
-		if !chanRE.MatchString(ch) {
-			p.add(fieldError(f+".channels", "%q is not a Slack channel id (expected e.g. C0123ABCD)", ch))
-		}
-	}
-}
-
-// validateTerminal checks the top level's terminal mapping: each OS user
-// maps to a Slack user id the rules can name.
-func (a *Access) validateTerminal(p *problems) {
-	for name, id := range a.TerminalUsers {
-		if !userRE.MatchString(id) {
-			p.add(fieldError("access.terminal_users."+name, "%q is not a Slack user id (expected e.g. U0123ABCD: the id the access rules name)", id))
-		}
-	}
+	c.checkFronts(p)
 }
 
 func (cl *Cluster) validate(p *problems, f string) {
-	if cl.Channel != "" && !chanRE.MatchString(cl.Channel) {
-		p.add(fieldError(f+".channel", "%q is not a Slack channel id (expected e.g. C0123ABCD; the id, not the #name)", cl.Channel))
-	}
 	if h := cl.Docker.Host; h != "" && !strings.HasPrefix(h, "unix://") && !strings.HasPrefix(h, "tcp://") && !strings.HasPrefix(h, "npipe://") {
 		p.add(fieldError(f+".docker.host", "%q: expected unix:///path/docker.sock or tcp://host:port", h))
 	}
@@ -230,7 +169,6 @@ func (cl *Cluster) validate(p *problems, f string) {
 		p.add(fieldError(f+".timeouts.on_checkpoint_timeout", "%q: expected remind, rollback or abort", cl.Timeouts.OnCheckpoint))
 	}
 	if cl.Access != nil {
-		cl.Access.validate(p, f+".access")
 		// Only the top level's terminal settings are read: a cluster's
 		// would be ignored, letting a terminal operator through where
 		// the file seems to say otherwise, or the reverse.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	slackfront "github.com/nocobot/nocobot/bot/slack"
 	"github.com/nocobot/nocobot/events"
 	"github.com/nocobot/nocobot/metrics"
 	"github.com/nocobot/nocobot/ports"
@@ -35,7 +36,11 @@ func exported(t *testing.T) []string {
 	m := metrics.New("prod")
 	m.WatchStore(st)
 	m.Webhooks("oncall")
-	m.SlackAPIError("chat.update", "ratelimited")
+	apiErrors := slackfront.NewAPIErrorCounter()
+	if err := m.Register(apiErrors.Collector()); err != nil {
+		t.Fatal(err)
+	}
+	apiErrors.Count("chat.update", "ratelimited")
 	bk := m.Backups("prod", w.Cluster("prod").Backups)
 	if _, err := bk.Create(context.Background(), ports.BackupRequest{Cluster: "prod", Version: "1.7.13"}, func(string) {}); err != nil {
 		t.Fatal(err)

@@ -1,13 +1,14 @@
 // Package metrics is nocobot's Prometheus instrumentation: what its runs,
-// steps, checkpoints, backups, windows, webhooks and Slack calls did, read
-// from the engine's events where the events say it, and from thin
-// wrappers where they do not (backup sizes, Slack API errors); and what
-// is true now (runs waiting for a decision, the newest verified backup),
-// read at each scrape from the store and the backups. Each Metrics has
-// its own registry: nothing is registered globally.
+// steps, checkpoints, backups, windows and webhooks did, read from the
+// engine's events where the events say it, and from thin wrappers where
+// they do not (backup sizes); and what is true now (runs waiting for a
+// decision, the newest verified backup), read at each scrape from the
+// store and the backups. A front adds its own collectors (Register).
+// Each Metrics has its own registry: nothing is registered globally.
 package metrics
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,7 +38,6 @@ type Metrics struct {
 	backupSeconds   *prometheus.HistogramVec // cluster, operation
 	backupBytes     *prometheus.HistogramVec // cluster, operation
 	backupFailures  *prometheus.CounterVec   // cluster, operation
-	slackErrors     *prometheus.CounterVec   // method, error
 	windowLateness  prometheus.Histogram
 	windowEvents    *prometheus.CounterVec // kind
 	eventsMissed    prometheus.Counter
@@ -76,8 +76,6 @@ func New(clusters ...string) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(1<<20, 4, 12)}, []string{"cluster", "operation"}),
 		backupFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "backup_failures_total",
 			Help: "Backups and restores that failed, by cluster and operation."}, []string{"cluster", "operation"}),
-		slackErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "slack_api_errors_total",
-			Help: "Failed Slack API call attempts, by method and error (Slack's code, http_NNN, timeout or network)."}, []string{"method", "error"}),
 		windowLateness: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "window_start_lateness_seconds",
 			Help:    "How late the scheduler started each maintenance window's run after its start time.",
 			Buckets: []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 15, 60, 300, 900}}),
@@ -91,7 +89,7 @@ func New(clusters ...string) *Metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.runsStarted, m.runsFinished, m.runsResumed, m.stepSeconds, m.maintenanceSecs, m.checkpointWait,
-		m.backupSeconds, m.backupBytes, m.backupFailures, m.slackErrors, m.windowLateness, m.windowEvents, m.eventsMissed,
+		m.backupSeconds, m.backupBytes, m.backupFailures, m.windowLateness, m.windowEvents, m.eventsMissed,
 		m.webhooks, buildInfo(buildinfo.Get()), m.backups,
 	)
 	for _, c := range clusters {
@@ -110,6 +108,21 @@ func New(clusters ...string) *Metrics {
 		m.windowEvents.WithLabelValues(windowKind(k))
 	}
 	return m
+}
+
+// Register adds a front's own collectors (the Slack front's API errors)
+// to the registry /metrics shows. A collector registered already is left
+// as it is.
+func (m *Metrics) Register(cs ...prometheus.Collector) error {
+	var errs []error
+	for _, c := range cs {
+		if err := m.reg.Register(c); err != nil {
+			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // buildInfo is the constant 1 labelled with what runs, as Prometheus' own

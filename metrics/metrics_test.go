@@ -239,19 +239,3 @@ func TestMetricsMoveDuringRuns(t *testing.T) {
 		t.Errorf("the steps after the checkpoint are not counted on the engine that ran them")
 	}
 }
-
-// The Slack front's hook counts errors by method and code.
-func TestSlackAPIErrors(t *testing.T) {
-	m := metrics.New("prod")
-	m.SlackAPIError("chat.update", "ratelimited")
-	m.SlackAPIError("chat.update", "ratelimited")
-	m.SlackAPIError("chat.postMessage", "channel_not_found")
-	srv := httptest.NewServer(m.Handler())
-	defer srv.Close()
-	e := &engine{t: t, url: srv.URL}
-	got := e.scrape()
-	if got[`nocobot_slack_api_errors_total{error="ratelimited",method="chat.update"}`] != 2 ||
-		got[`nocobot_slack_api_errors_total{error="channel_not_found",method="chat.postMessage"}`] != 1 {
-		t.Fatalf("slack errors: %v", got)
-	}
-}

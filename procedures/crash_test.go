@@ -68,14 +68,24 @@ func (h *harness) drive() (store.Run, []string) {
 // of an upgrade, starts a new engine on the same store file, and checks
 // that the run ends as it should, never repeated a step that is unsafe to
 // repeat without asking, and broke no safety rule.
-func TestCrashAtEveryTransition(t *testing.T) {
+func TestCrashAtEveryTransition(t *testing.T) { crashAtEveryTransition(t, upgrade()) }
+
+// TestCrashAtEveryTransitionStartingDuringVerify is the same with the
+// other nodes started while the verify checkpoint waits.
+func TestCrashAtEveryTransitionStartingDuringVerify(t *testing.T) {
+	req := upgrade()
+	req.StartDuringVerify = on()
+	crashAtEveryTransition(t, req)
+}
+
+func crashAtEveryTransition(t *testing.T, req procedures.Request) {
 	// Count the transitions of an uninterrupted upgrade.
 	var total int64
 	{
 		h := newHarness(t, cluster3())
 		cs := &crashingStore{crashed: make(chan struct{})}
 		h.restart(func(s store.Store) store.Store { cs.Store = s; return cs })
-		h.startRun(upgrade())
+		h.startRun(req)
 		if end, _ := h.drive(); end.State != store.StateSucceeded {
 			t.Fatalf("uninterrupted run: %s", end.State)
 		}
@@ -90,7 +100,7 @@ func TestCrashAtEveryTransition(t *testing.T) {
 			h := newHarness(t, cluster3())
 			cs := &crashingStore{n: k, crashed: make(chan struct{})}
 			h.restart(func(s store.Store) store.Store { cs.Store = s; return cs })
-			r := h.startRun(upgrade())
+			r := h.startRun(req)
 			for crashed := false; !crashed; {
 				select {
 				case <-cs.crashed:

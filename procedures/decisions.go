@@ -103,15 +103,27 @@ func (rn *runner) await(ctx context.Context) error {
 	)
 	for {
 		if d, ok := rn.decisionFor(ctx, cp.ID); ok {
+			if d.Action != store.ActionContinue {
+				rn.stopEarly()
+			}
 			return rn.apply(ctx, d)
 		}
+		// Begun after the first look at the decisions: a decision recorded
+		// before a restart is applied without starting anything.
+		rn.beginEarly(ctx, cp)
+		earlyLine, earlyDone := rn.earlyEvents()
 		var deadline <-chan time.Time
 		if !cp.Deadline.IsZero() && !decided && retry == nil {
 			deadline = rn.e.clock.After(cp.Deadline.Sub(rn.e.clock.Now()))
 		}
 		select {
 		case <-ctx.Done():
+			rn.stopEarly()
 			return errStop
+		case msg := <-earlyLine:
+			rn.earlyProgress(msg)
+		case <-earlyDone:
+			rn.earlyEnded()
 		case <-rn.wake:
 		case <-time.After(rn.e.poll):
 		case <-retry:
@@ -249,6 +261,8 @@ func decider(d store.Decision) string {
 }
 
 func (rn *runner) startRollback(ctx context.Context, d store.Decision) error {
+	// The roll-back stops every node itself.
+	rn.stopEarly()
 	now := rn.e.clock.Now()
 	for i := rn.run.Current; i < len(rn.run.Steps); i++ {
 		st := &rn.run.Steps[i]

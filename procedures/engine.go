@@ -70,6 +70,10 @@ type Cluster struct {
 	// PerNodeEnv names variables that may differ from node to node, on
 	// top of those that always may (perNodeVars).
 	PerNodeEnv []string
+	// StartDuringVerify: an upgrade starts the nodes after the first while
+	// its verify checkpoint waits, traffic still on the maintenance page
+	// (a run may say otherwise; see duringverify.go).
+	StartDuringVerify bool
 }
 
 // Options configure an engine.
@@ -342,7 +346,7 @@ func (e *Engine) Start(ctx context.Context, req Request) (store.Run, error) {
 	now := e.clock.Now()
 	sent := time.Now()
 	r := store.Run{
-		ID: newRunID(now), Cluster: c.Name, Procedure: req.Procedure, Params: req.params(),
+		ID: newRunID(now), Cluster: c.Name, Procedure: req.Procedure, Params: runParams(c, req),
 		Requester: req.Requester, Via: req.Via, State: store.StateRunning,
 		Created: now, Updated: now, Owner: e.owner, LeaseUntil: sent.Add(e.leaseTTL),
 	}

@@ -14,6 +14,7 @@ import (
 
 // abort ends the run where it stands, as d asked.
 func (rn *runner) abort(ctx context.Context, d store.Decision) error {
+	rn.undoEarly(ctx, rn.run.Checkpoint)
 	now := rn.e.clock.Now()
 	untouched := ChangedNothing(rn.run)
 	for i := range rn.run.Steps {

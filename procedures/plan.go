@@ -45,7 +45,7 @@ func (e *Engine) PlanOf(ctx context.Context, req Request) (PlanView, error) {
 	if !ok {
 		return PlanView{}, fmt.Errorf("unknown cluster %q (known: %s)", req.Cluster, strings.Join(e.ClusterNames(), ", "))
 	}
-	r := store.Run{Cluster: req.Cluster, Procedure: req.Procedure, Params: req.params()}
+	r := store.Run{Cluster: req.Cluster, Procedure: req.Procedure, Params: runParams(c, req)}
 	p := PlanView{Cluster: req.Cluster, Procedure: req.Procedure, Title: Title(r)}
 
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)

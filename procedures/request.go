@@ -22,8 +22,11 @@ type Request struct {
 	// SameVersion lets an upgrade move to another image of the version the
 	// cluster runs (a rebuilt image, a -full switch).
 	SameVersion bool
-	Actions     []MaintAction // maintain: automated actions; none means a manual window
-	Requester   string        // Slack user id, "terminal:<user>", "scheduler:<window>"
+	// StartDuringVerify, when set, overrides the cluster's setting of the
+	// same name for this run (upgrade --start-during-verify or --no-…).
+	StartDuringVerify *bool
+	Actions           []MaintAction // maintain: automated actions; none means a manual window
+	Requester         string        // Slack user id, "terminal:<user>", "scheduler:<window>"
 	// OnBehalfOf is, for a run a window starts, the person who approved
 	// or scheduled it: the four-eyes rule treats them as its requester.
 	OnBehalfOf string

@@ -23,6 +23,9 @@ type runner struct {
 	run store.Run
 
 	storeDown bool
+	// early is the work running while a checkpoint waits (start during
+	// verify); only the drive goroutine touches this field.
+	early *earlyStart
 }
 
 // errStop means the runner must stop driving the run (shutdown or lost
@@ -30,6 +33,7 @@ type runner struct {
 var errStop = errors.New("stop driving run")
 
 func (rn *runner) drive(ctx context.Context, resumed bool) {
+	defer rn.stopEarly()
 	if resumed {
 		if err := rn.resume(ctx); err != nil {
 			return

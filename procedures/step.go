@@ -22,6 +22,10 @@ type stepDef struct {
 	checkpoint string
 	question   func(env *stepEnv) (question, url string)
 	do         func(ctx context.Context, env *stepEnv) (detail string, err error)
+	// meanwhile, for a checkpoint, runs while it waits; the next step
+	// takes its outcome (runner.takeEarly). undoMeanwhile undoes it when
+	// the run is aborted at the checkpoint (duringverify.go).
+	meanwhile, undoMeanwhile func(ctx context.Context, env *stepEnv) (detail string, err error)
 	// skip, for roll-back steps, says the step has nothing to undo.
 	skip func(r *store.Run) bool
 	// afterService: the procedure's work is done and users write again;

@@ -13,6 +13,9 @@ type stepEnv struct {
 	rn   *runner
 	c    *Cluster
 	step int
+	// report, when set, takes the progress lines instead: work that runs
+	// beside the runner (startEarly) never touches the run itself.
+	report func(msg string)
 }
 
 // facts reads the run's facts as they are now.
@@ -46,6 +49,10 @@ func (s *stepEnv) save(ctx context.Context) error { return s.rn.persist(ctx) }
 // events come out in the order the lines were set and the last event
 // shows the step's progress as recorded. Publishing never blocks.
 func (s *stepEnv) progress(msg string) {
+	if s.report != nil {
+		s.report(msg)
+		return
+	}
 	x := s.rn
 	x.mu.Lock()
 	defer x.mu.Unlock()

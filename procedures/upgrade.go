@@ -22,7 +22,7 @@ func upgradeProcedure() procedure {
 	return procedure{
 		name:     ProcUpgrade,
 		args:     "<version> [cluster]",
-		options:  "[--same-version] [--image <reference> instead of <version>]",
+		options:  "[--same-version] [--image <reference> instead of <version>] [--start-during-verify|--no-start-during-verify]",
 		help:     "upgrade the cluster to a NocoBase version, tag or image (503 page, backup, one node first, your check, the rest)",
 		downtime: "lb-maintenance",
 		parse:    parseUpgrade,
@@ -35,7 +35,7 @@ func upgradeProcedure() procedure {
 			}
 			return fmt.Sprintf("upgrade of %s to %s", r.Cluster, to)
 		},
-		forward:  func(*store.Run) []stepDef { return upgradeSteps() },
+		forward:  func(r *store.Run) []stepDef { return upgradeSteps(startsDuringVerify(r)) },
 		rollback: func(*store.Run) []stepDef { return upgradeRollbackSteps() },
 		plan: func(ctx context.Context, b *strings.Builder, c *Cluster, nodes []ports.Node, req Request) {
 			image := targetImage(c, nodes, req.Version, req.Image)
@@ -49,6 +49,7 @@ func upgradeProcedure() procedure {
 				}
 			}
 			fmt.Fprintf(b, "New image: %s (NocoBase %s)\n", image, v)
+			fmt.Fprintf(b, "Start during verify: %s\n", duringVerifyPlan(c, req))
 		},
 	}
 }
@@ -68,6 +69,9 @@ func parseUpgrade(req *Request, words []string) error {
 		switch a := words[i]; {
 		case a == "--same-version":
 			req.SameVersion = true
+		case a == "--start-during-verify" || a == "--no-start-during-verify":
+			on := a == "--start-during-verify"
+			req.StartDuringVerify = &on
 		case a == "--image":
 			if i+1 >= len(words) {
 				return errors.New("--image needs an image reference, e.g. --image registry.example.com/team/nocobase:2026-11-30")
@@ -125,7 +129,7 @@ func validateUpgrade(r Request) error {
 	return nil
 }
 
-func upgradeSteps() []stepDef {
+func upgradeSteps(early bool) []stepDef {
 	return []stepDef{
 		{name: "preflight", title: "Preflight: nodes, versions, image pulled, backup possible", idempotent: true, do: upgradePreflight},
 		{name: "lb-maintenance", title: "Load balancer to the 503 maintenance page", idempotent: true,
@@ -139,16 +143,8 @@ func upgradeSteps() []stepDef {
 		redisResetStepDef("redis-reset", "Redis: empty the cache, drop the locks and signals (every node stopped)", nil),
 		{name: "start-first", title: "Start one node, wait until healthy on the new version", idempotent: true,
 			do: upgradeStartFirst},
-		{name: "verify", title: "Verify checkpoint", checkpoint: "verify", question: func(env *stepEnv) (string, string) {
-			f := env.facts()
-			return fmt.Sprintf("%s runs %s on one node (%s). Check it works, then continue, roll back (restores backup %s) or abort.",
-				env.clusterName(), f.ToVersion(), f.TargetImage(), f.BackupID()), f.FirstURL()
-		}},
-		{name: "start-rest", title: "Start the other nodes (never two upgrading at once), each waited healthy", idempotent: true,
-			do: func(ctx context.Context, env *stepEnv) (string, error) {
-				f := env.facts()
-				return startRest(ctx, env, upgradeTarget(f, f.Nodes()))
-			}},
+		verifyStepDef(early),
+		startRestStepDef(early),
 		{name: "lb-normal", title: "Load balancer back to the app nodes", idempotent: true,
 			do: func(ctx context.Context, env *stepEnv) (string, error) { return setBalancer(ctx, env, ports.LBNormal) }},
 		exportStepDef(),

@@ -102,8 +102,9 @@ type Options struct {
 	// NocoBase database, so that a restore never rewinds nocobot itself.
 	ExcludeSchemas []string
 	// PgBin is the folder of pg_dump, pg_restore and psql for the local
-	// mode (default: PATH). They must be the server's major version or
-	// newer.
+	// mode (default: PATH, or the newest Debian client's folder where
+	// PATH has Debian's wrapper: debianClientBin). They must be the
+	// server's major version or newer.
 	PgBin string
 	// MySQLBin is the folder of mariadb-dump and mariadb (or mysqldump
 	// and mysql) for the local mode of the mysql and mariadb dialects

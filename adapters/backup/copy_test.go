@@ -73,6 +73,8 @@ func TestInServerCopyBackupAndSwapRestore(t *testing.T) {
 	busy.Close(ctx)
 	if p := m.Plan(ctx); p.Kind != KindCopy {
 		t.Fatalf("plan with no session = %+v", p)
+	} else if !strings.Contains(p.Reason, "a file copy (CREATE DATABASE … STRATEGY FILE_COPY)") {
+		t.Errorf("plan does not say which copy the server makes: %q", p.Reason)
 	}
 
 	dbBefore := dbSnapshot(t, f.dbURL)

@@ -111,7 +111,7 @@ func (m *Manager) Create(ctx context.Context, req ports.BackupRequest, progress 
 	go func() {
 		defer wg.Done()
 		if plan.Kind == KindCopy {
-			name, sig, err := m.copyDatabase(ctx, id, progress)
+			name, sig, err := m.copyDatabase(ctx, id, plan.copy.clone, progress)
 			if err == nil {
 				man.Database.Copy, man.Database.CopySignature = name, sig
 				return
@@ -294,18 +294,18 @@ func (m *Manager) dumpDatabase(ctx context.Context, dir string, db database, lev
 
 // copyDatabase copies the database inside its server and verifies the
 // copy; it returns the copy's name and signature.
-func (m *Manager) copyDatabase(ctx context.Context, id string, progress ports.Progress) (string, string, error) {
+func (m *Manager) copyDatabase(ctx context.Context, id string, clone bool, progress ports.Progress) (string, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
 	defer cancel()
 	c := m.db.(copier)
 	name := copyName(m.db.name(), id)
 	progress("database: copying " + m.db.name() + " inside the server into " + name)
 	start := time.Now()
-	sig, err := c.copyTo(ctx, name)
+	sig, how, err := c.copyTo(ctx, name, clone)
 	if err != nil {
 		return "", "", err
 	}
-	progress(fmt.Sprintf("database: copied and verified in %s (%s)", time.Since(start).Round(10*time.Millisecond), sig))
+	progress(fmt.Sprintf("database: %s; %s in all (%s)", how, time.Since(start).Round(10*time.Millisecond), sig))
 	return name, sig, nil
 }
 

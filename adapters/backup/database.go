@@ -44,11 +44,13 @@ type database interface {
 // copier is a database that can back itself up by a copy inside its
 // server (pgcopy.go). Engines without one are always dumped.
 type copier interface {
-	// copyPlan says whether a copy is possible now, and why (not).
-	copyPlan(ctx context.Context) (ok bool, why string)
-	// copyTo copies the database into a new one named name, verifies it
+	// copyPlan says whether a copy is possible now, and why (not); how
+	// says which copy the server would make, where it can make one.
+	copyPlan(ctx context.Context) (ok bool, why string, how copyMethod)
+	// copyTo copies the database into a new one named name, verifies it,
+	// and says how the server copied it; clone: as copyMethod.clone.
 	// and returns its signature.
-	copyTo(ctx context.Context, name string) (signature string, err error)
+	copyTo(ctx context.Context, name string, clone bool) (signature, how string, err error)
 	// verifyCopy checks that the copy exists and cannot have changed;
 	// opened: nocobot opened it to connections (Export).
 	verifyCopy(ctx context.Context, name, signature string, opened bool) error

@@ -161,20 +161,20 @@ func (a *dialectDatabase) copier(ctx context.Context) (copier, error) {
 	return c, nil
 }
 
-func (a *dialectDatabase) copyPlan(ctx context.Context) (bool, string) {
+func (a *dialectDatabase) copyPlan(ctx context.Context) (bool, string, copyMethod) {
 	c, err := a.copier(ctx)
 	if err != nil {
-		return false, err.Error()
+		return false, err.Error(), copyMethod{}
 	}
 	return c.copyPlan(ctx)
 }
 
-func (a *dialectDatabase) copyTo(ctx context.Context, name string) (string, error) {
+func (a *dialectDatabase) copyTo(ctx context.Context, name string, clone bool) (string, string, error) {
 	c, err := a.copier(ctx)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	return c.copyTo(ctx, name)
+	return c.copyTo(ctx, name, clone)
 }
 
 func (a *dialectDatabase) verifyCopy(ctx context.Context, name, signature string, opened bool) error {

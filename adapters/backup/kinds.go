@@ -31,20 +31,23 @@ const (
 type Plan struct {
 	Kind   string
 	Reason string
+	// copy is which copy the server would make, where it can make one
+	// (also when sessions on the database are all that prevents it).
+	copy copyMethod
 }
 
 // Plan says which kind of backup Create would take now, and why.
 func (m *Manager) Plan(ctx context.Context) Plan {
 	if m.opts.NoCopy {
-		return Plan{KindDump, "in-server copies are turned off"}
+		return Plan{Kind: KindDump, Reason: "in-server copies are turned off"}
 	}
 	c, ok := m.db.(copier)
 	if !ok {
-		return Plan{KindDump, "the " + m.db.dialect() + " database cannot be copied inside its server"}
+		return Plan{Kind: KindDump, Reason: "the " + m.db.dialect() + " database cannot be copied inside its server"}
 	}
-	ok, why := c.copyPlan(ctx)
+	ok, why, how := c.copyPlan(ctx)
 	if !ok {
-		return Plan{KindDump, "no in-server copy: " + why}
+		return Plan{Kind: KindDump, Reason: "no in-server copy: " + why, copy: how}
 	}
-	return Plan{KindCopy, why}
+	return Plan{Kind: KindCopy, Reason: why, copy: how}
 }

@@ -11,7 +11,7 @@ import (
 func (m *Manager) PlanKind(ctx context.Context, nodesStopped bool) (kind, reason string) {
 	p := m.Plan(ctx)
 	if nodesStopped && p.Kind == KindDump && strings.HasSuffix(p.Reason, whySessions) {
-		return KindCopy, "the server can copy the database in place once the nodes are stopped"
+		return KindCopy, "the server can copy the database in place once the nodes are stopped: " + p.copy.why
 	}
 	if _, toDir := m.dumpsToDir(m.db); p.Kind == KindDump && toDir {
 		switch m.opts.Compress {

@@ -26,6 +26,9 @@ type room struct {
 	dir         string
 	free, total int64
 	dbSize      int64
+	// fsType is the filesystem's type as stat -f names it ("" unknown):
+	// it tells which copy the server makes (chooseCopy).
+	fsType string
 }
 
 // errRoomUnknown: the server does not let nocobot see its free space.
@@ -68,7 +71,7 @@ FROM pg_database WHERE datname = %s`, sqlLiteral(d.dbname)))
 	var df string
 	if _, local := d.r.(localRunner); !local {
 		var b bytes.Buffer
-		if err := d.r.run(ctx, `exec df -Pk -- "$1"`, []string{r.dir}, nil, &limitedWriter{w: &b, n: 64 << 10}); err != nil {
+		if err := d.r.run(ctx, `df -Pk -- "$1" && `+statFS(`"$1"`), []string{r.dir}, nil, &limitedWriter{w: &b, n: 64 << 10}); err != nil {
 			return room{}, fmt.Errorf("%w: df in the database container: %w", errRoomUnknown, err)
 		}
 		df = b.String()
@@ -76,7 +79,8 @@ FROM pg_database WHERE datname = %s`, sqlLiteral(d.dbname)))
 		if f[2] != "y" {
 			return room{}, fmt.Errorf("%w: the backup's database user may not run df on the server (pg_execute_server_program)", errRoomUnknown)
 		}
-		program := "df -Pk -- '" + strings.ReplaceAll(r.dir, "'", `'\''`) + "'"
+		dir := "'" + strings.ReplaceAll(r.dir, "'", `'\''`) + "'"
+		program := "df -Pk -- " + dir + " && " + statFS(dir)
 		df, err = d.on(adminDB).query(ctx, `CREATE TEMP TABLE nocobot_df (line text);
 COPY nocobot_df FROM PROGRAM `+sqlLiteral(program)+`;
 SELECT line FROM nocobot_df`)
@@ -87,7 +91,23 @@ SELECT line FROM nocobot_df`)
 	if r.total, r.free, err = parseDF(df); err != nil {
 		return room{}, fmt.Errorf("%w: %w", errRoomUnknown, err)
 	}
+	r.fsType = parseFSType(df)
 	return r, nil
+}
+
+// statFS is the shell command that prints the type of the filesystem of
+// dir (quoted for the shell) on a line of its own after df's (GNU and
+// busybox stat know -f -c %T); where it cannot, nothing.
+func statFS(dir string) string { return "{ stat -f -c 'fstype %T' -- " + dir + " 2>/dev/null || :; }" }
+
+// parseFSType reads statFS's line.
+func parseFSType(out string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if t, ok := strings.CutPrefix(strings.TrimSpace(l), "fstype "); ok {
+			return strings.TrimSpace(t)
+		}
+	}
+	return ""
 }
 
 // parseDF reads the size and the available space from df -Pk's output.

@@ -3,7 +3,6 @@ package slack
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	"github.com/slack-go/slack"
 )
@@ -16,9 +15,9 @@ type away struct {
 }
 
 // awayChannel is where a checkpoint goes while ch refuses the bot: the
-// first of access.channels that is not ch.
+// first of access.slack.channels that is not ch.
 func (f *Front) awayChannel(ch string) string {
-	for _, c := range f.cfg.Access.Channels {
+	for _, c := range f.cfg.Access.Slack.Channels {
 		if c != ch {
 			return c
 		}
@@ -40,10 +39,10 @@ func (t *thread) awayIn(channel string) bool {
 
 // awayMessage renders checkpoint id as shown elsewhere; the caller holds mu.
 func (t *thread) awayMessage(id, why string) message {
-	cs := t.cps[id]
-	text, blocks := renderCheckpoint(t.run, cs, t.f.decidersLine(t.run, cs.cp))
+	q, r := t.view.Questions[id], t.view.Run
+	text, blocks := renderCheckpoint(r, q, t.f.decidersLine(r, q.Checkpoint))
 	head := fmt.Sprintf(":warning: Run `%s` on %s cannot post its thread in <#%s> (%s): invite me there with `/invite @%s`. Its open question, meanwhile:",
-		t.runID, t.run.Cluster, t.channel, why, t.f.botName())
+		t.runID, r.Cluster, t.channel, why, t.f.botName())
 	m, _ := message{text: head + "\n" + text, blocks: append([]slack.Block{section(head)}, blocks...)}.
 		fit(fmt.Sprintf("…\n_Cut to fit Slack: `nocobot attach %s` shows the run in full at a terminal._", t.runID))
 	return m
@@ -55,16 +54,12 @@ func (t *thread) showAway(ctx context.Context) {
 	f := t.f
 	t.mu.Lock()
 	parked := t.parked
-	ids := make([]string, 0, len(t.cps))
-	for id := range t.cps {
-		ids = append(ids, id)
-	}
+	ids := t.view.QuestionIDs()
 	t.mu.Unlock()
-	slices.Sort(ids)
 	for _, id := range ids {
 		t.mu.Lock()
-		cs, a := t.cps[id], t.away[id]
-		open := cs.decision == nil && cs.closed == ""
+		q, a := t.view.Questions[id], t.away[id]
+		open := q.Open()
 		post := a == nil && parked != "" && open
 		var m message
 		switch {

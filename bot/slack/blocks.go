@@ -108,9 +108,9 @@ func renderStep(st store.Step, progressAt time.Time) (string, []slack.Block) {
 // checkpointQuestion is the question without a repeat of the failed
 // step's error: the step's own message shows it (a long one cut, in
 // full in a file), the question names it once at most.
-func checkpointQuestion(cs *cpState) string {
-	q := cs.cp.Question
-	d := strings.TrimSpace(cs.detail)
+func checkpointQuestion(cs *bot.Question) string {
+	q := cs.Checkpoint.Question
+	d := strings.TrimSpace(cs.Detail)
 	if d == "" || !strings.Contains(q, d) {
 		return q
 	}
@@ -139,8 +139,8 @@ func confirmFor(a store.Action) *slack.ConfirmationBlockObject {
 }
 
 // renderCheckpoint shows a question; who says who may answer it.
-func renderCheckpoint(r store.Run, cs *cpState, who string) (string, []slack.Block) {
-	cp := cs.cp
+func renderCheckpoint(r store.Run, cs *bot.Question, who string) (string, []slack.Block) {
+	cp := cs.Checkpoint
 	var head string
 	switch cp.Kind {
 	case "verify":
@@ -158,23 +158,22 @@ func renderCheckpoint(r store.Run, cs *cpState, who string) (string, []slack.Blo
 	if cp.URL != "" {
 		text += "\nCheck the node: " + cp.URL
 	}
-	open := cs.decision == nil && cs.closed == ""
-	if open && who != "" {
+	if cs.Open() && who != "" {
 		text += "\n" + who
 	}
 	blocks := []slack.Block{section(text)}
 	switch {
-	case cs.decision != nil:
-		d := cs.decision
+	case cs.Decision != nil:
+		d := cs.Decision
 		line := fmt.Sprintf("%s chose *%s* at %s", mention(d.By), bot.ActionLabel(d.Action), slackDate(d.At, "UTC"))
 		if d.By == "timeout" || d.Via == "engine" {
 			line = fmt.Sprintf("No decision in time: *%s* at %s", bot.ActionLabel(d.Action), slackDate(d.At, "UTC"))
 		}
 		blocks = append(blocks, contextLine(line))
 		text += "\n" + line
-	case cs.closed != "":
-		blocks = append(blocks, contextLine(cs.closed))
-		text += "\n" + cs.closed
+	case cs.Closed != "":
+		blocks = append(blocks, contextLine(cs.Closed))
+		text += "\n" + cs.Closed
 	default:
 		var buttons []slack.BlockElement
 		for _, a := range cp.Options {

@@ -12,9 +12,9 @@ import (
 	"github.com/slack-go/slack"
 )
 
-// caller makes Slack API calls with a timeout per attempt, waits out a
+// apiCalls makes Slack API calls with a timeout per attempt, waits out a
 // 429 for its Retry-After, and retries transient failures with backoff.
-type caller struct {
+type apiCalls struct {
 	log        zerolog.Logger
 	timeout    time.Duration
 	maxBackoff time.Duration
@@ -30,7 +30,7 @@ func (e permanentError) Unwrap() error { return e.err }
 
 // do calls fn until it succeeds, fails for good, ctx ends, or attempts
 // (0: no limit) are used up.
-func (c *caller) do(ctx context.Context, what string, attempts int, fn func(ctx context.Context) error) error {
+func (c *apiCalls) do(ctx context.Context, what string, attempts int, fn func(ctx context.Context) error) error {
 	backoff := 500 * time.Millisecond
 	for i := 1; ; i++ {
 		actx, cancel := context.WithTimeout(ctx, c.timeout)

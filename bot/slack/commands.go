@@ -29,7 +29,7 @@ const (
 
 // commandCaller is who sent a slash command, for the dispatcher.
 func (f *Front) commandCaller(sc slack.SlashCommand) bot.Caller {
-	return bot.Caller{User: sc.UserID, Name: sc.UserName, Via: bot.ViaSlack, Channel: sc.ChannelID, Prefix: f.command, Groups: f.groups}
+	return bot.Caller{User: sc.UserID, Name: sc.UserName, Via: bot.ViaSlack, Channel: sc.ChannelID, Prefix: f.command, Groups: f.groups, Channels: channels{f.cfg}}
 }
 
 // handleCommand runs one slash command after its ack: the dispatcher
@@ -189,8 +189,8 @@ func (f *Front) trustedResponseURL(raw string) bool {
 // channelForCluster is where a cluster's runs are rendered: its own
 // channel, else the one given.
 func (f *Front) channelForCluster(cluster, fallback string) string {
-	if cl, ok := f.cfg.Cluster(cluster); ok && cl.Channel != "" {
-		return cl.Channel
+	if cl, ok := f.cfg.Cluster(cluster); ok && cl.Slack.Channel != "" {
+		return cl.Slack.Channel
 	}
 	return fallback
 }

@@ -343,7 +343,7 @@ func trunc(s string, n int) string {
 // Users and groups of the test configuration.
 const (
 	chProd    = "CPROD"    // bound to cluster prod
-	chOps     = "COPS"     // listed in access.channels
+	chOps     = "COPS"     // listed in access.slack.channels
 	chRandom  = "CRANDOM"  // not obeyed
 	uRequest  = "UREQUEST" // may run and decide
 	uApprover = "UAPPROVE" // may decide (through a group)
@@ -359,9 +359,9 @@ func testConfig(mode string) *config.Config {
 			Run:      config.Principals{Users: []string{uRequest}},
 			Decide:   config.Principals{Users: []string{uRequest}, Groups: []string{gApprover}},
 			FourEyes: true,
-			Channels: []string{chOps},
+			Slack:    config.AccessSlack{Channels: []string{chOps}},
 		},
-		Clusters: []config.Cluster{{Name: "prod", Channel: chProd}, {Name: "staging"}},
+		Clusters: []config.Cluster{{Name: "prod", Slack: config.ClusterSlack{Channel: chProd}}, {Name: "staging"}},
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 // groups resolves Slack user groups to their members for the access
 // rules, with a cache.
 type groups struct {
-	calls *caller
+	calls *apiCalls
 	api   *slack.Client
 	ttl   time.Duration
 	log   zerolog.Logger
@@ -26,7 +26,7 @@ type groupMembers struct {
 	fetched time.Time
 }
 
-func newGroups(calls *caller, api *slack.Client, ttl time.Duration, log zerolog.Logger) *groups {
+func newGroups(calls *apiCalls, api *slack.Client, ttl time.Duration, log zerolog.Logger) *groups {
 	return &groups{calls: calls, api: api, ttl: ttl, log: log, cached: map[string]groupMembers{}}
 }
 

@@ -21,7 +21,7 @@ func (f *Front) handleInteraction(ctx context.Context, cb slack.InteractionCallb
 		f.log.Debug().Str("type", string(cb.Type)).Str("user", cb.User.ID).Msg("slack: ignored an interaction that is not a block action")
 		return
 	}
-	who := bot.Caller{User: cb.User.ID, Name: cb.User.Name, Via: bot.ViaSlack, Channel: cb.Channel.ID, Prefix: f.command, Groups: f.groups}
+	who := bot.Caller{User: cb.User.ID, Name: cb.User.Name, Via: bot.ViaSlack, Channel: cb.Channel.ID, Prefix: f.command, Groups: f.groups, Channels: channels{f.cfg}}
 	// A refusal lands where the button was pressed: in its thread.
 	threadTS := cb.Container.ThreadTs
 	if threadTS == "" {
@@ -149,11 +149,11 @@ func (f *Front) windowEvent(ctx context.Context, ev events.Event) {
 }
 
 // windowChannel is where a cluster's window events go: its channel, or
-// the first of access.channels.
+// the first of access.slack.channels.
 func (f *Front) windowChannel(cluster string) string {
 	ch := f.channelForCluster(cluster, "")
-	if ch == "" && len(f.cfg.Access.Channels) > 0 {
-		ch = f.cfg.Access.Channels[0]
+	if ch == "" && len(f.cfg.Access.Slack.Channels) > 0 {
+		ch = f.cfg.Access.Slack.Channels[0]
 	}
 	return ch
 }

@@ -19,7 +19,7 @@ type APIErrorHook func(method, code string)
 func (f *Front) ObserveAPIErrors(h APIErrorHook) { f.calls.onError = h }
 
 // observe reports a failed attempt to the hook, if any.
-func (c *caller) observe(method string, err error) {
+func (c *apiCalls) observe(method string, err error) {
 	if c.onError != nil {
 		c.onError(method, ErrorCode(err))
 	}

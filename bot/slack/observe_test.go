@@ -39,7 +39,7 @@ func TestAPIErrorHook(t *testing.T) {
 	api := slack.New("xoxb-test", slack.OptionAPIURL(srv.GetAPIURL()))
 
 	var got []string
-	c := &caller{log: zerolog.Nop(), timeout: 5 * time.Second, maxBackoff: 10 * time.Millisecond}
+	c := &apiCalls{log: zerolog.Nop(), timeout: 5 * time.Second, maxBackoff: 10 * time.Millisecond}
 	f := &Front{calls: c}
 	f.ObserveAPIErrors(func(method, code string) {
 		mu.Lock()

@@ -11,7 +11,7 @@ import (
 // A thread whose channel refuses the bot (not_in_channel) is parked:
 // tried again after ParkRetry, then after waits that double up to
 // ParkMaxRetry, and no more once it has been parked ParkGiveUp, when a
-// note in access.channels says so. An invitation of the bot tries it at
+// note in access.slack.channels says so. An invitation of the bot tries it at
 // once, whatever the wait.
 
 // park holds the thread until the bot may post in its channel.
@@ -105,12 +105,12 @@ func (t *thread) parkedWait(ctx context.Context) <-chan time.Time {
 }
 
 // gaveUp logs once that a parked thread is no longer tried and leaves a
-// note where the operators read: the first of access.channels that is
+// note where the operators read: the first of access.slack.channels that is
 // not the run's.
 func (t *thread) gaveUp(ctx context.Context) {
 	f := t.f
 	t.mu.Lock()
-	channel, why, cluster, since := t.channel, t.parked, t.run.Cluster, t.parkedSince
+	channel, why, cluster, since := t.channel, t.parked, t.view.Run.Cluster, t.parkedSince
 	t.mu.Unlock()
 	parkedFor := f.opts.Clock.Now().Sub(since).Round(time.Minute)
 	f.log.Warn().Str("run", t.runID).Str("channel", channel).Str("reason", why).Dur("parked_for", parkedFor).

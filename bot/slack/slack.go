@@ -66,7 +66,7 @@ type Options struct {
 	// ParkRetry is the first wait before a thread whose channel refuses
 	// the bot (not_in_channel) is tried again; each further wait doubles,
 	// up to ParkMaxRetry (default 1 h). After ParkGiveUp (default 24 h)
-	// it is no longer tried, and says so in access.channels. An
+	// it is no longer tried, and says so in access.slack.channels. An
 	// invitation of the bot posts it at once whatever the wait; default
 	// 1 min.
 	ParkRetry    time.Duration
@@ -75,6 +75,9 @@ type Options struct {
 	// Clock times the retries of parked threads (tests: a fake clock);
 	// default the wall clock.
 	Clock ports.Clock
+	// SocketGrace is how long Socket Mode may be down before Ready
+	// fails; default 30 s.
+	SocketGrace time.Duration
 	// Replay remembers the requests already served, for every process
 	// on the store (the store does): a replay is refused even by another
 	// replica or after a restart. Required.
@@ -94,7 +97,7 @@ type Front struct {
 	eng    Engine
 	log    zerolog.Logger
 	api    *slack.Client
-	calls  *caller
+	calls  *apiCalls
 	groups *groups
 
 	command string // "/nocobase"
@@ -114,6 +117,8 @@ type Front struct {
 	subscribed chan struct{}
 	// socket is the Socket Mode connection's state; nil in HTTP mode.
 	socket *socketState
+	// auth is readiness's auth.test, asked at most every 30 s.
+	auth func(context.Context) error
 
 	mu      sync.Mutex
 	threads map[string]*thread // run id → thread being rendered
@@ -169,6 +174,9 @@ func New(opts Options, disp *bot.Dispatcher, eng Engine, log zerolog.Logger) (*F
 	if opts.ParkGiveUp <= 0 {
 		opts.ParkGiveUp = 24 * time.Hour
 	}
+	if opts.SocketGrace <= 0 {
+		opts.SocketGrace = socketGrace
+	}
 	if opts.Clock == nil {
 		opts.Clock = ports.SystemClock()
 	}
@@ -204,7 +212,8 @@ func New(opts Options, disp *bot.Dispatcher, eng Engine, log zerolog.Logger) (*F
 		f.socket = &socketState{}
 		f.socket.set(false, "not connected yet", time.Now())
 	}
-	f.calls = &caller{log: log, timeout: opts.CallTimeout, maxBackoff: opts.MaxBackoff}
+	f.auth = authCheck(api)
+	f.calls = &apiCalls{log: log, timeout: opts.CallTimeout, maxBackoff: opts.MaxBackoff}
 	f.groups = newGroups(f.calls, api, opts.GroupTTL, log)
 	return f, nil
 }

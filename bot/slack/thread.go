@@ -29,16 +29,6 @@ type slot struct {
 	uploaded  string // the phase whose cut text was uploaded in full
 }
 
-// cpState is a checkpoint as the thread shows it.
-type cpState struct {
-	cp store.Checkpoint
-	// detail is the failed step's error when the question was asked: the
-	// step's message shows it, the question need not.
-	detail   string
-	decision *store.Decision
-	closed   string // closed without a decision (run ended)
-}
-
 // thread renders one run. apply is called by the renderer with each
 // event and never blocks; loop posts and edits the messages.
 type thread struct {
@@ -46,18 +36,16 @@ type thread struct {
 	runID string
 	wake  chan struct{}
 
-	mu        sync.Mutex // guards what follows; held briefly, never across a call
-	run       store.Run
-	hasRun    bool
+	mu sync.Mutex // guards what follows; held briefly, never across a call
+	// view is the run as the engine's events and the store tell it; the
+	// thread only renders it.
+	view      *bot.RunView
 	channel   string
 	known     map[string]string
 	loaded    bool
 	slots     []*slot
 	byKey     map[string]*slot
-	stepAt    map[int]time.Time // time of the step's latest progress
-	cps       map[string]*cpState
 	notes     map[string]string
-	finished  bool
 	resolving time.Time // when channel resolution began
 	// parked says why the channel refuses the thread (not_in_channel…);
 	// the thread is tried again on an invitation or after a wait that
@@ -77,8 +65,9 @@ type thread struct {
 func newThread(f *Front, runID string) *thread {
 	return &thread{
 		f: f, runID: runID, wake: make(chan struct{}, 1),
-		known: map[string]string{}, byKey: map[string]*slot{}, stepAt: map[int]time.Time{},
-		cps: map[string]*cpState{}, notes: map[string]string{}, away: map[string]*away{},
+		view:  bot.NewRunView(),
+		known: map[string]string{}, byKey: map[string]*slot{},
+		notes: map[string]string{}, away: map[string]*away{},
 	}
 }
 
@@ -107,8 +96,7 @@ func stepKey(i int) string { return fmt.Sprintf("step:%d", i) }
 // every step that has begun is shown, editing the messages the thread
 // already has. The caller holds mu.
 func (t *thread) show(r store.Run, justStarted bool) {
-	first := !t.hasRun
-	t.run, t.hasRun = r, true
+	first := t.view.Show(r)
 	t.ensure("root", false)
 	if !first || justStarted {
 		return
@@ -119,17 +107,9 @@ func (t *thread) show(r store.Run, justStarted bool) {
 		}
 	}
 	if cp := r.Checkpoint; cp != nil {
-		t.cps[cp.ID] = newCPState(r, *cp)
+		t.view.Ask(*cp)
 		t.ensure("cp:"+cp.ID, false)
 	}
-}
-
-func newCPState(r store.Run, cp store.Checkpoint) *cpState {
-	cs := &cpState{cp: cp}
-	if cp.Step >= 0 && cp.Step < len(r.Steps) {
-		cs.detail = r.Steps[cp.Step].Detail
-	}
-	return cs
 }
 
 // showRecorded takes a run as the store holds it (catching up at start).
@@ -139,11 +119,13 @@ func (t *thread) showRecorded(r store.Run) {
 	t.show(r, false)
 }
 
-// apply records an event in the thread's state.
+// apply records an event in the run's view and gives what it shows a
+// message.
 func (t *thread) apply(ev events.Event) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.show(ev.Run, ev.Kind == events.RunStarted)
+	t.view.Apply(ev)
 	switch ev.Kind {
 	case events.StepStarted, events.StepDone, events.StepFailed, events.StepSkipped:
 		if ev.Step >= 0 {
@@ -152,25 +134,14 @@ func (t *thread) apply(ev events.Event) {
 	case events.StepProgress:
 		if ev.Step >= 0 {
 			t.ensure(stepKey(ev.Step), false)
-			t.stepAt[ev.Step] = ev.At
 		}
 	case events.Checkpoint:
 		if cp := ev.Run.Checkpoint; cp != nil {
-			if _, ok := t.cps[cp.ID]; !ok {
-				t.cps[cp.ID] = newCPState(ev.Run, *cp)
-			}
 			t.ensure("cp:"+cp.ID, false)
 		}
 	case events.Reminder:
 		if cp := ev.Run.Checkpoint; cp != nil {
 			t.note(ev, renderReminder(ev.Run, cp.Reminded, t.f.decidersLine(ev.Run, *cp)))
-		}
-	case events.Decided:
-		if d := ev.Decision; d != nil {
-			if cs, ok := t.cps[d.Checkpoint]; ok && cs.decision == nil {
-				dd := *d
-				cs.decision = &dd
-			}
 		}
 	case events.RollingBack:
 		msg := capitalize(ev.Message)
@@ -185,17 +156,6 @@ func (t *thread) apply(ev events.Event) {
 	case events.RunResumed:
 		t.note(ev, ":arrow_forward: "+capitalize(ev.Message))
 	case events.RunFinished:
-		t.finished = true
-		for _, cs := range t.cps {
-			if cs.decision == nil {
-				if d := ev.Decision; d != nil && d.Checkpoint == cs.cp.ID {
-					dd := *d
-					cs.decision = &dd
-				} else {
-					cs.closed = "Closed: the run " + bot.StateWords(ev.Run.State) + "."
-				}
-			}
-		}
 		t.ensure("summary", true)
 	}
 }
@@ -209,9 +169,7 @@ func (t *thread) note(ev events.Event, text string) {
 // decided shows a decision at once, before the engine acts on it.
 func (t *thread) decided(d store.Decision) {
 	t.mu.Lock()
-	if cs, ok := t.cps[d.Checkpoint]; ok && cs.decision == nil {
-		cs.decision = &d
-	}
+	t.view.Decide(d)
 	t.mu.Unlock()
 	t.poke()
 }
@@ -271,7 +229,7 @@ func (t *thread) flush(ctx context.Context) (<-chan time.Time, bool) {
 	f := t.f
 	if !t.resolve(ctx) {
 		t.mu.Lock()
-		nowhere, finished := t.channel == "-", t.finished
+		nowhere, finished := t.channel == "-", t.view.Finished
 		t.mu.Unlock()
 		if nowhere {
 			return nil, finished // nothing to show; end with the run
@@ -319,7 +277,7 @@ func (t *thread) flush(ctx context.Context) (<-chan time.Time, bool) {
 	}
 	t.showAway(ctx)
 	t.mu.Lock()
-	done := t.finished && wait == 0 && t.allSent()
+	done := t.view.Finished && wait == 0 && t.allSent()
 	t.mu.Unlock()
 	if wait > 0 {
 		return time.After(wait), done
@@ -348,7 +306,7 @@ func contentKey(text string, blocks []slack.Block) string {
 
 // render returns a slot's text and blocks; the caller holds mu.
 func (t *thread) render(key string) (string, []slack.Block) {
-	r := t.run
+	r := t.view.Run
 	switch {
 	case key == "root":
 		return renderRoot(r, t.rebuilt)
@@ -360,10 +318,10 @@ func (t *thread) render(key string) (string, []slack.Block) {
 		if i < 0 || i >= len(r.Steps) {
 			return "", nil
 		}
-		return renderStep(r.Steps[i], t.stepAt[i])
+		return renderStep(r.Steps[i], t.view.ProgressAt[i])
 	case strings.HasPrefix(key, "cp:"):
-		if cs, ok := t.cps[strings.TrimPrefix(key, "cp:")]; ok {
-			return renderCheckpoint(r, cs, t.f.decidersLine(r, cs.cp))
+		if q, ok := t.view.Questions[strings.TrimPrefix(key, "cp:")]; ok {
+			return renderCheckpoint(r, q, t.f.decidersLine(r, q.Checkpoint))
 		}
 	case strings.HasPrefix(key, "note:"):
 		return t.notes[key], []slack.Block{section(t.notes[key])}
@@ -380,11 +338,11 @@ func (t *thread) phase(key string) string {
 	case strings.HasPrefix(key, "step:"):
 		var i int
 		fmt.Sscanf(key, "step:%d", &i)
-		if i >= 0 && i < len(t.run.Steps) {
-			return key + "|" + string(t.run.Steps[i].Status)
+		if i >= 0 && i < len(t.view.Run.Steps) {
+			return key + "|" + string(t.view.Run.Steps[i].Status)
 		}
 	case strings.HasPrefix(key, "cp:"):
-		if cs, ok := t.cps[strings.TrimPrefix(key, "cp:")]; ok && (cs.decision != nil || cs.closed != "") {
+		if q, ok := t.view.Questions[strings.TrimPrefix(key, "cp:")]; ok && !q.Open() {
 			return key + "|closed"
 		}
 	}

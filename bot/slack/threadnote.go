@@ -27,7 +27,7 @@ type threadNote struct {
 func (t *thread) resolve(ctx context.Context) bool {
 	t.mu.Lock()
 	ok, loaded := t.channel != "", t.loaded
-	run := t.run
+	run := t.view.Run
 	t.mu.Unlock()
 	if ok {
 		return true
@@ -49,17 +49,14 @@ func (t *thread) resolve(ctx context.Context) bool {
 				t.known = map[string]string{}
 			}
 			for id, cp := range n.CPs {
-				if _, ok := t.cps[id]; !ok && t.known["cp:"+id] != "" {
-					t.cps[id] = newCPState(t.run, cp)
+				if _, ok := t.view.Questions[id]; !ok && t.known["cp:"+id] != "" {
+					t.view.Ask(cp)
 					t.ensure("cp:"+id, false)
 				}
 			}
 			// Decisions taken while the bot was away.
 			for _, d := range ds {
-				if cs, ok := t.cps[d.Checkpoint]; ok && cs.decision == nil {
-					dd := d
-					cs.decision = &dd
-				}
+				t.view.Decide(d)
 			}
 			for _, s := range t.slots {
 				if s.ts == "" {
@@ -78,8 +75,8 @@ func (t *thread) resolve(ctx context.Context) bool {
 		t.mu.Unlock()
 	}
 	ch := ""
-	if cl, ok := f.cfg.Cluster(run.Cluster); ok && cl.Channel != "" {
-		ch = cl.Channel
+	if cl, ok := f.cfg.Cluster(run.Cluster); ok && cl.Slack.Channel != "" {
+		ch = cl.Slack.Channel
 	}
 	if ch == "" && run.Via == "slack" {
 		f.mu.Lock()
@@ -95,8 +92,8 @@ func (t *thread) resolve(ctx context.Context) bool {
 			return false // the command that started it binds it in a moment
 		}
 	}
-	if ch == "" && len(f.cfg.Access.Channels) > 0 {
-		ch = f.cfg.Access.Channels[0]
+	if ch == "" && len(f.cfg.Access.Slack.Channels) > 0 {
+		ch = f.cfg.Access.Slack.Channels[0]
 	}
 	if ch == "" {
 		f.log.Warn().Str("run", t.runID).Str("cluster", run.Cluster).Msg("slack: no channel to render this run in (set the cluster's channel)")
@@ -123,9 +120,9 @@ func (t *thread) save(ctx context.Context) {
 			n.Msgs[s.key] = s.ts
 		}
 	}
-	for id, cs := range t.cps {
+	for id, q := range t.view.Questions {
 		if n.Msgs["cp:"+id] != "" {
-			n.CPs[id] = cs.cp
+			n.CPs[id] = q.Checkpoint
 		}
 	}
 	t.mu.Unlock()

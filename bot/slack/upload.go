@@ -3,7 +3,6 @@ package slack
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/slack-go/slack"
@@ -50,23 +49,20 @@ func (t *thread) upload(ctx context.Context, channel, rootTS string, s *slot, fu
 // groups of the access rules as mentions (so they are notified), and
 // under the four-eyes rule that the requester may not continue.
 func (f *Front) decidersLine(r store.Run, cp store.Checkpoint) string {
-	acc := f.cfg.Access
-	if cl, ok := f.cfg.Cluster(r.Cluster); ok {
-		acc = f.cfg.AccessFor(cl)
-	}
-	var who []string
-	for _, u := range acc.Decide.Users {
-		who = append(who, mention(u))
-	}
-	for _, g := range acc.Decide.Groups {
-		who = append(who, groupMention(g))
-	}
-	if len(who) == 0 {
+	d := f.disp.Deciders(r, cp)
+	if d.Nobody() {
 		return "Who decides: nobody is listed under access.decide; an admin must add someone, or decide with `nocobot decide` at a terminal."
 	}
+	var who []string
+	for _, u := range d.Users {
+		who = append(who, mention(u))
+	}
+	for _, g := range d.Groups {
+		who = append(who, groupMention(g))
+	}
 	line := "Who decides: " + strings.Join(who, ", ")
-	if acc.FourEyes && r.Requester != "" && slices.Contains(cp.Options, store.ActionContinue) {
-		line += " — anyone but " + mention(r.Requester) + " may continue (four-eyes rule)"
+	if d.NotRequester != "" {
+		line += " — anyone but " + mention(d.NotRequester) + " may continue (four-eyes rule)"
 	}
 	return line
 }

@@ -20,10 +20,13 @@ import (
 // drives it, the store when another does. It prints what changed since
 // the last snapshot, so both sources give the same lines.
 type follower struct {
-	f        *Front
-	id       string
-	last     store.Run
-	seen     bool
+	f    *Front
+	id   string
+	last store.Run
+	seen bool
+	// view holds the questions asked and their answers as the store
+	// records them; the lines are rendered from it.
+	view     *bot.RunView
 	prog     *progress
 	progSeen map[int]string    // each running step's latest progress
 	asked    *store.Checkpoint // the open question shown here
@@ -43,7 +46,7 @@ type follower struct {
 }
 
 func (f *Front) follow(ctx context.Context, sub *events.Subscription, id string, driving bool) (*follower, End, error) {
-	w := &follower{f: f, id: id, prog: &progress{out: f.out, every: f.opts.ProgressEvery}, progSeen: map[int]string{}, driving: driving}
+	w := &follower{f: f, id: id, view: bot.NewRunView(), prog: &progress{out: f.out, every: f.opts.ProgressEvery}, progSeen: map[int]string{}, driving: driving}
 	end, err := w.run(ctx, sub)
 	return w, end, err
 }
@@ -148,7 +151,7 @@ func (w *follower) update(ctx context.Context, r store.Run) {
 	}
 	if !w.seen {
 		w.seen = true
-		fmt.Fprintf(f.out, "%s (%d steps) — %s\n", f.scr.paint(bold, fmt.Sprintf("Run %s: %s", r.ID, Clean(procedures.Title(r)))), forwardSteps(r.Steps), Clean(bot.RunStatus(r)))
+		fmt.Fprintf(f.out, "%s (%d steps) — %s\n", f.scr.paint(bold, fmt.Sprintf("Run %s: %s", r.ID, Clean(procedures.Title(r)))), bot.ForwardSteps(r.Steps), Clean(bot.RunStatus(r)))
 	}
 	if w.asked != nil && (r.Checkpoint == nil || r.Checkpoint.ID != w.asked.ID) {
 		w.closed(ctx, *w.asked)
@@ -163,7 +166,11 @@ func (w *follower) update(ctx context.Context, r store.Run) {
 			fmt.Fprintf(f.out, "%s: %d steps, R1 to R%d as the plan numbers them\n", f.scr.paint(yellow, "Roll back"), n, n)
 		}
 		if s.Status != prev.Status || s.Attempt != prev.Attempt {
-			w.printStep(r.Steps, i)
+			// A step that began and ended between two snapshots (or
+			// before an attach) gets its start line too: the done line
+			// names it only by number.
+			startShown := prev.Status == store.StepRunning && prev.Attempt == s.Attempt
+			w.printStep(r.Steps, i, startShown)
 		}
 		if s.Status == store.StepRunning && (prev.Status != store.StepRunning || s.Attempt != prev.Attempt) {
 			delete(w.progSeen, i) // a new attempt: its own progress
@@ -172,13 +179,15 @@ func (w *follower) update(ctx context.Context, r store.Run) {
 		if s.Status == store.StepRunning && s.Progress != "" && s.Progress != w.progSeen[i] {
 			w.progSeen[i] = s.Progress
 			if !f.scr.live {
-				w.prog.add(f.now(), i, stepNum(r.Steps, i), s.Progress, w.since(s))
+				w.prog.add(f.now(), i, bot.StepNumber(r.Steps, i), s.Progress, w.since(s))
 			}
 		}
 	}
 	w.last = r
+	w.view.Show(r)
 	if r.Checkpoint != nil && w.asked == nil && !r.State.Finished() {
 		cp := *r.Checkpoint
+		w.view.Ask(cp)
 		w.asked = &cp
 		if d, ok := w.recorded(ctx, cp); ok {
 			w.decided = true
@@ -215,13 +224,13 @@ func deciderName(d store.Decision) string {
 
 // At a terminal only the marks and times are coloured: "3/10 Title"
 // stays one run of text, for the eye and for a search of the screen.
-func (w *follower) printStep(steps []store.Step, i int) {
+func (w *follower) printStep(steps []store.Step, i int, startShown bool) {
 	out, scr, s := w.f.out, w.f.scr, steps[i]
 	at := "[" + w.f.now().Format("15:04:05") + "]"
 	if !s.Ended.IsZero() {
 		at = "[" + s.Ended.Format("15:04:05") + "]"
 	}
-	num := stepNum(steps, i)
+	num := bot.StepNumber(steps, i)
 	switch s.Status {
 	case store.StepRunning:
 		w.prog.flush(w.f.now())
@@ -235,6 +244,9 @@ func (w *follower) printStep(steps []store.Step, i int) {
 			fmt.Fprintf(out, "%s %s %s %s %s: %s\n", scr.paint(dim, at), scr.paint(green, "✔"), num, Clean(s.Title),
 				scr.paint(dim, "done in "+format.Duration(s.Ended.Sub(s.Started))), Clean(s.Detail))
 			return
+		}
+		if !startShown {
+			fmt.Fprintf(out, "[%s] ▶ %s %s%s\n", s.Started.Format("15:04:05"), num, Clean(s.Title), attemptNote(s))
 		}
 		fmt.Fprintf(out, "%s ✔ %s done in %s: %s\n", at, num, format.Duration(s.Ended.Sub(s.Started)), Clean(s.Detail))
 	case store.StepFailed:
@@ -272,7 +284,7 @@ func (w *follower) drawLive() {
 			continue
 		}
 		l := fmt.Sprintf("  %s %s %s%s %s", scr.paint(cyan, string(spinner[now.UnixMilli()/100%int64(len(spinner))])),
-			stepNum(w.last.Steps, i), Clean(s.Title), attemptNote(s), scr.paint(dim, "· "+w.since(s)))
+			bot.StepNumber(w.last.Steps, i), Clean(s.Title), attemptNote(s), scr.paint(dim, "· "+w.since(s)))
 		// The latest progress seen: a snapshot read from the store may
 		// not carry it.
 		if p := w.progSeen[i]; p != "" {
@@ -283,47 +295,15 @@ func (w *follower) drawLive() {
 	scr.draw(lines)
 }
 
-// stepNum is step i's number as plan prints it: 3/10 for the third of
-// the procedure's ten steps, R1/3 for the first of its roll back's three.
-func stepNum(steps []store.Step, i int) string {
-	n, k := 0, 0
-	for j, s := range steps {
-		if s.Rollback == steps[i].Rollback {
-			n++
-			if j <= i {
-				k = n
-			}
-		}
-	}
-	if steps[i].Rollback {
-		return fmt.Sprintf("R%d/%d", k, n)
-	}
-	return fmt.Sprintf("%d/%d", k, n)
-}
-
-// forwardSteps counts the procedure's steps, without its roll back's.
-func forwardSteps(steps []store.Step) int {
-	n := 0
-	for _, s := range steps {
-		if !s.Rollback {
-			n++
-		}
-	}
-	return n
-}
-
 // closed says who answered the question shown here.
 func (w *follower) closed(ctx context.Context, cp store.Checkpoint) {
 	ds, _ := w.f.eng.Decisions(ctx, w.id)
 	for _, d := range ds {
-		if d.Checkpoint == cp.ID {
-			by := d.By
-			if d.ByName != "" {
-				by = d.ByName
-			}
-			fmt.Fprintf(w.f.out, "[%s] %s, chosen by %s (%s)\n", d.At.Local().Format("15:04:05"), bot.ActionLabel(d.Action), Clean(by), d.Via)
-			return
-		}
+		w.view.Decide(d)
+	}
+	if q, ok := w.view.Questions[cp.ID]; ok && q.Decision != nil {
+		d := q.Decision
+		fmt.Fprintf(w.f.out, "[%s] %s, chosen by %s (%s)\n", d.At.Local().Format("15:04:05"), bot.ActionLabel(d.Action), Clean(deciderName(*d)), d.Via)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/nocobot/nocobot/bot"
 	"github.com/nocobot/nocobot/format"
 	"github.com/nocobot/nocobot/store"
 )
@@ -47,7 +48,7 @@ func (w *follower) table() {
 			m = mark{" ", string(s.Status), ""}
 		}
 		used[s.Status] = true
-		num, _, _ := strings.Cut(stepNum(steps, i), "/")
+		num, _, _ := strings.Cut(bot.StepNumber(steps, i), "/")
 		took := ""
 		if !s.Started.IsZero() && !s.Ended.IsZero() {
 			took = format.Duration(s.Ended.Sub(s.Started))

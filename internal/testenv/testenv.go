@@ -47,13 +47,26 @@ func PostgresBin(t testing.TB) string {
 	return need(t, "NOCOBOT_TEST_PG_BIN", "a PostgreSQL server")
 }
 
+// Postgres18URL returns the URL of the postgres database of the test's
+// PostgreSQL 18 server (scripts/pg18), and the type of the filesystem its
+// data directory is on ("xfs" where scripts/test could mount one).
+func Postgres18URL(t testing.TB) (url, fsType string) {
+	return need(t, "NOCOBOT_TEST_PG18_URL", "a PostgreSQL 18 server"), os.Getenv("NOCOBOT_TEST_PG18_FS")
+}
+
 var dbSeq atomic.Int64
 
 // NewDatabase creates an empty database for one test, dropped at its end,
 // and returns its URL.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
-	base := PostgresURL(t)
+	return NewDatabaseOn(t, PostgresURL(t))
+}
+
+// NewDatabaseOn is NewDatabase on the server of base, the URL of its
+// postgres database.
+func NewDatabaseOn(t testing.TB, base string) string {
+	t.Helper()
 	name := fmt.Sprintf("t_%d_%d", os.Getpid(), dbSeq.Add(1))
 	admin := func(sql string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

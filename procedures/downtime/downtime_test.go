@@ -175,6 +175,7 @@ func runUpgrade(t *testing.T, host, label, kind, dbURL, storage, dest string) me
 	go func() { _ = eng.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 	time.Sleep(10 * time.Millisecond)
+	began := time.Now()
 	run, err := eng.Start(ctx, procedures.Request{Cluster: "bench", Procedure: procedures.ProcUpgrade, Version: "2.0.0", Requester: "bench"})
 	if err != nil {
 		t.Fatal(err)
@@ -192,8 +193,9 @@ func runUpgrade(t *testing.T, host, label, kind, dbURL, storage, dest string) me
 				t.Fatalf("run stopped: %s", ev.Run.Checkpoint.Question)
 			case ev.Kind == events.RunFinished:
 				end = ev.Run
-			case ev.Kind == events.StepProgress && (strings.Contains(ev.Message, "backup kind") || strings.Contains(ev.Message, "in-server copy failed")):
-				t.Logf("%s round: %s", kind, ev.Message)
+			case ev.Kind == events.StepProgress && (strings.Contains(ev.Message, "backup kind") || strings.Contains(ev.Message, "in-server copy failed") ||
+				strings.HasPrefix(ev.Message, "database: ") || strings.HasPrefix(ev.Message, "storage: ")):
+				t.Logf("%s round, %s: %s", kind, time.Since(began).Round(10*time.Millisecond), ev.Message)
 			}
 		case <-ctx.Done():
 			t.Fatal("the upgrade did not finish")
@@ -206,6 +208,10 @@ func runUpgrade(t *testing.T, host, label, kind, dbURL, storage, dest string) me
 	steps := map[string]store.Step{}
 	for _, s := range end.Steps {
 		steps[s.Name] = s
+	}
+	if b := steps["backup"]; !b.Started.IsZero() {
+		t.Logf("%s round: the backup step ran from %s to %s (times since the run's start, as above)", kind,
+			b.Started.Sub(began).Round(10*time.Millisecond), b.Ended.Sub(began).Round(10*time.Millisecond))
 	}
 	for i, pn := range partNames {
 		s := steps[pn.step]
