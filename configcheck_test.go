@@ -41,7 +41,7 @@ clusters:
 	want := []string{
 		conf + ":1:9: store.schema: only with store.url (PostgreSQL)",
 		conf + ":7:7: clusters[0] (prod).nodes.prot: unknown key (expected one of: labels, migrations,",
-		conf + `:8:21: clusters[0] (prod).load_balancer.type: "haproxy": expected nginx, webhook or none`,
+		conf + `:8:21: clusters[0] (prod).load_balancer.type: "haproxy": expected nginx, webhook, kubernetes or none`,
 		conf + `:12:18: clusters[0] (prod).backup.keep_last: expected a whole number, got "many"`,
 		conf + ":14:15: clusters[0] (prod).timeouts.health: expected a duration such as 90s, 10m or 2h",
 		conf + ":16:7: clusters[0] (prod).access.terminal_users: top level only",

@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/nocobot/nocobot/internal/kubetest"
 	"github.com/nocobot/nocobot/internal/testenv"
 	"github.com/nocobot/nocobot/store"
 	"github.com/nocobot/nocobot/store/sqlite"
@@ -36,6 +37,7 @@ var (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	kubetest.StopShared()
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
 	}

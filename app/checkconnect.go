@@ -65,14 +65,18 @@ func clusterChecks(ctx context.Context, cc *config.Cluster, c *procedures.Cluste
 		out = append(out, checkResult{what: kind + " (" + cc.Name + ")" + prefixed(" ", node), detail: detail, err: err})
 	}
 	var nodes []ports.Node
-	add("docker", "", func(ctx context.Context) (string, error) {
+	engine, none := "docker", "the engine answers, but no container matches nodes.labels / swarm_service"
+	if cc.Kubernetes.Set() {
+		engine, none = "kubernetes", "the API server answers, but the workload has no pods and no recorded size"
+	}
+	add(engine, "", func(ctx context.Context) (string, error) {
 		var err error
 		nodes, err = c.Nodes.List(ctx)
 		if err != nil {
 			return "", err
 		}
 		if len(nodes) == 0 {
-			return "", errors.New("the engine answers, but no container matches nodes.labels / swarm_service")
+			return "", errors.New(none)
 		}
 		names := make([]string, len(nodes))
 		for i, n := range nodes {

@@ -64,6 +64,9 @@ func ownSchemas(cfg *config.Config) []string {
 }
 
 func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret secretFunc, own []string) (*procedures.Cluster, func() error, error) {
+	if cc.Kubernetes.Set() {
+		return buildKubeCluster(cc, st, log, secret, own)
+	}
 	f := "clusters (" + cc.Name + ")"
 	regPw, err := secret(f+".docker.registry.password_env", cc.Docker.Registry.PasswordEnv)
 	if err != nil {

@@ -18,6 +18,12 @@ import (
 // redis.none): those the configuration names, else those the first
 // node's environment names, read on first use. It contacts nothing.
 func buildRedis(cc *config.Cluster, nodes *docker.Cluster, secret secretFunc, log zerolog.Logger) (*redis.Manager, error) {
+	return buildRedisEnv(cc, nodes, func(ctx context.Context) ([]string, error) { return nodesEnv(ctx, nodes) }, secret, log)
+}
+
+// buildRedisEnv is buildRedis with the nodes' environment read by env;
+// nodes (for redis.container) is nil on Kubernetes.
+func buildRedisEnv(cc *config.Cluster, nodes *docker.Cluster, env func(context.Context) ([]string, error), secret secretFunc, log zerolog.Logger) (*redis.Manager, error) {
 	r := cc.Redis
 	if r.None {
 		return nil, nil
@@ -45,7 +51,10 @@ func buildRedis(cc *config.Cluster, nodes *docker.Cluster, secret secretFunc, lo
 		opts.Databases = append(opts.Databases, redis.Database{Role: redis.Role(d.Role), URL: u, Source: source})
 	}
 	if len(opts.Databases) == 0 {
-		opts.Env = func(ctx context.Context) ([]string, error) { return nodesEnv(ctx, nodes) }
+		opts.Env = env
+	}
+	if r.Container != "" && nodes == nil {
+		return nil, fmt.Errorf("%s.container: a Redis container is a Docker setting: on Kubernetes name the databases (redis.databases)", f)
 	}
 	if r.Container != "" {
 		opts.Address = func(ctx context.Context, addr string) (string, error) {

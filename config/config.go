@@ -136,18 +136,21 @@ type Cluster struct {
 	Slack ClusterSlack `yaml:"slack"`
 	// OldChannel is the cluster's channel key, read as slack.channel (a
 	// warning says it moved).
-	OldChannel string   `yaml:"channel"`
-	Docker     Docker   `yaml:"docker"`
-	Nodes      Nodes    `yaml:"nodes"`
-	Image      Image    `yaml:"image"`
-	NocoBase   NocoBase `yaml:"nocobase"`
-	LB         LB       `yaml:"load_balancer"`
-	Backup     Backup   `yaml:"backup"`
-	NBData     NBData   `yaml:"nbdata"`
-	Redis      Redis    `yaml:"redis"`
-	Access     *Access  `yaml:"access"`
-	Timeouts   Timeouts `yaml:"timeouts"`
-	Windows    []Window `yaml:"windows"`
+	OldChannel string `yaml:"channel"`
+	Docker     Docker `yaml:"docker"`
+	// Kubernetes, instead of Docker: the cluster is a Deployment or
+	// StatefulSet (kubernetes.go).
+	Kubernetes Kubernetes `yaml:"kubernetes"`
+	Nodes      Nodes      `yaml:"nodes"`
+	Image      Image      `yaml:"image"`
+	NocoBase   NocoBase   `yaml:"nocobase"`
+	LB         LB         `yaml:"load_balancer"`
+	Backup     Backup     `yaml:"backup"`
+	NBData     NBData     `yaml:"nbdata"`
+	Redis      Redis      `yaml:"redis"`
+	Access     *Access    `yaml:"access"`
+	Timeouts   Timeouts   `yaml:"timeouts"`
+	Windows    []Window   `yaml:"windows"`
 }
 
 // ClusterSlack is the cluster's place in Slack.
@@ -214,6 +217,8 @@ type LB struct {
 	URL       string `yaml:"url"`       // webhook: POST target
 	SecretEnv string `yaml:"secret_env"`
 	ProbeURL  string `yaml:"probe_url"` // public URL checked after each switch
+	// Kubernetes: the Service switched to the maintenance page.
+	Kubernetes KubernetesLB `yaml:"kubernetes"`
 }
 
 // Backup says what to back up and where to.

@@ -61,7 +61,7 @@ func TestInvalidNamesFieldAndExpectation(t *testing.T) {
 		{"no clusters", "clusters: []", "clusters: at least one cluster"},
 		{"bad name", strings.Replace(minimal, "name: prod", "name: Prod!", 1), `clusters[0].name: "Prod!": expected a short name`},
 		{"no nodes", strings.Replace(minimal, "nodes: {labels: {app: nocobase}}", "nodes: {}", 1), "clusters[0] (prod).nodes: expected labels"},
-		{"bad lb", strings.Replace(minimal, "type: none", "type: haproxy", 1), `load_balancer.type: "haproxy": expected nginx, webhook or none`},
+		{"bad lb", strings.Replace(minimal, "type: none", "type: haproxy", 1), `load_balancer.type: "haproxy": expected nginx, webhook, kubernetes or none`},
 		{"no destination", strings.Replace(minimal, "destination: /b, ", "", 1), "backup.destination: required"},
 		{"unknown field", minimal + "    colour: blue\n", "clusters[0] (prod).colour: unknown key (expected one of: access, backup"},
 		{"bad duration", minimal + "    timeouts: {health: soon}\n", `"soon" is not a duration`},

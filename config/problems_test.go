@@ -56,7 +56,7 @@ clusters:
 	want := []string{
 		"2:1: slak: unknown key (expected one of: access, audit, clusters, http, schedule, slack, store, webhooks)",
 		`5:44: clusters[0] (prod).nodes.port: expected a whole number, got "high"`,
-		`6:21: clusters[0] (prod).load_balancer.type: "haproxy": expected nginx, webhook or none`,
+		`6:21: clusters[0] (prod).load_balancer.type: "haproxy": expected nginx, webhook, kubernetes or none`,
 		"7:74: clusters[0] (prod).backup.keep_last: expected 0 (keep all) or more",
 		`8:24: clusters[0] (prod).timeouts.health: "10 minutes" is not a duration (expected e.g. 90s, 10m, 2h)`,
 	}

@@ -79,6 +79,8 @@ func (cl *Cluster) validate(p *problems, f string) {
 	}
 	p.add(checkEnv(f+".docker.registry.password_env", cl.Docker.Registry.PasswordEnv, cl.Docker.Registry.Username != ""))
 	switch {
+	case cl.Kubernetes.Set():
+		cl.validateKubernetes(p, f)
 	case len(cl.Nodes.Labels) == 0 && cl.Nodes.SwarmService == "":
 		p.add(fieldError(f+".nodes", "expected labels (e.g. com.docker.compose.service: app) or swarm_service"))
 	case len(cl.Nodes.Labels) > 0 && cl.Nodes.SwarmService != "":
@@ -122,11 +124,13 @@ func (cl *Cluster) validate(p *problems, f string) {
 		if !strings.HasPrefix(cl.LB.URL, "http://") && !strings.HasPrefix(cl.LB.URL, "https://") {
 			p.add(fieldError(f+".load_balancer.url", "required for webhook: an http(s) URL"))
 		}
+	case "kubernetes":
+		cl.validateKubernetesLB(p, f)
 	case "none":
 	case "":
-		p.add(fieldError(f+".load_balancer.type", "required: nginx, webhook or none"))
+		p.add(fieldError(f+".load_balancer.type", "required: nginx, webhook, kubernetes or none"))
 	default:
-		p.add(fieldError(f+".load_balancer.type", "%q: expected nginx, webhook or none", cl.LB.Type))
+		p.add(fieldError(f+".load_balancer.type", "%q: expected nginx, webhook, kubernetes or none", cl.LB.Type))
 	}
 	p.add(checkEnv(f+".load_balancer.secret_env", cl.LB.SecretEnv, false))
 	if u := cl.LB.ProbeURL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {

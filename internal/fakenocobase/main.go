@@ -23,6 +23,8 @@
 //	-db          NOCOBASE_DB           if set, a folder standing for the database: see migrations.go
 //	             NOCOBASE_DB_LOG       where the database's logs go (default: that folder)
 //	-migrate-time NOCOBASE_MIGRATE_TIME time an upgrade takes to run its migrations (default 1s)
+//	             NOCOBASE_API_KEY      if set, answer the plugin manager with this key (plugins.go)
+//	             NOCOBASE_PLUGIN_LOG   where plugin actions are recorded
 package main
 
 import (
@@ -174,7 +176,11 @@ func handler(version string, ready time.Time, bootTime time.Duration, failCode s
 		_ = json.NewEncoder(w).Encode(map[string]any{"error": body})
 		return true
 	}
+	pm := newPlugins()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if pm.serve(w, r) {
+			return
+		}
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/__health_check"):
 			if commanding(w) {

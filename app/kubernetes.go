@@ -1,0 +1,128 @@
+package app
+
+import (
+	"context"
+	"strings"
+
+	"github.com/rs/zerolog"
+
+	"github.com/nocobot/nocobot/adapters/backup"
+	"github.com/nocobot/nocobot/adapters/kubernetes"
+	"github.com/nocobot/nocobot/adapters/lb"
+	"github.com/nocobot/nocobot/adapters/nocobase"
+	"github.com/nocobot/nocobot/config"
+	"github.com/nocobot/nocobot/ports"
+	"github.com/nocobot/nocobot/procedures"
+	"github.com/nocobot/nocobot/store"
+)
+
+// buildKubeCluster connects a cluster that runs on Kubernetes: its nodes
+// are the workload's pods, the maintenance switch is the app Service's
+// selector, and backups reach the database by URL and the storage volume
+// where it is mounted into nocobot's pod (backup.storage.host_path).
+func buildKubeCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret secretFunc, own []string) (*procedures.Cluster, func() error, error) {
+	f := "clusters (" + cc.Name + ")"
+	k := cc.Kubernetes
+	regPw, err := secret(f+".docker.registry.password_env", cc.Docker.Registry.PasswordEnv)
+	if err != nil {
+		return nil, nil, err
+	}
+	client, err := kubernetes.Connect(kubernetes.Options{
+		Kubeconfig: k.Kubeconfig, Context: k.Context, InCluster: k.InCluster, Namespace: k.Namespace,
+		Deployment: k.Deployment, StatefulSet: k.StatefulSet, Selector: k.Selector, Container: k.Container,
+		Port: cc.Nodes.Port, StopTimeout: cc.Nodes.StopTimeout.D() + 30e9, StartTimeout: k.StartTimeout.D(),
+		RegistryUser: cc.Docker.Registry.Username, RegistryPassword: regPw,
+	}, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	nodes := kubernetes.NewNodes(client)
+	apiKey, err := secret(f+".nocobase.api_key_env", cc.NocoBase.APIKeyEnv)
+	if err != nil {
+		return nil, nil, err
+	}
+	app := nocobase.New(nocobase.Options{APIKey: apiKey, APIKeyEnv: cc.NocoBase.APIKeyEnv, Role: cc.NocoBase.Role, PollInterval: cc.NocoBase.PollInterval.D()}, log)
+
+	probe := lb.ProbeOptions{URL: cc.LB.ProbeURL}
+	var bal ports.Balancer
+	switch cc.LB.Type {
+	case "kubernetes":
+		bal, err = kubernetes.NewService(client, cc.LB.Kubernetes.Service, cc.LB.Kubernetes.Maintenance)
+	case "webhook":
+		token, serr := secret(f+".load_balancer.secret_env", cc.LB.SecretEnv)
+		if serr != nil {
+			return nil, nil, serr
+		}
+		headers := map[string]string{}
+		if token != "" {
+			headers["Authorization"] = "Bearer " + token
+		}
+		bal, err = lb.NewWebhook(lb.WebhookOptions{URL: cc.LB.URL, Cluster: cc.Name, Headers: headers, Probe: probe}, log)
+	default:
+		bal, err = lb.NewNone(probe, log)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+
+	dbURL, err := secret(f+".backup.database.url_env", cc.Backup.Database.URLEnv)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := backup.Options{
+		Cluster: cc.Name, Dest: cc.Backup.Destination,
+		DBURL: dbURL, PgBin: cc.Backup.Database.PgBin,
+		Dialect: cc.Backup.Database.Dialect, MySQLBin: cc.Backup.Database.MySQLBin,
+		DialectFrom:     func(ctx context.Context) (string, error) { return envValue(ctx, client, "DB_DIALECT") },
+		StorageHostPath: cc.Backup.Storage.HostPath,
+		KeepLast:        cc.Backup.KeepLast, MaxAge: cc.Backup.MaxAge.D(), ExcludeSchemas: own,
+		DumpFormat: cc.Backup.DumpFormat, Jobs: cc.Backup.Jobs, Compress: cc.Backup.Compress,
+		NoCopy: !cc.Backup.CopyInServer(), KeepCopy: cc.Backup.KeepCopy,
+		CopyWhenSpaceUnknown: cc.Backup.CopyWhenSpaceUnknown,
+		Protect:              func(ctx context.Context) (map[string]bool, error) { return procedures.BackupsInUse(ctx, st) },
+	}
+	if l := cc.Backup.CompressLevel; l != nil {
+		opts.CompressLevel = *l
+	}
+	rd, err := buildRedisEnv(cc, nil, client.Env, secret, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	if rd != nil {
+		opts.Extras = []backup.Extra{rd.Queue()}
+	}
+	bk, err := backup.New(opts, nil, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := &procedures.Cluster{
+		Name: cc.Name, ImageRepo: cc.Image.Repository, TagSuffix: cc.Image.TagSuffix,
+		Nodes: nodes, App: app, Backups: bk, Balancer: bal,
+		HealthTimeout: cc.Timeouts.Health.D(), CheckpointTimeout: cc.Timeouts.Checkpoint.D(),
+		OnTimeout: procedures.TimeoutPolicy(cc.Timeouts.OnCheckpoint), StepTimeout: cc.Timeouts.Step.D(),
+		StartParallelism: cc.Nodes.Parallelism,
+		// The pods of one workload share its environment: no NodeEnv, as
+		// for a Swarm service.
+		Migrations: cc.Nodes.Migrations, PerNodeEnv: cc.Nodes.PerNodeEnv,
+	}
+	closer := func() error { return nil }
+	if rd != nil {
+		c.Redis = rd
+		closer = rd.Close
+	}
+	return c, closer, nil
+}
+
+// envValue is key in the workload's container environment ("" if unset).
+func envValue(ctx context.Context, c *kubernetes.Client, key string) (string, error) {
+	env, err := c.Env(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, key+"="); ok {
+			return v, nil
+		}
+	}
+	return "", nil
+}
