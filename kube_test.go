@@ -271,6 +271,11 @@ func TestKubernetesUpgradeContinue(t *testing.T) {
 		}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// The plan names the autoscaler the run will hold.
+	pl := start(t, s.env, "plan", "upgrade", "1.7.14", "prod", "--config", s.conf)
+	if c := pl.exit(t, time.Minute); c != 0 || !strings.Contains(pl.out.String(), "Autoscaler: nocobase is held at a minimum of 1") {
+		t.Fatalf("plan exit %d, does not name the autoscaler:\n%s%s", c, pl.out, pl.err)
+	}
 	poll := startPoller(t, s.c)
 	p := start(t, s.env, "run", "upgrade", "1.7.14", "prod", "--config", s.conf)
 	runID(t, p)

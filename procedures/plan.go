@@ -27,6 +27,12 @@ type PlanView struct {
 	Rollback   []PlanStep // the steps a roll back takes
 }
 
+// planNoter is a Nodes adapter with something of its own to say in the
+// plan (Kubernetes: the autoscaler it holds while nodes are down).
+type planNoter interface {
+	PlanNote(ctx context.Context) string
+}
+
 // PlanStep is one numbered step of a plan.
 type PlanStep struct {
 	Title string
@@ -70,6 +76,13 @@ func (e *Engine) PlanOf(ctx context.Context, req Request) (PlanView, error) {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		p.Redis = redisPlan(rctx, c)
 		cancel()
+		if pn, ok := c.Nodes.(planNoter); ok {
+			nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if l := pn.PlanNote(nctx); l != "" {
+				p.Details = append(p.Details, l)
+			}
+			cancel()
+		}
 	}
 	for _, d := range forwardSteps(&r) {
 		p.Steps = append(p.Steps, PlanStep{Title: d.title, Checkpoint: d.checkpoint != ""})

@@ -106,3 +106,16 @@ func (c *Client) patchHPA(ctx context.Context, name, rv, record string, min int3
 	}
 	return nil
 }
+
+// PlanNote names, for the plan, the autoscaler that the run holds while
+// nodes are down; "" when the workload has none.
+func (n *Nodes) PlanNote(ctx context.Context) string {
+	name, err := n.HPA(ctx)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("Autoscaler: could not be read (%v); one on the workload is held at 1 while nodes are down", err)
+	case name == "":
+		return ""
+	}
+	return fmt.Sprintf("Autoscaler: %s is held at a minimum of 1 while nodes are down (its minimum recorded on it), put back when every node runs", name)
+}
