@@ -93,15 +93,7 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret
 	case "nginx":
 		bal, err = lb.NewNginx(lb.NginxOptions{FlagPath: cc.LB.FlagPath, Container: cc.LB.Container, Probe: probe}, nodes, log)
 	case "webhook":
-		token, serr := secret(f+".load_balancer.secret_env", cc.LB.SecretEnv)
-		if serr != nil {
-			return nil, nil, serr
-		}
-		headers := map[string]string{}
-		if token != "" {
-			headers["Authorization"] = "Bearer " + token
-		}
-		bal, err = lb.NewWebhook(lb.WebhookOptions{URL: cc.LB.URL, Cluster: cc.Name, Headers: headers, Probe: probe}, log)
+		bal, err = webhookBalancer(cc, f, secret, probe, log)
 	default:
 		bal, err = lb.NewNone(probe, log)
 	}
@@ -168,6 +160,20 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret
 
 // nodesDialect is DB_DIALECT in the first node's configured environment
 // ("" when it is not set).
+// webhookBalancer is the load balancer a webhook drives, with the bearer
+// token its secret_env names (Docker, Swarm and Kubernetes clusters alike).
+func webhookBalancer(cc *config.Cluster, f string, secret secretFunc, probe lb.ProbeOptions, log zerolog.Logger) (ports.Balancer, error) {
+	token, err := secret(f+".load_balancer.secret_env", cc.LB.SecretEnv)
+	if err != nil {
+		return nil, err
+	}
+	headers := map[string]string{}
+	if token != "" {
+		headers["Authorization"] = "Bearer " + token
+	}
+	return lb.NewWebhook(lb.WebhookOptions{URL: cc.LB.URL, Cluster: cc.Name, Headers: headers, Probe: probe}, log)
+}
+
 func nodesDialect(ctx context.Context, nodes *docker.Cluster) (string, error) {
 	list, err := nodes.List(ctx)
 	if err != nil {

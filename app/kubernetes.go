@@ -49,15 +49,7 @@ func buildKubeCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, se
 	case "kubernetes":
 		bal, err = kubernetes.NewService(client, cc.LB.Kubernetes.Service, cc.LB.Kubernetes.Maintenance)
 	case "webhook":
-		token, serr := secret(f+".load_balancer.secret_env", cc.LB.SecretEnv)
-		if serr != nil {
-			return nil, nil, serr
-		}
-		headers := map[string]string{}
-		if token != "" {
-			headers["Authorization"] = "Bearer " + token
-		}
-		bal, err = lb.NewWebhook(lb.WebhookOptions{URL: cc.LB.URL, Cluster: cc.Name, Headers: headers, Probe: probe}, log)
+		bal, err = webhookBalancer(cc, f, secret, probe, log)
 	default:
 		bal, err = lb.NewNone(probe, log)
 	}
