@@ -46,7 +46,13 @@ func newKubeSetup(t *testing.T, replicas int32, version string, versions ...stri
 
 func newKubeSetupEnv(t *testing.T, replicas int32, env map[string]string, version string, versions ...string) *kubeSetup {
 	t.Helper()
-	c := kubetest.NewClusterEnv(t, replicas, env, version, versions...)
+	return newKubeSetupWith(t, kubetest.Options{Replicas: replicas, Env: env}, version, versions...)
+}
+
+func newKubeSetupWith(t *testing.T, opts kubetest.Options, version string, versions ...string) *kubeSetup {
+	t.Helper()
+	env := opts.Env
+	c := kubetest.NewClusterWith(t, opts, version, versions...)
 	s := &kubeSetup{c: c, dbURL: testenv.NewDatabase(t), storage: c.StorageDir}
 	pgExec(t, s.dbURL, "CREATE TABLE notes (id int primary key, body text); INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 50) g")
 	for name, body := range map[string]string{"uploads/a.txt": "first upload", "uploads/b/c.bin": "second upload", ".data/settings.json": `{"x":1}`} {
@@ -64,7 +70,7 @@ func newKubeSetupEnv(t *testing.T, replicas int32, env map[string]string, versio
 access: {trust_terminal: true}
 clusters:
   - name: prod
-    kubernetes: {kubeconfig: %s, namespace: %s, deployment: nocobase, container: nocobase}
+    kubernetes: {kubeconfig: %s, namespace: %s, %s: nocobase, container: nocobase}
     image: {repository: %s}
     load_balancer:
       type: kubernetes
@@ -74,7 +80,7 @@ clusters:
       database: {url_env: K8S_TEST_DB_URL, pg_bin: %s}
       storage: {host_path: %s}
     timeouts: {health: 2m}
-`, filepath.Join(dir, "n.db"), c.Kubeconfig, c.Namespace, repo, filepath.Join(dir, "backups"), testenv.PostgresBin(t), s.storage)
+`, filepath.Join(dir, "n.db"), c.Kubeconfig, c.Namespace, c.Kind, repo, filepath.Join(dir, "backups"), testenv.PostgresBin(t), s.storage)
 	s.env = []string{"K8S_TEST_DB_URL=" + s.dbURL}
 	if key := env["NOCOBASE_API_KEY"]; key != "" {
 		body += "    nocobase: {api_key_env: K8S_TEST_API_KEY}\n"
@@ -229,20 +235,20 @@ func (p *poller) check(t *testing.T) {
 func (s *kubeSetup) wantCluster(t *testing.T, replicas int32, image string, pinned bool) {
 	t.Helper()
 	s.c.WaitReady(t, "app=nocobase", int(replicas))
-	d := s.c.Deployment(t)
-	if *d.Spec.Replicas != replicas {
-		t.Fatalf("deployment at %d replicas, want %d", *d.Spec.Replicas, replicas)
+	d, kind := s.c.Workload(t), s.c.Kind
+	if d.Replicas != replicas {
+		t.Fatalf("%s at %d replicas, want %d", kind, d.Replicas, replicas)
 	}
-	img := d.Spec.Template.Spec.Containers[0].Image
+	img := d.Image
 	want := image + "@" + s.c.CP.Kubelet.Registry.Digest(image)
 	if !strings.Contains(image, "@") && img == image && !pinned {
 		want = image // never changed: as deployed
 	}
 	if img != want {
-		t.Fatalf("deployment image %s, want %s (pinned by digest)", img, want)
+		t.Fatalf("%s image %s, want %s (pinned by digest)", kind, img, want)
 	}
 	if v, ok := d.Annotations[kubernetes.AnnotationReplicas]; ok {
-		t.Fatalf("deployment still records a size (%s) after the run", v)
+		t.Fatalf("%s still records a size (%s) after the run", kind, v)
 	}
 	svc := s.c.Service(t)
 	if svc.Spec.Selector["app"] != "nocobase" || len(svc.Spec.Selector) != 1 {
@@ -438,13 +444,13 @@ func waitStep(t *testing.T, out interface{ String() string }, title string) {
 	}
 }
 
-// waitReplicas waits until the Deployment asks for n replicas.
+// waitReplicas waits until the workload asks for n replicas.
 func (s *kubeSetup) waitReplicas(t *testing.T, n int32) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
-	for *s.c.Deployment(t).Spec.Replicas != n {
+	for s.c.Workload(t).Replicas != n {
 		if time.Now().After(deadline) {
-			t.Fatalf("the deployment never asked for %d replicas", n)
+			t.Fatalf("the %s never asked for %d replicas", s.c.Kind, n)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -19,6 +19,8 @@ import (
 // Nodes are the pods of the workload, by position: "<workload>.1" is the
 // oldest running pod, then the others by age, then the pods still
 // starting, then the stopped positions up to the workload's full size.
+// A StatefulSet's pods have names that are their positions: its nodes
+// are "<workload>-0" (position 1) up to its full size.
 // The controller picks which pods go when it scales down, so a node is a
 // position, not a pod, and the node operations become scaling:
 //
@@ -101,37 +103,73 @@ func (n *Nodes) List(ctx context.Context) ([]ports.Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
+	if w.kind == "statefulset" {
+		return n.ordinals(w, pods), nil
+	}
 	hp := held(pods)
-	image, digest := splitDigest(w.container.Image)
 	size := max(w.size(), len(hp))
 	out := make([]ports.Node, 0, size)
 	for i := range size {
-		node := ports.Node{Name: fmt.Sprintf("%s.%d", w.name, i+1), Image: image, Digest: digest, State: "exited"}
+		var p *corev1.Pod
 		if i < len(hp) {
-			p := hp[i]
-			node.ID = p.Name
-			node.State = strings.ToLower(string(p.Status.Phase))
-			if podRunning(p) {
-				node.State = "running"
-				node.Health = "starting"
-				if podReady(p) {
-					node.Health = "healthy"
-				}
-			}
-			for _, cs := range p.Status.ContainerStatuses {
-				if cs.Name == w.container.Name {
-					if d := imageIDDigest(cs.ImageID); d != "" {
-						node.Digest = d
-					}
-				}
-			}
-			if p.Status.PodIP != "" {
-				node.URL = fmt.Sprintf("http://%s:%d", hostPort(p.Status.PodIP), n.opts.Port)
-			}
+			p = &hp[i]
 		}
-		out = append(out, node)
+		out = append(out, n.node(w, fmt.Sprintf("%s.%d", w.name, i+1), p))
 	}
 	return out, nil
+}
+
+// ordinals are a StatefulSet's nodes: its pods by name, "<name>-0" up
+// to its full size. Its controller removes the highest ordinals first when
+// it scales down, so a pod's name is its position, and it is also what
+// kubectl shows.
+func (n *Nodes) ordinals(w workload, pods []corev1.Pod) []ports.Node {
+	byName := map[string]*corev1.Pod{}
+	size := w.size()
+	for i, p := range pods {
+		if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		byName[p.Name] = &pods[i]
+		if o, err := strconv.Atoi(strings.TrimPrefix(p.Name, w.name+"-")); err == nil && strings.HasPrefix(p.Name, w.name+"-") && o >= size {
+			size = o + 1
+		}
+	}
+	out := make([]ports.Node, 0, size)
+	for i := range size {
+		name := fmt.Sprintf("%s-%d", w.name, i)
+		out = append(out, n.node(w, name, byName[name]))
+	}
+	return out
+}
+
+// node is the node called name, held by pod p (nil: stopped).
+func (n *Nodes) node(w workload, name string, p *corev1.Pod) ports.Node {
+	image, digest := splitDigest(w.container.Image)
+	node := ports.Node{Name: name, Image: image, Digest: digest, State: "exited"}
+	if p == nil {
+		return node
+	}
+	node.ID = p.Name
+	node.State = strings.ToLower(string(p.Status.Phase))
+	if podRunning(*p) {
+		node.State = "running"
+		node.Health = "starting"
+		if podReady(*p) {
+			node.Health = "healthy"
+		}
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Name == w.container.Name {
+			if d := imageIDDigest(cs.ImageID); d != "" {
+				node.Digest = d
+			}
+		}
+	}
+	if p.Status.PodIP != "" {
+		node.URL = fmt.Sprintf("http://%s:%d", hostPort(p.Status.PodIP), n.opts.Port)
+	}
+	return node
 }
 
 func hostPort(ip string) string {
@@ -153,14 +191,19 @@ func imageIDDigest(id string) string {
 	return ""
 }
 
-// position is k of a node name "<workload>.k".
+// position is k of a node name: "<workload>.k" for a Deployment, and
+// for a StatefulSet its pod's name "<workload>-(k-1)".
 func (n *Nodes) position(w workload, name string) (int, error) {
-	prefix := w.name + "."
-	k, err := strconv.Atoi(strings.TrimPrefix(name, prefix))
-	if !strings.HasPrefix(name, prefix) || err != nil || k < 1 {
-		return 0, fmt.Errorf("%s: not a node of %s %s (want %s<n>)", name, w.kind, w.name, prefix)
+	sep, first, want := ".", 1, "<n>"
+	if w.kind == "statefulset" {
+		sep, first, want = "-", 0, "<ordinal>"
 	}
-	return k, nil
+	prefix := w.name + sep
+	k, err := strconv.Atoi(strings.TrimPrefix(name, prefix))
+	if !strings.HasPrefix(name, prefix) || err != nil || k < first {
+		return 0, fmt.Errorf("%s: not a node of %s %s (want %s%s)", name, w.kind, w.name, prefix, want)
+	}
+	return k - first + 1, nil
 }
 
 // Stop stops the node at position k and any after it: the workload is
@@ -185,6 +228,11 @@ func (n *Nodes) Start(ctx context.Context, name string) error {
 func (n *Nodes) scaleNode(ctx context.Context, name, action string, target func(k, cur, size int) int) error {
 	n.scaleMu.Lock()
 	defer n.scaleMu.Unlock()
+	if action == "start" {
+		if err := n.settled(ctx); err != nil {
+			return fmt.Errorf("%s: %s: %w", name, action, err)
+		}
+	}
 	var w workload
 	var k, want int
 	err := retryConflict(ctx, func() error {

@@ -23,6 +23,10 @@ type workload struct {
 	selector        labels.Selector
 	container       corev1.Container
 	resourceVersion string
+	// settled: the controller has taken in the spec (a StatefulSet's
+	// revisions, below; a Deployment is always settled).
+	settled                         bool
+	currentRevision, updateRevision string
 }
 
 // size is the workload's full number of nodes: its replicas, or what
@@ -81,11 +85,17 @@ func (c *Client) workload(ctx context.Context) (workload, error) {
 }
 
 func (c *Client) fromDeployment(d *appsv1.Deployment) (workload, error) {
-	return c.build("deployment", d.Name, d.Spec.Replicas, d.Annotations, d.Spec.Selector, d.Spec.Template.Spec.Containers, d.ResourceVersion)
+	w, err := c.build("deployment", d.Name, d.Spec.Replicas, d.Annotations, d.Spec.Selector, d.Spec.Template.Spec.Containers, d.ResourceVersion)
+	w.settled = true
+	return w, err
 }
 
 func (c *Client) fromStatefulSet(s *appsv1.StatefulSet) (workload, error) {
-	return c.build("statefulset", s.Name, s.Spec.Replicas, s.Annotations, s.Spec.Selector, s.Spec.Template.Spec.Containers, s.ResourceVersion)
+	w, err := c.build("statefulset", s.Name, s.Spec.Replicas, s.Annotations, s.Spec.Selector, s.Spec.Template.Spec.Containers, s.ResourceVersion)
+	w.currentRevision, w.updateRevision = s.Status.CurrentRevision, s.Status.UpdateRevision
+	w.settled = s.Status.ObservedGeneration >= s.Generation &&
+		(s.Spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType || w.currentRevision == w.updateRevision)
+	return w, err
 }
 
 func (c *Client) build(kind, name string, replicas *int32, ann map[string]string, ls *metav1.LabelSelector, cs []corev1.Container, rv string) (workload, error) {
@@ -171,4 +181,31 @@ func retryConflict(ctx context.Context, fn func() error) error {
 		}
 	}
 	return err
+}
+
+// settled waits, for a StatefulSet at 0 replicas, until its controller
+// has taken in its pod template: it has seen the last change
+// (observedGeneration) and, with a RollingUpdate strategy, made the
+// template's revision the current one. At 0 replicas the controller does
+// that at once, whatever the partition; but pods made before it has
+// would be made from the current (older) revision at every ordinal below
+// the partition, so a scale-up right after an image change could start
+// the old version. A Deployment, or pods already running, need no wait.
+func (c *Client) settled(ctx context.Context) error {
+	if c.opts.StatefulSet == "" && len(c.opts.Selector) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.StopTimeout)
+	defer cancel()
+	for {
+		w, err := c.workload(ctx)
+		if err != nil || w.kind != "statefulset" || w.replicas != 0 || w.settled {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kubernetes: statefulset %s: its controller has not taken in the pod template after %s (status: revision %s, template revision %s): is kube-controller-manager running?", w.name, c.opts.StopTimeout, w.currentRevision, w.updateRevision)
+		case <-time.After(c.opts.PollInterval):
+		}
+	}
 }

@@ -34,6 +34,26 @@ type Cluster struct {
 	Kubeconfig string // nocobot's
 	StorageDir string // the storage claim's folder
 	Images     map[string]string
+	// Kind is the NocoBase workload's: "deployment" or "statefulset".
+	Kind string
+}
+
+// Options says how to deploy the example NocoBase.
+type Options struct {
+	Replicas int32
+	// Env is added to the NocoBase container's environment (the
+	// stand-in's settings, such as NOCOBASE_API_KEY).
+	Env map[string]string
+	// StatefulSet deploys the example as a StatefulSet named nocobase
+	// instead of its Deployment: the same pod template, the shared
+	// storage claim in its volumes (NocoBase's nodes share one storage
+	// folder, so no volumeClaimTemplates), serviceName nocobase.
+	StatefulSet bool
+	// PodManagement is the StatefulSet's podManagementPolicy (default
+	// OrderedReady: each pod waits for the one before it to be Ready).
+	PodManagement appsv1.PodManagementPolicyType
+	// Partition is the StatefulSet's rolling update partition.
+	Partition *int32
 }
 
 var nsSeq atomic.Int64
@@ -59,10 +79,21 @@ func NewCluster(t testing.TB, replicas int32, version string, versions ...string
 // environment (the stand-in's settings, such as NOCOBASE_API_KEY).
 func NewClusterEnv(t testing.TB, replicas int32, env map[string]string, version string, versions ...string) *Cluster {
 	t.Helper()
+	return NewClusterWith(t, Options{Replicas: replicas, Env: env}, version, versions...)
+}
+
+// NewClusterWith deploys NocoBase version as opts say; versions are the
+// NocoBase images the registry holds (tag = version).
+func NewClusterWith(t testing.TB, opts Options, version string, versions ...string) *Cluster {
+	t.Helper()
+	replicas, env := opts.Replicas, opts.Env
 	cp := Shared(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c := &Cluster{CP: cp, Namespace: fmt.Sprintf("t%d-%d", os.Getpid(), nsSeq.Add(1)), Images: map[string]string{}, StorageDir: t.TempDir()}
+	c := &Cluster{CP: cp, Namespace: fmt.Sprintf("t%d-%d", os.Getpid(), nsSeq.Add(1)), Images: map[string]string{}, StorageDir: t.TempDir(), Kind: "deployment"}
+	if opts.StatefulSet {
+		c.Kind = "statefulset"
+	}
 	for _, v := range append([]string{version}, versions...) {
 		c.Images[v] = cp.Kubelet.Registry.NocoBase("nocobase/nocobase", v, v)
 	}
@@ -87,7 +118,7 @@ func NewClusterEnv(t testing.TB, replicas int32, env map[string]string, version 
 		t.Fatal(err)
 	}
 	for _, f := range []string{"rbac.yaml", "nocobase.yaml", "maintenance.yaml"} {
-		c.apply(ctx, t, RepoFile(t, filepath.Join("deploy", "kubernetes", f)), func(o runtime.Object) {
+		c.apply(ctx, t, RepoFile(t, filepath.Join("deploy", "kubernetes", f)), func(o runtime.Object) runtime.Object {
 			switch o := o.(type) {
 			case *appsv1.Deployment:
 				if o.Name == "nocobase" {
@@ -99,12 +130,16 @@ func NewClusterEnv(t testing.TB, replicas int32, env map[string]string, version 
 					for k, v := range env {
 						o.Spec.Template.Spec.Containers[0].Env = append(o.Spec.Template.Spec.Containers[0].Env, corev1.EnvVar{Name: k, Value: v})
 					}
+					if opts.StatefulSet {
+						return statefulSet(o, opts)
+					}
 				} else {
 					o.Spec.Template.Spec.Containers[0].Image = maint
 				}
 			case *corev1.PersistentVolumeClaim:
 				o.Spec.VolumeName = pv.Name
 			}
+			return o
 		})
 	}
 	// nocobot's token: its service account's, bound by rbac.yaml only.
@@ -122,8 +157,22 @@ func NewClusterEnv(t testing.TB, replicas int32, env map[string]string, version 
 	return c
 }
 
+// statefulSet is the example's Deployment made a StatefulSet.
+func statefulSet(d *appsv1.Deployment, opts Options) *appsv1.StatefulSet {
+	pm := opts.PodManagement
+	if pm == "" {
+		pm = appsv1.OrderedReadyPodManagement
+	}
+	return &appsv1.StatefulSet{ObjectMeta: d.ObjectMeta, Spec: appsv1.StatefulSetSpec{
+		Replicas: d.Spec.Replicas, Selector: d.Spec.Selector, Template: d.Spec.Template,
+		ServiceName: "nocobase", PodManagementPolicy: pm,
+		UpdateStrategy: appsv1.StatefulSetUpdateStrategy{Type: appsv1.RollingUpdateStatefulSetStrategyType,
+			RollingUpdate: &appsv1.RollingUpdateStatefulSetStrategy{Partition: opts.Partition}},
+	}}
+}
+
 // apply creates every object of a YAML file in the namespace, after edit.
-func (c *Cluster) apply(ctx context.Context, t testing.TB, path string, edit func(runtime.Object)) {
+func (c *Cluster) apply(ctx context.Context, t testing.TB, path string, edit func(runtime.Object) runtime.Object) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -138,7 +187,7 @@ func (c *Cluster) apply(ctx context.Context, t testing.TB, path string, edit fun
 		if err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
-		edit(obj)
+		obj = edit(obj)
 		a := c.CP.Admin
 		switch o := obj.(type) {
 		case *corev1.ServiceAccount:
@@ -156,6 +205,8 @@ func (c *Cluster) apply(ctx context.Context, t testing.TB, path string, edit fun
 			_, err = a.CoreV1().PersistentVolumeClaims(ns).Create(ctx, o, metav1.CreateOptions{})
 		case *appsv1.Deployment:
 			_, err = a.AppsV1().Deployments(ns).Create(ctx, o, metav1.CreateOptions{})
+		case *appsv1.StatefulSet:
+			_, err = a.AppsV1().StatefulSets(ns).Create(ctx, o, metav1.CreateOptions{})
 		case *corev1.Service:
 			_, err = a.CoreV1().Services(ns).Create(ctx, o, metav1.CreateOptions{})
 		case *networkingv1.Ingress:
@@ -218,6 +269,37 @@ func (c *Cluster) Deployment(t testing.TB) *appsv1.Deployment {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// Workload is what a user checks of the nocobase workload, whichever
+// its kind.
+type Workload struct {
+	Replicas    int32
+	Image       string
+	Annotations map[string]string
+}
+
+// Workload reads the nocobase Deployment or StatefulSet.
+func (c *Cluster) Workload(t testing.TB) Workload {
+	t.Helper()
+	if c.Kind == "deployment" {
+		d := c.Deployment(t)
+		return Workload{Replicas: *d.Spec.Replicas, Image: d.Spec.Template.Spec.Containers[0].Image, Annotations: d.Annotations}
+	}
+	s := c.StatefulSet(t)
+	return Workload{Replicas: *s.Spec.Replicas, Image: s.Spec.Template.Spec.Containers[0].Image, Annotations: s.Annotations}
+}
+
+// StatefulSet reads the nocobase StatefulSet.
+func (c *Cluster) StatefulSet(t testing.TB) *appsv1.StatefulSet {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := c.CP.Admin.AppsV1().StatefulSets(c.Namespace).Get(ctx, "nocobase", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // Service reads the nocobase Service.
