@@ -47,7 +47,12 @@ func buildKubeCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, se
 	var bal ports.Balancer
 	switch cc.LB.Type {
 	case "kubernetes":
+		// The Service's endpoints follow its selector asynchronously: the
+		// probe, when set, holds each switch until the public URL shows it.
 		bal, err = kubernetes.NewService(client, cc.LB.Kubernetes.Service, cc.LB.Kubernetes.Maintenance)
+		if err == nil {
+			bal, err = lb.WithProbe(bal, probe, "does this URL reach the Service "+cc.LB.Kubernetes.Service+" (through the ingress)?", log)
+		}
 	case "webhook":
 		bal, err = webhookBalancer(cc, f, secret, probe, log)
 	default:

@@ -32,6 +32,7 @@ var (
 	_ ports.Balancer = (*Nginx)(nil)
 	_ ports.Balancer = (*Webhook)(nil)
 	_ ports.Balancer = (*None)(nil)
+	_ ports.Balancer = (*Probed)(nil)
 )
 
 // ProbeOptions configures the check of the public URL after a switch.
@@ -53,6 +54,8 @@ type prober struct {
 	opts ProbeOptions
 	http *http.Client
 	log  zerolog.Logger
+	// hint ends the error of a switch the URL does not show: what to check.
+	hint string
 }
 
 func newProber(opts ProbeOptions, log zerolog.Logger) (*prober, error) {
@@ -78,7 +81,7 @@ func newProber(opts ProbeOptions, log zerolog.Logger) (*prober, error) {
 		// not hide a 503.
 		hc = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
-	return &prober{opts: opts, http: hc, log: log}, nil
+	return &prober{opts: opts, http: hc, log: log, hint: "is the balancer using this flag/webhook?"}, nil
 }
 
 // status returns the HTTP status the public URL answers now.
@@ -150,8 +153,8 @@ func (p *prober) confirm(ctx context.Context, mode ports.LBMode) error {
 		return fmt.Errorf("switched to %s, but the public URL could not be checked for %s: %w", mode, p.opts.Timeout, lastErr)
 	}
 	if mode == ports.LBMaintenance {
-		return fmt.Errorf("switched to maintenance, but %s still answers %d after %s (not 503): is the balancer using this flag/webhook?",
-			p.opts.URL, lastStatus, p.opts.Timeout)
+		return fmt.Errorf("switched to maintenance, but %s still answers %d after %s (not 503): %s",
+			p.opts.URL, lastStatus, p.opts.Timeout, p.hint)
 	}
 	return fmt.Errorf("switched back to normal, but %s still answers 503 after %s", p.opts.URL, p.opts.Timeout)
 }
@@ -195,4 +198,42 @@ func (n *None) Mode(ctx context.Context) (ports.LBMode, error) {
 		return ports.LBUnknown, nil
 	}
 	return n.probe.mode(ctx)
+}
+
+// Probed adds the probe of the public URL to a balancer that switches
+// something else than what users reach, such as a Kubernetes Service's
+// selector, which endpoints, kube-proxy and ingress controllers follow
+// later: each switch returns only once the public URL shows it, so no
+// node stops while users still reach it, and no run says traffic is back
+// before users get the app.
+type Probed struct {
+	ports.Balancer
+	probe *prober
+}
+
+// WithProbe returns b with the probe of probe.URL after each switch, or
+// b itself when there is no URL. hint says, in a switch the URL does not
+// show, what to check (e.g. that the URL goes through the Service).
+func WithProbe(b ports.Balancer, probe ProbeOptions, hint string, log zerolog.Logger) (ports.Balancer, error) {
+	if probe.URL == "" {
+		return b, nil
+	}
+	p, err := newProber(probe, log.With().Str("adapter", "lb").Str("lb", "probe").Logger())
+	if err != nil {
+		return nil, err
+	}
+	if hint != "" {
+		p.hint = hint
+	}
+	return &Probed{Balancer: b, probe: p}, nil
+}
+
+// SetMode switches b, then waits until the public URL shows the switch
+// (or fails after the probe timeout, saying what the URL answered). Mode
+// stays b's own: what it switched, not what a cache in front shows.
+func (p *Probed) SetMode(ctx context.Context, mode ports.LBMode) error {
+	if err := p.Balancer.SetMode(ctx, mode); err != nil {
+		return err
+	}
+	return p.probe.confirm(ctx, mode)
 }
