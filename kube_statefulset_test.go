@@ -10,9 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/nocobot/nocobot/adapters/kubernetes"
 	"github.com/nocobot/nocobot/internal/kubetest"
 )
 
@@ -119,5 +122,33 @@ func TestKubernetesStatefulSetUpgradeRollBack(t *testing.T) {
 	}
 	if got := storageState(t, s.storage); got != files {
 		t.Fatalf("storage after the roll-back:\n%s\nwant:\n%s", got, files)
+	}
+}
+
+// With OrderedReady, the StatefulSet controller removes a pod only while
+// the pods below it are Ready (or it is the lowest that is not): a stop
+// of several unready pods cannot finish, and says which pods are left and
+// what to do, instead of a bare timeout.
+func TestKubernetesStatefulSetStopUnreadyPods(t *testing.T) {
+	c := kubetest.NewClusterWith(t, kubetest.Options{Replicas: 3, StatefulSet: true}, "1.7.13")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// Pods 0 and 1 stop being Ready (as when their database is gone).
+	for _, name := range []string{"nocobase-0", "nocobase-1"} {
+		body := []byte(`{"status":{"conditions":[{"type":"Ready","status":"False"}]}}`)
+		if _, err := c.CP.Admin.CoreV1().Pods(c.Namespace).Patch(ctx, name, types.StrategicMergePatchType, body, metav1.PatchOptions{}, "status"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client, err := kubernetes.Connect(kubernetes.Options{Kubeconfig: c.Kubeconfig, Namespace: c.Namespace, StatefulSet: "nocobase", StopTimeout: 5 * time.Second}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = kubernetes.NewNodes(client).Stop(ctx, "nocobase-0")
+	for _, want := range []string{"nocobase-0: stop: 2 pods left after 5s, want at most 0 (nocobase-0 Running, not Ready, nocobase-1 Running, not Ready)",
+		"OrderedReady", "kubectl delete pod"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("stop of unready pods: %v, want it to say %q", err, want)
+		}
 	}
 }

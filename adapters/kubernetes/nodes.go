@@ -304,12 +304,15 @@ func (n *Nodes) waitPods(ctx context.Context, w workload, want int, up bool, lim
 			return fmt.Errorf("%s: %w", action, err)
 		}
 		running, other := 0, 0
-		var broken []string
+		var broken, left []string
 		for _, p := range pods {
 			st := string(p.Status.Phase)
 			if p.DeletionTimestamp != nil {
 				st = "Terminating"
+			} else if podRunning(p) && !podReady(p) {
+				st = "Running, not Ready"
 			}
+			left = append(left, p.Name+" "+st)
 			if seen[p.Name] != st {
 				seen[p.Name] = st
 				n.log.Info().Str("pod", p.Name).Str("phase", st).Msg("pod")
@@ -333,10 +336,24 @@ func (n *Nodes) waitPods(ctx context.Context, w workload, want int, up bool, lim
 		}
 		select {
 		case <-ctx.Done():
+			if !up {
+				sort.Strings(left)
+				return fmt.Errorf("%s: %d pods left after %s, want at most %d (%s)%s: %w", action, running+other, limit, want, strings.Join(left, ", "), orderedHint(w), ctx.Err())
+			}
 			return fmt.Errorf("%s: %d of %d pods running (%d starting or terminating) after %s: %w", action, running, want, other, limit, ctx.Err())
 		case <-time.After(n.opts.PollInterval):
 		}
 	}
+}
+
+// orderedHint says why an OrderedReady StatefulSet may keep pods that
+// should go: its controller removes a pod only while every lower one is
+// Ready, or when it is the lowest that is not.
+func orderedHint(w workload) string {
+	if w.kind != "statefulset" || !w.ordered {
+		return ""
+	}
+	return fmt.Sprintf("; statefulset %s (podManagementPolicy OrderedReady) removes a pod only while the pods below it are Ready: delete the pods left by hand (kubectl delete pod), then retry", w.name)
 }
 
 // Cleanup has nothing to settle: an image change is one patch.

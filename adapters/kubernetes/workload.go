@@ -27,6 +27,8 @@ type workload struct {
 	// revisions, below; a Deployment is always settled).
 	settled                         bool
 	currentRevision, updateRevision string
+	// ordered: a StatefulSet with podManagementPolicy OrderedReady.
+	ordered bool
 }
 
 // size is the workload's full number of nodes: its replicas, or what
@@ -93,6 +95,7 @@ func (c *Client) fromDeployment(d *appsv1.Deployment) (workload, error) {
 func (c *Client) fromStatefulSet(s *appsv1.StatefulSet) (workload, error) {
 	w, err := c.build("statefulset", s.Name, s.Spec.Replicas, s.Annotations, s.Spec.Selector, s.Spec.Template.Spec.Containers, s.ResourceVersion)
 	w.currentRevision, w.updateRevision = s.Status.CurrentRevision, s.Status.UpdateRevision
+	w.ordered = s.Spec.PodManagementPolicy != appsv1.ParallelPodManagement
 	w.settled = s.Status.ObservedGeneration >= s.Generation &&
 		(s.Spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType || w.currentRevision == w.updateRevision)
 	return w, err
