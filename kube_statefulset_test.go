@@ -152,3 +152,30 @@ func TestKubernetesStatefulSetStopUnreadyPods(t *testing.T) {
 		}
 	}
 }
+
+// The image changed at 0 replicas, then every node started at once: with
+// a partition of 3, a pod made before the controller took in the new
+// template would start from the old revision; nocobot waits for it, so
+// every pod runs the new image.
+func TestKubernetesStatefulSetImageThenStart(t *testing.T) {
+	three := int32(3)
+	c := kubetest.NewClusterWith(t, kubetest.Options{Replicas: 3, StatefulSet: true, Partition: &three}, "1.7.13", "1.7.14")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	client, err := kubernetes.Connect(kubernetes.Options{Kubeconfig: c.Kubeconfig, Namespace: c.Namespace, StatefulSet: "nocobase"}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := kubernetes.NewNodes(client)
+	if err := nodes.Stop(ctx, "nocobase-0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes.SetImage(ctx, "nocobase-0", c.Images["1.7.14"]); err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes.Start(ctx, "nocobase-2"); err != nil {
+		t.Fatal(err)
+	}
+	s := &kubeSetup{c: c}
+	s.wantPods(t, c.Images["1.7.14"], "nocobase-0", "nocobase-1", "nocobase-2")
+}
