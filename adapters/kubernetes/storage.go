@@ -58,6 +58,11 @@ func (c *Client) StorageName() string {
 	return "workload/" + labels.SelectorFromSet(c.opts.Selector).String()
 }
 
+// DescribeStorage says where the storage is read, for progress messages.
+func (s *Storage) DescribeStorage(name, dir string) string {
+	return dir + " of " + name + ", through a helper pod with its volumes"
+}
+
 // Exec runs cmd in a helper pod with the storage volume mounted.
 func (s *Storage) Exec(ctx context.Context, name string, cmd []string, stdin io.Reader, stdout io.Writer) error {
 	return s.withPod(ctx, name, "", func(ctx context.Context, pod string) error {
