@@ -22,6 +22,7 @@ type workload struct {
 	annotations     map[string]string
 	selector        labels.Selector
 	container       corev1.Container
+	podSpec         corev1.PodSpec // the pod template's, for storage helper pods
 	resourceVersion string
 	// settled: the controller has taken in the spec (a StatefulSet's
 	// revisions, below; a Deployment is always settled).
@@ -87,13 +88,13 @@ func (c *Client) workload(ctx context.Context) (workload, error) {
 }
 
 func (c *Client) fromDeployment(d *appsv1.Deployment) (workload, error) {
-	w, err := c.build("deployment", d.Name, d.Spec.Replicas, d.Annotations, d.Spec.Selector, d.Spec.Template.Spec.Containers, d.ResourceVersion)
+	w, err := c.build("deployment", d.Name, d.Spec.Replicas, d.Annotations, d.Spec.Selector, d.Spec.Template.Spec, d.ResourceVersion)
 	w.settled = true
 	return w, err
 }
 
 func (c *Client) fromStatefulSet(s *appsv1.StatefulSet) (workload, error) {
-	w, err := c.build("statefulset", s.Name, s.Spec.Replicas, s.Annotations, s.Spec.Selector, s.Spec.Template.Spec.Containers, s.ResourceVersion)
+	w, err := c.build("statefulset", s.Name, s.Spec.Replicas, s.Annotations, s.Spec.Selector, s.Spec.Template.Spec, s.ResourceVersion)
 	w.currentRevision, w.updateRevision = s.Status.CurrentRevision, s.Status.UpdateRevision
 	w.ordered = s.Spec.PodManagementPolicy != appsv1.ParallelPodManagement
 	w.settled = s.Status.ObservedGeneration >= s.Generation &&
@@ -101,8 +102,8 @@ func (c *Client) fromStatefulSet(s *appsv1.StatefulSet) (workload, error) {
 	return w, err
 }
 
-func (c *Client) build(kind, name string, replicas *int32, ann map[string]string, ls *metav1.LabelSelector, cs []corev1.Container, rv string) (workload, error) {
-	w := workload{kind: kind, name: name, replicas: 1, annotations: ann, resourceVersion: rv}
+func (c *Client) build(kind, name string, replicas *int32, ann map[string]string, ls *metav1.LabelSelector, spec corev1.PodSpec, rv string) (workload, error) {
+	w := workload{kind: kind, name: name, replicas: 1, annotations: ann, podSpec: spec, resourceVersion: rv}
 	if replicas != nil {
 		w.replicas = int(*replicas)
 	}
@@ -112,7 +113,7 @@ func (c *Client) build(kind, name string, replicas *int32, ann map[string]string
 	}
 	w.selector = sel
 	found := false
-	for _, ct := range cs {
+	for _, ct := range spec.Containers {
 		if c.opts.Container == "" || ct.Name == c.opts.Container {
 			w.container, found = ct, true
 			break
