@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -30,8 +31,9 @@ import (
 
 // The kubelet's exec endpoint. The API server turns a pods/exec request
 // (SPDY, or WebSocket v5, which it translates to SPDY) into
-// POST https://<node InternalIP>:<kubeletEndpoint port>/exec/<ns>/<pod>/<container>?command=…&stdin=1&stdout=1&stderr=1
-// over HTTP/1.1 with an SPDY upgrade; with no --kubelet-certificate-authority
+// POST https://<node InternalIP>:<kubeletEndpoint port>/exec/<ns>/<pod>/<container>?command=<argv0>&command=<argv1>…&input=1&output=1&error=1
+// over HTTP/1.1 with an SPDY/3.1 upgrade (X-Stream-Protocol-Version:
+// v4.channel.k8s.io first); with no --kubelet-certificate-authority
 // it does not verify the kubelet's certificate (kubelet_client.go: no CA
 // means TLS.Insecure), so a self-signed one does.
 //
@@ -112,7 +114,12 @@ func (k *Kubelet) serveExec(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, fmt.Sprintf("container %q of pod %s/%s is not running", ctr, ns, pod), http.StatusNotFound)
 		return
 	}
-	if _, err := httpstream.Handshake(req, w, []string{remotecommandconsts.StreamProtocolV4Name}); err != nil {
+	proto, err := httpstream.Handshake(req, w, []string{remotecommandconsts.StreamProtocolV4Name})
+	// What the API server asked, for whoever debugs a session (never the
+	// command: it may carry secrets).
+	k.logf("exec %s %s upgrade %q protocols %q → %q", req.Method, req.URL.Path, req.Header.Get("Upgrade"),
+		req.Header.Values(httpstream.HeaderProtocolVersion), proto)
+	if err != nil {
 		return // Handshake answered
 	}
 	type newStream struct {
@@ -169,6 +176,18 @@ func (k *Kubelet) serveExec(w http.ResponseWriter, req *http.Request) {
 		_, _ = errStream.Write(b)
 	}
 	_ = errStream.Close()
+}
+
+// logf appends a line to the folder's kubelet.log.
+func (k *Kubelet) logf(format string, args ...any) {
+	k.logMu.Lock()
+	defer k.logMu.Unlock()
+	f, err := os.OpenFile(filepath.Join(k.cp.Dir, "kubelet.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "%s "+format+"\n", append([]any{time.Now().Format(time.RFC3339Nano)}, args...)...)
 }
 
 // running is the pod's run, if its container runs.

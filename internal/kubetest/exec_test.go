@@ -89,7 +89,7 @@ type helperEnv struct {
 	image   string
 }
 
-func newHelperEnv(t *testing.T) *helperEnv {
+func newHelperEnv(t testing.TB) *helperEnv {
 	t.Helper()
 	cp := Shared(t)
 	ctx, cancel := Context()
@@ -124,11 +124,14 @@ func newHelperEnv(t *testing.T) *helperEnv {
 
 // helperPod creates a pod as nocobot's storage helper is made: the
 // workload's image and storage, a command, restartPolicy Never.
-func (e *helperEnv) helperPod(t *testing.T, name string, command ...string) *corev1.Pod {
+func (e *helperEnv) helperPod(t testing.TB, name string, command ...string) *corev1.Pod {
+	return e.helperPodDeadline(t, name, 600, command...)
+}
+
+func (e *helperEnv) helperPodDeadline(t testing.TB, name string, deadline int64, command ...string) *corev1.Pod {
 	t.Helper()
 	ctx, cancel := Context()
 	defer cancel()
-	deadline := int64(600)
 	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"nocobot.io/helper": "storage"}},
 		Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, ActiveDeadlineSeconds: &deadline,
 			Containers: []corev1.Container{{Name: "helper", Image: e.image, Command: command,
@@ -143,7 +146,7 @@ func (e *helperEnv) helperPod(t *testing.T, name string, command ...string) *cor
 }
 
 // waitPod waits until the pod's phase is phase.
-func (e *helperEnv) waitPod(t *testing.T, name string, phase corev1.PodPhase) *corev1.Pod {
+func (e *helperEnv) waitPod(t testing.TB, name string, phase corev1.PodPhase) *corev1.Pod {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -290,6 +293,7 @@ func TestKubeletHelperPodEnds(t *testing.T) {
 	e := newHelperEnv(t)
 	e.helperPod(t, "ok", "/bin/sh", "-c", `test -f "$0/x" || exit 9; exit 0`, "/app/nocobase/storage")
 	e.helperPod(t, "fails", "/bin/sh", "-c", "exit 2")
+	e.helperPodDeadline(t, "overdue", 1, "sleep", "3600")
 	if err := os.WriteFile(filepath.Join(e.storage, "x"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -300,6 +304,9 @@ func TestKubeletHelperPodEnds(t *testing.T) {
 	}
 	if st := ok.Status.ContainerStatuses[0]; st.State.Terminated == nil || st.State.Terminated.ExitCode != 0 {
 		t.Fatalf("succeeded helper's status %+v", st)
+	}
+	if overdue := e.waitPod(t, "overdue", corev1.PodFailed); overdue.Status.Reason != "DeadlineExceeded" {
+		t.Fatalf("overdue helper: %+v", overdue.Status)
 	}
 	ctx, cancel := Context()
 	defer cancel()
@@ -406,5 +413,29 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 			t.Fatalf("waited a minute for %s", what)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// BenchmarkKubeletExecRead measures a storage read's path: bytes out of
+// a helper pod's stdout through the API server, per protocol.
+//
+//	NOCOBOT_TEST_K8S_BIN=… go test -run '^$' -bench KubeletExecRead -benchtime 5x ./internal/kubetest/
+func BenchmarkKubeletExecRead(b *testing.B) {
+	e := newHelperEnv(b)
+	e.helperPod(b, "helper", "sleep", "3600")
+	e.waitPod(b, "helper", corev1.PodRunning)
+	const size = 64 << 20
+	for _, via := range []execWith{viaWebSocket, viaSPDY} {
+		b.Run(string(via), func(b *testing.B) {
+			b.SetBytes(size)
+			for i := 0; i < b.N; i++ {
+				ctx, cancel := Context()
+				out, _, err := podExec(ctx, e.cp.AdminCfg, via, e.ns, "helper", "helper", nil, "head", "-c", strconv.Itoa(size), "/dev/zero")
+				cancel()
+				if err != nil || len(out) != size {
+					b.Fatalf("%d bytes, %v", len(out), err)
+				}
+			}
+		})
 	}
 }

@@ -50,6 +50,7 @@ type Kubelet struct {
 	server      *http.Server
 	kubeletPort int
 	nodeSince   metav1.Time
+	logMu       sync.Mutex
 }
 
 type podRun struct {
