@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nocobot/nocobot/adapters/kubernetes"
@@ -28,8 +29,10 @@ import (
 // kubelet), on a NocoBase cluster deployed from deploy/kubernetes/, with
 // a token bound to the Role of deploy/kubernetes/rbac.yaml and nothing
 // else. The database is a real PostgreSQL database reached by URL; the
-// storage is the folder behind the storage claim, which nocobot's pod
-// mounts (deploy/kubernetes/nocobot.yaml).
+// storage is the folder behind the storage claim, which nocobot reads and
+// restores through a short-lived helper pod that mounts the claim, with
+// pods/exec through the API server (internal/kubetest's kubelet serves
+// the exec streams).
 
 type kubeSetup struct {
 	c       *kubetest.Cluster
@@ -72,9 +75,8 @@ clusters:
     backup:
       destination: %s
       database: {url_env: K8S_TEST_DB_URL, pg_bin: %s}
-      storage: {host_path: %s}
     timeouts: {health: 2m}
-`, filepath.Join(dir, "n.db"), c.Kubeconfig, c.Namespace, repo, filepath.Join(dir, "backups"), testenv.PostgresBin(t), s.storage)
+`, filepath.Join(dir, "n.db"), c.Kubeconfig, c.Namespace, repo, filepath.Join(dir, "backups"), testenv.PostgresBin(t))
 	s.env = []string{"K8S_TEST_DB_URL=" + s.dbURL}
 	if key := env["NOCOBASE_API_KEY"]; key != "" {
 		body += "    nocobase: {api_key_env: K8S_TEST_API_KEY}\n"
@@ -303,9 +305,13 @@ func TestKubernetesUpgradeContinue(t *testing.T) {
 	}
 }
 
+// An upgrade rolled back: the database and the storage folder are back
+// exactly, the storage read and restored through helper pods, none of
+// which is left after the run (nor the one an earlier nocobot left).
 func TestKubernetesUpgradeRollBack(t *testing.T) {
 	s := newKubeSetup(t, 2, "1.7.13", "1.7.14")
 	db, files := dbState(t, s.dbURL), storageState(t, s.storage)
+	s.leaveHelperPod(t)
 	p := start(t, s.env, "run", "upgrade", "1.7.14", "prod", "--config", s.conf)
 	runID(t, p)
 	waitOut(t, p.out, "Choices:", 3*time.Minute)
@@ -327,6 +333,68 @@ func TestKubernetesUpgradeRollBack(t *testing.T) {
 	}
 	if got := storageState(t, s.storage); got != files {
 		t.Fatalf("storage after the roll-back:\n%s\nwant:\n%s", got, files)
+	}
+	if !strings.Contains(p.out.String(), "storage: archiving") || !strings.Contains(p.out.String(), "deployment/nocobase") {
+		t.Errorf("the run does not say where the storage was read:\n%s", p.out)
+	}
+	if pods := s.helperPods(t); len(pods) != 0 {
+		t.Fatalf("helper pods left after the run: %v", pods)
+	}
+}
+
+// leaveHelperPod creates a storage helper pod as a nocobot killed during
+// a backup leaves it.
+func (s *kubeSetup) leaveHelperPod(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "nocobase-nocobot-storage-left",
+		Labels: map[string]string{kubernetes.LabelHelper: "storage", kubernetes.LabelHelperWorkload: "nocobase"}},
+		Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever,
+			Containers: []corev1.Container{{Name: "storage", Image: s.c.Images["1.7.13"], Command: []string{"sleep", "600"}}}}}
+	if _, err := s.c.CP.Admin.CoreV1().Pods(s.c.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// helperPods are the storage helper pods that exist now.
+func (s *kubeSetup) helperPods(t *testing.T) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	list, err := s.c.CP.Admin.CoreV1().Pods(s.c.Namespace).List(ctx, metav1.ListOptions{LabelSelector: kubernetes.LabelHelper})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, p := range list.Items {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
+// A storage folder that is not on a volume of NocoBase's container cannot
+// be backed up by any pod: the run is refused before anything changes.
+func TestKubernetesStorageNotOnAVolumeRefused(t *testing.T) {
+	s := newKubeSetup(t, 2, "1.7.13", "1.7.14")
+	conf, err := os.ReadFile(s.conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(conf), "database: {url_env", "storage: {path: /app/elsewhere}\n      database: {url_env", 1)
+	if err := os.WriteFile(s.conf, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := nocobotxEnv(t, s.env, "run", "upgrade", "1.7.14", "prod", "--config", s.conf)
+	if code == 0 || !strings.Contains(out+errs, "/app/elsewhere is not on a volume") {
+		t.Fatalf("upgrade exit %d, want a refusal naming the folder\n%s%s", code, out, errs)
+	}
+	s.wantCluster(t, 2, s.c.Images["1.7.13"], false)
+	if _, ok := s.c.Service(t).Annotations[kubernetes.AnnotationAppSelector]; ok {
+		t.Fatal("the refused run switched the Service to the maintenance page")
+	}
+	if pods := s.helperPods(t); len(pods) != 0 {
+		t.Fatalf("the refused run created helper pods: %v", pods)
 	}
 }
 

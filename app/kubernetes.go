@@ -18,8 +18,10 @@ import (
 
 // buildKubeCluster connects a cluster that runs on Kubernetes: its nodes
 // are the workload's pods, the maintenance switch is the app Service's
-// selector, and backups reach the database by URL and the storage volume
-// where it is mounted into nocobot's pod (backup.storage.host_path).
+// selector, and backups reach the database by URL and the storage folder
+// through a short-lived pod that mounts the workload's volumes (or, with
+// backup.storage.host_path, where the volume is mounted into nocobot's
+// pod).
 func buildKubeCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret secretFunc, own []string) (*procedures.Cluster, func() error, error) {
 	f := "clusters (" + cc.Name + ")"
 	k := cc.Kubernetes
@@ -83,7 +85,12 @@ func buildKubeCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, se
 	if rd != nil {
 		opts.Extras = []backup.Extra{rd.Queue()}
 	}
-	bk, err := backup.New(opts, nil, log)
+	var storage backup.Containers
+	if opts.StorageHostPath == "" {
+		storage = kubernetes.NewStorage(client)
+		opts.StorageContainer, opts.StoragePath = client.StorageName(), cc.Backup.Storage.Path
+	}
+	bk, err := backup.New(opts, storage, log)
 	if err != nil {
 		return nil, nil, err
 	}

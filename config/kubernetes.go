@@ -66,7 +66,7 @@ func (cl *Cluster) validateKubernetes(p *problems, f string) {
 		p.add(fieldError(f+".nodes.migrations", "skip-same-version needs an environment per node, which the pods of one workload do not have: use auto or one-at-a-time"))
 	}
 	if cl.Backup.Database.Container != "" || cl.Backup.Storage.Container != "" {
-		p.add(fieldError(f, "backups of a cluster on Kubernetes reach the database by backup.database.url_env and the storage by backup.storage.host_path (the storage volume mounted into nocobot's pod: docs/operations.md)"))
+		p.add(fieldError(f, "backups of a cluster on Kubernetes reach the database by backup.database.url_env, and the storage through a short-lived pod that mounts the workload's volumes at backup.storage.path (or backup.storage.host_path where the storage volume is mounted into nocobot's pod): docs/operations.md"))
 	}
 }
 

@@ -46,7 +46,7 @@ func kubeObjects(t *testing.T, name string) []runtime.Object {
 // The Kubernetes files decode as the API's types, nocobot's own
 // configuration in nocobot.yaml passes config check, it names the example
 // cluster's Deployment, Service and the maintenance page's labels, and
-// nocobot's pod mounts the storage claim its backups read.
+// its backups read the storage where NocoBase's pods mount it.
 func TestKubernetesFilesAgree(t *testing.T) {
 	var cm *corev1.ConfigMap
 	var nocobot *appsv1.Deployment
@@ -99,15 +99,24 @@ func TestKubernetesFilesAgree(t *testing.T) {
 	if svc.Spec.Ports[0].TargetPort.IntValue() != int(maint.Spec.Template.Spec.Containers[0].Ports[0].ContainerPort) {
 		t.Fatal("the maintenance page does not listen on the Service's target port")
 	}
-	mounted := false
-	for _, m := range nocobot.Spec.Template.Spec.Containers[0].VolumeMounts {
-		for _, v := range nocobot.Spec.Template.Spec.Volumes {
-			if v.Name == m.Name && v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == "nocobase-storage" && m.MountPath == cl.Backup.Storage.HostPath {
-				mounted = true
+	// The storage is reached through a helper pod with the workload's
+	// volumes, so the configured path must be where NocoBase's container
+	// mounts the storage claim, and nocobot's own pod must not need it.
+	onClaim := false
+	ct := app.Spec.Template.Spec.Containers[0]
+	for _, m := range ct.VolumeMounts {
+		for _, v := range app.Spec.Template.Spec.Volumes {
+			if v.Name == m.Name && v.PersistentVolumeClaim != nil && m.MountPath == cl.Backup.Storage.Path {
+				onClaim = true
 			}
 		}
 	}
-	if !mounted {
-		t.Fatalf("nocobot's pod does not mount the storage claim at %s", cl.Backup.Storage.HostPath)
+	if cl.Backup.Storage.HostPath != "" || !onClaim {
+		t.Fatalf("backup.storage: host_path %q, path %q: want no host_path and the path of the storage claim in NocoBase's container", cl.Backup.Storage.HostPath, cl.Backup.Storage.Path)
+	}
+	for _, v := range nocobot.Spec.Template.Spec.Volumes {
+		if v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName != "nocobot-data" {
+			t.Fatalf("nocobot's pod mounts claim %s: only its own data claim is needed", v.PersistentVolumeClaim.ClaimName)
+		}
 	}
 }

@@ -10,6 +10,13 @@ import (
 	"github.com/nocobot/nocobot/format"
 )
 
+// storageChecker is offered by containers that can tell, without
+// changing anything, whether the storage folder is reachable (the
+// Kubernetes adapter: is it on a volume a helper pod can mount).
+type storageChecker interface {
+	CheckStorage(ctx context.Context, container, path string) error
+}
+
 // Check fails if a backup could not be taken now.
 func (m *Manager) Check(ctx context.Context) error {
 	if err := m.resolveStorage(ctx); err != nil {
@@ -47,6 +54,11 @@ func (m *Manager) Check(ctx context.Context) error {
 	if m.opts.StorageHostPath != "" {
 		if fi, err := os.Stat(m.opts.StorageHostPath); err != nil || !fi.IsDir() {
 			errs = append(errs, fmt.Errorf("storage folder %s: not a readable folder", m.opts.StorageHostPath))
+		}
+	}
+	if sc, ok := m.containers.(storageChecker); ok && m.opts.StorageContainer != "" {
+		if err := sc.CheckStorage(ctx, m.opts.StorageContainer, m.opts.StoragePath); err != nil {
+			errs = append(errs, fmt.Errorf("backup: %w", err))
 		}
 	}
 	if len(errs) == 0 {

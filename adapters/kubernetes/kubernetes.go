@@ -81,6 +81,7 @@ type Options struct {
 // Client is the connection to one namespace.
 type Client struct {
 	cs   k8s.Interface
+	cfg  *rest.Config // for pods/exec streams
 	opts Options
 	log  zerolog.Logger
 }
@@ -112,12 +113,10 @@ func Connect(opts Options, log zerolog.Logger) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: client: %w", err)
 	}
-	return NewWithClient(cs, opts, log)
+	return newClient(cs, cfg, opts, log)
 }
 
-// NewWithClient uses an existing clientset (tests give one with their
-// own token).
-func NewWithClient(cs k8s.Interface, opts Options, log zerolog.Logger) (*Client, error) {
+func newClient(cs k8s.Interface, cfg *rest.Config, opts Options, log zerolog.Logger) (*Client, error) {
 	n := 0
 	for _, set := range []bool{opts.Deployment != "", opts.StatefulSet != "", len(opts.Selector) > 0} {
 		if set {
@@ -142,5 +141,5 @@ func NewWithClient(cs k8s.Interface, opts Options, log zerolog.Logger) (*Client,
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 250 * time.Millisecond
 	}
-	return &Client{cs: cs, opts: opts, log: log.With().Str("adapter", "kubernetes").Str("namespace", opts.Namespace).Logger()}, nil
+	return &Client{cs: cs, cfg: cfg, opts: opts, log: log.With().Str("adapter", "kubernetes").Str("namespace", opts.Namespace).Logger()}, nil
 }

@@ -22,6 +22,7 @@ type workload struct {
 	annotations     map[string]string
 	selector        labels.Selector
 	container       corev1.Container
+	podSpec         corev1.PodSpec // the pod template's, for storage helper pods
 	resourceVersion string
 }
 
@@ -81,15 +82,15 @@ func (c *Client) workload(ctx context.Context) (workload, error) {
 }
 
 func (c *Client) fromDeployment(d *appsv1.Deployment) (workload, error) {
-	return c.build("deployment", d.Name, d.Spec.Replicas, d.Annotations, d.Spec.Selector, d.Spec.Template.Spec.Containers, d.ResourceVersion)
+	return c.build("deployment", d.Name, d.Spec.Replicas, d.Annotations, d.Spec.Selector, d.Spec.Template.Spec, d.ResourceVersion)
 }
 
 func (c *Client) fromStatefulSet(s *appsv1.StatefulSet) (workload, error) {
-	return c.build("statefulset", s.Name, s.Spec.Replicas, s.Annotations, s.Spec.Selector, s.Spec.Template.Spec.Containers, s.ResourceVersion)
+	return c.build("statefulset", s.Name, s.Spec.Replicas, s.Annotations, s.Spec.Selector, s.Spec.Template.Spec, s.ResourceVersion)
 }
 
-func (c *Client) build(kind, name string, replicas *int32, ann map[string]string, ls *metav1.LabelSelector, cs []corev1.Container, rv string) (workload, error) {
-	w := workload{kind: kind, name: name, replicas: 1, annotations: ann, resourceVersion: rv}
+func (c *Client) build(kind, name string, replicas *int32, ann map[string]string, ls *metav1.LabelSelector, spec corev1.PodSpec, rv string) (workload, error) {
+	w := workload{kind: kind, name: name, replicas: 1, annotations: ann, podSpec: spec, resourceVersion: rv}
 	if replicas != nil {
 		w.replicas = int(*replicas)
 	}
@@ -99,7 +100,7 @@ func (c *Client) build(kind, name string, replicas *int32, ann map[string]string
 	}
 	w.selector = sel
 	found := false
-	for _, ct := range cs {
+	for _, ct := range spec.Containers {
 		if c.opts.Container == "" || ct.Name == c.opts.Container {
 			w.container, found = ct, true
 			break
