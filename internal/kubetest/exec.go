@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -41,9 +42,12 @@ import (
 // container file system: an argument (or the working directory, or an
 // environment value) that is a mount path of the container, or a path
 // under one, is rewritten to the host folder of that volume (hostPath,
-// or a claim bound to a hostPath volume); every other path is the
-// host's. So `tar -cf - -C /app/nocobase/storage .` reads the claim's
-// folder, while `-C /app/nocobase storage` would not.
+// or a claim bound to a hostPath volume), and a folder above a mount path
+// to the folder above the host folder when their names agree (hostPath
+// below); every other path is the host's. So both `tar -cf - -C
+// /app/nocobase/storage .` and, with the claim on <tmp>/storage (as
+// Cluster lays it out), `tar -cf - -C /app/nocobase storage` read the
+// claim's folder.
 
 const (
 	streamCreationTimeout = 30 * time.Second
@@ -279,7 +283,11 @@ func internalError(err error) metav1.Status {
 }
 
 // hostPath is p with a container mount path at its start replaced by
-// that volume's host folder (the longest mount path that matches).
+// that volume's host folder (the longest mount path that matches). A
+// folder above a mount path maps to the folder above the host folder
+// when the host folder ends with the same names: with /app/nocobase/storage
+// on <tmp>/storage, /app/nocobase is <tmp> (so `tar -C /app/nocobase
+// storage` reads the claim, as it does in a container).
 func hostPath(p string, mounts map[string]string) string {
 	best := ""
 	for mp := range mounts {
@@ -287,8 +295,26 @@ func hostPath(p string, mounts map[string]string) string {
 			best = mp
 		}
 	}
-	if best == "" {
+	if best != "" {
+		return mounts[best] + strings.TrimPrefix(p, best)
+	}
+	if !filepath.IsAbs(p) {
 		return p
 	}
-	return mounts[best] + strings.TrimPrefix(p, best)
+	clean := filepath.Clean(p)
+	mps := make([]string, 0, len(mounts))
+	for mp := range mounts {
+		mps = append(mps, mp)
+	}
+	sort.Strings(mps)
+	for _, mp := range mps {
+		rel, err := filepath.Rel(clean, mp)
+		if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+			continue
+		}
+		if h := filepath.Clean(mounts[mp]); strings.HasSuffix(h, string(filepath.Separator)+rel) {
+			return strings.TrimSuffix(h, string(filepath.Separator)+rel)
+		}
+	}
+	return p
 }

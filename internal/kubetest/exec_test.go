@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -94,7 +95,11 @@ func newHelperEnv(t testing.TB) *helperEnv {
 	cp := Shared(t)
 	ctx, cancel := Context()
 	defer cancel()
-	e := &helperEnv{cp: cp, ns: "exec-" + randHex(4), storage: t.TempDir(), image: cp.Kubelet.Registry.NocoBase("nocobase/nocobase", "2.2.15", "2.2.15")}
+	e := &helperEnv{cp: cp, ns: "exec-" + randHex(4), storage: filepath.Join(t.TempDir(), "storage"),
+		image: cp.Kubelet.Registry.NocoBase("nocobase/nocobase", "2.2.15", "2.2.15")}
+	if err := os.Mkdir(e.storage, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := cp.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +165,27 @@ func (e *helperEnv) waitPod(t testing.TB, name string, phase corev1.PodPhase) *c
 			t.Fatalf("pod %s not %s: %v %v", name, phase, err, p.Status)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestHostPath(t *testing.T) {
+	mounts := map[string]string{"/app/nocobase/storage": "/tmp/x/storage", "/app/nocobase/storage/uploads": "/srv/up", "/data": "/tmp/d1"}
+	for in, want := range map[string]string{
+		"/app/nocobase/storage":           "/tmp/x/storage",
+		"/app/nocobase/storage/a/b":       "/tmp/x/storage/a/b",
+		"/app/nocobase/storage/uploads/f": "/srv/up/f",
+		"/app/nocobase":                   "/tmp/x",
+		"/app/nocobase/":                  "/tmp/x",
+		"/app":                            "/app", // the host folder does not end in nocobase/storage
+		"/app/nocobase/storagex":          "/app/nocobase/storagex",
+		"/":                               "/",
+		"/data/z":                         "/tmp/d1/z",
+		"storage":                         "storage",
+		"-C":                              "-C",
+	} {
+		if got := hostPath(in, mounts); got != want {
+			t.Errorf("hostPath(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 
@@ -232,31 +258,34 @@ func TestKubeletExecInHelperPod(t *testing.T) {
 		})
 	}
 
-	// A storage backup and restore as nocobot streams them: tar out, tar in.
+	// A storage backup and restore as nocobot streams them: tar out, tar
+	// in, from the mount path or its parent (entries under "storage/").
 	ctx, cancel := Context()
 	defer cancel()
-	out, _, err := podExec(ctx, cfg, viaFallback, e.ns, "helper", "helper", nil, "tar", "-cf", "-", "-C", "/app/nocobase/storage", ".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := map[string]bool{}
-	tr := tar.NewReader(bytes.NewReader(out))
-	for {
-		h, err := tr.Next()
+	for _, form := range [][]string{{"/app/nocobase/storage", "."}, {"/app/nocobase", "storage"}} {
+		out, errOut, err := podExec(ctx, cfg, viaFallback, e.ns, "helper", "helper", nil, "tar", "-cf", "-", "-C", form[0], form[1])
 		if err != nil {
-			break
+			t.Fatalf("tar -c -C %s %s: %v %s", form[0], form[1], err, errOut)
 		}
-		names[strings.TrimPrefix(h.Name, "./")] = true
-	}
-	if !names["hello.txt"] || !names["written-spdy"] {
-		t.Fatalf("tar of the storage holds %v", names)
+		names := map[string]bool{}
+		tr := tar.NewReader(bytes.NewReader(out))
+		for {
+			h, err := tr.Next()
+			if err != nil {
+				break
+			}
+			names[path.Clean(h.Name)] = true
+		}
+		if !names[path.Join(form[1], "hello.txt")] || !names[path.Join(form[1], "written-spdy")] {
+			t.Fatalf("tar -C %s %s holds %v", form[0], form[1], names)
+		}
 	}
 	var in bytes.Buffer
 	tw := tar.NewWriter(&in)
-	_ = tw.WriteHeader(&tar.Header{Name: "restored/a.txt", Mode: 0o644, Size: 3})
+	_ = tw.WriteHeader(&tar.Header{Name: "storage/restored/a.txt", Mode: 0o644, Size: 3})
 	_, _ = tw.Write([]byte("abc"))
 	_ = tw.Close()
-	if _, errOut, err := podExec(ctx, cfg, viaFallback, e.ns, "helper", "helper", &in, "tar", "-xf", "-", "-C", "/app/nocobase/storage"); err != nil {
+	if _, errOut, err := podExec(ctx, cfg, viaFallback, e.ns, "helper", "helper", &in, "tar", "-xf", "-", "-C", "/app/nocobase"); err != nil {
 		t.Fatalf("tar -x: %v %s", err, errOut)
 	}
 	if b, err := os.ReadFile(filepath.Join(e.storage, "restored", "a.txt")); err != nil || string(b) != "abc" {
