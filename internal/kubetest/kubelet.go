@@ -177,21 +177,21 @@ func (k *Kubelet) sync() {
 			changed := false
 			if !r.deadline.IsZero() && time.Now().After(r.deadline) {
 				r.kill()
-				code := int32(137)
-				r.exit, r.reason, r.ready = &code, "DeadlineExceeded", false
+				r.ready = false
+				k.end(r, 137, "DeadlineExceeded")
 				k.report(ctx, r)
 				continue
 			}
 			if r.exited != nil && isClosed(r.exited) {
-				code := int32(r.exitCode())
+				code := r.exitCode()
 				r.ready = false
 				changed = true
-				if r.policy == corev1.RestartPolicyNever || (r.policy == corev1.RestartPolicyOnFailure && code == 0) {
-					r.exit, r.reason = &code, "Completed"
-					if code != 0 {
-						r.reason = "Error"
-					}
-				} else {
+				switch {
+				case r.policy == corev1.RestartPolicyNever && code != 0:
+					k.end(r, code, "Error")
+				case r.policy == corev1.RestartPolicyNever, r.policy == corev1.RestartPolicyOnFailure && code == 0:
+					k.end(r, code, "Completed")
+				default:
 					r.restarts++
 					k.launch(r)
 				}
@@ -213,6 +213,14 @@ func (k *Kubelet) sync() {
 		}
 	}
 	k.mu.Unlock()
+}
+
+// end marks the pod's container ended for good (exec reads it).
+func (k *Kubelet) end(r *podRun, code int, reason string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	c := int32(code)
+	r.exit, r.reason = &c, reason
 }
 
 // run starts a new pod's program.
