@@ -292,6 +292,11 @@ func New(opts Options, containers Containers, log zerolog.Logger) (*Manager, err
 
 func (m *Manager) storageSource() string {
 	if m.opts.StorageContainer != "" {
+		if d, ok := m.containers.(interface {
+			DescribeStorage(name, path string) string
+		}); ok {
+			return d.DescribeStorage(m.opts.StorageContainer, m.opts.StoragePath)
+		}
 		return "container " + m.opts.StorageContainer + ":" + m.opts.StoragePath
 	}
 	return "host " + m.opts.StorageHostPath

@@ -1,6 +1,7 @@
 package kubernetes
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -58,6 +59,11 @@ func (c *Client) StorageName() string {
 	return "workload/" + labels.SelectorFromSet(c.opts.Selector).String()
 }
 
+// DescribeStorage says where the storage is read, for progress messages.
+func (s *Storage) DescribeStorage(name, dir string) string {
+	return dir + " of " + name + ", through a helper pod with its volumes"
+}
+
 // Exec runs cmd in a helper pod with the storage volume mounted.
 func (s *Storage) Exec(ctx context.Context, name string, cmd []string, stdin io.Reader, stdout io.Writer) error {
 	return s.withPod(ctx, name, "", func(ctx context.Context, pod string) error {
@@ -75,29 +81,89 @@ func (s *Storage) RunWithVolumesOf(ctx context.Context, name, dir string, cmd []
 
 // CopyFrom streams dir as a tar whose entries lie under dir's own name,
 // as docker cp does. The helper pod lives until the stream is closed.
+// tar runs in dir itself ("-C dir ."), so the command names no path
+// outside the mounted volume; the entries are renamed here.
 func (s *Storage) CopyFrom(ctx context.Context, name, dir string) (io.ReadCloser, error) {
 	dir = path.Clean(dir)
+	raw, rawW := io.Pipe()
 	pr, pw := io.Pipe()
 	started := make(chan error, 1)
 	done := make(chan struct{})
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
 		defer close(done)
+		renamed := make(chan error, 1)
+		go func() {
+			err := underName(raw, path.Base(dir), pw)
+			if err == nil {
+				// tar pads its stream past the end of the archive.
+				_, err = io.Copy(io.Discard, raw)
+			}
+			// Unblocks the exec's writes when the reading side gave up.
+			raw.CloseWithError(cmpOr(err, errors.New("the copy ended")))
+			renamed <- err
+		}()
 		err := s.withPod(ctx, name, dir, func(ctx context.Context, pod string) error {
 			started <- nil
-			return s.exec(ctx, pod, []string{"tar", "-cf", "-", "-C", path.Dir(dir), path.Base(dir)}, nil, pw)
+			return s.exec(ctx, pod, []string{"tar", "-cf", "-", "-C", dir, "."}, nil, rawW)
 		})
 		select {
 		case started <- err:
 		default:
 		}
+		rawW.CloseWithError(err)
+		if rerr := <-renamed; err == nil {
+			err = rerr
+		}
 		pw.CloseWithError(err)
 	}()
 	if err := <-started; err != nil {
 		cancel()
+		<-done
 		return nil, err
 	}
 	return &podStream{PipeReader: pr, stop: func() { cancel(); <-done }}, nil
+}
+
+// underName copies a tar stream of "./…" entries to w with each entry
+// moved below base ("./uploads/a" becomes "storage/uploads/a").
+func underName(r io.Reader, base string, w io.Writer) error {
+	tr := tar.NewReader(r)
+	tw := tar.NewWriter(w)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return tw.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("read tar from the helper pod: %w", err)
+		}
+		hdr.Name = rebase(hdr.Name, base)
+		if hdr.Typeflag == tar.TypeLink {
+			hdr.Linkname = rebase(hdr.Linkname, base)
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			return err
+		}
+	}
+}
+
+func cmpOr(err, def error) error {
+	if err != nil {
+		return err
+	}
+	return def
+}
+
+func rebase(name, base string) string {
+	rel := strings.TrimPrefix(name, "./")
+	if rel == "" || rel == "." || rel == "/" {
+		return base + "/"
+	}
+	return base + "/" + rel
 }
 
 // CopyTo unpacks tarStream into dir in a helper pod, keeping owners and
