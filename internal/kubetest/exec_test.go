@@ -189,7 +189,7 @@ func TestHostPath(t *testing.T) {
 	}
 }
 
-func TestKubeletNodeIsReadyAndPodsBoundToIt(t *testing.T) {
+func TestKubernetesKubeletNodeIsReadyAndPodsBoundToIt(t *testing.T) {
 	e := newHelperEnv(t)
 	ctx, cancel := Context()
 	defer cancel()
@@ -219,7 +219,7 @@ func TestKubeletNodeIsReadyAndPodsBoundToIt(t *testing.T) {
 	}
 }
 
-func TestKubeletExecInHelperPod(t *testing.T) {
+func TestKubernetesKubeletExecInHelperPod(t *testing.T) {
 	e := newHelperEnv(t)
 	if err := os.WriteFile(filepath.Join(e.storage, "hello.txt"), []byte("hello from the claim\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -318,7 +318,7 @@ func TestKubeletExecInHelperPod(t *testing.T) {
 	}
 }
 
-func TestKubeletHelperPodEnds(t *testing.T) {
+func TestKubernetesKubeletHelperPodEnds(t *testing.T) {
 	e := newHelperEnv(t)
 	e.helperPod(t, "ok", "/bin/sh", "-c", `test -f "$0/x" || exit 9; exit 0`, "/app/nocobase/storage")
 	e.helperPod(t, "fails", "/bin/sh", "-c", "exit 2")
@@ -346,7 +346,7 @@ func TestKubeletHelperPodEnds(t *testing.T) {
 
 // TestKubeletExecRBAC finds which verbs on pods/exec a token needs, by
 // protocol: the facts nocobot's Role is written from.
-func TestKubeletExecRBAC(t *testing.T) {
+func TestKubernetesKubeletExecRBAC(t *testing.T) {
 	e := newHelperEnv(t)
 	e.helperPod(t, "helper", "sleep", "3600")
 	e.waitPod(t, "helper", corev1.PodRunning)
@@ -445,11 +445,11 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 	}
 }
 
-// BenchmarkKubeletExecRead measures a storage read's path: bytes out of
+// BenchmarkKubernetesKubeletExecRead measures a storage read's path: bytes out of
 // a helper pod's stdout through the API server, per protocol.
 //
 //	NOCOBOT_TEST_K8S_BIN=… go test -run '^$' -bench KubeletExecRead -benchtime 5x ./internal/kubetest/
-func BenchmarkKubeletExecRead(b *testing.B) {
+func BenchmarkKubernetesKubeletExecRead(b *testing.B) {
 	e := newHelperEnv(b)
 	e.helperPod(b, "helper", "sleep", "3600")
 	e.waitPod(b, "helper", corev1.PodRunning)
