@@ -32,7 +32,7 @@ type Cluster struct {
 	CP         *ControlPlane
 	Namespace  string
 	Kubeconfig string // nocobot's
-	StorageDir string // the storage claim's folder
+	StorageDir string // the storage claim's folder, <tmp>/storage
 	Images     map[string]string
 	// Kind is the NocoBase workload's: "deployment" or "statefulset".
 	Kind string
@@ -90,9 +90,15 @@ func NewClusterWith(t testing.TB, opts Options, version string, versions ...stri
 	cp := Shared(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c := &Cluster{CP: cp, Namespace: fmt.Sprintf("t%d-%d", os.Getpid(), nsSeq.Add(1)), Images: map[string]string{}, StorageDir: t.TempDir(), Kind: "deployment"}
+	c := &Cluster{CP: cp, Namespace: fmt.Sprintf("t%d-%d", os.Getpid(), nsSeq.Add(1)), Images: map[string]string{}, Kind: "deployment",
+		// Named as in the container, so that its parent stands for
+		// /app/nocobase in helper pods (exec.go's hostPath).
+		StorageDir: filepath.Join(t.TempDir(), "storage")}
 	if opts.StatefulSet {
 		c.Kind = "statefulset"
+	}
+	if err := os.Mkdir(c.StorageDir, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	for _, v := range append([]string{version}, versions...) {
 		c.Images[v] = cp.Kubelet.Registry.NocoBase("nocobase/nocobase", v, v)

@@ -2,8 +2,11 @@
 // etcd, kube-apiserver (token authentication, RBAC) and
 // kube-controller-manager, built by scripts/k8s-control-plane — and a
 // stand-in for the kubelet (kubelet.go), which this machine has not: it
-// turns each pod Running and Ready and runs a stand-in NocoBase process
-// for it, as the Docker tests run stand-in containers.
+// registers a node (node.go), binds each pod to it, turns it Running and
+// Ready and runs a stand-in NocoBase process for it, as the Docker tests
+// run stand-in containers, or a helper pod's command; it serves pods/exec
+// (exec.go) with the command run on this host, mount paths mapped to the
+// volumes' host folders.
 //
 // One control plane serves a whole test binary (it takes about 20 s to
 // come up); each test works in a namespace of its own.

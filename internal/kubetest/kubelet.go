@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -30,16 +29,28 @@ import (
 // its readiness probe (an HTTP GET) is asked as the kubelet would, and
 // the Ready condition follows. A pod being deleted has its process
 // stopped (SIGTERM), then is removed. A process that exits is started
-// again (restartPolicy Always), its restart count raised.
+// again or not as the pod's restartPolicy says; with Never (or OnFailure
+// and exit code 0) the pod ends Succeeded or Failed. A container with a
+// command (a helper pod: `sleep 3600`) runs that command as a process of
+// this host instead of the image's program, its paths mapped as exec's
+// are (exec.go). activeDeadlineSeconds is kept.
+//
+// The kubelet registers a node (node.go) and binds every new pod to it,
+// as the scheduler would, so that the API server sends pods/exec to its
+// HTTPS endpoint (exec.go).
 type Kubelet struct {
-	cp       *ControlPlane
-	Registry *Registry
-	fakeBin  string
-	mu       sync.Mutex
-	pods     map[types.UID]*podRun
-	nextIP   int
-	stopc    chan struct{}
-	done     chan struct{}
+	cp          *ControlPlane
+	Registry    *Registry
+	fakeBin     string
+	mu          sync.Mutex
+	pods        map[types.UID]*podRun
+	nextIP      int
+	stopc       chan struct{}
+	done        chan struct{}
+	server      *http.Server
+	kubeletPort int
+	nodeSince   metav1.Time
+	logMu       sync.Mutex
 }
 
 type podRun struct {
@@ -58,11 +69,21 @@ type podRun struct {
 	port     int
 	env      []string
 	args     []string
-	failed   string // why the image cannot run (the pod stays Pending with a waiting reason)
+	failed   string            // why the image cannot run (the pod stays Pending with a waiting reason)
+	mounts   map[string]string // container mount path → host folder
+	dir      string            // the working directory of its processes
+	hostCmd  []string          // the container's command, paths mapped; none: the image's program
+	policy   corev1.RestartPolicy
+	deadline time.Time // activeDeadlineSeconds after the start, if set
+	started  metav1.Time
+	exit     *int32 // the container ended for good (restartPolicy) with this code
+	reason   string // why it ended: Completed, Error, DeadlineExceeded
+	stopping chan struct{}
 }
 
 func newKubelet(cp *ControlPlane) *Kubelet {
-	return &Kubelet{cp: cp, pods: map[types.UID]*podRun{}, nextIP: int(time.Now().UnixNano()%200) * 256, stopc: make(chan struct{}), done: make(chan struct{})}
+	return &Kubelet{cp: cp, pods: map[types.UID]*podRun{}, nextIP: int(time.Now().UnixNano()%200) * 256, stopc: make(chan struct{}), done: make(chan struct{}),
+		nodeSince: metav1.Now()}
 }
 
 func (k *Kubelet) start() error {
@@ -75,6 +96,16 @@ func (k *Kubelet) start() error {
 	if out, err := exec.Command("go", "build", "-o", k.fakeBin, "github.com/nocobot/nocobot/internal/fakenocobase").CombinedOutput(); err != nil {
 		return fmt.Errorf("build fakenocobase: %v: %s", err, out)
 	}
+	port, err := k.startServer()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := k.registerNode(ctx, port); err != nil {
+		return err
+	}
+	go k.heartbeats()
 	go k.loop()
 	return nil
 }
@@ -82,6 +113,9 @@ func (k *Kubelet) start() error {
 func (k *Kubelet) stop() {
 	close(k.stopc)
 	<-k.done
+	if k.server != nil {
+		_ = k.server.Close()
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for _, r := range k.pods {
@@ -128,22 +162,38 @@ func (k *Kubelet) sync() {
 			zero := int64(0)
 			_ = k.cp.Admin.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero, Preconditions: &metav1.Preconditions{UID: &p.UID}})
 		case r == nil:
+			if p.Spec.NodeName == "" {
+				if err := k.bind(ctx, p); err != nil {
+					continue // bound by the next round
+				}
+			}
 			r = k.run(p)
 			k.mu.Lock()
 			k.pods[p.UID] = r
 			k.mu.Unlock()
 			k.report(ctx, r)
-		case r.failed != "":
+		case r.failed != "" || r.exit != nil:
 		default:
 			changed := false
-			if r.cmd != nil {
-				select {
-				case <-r.exited:
-					r.restarts++
-					r.ready = false
-					k.launch(r)
-					changed = true
+			if !r.deadline.IsZero() && time.Now().After(r.deadline) {
+				r.kill()
+				r.ready = false
+				k.end(r, 137, "DeadlineExceeded")
+				k.report(ctx, r)
+				continue
+			}
+			if r.exited != nil && isClosed(r.exited) {
+				code := r.exitCode()
+				r.ready = false
+				changed = true
+				switch {
+				case r.policy == corev1.RestartPolicyNever && code != 0:
+					k.end(r, code, "Error")
+				case r.policy == corev1.RestartPolicyNever, r.policy == corev1.RestartPolicyOnFailure && code == 0:
+					k.end(r, code, "Completed")
 				default:
+					r.restarts++
+					k.launch(r)
 				}
 			}
 			if ready := r.probeReady(); ready != r.ready {
@@ -165,13 +215,25 @@ func (k *Kubelet) sync() {
 	k.mu.Unlock()
 }
 
+// end marks the pod's container ended for good (exec reads it).
+func (k *Kubelet) end(r *podRun, code int, reason string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	c := int32(code)
+	r.exit, r.reason = &c, reason
+}
+
 // run starts a new pod's program.
 func (k *Kubelet) run(p *corev1.Pod) *podRun {
 	k.mu.Lock()
 	k.nextIP++
 	n := k.nextIP
 	k.mu.Unlock()
-	r := &podRun{ns: p.Namespace, name: p.Name, uid: p.UID, ip: fmt.Sprintf("127.%d.%d.%d", 10+(n>>16)%200, (n>>8)%256, 1+n%250)}
+	r := &podRun{ns: p.Namespace, name: p.Name, uid: p.UID, ip: fmt.Sprintf("127.%d.%d.%d", 10+(n>>16)%200, (n>>8)%256, 1+n%250),
+		policy: p.Spec.RestartPolicy, started: metav1.Now(), stopping: make(chan struct{})}
+	if d := p.Spec.ActiveDeadlineSeconds; d != nil {
+		r.deadline = time.Now().Add(time.Duration(*d) * time.Second)
+	}
 	if len(p.Spec.Containers) == 0 {
 		r.failed = "no container"
 		return r
@@ -191,15 +253,26 @@ func (k *Kubelet) run(p *corev1.Pod) *podRun {
 	if len(ct.Ports) > 0 {
 		r.port = int(ct.Ports[0].ContainerPort)
 	}
-	mounts := hostMounts(p, ct, k)
+	r.mounts = hostMounts(p, ct, k)
 	for _, e := range ct.Env {
-		v := e.Value
-		for mp, hp := range mounts {
-			if v == mp || strings.HasPrefix(v, mp+"/") {
-				v = hp + strings.TrimPrefix(v, mp)
-			}
+		r.env = append(r.env, e.Name+"="+hostPath(e.Value, r.mounts))
+	}
+	// The container's own file system: an empty folder of the pod's, or
+	// the working directory's volume.
+	r.dir = filepath.Join(k.cp.Dir, "pod-"+r.ns+"-"+r.name+"-"+string(r.uid))
+	_ = os.MkdirAll(r.dir, 0o755)
+	if ct.WorkingDir != "" {
+		if d := hostPath(ct.WorkingDir, r.mounts); d != ct.WorkingDir {
+			r.dir = d
 		}
-		r.env = append(r.env, e.Name+"="+v)
+	}
+	if len(ct.Command) > 0 {
+		for _, a := range append(append([]string{}, ct.Command...), ct.Args...) {
+			r.hostCmd = append(r.hostCmd, hostPath(a, r.mounts))
+		}
+		k.launch(r)
+		r.ready = r.probe == nil
+		return r
 	}
 	if img.kind == kindMaintenance {
 		r.server = maintenancePage(net.JoinHostPort(r.ip, strconv.Itoa(r.port)))
@@ -236,7 +309,7 @@ func hostMounts(p *corev1.Pod, ct corev1.Container, k *Kubelet) map[string]strin
 	out := map[string]string{}
 	for _, m := range ct.VolumeMounts {
 		if hp, ok := vols[m.Name]; ok {
-			out[m.MountPath] = filepath.Join(hp, m.SubPath)
+			out[filepath.Clean(m.MountPath)] = filepath.Join(hp, m.SubPath)
 		}
 	}
 	return out
@@ -244,16 +317,22 @@ func hostMounts(p *corev1.Pod, ct corev1.Container, k *Kubelet) map[string]strin
 
 func (k *Kubelet) launch(r *podRun) {
 	cmd := exec.Command(k.fakeBin, r.args...)
+	if len(r.hostCmd) > 0 {
+		cmd = exec.Command(r.hostCmd[0], r.hostCmd[1:]...)
+		cmd.Dir = r.dir
+	}
 	cmd.Env = append(os.Environ(), r.env...)
 	logf, _ := os.OpenFile(filepath.Join(k.cp.Dir, "pod-"+r.ns+"-"+r.name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	r.exited = make(chan struct{})
+	r.cmd = cmd
 	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(logf, "start: %v\n", err)
+		logf.Close()
 		close(r.exited)
 		return
 	}
-	r.cmd = cmd
 	exited := r.exited
 	go func() {
 		_ = cmd.Wait()
@@ -264,16 +343,32 @@ func (k *Kubelet) launch(r *podRun) {
 	}()
 }
 
+// exitCode is how the last process ended (128 if it never started).
+func (r *podRun) exitCode() int {
+	if r.cmd == nil || r.cmd.ProcessState == nil {
+		return 128
+	}
+	if ws, ok := r.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return r.cmd.ProcessState.ExitCode()
+}
+
+// kill stops the pod's processes, its program's and exec's: SIGTERM to
+// the process group, SIGKILL after 5 s.
 func (r *podRun) kill() {
+	if r.stopping != nil && !isClosed(r.stopping) {
+		close(r.stopping)
+	}
 	if r.server != nil {
 		_ = r.server.Close()
 	}
-	if r.cmd != nil && r.cmd.Process != nil {
-		_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	if r.cmd != nil && r.cmd.Process != nil && !isClosed(r.exited) {
+		_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGTERM)
 		select {
 		case <-r.exited:
 		case <-time.After(5 * time.Second):
-			_ = r.cmd.Process.Kill()
+			_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
 			<-r.exited
 		}
 	}
@@ -321,8 +416,21 @@ func (k *Kubelet) report(ctx context.Context, r *podRun) {
 		st = corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{cond(corev1.PodScheduled, true)},
 			ContainerStatuses: []corev1.ContainerStatus{{Name: r.ctr, Image: r.image,
 				State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: r.failed, Message: "no image " + r.image + " in the registry"}}}}}
+	} else if r.exit != nil {
+		phase := corev1.PodSucceeded
+		if *r.exit != 0 {
+			phase = corev1.PodFailed
+		}
+		st = corev1.PodStatus{Phase: phase, PodIP: r.ip, PodIPs: []corev1.PodIP{{IP: r.ip}}, HostIP: "127.0.0.1", HostIPs: []corev1.HostIP{{IP: "127.0.0.1"}},
+			StartTime: &r.started, Conditions: []corev1.PodCondition{cond(corev1.PodScheduled, true), cond(corev1.PodInitialized, true),
+				cond(corev1.ContainersReady, false), cond(corev1.PodReady, false)},
+			ContainerStatuses: []corev1.ContainerStatus{{Name: r.ctr, Image: r.image, ImageID: r.imageID, RestartCount: r.restarts,
+				State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: *r.exit, Reason: r.reason, StartedAt: r.started, FinishedAt: now}}}}}
+		if r.reason == "DeadlineExceeded" {
+			st.Reason, st.Message = "DeadlineExceeded", "Pod was active on the node longer than the specified deadline"
+		}
 	} else {
-		st = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: r.ip, PodIPs: []corev1.PodIP{{IP: r.ip}}, HostIP: "127.0.0.1", StartTime: &now,
+		st = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: r.ip, PodIPs: []corev1.PodIP{{IP: r.ip}}, HostIP: "127.0.0.1", HostIPs: []corev1.HostIP{{IP: "127.0.0.1"}}, StartTime: &r.started,
 			Conditions: []corev1.PodCondition{cond(corev1.PodScheduled, true), cond(corev1.PodInitialized, true),
 				cond(corev1.ContainersReady, r.ready), cond(corev1.PodReady, r.ready)},
 			ContainerStatuses: []corev1.ContainerStatus{{Name: r.ctr, Image: r.image, ImageID: r.imageID, Ready: r.ready, RestartCount: r.restarts,
