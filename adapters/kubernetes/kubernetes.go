@@ -5,11 +5,14 @@
 //
 //   - the nodes are the workload's pods, addressed by position like the
 //     slots of a Swarm service ("<workload>.1" is the oldest running pod,
-//     and so on up to the workload's full size); the node operations
+//     and so on up to the workload's full size; a StatefulSet's nodes
+//     are its pods by name, "<workload>-0" and on); the node operations
 //     scale the workload, never delete pods, so the controllers never
 //     fight the procedure (nodes.go);
 //   - an image change patches the container's image, pinned by digest,
-//     only while the workload is at 0 replicas (image.go);
+//     only while the workload is at 0 replicas (image.go); a StatefulSet
+//     is scaled up from 0 only once its controller has made that template
+//     its current revision (workload.go);
 //   - a HorizontalPodAutoscaler on the workload is paused while nodes are
 //     down: its minimum is recorded on it and restored (hpa.go);
 //   - the maintenance page is switched by the app Service's selector,
