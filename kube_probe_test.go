@@ -128,17 +128,17 @@ func TestKubernetesProbeURL(t *testing.T) {
 }
 
 // A probe URL that never shows the page (it does not go through the
-// Service) fails the switch with a message saying what it saw and what
-// to check, before any node stops or any backup is taken; the operator
+// Service) fails the switch, after load_balancer.probe_timeout, with a
+// message saying what it saw and what to check, before any node stops or any backup is taken; the operator
 // aborts and puts traffic back with nocobot traffic on.
 func TestKubernetesProbeNeverSeesThePage(t *testing.T) {
 	s := newKubeSetup(t, 2, "1.7.13", "1.7.14")
 	proxy := s.c.ServiceProxy(t, "nocobase", time.Hour)
-	s.setProbe(t, proxy.URL+"/api/__health_check")
+	s.setProbe(t, proxy.URL+"/api/__health_check\n      probe_timeout: 4s")
 	p := start(t, s.env, "run", "upgrade", "1.7.14", "prod", "--config", s.conf)
 	runID(t, p)
 	out := waitOut(t, p.out, "Choices:", 3*time.Minute)
-	want := "still answers 200 after 15s (not 503): does this URL reach the Service nocobase"
+	want := "still answers 200 after 4s (not 503): does this URL reach the Service nocobase"
 	if !strings.Contains(out, want) {
 		t.Fatalf("the failed switch does not say %q:\n%s", want, out)
 	}

@@ -87,7 +87,7 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret
 	}
 	app := nocobase.New(nocobase.Options{APIKey: apiKey, APIKeyEnv: cc.NocoBase.APIKeyEnv, Role: cc.NocoBase.Role, PollInterval: cc.NocoBase.PollInterval.D()}, log)
 
-	probe := lb.ProbeOptions{URL: cc.LB.ProbeURL}
+	probe := lb.ProbeOptions{URL: cc.LB.ProbeURL, Timeout: cc.LB.ProbeTimeout.D()}
 	var bal ports.Balancer
 	switch cc.LB.Type {
 	case "nginx":

@@ -45,7 +45,7 @@ func buildKubeCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, se
 	}
 	app := nocobase.New(nocobase.Options{APIKey: apiKey, APIKeyEnv: cc.NocoBase.APIKeyEnv, Role: cc.NocoBase.Role, PollInterval: cc.NocoBase.PollInterval.D()}, log)
 
-	probe := lb.ProbeOptions{URL: cc.LB.ProbeURL}
+	probe := lb.ProbeOptions{URL: cc.LB.ProbeURL, Timeout: cc.LB.ProbeTimeout.D()}
 	var bal ports.Balancer
 	switch cc.LB.Type {
 	case "kubernetes":

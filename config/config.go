@@ -217,6 +217,9 @@ type LB struct {
 	URL       string `yaml:"url"`       // webhook: POST target
 	SecretEnv string `yaml:"secret_env"`
 	ProbeURL  string `yaml:"probe_url"` // public URL checked after each switch
+	// ProbeTimeout is how long a switch may take to show at ProbeURL
+	// (default 15s): endpoints and ingress controllers may need longer.
+	ProbeTimeout Duration `yaml:"probe_timeout"`
 	// Kubernetes: the Service switched to the maintenance page.
 	Kubernetes KubernetesLB `yaml:"kubernetes"`
 }

@@ -79,6 +79,10 @@ func TestInvalidNamesFieldAndExpectation(t *testing.T) {
 			`nodes.migrations: "together": expected auto, skip-same-version or one-at-a-time`},
 		{"switch on swarm", strings.Replace(minimal, "nodes: {labels: {app: nocobase}}", "nodes: {swarm_service: app, migrations: skip-same-version}", 1),
 			"skip-same-version needs an environment per node"},
+		{"probe timeout without url", strings.Replace(minimal, "type: none", "type: none, probe_timeout: 1m", 1),
+			"load_balancer.probe_timeout: needs load_balancer.probe_url"},
+		{"negative probe timeout", strings.Replace(minimal, "type: none", "type: none, probe_url: 'http://lb/', probe_timeout: -1s", 1),
+			`load_balancer.probe_timeout: "-1s" is not a duration`},
 		{"per node env name", strings.Replace(minimal, "nodes: {labels: {app: nocobase}}", "nodes: {labels: {app: nocobase}, per_node_env: ['APP PORT']}", 1),
 			`nodes.per_node_env: "APP PORT" is not an environment variable name`},
 	}

@@ -136,6 +136,9 @@ func (cl *Cluster) validate(p *problems, f string) {
 	if u := cl.LB.ProbeURL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 		p.add(fieldError(f+".load_balancer.probe_url", "%q: expected an http(s) URL", u))
 	}
+	if cl.LB.ProbeTimeout > 0 && cl.LB.ProbeURL == "" {
+		p.add(fieldError(f+".load_balancer.probe_timeout", "needs load_balancer.probe_url (the URL whose answer it waits for)"))
+	}
 	p.add(cl.Redis.validate(f + ".redis"))
 	b := cl.Backup
 	if b.Destination == "" {
