@@ -539,3 +539,48 @@ func nocobotxEnv(t *testing.T, env []string, args ...string) (int, string, strin
 	code := p.exit(t, 5*time.Minute)
 	return code, p.out.String(), p.err.String()
 }
+
+// nocobot killed (SIGKILL) while its storage helper pod reads the storage
+// claim during the upgrade's backup: attach takes the run over, the helper
+// left behind is deleted, the backup is taken again, and a roll-back then
+// puts the database and the storage back exactly, with no helper pod left.
+func TestKubernetesKilledDuringStorageBackup(t *testing.T) {
+	s := newKubeSetup(t, 2, "1.7.13", "1.7.14")
+	// Enough to read that the helper pod is seen while it works.
+	big := make([]byte, 32<<20)
+	for i := range big {
+		big[i] = byte(i % 251)
+	}
+	if err := os.WriteFile(filepath.Join(s.storage, "uploads/big.bin"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	db, files := dbState(t, s.dbURL), storageState(t, s.storage)
+	p := start(t, s.env, "run", "upgrade", "1.7.14", "prod", "--config", s.conf)
+	id := runID(t, p)
+	deadline := time.Now().Add(3 * time.Minute)
+	for len(s.helperPods(t)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no storage helper pod was ever seen:\n%s", p.out)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	p.exit(t, 10*time.Second)
+	t.Logf("helper pods after the kill: %v", s.helperPods(t))
+	a := start(t, s.env, "attach", id, "--config", s.conf)
+	waitOut(t, a.out, "Choices:", 3*time.Minute)
+	io.WriteString(a.stdin, "rollback\n")
+	if c := a.exit(t, 3*time.Minute); c != 3 {
+		t.Fatalf("attach exit %d, want 3 (rolled back)\n%s%s", c, a.out, a.err)
+	}
+	s.wantCluster(t, 2, s.c.Images["1.7.13"], true)
+	if got := dbState(t, s.dbURL); got != db {
+		t.Fatalf("database after the roll-back:\n%s\nwant:\n%s", got, db)
+	}
+	if got := storageState(t, s.storage); got != files {
+		t.Fatal("the storage after the roll-back differs from before the run")
+	}
+	if pods := s.helperPods(t); len(pods) != 0 {
+		t.Fatalf("helper pods left after the run: %v", pods)
+	}
+}
