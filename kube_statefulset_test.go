@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -103,13 +101,7 @@ func TestKubernetesStatefulSetUpgradeRollBack(t *testing.T) {
 	runID(t, p)
 	waitOut(t, p.out, "Choices:", 3*time.Minute)
 	s.wantPods(t, s.c.Images["1.7.14"], "nocobase-0")
-	pgExec(t, s.dbURL, "UPDATE notes SET body = 'migrated' WHERE id < 10; DELETE FROM notes WHERE id > 40; CREATE TABLE added (x int)")
-	if err := os.WriteFile(filepath.Join(s.storage, "uploads/a.txt"), []byte("changed"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(s.storage, "uploads/new.txt"), []byte("new"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	s.changeData(t)
 	io.WriteString(p.stdin, "rollback\n")
 	if c := p.exit(t, 3*time.Minute); c != 3 {
 		t.Fatalf("upgrade exit %d, want 3 (rolled back)\n%s%s", c, p.out, p.err)
@@ -117,12 +109,7 @@ func TestKubernetesStatefulSetUpgradeRollBack(t *testing.T) {
 	s.wantCluster(t, 3, s.c.Images["1.7.13"], true)
 	s.wantPods(t, s.c.Images["1.7.13"], "nocobase-0", "nocobase-1", "nocobase-2")
 	poll.check(t)
-	if got := dbState(t, s.dbURL); got != db {
-		t.Fatalf("database after the roll-back:\n%s\nwant:\n%s", got, db)
-	}
-	if got := storageState(t, s.storage); got != files {
-		t.Fatalf("storage after the roll-back:\n%s\nwant:\n%s", got, files)
-	}
+	s.wantData(t, db, files)
 }
 
 // With OrderedReady, the StatefulSet controller removes a pod only while

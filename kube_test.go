@@ -321,7 +321,20 @@ func TestKubernetesUpgradeRollBack(t *testing.T) {
 	p := start(t, s.env, "run", "upgrade", "1.7.14", "prod", "--config", s.conf)
 	runID(t, p)
 	waitOut(t, p.out, "Choices:", 3*time.Minute)
-	// What the new version did to the data, to be undone.
+	s.changeData(t)
+	io.WriteString(p.stdin, "rollback\n")
+	if c := p.exit(t, 3*time.Minute); c != 3 {
+		t.Fatalf("upgrade exit %d, want 3 (rolled back)\n%s%s", c, p.out, p.err)
+	}
+	s.wantCluster(t, 2, s.c.Images["1.7.13"], true)
+	s.wantData(t, db, files)
+}
+
+// changeData is what a new version does to the data, for a roll-back to
+// undo: rows changed and deleted, a table added, a file changed and one
+// added.
+func (s *kubeSetup) changeData(t *testing.T) {
+	t.Helper()
 	pgExec(t, s.dbURL, "UPDATE notes SET body = 'migrated' WHERE id < 10; DELETE FROM notes WHERE id > 40; CREATE TABLE added (x int)")
 	if err := os.WriteFile(filepath.Join(s.storage, "uploads/a.txt"), []byte("changed"), 0o644); err != nil {
 		t.Fatal(err)
@@ -329,16 +342,17 @@ func TestKubernetesUpgradeRollBack(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(s.storage, "uploads/new.txt"), []byte("new"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	io.WriteString(p.stdin, "rollback\n")
-	if c := p.exit(t, 3*time.Minute); c != 3 {
-		t.Fatalf("upgrade exit %d, want 3 (rolled back)\n%s%s", c, p.out, p.err)
-	}
-	s.wantCluster(t, 2, s.c.Images["1.7.13"], true)
+}
+
+// wantData checks that the database and the storage are as before the
+// run (dbState, storageState), and that no storage helper pod is left.
+func (s *kubeSetup) wantData(t *testing.T, db, files string) {
+	t.Helper()
 	if got := dbState(t, s.dbURL); got != db {
 		t.Fatalf("database after the roll-back:\n%s\nwant:\n%s", got, db)
 	}
 	if got := storageState(t, s.storage); got != files {
-		t.Fatalf("storage after the roll-back:\n%s\nwant:\n%s", got, files)
+		t.Fatalf("storage after the roll-back:\n%.2000s\nwant:\n%.2000s", got, files)
 	}
 	if pods := s.helperPods(t); len(pods) != 0 {
 		t.Fatalf("helper pods left after the run: %v", pods)
@@ -574,13 +588,5 @@ func TestKubernetesKilledDuringStorageBackup(t *testing.T) {
 		t.Fatalf("attach exit %d, want 3 (rolled back)\n%s%s", c, a.out, a.err)
 	}
 	s.wantCluster(t, 2, s.c.Images["1.7.13"], true)
-	if got := dbState(t, s.dbURL); got != db {
-		t.Fatalf("database after the roll-back:\n%s\nwant:\n%s", got, db)
-	}
-	if got := storageState(t, s.storage); got != files {
-		t.Fatal("the storage after the roll-back differs from before the run")
-	}
-	if pods := s.helperPods(t); len(pods) != 0 {
-		t.Fatalf("helper pods left after the run: %v", pods)
-	}
+	s.wantData(t, db, files)
 }
