@@ -418,13 +418,24 @@ func TestKubernetesStorageNotOnAVolumeRefused(t *testing.T) {
 // maintain with a plugin enable: the workload scaled down to one pod, the
 // plugin enabled there with the API key, then the rest started again.
 func TestKubernetesMaintainPluginEnable(t *testing.T) {
+	maintainPluginEnable(t, kubetest.Options{Replicas: 3})
+}
+
+// The same on a StatefulSet: its pod nocobase-0 is the one left running.
+func TestKubernetesStatefulSetMaintainPluginEnable(t *testing.T) {
+	maintainPluginEnable(t, kubetest.Options{Replicas: 3, StatefulSet: true})
+}
+
+func maintainPluginEnable(t *testing.T, opts kubetest.Options) {
+	t.Helper()
 	log := filepath.Join(t.TempDir(), "plugins.log")
-	s := newKubeSetupEnv(t, 3, map[string]string{"NOCOBASE_API_KEY": "k8s-test-key", "NOCOBASE_PLUGIN_LOG": log}, "1.7.13")
+	opts.Env = map[string]string{"NOCOBASE_API_KEY": "k8s-test-key", "NOCOBASE_PLUGIN_LOG": log}
+	s := newKubeSetupWith(t, opts, "1.7.13")
 	p := start(t, s.env, "run", "maintain", "prod", "plugin", "enable", "@nocobase/plugin-map", "--config", s.conf)
 	runID(t, p)
 	waitOut(t, p.out, "Choices:", 3*time.Minute)
-	if n := *s.c.Deployment(t).Spec.Replicas; n != 1 {
-		t.Fatalf("at the verify checkpoint the deployment has %d replicas, want 1", n)
+	if n := s.c.Workload(t).Replicas; n != 1 {
+		t.Fatalf("at the verify checkpoint the %s has %d replicas, want 1", s.c.Kind, n)
 	}
 	io.WriteString(p.stdin, "continue\n")
 	if c := p.exit(t, 3*time.Minute); c != 0 {
@@ -465,7 +476,16 @@ func TestKubernetesFirstStart(t *testing.T) {
 // is what docs/operations.md says (the Service on the maintenance page,
 // the size recorded on the Deployment).
 func TestKubernetesUpgradeKilledAndResumed(t *testing.T) {
-	s := newKubeSetup(t, 3, "1.7.13", "1.7.14")
+	killedAndResumed(t, newKubeSetup(t, 3, "1.7.13", "1.7.14"))
+}
+
+// The same on an OrderedReady StatefulSet: the size is recorded on it.
+func TestKubernetesStatefulSetUpgradeKilledAndResumed(t *testing.T) {
+	killedAndResumed(t, newKubeSetupWith(t, kubetest.Options{Replicas: 3, StatefulSet: true}, "1.7.13", "1.7.14"))
+}
+
+func killedAndResumed(t *testing.T, s *kubeSetup) {
+	t.Helper()
 	poll := startPoller(t, s.c)
 	p := start(t, s.env, "run", "upgrade", "1.7.14", "prod", "--config", s.conf)
 	id := runID(t, p)
@@ -484,8 +504,8 @@ func TestKubernetesUpgradeKilledAndResumed(t *testing.T) {
 	waitStep(t, a.out, "Start one node")
 	s.waitReplicas(t, 1)
 	kill(a)
-	if v := s.c.Deployment(t).Annotations[kubernetes.AnnotationReplicas]; v != "3" {
-		t.Fatalf("killed while the first node starts: the deployment records size %q, want 3", v)
+	if v := s.c.Workload(t).Annotations[kubernetes.AnnotationReplicas]; v != "3" {
+		t.Fatalf("killed while the first node starts: the %s records size %q, want 3", s.c.Kind, v)
 	}
 	// 3: after Continue, once the second node was started.
 	a = start(t, s.env, "attach", id, "--config", s.conf)
