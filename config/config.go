@@ -22,14 +22,15 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Duration is a time.Duration written as "90s", "10m", "2h".
+// Duration is a time.Duration written as "90s", "10m", "2h", or with
+// days and weeks, "7d", "2w" (format.ParseDuration).
 type Duration time.Duration
 
 // UnmarshalYAML reads a Go duration string.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	var s string
 	if n.Kind != yaml.ScalarNode || n.Decode(&s) != nil {
-		return errors.New("expected a duration such as 90s, 10m or 2h")
+		return errors.New("expected a duration such as 90s, 10m, 2h or 7d")
 	}
 	v, err := parseDuration(s)
 	if err != nil {

@@ -44,6 +44,30 @@ func TestMinimalGetsDefaults(t *testing.T) {
 	}
 }
 
+// Durations take days and weeks as well as Go's units.
+func TestDurationsInDaysAndWeeks(t *testing.T) {
+	cfg, err := Parse(strings.NewReader(minimal + "    timeouts: {checkpoint: 1d12h, step: 90m}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := cfg.Clusters[0]
+	if cl.Timeouts.Checkpoint.D() != 36*time.Hour || cl.Timeouts.Step.D() != 90*time.Minute {
+		t.Fatalf("checkpoint %s, step %s", cl.Timeouts.Checkpoint.D(), cl.Timeouts.Step.D())
+	}
+	cfg, err = Parse(strings.NewReader(strings.Replace(minimal, "destination: /b, ", "destination: /b, max_age: 2w, ", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Clusters[0].Backup.MaxAge.D(); got != 14*24*time.Hour {
+		t.Fatalf("max_age 2w read as %s", got)
+	}
+	for _, bad := range []string{"7days", "-1d", "d"} {
+		if _, err := Parse(strings.NewReader(minimal + "    timeouts: {checkpoint: " + bad + "}\n")); err == nil || !strings.Contains(err.Error(), "is not a duration") {
+			t.Errorf("checkpoint %q: %v, want a refusal", bad, err)
+		}
+	}
+}
+
 func TestBackupDialect(t *testing.T) {
 	c, err := Parse(strings.NewReader(strings.Replace(minimal, "container: db,", "container: db, dialect: mariadb, mysql_bin: /opt/mariadb/bin,", 1)))
 	if err != nil {

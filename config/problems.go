@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/nocobot/nocobot/format"
 )
 
 // Problem is one thing wrong in the file.
@@ -321,9 +323,9 @@ func describeNode(n *yaml.Node) string {
 
 // parseDuration is time.ParseDuration without negative values.
 func parseDuration(s string) (time.Duration, error) {
-	v, err := time.ParseDuration(s)
+	v, err := format.ParseDuration(s)
 	if err != nil || v < 0 {
-		return 0, fmt.Errorf("%q is not a duration (expected e.g. 90s, 10m, 2h)", s)
+		return 0, fmt.Errorf("%q is not a duration (expected e.g. 90s, 10m, 2h, 7d, 2w)", s)
 	}
 	return v, nil
 }

@@ -58,7 +58,7 @@ clusters:
 		`5:44: clusters[0] (prod).nodes.port: expected a whole number, got "high"`,
 		`6:21: clusters[0] (prod).load_balancer.type: "haproxy": expected nginx, webhook, kubernetes or none`,
 		"7:74: clusters[0] (prod).backup.keep_last: expected 0 (keep all) or more",
-		`8:24: clusters[0] (prod).timeouts.health: "10 minutes" is not a duration (expected e.g. 90s, 10m, 2h)`,
+		`8:24: clusters[0] (prod).timeouts.health: "10 minutes" is not a duration (expected e.g. 90s, 10m, 2h, 7d, 2w)`,
 	}
 	if got := ps.Lines(); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
