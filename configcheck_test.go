@@ -43,7 +43,7 @@ clusters:
 		conf + ":7:7: clusters[0] (prod).nodes.prot: unknown key (expected one of: labels, migrations,",
 		conf + `:8:21: clusters[0] (prod).load_balancer.type: "haproxy": expected nginx, webhook, kubernetes or none`,
 		conf + `:12:18: clusters[0] (prod).backup.keep_last: expected a whole number, got "many"`,
-		conf + ":14:15: clusters[0] (prod).timeouts.health: expected a duration such as 90s, 10m or 2h",
+		conf + ":14:15: clusters[0] (prod).timeouts.health: expected a duration such as 90s, 10m, 2h or 7d",
 		conf + ":16:7: clusters[0] (prod).access.terminal_users: top level only",
 		conf + ":18:68: clusters[0] (prod).windows[0].aproval: unknown key (expected one of: announce, approval,",
 		"nocobot config: " + conf + ": 7 problems (each on a line above)",
