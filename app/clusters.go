@@ -18,6 +18,39 @@ import (
 	"github.com/nocobot/nocobot/store"
 )
 
+// backupOptions are the backup settings every kind of cluster shares;
+// the caller adds how its database and storage are reached.
+func backupOptions(cc *config.Cluster, dbURL string, own []string, st store.Store) backup.Options {
+	opts := backup.Options{
+		Cluster: cc.Name, Dest: cc.Backup.Destination,
+		DBURL: dbURL, PgBin: cc.Backup.Database.PgBin,
+		Dialect: cc.Backup.Database.Dialect, MySQLBin: cc.Backup.Database.MySQLBin,
+		KeepLast: cc.Backup.KeepLast, MaxAge: cc.Backup.MaxAge.D(), ExcludeSchemas: own,
+		DumpFormat: cc.Backup.DumpFormat, Jobs: cc.Backup.Jobs, Compress: cc.Backup.Compress,
+		NoCopy: !cc.Backup.CopyInServer(), KeepCopy: cc.Backup.KeepCopy,
+		CopyWhenSpaceUnknown: cc.Backup.CopyWhenSpaceUnknown,
+		Protect:              func(ctx context.Context) (map[string]bool, error) { return procedures.BackupsInUse(ctx, st) },
+	}
+	if l := cc.Backup.CompressLevel; l != nil {
+		opts.CompressLevel = *l
+	}
+	return opts
+}
+
+// clusterFor is the engine's view of a cluster that every platform
+// shares: names, timeouts and how its nodes start.
+func clusterFor(cc *config.Cluster, nodes ports.Nodes, app ports.App, bk ports.Backups, bal ports.Balancer) *procedures.Cluster {
+	return &procedures.Cluster{
+		Name: cc.Name, ImageRepo: cc.Image.Repository, TagSuffix: cc.Image.TagSuffix,
+		Nodes: nodes, App: app, Backups: bk, Balancer: bal,
+		HealthTimeout: cc.Timeouts.Health.D(), CheckpointTimeout: cc.Timeouts.Checkpoint.D(),
+		OnTimeout: procedures.TimeoutPolicy(cc.Timeouts.OnCheckpoint), StepTimeout: cc.Timeouts.Step.D(),
+		StartParallelism: cc.Nodes.Parallelism,
+		Migrations:       cc.Nodes.Migrations, PerNodeEnv: cc.Nodes.PerNodeEnv,
+		StartDuringVerify: cc.Nodes.StartDuringVerify,
+	}
+}
+
 // measureBackups wraps a cluster's backup adapter (metrics.Backups).
 type measureBackups func(cluster string, b ports.Backups) ports.Backups
 
@@ -109,24 +142,11 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret
 	if err != nil {
 		return nil, nil, err
 	}
-	opts := backup.Options{
-		Cluster: cc.Name, Dest: cc.Backup.Destination,
-		DBContainer: cc.Backup.Database.Container, DBName: cc.Backup.Database.Name, DBUser: cc.Backup.Database.User, DBPassword: dbPw,
-		DBURL: dbURL, PgBin: cc.Backup.Database.PgBin,
-		Dialect: cc.Backup.Database.Dialect, MySQLBin: cc.Backup.Database.MySQLBin,
-		DialectFrom:      func(ctx context.Context) (string, error) { return nodesDialect(ctx, nodes) },
-		StorageContainer: cc.Backup.Storage.Container, StoragePath: cc.Backup.Storage.Path, StorageHostPath: cc.Backup.Storage.HostPath,
-		KeepLast: cc.Backup.KeepLast, MaxAge: cc.Backup.MaxAge.D(), ExcludeSchemas: own,
-		DumpFormat: cc.Backup.DumpFormat, Jobs: cc.Backup.Jobs, Compress: cc.Backup.Compress,
-		NoCopy: !cc.Backup.CopyInServer(), KeepCopy: cc.Backup.KeepCopy,
-		CopyWhenSpaceUnknown: cc.Backup.CopyWhenSpaceUnknown,
-		Protect:              func(ctx context.Context) (map[string]bool, error) { return procedures.BackupsInUse(ctx, st) },
-		Nodes:                nodes,
-		NBDataDir:            NBDataDir(cc),
-	}
-	if l := cc.Backup.CompressLevel; l != nil {
-		opts.CompressLevel = *l
-	}
+	opts := backupOptions(cc, dbURL, own, st)
+	opts.DBContainer, opts.DBName, opts.DBUser, opts.DBPassword = cc.Backup.Database.Container, cc.Backup.Database.Name, cc.Backup.Database.User, dbPw
+	opts.DialectFrom = func(ctx context.Context) (string, error) { return nodesDialect(ctx, nodes) }
+	opts.StorageContainer, opts.StoragePath, opts.StorageHostPath = cc.Backup.Storage.Container, cc.Backup.Storage.Path, cc.Backup.Storage.HostPath
+	opts.Nodes, opts.NBDataDir = nodes, NBDataDir(cc)
 	rd, err := buildRedis(cc, nodes, secret, log)
 	if err != nil {
 		return nil, nil, err
@@ -138,15 +158,8 @@ func buildCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, secret
 	if err != nil {
 		return nil, nil, err
 	}
-	c := &procedures.Cluster{
-		Name: cc.Name, ImageRepo: cc.Image.Repository, TagSuffix: cc.Image.TagSuffix,
-		Nodes: nodes, App: app, Backups: bk, Balancer: bal,
-		HealthTimeout: cc.Timeouts.Health.D(), CheckpointTimeout: cc.Timeouts.Checkpoint.D(),
-		OnTimeout: procedures.TimeoutPolicy(cc.Timeouts.OnCheckpoint), StepTimeout: cc.Timeouts.Step.D(),
-		StartParallelism: cc.Nodes.Parallelism,
-		NodeEnv:          nodes.NodeEnv(), Migrations: cc.Nodes.Migrations, PerNodeEnv: cc.Nodes.PerNodeEnv,
-		StartDuringVerify: cc.Nodes.StartDuringVerify,
-	}
+	c := clusterFor(cc, nodes, app, bk, bal)
+	c.NodeEnv = nodes.NodeEnv()
 	if c.NBData, err = nbdataSettings(cc, nodes, own); err != nil {
 		return nil, nil, err
 	}

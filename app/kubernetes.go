@@ -68,21 +68,9 @@ func buildKubeCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, se
 	if err != nil {
 		return nil, nil, err
 	}
-	opts := backup.Options{
-		Cluster: cc.Name, Dest: cc.Backup.Destination,
-		DBURL: dbURL, PgBin: cc.Backup.Database.PgBin,
-		Dialect: cc.Backup.Database.Dialect, MySQLBin: cc.Backup.Database.MySQLBin,
-		DialectFrom:     func(ctx context.Context) (string, error) { return envValue(ctx, client, "DB_DIALECT") },
-		StorageHostPath: cc.Backup.Storage.HostPath,
-		KeepLast:        cc.Backup.KeepLast, MaxAge: cc.Backup.MaxAge.D(), ExcludeSchemas: own,
-		DumpFormat: cc.Backup.DumpFormat, Jobs: cc.Backup.Jobs, Compress: cc.Backup.Compress,
-		NoCopy: !cc.Backup.CopyInServer(), KeepCopy: cc.Backup.KeepCopy,
-		CopyWhenSpaceUnknown: cc.Backup.CopyWhenSpaceUnknown,
-		Protect:              func(ctx context.Context) (map[string]bool, error) { return procedures.BackupsInUse(ctx, st) },
-	}
-	if l := cc.Backup.CompressLevel; l != nil {
-		opts.CompressLevel = *l
-	}
+	opts := backupOptions(cc, dbURL, own, st)
+	opts.DialectFrom = func(ctx context.Context) (string, error) { return envValue(ctx, client, "DB_DIALECT") }
+	opts.StorageHostPath = cc.Backup.Storage.HostPath
 	rd, err := buildRedisEnv(cc, nil, client.Env, secret, log)
 	if err != nil {
 		return nil, nil, err
@@ -99,16 +87,9 @@ func buildKubeCluster(cc *config.Cluster, st store.Store, log zerolog.Logger, se
 	if err != nil {
 		return nil, nil, err
 	}
-	c := &procedures.Cluster{
-		Name: cc.Name, ImageRepo: cc.Image.Repository, TagSuffix: cc.Image.TagSuffix,
-		Nodes: nodes, App: app, Backups: bk, Balancer: bal,
-		HealthTimeout: cc.Timeouts.Health.D(), CheckpointTimeout: cc.Timeouts.Checkpoint.D(),
-		OnTimeout: procedures.TimeoutPolicy(cc.Timeouts.OnCheckpoint), StepTimeout: cc.Timeouts.Step.D(),
-		StartParallelism: cc.Nodes.Parallelism,
-		// The pods of one workload share its environment: no NodeEnv, as
-		// for a Swarm service.
-		Migrations: cc.Nodes.Migrations, PerNodeEnv: cc.Nodes.PerNodeEnv,
-	}
+	// The pods of one workload share its environment: no NodeEnv, as for
+	// a Swarm service.
+	c := clusterFor(cc, nodes, app, bk, bal)
 	closer := func() error { return nil }
 	if rd != nil {
 		c.Redis = rd

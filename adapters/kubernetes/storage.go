@@ -3,6 +3,7 @@ package kubernetes
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -100,7 +101,7 @@ func (s *Storage) CopyFrom(ctx context.Context, name, dir string) (io.ReadCloser
 				_, err = io.Copy(io.Discard, raw)
 			}
 			// Unblocks the exec's writes when the reading side gave up.
-			raw.CloseWithError(cmpOr(err, errors.New("the copy ended")))
+			raw.CloseWithError(cmp.Or(err, errors.New("the copy ended")))
 			renamed <- err
 		}()
 		err := s.withPod(ctx, name, dir, func(ctx context.Context, pod string) error {
@@ -149,13 +150,6 @@ func underName(r io.Reader, base string, w io.Writer) error {
 			return err
 		}
 	}
-}
-
-func cmpOr(err, def error) error {
-	if err != nil {
-		return err
-	}
-	return def
 }
 
 func rebase(name, base string) string {
